@@ -1,3 +1,81 @@
-fn main() {
-    println!("Hello, world!");
+//! The `peerchat` binary: command line in, exit status out.
+//!
+//! Exit status: 0 after a normal quit, 1 when the peer cannot run (for example the port
+//! is taken), 2 for a command-line mistake.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use peerchat::cli::{self, Parsed, UsageError};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let args = match cli::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Help(usage)) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("peerchat {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(args)) => args,
+        Err(e) => return usage_error(&e),
+    };
+    let interactive = io::stdin().is_terminal();
+    let name = match args.name.clone() {
+        Some(name) => name,
+        None if interactive => match ask("Enter your name: ") {
+            Some(name) => name,
+            None => return ExitCode::from(2),
+        },
+        None => return missing("--name NAME", args.usage()),
+    };
+    let port = match args.port {
+        Some(port) => port,
+        None if interactive => loop {
+            let Some(answer) = ask("Enter your port number: ") else {
+                return ExitCode::from(2);
+            };
+            match answer.parse::<u16>() {
+                Ok(port) => break port,
+                Err(_) => eprintln!("a port is a number from 0 to 65535"),
+            }
+        },
+        None => return missing("--port PORT", args.usage()),
+    };
+    let config = match args.resolve(name, port) {
+        Ok(config) => config,
+        Err(e) => return usage_error(&e),
+    };
+    match peerchat::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peerchat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(e: &UsageError) -> ExitCode {
+    eprintln!("peerchat: {}\n\n{}", e.message, e.usage);
+    ExitCode::from(2)
+}
+
+fn missing(what: &str, usage: &str) -> ExitCode {
+    eprintln!("peerchat: {what} is required when stdin is not a terminal\n\n{usage}");
+    ExitCode::from(2)
+}
+
+/// Asks at the terminal; `None` when stdin ends.
+fn ask(question: &str) -> Option<String> {
+    print!("{question}");
+    let _ = io::stdout().flush();
+    let mut line = String::new();
+    match io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_owned()),
+    }
 }

@@ -6,8 +6,53 @@
 //! message small enough for receivers that read a single `recv(1024)`.
 //!
 //! See `../shared/PROTOCOL.md` for the dialects and the README for what we accept.
+//!
+//! # How a line is read
+//!
+//! Each complete line (or the final unterminated one) is tried against the dialects in
+//! this order; the first that matches wins, and their leading tokens make them disjoint:
+//!
+//! 1. blank (only whitespace): nothing;
+//! 2. the *first* non-blank line of a connection holding only digits that form a valid port:
+//!    the persistent dialect's opening line, which yields nothing by itself (but if the
+//!    connection ends with nothing else, it is yielded as raw chat: someone typed a number);
+//! 3. JSON, when the line starts with `{` (pretty-printed JSON is accumulated over lines
+//!    while it is incomplete; a line that turns out not to be JSON is re-read as plain lines);
+//! 4. bracketed, when the line starts with `<IP:PORT>`;
+//! 5. key/value, when the line starts with `LISTENING_PORT:`;
+//! 6. colon fields, when the line starts with `MESSAGE:`, `CONNECT:`, `ACK:` or `EXIT:`;
+//! 7. standard, when the first token is `IP:PORT` (`[IPv6]:PORT`);
+//! 8. spaced, when the first two tokens are an IP and a port;
+//! 9. raw text, attributed to the connection's identity when a previous line had a header.
+//!
+//! Decision rules for the ambiguous cases:
+//!
+//! - Ports must be digits only and in `1..=65535`, else the line is not a header (raw).
+//! - Keywords (`LISTENING_PORT`, `MESSAGE`, `<end>`, JSON `type`...) match in any case.
+//! - Control words (`connect`, `connection_request`, `handshake`, `connect_ack`, `exit`,
+//!   `disconnect`, `[peer_quit]`) only count as the *whole* trimmed message, in any case,
+//!   for the standard, spaced, bracketed, key/value, persistent and raw bodies. The colon
+//!   and JSON dialects say what a message is in a field of their own, so their text is
+//!   always chat (`MESSAGE:bob:80:exit` is the chat text `exit`).
+//! - After a header, exactly one space or tab separates the name from the text; further
+//!   leading spacing belongs to the text, trailing whitespace is trimmed.
+//! - A header with a name but no text is `Chat("")` (callers may ignore empty chat). A
+//!   header followed by a single control word and nothing else (`IP:PORT exit`) is that
+//!   control word from a sender with no name; a header alone is `Chat("")` with no name.
+//! - A header on a later line of a connection replaces the connection's identity; raw
+//!   lines take the latest identity, in the dialect of the line that set it, or
+//!   [`Dialect::Persistent`] if the connection opened with a port line.
+//! - A bracketed block ends at `<end>`, at EOF, or at a new `<IP:PORT>` line. Leading blank
+//!   lines are dropped, inner ones kept. A block that grows past the decoder's limit is
+//!   delivered in pieces of whole lines instead of failing.
+//! - JSON needs `type` or `content` to count as a message; an unknown `type` is chat, a
+//!   `type` that is a control word (`connect`, `exit`, `connect_ack`, `ack`...) is that.
+//!   Several objects glued on one line are several messages.
+//! - NUL and other control bytes stay in the text; invalid UTF-8 becomes U+FFFD.
+//! - A line longer than the limit is an error whatever the chunking; after an error the
+//!   decoder stays failed and yields nothing more.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;
@@ -83,43 +128,710 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Who is talking on a connection, as the last header on it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    name: Option<String>,
+    claimed_ip: Option<IpAddr>,
+    port: Option<u16>,
+}
+
+impl Identity {
+    /// The identity a message's header announced.
+    fn of(m: &Message) -> Identity {
+        Identity {
+            name: m.name.clone(),
+            claimed_ip: m.claimed_ip,
+            port: m.port,
+        }
+    }
+
+    /// A message from this identity.
+    fn message(&self, body: Body, dialect: Dialect) -> Message {
+        self.clone().into_message(body, dialect)
+    }
+
+    /// A message from this identity, consuming it.
+    fn into_message(self, body: Body, dialect: Dialect) -> Message {
+        Message {
+            name: self.name,
+            claimed_ip: self.claimed_ip,
+            port: self.port,
+            body,
+            dialect,
+        }
+    }
+}
+
+/// Lines held until a multi-line construct is complete.
+#[derive(Debug)]
+enum Block {
+    /// Between `<IP:PORT> @ <TEAM>` and `<end>`: the lines so far, joined with `\n`.
+    Bracketed {
+        who: Identity,
+        text: String,
+        /// A piece of this block was already delivered (it outgrew the limit).
+        emitted: bool,
+    },
+    /// Lines of a JSON value that does not parse yet, joined with `\n`.
+    Json { text: String },
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        match self {
+            Block::Bracketed { text, .. } | Block::Json { text } => text.len(),
+        }
+    }
+}
+
 /// Turns the byte stream of one inbound connection into messages.
 ///
 /// Lines end at `\n` (a preceding `\r` is dropped); the last line may end at EOF instead.
 /// Bytes are buffered until a line is complete, so a multi-byte character cut by a read
 /// boundary is decoded whole; invalid UTF-8 becomes U+FFFD. A connection that sends nothing
-/// yields nothing (a liveness probe).
+/// yields nothing (a liveness probe). See the module documentation for how lines are read.
 #[derive(Debug)]
 pub struct Decoder {
     max_line: usize,
     partial: Vec<u8>,
+    /// An open bracketed block or incomplete JSON value.
+    block: Option<Block>,
+    /// The latest header on this connection, and the dialect of header-less lines after it.
+    identity: Option<(Identity, Dialect)>,
+    /// The first non-blank line was a port (the persistent dialect).
+    opened_with_port: bool,
+    /// A non-blank line was seen.
+    seen_line: bool,
+    /// The opening port line, while nothing else followed it.
+    port_line: Option<String>,
+    /// A line was too long: the connection is to be dropped, nothing more is decoded.
+    failed: bool,
 }
 
 impl Decoder {
-    /// A decoder that refuses lines longer than `max_line` bytes.
+    /// A decoder that refuses lines longer than `max_line` bytes; it also holds at most
+    /// `max_line` bytes in total (see [`Decoder::buffered`]).
     pub fn new(max_line: usize) -> Self {
         Decoder {
             max_line,
             partial: Vec::new(),
+            block: None,
+            identity: None,
+            opened_with_port: false,
+            seen_line: false,
+            port_line: None,
+            failed: false,
         }
     }
 
     /// Feeds bytes as they came off the socket; complete messages are pushed to `out`.
+    ///
+    /// Fails when a line is longer than the limit, whatever the chunking. Messages decoded
+    /// before the offending line are still pushed; after a failure the decoder holds
+    /// nothing and every later call fails too.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
-        let _ = (bytes, out, self.max_line, &self.partial);
-        todo!("wire decoder")
+        if self.failed {
+            return Err(self.error());
+        }
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
+            if self.partial.len() + line.len() > self.max_line {
+                return Err(self.fail());
+            }
+            if self.partial.is_empty() {
+                self.line_bytes(line, true, out);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line_bytes(&whole, true, out);
+                whole.clear();
+                self.partial = whole; // keep the capacity for the next line
+            }
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            if self.partial.len() + rest.len() > self.max_line {
+                return Err(self.fail());
+            }
+            self.partial.extend_from_slice(rest);
+        }
+        self.bound_block(out);
+        Ok(())
     }
 
     /// The connection reached EOF: flushes whatever is pending as final messages.
     pub fn finish(&mut self, out: &mut Vec<Message>) {
-        let _ = out;
-        todo!("wire decoder finish")
+        if self.failed {
+            return;
+        }
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line_bytes(&last, false, out);
+        }
+        // Re-reading a failed JSON block may open a bracketed one: loop until none is left.
+        while let Some(block) = self.block.take() {
+            match block {
+                Block::Json { text } => self.reread(&text, false, out),
+                Block::Bracketed { who, text, emitted } => {
+                    close_bracketed(who, text, emitted, out);
+                }
+            }
+        }
+        if let Some(text) = self.port_line.take() {
+            out.push(raw_message(Body::Chat(text)));
+        }
     }
 
-    /// Bytes held while waiting for the end of a line or block.
+    /// Bytes held while waiting for the end of a line or block (never more than the limit).
     pub fn buffered(&self) -> usize {
-        self.partial.len()
+        self.partial.len() + self.block.as_ref().map_or(0, Block::len)
     }
+
+    fn error(&self) -> DecodeError {
+        DecodeError::LineTooLong {
+            limit: self.max_line,
+        }
+    }
+
+    /// Drops everything held and refuses further input.
+    fn fail(&mut self) -> DecodeError {
+        self.failed = true;
+        self.partial = Vec::new();
+        self.block = None;
+        self.port_line = None;
+        self.error()
+    }
+
+    /// Keeps `buffered() <= max_line` by delivering (or giving up) an open block.
+    fn bound_block(&mut self, out: &mut Vec<Message>) {
+        while self.buffered() > self.max_line {
+            match self.block.take() {
+                None => return, // cannot happen: the partial line alone is within the limit
+                Some(Block::Json { text }) => self.reread(&text, true, out),
+                Some(Block::Bracketed { who, text, .. }) => {
+                    let emitted = flush_bracketed(&who, text, out);
+                    self.block = Some(Block::Bracketed {
+                        who,
+                        text: String::new(),
+                        emitted,
+                    });
+                }
+            }
+        }
+    }
+
+    /// One complete line, as bytes without its `\n`. `remember` is false for the final line
+    /// of a connection, whose identity nobody will ask for (saves a copy of the name).
+    fn line_bytes(&mut self, line: &[u8], remember: bool, out: &mut Vec<Message>) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let text = String::from_utf8_lossy(line);
+        self.line(&text, true, remember, out);
+    }
+
+    /// One complete line: continues an open block, or is read on its own.
+    fn line(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
+        match self.block.take() {
+            None => {}
+            Some(Block::Bracketed {
+                who,
+                mut text,
+                mut emitted,
+            }) => {
+                if line.trim().eq_ignore_ascii_case("<end>") {
+                    close_bracketed(who, text, emitted, out);
+                    return;
+                }
+                if bracket_addr(line).is_some() {
+                    // A new header: the sender forgot `<end>`. Deliver, then read it below.
+                    close_bracketed(who, text, emitted, out);
+                } else {
+                    let sep = usize::from(!text.is_empty());
+                    if text.len() + sep + line.len() > self.max_line {
+                        emitted = flush_bracketed(&who, text, out);
+                        text = String::new();
+                    }
+                    push_block_line(&mut text, line);
+                    self.block = Some(Block::Bracketed { who, text, emitted });
+                    return;
+                }
+            }
+            Some(Block::Json { mut text }) => {
+                if text.len() + 1 + line.len() > self.max_line {
+                    // Too big to be a sensible JSON message: read what we held as plain
+                    // lines (which may open a bracketed block), then this line afresh.
+                    self.reread(&text, remember, out);
+                    self.line(line, allow_json, remember, out);
+                    return;
+                }
+                text.push('\n');
+                text.push_str(line);
+                match parse_json(&text) {
+                    JsonRead::Messages(msgs) => {
+                        msgs.into_iter().for_each(|m| self.emit(m, remember, out));
+                    }
+                    JsonRead::Incomplete => self.block = Some(Block::Json { text }),
+                    JsonRead::Invalid => self.reread(&text, remember, out),
+                }
+                return;
+            }
+        }
+        self.dispatch(line, allow_json, remember, out);
+    }
+
+    /// Lines held for a JSON value that never came: read them as plain lines.
+    fn reread(&mut self, text: &str, remember: bool, out: &mut Vec<Message>) {
+        for line in text.split('\n') {
+            self.line(line, false, remember, out);
+        }
+    }
+
+    /// Reads one line outside any block, trying the dialects in the documented order.
+    fn dispatch(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return;
+        }
+        let first = !self.seen_line;
+        self.seen_line = true;
+        if first {
+            if let Some(port) = port_only(trimmed) {
+                self.opened_with_port = true;
+                let who = Identity {
+                    name: None,
+                    claimed_ip: None,
+                    port: Some(port),
+                };
+                self.identity = Some((who, Dialect::Persistent));
+                self.port_line = Some(trimmed.to_owned());
+                return;
+            }
+        }
+        self.port_line = None;
+        if allow_json && trimmed.starts_with('{') {
+            match parse_json(trimmed) {
+                JsonRead::Messages(msgs) => {
+                    msgs.into_iter().for_each(|m| self.emit(m, remember, out));
+                    return;
+                }
+                JsonRead::Incomplete => {
+                    self.block = Some(Block::Json {
+                        text: line.to_owned(),
+                    });
+                    return;
+                }
+                JsonRead::Invalid => {}
+            }
+        }
+        if let Some(parsed) = parse_bracketed(line) {
+            match parsed {
+                Bracketed::Message(m) => self.emit(m, remember, out),
+                Bracketed::Open { who, first } => {
+                    if remember {
+                        self.remember(who.clone(), Dialect::Bracketed);
+                    }
+                    let mut text = String::new();
+                    push_block_line(&mut text, first);
+                    self.block = Some(Block::Bracketed {
+                        who,
+                        text,
+                        emitted: false,
+                    });
+                }
+            }
+            return;
+        }
+        let headed = parse_key_value(line)
+            .or_else(|| parse_colon(line))
+            .or_else(|| parse_standard(line))
+            .or_else(|| parse_spaced(line));
+        match headed {
+            Some(m) => self.emit(m, remember, out),
+            None => out.push(self.raw(line)),
+        }
+    }
+
+    /// Pushes a message, remembering its header as the connection's identity.
+    fn emit(&mut self, m: Message, remember: bool, out: &mut Vec<Message>) {
+        let has_header = m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some();
+        if remember && has_header {
+            self.remember(Identity::of(&m), m.dialect);
+        }
+        out.push(m);
+    }
+
+    fn remember(&mut self, who: Identity, dialect: Dialect) {
+        let dialect = if self.opened_with_port {
+            Dialect::Persistent
+        } else {
+            dialect
+        };
+        self.identity = Some((who, dialect));
+    }
+
+    /// A line with no header: raw text, or a line of the sender this connection announced.
+    fn raw(&self, line: &str) -> Message {
+        let body = body_of(line);
+        match &self.identity {
+            Some((who, dialect)) => who.message(body, *dialect),
+            None => raw_message(body),
+        }
+    }
+}
+
+/// A message with no header at all.
+fn raw_message(body: Body) -> Message {
+    Message {
+        name: None,
+        claimed_ip: None,
+        port: None,
+        body,
+        dialect: Dialect::Raw,
+    }
+}
+
+/// Appends a line to a bracketed block's text; leading blank lines are dropped.
+fn push_block_line(text: &mut String, line: &str) {
+    if text.is_empty() {
+        if !line.trim().is_empty() {
+            text.push_str(line);
+        }
+    } else {
+        text.push('\n');
+        text.push_str(line);
+    }
+}
+
+/// Delivers the text held so far of a bracketed block that continues; returns whether
+/// anything of the block has now been delivered.
+fn flush_bracketed(who: &Identity, text: String, out: &mut Vec<Message>) -> bool {
+    if text.trim().is_empty() {
+        return false;
+    }
+    out.push(who.message(block_body(text), Dialect::Bracketed));
+    true
+}
+
+/// Delivers a bracketed block that ended (at `<end>`, EOF or a new header). A block with no
+/// text at all is `Chat("")`, like any header without text, unless pieces of it were
+/// delivered already.
+fn close_bracketed(who: Identity, text: String, emitted: bool, out: &mut Vec<Message>) {
+    if emitted && text.trim().is_empty() {
+        return;
+    }
+    out.push(who.into_message(block_body(text), Dialect::Bracketed));
+}
+
+fn block_body(mut text: String) -> Body {
+    text.truncate(text.trim_end().len());
+    control_word(&text).unwrap_or(Body::Chat(text))
+}
+
+/// The control word `text` is, if its whole trimmed form is one (any case).
+fn control_word(text: &str) -> Option<Body> {
+    const WORDS: [(&str, Body); 7] = [
+        ("connect", Body::Connect),
+        ("connection_request", Body::Connect),
+        ("handshake", Body::Connect),
+        ("connect_ack", Body::ConnectAck),
+        ("exit", Body::Exit),
+        ("disconnect", Body::Exit),
+        ("[peer_quit]", Body::Exit),
+    ];
+    let t = text.trim();
+    WORDS
+        .iter()
+        .find(|(word, _)| t.eq_ignore_ascii_case(word))
+        .map(|(_, body)| body.clone())
+}
+
+/// The body of a message text: a control word, or chat with trailing whitespace trimmed.
+fn body_of(text: &str) -> Body {
+    control_word(text).unwrap_or_else(|| Body::Chat(text.trim_end().to_owned()))
+}
+
+/// Separators between header fields.
+fn is_sep(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn skip_seps(s: &str) -> &str {
+    s.trim_start_matches(is_sep)
+}
+
+/// The token at the start of `s` and what follows exactly one separator after it.
+fn token(s: &str) -> (&str, &str) {
+    match s.find(is_sep) {
+        // Separators are one byte long.
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
+/// A listening port: ASCII digits only, `1..=65535`.
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// A line that is only a port (the persistent dialect's opening line).
+fn port_only(trimmed: &str) -> Option<u16> {
+    parse_port(trimmed)
+}
+
+/// An IP address, IPv6 optionally in brackets.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    match s.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => s.parse().ok(),
+    }
+}
+
+/// `IPv4:PORT` or `[IPv6]:PORT`.
+fn parse_sockaddr(s: &str) -> Option<(IpAddr, u16)> {
+    let (ip, port) = s.rsplit_once(':')?;
+    let ip = match ip.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => IpAddr::V6(v6.parse().ok()?),
+        None => IpAddr::V4(ip.parse::<Ipv4Addr>().ok()?),
+    };
+    Some((ip, parse_port(port)?))
+}
+
+/// The rest of an address header: `NAME MESSAGE`, see the module's decision rules.
+fn headed(dialect: Dialect, ip: IpAddr, port: u16, rest: &str) -> Message {
+    let (name, text) = token(rest);
+    let (name, body) = if name.is_empty() {
+        (None, Body::Chat(String::new()))
+    } else if text.trim().is_empty() {
+        match control_word(name) {
+            Some(body) => (None, body),
+            None => (Some(name), Body::Chat(String::new())),
+        }
+    } else {
+        (Some(name), body_of(text))
+    };
+    Message {
+        name: name.map(str::to_owned),
+        claimed_ip: Some(ip),
+        port: Some(port),
+        body,
+        dialect,
+    }
+}
+
+/// Standard: `IP:PORT NAME MESSAGE`.
+fn parse_standard(line: &str) -> Option<Message> {
+    let (addr, rest) = token(skip_seps(line));
+    let (ip, port) = parse_sockaddr(addr)?;
+    Some(headed(Dialect::Standard, ip, port, skip_seps(rest)))
+}
+
+/// Spaced: `IP PORT NAME MESSAGE`.
+fn parse_spaced(line: &str) -> Option<Message> {
+    let (ip, rest) = token(skip_seps(line));
+    let ip = parse_ip(ip)?;
+    let (port, rest) = token(skip_seps(rest));
+    let port = parse_port(port)?;
+    Some(headed(Dialect::Spaced, ip, port, skip_seps(rest)))
+}
+
+/// What a bracketed line is.
+enum Bracketed<'a> {
+    /// `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.
+    Message(Message),
+    /// `<IP:PORT> @ <TEAM>`, opening a block; text after the team starts the block.
+    Open { who: Identity, first: &'a str },
+}
+
+/// `<IP:PORT>` at the start of a line, and what follows it.
+fn bracket_addr(line: &str) -> Option<(IpAddr, u16, &str)> {
+    let inner = line.trim_start().strip_prefix('<')?;
+    let end = inner.find('>')?;
+    let (ip, port) = parse_sockaddr(&inner[..end])?;
+    Some((ip, port, &inner[end + 1..]))
+}
+
+/// Bracketed: `<IP:PORT> @ <TEAM>`, `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.
+fn parse_bracketed(line: &str) -> Option<Bracketed<'_>> {
+    let (ip, port, rest) = bracket_addr(line)?;
+    let rest = skip_seps(rest);
+    let (first, after) = token(rest);
+    if first != "@" {
+        return Some(Bracketed::Message(headed(
+            Dialect::Bracketed,
+            ip,
+            port,
+            rest,
+        )));
+    }
+    let after = skip_seps(after);
+    let (team, tail) = match after.strip_prefix('<').and_then(|t| t.split_once('>')) {
+        Some((team, tail)) => (team, tail),
+        None => token(after),
+    };
+    let team = team.trim();
+    let who = Identity {
+        name: (!team.is_empty()).then(|| team.to_owned()),
+        claimed_ip: Some(ip),
+        port: Some(port),
+    };
+    Some(Bracketed::Open {
+        who,
+        first: skip_seps(tail),
+    })
+}
+
+/// The value of `KEY:value` (key in any case, spaces tolerated), trimmed.
+fn key_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let s = s.trim();
+    if !s.get(..key.len())?.eq_ignore_ascii_case(key) {
+        return None;
+    }
+    let value = s[key.len()..].trim_start().strip_prefix(':')?;
+    Some(value.trim())
+}
+
+/// Key/value: `LISTENING_PORT:PORT|TEAM_NAME:TEAM|MESSAGE`; the message may hold `|`.
+fn parse_key_value(line: &str) -> Option<Message> {
+    let (first, rest) = match line.split_once('|') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (line, None),
+    };
+    let port = parse_port(key_field(first, "LISTENING_PORT")?)?;
+    let (name, text) = match rest {
+        None => (None, ""),
+        Some(rest) => {
+            let (second, tail) = rest.split_once('|').unwrap_or((rest, ""));
+            match key_field(second, "TEAM_NAME") {
+                Some(team) => (Some(team).filter(|t| !t.is_empty()), tail),
+                None => (None, rest),
+            }
+        }
+    };
+    Some(Message {
+        name: name.map(str::to_owned),
+        claimed_ip: None,
+        port: Some(port),
+        body: body_of(text.trim_start()),
+        dialect: Dialect::KeyValue,
+    })
+}
+
+/// Colon fields: `MESSAGE:NAME:PORT:TEXT`, `CONNECT:NAME:PORT`, `ACK:NAME:PORT`,
+/// `EXIT:PORT`, `CONNECT:PORT` (and `EXIT:NAME:PORT`, `ACK:PORT`).
+fn parse_colon(line: &str) -> Option<Message> {
+    let (keyword, rest) = line.trim_start().split_once(':')?;
+    let keyword = keyword.trim_end();
+    let (name, port, body) = if keyword.eq_ignore_ascii_case("MESSAGE") {
+        let mut fields = rest.splitn(3, ':');
+        let name = fields.next()?.trim();
+        let port = parse_port(fields.next()?.trim())?;
+        let text = fields.next().unwrap_or("").trim_end();
+        (name, port, Body::Chat(text.to_owned()))
+    } else {
+        let body = if keyword.eq_ignore_ascii_case("CONNECT") {
+            Body::Connect
+        } else if keyword.eq_ignore_ascii_case("ACK") {
+            Body::ConnectAck
+        } else if keyword.eq_ignore_ascii_case("EXIT") {
+            Body::Exit
+        } else {
+            return None;
+        };
+        let (name, port) = rest.split_once(':').unwrap_or(("", rest));
+        (name.trim(), parse_port(port.trim())?, body)
+    };
+    Some(Message {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        claimed_ip: None,
+        port: Some(port),
+        body,
+        dialect: Dialect::Colon,
+    })
+}
+
+/// What some text held as JSON.
+enum JsonRead {
+    /// One or more messages (several objects may be glued on one line).
+    Messages(Vec<Message>),
+    /// Valid so far but cut short: more lines may complete it.
+    Incomplete,
+    /// Not JSON, or not a message.
+    Invalid,
+}
+
+fn parse_json(text: &str) -> JsonRead {
+    let mut msgs = Vec::new();
+    let values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+    for value in values {
+        match value {
+            Ok(value) => match json_message(&value) {
+                Some(m) => msgs.push(m),
+                None => return JsonRead::Invalid,
+            },
+            Err(e) if e.is_eof() => return JsonRead::Incomplete,
+            Err(_) => return JsonRead::Invalid,
+        }
+    }
+    if msgs.is_empty() {
+        JsonRead::Invalid
+    } else {
+        JsonRead::Messages(msgs)
+    }
+}
+
+/// `{"type": ..., "content": ..., "sender_name": ..., "sender_port": N}`; needs `type` or
+/// `content`. Also reads an optional `sender_ip`.
+fn json_message(value: &serde_json::Value) -> Option<Message> {
+    use serde_json::Value;
+    let obj = value.as_object()?;
+    let kind = obj.get("type");
+    let content = obj.get("content");
+    if kind.is_none() && content.is_none() {
+        return None;
+    }
+    let kind_body = kind.and_then(Value::as_str).and_then(|k| {
+        if k.eq_ignore_ascii_case("ack") {
+            Some(Body::ConnectAck)
+        } else {
+            control_word(k)
+        }
+    });
+    let body = kind_body.unwrap_or_else(|| {
+        Body::Chat(match content {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.trim_end().to_owned(),
+            Some(other) => other.to_string(),
+        })
+    });
+    let port = match obj.get("sender_port") {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|&p| p != 0),
+        Some(Value::String(s)) => parse_port(s.trim()),
+        _ => None,
+    };
+    let name = obj
+        .get("sender_name")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    let claimed_ip = obj
+        .get("sender_ip")
+        .and_then(Value::as_str)
+        .and_then(|s| parse_ip(s.trim()));
+    Some(Message {
+        name,
+        claimed_ip,
+        port,
+        body,
+        dialect: Dialect::Json,
+    })
 }
 
 /// The header forms we can send in (`--format`).
@@ -135,8 +847,12 @@ pub enum Format {
 /// The header that precedes `text` for a sender at `own` called `name`, including the
 /// separating space.
 pub fn header(own: SocketAddr, name: &str, format: Format) -> String {
-    let _ = (own, name, format);
-    todo!("wire header")
+    let (ip, port) = (own.ip(), own.port());
+    match (format, ip) {
+        (Format::Standard, IpAddr::V4(v4)) => format!("{v4}:{port} {name} "),
+        (Format::Standard, IpAddr::V6(v6)) => format!("[{v6}]:{port} {name} "),
+        (Format::Spaced, ip) => format!("{ip} {port} {name} "),
+    }
 }
 
 /// The full wire form of one message: header then text, UTF-8, no trailing newline.
@@ -146,10 +862,47 @@ pub fn encode(own: SocketAddr, name: &str, text: &str, format: Format) -> String
     s
 }
 
+/// How far back from a piece's end [`split_for_wire`] looks for a space to cut after.
+const SPACE_WINDOW: usize = 64;
+
 /// Splits `text` into pieces such that `header_len + piece.len() <= MAX_WIRE_MESSAGE`,
 /// cutting only at UTF-8 character boundaries (at a space near the end when there is one).
 /// Returns a single piece when the text already fits; never returns an empty list.
+///
+/// The pieces concatenate back to `text`. With an absurd `header_len` (no room for a whole
+/// character) each piece still holds one character, so the limit cannot be met then.
 pub fn split_for_wire(text: &str, header_len: usize) -> Vec<&str> {
-    let _ = (text, header_len);
-    todo!("wire split")
+    let budget = MAX_WIRE_MESSAGE.saturating_sub(header_len);
+    if text.len() <= budget {
+        return vec![text];
+    }
+    let mut pieces = Vec::with_capacity(text.len() / budget.max(1) + 1);
+    let mut rest = text;
+    while rest.len() > budget {
+        let (piece, tail) = rest.split_at(cut_point(rest, budget));
+        pieces.push(piece);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
+}
+
+/// Where to end the next piece of `rest` (longer than `budget`): a char boundary at most
+/// `budget` bytes in, just after the last space in the final [`SPACE_WINDOW`] bytes if any;
+/// at least one character.
+fn cut_point(rest: &str, budget: usize) -> usize {
+    let mut cut = budget;
+    while cut > 0 && !rest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if cut == 0 {
+        return rest.chars().next().map_or(rest.len(), char::len_utf8);
+    }
+    let low = cut.saturating_sub(SPACE_WINDOW);
+    match rest.as_bytes()[low..cut].iter().rposition(|&b| b == b' ') {
+        Some(i) => low + i + 1,
+        None => cut,
+    }
 }

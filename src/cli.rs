@@ -1,0 +1,314 @@
+//! The command line: flags parsed with getopts, then resolved into a [`Config`].
+//!
+//! Raw flags ([`Args`]) are kept apart from the resolved configuration, so that the binary
+//! can ask for a missing name or port at a terminal before resolving.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use getopts::Options;
+
+use crate::config::{check_name, Config};
+use crate::wire::Format;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Print this usage text and exit 0.
+    Help(String),
+    /// Print the version and exit 0.
+    Version,
+    /// Run a peer.
+    Run(Box<Args>),
+}
+
+/// A command-line mistake: the message, and the usage text to print after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    /// One line saying what is wrong.
+    pub message: String,
+    /// The usage text.
+    pub usage: String,
+}
+
+/// Flags as given; name and port may still be missing.
+#[derive(Debug)]
+pub struct Args {
+    /// `--name`, if given.
+    pub name: Option<String>,
+    /// `--port`, if given.
+    pub port: Option<u16>,
+    config: Config,
+    usage: String,
+}
+
+impl Args {
+    /// Completes the configuration with a name and port (from the flags or asked for).
+    pub fn resolve(self, name: String, port: u16) -> Result<Config, UsageError> {
+        check_name(&name).map_err(|message| UsageError {
+            message,
+            usage: self.usage.clone(),
+        })?;
+        Ok(Config {
+            name,
+            port,
+            ..self.config
+        })
+    }
+
+    /// The usage text, for errors found after parsing.
+    pub fn usage(&self) -> &str {
+        &self.usage
+    }
+}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "n",
+        "name",
+        "the name put in every message header (one word)",
+        "NAME",
+    );
+    o.optopt(
+        "p",
+        "port",
+        "TCP port to listen on; 0 lets the system choose",
+        "PORT",
+    );
+    o.optopt(
+        "b",
+        "bind",
+        "address to listen on and send from (default 0.0.0.0)",
+        "IP",
+    );
+    o.optmulti(
+        "s",
+        "static-peer",
+        "greet this peer with connect at start-up (repeatable)",
+        "IP:PORT",
+    );
+    o.optopt(
+        "",
+        "advertise",
+        "IP to claim in headers (default: the address each connection leaves from)",
+        "IP",
+    );
+    o.optopt(
+        "",
+        "format",
+        "header form to send: standard (IP:PORT NAME MSG) or spaced (IP PORT NAME MSG)",
+        "FORM",
+    );
+    o.optflag(
+        "",
+        "headless",
+        "do not read stdin; run until SIGINT or SIGTERM",
+    );
+    o.optopt(
+        "",
+        "max-line",
+        "longest line accepted from a peer, in bytes (default 65536)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-connections",
+        "most inbound connections at once (default 16384)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "idle-timeout",
+        "close an inbound connection silent this long (default 120)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "send-timeout",
+        "give up a send that cannot connect and write in this time (default 5)",
+        "SECS",
+    );
+    o.optflag("h", "help", "print this help");
+    o.optflag("V", "version", "print the version");
+    o
+}
+
+fn usage(o: &Options) -> String {
+    let brief = "\
+Usage: peerchat [-n NAME] [-p PORT] [options]
+
+A peer-to-peer chat peer for lab networks. Type 1/2/3/0 for the menu or /help
+for one-line commands; RUST_LOG=debug shows more on stderr.
+
+Example (three peers on one machine):
+  peerchat -n alice -p 5001 -b 127.0.0.2
+  peerchat -n bob   -p 5002 -b 127.0.0.3 -s 127.0.0.2:5001";
+    o.usage(brief)
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageError> {
+    let o = options();
+    let usage = usage(&o);
+    let err = |message: String| UsageError {
+        message,
+        usage: usage.clone(),
+    };
+    let m = o.parse(args).map_err(|e| err(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Parsed::Help(usage));
+    }
+    if m.opt_present("version") {
+        return Ok(Parsed::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(err(format!("unexpected argument {extra:?}")));
+    }
+    let mut config = Config::new(String::new());
+    if let Some(name) = m.opt_str("name") {
+        check_name(&name).map_err(err)?;
+    }
+    let port = match m.opt_str("port") {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| err(format!("--port {p:?}: a port is a number from 0 to 65535")))?,
+        ),
+        None => None,
+    };
+    if let Some(ip) = m.opt_str("bind") {
+        config.bind = parse_ip(&ip).map_err(|e| err(format!("--bind {e}")))?;
+    }
+    if let Some(ip) = m.opt_str("advertise") {
+        config.advertise = Some(parse_ip(&ip).map_err(|e| err(format!("--advertise {e}")))?);
+    }
+    for peer in m.opt_strs("static-peer") {
+        let addr: SocketAddr = peer.parse().map_err(|_| {
+            err(format!(
+                "--static-peer {peer:?}: expected IP:PORT, like 127.0.0.2:5001 or [::1]:5001"
+            ))
+        })?;
+        if addr.port() == 0 {
+            return Err(err(format!(
+                "--static-peer {peer:?}: port 0 cannot be contacted"
+            )));
+        }
+        config.static_peers.push(addr);
+    }
+    if let Some(f) = m.opt_str("format") {
+        config.format = match f.as_str() {
+            "standard" => Format::Standard,
+            "spaced" => Format::Spaced,
+            _ => return Err(err(format!("--format {f:?}: use standard or spaced"))),
+        };
+    }
+    config.headless = m.opt_present("headless");
+    let limits = &mut config.limits;
+    if let Some(n) = number(&m, "max-line").map_err(&err)? {
+        limits.max_line = n.max(1024) as usize;
+    }
+    if let Some(n) = number(&m, "max-connections").map_err(&err)? {
+        limits.max_connections = n.max(1) as usize;
+    }
+    if let Some(n) = number(&m, "idle-timeout").map_err(&err)? {
+        limits.idle_timeout = Duration::from_secs(n.max(1));
+    }
+    if let Some(n) = number(&m, "send-timeout").map_err(&err)? {
+        limits.send_timeout = Duration::from_secs(n.max(1));
+    }
+    Ok(Parsed::Run(Box::new(Args {
+        name: m.opt_str("name"),
+        port,
+        config,
+        usage,
+    })))
+}
+
+fn number(m: &getopts::Matches, flag: &str) -> Result<Option<u64>, String> {
+    match m.opt_str(flag) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("--{flag} {v:?}: expected a whole number")),
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse()
+        .map_err(|_| format!("{s:?}: not an IP address (like 127.0.0.2 or ::1)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Parsed, UsageError> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn full_command_line_resolves() -> Result<(), UsageError> {
+        let Parsed::Run(args) = run(&[
+            "-n",
+            "alice",
+            "-p",
+            "5001",
+            "-b",
+            "127.0.0.2",
+            "-s",
+            "127.0.0.3:5002",
+            "-s",
+            "[::1]:7",
+            "--format",
+            "spaced",
+            "--headless",
+        ])?
+        else {
+            panic!("expected Run");
+        };
+        assert_eq!(args.name.as_deref(), Some("alice"));
+        assert_eq!(args.port, Some(5001));
+        let config = args.resolve("alice".into(), 5001)?;
+        assert_eq!(config.static_peers.len(), 2);
+        assert_eq!(config.format, Format::Spaced);
+        assert!(config.headless);
+        Ok(())
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for args in [
+            &["-p", "70000"][..],
+            &["-p", "x"],
+            &["-n", "two words"],
+            &["-b", "nowhere"],
+            &["-s", "127.0.0.2"],
+            &["-s", "127.0.0.2:0"],
+            &["--format", "xml"],
+            &["--bogus"],
+            &["stray"],
+            &["--idle-timeout", "-1"],
+        ] {
+            let got = run(args);
+            assert!(got.is_err(), "{args:?}");
+            if let Err(e) = got {
+                assert!(!e.message.contains('\n'), "one line: {}", e.message);
+                assert!(e.usage.contains("Usage: peerchat"));
+            }
+        }
+    }
+
+    #[test]
+    fn help_has_an_example_and_version_is_known() {
+        match run(&["--help"]) {
+            Ok(Parsed::Help(text)) => assert!(text.contains("Example")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run(&["-V"]), Ok(Parsed::Version)));
+    }
+}

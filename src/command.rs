@@ -1,0 +1,301 @@
+//! The console language: the numbered menu and the one-line `/` commands.
+//!
+//! [`Console`] turns typed lines into [`Command`]s. It remembers where a multi-step menu
+//! dialogue stands (`1` asks for an IP, then a port, then the message), so both
+//! interfaces can be interleaved freely. Pure: no I/O, no clock.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send `text` to one peer.
+    Send {
+        /// The peer's listening address.
+        dest: SocketAddr,
+        /// What to say.
+        text: String,
+    },
+    /// Send `text` to every active peer.
+    All {
+        /// What to say.
+        text: String,
+    },
+    /// Show the peer table.
+    Peers,
+    /// Send `connect` to every active peer.
+    Connect,
+    /// Leave: tell every active peer `exit`, then stop.
+    Quit,
+    /// Show the command list.
+    Help,
+    /// Show the numbered menu.
+    Menu,
+}
+
+/// The one-screen help text for the console.
+pub const HELP: &str = "\
+menu:  1 send a message   2 query active peers   3 connect to active peers   0 quit
+commands:
+  /send IP:PORT TEXT   send TEXT to one peer (alias /msg; IPv6 as [::1]:PORT)
+  /all TEXT            send TEXT to every active peer
+  /peers               show known peers and their status
+  /connect             send connect to every active peer
+  /quit                tell every active peer exit, then leave
+  /help                this text";
+
+/// The menu line shown on a terminal.
+pub const MENU: &str =
+    "1 send a message   2 query active peers   3 connect to active peers   0 quit   (/help for commands)";
+
+/// Where the menu dialogue stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Step {
+    #[default]
+    Idle,
+    AskIp,
+    AskPort(IpAddr),
+    AskText(SocketAddr),
+}
+
+/// Reads typed lines, one at a time, and keeps the menu dialogue's state.
+#[derive(Debug, Default)]
+pub struct Console {
+    step: Step,
+}
+
+impl Console {
+    /// A console waiting for a command.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What to show before the next line is typed.
+    pub fn prompt(&self) -> &'static str {
+        match self.step {
+            Step::Idle => "> ",
+            Step::AskIp => "Enter the recipient's IP address: ",
+            Step::AskPort(_) => "Enter the recipient's port number: ",
+            Step::AskText(_) => "Enter your message: ",
+        }
+    }
+
+    /// Interprets one typed line (without its newline). `Ok(None)` means "nothing to do
+    /// yet" (an empty line, or a menu step that needs more input); `Err` carries a short
+    /// hint for the user.
+    pub fn input(&mut self, line: &str) -> Result<Option<Command>, String> {
+        let trimmed = line.trim();
+        match self.step {
+            Step::AskText(dest) => {
+                self.step = Step::Idle;
+                // The message is taken as typed: it may well start with a slash.
+                let text = line.trim_end_matches(['\r', '\n']);
+                if text.trim().is_empty() {
+                    return Err("empty message not sent".into());
+                }
+                Ok(Some(Command::Send {
+                    dest,
+                    text: text.to_owned(),
+                }))
+            }
+            Step::AskIp | Step::AskPort(_) if trimmed.is_empty() || trimmed.starts_with('/') => {
+                // An empty line or a command abandons the dialogue.
+                self.step = Step::Idle;
+                if trimmed.is_empty() {
+                    Err("send cancelled".into())
+                } else {
+                    self.idle(trimmed)
+                }
+            }
+            Step::AskIp => match parse_ip(trimmed) {
+                Some(ip) => {
+                    self.step = Step::AskPort(ip);
+                    Ok(None)
+                }
+                None => Err(format!("{trimmed:?} is not an IP address; try again")),
+            },
+            Step::AskPort(ip) => match parse_port(trimmed) {
+                Some(port) => {
+                    self.step = Step::AskText(SocketAddr::new(ip, port));
+                    Ok(None)
+                }
+                None => Err(format!("{trimmed:?} is not a port (1-65535); try again")),
+            },
+            Step::Idle => self.idle(trimmed),
+        }
+    }
+
+    fn idle(&mut self, line: &str) -> Result<Option<Command>, String> {
+        let (word, rest) = match line.split_once(char::is_whitespace) {
+            Some((word, rest)) => (word, rest.trim_start()),
+            None => (line, ""),
+        };
+        let command = match word.to_ascii_lowercase().as_str() {
+            "" => return Ok(None),
+            "1" => {
+                self.step = Step::AskIp;
+                return Ok(None);
+            }
+            "2" | "/peers" | "/query" | "/list" => Command::Peers,
+            "3" | "/connect" => Command::Connect,
+            "0" | "/quit" | "/exit" | "/q" => Command::Quit,
+            "/help" | "/h" | "/?" => Command::Help,
+            "/menu" => Command::Menu,
+            "/send" | "/msg" => parse_send(rest)?,
+            "/all" | "/broadcast" => {
+                if rest.is_empty() {
+                    return Err("usage: /all TEXT".into());
+                }
+                Command::All {
+                    text: rest.to_owned(),
+                }
+            }
+            _ if word.starts_with('/') => {
+                return Err(format!("unknown command {word}; type /help"));
+            }
+            _ => return Err("type 1, 2, 3 or 0 for the menu, or /help for commands".into()),
+        };
+        Ok(Some(command))
+    }
+}
+
+/// `/send IP:PORT TEXT`, also accepting `/send IP PORT TEXT` and `[v6]:PORT`.
+fn parse_send(rest: &str) -> Result<Command, String> {
+    const USAGE: &str = "usage: /send IP:PORT TEXT";
+    let (first, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let after = after.trim_start();
+    let (dest, text) = if let Ok(dest) = first.parse::<SocketAddr>() {
+        (dest, after)
+    } else if let Some(ip) = parse_ip(first) {
+        let (port, text) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
+        match parse_port(port) {
+            Some(port) => (SocketAddr::new(ip, port), text.trim_start()),
+            None => return Err(format!("missing or bad port after {first}; {USAGE}")),
+        }
+    } else if first.is_empty() {
+        return Err(USAGE.into());
+    } else {
+        return Err(format!("{first:?} is not IP:PORT; {USAGE}"));
+    };
+    if dest.port() == 0 {
+        return Err("port 0 cannot be sent to".into());
+    }
+    if text.is_empty() {
+        return Err(format!("nothing to send; {USAGE}"));
+    }
+    Ok(Command::Send {
+        dest,
+        text: text.to_owned(),
+    })
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    if s.eq_ignore_ascii_case("localhost") {
+        return Some(IpAddr::from([127, 0, 0, 1]));
+    }
+    s.parse().ok()
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&str]) -> Vec<Result<Option<Command>, String>> {
+        let mut console = Console::new();
+        lines.iter().map(|l| console.input(l)).collect()
+    }
+
+    fn send(dest: &str, text: &str) -> Result<Option<Command>, String> {
+        Ok(Some(Command::Send {
+            dest: dest.parse().expect("test address"),
+            text: text.into(),
+        }))
+    }
+
+    #[test]
+    fn one_line_commands() {
+        let cases: &[(&str, Result<Option<Command>, String>)] = &[
+            (
+                "/send 127.0.0.3:5002 hello there",
+                send("127.0.0.3:5002", "hello there"),
+            ),
+            ("/msg 127.0.0.3:5002  hi", send("127.0.0.3:5002", "hi")),
+            (
+                "/send 127.0.0.3 5002 spaced",
+                send("127.0.0.3:5002", "spaced"),
+            ),
+            ("/send [::1]:7000 six", send("[::1]:7000", "six")),
+            ("/SEND 127.0.0.3:5002 case", send("127.0.0.3:5002", "case")),
+            (
+                "/all to everyone",
+                Ok(Some(Command::All {
+                    text: "to everyone".into(),
+                })),
+            ),
+            ("/peers", Ok(Some(Command::Peers))),
+            ("2", Ok(Some(Command::Peers))),
+            ("3", Ok(Some(Command::Connect))),
+            ("/connect", Ok(Some(Command::Connect))),
+            ("0", Ok(Some(Command::Quit))),
+            ("/quit", Ok(Some(Command::Quit))),
+            ("  /help  ", Ok(Some(Command::Help))),
+            ("", Ok(None)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(&Console::new().input(line), want, "line {line:?}");
+        }
+    }
+
+    #[test]
+    fn bad_input_gets_a_hint() {
+        for line in [
+            "/send",
+            "/send 127.0.0.3:5002",
+            "/send nowhere hi",
+            "/send 127.0.0.3:0 hi",
+            "/send 127.0.0.3:70000 hi",
+            "/all",
+            "/frobnicate",
+            "hello",
+            "4",
+        ] {
+            assert!(Console::new().input(line).is_err(), "line {line:?}");
+        }
+    }
+
+    #[test]
+    fn menu_dialogue_asks_ip_port_then_message() {
+        let mut console = Console::new();
+        assert_eq!(console.input("1"), Ok(None));
+        assert!(console.prompt().contains("IP"));
+        assert_eq!(console.input("127.0.0.3"), Ok(None));
+        assert!(console.prompt().contains("port"));
+        assert_eq!(console.input("5002"), Ok(None));
+        assert!(console.prompt().contains("message"));
+        assert_eq!(
+            console.input("/not a command"),
+            send("127.0.0.3:5002", "/not a command")
+        );
+        assert_eq!(console.prompt(), "> ");
+    }
+
+    #[test]
+    fn menu_dialogue_retries_and_cancels() {
+        let got = run(&["1", "not-an-ip", "127.0.0.3", "99999", "5002", "hi"]);
+        assert!(got[1].is_err() && got[3].is_err());
+        assert_eq!(got[5], send("127.0.0.3:5002", "hi"));
+        let got = run(&["1", "", "2"]);
+        assert!(got[1].is_err());
+        assert_eq!(got[2], Ok(Some(Command::Peers)));
+        let got = run(&["1", "/peers"]);
+        assert_eq!(got[1], Ok(Some(Command::Peers)));
+    }
+}

@@ -1,0 +1,126 @@
+//! The resolved configuration of a peer: everything `run` needs, validated.
+//!
+//! The command line (`cli`) produces it; a program embedding peerchat can build one
+//! directly. Limits have defaults that suit a lab machine and are documented in the README.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::wire::Format;
+
+/// Bounds that keep one misbehaving peer from hurting the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line accepted from a peer or the console, in bytes.
+    pub max_line: usize,
+    /// Most inbound connections open at once; beyond it, accepting pauses until one closes.
+    pub max_connections: usize,
+    /// An inbound connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// Most outgoing connections in flight at once; further sends queue.
+    pub max_in_flight: usize,
+    /// How long an outgoing connection may take to connect and write.
+    pub send_timeout: Duration,
+    /// How long we keep reading unsolicited replies after our message was written.
+    pub linger: Duration,
+    /// How long quitting waits for the `exit` messages to go out.
+    pub quit_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: 64 * 1024,
+            max_connections: 16 * 1024,
+            idle_timeout: Duration::from_secs(120),
+            max_in_flight: 256,
+            send_timeout: Duration::from_secs(5),
+            linger: Duration::from_secs(2),
+            quit_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How a peer runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The name put in every header (one token).
+    pub name: String,
+    /// The port to listen on; 0 lets the system choose.
+    pub port: u16,
+    /// The address to listen on; a specific one is also the source of outgoing connections.
+    pub bind: IpAddr,
+    /// Peers greeted with `connect` at start-up.
+    pub static_peers: Vec<SocketAddr>,
+    /// The IP claimed in headers; by default each connection's local address.
+    pub advertise: Option<IpAddr>,
+    /// The header form we send.
+    pub format: Format,
+    /// Run without reading stdin, until SIGINT or SIGTERM.
+    pub headless: bool,
+    /// Resource bounds.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the name.
+    pub fn new(name: impl Into<String>) -> Self {
+        Config {
+            name: name.into(),
+            port: 0,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            static_peers: Vec::new(),
+            advertise: None,
+            format: Format::Standard,
+            headless: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The IP we claim when it is known before connecting: `--advertise`, else a specific
+    /// bind address.
+    pub fn own_ip(&self) -> Option<IpAddr> {
+        self.advertise
+            .or_else(|| Some(self.bind).filter(|ip| !ip.is_unspecified()))
+    }
+}
+
+/// Checks that `name` can go in a header: one token, printable, not too long.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name must not be empty".into());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the name {name:?} must be one word (no spaces): it goes in every message header"
+        ));
+    }
+    if name.len() > 64 {
+        return Err("the name must be at most 64 bytes".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_tokens() {
+        assert!(check_name("blockchain").is_ok());
+        assert!(check_name("team-7_ü").is_ok());
+        for bad in ["", "two words", "tab\there", "nl\n", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_ip_prefers_advertise_then_specific_bind() {
+        let mut c = Config::new("n");
+        assert_eq!(c.own_ip(), None);
+        c.bind = "127.0.0.2".parse().expect("ip");
+        assert_eq!(c.own_ip(), Some(c.bind));
+        c.advertise = Some("127.0.0.9".parse().expect("ip"));
+        assert_eq!(c.own_ip(), c.advertise);
+    }
+}

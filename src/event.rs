@@ -1,0 +1,122 @@
+//! What the user is told: every notice the peer produces, as data.
+//!
+//! The node and the event loop emit [`Event`]s; the output layer renders them (plain lines
+//! today; the README documents their exact layout). Keeping them as data keeps the core
+//! testable and lets a program embedding peerchat receive the same events.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::peers::Row;
+
+/// Who a received message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct From {
+    /// The name in its header, if any.
+    pub name: Option<String>,
+    /// The IP observed on the socket (trusted).
+    pub ip: IpAddr,
+    /// The listening port it claims, if its dialect says.
+    pub port: Option<u16>,
+    /// The IP it claims, when that differs from the observed one.
+    pub claimed_ip: Option<IpAddr>,
+}
+
+impl From {
+    /// The peer's identity, when a listening port is known.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.port.map(|port| SocketAddr::new(self.ip, port))
+    }
+}
+
+/// Why a peer left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It said `exit` (or a dialect's equivalent).
+    Exit,
+}
+
+impl LeaveReason {
+    /// The word shown to the user.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Exit => "exit",
+        }
+    }
+}
+
+/// One thing the user should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We listen at `addr` under `name`.
+    Listening {
+        /// The real listening address (with the real port when 0 was asked for).
+        addr: SocketAddr,
+        /// Our name.
+        name: String,
+    },
+    /// A chat message arrived.
+    Message {
+        /// Its sender.
+        from: From,
+        /// What it says.
+        text: String,
+    },
+    /// A peer said `connect`; `answered` tells whether `connect_ack` went back.
+    ConnectFrom {
+        /// Its sender.
+        from: From,
+        /// Whether we could answer (a listening port was known).
+        answered: bool,
+    },
+    /// A peer answered our `connect`.
+    ConnectAck {
+        /// Its sender.
+        from: From,
+    },
+    /// A peer was removed from the table.
+    PeerLeft {
+        /// Its identity.
+        addr: SocketAddr,
+        /// Its name, if known.
+        name: Option<String>,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A message was written to `dest` in full.
+    Sent {
+        /// The destination's listening address.
+        dest: SocketAddr,
+        /// What was sent (without header).
+        text: String,
+    },
+    /// A message could not be sent.
+    SendFailed {
+        /// The destination's listening address.
+        dest: SocketAddr,
+        /// What was not sent (without header).
+        text: String,
+        /// What went wrong, in plain words.
+        reason: String,
+    },
+    /// A long message was split for receivers that read only 1024 bytes.
+    Split {
+        /// The destination.
+        dest: SocketAddr,
+        /// Into how many messages.
+        parts: usize,
+    },
+    /// The answer to a query.
+    Peers(Vec<Row>),
+    /// The command list was asked for.
+    Help,
+    /// The numbered menu should be shown.
+    Menu,
+    /// The user's input was not understood; a short hint.
+    Hint(String),
+    /// Something went wrong that the user should know about.
+    Warning(String),
+    /// Something happened that is worth a line.
+    Info(String),
+    /// The peer is leaving; nothing follows.
+    Bye,
+}

@@ -1,0 +1,687 @@
+//! The event loop: one `mio::Poll`, moving bytes and executing what the node decides.
+//!
+//! Sources: the listener, every peer connection (a [`Slab`] of them, keyed by token),
+//! stdin, and a signal pipe for SIGINT/SIGTERM. Timers live in a deadline set whose
+//! earliest entry is the `poll` timeout, so an idle peer sleeps in `poll`.
+//!
+//! Rules this loop keeps (see mio's `Poll` docs):
+//! - readiness is edge-triggered: accept, read and write until `WouldBlock`;
+//! - events are hints: the truth is what `read`/`write` return, so a stale or spurious
+//!   event for a reused slot only costs a `WouldBlock`;
+//! - a connection is deregistered before it is dropped;
+//! - nothing blocks: connects are non-blocking, writes keep their unsent rest, and
+//!   every outgoing connection has a deadline.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::Instant;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::net;
+use crate::node::{Effect, Identity, Node};
+use crate::outbox::Outbox;
+use crate::output::Output;
+use crate::stdin::{self, Input};
+use crate::timers::Timers;
+use crate::wire::{self, Decoder};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const STDIN: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX - 3);
+
+/// Size of the one read buffer shared by every connection.
+const READ_BUF: usize = 64 * 1024;
+
+/// Why the peer could not run.
+#[derive(Debug)]
+pub enum Error {
+    /// The listening address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The event loop itself failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {}", net::describe(e)),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// What a timer entry asks for; connection entries carry the slot's generation so that a
+/// timer outliving its connection does nothing.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// Check a connection's deadline.
+    Conn { key: usize, gen: u64 },
+    /// Try accepting again after running out of descriptors.
+    ResumeAccept,
+    /// Quitting has waited long enough for the `exit` messages.
+    QuitDeadline,
+}
+
+/// An inbound connection: bytes in, messages out.
+#[derive(Debug)]
+struct Inbound {
+    stream: TcpStream,
+    ip: IpAddr,
+    decoder: Decoder,
+    last_active: Instant,
+}
+
+/// Where an outgoing connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Writing,
+    /// Written and shut down for writing; reading any reply until the peer closes.
+    Draining,
+}
+
+/// An outgoing connection carrying one message.
+#[derive(Debug)]
+struct Outbound {
+    stream: TcpStream,
+    dest: SocketAddr,
+    text: String,
+    bytes: Vec<u8>,
+    written: usize,
+    phase: Phase,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+enum Conn {
+    In(Inbound),
+    Out(Outbound),
+}
+
+#[derive(Debug)]
+struct Slot {
+    gen: u64,
+    conn: Conn,
+}
+
+/// A running peer.
+pub struct EventLoop {
+    poll: Poll,
+    events: Events,
+    listener: TcpListener,
+    /// Accepting paused: at the connection limit, or out of descriptors.
+    accept_paused: bool,
+    conns: Slab<Slot>,
+    next_gen: u64,
+    timers: Timers<Timer>,
+    outbox: Outbox,
+    node: Node,
+    console: stdin::Console,
+    output: Output,
+    /// Whether a person is at a terminal.
+    interactive: bool,
+    /// Set once stdout is gone; output is then dropped.
+    stdout_broken: bool,
+    signals: Signals,
+    config: Config,
+    listen_port: u16,
+    shutting_down: bool,
+    /// Reused buffers: the loop allocates nothing per event on its hot path.
+    read_buf: Box<[u8]>,
+    effects: Vec<Effect>,
+    messages: Vec<wire::Message>,
+    inputs: Vec<Input>,
+}
+
+impl EventLoop {
+    /// Binds the listener and sets up every source; nothing is sent yet.
+    pub fn bind(config: Config) -> Result<Self, Error> {
+        if let Err(e) = net::raise_fd_limit() {
+            log::debug!("could not raise the descriptor limit: {e}");
+        }
+        let addr = SocketAddr::new(config.bind, config.port);
+        let mut listener = net::listen(addr).map_err(|e| Error::Bind(addr, e))?;
+        let listen_port = listener.local_addr()?.port();
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let console = if config.headless {
+            stdin::Console::closed()
+        } else {
+            stdin::Console::attach(poll.registry(), STDIN, config.limits.max_line)
+        };
+        let interactive = !config.headless && stdin::is_terminal() && io::stdout().is_terminal();
+        let node = Node::new(
+            Identity {
+                name: config.name.clone(),
+                format: config.format,
+                own_ip: config.own_ip(),
+                static_peers: config.static_peers.clone(),
+            },
+            listen_port,
+        );
+        Ok(EventLoop {
+            poll,
+            events: Events::with_capacity(1024),
+            listener,
+            accept_paused: false,
+            conns: Slab::new(),
+            next_gen: 0,
+            timers: Timers::default(),
+            outbox: Outbox::new(config.limits.max_in_flight),
+            node,
+            console,
+            output: Output::new(interactive),
+            interactive,
+            stdout_broken: false,
+            signals,
+            listen_port,
+            config,
+            shutting_down: false,
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            effects: Vec::new(),
+            messages: Vec::new(),
+            inputs: Vec::new(),
+        })
+    }
+
+    /// The address we listen on (with the real port).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until the user quits (or a signal arrives) and the `exit` messages are out.
+    pub fn run(mut self) -> Result<(), Error> {
+        let listening = SocketAddr::new(self.config.bind, self.listen_port);
+        self.node.start(listening, &mut self.effects);
+        if self.interactive {
+            self.effects.push(Effect::Show(Event::Menu));
+        }
+        self.apply_effects(Instant::now());
+        loop {
+            self.start_sends(Instant::now());
+            self.flush_output();
+            if self.shutting_down && self.outbox.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            let timeout = if self.console.wants_turn() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.timers.timeout(now)
+            };
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            let now = Instant::now();
+            let mut stdin_ready = self.console.wants_turn();
+            // Taken out so that handlers may borrow the whole loop; put back below.
+            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    STDIN => stdin_ready = true,
+                    SIGNALS => self.on_signal(),
+                    Token(key) => self.on_conn_ready(key, now),
+                }
+                self.apply_effects(now);
+            }
+            self.events = events;
+            if stdin_ready {
+                self.read_console(now);
+            }
+            for timer in self.timers.pop_expired(now) {
+                self.on_timer(timer, now);
+            }
+            self.apply_effects(now);
+        }
+        self.output.show(&Event::Bye);
+        self.flush_output();
+        Ok(())
+    }
+
+    fn apply_effects(&mut self, now: Instant) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Show(event) => {
+                    if !self.stdout_broken {
+                        self.output.show(&event);
+                    }
+                }
+                Effect::Send(out) => self.outbox.push(out.dest, out.text),
+                Effect::Shutdown => {
+                    self.shutting_down = true;
+                    self.console.detach(self.poll.registry());
+                    self.timers
+                        .insert(now + self.config.limits.quit_wait, Timer::QuitDeadline);
+                }
+            }
+        }
+        // Keep the allocation; showing and queueing never produce new effects.
+        self.effects = effects;
+    }
+
+    fn flush_output(&mut self) {
+        if self.stdout_broken {
+            return;
+        }
+        let prompt = (self.interactive && !self.shutting_down).then(|| self.node.prompt());
+        if let Err(e) = self.output.flush(&mut io::stdout().lock(), prompt) {
+            // Nobody reads us any more: leave politely.
+            log::warn!("stdout failed ({e}); quitting");
+            self.stdout_broken = true;
+            self.node.quit(&mut self.effects);
+            self.apply_effects(Instant::now());
+        }
+    }
+
+    fn on_signal(&mut self) {
+        let count = self.signals.pending().count();
+        if count == 0 {
+            return;
+        }
+        if self.shutting_down {
+            // A second Ctrl-C while quitting: stop waiting.
+            self.give_up_sends("quit was interrupted");
+        } else {
+            self.node.quit(&mut self.effects);
+        }
+    }
+
+    fn read_console(&mut self, now: Instant) {
+        let mut inputs = std::mem::take(&mut self.inputs);
+        self.console.read(&mut self.read_buf, &mut inputs);
+        for input in inputs.drain(..) {
+            match input {
+                Input::Line(line) => {
+                    self.output.line_typed();
+                    self.node.on_line(&line, now, &mut self.effects);
+                }
+                Input::Overlong(n) => self.effects.push(Effect::Show(Event::Warning(format!(
+                    "ignored a typed line of {n} bytes (the limit is {})",
+                    self.config.limits.max_line
+                )))),
+                Input::Eof => self.node.quit(&mut self.effects),
+            }
+        }
+        self.inputs = inputs;
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while !self.accept_paused {
+            if self.conns.len() >= self.config.limits.max_connections {
+                log::warn!(
+                    "{} connections open (the limit): not accepting until one closes",
+                    self.conns.len()
+                );
+                self.accept_paused = true;
+                return;
+            }
+            match self.listener.accept() {
+                Ok((stream, addr)) => self.add_inbound(stream, addr, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of descriptors or buffers: pause rather than spin.
+                    log::warn!("accept failed: {}; pausing for 100 ms", net::describe(&e));
+                    self.accept_paused = true;
+                    self.timers.insert(
+                        now + std::time::Duration::from_millis(100),
+                        Timer::ResumeAccept,
+                    );
+                }
+            }
+        }
+    }
+
+    fn resume_accept(&mut self, now: Instant) {
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.accept(now);
+        }
+    }
+
+    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot watch a connection from {addr}: {e}");
+            return;
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        entry.insert(Slot {
+            gen,
+            conn: Conn::In(Inbound {
+                stream,
+                ip: addr.ip().to_canonical(),
+                decoder: Decoder::new(self.config.limits.max_line),
+                last_active: now,
+            }),
+        });
+        self.timers.insert(
+            now + self.config.limits.idle_timeout,
+            Timer::Conn { key, gen },
+        );
+        // The data is often there already: read now rather than wait for the event.
+        self.on_conn_ready(key, now);
+    }
+
+    fn on_conn_ready(&mut self, key: usize, now: Instant) {
+        match self.conns.get(key).map(|slot| &slot.conn) {
+            Some(Conn::In(_)) => self.read_inbound(key, now),
+            Some(Conn::Out(_)) => self.drive_outbound(key, now),
+            None => {}
+        }
+    }
+
+    fn read_inbound(&mut self, key: usize, now: Instant) {
+        let Some(Slot {
+            conn: Conn::In(conn),
+            ..
+        }) = self.conns.get_mut(key)
+        else {
+            return;
+        };
+        conn.last_active = now;
+        let mut close = None;
+        loop {
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    conn.decoder.finish(&mut self.messages);
+                    close = Some(None);
+                    break;
+                }
+                Ok(n) => {
+                    if let Err(e) = conn.decoder.feed(&self.read_buf[..n], &mut self.messages) {
+                        close = Some(Some(format!("closed the connection from {}: {e}", conn.ip)));
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Deliver what did arrive, then drop the broken connection.
+                    conn.decoder.finish(&mut self.messages);
+                    log::debug!("connection from {} failed: {e}", conn.ip);
+                    close = Some(None);
+                    break;
+                }
+            }
+        }
+        let ip = conn.ip;
+        for msg in self.messages.drain(..) {
+            log::debug!("from {ip}: {:?} message", msg.dialect);
+            self.node.on_message(ip, msg, now, &mut self.effects);
+        }
+        if let Some(warning) = close {
+            if let Some(warning) = warning {
+                self.effects.push(Effect::Show(Event::Warning(warning)));
+            }
+            self.close(key, now);
+        }
+    }
+
+    /// Starts queued sends while connection slots are free.
+    fn start_sends(&mut self, now: Instant) {
+        while let Some((dest, text)) = self.outbox.start_next() {
+            let from = Some(self.config.bind).filter(|ip| !ip.is_unspecified());
+            let mut stream = match net::connect(dest, from) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    self.send_failed(dest, text, net::describe(&e));
+                    continue;
+                }
+            };
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(key),
+                Interest::WRITABLE | Interest::READABLE,
+            ) {
+                self.send_failed(dest, text, e.to_string());
+                continue;
+            }
+            let gen = self.next_gen;
+            self.next_gen += 1;
+            let deadline = now + self.config.limits.send_timeout;
+            entry.insert(Slot {
+                gen,
+                conn: Conn::Out(Outbound {
+                    stream,
+                    dest,
+                    text,
+                    bytes: Vec::new(),
+                    written: 0,
+                    phase: Phase::Connecting,
+                    deadline,
+                }),
+            });
+            self.timers.insert(deadline, Timer::Conn { key, gen });
+        }
+        self.apply_effects(now);
+    }
+
+    fn send_failed(&mut self, dest: SocketAddr, text: String, reason: String) {
+        self.outbox.done(dest);
+        self.node
+            .on_send_failed(dest, text, reason, &mut self.effects);
+    }
+
+    fn drive_outbound(&mut self, key: usize, now: Instant) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let gen = slot.gen;
+        let Conn::Out(conn) = &mut slot.conn else {
+            return;
+        };
+        let result = step_outbound(conn, &self.config, self.listen_port, &mut self.read_buf);
+        let dest = conn.dest;
+        match result {
+            Ok(Step::Wait) => {}
+            Ok(Step::Written) => {
+                conn.phase = Phase::Draining;
+                conn.deadline = now + self.config.limits.linger;
+                let text = std::mem::take(&mut conn.text);
+                conn.bytes = Vec::new();
+                self.timers
+                    .insert(now + self.config.limits.linger, Timer::Conn { key, gen });
+                self.outbox.done(dest);
+                self.node.on_sent(dest, text, &mut self.effects);
+                // The receiver may have closed already: look once more.
+                self.drive_outbound(key, now);
+            }
+            Ok(Step::Closed) => self.close(key, now),
+            Err(e) => {
+                let text = std::mem::take(&mut conn.text);
+                self.close(key, now);
+                self.send_failed(dest, text, net::describe(&e));
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::ResumeAccept => self.resume_accept(now),
+            Timer::QuitDeadline => self.give_up_sends("still not sent when quitting"),
+            Timer::Conn { key, gen } => {
+                let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) else {
+                    return;
+                };
+                match &mut slot.conn {
+                    Conn::In(conn) => {
+                        let due = conn.last_active + self.config.limits.idle_timeout;
+                        if now < due {
+                            self.timers.insert(due, Timer::Conn { key, gen });
+                            return;
+                        }
+                        let pending = conn.decoder.buffered();
+                        if pending > 0 {
+                            self.effects.push(Effect::Show(Event::Warning(format!(
+                                "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
+                                conn.ip,
+                                self.config.limits.idle_timeout.as_secs()
+                            ))));
+                        } else {
+                            log::debug!("closing a silent connection from {}", conn.ip);
+                        }
+                        self.close(key, now);
+                    }
+                    Conn::Out(conn) => {
+                        if now < conn.deadline {
+                            return;
+                        }
+                        if conn.phase == Phase::Draining {
+                            self.close(key, now);
+                        } else {
+                            let dest = conn.dest;
+                            let text = std::mem::take(&mut conn.text);
+                            let reason = match conn.phase {
+                                Phase::Connecting => "no answer (the connection timed out)",
+                                _ => "the peer stopped reading (the send timed out)",
+                            };
+                            self.close(key, now);
+                            self.send_failed(dest, text, reason.into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reports every message not yet written as failed, and empties the outbox.
+    fn give_up_sends(&mut self, reason: &str) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| matches!(&s.conn, Conn::Out(o) if o.phase != Phase::Draining))
+            .map(|(k, _)| k)
+            .collect();
+        let now = Instant::now();
+        for key in keys {
+            if let Some(Slot {
+                conn: Conn::Out(conn),
+                ..
+            }) = self.conns.get_mut(key)
+            {
+                let (dest, text) = (conn.dest, std::mem::take(&mut conn.text));
+                self.close(key, now);
+                self.send_failed(dest, text, reason.into());
+            }
+        }
+        for (dest, text) in self.outbox.drain() {
+            self.node
+                .on_send_failed(dest, text, reason.into(), &mut self.effects);
+        }
+        self.apply_effects(now);
+    }
+
+    fn close(&mut self, key: usize, now: Instant) {
+        if let Some(slot) = self.conns.try_remove(key) {
+            let mut stream = match slot.conn {
+                Conn::In(c) => c.stream,
+                Conn::Out(c) => c.stream,
+            };
+            if let Err(e) = self.poll.registry().deregister(&mut stream) {
+                log::debug!("deregister failed: {e}");
+            }
+        }
+        if self.accept_paused && self.conns.len() < self.config.limits.max_connections {
+            self.resume_accept(now);
+        }
+    }
+}
+
+/// What one readiness event did to an outgoing connection.
+enum Step {
+    /// Nothing more can happen until the next event.
+    Wait,
+    /// The whole message was written and the write side shut down.
+    Written,
+    /// The receiver closed after our message: done.
+    Closed,
+}
+
+/// Advances an outgoing connection as far as it can go without blocking.
+fn step_outbound(
+    conn: &mut Outbound,
+    config: &Config,
+    listen_port: u16,
+    buf: &mut [u8],
+) -> io::Result<Step> {
+    if conn.phase == Phase::Connecting {
+        if let Some(e) = conn.stream.take_error()? {
+            return Err(e);
+        }
+        match conn.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Step::Wait),
+            Err(e) => return Err(e),
+        }
+        // The header claims what the receiver sees: our end of this very connection.
+        let own_ip = match config.advertise {
+            Some(ip) => ip,
+            None => conn.stream.local_addr()?.ip().to_canonical(),
+        };
+        let own = SocketAddr::new(own_ip, listen_port);
+        conn.bytes = wire::encode(own, &config.name, &conn.text, config.format).into_bytes();
+        conn.phase = Phase::Writing;
+    }
+    if conn.phase == Phase::Writing {
+        while conn.written < conn.bytes.len() {
+            match conn.stream.write(&conn.bytes[conn.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+            log::debug!("shutdown to {} failed: {e}", conn.dest);
+        }
+        return Ok(Step::Written);
+    }
+    // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal.
+    loop {
+        match conn.stream.read(buf) {
+            Ok(0) => return Ok(Step::Closed),
+            Ok(n) => log::debug!(
+                "reply from {}: {:?}",
+                conn.dest,
+                String::from_utf8_lossy(&buf[..n.min(200)])
+            ),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Ok(Step::Closed),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! peerchat: a terminal peer-to-peer chat peer for lab networks.
+//!
+//! # Architecture
+//!
+//! One thread, one [`mio::Poll`], no async runtime, no locks. The loop moves bytes; pure
+//! modules decide what they mean:
+//!
+//! ```text
+//!  stdin ──lines──▶ ┌──────────────┐ ──Effect::Show──▶ output ──▶ stdout
+//!  sockets ─bytes─▶ │  event_loop  │ ──Effect::Send──▶ outbox ──▶ one TCP connection
+//!  signals ───────▶ │ (mio, slab,  │                             per message
+//!  timers ────────▶ │   timers)    │ ◀──── decides ──── node (peer table, console,
+//!                   └──────────────┘                          connect/exit rules)
+//! ```
+//!
+//! - [`wire`]: decodes every dialect the lab's peers send, encodes ours. Pure.
+//! - [`node`]: the protocol's rules; takes events, returns [`node::Effect`]s. Pure.
+//! - [`peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
+//! - [`command`]: the numbered menu and the `/` commands. Pure.
+//! - [`outbox`]: per-destination ordering and the bound on connections in flight. Pure.
+//! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
+//! - [`event`] and [`output`]: what the user is told, and its documented layout.
+//! - [`event_loop`]: the executor; [`stdin`] and [`net`] are its OS-facing helpers.
+//! - [`config`] and [`cli`]: how a peer is configured.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod event;
+pub mod event_loop;
+pub mod net;
+pub mod node;
+pub mod outbox;
+pub mod output;
+pub mod peers;
+pub mod stdin;
+pub mod timers;
+pub mod wire;
+
+pub use config::{Config, Limits};
+pub use event_loop::{Error, EventLoop};
+
+/// Runs a peer with `config` until it quits.
+pub fn run(config: Config) -> Result<(), Error> {
+    EventLoop::bind(config)?.run()
+}

@@ -1,0 +1,107 @@
+//! Socket set-up the standard library does not offer, and errors in plain words.
+//!
+//! `socket2` gives the listener a large backlog (mio's default of 128 drops connections
+//! under churn) and lets outgoing connections start from our bound address, so several
+//! peers on one machine (`127.0.0.2`, `127.0.0.3`, ...) see each other under their own IPs.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use mio::net::{TcpListener, TcpStream};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// The listen backlog we ask for; the kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A non-blocking listener on `addr` with a large backlog.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `::` should accept IPv4 too where the system allows it.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Starts a non-blocking connection to `dest`, from `from` when given (port chosen by the
+/// system). The connection completes, or fails, when the stream becomes writable.
+pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == dest.is_ipv4()) {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match socket.connect(&dest.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// Raises the soft limit on open descriptors to the hard limit; returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            lim = wanted;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Why a connection failed, in words a student understands.
+pub fn describe(err: &io::Error) -> String {
+    let plain = match err.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "connection refused (nothing is listening on that port)",
+        Some(libc::ETIMEDOUT) => "no answer (the connection timed out)",
+        Some(libc::EHOSTUNREACH) => "host unreachable",
+        Some(libc::ENETUNREACH) => "network unreachable",
+        Some(libc::ECONNRESET) => "connection reset by the peer",
+        Some(libc::EPIPE) => "the peer closed the connection before reading everything",
+        Some(libc::EADDRNOTAVAIL) => "address not available on this machine",
+        Some(libc::EADDRINUSE) => "address already in use",
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files",
+        _ => return err.to_string(),
+    };
+    plain.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_common_failures_plainly() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(describe(&refused).contains("refused"));
+        let other = io::Error::other("odd");
+        assert_eq!(describe(&other), "odd");
+    }
+
+    #[test]
+    fn listener_reports_its_real_port() -> io::Result<()> {
+        let listener = listen("127.0.0.1:0".parse().expect("addr"))?;
+        assert_ne!(listener.local_addr()?.port(), 0);
+        Ok(())
+    }
+}

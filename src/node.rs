@@ -1,0 +1,450 @@
+//! The node: the protocol's rules, without any I/O.
+//!
+//! The event loop reports what happened (a line typed, a message decoded, a send finished
+//! or failed) and the node answers with [`Effect`]s: show an event, send a message, shut
+//! down. It owns the peer table and the console's menu state. Everything the lab protocol
+//! asks for lives here: answering `connect` with `connect_ack` on a new connection (and
+//! never with `connect`), forgetting a peer that says `exit`, greeting static peers,
+//! telling every active peer `exit` on quit, and splitting long messages for receivers
+//! that read only 1024 bytes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use crate::command::{Command, Console};
+use crate::event::{Event, From, LeaveReason};
+use crate::peers::PeerTable;
+use crate::wire::{self, Body, Format};
+
+/// One message to deliver: the loop opens a connection to `dest`, writes our header
+/// followed by `text`, and closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The receiver's listening address.
+    pub dest: SocketAddr,
+    /// The message, without header.
+    pub text: String,
+}
+
+/// What the node asks the event loop to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Tell the user.
+    Show(Event),
+    /// Deliver a message.
+    Send(Outgoing),
+    /// Stop once the sends already asked for are done (or have timed out).
+    Shutdown,
+}
+
+/// What the node needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The name put in every header.
+    pub name: String,
+    /// The header form we send in.
+    pub format: Format,
+    /// The IP we claim, when known in advance (`--advertise`, or a specific `--bind`);
+    /// otherwise the loop uses each connection's local address.
+    pub own_ip: Option<IpAddr>,
+    /// Peers to greet with `connect` at start-up.
+    pub static_peers: Vec<SocketAddr>,
+}
+
+/// The protocol state of one peer.
+#[derive(Debug)]
+pub struct Node {
+    me: Identity,
+    listen_port: u16,
+    peers: PeerTable,
+    console: Console,
+    quitting: bool,
+}
+
+impl Node {
+    /// A node that will listen on `listen_port` (the real one, once bound).
+    pub fn new(me: Identity, listen_port: u16) -> Self {
+        Node {
+            me,
+            listen_port,
+            peers: PeerTable::new(),
+            console: Console::new(),
+            quitting: false,
+        }
+    }
+
+    /// The peer table, for queries and tests.
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
+    }
+
+    /// What the console should show before the next typed line.
+    pub fn prompt(&self) -> &'static str {
+        self.console.prompt()
+    }
+
+    /// Whether quitting has begun.
+    pub fn is_quitting(&self) -> bool {
+        self.quitting
+    }
+
+    /// Start-up: announce where we listen and greet the static peers.
+    pub fn start(&mut self, listening: SocketAddr, out: &mut Vec<Effect>) {
+        out.push(Effect::Show(Event::Listening {
+            addr: listening,
+            name: self.me.name.clone(),
+        }));
+        for dest in self.me.static_peers.clone() {
+            self.peers.add_static(dest);
+            self.send(dest, "connect", out);
+        }
+    }
+
+    /// A line typed on the console.
+    pub fn on_line(&mut self, line: &str, now: Instant, out: &mut Vec<Effect>) {
+        if self.quitting {
+            return;
+        }
+        match self.console.input(line) {
+            Ok(Some(command)) => self.run(command, now, out),
+            Ok(None) => {}
+            Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+        }
+    }
+
+    /// Executes a console command.
+    pub fn run(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) {
+        match command {
+            Command::Send { dest, text } => self.send(dest, &text, out),
+            Command::All { text } => {
+                let active = self.peers.active();
+                if active.is_empty() {
+                    out.push(Effect::Show(Event::Warning(
+                        "no active peers to send to".into(),
+                    )));
+                }
+                for dest in active {
+                    self.send(dest, &text, out);
+                }
+            }
+            Command::Peers => out.push(Effect::Show(Event::Peers(self.peers.rows(now)))),
+            Command::Connect => {
+                let active = self.peers.active();
+                if active.is_empty() {
+                    out.push(Effect::Show(Event::Warning(
+                        "no active peers to connect to".into(),
+                    )));
+                }
+                for dest in active {
+                    self.send(dest, "connect", out);
+                }
+            }
+            Command::Quit => self.quit(out),
+            Command::Help => out.push(Effect::Show(Event::Help)),
+            Command::Menu => out.push(Effect::Show(Event::Menu)),
+        }
+    }
+
+    /// Leaves: `exit` to every active peer, then shut down. Idempotent.
+    pub fn quit(&mut self, out: &mut Vec<Effect>) {
+        if self.quitting {
+            return;
+        }
+        self.quitting = true;
+        for dest in self.peers.active() {
+            self.send(dest, "exit", out);
+        }
+        out.push(Effect::Shutdown);
+    }
+
+    /// A message decoded from a connection whose remote IP is `observed`.
+    pub fn on_message(
+        &mut self,
+        observed: IpAddr,
+        msg: wire::Message,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let from = From {
+            ip: observed.to_canonical(),
+            port: msg.port,
+            claimed_ip: msg
+                .claimed_ip
+                .filter(|ip| ip.to_canonical() != observed.to_canonical()),
+            name: msg.name,
+        };
+        let addr = from.addr();
+        match msg.body {
+            Body::Chat(text) => {
+                if let Some(addr) = addr {
+                    self.peers
+                        .heard(addr, from.name.as_deref(), from.claimed_ip, true, now);
+                }
+                out.push(Effect::Show(Event::Message { from, text }));
+            }
+            Body::Connect => {
+                if let Some(addr) = addr {
+                    self.peers
+                        .heard(addr, from.name.as_deref(), from.claimed_ip, false, now);
+                    // A new connection to its listening port; never `connect` back.
+                    self.send(addr, "connect_ack", out);
+                }
+                let answered = addr.is_some();
+                out.push(Effect::Show(Event::ConnectFrom { from, answered }));
+            }
+            Body::ConnectAck => {
+                if let Some(addr) = addr {
+                    self.peers
+                        .heard(addr, from.name.as_deref(), from.claimed_ip, false, now);
+                }
+                out.push(Effect::Show(Event::ConnectAck { from }));
+            }
+            Body::Exit => {
+                let Some(addr) = addr else {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "{} at {} said exit without telling its port; nothing to remove",
+                        from.name.as_deref().unwrap_or("a peer"),
+                        from.ip
+                    ))));
+                    return;
+                };
+                let known = self.peers.remove(addr);
+                let name = from.name.or_else(|| known.and_then(|p| p.name));
+                out.push(Effect::Show(Event::PeerLeft {
+                    addr,
+                    name,
+                    reason: LeaveReason::Exit,
+                }));
+            }
+        }
+    }
+
+    /// A message reached `dest` in full.
+    pub fn on_sent(&mut self, dest: SocketAddr, text: String, out: &mut Vec<Effect>) {
+        self.peers.delivered(dest);
+        out.push(Effect::Show(Event::Sent { dest, text }));
+    }
+
+    /// A message could not be delivered.
+    pub fn on_send_failed(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        reason: String,
+        out: &mut Vec<Effect>,
+    ) {
+        self.peers.unreachable(dest);
+        out.push(Effect::Show(Event::SendFailed { dest, text, reason }));
+    }
+
+    /// Queues `text` for `dest`, split into several messages if its wire form would not
+    /// fit in one 1024-byte `recv`.
+    fn send(&mut self, dest: SocketAddr, text: &str, out: &mut Vec<Effect>) {
+        self.peers.sending_to(dest);
+        let parts = wire::split_for_wire(text, self.header_budget(dest));
+        if parts.len() > 1 {
+            out.push(Effect::Show(Event::Split {
+                dest,
+                parts: parts.len(),
+            }));
+        }
+        for part in parts {
+            out.push(Effect::Send(Outgoing {
+                dest,
+                text: part.to_owned(),
+            }));
+        }
+    }
+
+    /// The longest header we might put before a message to `dest`: exact when our IP is
+    /// known in advance, otherwise sized for the longest address of `dest`'s family.
+    fn header_budget(&self, dest: SocketAddr) -> usize {
+        let ip = self.me.own_ip.unwrap_or(match dest {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
+                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            )),
+        });
+        wire::header(
+            SocketAddr::new(ip, self.listen_port),
+            &self.me.name,
+            self.me.format,
+        )
+        .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::Status;
+    use crate::wire::{Dialect, Message};
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    fn node() -> Node {
+        Node::new(
+            Identity {
+                name: "me".into(),
+                format: Format::Standard,
+                own_ip: Some("127.0.0.2".parse().expect("ip")),
+                static_peers: vec![addr("127.0.0.9:9000")],
+            },
+            5000,
+        )
+    }
+
+    fn msg(name: &str, port: u16, body: Body) -> Message {
+        Message {
+            name: Some(name.into()),
+            claimed_ip: Some("127.0.1.1".parse().expect("ip")),
+            port: Some(port),
+            body,
+            dialect: Dialect::Standard,
+        }
+    }
+
+    fn sends(out: &[Effect]) -> Vec<(SocketAddr, &str)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Send(o) => Some((o.dest, o.text.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn start_announces_and_greets_static_peers() {
+        let mut n = node();
+        let mut out = Vec::new();
+        n.start(addr("127.0.0.2:5000"), &mut out);
+        assert!(matches!(out[0], Effect::Show(Event::Listening { .. })));
+        assert_eq!(sends(&out), vec![(addr("127.0.0.9:9000"), "connect")]);
+        assert_eq!(
+            n.peers().get(addr("127.0.0.9:9000")).map(|p| p.status),
+            Some(Status::Static)
+        );
+    }
+
+    #[test]
+    fn connect_is_answered_with_connect_ack_at_the_observed_ip() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::Connect),
+            Instant::now(),
+            &mut out,
+        );
+        assert_eq!(sends(&out), vec![(addr("127.0.0.3:6000"), "connect_ack")]);
+        assert!(n.peers().get(addr("127.0.0.3:6000")).is_some());
+    }
+
+    #[test]
+    fn connect_ack_is_never_answered() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::ConnectAck),
+            Instant::now(),
+            &mut out,
+        );
+        assert!(sends(&out).is_empty());
+        assert_eq!(n.peers().active(), vec![addr("127.0.0.3:6000")]);
+    }
+
+    #[test]
+    fn exit_removes_the_sender() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        let now = Instant::now();
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        n.on_message(observed, msg("bob", 6000, Body::Exit), now, &mut out);
+        assert!(n.peers().is_empty());
+        assert!(out
+            .iter()
+            .any(|e| matches!(e, Effect::Show(Event::PeerLeft { .. }))));
+    }
+
+    #[test]
+    fn quit_tells_every_active_peer_exit_once() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        n.on_message(
+            "127.0.0.3".parse().expect("ip"),
+            msg("b", 6000, Body::Chat("x".into())),
+            now,
+            &mut out,
+        );
+        n.on_message(
+            "127.0.0.4".parse().expect("ip"),
+            msg("c", 6000, Body::Chat("y".into())),
+            now,
+            &mut out,
+        );
+        out.clear();
+        n.on_line("/quit", now, &mut out);
+        n.on_line("0", now, &mut out);
+        assert_eq!(
+            sends(&out),
+            vec![
+                (addr("127.0.0.3:6000"), "exit"),
+                (addr("127.0.0.4:6000"), "exit")
+            ]
+        );
+        assert_eq!(out.last(), Some(&Effect::Shutdown));
+        assert_eq!(out.iter().filter(|e| **e == Effect::Shutdown).count(), 1);
+    }
+
+    #[test]
+    fn failed_send_marks_unreachable_and_excludes_from_all() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        n.on_line("/send 127.0.0.5:7000 hello", now, &mut out);
+        assert_eq!(sends(&out), vec![(addr("127.0.0.5:7000"), "hello")]);
+        n.on_send_failed(
+            addr("127.0.0.5:7000"),
+            "hello".into(),
+            "refused".into(),
+            &mut out,
+        );
+        out.clear();
+        n.on_line("/all anyone?", now, &mut out);
+        assert!(sends(&out).is_empty());
+        assert!(matches!(out[0], Effect::Show(Event::Warning(_))));
+    }
+
+    #[test]
+    fn raw_text_without_port_is_shown_but_not_tabled() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let raw = Message {
+            name: None,
+            claimed_ip: None,
+            port: None,
+            body: Body::Chat("hello".into()),
+            dialect: Dialect::Raw,
+        };
+        n.on_message(
+            "127.0.0.3".parse().expect("ip"),
+            raw,
+            Instant::now(),
+            &mut out,
+        );
+        assert!(n.peers().is_empty());
+        assert!(matches!(out[0], Effect::Show(Event::Message { .. })));
+    }
+}

@@ -1,0 +1,153 @@
+//! The outbox: messages waiting for a connection, in order per destination.
+//!
+//! Every message travels on its own TCP connection. To keep messages to one destination
+//! in the order they were typed, at most one connection per destination is in flight;
+//! to stay within the descriptor budget, at most `max_in_flight` connections are in
+//! flight in all. Destinations take turns first come, first served. Pure bookkeeping:
+//! the event loop asks [`Outbox::start_next`] what to start and reports [`Outbox::done`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: VecDeque<String>,
+    in_flight: bool,
+}
+
+/// Pending messages, per destination.
+#[derive(Debug)]
+pub struct Outbox {
+    queues: HashMap<SocketAddr, Queue>,
+    /// Destinations with a waiting message and nothing in flight, in arrival order.
+    ready: VecDeque<SocketAddr>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+impl Outbox {
+    /// An empty outbox allowing `max_in_flight` connections at once (at least one).
+    pub fn new(max_in_flight: usize) -> Self {
+        Outbox {
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            in_flight: 0,
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    /// Queues `text` for `dest`, behind anything already queued for it.
+    pub fn push(&mut self, dest: SocketAddr, text: String) {
+        let queue = self.queues.entry(dest).or_default();
+        if queue.waiting.is_empty() && !queue.in_flight {
+            self.ready.push_back(dest);
+        }
+        queue.waiting.push_back(text);
+    }
+
+    /// The next message to start, if a connection slot is free.
+    pub fn start_next(&mut self) -> Option<(SocketAddr, String)> {
+        if self.in_flight >= self.max_in_flight {
+            return None;
+        }
+        let dest = self.ready.pop_front()?;
+        let queue = self.queues.get_mut(&dest)?;
+        let text = queue.waiting.pop_front()?;
+        queue.in_flight = true;
+        self.in_flight += 1;
+        Some((dest, text))
+    }
+
+    /// The connection to `dest` started by [`Outbox::start_next`] is finished, well or not.
+    pub fn done(&mut self, dest: SocketAddr) {
+        let Some(queue) = self.queues.get_mut(&dest) else {
+            return;
+        };
+        if !queue.in_flight {
+            return;
+        }
+        queue.in_flight = false;
+        self.in_flight -= 1;
+        if queue.waiting.is_empty() {
+            self.queues.remove(&dest);
+        } else {
+            self.ready.push_back(dest);
+        }
+    }
+
+    /// Takes every message still waiting (not those in flight), e.g. when giving up on quit.
+    pub fn drain(&mut self) -> Vec<(SocketAddr, String)> {
+        self.ready.clear();
+        let mut left = Vec::new();
+        self.queues.retain(|dest, queue| {
+            left.extend(queue.waiting.drain(..).map(|text| (*dest, text)));
+            queue.in_flight
+        });
+        left
+    }
+
+    /// Whether nothing is queued or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Connections currently in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn one_destination_is_served_in_order_one_at_a_time() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(8);
+        ob.push(a, "1".into());
+        ob.push(a, "2".into());
+        assert_eq!(ob.start_next(), Some((a, "1".into())));
+        assert_eq!(ob.start_next(), None, "second waits for the first");
+        ob.done(a);
+        assert_eq!(ob.start_next(), Some((a, "2".into())));
+        ob.done(a);
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn destinations_proceed_in_parallel_up_to_the_limit() {
+        let (a, b, c) = (
+            addr("127.0.0.2:1"),
+            addr("127.0.0.3:1"),
+            addr("127.0.0.4:1"),
+        );
+        let mut ob = Outbox::new(2);
+        ob.push(a, "a".into());
+        ob.push(b, "b".into());
+        ob.push(c, "c".into());
+        assert_eq!(ob.start_next(), Some((a, "a".into())));
+        assert_eq!(ob.start_next(), Some((b, "b".into())));
+        assert_eq!(ob.start_next(), None);
+        assert_eq!(ob.in_flight(), 2);
+        ob.done(b);
+        assert_eq!(ob.start_next(), Some((c, "c".into())));
+        ob.done(a);
+        ob.done(c);
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn done_without_start_is_harmless() {
+        let mut ob = Outbox::new(1);
+        ob.done(addr("127.0.0.2:1"));
+        ob.push(addr("127.0.0.2:1"), "x".into());
+        ob.done(addr("127.0.0.2:1"));
+        assert_eq!(ob.in_flight(), 0);
+        assert!(ob.start_next().is_some());
+    }
+}

@@ -1,0 +1,306 @@
+//! The peer table: every peer we know of, keyed by who it really is.
+//!
+//! A peer's identity is the IP observed on the socket plus the listening port it claims
+//! in its header (`../shared/PROTOCOL.md` section 4): outgoing connections come from
+//! ephemeral ports, and the IP in a header is often wrong. The claimed IP is kept only to
+//! be shown. Pure data, no I/O; the node decides when entries change.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Where we stand with a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// We heard from it, or our last message reached it.
+    Active,
+    /// Configured with `--static-peer`; our greeting has not reached it yet.
+    Static,
+    /// We sent to it; the message has not reached it yet.
+    Contacted,
+    /// Our last attempt to reach it failed.
+    Unreachable,
+}
+
+impl Status {
+    /// The word shown in the query table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Static => "static",
+            Status::Contacted => "contacted",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// How a peer first came to be in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// It sent us something.
+    Heard,
+    /// It was given with `--static-peer`.
+    Static,
+    /// We sent to it first.
+    Sent,
+}
+
+impl Source {
+    /// The word shown in the query table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Heard => "heard",
+            Source::Static => "static",
+            Source::Sent => "sent",
+        }
+    }
+}
+
+/// What we know about one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The name from its latest header, if it ever sent one.
+    pub name: Option<String>,
+    /// The IP it claims in headers, when that differs from the observed one.
+    pub claimed_ip: Option<IpAddr>,
+    /// Where we stand with it.
+    pub status: Status,
+    /// How it got into the table.
+    pub source: Source,
+    /// Chat messages received from it.
+    pub messages: u64,
+    /// When we last heard from it.
+    pub last_heard: Option<Instant>,
+}
+
+impl Peer {
+    fn new(source: Source, status: Status) -> Self {
+        Peer {
+            name: None,
+            claimed_ip: None,
+            status,
+            source,
+            messages: 0,
+            last_heard: None,
+        }
+    }
+}
+
+/// One line of the query output, computed at query time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The peer's identity: observed IP, claimed port.
+    pub addr: SocketAddr,
+    /// Its name, if known.
+    pub name: Option<String>,
+    /// Where we stand with it.
+    pub status: Status,
+    /// How it got into the table.
+    pub source: Source,
+    /// Chat messages received from it.
+    pub messages: u64,
+    /// Time since we last heard from it.
+    pub last_heard: Option<Duration>,
+    /// The IP it claims, when that differs from the observed one.
+    pub claimed_ip: Option<IpAddr>,
+}
+
+/// Every known peer, ordered by address so that listings are stable.
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    peers: BTreeMap<SocketAddr, Peer>,
+}
+
+/// Puts an address in the one form used as a key (an IPv4-mapped IPv6 address becomes IPv4).
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+impl PeerTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `addr` spoke to us now; returns true when it was not known before.
+    /// `chat` counts the message; control words only refresh the entry.
+    pub fn heard(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        claimed_ip: Option<IpAddr>,
+        chat: bool,
+        now: Instant,
+    ) -> bool {
+        let addr = canonical(addr);
+        let mut is_new = false;
+        let peer = self.peers.entry(addr).or_insert_with(|| {
+            is_new = true;
+            Peer::new(Source::Heard, Status::Active)
+        });
+        if let Some(name) = name {
+            if peer.name.as_deref() != Some(name) {
+                peer.name = Some(name.to_owned());
+            }
+        }
+        peer.claimed_ip = claimed_ip
+            .map(|ip| ip.to_canonical())
+            .filter(|ip| *ip != addr.ip());
+        peer.status = Status::Active;
+        peer.last_heard = Some(now);
+        if chat {
+            peer.messages += 1;
+        }
+        is_new
+    }
+
+    /// Adds a peer configured with `--static-peer` (no effect if already known).
+    pub fn add_static(&mut self, addr: SocketAddr) {
+        self.peers
+            .entry(canonical(addr))
+            .or_insert_with(|| Peer::new(Source::Static, Status::Static));
+    }
+
+    /// Notes that we are about to send to `addr` (adds it if unknown).
+    pub fn sending_to(&mut self, addr: SocketAddr) {
+        self.peers
+            .entry(canonical(addr))
+            .or_insert_with(|| Peer::new(Source::Sent, Status::Contacted));
+    }
+
+    /// Our message reached `addr`: it is active.
+    pub fn delivered(&mut self, addr: SocketAddr) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            peer.status = Status::Active;
+        }
+    }
+
+    /// Our message could not reach `addr`.
+    pub fn unreachable(&mut self, addr: SocketAddr) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            peer.status = Status::Unreachable;
+        }
+    }
+
+    /// Forgets `addr`, returning what we knew.
+    pub fn remove(&mut self, addr: SocketAddr) -> Option<Peer> {
+        self.peers.remove(&canonical(addr))
+    }
+
+    /// The entry for `addr`, if known.
+    pub fn get(&self, addr: SocketAddr) -> Option<&Peer> {
+        self.peers.get(&canonical(addr))
+    }
+
+    /// The addresses of every active peer, in address order.
+    pub fn active(&self) -> Vec<SocketAddr> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.status == Status::Active)
+            .map(|(addr, _)| *addr)
+            .collect()
+    }
+
+    /// How many peers are known.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is known.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The query listing, as of `now`.
+    pub fn rows(&self, now: Instant) -> Vec<Row> {
+        self.peers
+            .iter()
+            .map(|(addr, p)| Row {
+                addr: *addr,
+                name: p.name.clone(),
+                status: p.status,
+                source: p.source,
+                messages: p.messages,
+                last_heard: p.last_heard.map(|t| now.saturating_duration_since(t)),
+                claimed_ip: p.claimed_ip,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn keyed_by_observed_ip_and_claimed_port() {
+        let mut table = PeerTable::new();
+        let now = Instant::now();
+        assert!(table.heard(addr("127.0.0.2:5001"), Some("alice"), None, true, now));
+        assert!(!table.heard(addr("127.0.0.2:5001"), Some("alice"), None, true, now));
+        assert!(table.heard(addr("127.0.0.2:5002"), Some("bob"), None, true, now));
+        assert_eq!(table.len(), 2);
+        assert_eq!(
+            table.get(addr("127.0.0.2:5001")).map(|p| p.messages),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn mapped_ipv6_is_the_same_peer_as_ipv4() {
+        let mut table = PeerTable::new();
+        let now = Instant::now();
+        table.heard(addr("[::ffff:127.0.0.2]:5001"), None, None, true, now);
+        assert!(!table.heard(addr("127.0.0.2:5001"), None, None, true, now));
+    }
+
+    #[test]
+    fn claimed_ip_is_kept_only_when_it_differs() {
+        let mut table = PeerTable::new();
+        let now = Instant::now();
+        let a = addr("127.0.0.2:5001");
+        table.heard(
+            a,
+            Some("x"),
+            Some("127.0.1.1".parse().expect("ip")),
+            true,
+            now,
+        );
+        assert_eq!(
+            table.get(a).and_then(|p| p.claimed_ip),
+            Some("127.0.1.1".parse().expect("ip"))
+        );
+        table.heard(a, Some("x"), Some(a.ip()), true, now);
+        assert_eq!(table.get(a).and_then(|p| p.claimed_ip), None);
+    }
+
+    #[test]
+    fn static_and_sent_peers_turn_active_when_reached() {
+        let mut table = PeerTable::new();
+        let s = addr("127.0.0.3:6000");
+        let t = addr("127.0.0.4:6000");
+        table.add_static(s);
+        table.sending_to(t);
+        assert!(table.active().is_empty());
+        table.delivered(s);
+        table.unreachable(t);
+        assert_eq!(table.active(), vec![s]);
+        let rows = table.rows(Instant::now());
+        assert_eq!(rows[0].source, Source::Static);
+        assert_eq!(rows[1].status, Status::Unreachable);
+    }
+
+    #[test]
+    fn control_words_do_not_count_as_messages() {
+        let mut table = PeerTable::new();
+        let a = addr("127.0.0.2:5001");
+        table.heard(a, Some("a"), None, false, Instant::now());
+        assert_eq!(table.get(a).map(|p| p.messages), Some(0));
+        assert!(table.remove(a).is_some());
+        assert!(table.is_empty());
+    }
+}

@@ -1,0 +1,266 @@
+//! Reading the console inside the event loop, without ever blocking it.
+//!
+//! fd 0 is read with raw `read(2)` calls, never through `std::io::Stdin`'s buffer (a line
+//! could sit there while epoll stays silent), and its flags are never changed: setting
+//! `O_NONBLOCK` would change the shell's open file description too. Instead every `read`
+//! is preceded by a zero-timeout `poll(2)` that says it will not block. epoll refuses
+//! regular files and `/dev/null` (EPERM); those are read as always ready, a bounded chunk
+//! per loop turn, until EOF. A pipe whose writer left without writing reports only
+//! "read closed": `poll` sees that as POLLHUP and the `read` then returns EOF.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+const FD: RawFd = 0;
+/// Bytes read per `read` call.
+const CHUNK: usize = 16 * 1024;
+/// Reads per loop turn, so that a fast writer cannot starve the network.
+const READS_PER_TURN: usize = 16;
+
+/// One thing read from the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A complete line, without its line ending; invalid UTF-8 replaced.
+    Line(String),
+    /// A line longer than the limit was dropped.
+    Overlong(usize),
+    /// The console was closed: the user is gone.
+    Eof,
+}
+
+/// How fd 0 is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Registered with epoll (terminal, pipe, socket).
+    Watched,
+    /// epoll refused it (regular file, `/dev/null`): read every turn until EOF.
+    AlwaysReady,
+    /// EOF was seen, or the console is not read at all (`--headless`).
+    Closed,
+}
+
+/// The console reader.
+#[derive(Debug)]
+pub struct Console {
+    mode: Mode,
+    /// Whether data may remain that no new readiness event will announce.
+    more: bool,
+    partial: Vec<u8>,
+    max_line: usize,
+    /// Bytes of an overlong line being skipped, until its newline.
+    skipping: Option<usize>,
+}
+
+impl Console {
+    /// Starts watching fd 0 with `token`; lines longer than `max_line` are dropped.
+    pub fn attach(registry: &Registry, token: Token, max_line: usize) -> Self {
+        let mode = match registry.register(&mut SourceFd(&FD), token, Interest::READABLE) {
+            Ok(()) => Mode::Watched,
+            Err(e) => {
+                log::debug!("stdin cannot be watched by epoll ({e}); reading it as a file");
+                Mode::AlwaysReady
+            }
+        };
+        Console {
+            mode,
+            more: true,
+            partial: Vec::new(),
+            max_line,
+            skipping: None,
+        }
+    }
+
+    /// A console that is never read (`--headless`).
+    pub fn closed() -> Self {
+        Console {
+            mode: Mode::Closed,
+            more: false,
+            partial: Vec::new(),
+            max_line: 0,
+            skipping: None,
+        }
+    }
+
+    /// Whether the loop must come back without waiting: input may be left to read.
+    pub fn wants_turn(&self) -> bool {
+        self.mode != Mode::Closed && self.more
+    }
+
+    /// Stops reading (on quit); deregisters from epoll.
+    pub fn detach(&mut self, registry: &Registry) {
+        if self.mode == Mode::Watched {
+            let _ = registry.deregister(&mut SourceFd(&FD));
+        }
+        self.mode = Mode::Closed;
+        self.more = false;
+    }
+
+    /// Reads what is available without blocking; pushes complete lines (and EOF) to `out`.
+    pub fn read(&mut self, buf: &mut [u8], out: &mut Vec<Input>) {
+        if self.mode == Mode::Closed {
+            return;
+        }
+        let len = CHUNK.min(buf.len());
+        let buf = &mut buf[..len];
+        self.more = false;
+        for _ in 0..READS_PER_TURN {
+            if self.mode == Mode::Watched && !ready_now() {
+                return;
+            }
+            match read_fd(buf) {
+                Ok(0) => {
+                    self.finish(out);
+                    return;
+                }
+                Ok(n) => self.split(&buf[..n], out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("reading stdin failed: {e}");
+                    self.finish(out);
+                    return;
+                }
+            }
+        }
+        // The turn's budget is spent: come back soon for the rest.
+        self.more = true;
+    }
+
+    fn finish(&mut self, out: &mut Vec<Input>) {
+        if self.skipping.take().is_none() && !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            out.push(Input::Line(decode(&line)));
+        }
+        self.mode = Mode::Closed;
+        out.push(Input::Eof);
+    }
+
+    fn split(&mut self, mut bytes: &[u8], out: &mut Vec<Input>) {
+        while !bytes.is_empty() {
+            let (line, rest, complete) = match bytes.iter().position(|b| *b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            bytes = rest;
+            if let Some(skipped) = self.skipping.as_mut() {
+                *skipped += line.len();
+                if complete {
+                    let skipped = *skipped;
+                    self.skipping = None;
+                    out.push(Input::Overlong(skipped));
+                }
+                continue;
+            }
+            let total = self.partial.len() + line.len();
+            if total > self.max_line {
+                self.partial.clear();
+                if complete {
+                    out.push(Input::Overlong(total));
+                } else {
+                    self.skipping = Some(total);
+                }
+                continue;
+            }
+            if complete {
+                if self.partial.is_empty() {
+                    out.push(Input::Line(decode(line)));
+                } else {
+                    self.partial.extend_from_slice(line);
+                    let whole = std::mem::take(&mut self.partial);
+                    out.push(Input::Line(decode(&whole)));
+                }
+            } else {
+                self.partial.extend_from_slice(line);
+            }
+        }
+    }
+}
+
+fn decode(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).into_owned()
+}
+
+/// Whether a `read` on fd 0 would return at once (data, EOF or an error).
+fn ready_now() -> bool {
+    let mut pfd = libc::pollfd {
+        fd: FD,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+fn read_fd(buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: reads at most buf.len() bytes into buf.
+        let n = unsafe { libc::read(FD, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Whether fd 0 is a terminal.
+pub fn is_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(FD) == 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(max_line: usize) -> Console {
+        Console {
+            mode: Mode::AlwaysReady,
+            more: true,
+            partial: Vec::new(),
+            max_line,
+            skipping: None,
+        }
+    }
+
+    #[test]
+    fn lines_survive_any_chunking() {
+        let text = b"/send 127.0.0.3:5002 h\xc3\xa9llo\r\n2\n\n0";
+        for cut in 0..text.len() {
+            let mut c = console(1024);
+            let mut out = Vec::new();
+            c.split(&text[..cut], &mut out);
+            c.split(&text[cut..], &mut out);
+            c.finish(&mut out);
+            assert_eq!(
+                out,
+                vec![
+                    Input::Line("/send 127.0.0.3:5002 héllo".into()),
+                    Input::Line("2".into()),
+                    Input::Line(String::new()),
+                    Input::Line("0".into()),
+                    Input::Eof
+                ],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlong_lines_are_dropped_and_the_next_line_kept() {
+        let mut c = console(8);
+        let mut out = Vec::new();
+        c.split(b"0123456789", &mut out);
+        c.split(b"abc\nok\n", &mut out);
+        assert_eq!(out, vec![Input::Overlong(13), Input::Line("ok".into())]);
+        let mut out = Vec::new();
+        c.split(b"0123456789\nfine\n", &mut out);
+        assert_eq!(out, vec![Input::Overlong(10), Input::Line("fine".into())]);
+    }
+}

@@ -1,0 +1,110 @@
+//! A deadline set: the timers mio does not have.
+//!
+//! The event loop asks [`Timers::next_deadline`] how long it may sleep in `poll`, and
+//! after waking hands every expired entry to its owner with [`Timers::pop_expired`].
+//! With no timers armed the loop sleeps until a socket or stdin wakes it: an idle peer
+//! uses no CPU. Entries are never cancelled eagerly; their owners check, when one fires,
+//! whether it still means anything (a connection carries a generation number for that).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Deadlines in time order, each carrying what should happen then.
+#[derive(Debug)]
+pub struct Timers<T> {
+    entries: BTreeMap<(Instant, u64), T>,
+    next_seq: u64,
+}
+
+impl<T> Default for Timers<T> {
+    fn default() -> Self {
+        Timers {
+            entries: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+}
+
+impl<T> Timers<T> {
+    /// Arms `what` to fire at `when`. Entries with equal deadlines fire in arming order.
+    pub fn insert(&mut self, when: Instant, what: T) {
+        self.entries.insert((when, self.next_seq), what);
+        self.next_seq += 1;
+    }
+
+    /// How long `poll` may sleep: `None` when nothing is armed (sleep until an event).
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.next_deadline()
+            .map(|when| when.saturating_duration_since(now))
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.entries.keys().next().map(|(when, _)| *when)
+    }
+
+    /// Removes and returns, in deadline order, every entry due at or before `now`.
+    pub fn pop_expired(&mut self, now: Instant) -> Vec<T> {
+        let mut due = Vec::new();
+        while let Some(entry) = self.entries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        due
+    }
+
+    /// How many entries are armed.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is armed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_set_lets_poll_sleep_forever() {
+        let timers: Timers<()> = Timers::default();
+        assert_eq!(timers.timeout(Instant::now()), None);
+    }
+
+    #[test]
+    fn fires_in_deadline_order_then_arming_order() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.insert(t0 + Duration::from_secs(2), "late");
+        timers.insert(t0 + Duration::from_secs(1), "first");
+        timers.insert(t0 + Duration::from_secs(1), "second");
+        assert_eq!(timers.timeout(t0), Some(Duration::from_secs(1)));
+        assert_eq!(
+            timers.pop_expired(t0 + Duration::from_secs(1)),
+            vec!["first", "second"]
+        );
+        assert_eq!(timers.len(), 1);
+        assert!(timers.pop_expired(t0).is_empty());
+        assert_eq!(
+            timers.pop_expired(t0 + Duration::from_secs(5)),
+            vec!["late"]
+        );
+        assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn overdue_deadline_means_zero_timeout() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.insert(t0, 1);
+        assert_eq!(
+            timers.timeout(t0 + Duration::from_secs(3)),
+            Some(Duration::ZERO)
+        );
+    }
+}
