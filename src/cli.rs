@@ -129,6 +129,18 @@ fn options() -> Options {
         "give up a send that cannot connect and write in this time (default 5)",
         "SECS",
     );
+    o.optopt(
+        "",
+        "probe-interval",
+        "check each known peer's liveness this often; 0 = off (default 30)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "probe-failures",
+        "failed checks in a row that make a peer unreachable (default 3)",
+        "N",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -215,6 +227,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     }
     if let Some(n) = number(&m, "send-timeout").map_err(&err)? {
         limits.send_timeout = Duration::from_secs(n.max(1));
+    }
+    if let Some(n) = number(&m, "probe-interval").map_err(&err)? {
+        limits.probe_interval = Duration::from_secs(n);
+    }
+    if let Some(n) = number(&m, "probe-failures").map_err(&err)? {
+        limits.probe_failures = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
     }
     Ok(Parsed::Run(Box::new(Args {
         name: m.opt_str("name"),

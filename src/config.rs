@@ -25,6 +25,10 @@ pub struct Limits {
     pub linger: Duration,
     /// How long quitting waits for the `exit` messages to go out.
     pub quit_wait: Duration,
+    /// How often each known peer is checked for liveness; zero turns checks off.
+    pub probe_interval: Duration,
+    /// Failed checks in a row that make a peer unreachable.
+    pub probe_failures: u32,
 }
 
 impl Default for Limits {
@@ -37,6 +41,8 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(2),
             quit_wait: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(30),
+            probe_failures: 3,
         }
     }
 }

@@ -33,6 +33,8 @@ impl From {
 pub enum LeaveReason {
     /// It said `exit` (or a dialect's equivalent).
     Exit,
+    /// It stopped answering for longer than the grace period.
+    Unreachable,
 }
 
 impl LeaveReason {
@@ -40,6 +42,7 @@ impl LeaveReason {
     pub fn as_str(self) -> &'static str {
         match self {
             LeaveReason::Exit => "exit",
+            LeaveReason::Unreachable => "unreachable",
         }
     }
 }
@@ -81,6 +84,22 @@ pub enum Event {
         name: Option<String>,
         /// Why.
         reason: LeaveReason,
+    },
+    /// A peer failed `failures` liveness checks in a row.
+    PeerUnreachable {
+        /// Its identity.
+        addr: SocketAddr,
+        /// Its name, if known.
+        name: Option<String>,
+        /// Checks failed in a row.
+        failures: u32,
+    },
+    /// An unreachable peer answers again.
+    PeerBack {
+        /// Its identity.
+        addr: SocketAddr,
+        /// Its name, if known.
+        name: Option<String>,
     },
     /// A message was written to `dest` in full.
     Sent {

@@ -23,6 +23,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::event::Event;
+use crate::liveness::Liveness;
 use crate::net;
 use crate::node::{Effect, Identity, Node};
 use crate::outbox::Outbox;
@@ -74,6 +75,8 @@ enum Timer {
     ResumeAccept,
     /// Quitting has waited long enough for the `exit` messages.
     QuitDeadline,
+    /// The node has work due (liveness checks).
+    Node,
 }
 
 /// An inbound connection: bytes in, messages out.
@@ -94,10 +97,11 @@ enum Phase {
     Draining,
 }
 
-/// An outgoing connection carrying one message.
+/// An outgoing connection carrying one message, or a liveness check (`text` unused).
 #[derive(Debug)]
 struct Outbound {
     stream: TcpStream,
+    check: bool,
     dest: SocketAddr,
     text: String,
     bytes: Vec<u8>,
@@ -140,6 +144,8 @@ pub struct EventLoop {
     config: Config,
     listen_port: u16,
     shutting_down: bool,
+    /// The deadline for which a `Timer::Node` is armed, so it is armed once.
+    node_timer: Option<Instant>,
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     read_buf: Box<[u8]>,
     effects: Vec<Effect>,
@@ -176,6 +182,7 @@ impl EventLoop {
                 static_peers: config.static_peers.clone(),
             },
             listen_port,
+            Liveness::new(config.limits.probe_interval, config.limits.probe_failures),
         );
         Ok(EventLoop {
             poll,
@@ -195,6 +202,7 @@ impl EventLoop {
             listen_port,
             config,
             shutting_down: false,
+            node_timer: None,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             effects: Vec::new(),
             messages: Vec::new(),
@@ -210,13 +218,15 @@ impl EventLoop {
     /// Runs until the user quits (or a signal arrives) and the `exit` messages are out.
     pub fn run(mut self) -> Result<(), Error> {
         let listening = SocketAddr::new(self.config.bind, self.listen_port);
-        self.node.start(listening, &mut self.effects);
+        self.node
+            .start(listening, Instant::now(), &mut self.effects);
         if self.interactive {
             self.effects.push(Effect::Show(Event::Menu));
         }
         self.apply_effects(Instant::now());
         loop {
             self.start_sends(Instant::now());
+            self.arm_node_timer();
             self.flush_output();
             if self.shutting_down && self.outbox.is_empty() {
                 break;
@@ -270,6 +280,7 @@ impl EventLoop {
                     }
                 }
                 Effect::Send(out) => self.outbox.push(out.dest, out.text),
+                Effect::Check(addr) => self.start_check(addr, now),
                 Effect::Shutdown => {
                     self.shutting_down = true;
                     self.console.detach(self.poll.registry());
@@ -291,7 +302,7 @@ impl EventLoop {
             // Nobody reads us any more: leave politely.
             log::warn!("stdout failed ({e}); quitting");
             self.stdout_broken = true;
-            self.node.quit(&mut self.effects);
+            self.node.quit(Instant::now(), &mut self.effects);
             self.apply_effects(Instant::now());
         }
     }
@@ -305,7 +316,7 @@ impl EventLoop {
             // A second Ctrl-C while quitting: stop waiting.
             self.give_up_sends("quit was interrupted");
         } else {
-            self.node.quit(&mut self.effects);
+            self.node.quit(Instant::now(), &mut self.effects);
         }
     }
 
@@ -322,7 +333,7 @@ impl EventLoop {
                     "ignored a typed line of {n} bytes (the limit is {})",
                     self.config.limits.max_line
                 )))),
-                Input::Eof => self.node.quit(&mut self.effects),
+                Input::Eof => self.node.quit(now, &mut self.effects),
             }
         }
         self.inputs = inputs;
@@ -451,42 +462,62 @@ impl EventLoop {
     /// Starts queued sends while connection slots are free.
     fn start_sends(&mut self, now: Instant) {
         while let Some((dest, text)) = self.outbox.start_next() {
-            let from = Some(self.config.bind).filter(|ip| !ip.is_unspecified());
-            let mut stream = match net::connect(dest, from) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    self.send_failed(dest, text, net::describe(&e));
-                    continue;
-                }
-            };
-            let entry = self.conns.vacant_entry();
-            let key = entry.key();
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                Token(key),
-                Interest::WRITABLE | Interest::READABLE,
-            ) {
-                self.send_failed(dest, text, e.to_string());
-                continue;
+            if let Err((text, reason)) = self.open_outbound(dest, text, false, now) {
+                self.send_failed(dest, text, reason);
             }
-            let gen = self.next_gen;
-            self.next_gen += 1;
-            let deadline = now + self.config.limits.send_timeout;
-            entry.insert(Slot {
-                gen,
-                conn: Conn::Out(Outbound {
-                    stream,
-                    dest,
-                    text,
-                    bytes: Vec::new(),
-                    written: 0,
-                    phase: Phase::Connecting,
-                    deadline,
-                }),
-            });
-            self.timers.insert(deadline, Timer::Conn { key, gen });
         }
         self.apply_effects(now);
+    }
+
+    /// Starts a liveness check of `addr`: a bare connection attempt.
+    fn start_check(&mut self, addr: SocketAddr, now: Instant) {
+        if self.open_outbound(addr, String::new(), true, now).is_err() {
+            self.node.on_check(addr, false, now, &mut self.effects);
+        }
+    }
+
+    /// Opens a non-blocking connection to `dest` from our bound address, carrying `text`
+    /// (or nothing, for a check); on failure hands `text` back with the reason.
+    fn open_outbound(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        check: bool,
+        now: Instant,
+    ) -> Result<(), (String, String)> {
+        let from = Some(self.config.bind).filter(|ip| !ip.is_unspecified());
+        let mut stream = match net::connect(dest, from) {
+            Ok(stream) => stream,
+            Err(e) => return Err((text, net::describe(&e))),
+        };
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::WRITABLE | Interest::READABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), interest)
+        {
+            return Err((text, e.to_string()));
+        }
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        let deadline = now + self.config.limits.send_timeout;
+        entry.insert(Slot {
+            gen,
+            conn: Conn::Out(Outbound {
+                stream,
+                check,
+                dest,
+                text,
+                bytes: Vec::new(),
+                written: 0,
+                phase: Phase::Connecting,
+                deadline,
+            }),
+        });
+        self.timers.insert(deadline, Timer::Conn { key, gen });
+        Ok(())
     }
 
     fn send_failed(&mut self, dest: SocketAddr, text: String, reason: String) {
@@ -507,6 +538,14 @@ impl EventLoop {
         let dest = conn.dest;
         match result {
             Ok(Step::Wait) => {}
+            Ok(Step::Answered) => {
+                self.close(key, now);
+                self.node.on_check(dest, true, now, &mut self.effects);
+            }
+            Err(_) if conn.check => {
+                self.close(key, now);
+                self.node.on_check(dest, false, now, &mut self.effects);
+            }
             Ok(Step::Written) => {
                 conn.phase = Phase::Draining;
                 conn.deadline = now + self.config.limits.linger;
@@ -515,7 +554,7 @@ impl EventLoop {
                 self.timers
                     .insert(now + self.config.limits.linger, Timer::Conn { key, gen });
                 self.outbox.done(dest);
-                self.node.on_sent(dest, text, &mut self.effects);
+                self.node.on_sent(dest, text, now, &mut self.effects);
                 // The receiver may have closed already: look once more.
                 self.drive_outbound(key, now);
             }
@@ -528,10 +567,26 @@ impl EventLoop {
         }
     }
 
+    /// Arms one timer for the node's next deadline (earlier ones replace later ones).
+    fn arm_node_timer(&mut self) {
+        if let Some(when) = self.node.next_deadline() {
+            if self.node_timer.is_none_or(|armed| when < armed) {
+                self.node_timer = Some(when);
+                self.timers.insert(when, Timer::Node);
+            }
+        }
+    }
+
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         match timer {
             Timer::ResumeAccept => self.resume_accept(now),
             Timer::QuitDeadline => self.give_up_sends("still not sent when quitting"),
+            Timer::Node => {
+                if self.node_timer.is_some_and(|armed| armed <= now) {
+                    self.node_timer = None;
+                }
+                self.node.on_tick(now, &mut self.effects);
+            }
             Timer::Conn { key, gen } => {
                 let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) else {
                     return;
@@ -561,6 +616,10 @@ impl EventLoop {
                         }
                         if conn.phase == Phase::Draining {
                             self.close(key, now);
+                        } else if conn.check {
+                            let addr = conn.dest;
+                            self.close(key, now);
+                            self.node.on_check(addr, false, now, &mut self.effects);
                         } else {
                             let dest = conn.dest;
                             let text = std::mem::take(&mut conn.text);
@@ -582,7 +641,9 @@ impl EventLoop {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| matches!(&s.conn, Conn::Out(o) if o.phase != Phase::Draining))
+            .filter(
+                |(_, s)| matches!(&s.conn, Conn::Out(o) if !o.check && o.phase != Phase::Draining),
+            )
             .map(|(k, _)| k)
             .collect();
         let now = Instant::now();
@@ -624,6 +685,8 @@ impl EventLoop {
 enum Step {
     /// Nothing more can happen until the next event.
     Wait,
+    /// A liveness check connected: the peer answers.
+    Answered,
     /// The whole message was written and the write side shut down.
     Written,
     /// The receiver closed after our message: done.
@@ -645,6 +708,9 @@ fn step_outbound(
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Step::Wait),
             Err(e) => return Err(e),
+        }
+        if conn.check {
+            return Ok(Step::Answered);
         }
         // The header claims what the receiver sees: our end of this very connection.
         let own_ip = match config.advertise {

@@ -18,6 +18,7 @@
 //! - [`peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
 //! - [`command`]: the numbered menu and the `/` commands. Pure.
 //! - [`outbox`]: per-destination ordering and the bound on connections in flight. Pure.
+//! - [`liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
 //! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
 //! - [`event`] and [`output`]: what the user is told, and its documented layout.
 //! - [`event_loop`]: the executor; [`stdin`] and [`net`] are its OS-facing helpers.
@@ -30,6 +31,7 @@ pub mod command;
 pub mod config;
 pub mod event;
 pub mod event_loop;
+pub mod liveness;
 pub mod net;
 pub mod node;
 pub mod outbox;

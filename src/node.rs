@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::command::{Command, Console};
 use crate::event::{Event, From, LeaveReason};
+use crate::liveness::{Liveness, Verdict};
 use crate::peers::PeerTable;
 use crate::wire::{self, Body, Format};
 
@@ -33,6 +34,9 @@ pub enum Effect {
     Show(Event),
     /// Deliver a message.
     Send(Outgoing),
+    /// Check whether a peer still answers (connect, then close without sending); report
+    /// with [`Node::on_check`].
+    Check(SocketAddr),
     /// Stop once the sends already asked for are done (or have timed out).
     Shutdown,
 }
@@ -57,17 +61,20 @@ pub struct Node {
     me: Identity,
     listen_port: u16,
     peers: PeerTable,
+    liveness: Liveness,
     console: Console,
     quitting: bool,
 }
 
 impl Node {
-    /// A node that will listen on `listen_port` (the real one, once bound).
-    pub fn new(me: Identity, listen_port: u16) -> Self {
+    /// A node that will listen on `listen_port` (the real one, once bound) and check
+    /// its peers' liveness with `liveness`.
+    pub fn new(me: Identity, listen_port: u16, liveness: Liveness) -> Self {
         Node {
             me,
             listen_port,
             peers: PeerTable::new(),
+            liveness,
             console: Console::new(),
             quitting: false,
         }
@@ -89,14 +96,71 @@ impl Node {
     }
 
     /// Start-up: announce where we listen and greet the static peers.
-    pub fn start(&mut self, listening: SocketAddr, out: &mut Vec<Effect>) {
+    pub fn start(&mut self, listening: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
         out.push(Effect::Show(Event::Listening {
             addr: listening,
             name: self.me.name.clone(),
         }));
         for dest in self.me.static_peers.clone() {
             self.peers.add_static(dest);
-            self.send(dest, "connect", out);
+            self.send(dest, "connect", now, out);
+        }
+    }
+
+    /// When [`Node::on_tick`] next has work (a liveness check).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.quitting {
+            return None;
+        }
+        self.liveness.next_deadline()
+    }
+
+    /// Time passed: start the liveness checks that are due.
+    pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.quitting {
+            return;
+        }
+        let mut due = Vec::new();
+        self.liveness.due(now, &mut due);
+        out.extend(due.into_iter().map(Effect::Check));
+    }
+
+    /// The result of an [`Effect::Check`].
+    pub fn on_check(
+        &mut self,
+        addr: SocketAddr,
+        answered: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let name = self.peers.get(addr).and_then(|p| p.name.clone());
+        match self.liveness.result(addr, answered, now) {
+            Verdict::Unchanged => {
+                if answered {
+                    self.peers.delivered(addr);
+                }
+            }
+            Verdict::Back => {
+                self.peers.delivered(addr);
+                out.push(Effect::Show(Event::PeerBack { addr, name }));
+            }
+            Verdict::Unreachable(failures) => {
+                self.peers.unreachable(addr);
+                out.push(Effect::Show(Event::PeerUnreachable {
+                    addr,
+                    name,
+                    failures,
+                }));
+            }
+            Verdict::Remove => {
+                if self.peers.remove(addr).is_some() {
+                    out.push(Effect::Show(Event::PeerLeft {
+                        addr,
+                        name,
+                        reason: LeaveReason::Unreachable,
+                    }));
+                }
+            }
         }
     }
 
@@ -115,7 +179,7 @@ impl Node {
     /// Executes a console command.
     pub fn run(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) {
         match command {
-            Command::Send { dest, text } => self.send(dest, &text, out),
+            Command::Send { dest, text } => self.send(dest, &text, now, out),
             Command::All { text } => {
                 let active = self.peers.active();
                 if active.is_empty() {
@@ -124,7 +188,7 @@ impl Node {
                     )));
                 }
                 for dest in active {
-                    self.send(dest, &text, out);
+                    self.send(dest, &text, now, out);
                 }
             }
             Command::Peers => out.push(Effect::Show(Event::Peers(self.peers.rows(now)))),
@@ -136,23 +200,23 @@ impl Node {
                     )));
                 }
                 for dest in active {
-                    self.send(dest, "connect", out);
+                    self.send(dest, "connect", now, out);
                 }
             }
-            Command::Quit => self.quit(out),
+            Command::Quit => self.quit(now, out),
             Command::Help => out.push(Effect::Show(Event::Help)),
             Command::Menu => out.push(Effect::Show(Event::Menu)),
         }
     }
 
     /// Leaves: `exit` to every active peer, then shut down. Idempotent.
-    pub fn quit(&mut self, out: &mut Vec<Effect>) {
+    pub fn quit(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if self.quitting {
             return;
         }
         self.quitting = true;
         for dest in self.peers.active() {
-            self.send(dest, "exit", out);
+            self.send(dest, "exit", now, out);
         }
         out.push(Effect::Shutdown);
     }
@@ -174,6 +238,11 @@ impl Node {
             name: msg.name,
         };
         let addr = from.addr();
+        if let Some(addr) = addr {
+            if msg.body != Body::Exit {
+                self.liveness.heard(addr, now);
+            }
+        }
         match msg.body {
             Body::Chat(text) => {
                 if let Some(addr) = addr {
@@ -187,7 +256,7 @@ impl Node {
                     self.peers
                         .heard(addr, from.name.as_deref(), from.claimed_ip, false, now);
                     // A new connection to its listening port; never `connect` back.
-                    self.send(addr, "connect_ack", out);
+                    self.send(addr, "connect_ack", now, out);
                 }
                 let answered = addr.is_some();
                 out.push(Effect::Show(Event::ConnectFrom { from, answered }));
@@ -208,6 +277,7 @@ impl Node {
                     ))));
                     return;
                 };
+                self.liveness.forget(addr);
                 let known = self.peers.remove(addr);
                 let name = from.name.or_else(|| known.and_then(|p| p.name));
                 out.push(Effect::Show(Event::PeerLeft {
@@ -220,8 +290,9 @@ impl Node {
     }
 
     /// A message reached `dest` in full.
-    pub fn on_sent(&mut self, dest: SocketAddr, text: String, out: &mut Vec<Effect>) {
+    pub fn on_sent(&mut self, dest: SocketAddr, text: String, now: Instant, out: &mut Vec<Effect>) {
         self.peers.delivered(dest);
+        self.liveness.heard(dest, now);
         out.push(Effect::Show(Event::Sent { dest, text }));
     }
 
@@ -239,8 +310,9 @@ impl Node {
 
     /// Queues `text` for `dest`, split into several messages if its wire form would not
     /// fit in one 1024-byte `recv`.
-    fn send(&mut self, dest: SocketAddr, text: &str, out: &mut Vec<Effect>) {
+    fn send(&mut self, dest: SocketAddr, text: &str, now: Instant, out: &mut Vec<Effect>) {
         self.peers.sending_to(dest);
+        self.liveness.track(dest, now);
         let parts = wire::split_for_wire(text, self.header_budget(dest));
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
@@ -293,6 +365,7 @@ mod tests {
                 static_peers: vec![addr("127.0.0.9:9000")],
             },
             5000,
+            Liveness::new(std::time::Duration::from_secs(30), 3),
         )
     }
 
@@ -319,7 +392,7 @@ mod tests {
     fn start_announces_and_greets_static_peers() {
         let mut n = node();
         let mut out = Vec::new();
-        n.start(addr("127.0.0.2:5000"), &mut out);
+        n.start(addr("127.0.0.2:5000"), Instant::now(), &mut out);
         assert!(matches!(out[0], Effect::Show(Event::Listening { .. })));
         assert_eq!(sends(&out), vec![(addr("127.0.0.9:9000"), "connect")]);
         assert_eq!(

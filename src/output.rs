@@ -105,6 +105,23 @@ pub fn render(event: &Event, out: &mut String) {
             escape(name.as_deref().unwrap_or("?"), out);
             writeln!(out, " {addr} left ({})", reason.as_str())
         }
+        Event::PeerUnreachable {
+            addr,
+            name,
+            failures,
+        } => {
+            out.push_str("* ");
+            escape(name.as_deref().unwrap_or("?"), out);
+            writeln!(
+                out,
+                " {addr} is not answering ({failures} checks failed in a row)"
+            )
+        }
+        Event::PeerBack { addr, name } => {
+            out.push_str("* ");
+            escape(name.as_deref().unwrap_or("?"), out);
+            writeln!(out, " {addr} answers again")
+        }
         Event::Sent { dest, text } => {
             let _ = write!(out, "* sent to {dest}: ");
             escape(text, out);

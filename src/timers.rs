@@ -55,6 +55,11 @@ impl<T> Timers<T> {
         due
     }
 
+    /// Removes and returns the earliest entry, due or not.
+    pub fn pop_first(&mut self) -> Option<T> {
+        self.entries.pop_first().map(|(_, what)| what)
+    }
+
     /// How many entries are armed.
     pub fn len(&self) -> usize {
         self.entries.len()

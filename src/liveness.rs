@@ -1,0 +1,305 @@
+//! Liveness: which known peers still answer, checked in the background.
+//!
+//! Every known peer is checked with a bare connection attempt (connect, then close
+//! without sending: the protocol's liveness probe) about once per interval, with ±20%
+//! jitter so that checks do not bunch up. A peer that talks to us needs no check: hearing
+//! from it counts as an answer and pushes its next check back. After `failures` checks in
+//! a row fail, the peer is unreachable; it is then checked with doubling back-off (up to
+//! eight intervals) and removed once it has been unreachable for the grace period.
+//! At most `max_in_flight` checks run at once, however many peers are known.
+//!
+//! Pure: the node feeds it the clock and check results; it answers which peers to check.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::timers::Timers;
+
+/// Checks allowed in flight at once.
+pub const MAX_CHECKS_IN_FLIGHT: usize = 32;
+
+/// What a check result means for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing changed that the user needs to hear about.
+    Unchanged,
+    /// It answered again after being unreachable.
+    Back,
+    /// It just failed its n-th check in a row: mark it unreachable.
+    Unreachable(u32),
+    /// Unreachable for the whole grace period: remove it.
+    Remove,
+}
+
+#[derive(Debug)]
+struct Watch {
+    next: Instant,
+    failures: u32,
+    unreachable_since: Option<Instant>,
+    in_flight: bool,
+}
+
+/// The liveness schedule of every known peer.
+#[derive(Debug)]
+pub struct Liveness {
+    interval: Duration,
+    failures: u32,
+    grace: Duration,
+    watches: HashMap<SocketAddr, Watch>,
+    /// Scheduled checks; an entry may be stale (its peer heard from, or forgotten) and is
+    /// then dropped or moved when it comes due, so hearing from a peer costs no tree update.
+    schedule: Timers<SocketAddr>,
+    in_flight: usize,
+    rng: u64,
+}
+
+impl Liveness {
+    /// Checks every `interval` (zero turns checking off); `failures` checks in a row make
+    /// a peer unreachable, and four more intervals without an answer remove it.
+    pub fn new(interval: Duration, failures: u32) -> Self {
+        Liveness {
+            interval,
+            failures: failures.max(1),
+            grace: interval * 4,
+            watches: HashMap::new(),
+            schedule: Timers::default(),
+            in_flight: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Whether checks are on.
+    pub fn enabled(&self) -> bool {
+        !self.interval.is_zero()
+    }
+
+    /// Starts watching `addr` (no effect if already watched).
+    pub fn track(&mut self, addr: SocketAddr, now: Instant) {
+        if !self.enabled() || self.watches.contains_key(&addr) {
+            return;
+        }
+        let next = now + self.jittered(self.interval);
+        self.watches.insert(
+            addr,
+            Watch {
+                next,
+                failures: 0,
+                unreachable_since: None,
+                in_flight: false,
+            },
+        );
+        self.schedule.insert(next, addr);
+    }
+
+    /// We heard from `addr`: it is alive; its next check moves back a full interval.
+    pub fn heard(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(w) = self.watches.get_mut(&addr) {
+            w.failures = 0;
+            w.unreachable_since = None;
+            w.next = now + self.interval;
+        } else {
+            self.track(addr, now);
+        }
+    }
+
+    /// Stops watching `addr` (it left).
+    pub fn forget(&mut self, addr: SocketAddr) {
+        if let Some(w) = self.watches.remove(&addr) {
+            if w.in_flight {
+                self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// When the next check may be due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.schedule.next_deadline()
+    }
+
+    /// Peers whose check is due now, within the in-flight bound.
+    pub fn due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
+        while self.in_flight < MAX_CHECKS_IN_FLIGHT {
+            if self.schedule.next_deadline().is_none_or(|when| when > now) {
+                return;
+            }
+            let Some(addr) = self.schedule.pop_first() else {
+                return;
+            };
+            let Some(w) = self.watches.get_mut(&addr) else {
+                continue; // forgotten
+            };
+            if w.in_flight {
+                continue;
+            }
+            if w.next > now {
+                // Heard from since this entry was made: check later.
+                let next = w.next;
+                self.schedule.insert(next, addr);
+                continue;
+            }
+            w.in_flight = true;
+            self.in_flight += 1;
+            out.push(addr);
+        }
+        // Checks beyond the bound wait for running ones to finish.
+    }
+
+    /// The result of a check started by [`Liveness::due`].
+    pub fn result(&mut self, addr: SocketAddr, answered: bool, now: Instant) -> Verdict {
+        let (interval, failures_allowed, grace) = (self.interval, self.failures, self.grace);
+        let jitter = self.jittered(interval);
+        let Some(w) = self.watches.get_mut(&addr) else {
+            return Verdict::Unchanged;
+        };
+        if w.in_flight {
+            w.in_flight = false;
+            self.in_flight -= 1;
+        }
+        let verdict = if answered {
+            let back = w.unreachable_since.is_some();
+            w.failures = 0;
+            w.unreachable_since = None;
+            w.next = now + jitter;
+            if back {
+                Verdict::Back
+            } else {
+                Verdict::Unchanged
+            }
+        } else {
+            w.failures += 1;
+            if w.failures < failures_allowed {
+                w.next = now + jitter;
+                Verdict::Unchanged
+            } else if now.saturating_duration_since(*w.unreachable_since.get_or_insert(now))
+                >= grace
+            {
+                Verdict::Remove
+            } else {
+                // Back off: 1, 2, 4, 8 intervals between checks of a dead peer.
+                let k = (w.failures - failures_allowed).min(3);
+                w.next = now + jitter * (1 << k);
+                if w.failures == failures_allowed {
+                    Verdict::Unreachable(w.failures)
+                } else {
+                    Verdict::Unchanged
+                }
+            }
+        };
+        if verdict == Verdict::Remove {
+            self.watches.remove(&addr);
+        } else {
+            let next = w.next;
+            self.schedule.insert(next, addr);
+        }
+        verdict
+    }
+
+    /// `base` ± 20%, from a small xorshift generator (no crate needed for this).
+    fn jittered(&mut self, base: Duration) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let permille = 800 + (self.rng % 401); // 800..=1200
+        base * permille as u32 / 1000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn due(l: &mut Liveness, now: Instant) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        l.due(now, &mut out);
+        out
+    }
+
+    #[test]
+    fn disabled_checks_nothing() {
+        let mut l = Liveness::new(Duration::ZERO, 3);
+        let t0 = Instant::now();
+        l.track(addr("127.0.0.2:1"), t0);
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn checks_are_jittered_around_the_interval() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        for port in 1..50 {
+            l.track(SocketAddr::new([127, 0, 0, 2].into(), port), t0);
+        }
+        assert!(due(&mut l, t0 + 7 * SEC).is_empty());
+        assert_eq!(
+            due(&mut l, t0 + 13 * SEC).len(),
+            MAX_CHECKS_IN_FLIGHT.min(49)
+        );
+    }
+
+    #[test]
+    fn hearing_from_a_peer_postpones_its_check() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        let a = addr("127.0.0.2:1");
+        l.track(a, t0);
+        l.heard(a, t0 + 9 * SEC);
+        assert!(due(&mut l, t0 + 13 * SEC).is_empty());
+        assert_eq!(due(&mut l, t0 + 19 * SEC), vec![a]);
+    }
+
+    #[test]
+    fn failures_make_unreachable_then_removed_after_grace() {
+        let mut l = Liveness::new(SEC, 2);
+        let a = addr("127.0.0.2:1");
+        let mut now = Instant::now();
+        l.track(a, now);
+        let mut verdicts = Vec::new();
+        for _ in 0..20 {
+            now += 10 * SEC;
+            if due(&mut l, now) == vec![a] {
+                let v = l.result(a, false, now);
+                verdicts.push(v);
+                if v == Verdict::Remove {
+                    break;
+                }
+            }
+        }
+        assert_eq!(verdicts[0], Verdict::Unchanged);
+        assert_eq!(verdicts[1], Verdict::Unreachable(2));
+        assert_eq!(verdicts.last(), Some(&Verdict::Remove));
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_answer_brings_a_peer_back() {
+        let mut l = Liveness::new(SEC, 1);
+        let a = addr("127.0.0.2:1");
+        let t0 = Instant::now();
+        l.track(a, t0);
+        assert_eq!(due(&mut l, t0 + 2 * SEC), vec![a]);
+        assert_eq!(l.result(a, false, t0 + 2 * SEC), Verdict::Unreachable(1));
+        assert_eq!(due(&mut l, t0 + 4 * SEC), vec![a]);
+        assert_eq!(l.result(a, true, t0 + 4 * SEC), Verdict::Back);
+    }
+
+    #[test]
+    fn in_flight_checks_are_bounded() {
+        let mut l = Liveness::new(SEC, 3);
+        let t0 = Instant::now();
+        for port in 1..=1000 {
+            l.track(SocketAddr::new([127, 0, 0, 2].into(), port), t0);
+        }
+        let first = due(&mut l, t0 + 2 * SEC);
+        assert_eq!(first.len(), MAX_CHECKS_IN_FLIGHT);
+        assert!(due(&mut l, t0 + 2 * SEC).is_empty());
+        l.result(first[0], true, t0 + 2 * SEC);
+        assert_eq!(due(&mut l, t0 + 2 * SEC).len(), 1);
+    }
+}
