@@ -245,11 +245,15 @@ impl Node {
         }
         match msg.body {
             Body::Chat(text) => {
+                // A header with no text says "I am here": noted, not shown.
+                let shown = !text.trim().is_empty();
                 if let Some(addr) = addr {
                     self.peers
-                        .heard(addr, from.name.as_deref(), from.claimed_ip, true, now);
+                        .heard(addr, from.name.as_deref(), from.claimed_ip, shown, now);
                 }
-                out.push(Effect::Show(Event::Message { from, text }));
+                if shown {
+                    out.push(Effect::Show(Event::Message { from, text }));
+                }
             }
             Body::Connect => {
                 if let Some(addr) = addr {
