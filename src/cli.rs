@@ -141,6 +141,34 @@ fn options() -> Options {
         "failed checks in a row that make a peer unreachable (default 3)",
         "N",
     );
+    o.optflag(
+        "",
+        "json",
+        "print events as JSON Lines (schema in the README)",
+    );
+    o.optopt(
+        "",
+        "color",
+        "colour on the terminal: never, auto (default; honours NO_COLOR) or always",
+        "WHEN",
+    );
+    o.optopt(
+        "",
+        "state",
+        "keep peers and message history in this directory across restarts",
+        "DIR",
+    );
+    o.optflag(
+        "",
+        "greet-remembered",
+        "with --state: greet remembered peers with connect at start-up",
+    );
+    o.optopt(
+        "",
+        "history",
+        "messages kept for /history and in the state (default 1000)",
+        "N",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -215,6 +243,23 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
         };
     }
     config.headless = m.opt_present("headless");
+    config.json = m.opt_present("json");
+    if let Some(when) = m.opt_str("color") {
+        config.color = match when.as_str() {
+            "never" => Some(false),
+            "always" => Some(true),
+            "auto" => None,
+            _ => return Err(err(format!("--color {when:?}: use never, auto or always"))),
+        };
+    }
+    config.state_dir = m.opt_str("state").map(Into::into);
+    config.greet_remembered = m.opt_present("greet-remembered");
+    if config.greet_remembered && config.state_dir.is_none() {
+        return Err(err("--greet-remembered needs --state DIR".into()));
+    }
+    if let Some(n) = number(&m, "history").map_err(&err)? {
+        config.history = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let limits = &mut config.limits;
     if let Some(n) = number(&m, "max-line").map_err(&err)? {
         limits.max_line = n.max(1024) as usize;

@@ -27,6 +27,8 @@ pub enum Command {
     Connect,
     /// Leave: tell every active peer `exit`, then stop.
     Quit,
+    /// Show the last N messages.
+    History(usize),
     /// Show the command list.
     Help,
     /// Show the numbered menu.
@@ -41,6 +43,7 @@ commands:
   /all TEXT            send TEXT to every active peer
   /peers               show known peers and their status
   /connect             send connect to every active peer
+  /history [N]         the last N messages sent and received (default 20)
   /quit                tell every active peer exit, then leave
   /help                this text";
 
@@ -140,6 +143,13 @@ impl Console {
             "3" | "/connect" => Command::Connect,
             "0" | "/quit" | "/exit" | "/q" => Command::Quit,
             "/help" | "/h" | "/?" => Command::Help,
+            "/history" => match rest {
+                "" => Command::History(20),
+                n => match n.parse::<usize>() {
+                    Ok(n) if n > 0 => Command::History(n),
+                    _ => return Err("usage: /history [N]  (N a positive number)".into()),
+                },
+            },
             "/menu" => Command::Menu,
             "/send" | "/msg" => parse_send(rest)?,
             "/all" | "/broadcast" => {
@@ -241,6 +251,8 @@ mod tests {
                 })),
             ),
             ("/peers", Ok(Some(Command::Peers))),
+            ("/history", Ok(Some(Command::History(20)))),
+            ("/history 5", Ok(Some(Command::History(5)))),
             ("2", Ok(Some(Command::Peers))),
             ("3", Ok(Some(Command::Connect))),
             ("/connect", Ok(Some(Command::Connect))),
@@ -263,6 +275,8 @@ mod tests {
             "/send 127.0.0.3:0 hi",
             "/send 127.0.0.3:70000 hi",
             "/all",
+            "/history x",
+            "/history 0",
             "/frobnicate",
             "hello",
             "4",

@@ -4,6 +4,7 @@
 //! directly. Limits have defaults that suit a lab machine and are documented in the README.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::wire::Format;
@@ -25,6 +26,8 @@ pub struct Limits {
     pub linger: Duration,
     /// How long quitting waits for the `exit` messages to go out.
     pub quit_wait: Duration,
+    /// Most bytes of output waiting for a slow stdout; beyond it lines are dropped.
+    pub stdout_buffer: usize,
     /// How often each known peer is checked for liveness; zero turns checks off.
     pub probe_interval: Duration,
     /// Failed checks in a row that make a peer unreachable.
@@ -41,6 +44,7 @@ impl Default for Limits {
             send_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(2),
             quit_wait: Duration::from_secs(2),
+            stdout_buffer: 1 << 20,
             probe_interval: Duration::from_secs(30),
             probe_failures: 3,
         }
@@ -66,6 +70,16 @@ pub struct Config {
     pub headless: bool,
     /// Resource bounds.
     pub limits: Limits,
+    /// JSON Lines on stdout instead of text.
+    pub json: bool,
+    /// Colour on stdout: `None` decides from the terminal and `NO_COLOR`.
+    pub color: Option<bool>,
+    /// Where peers and history are kept across restarts (`--state`).
+    pub state_dir: Option<PathBuf>,
+    /// Greet remembered peers with `connect` at start-up.
+    pub greet_remembered: bool,
+    /// Messages kept for `/history` (and in the journal).
+    pub history: usize,
 }
 
 impl Config {
@@ -80,6 +94,11 @@ impl Config {
             format: Format::Standard,
             headless: false,
             limits: Limits::default(),
+            json: false,
+            color: None,
+            state_dir: None,
+            greet_remembered: false,
+            history: 1000,
         }
     }
 

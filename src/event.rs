@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::history::Entry;
 use crate::peers::Row;
 
 /// Who a received message came from.
@@ -76,6 +77,13 @@ pub enum Event {
         /// Its sender.
         from: From,
     },
+    /// A peer entered the table because it spoke to us.
+    PeerJoined {
+        /// Its identity.
+        addr: SocketAddr,
+        /// Its name, if known.
+        name: Option<String>,
+    },
     /// A peer was removed from the table.
     PeerLeft {
         /// Its identity.
@@ -126,6 +134,8 @@ pub enum Event {
     },
     /// The answer to a query.
     Peers(Vec<Row>),
+    /// The last messages, oldest first (`/history`).
+    History(Vec<Entry>),
     /// The command list was asked for.
     Help,
     /// The numbered menu should be shown.

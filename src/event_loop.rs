@@ -23,18 +23,22 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::event::Event;
+use crate::history::Replayed;
+use crate::journal::Journal;
 use crate::liveness::Liveness;
 use crate::net;
-use crate::node::{Effect, Identity, Node};
+use crate::node::{Effect, Node, Settings};
 use crate::outbox::Outbox;
-use crate::output::Output;
+use crate::output::{Output, Style};
 use crate::stdin::{self, Input};
+use crate::stdout::Stdout;
 use crate::timers::Timers;
 use crate::wire::{self, Decoder};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
+const STDOUT: Token = Token(usize::MAX - 4);
 
 /// Size of the one read buffer shared by every connection.
 const READ_BUF: usize = 64 * 1024;
@@ -44,6 +48,8 @@ const READ_BUF: usize = 64 * 1024;
 pub enum Error {
     /// The listening address could not be bound.
     Bind(SocketAddr, io::Error),
+    /// The state directory could not be opened.
+    State(std::path::PathBuf, io::Error),
     /// The event loop itself failed.
     Io(io::Error),
 }
@@ -52,6 +58,9 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Bind(addr, e) => write!(f, "cannot listen on {addr}: {}", net::describe(e)),
+            Error::State(dir, e) => {
+                write!(f, "cannot use the state directory {}: {e}", dir.display())
+            }
             Error::Io(e) => write!(f, "{e}"),
         }
     }
@@ -136,10 +145,14 @@ pub struct EventLoop {
     node: Node,
     console: stdin::Console,
     output: Output,
+    stdout: Stdout,
     /// Whether a person is at a terminal.
     interactive: bool,
     /// Set once stdout is gone; output is then dropped.
     stdout_broken: bool,
+    /// The `--state` journal, and what it held at start-up (consumed by `run`).
+    journal: Option<Journal>,
+    replayed: Option<Replayed>,
     signals: Signals,
     config: Config,
     listen_port: u16,
@@ -173,9 +186,28 @@ impl EventLoop {
         } else {
             stdin::Console::attach(poll.registry(), STDIN, config.limits.max_line)
         };
-        let interactive = !config.headless && stdin::is_terminal() && io::stdout().is_terminal();
+        let stdout_tty = io::stdout().is_terminal();
+        let interactive = !config.headless && stdin::is_terminal() && stdout_tty;
+        let style = Style {
+            json: config.json,
+            color: config.color.unwrap_or_else(|| {
+                stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }),
+            timestamps: stdout_tty && !config.json,
+        };
+        let stdout = Stdout::attach(poll.registry(), STDOUT, config.limits.stdout_buffer);
+        let (journal, replayed) = match &config.state_dir {
+            Some(dir) => {
+                let (journal, replayed) =
+                    Journal::open(dir, config.history).map_err(|e| Error::State(dir.clone(), e))?;
+                (Some(journal), Some(replayed))
+            }
+            None => (None, None),
+        };
         let node = Node::new(
-            Identity {
+            Settings {
+                history: config.history,
+                persist: journal.is_some(),
                 name: config.name.clone(),
                 format: config.format,
                 own_ip: config.own_ip(),
@@ -195,9 +227,12 @@ impl EventLoop {
             outbox: Outbox::new(config.limits.max_in_flight),
             node,
             console,
-            output: Output::new(interactive),
+            output: Output::new(style, interactive),
+            stdout,
             interactive,
             stdout_broken: false,
+            journal,
+            replayed,
             signals,
             listen_port,
             config,
@@ -220,6 +255,9 @@ impl EventLoop {
         let listening = SocketAddr::new(self.config.bind, self.listen_port);
         self.node
             .start(listening, Instant::now(), &mut self.effects);
+        if let Some(replayed) = self.replayed.take() {
+            self.restore(replayed);
+        }
         if self.interactive {
             self.effects.push(Effect::Show(Event::Menu));
         }
@@ -252,6 +290,7 @@ impl EventLoop {
                     LISTENER => self.accept(now),
                     STDIN => stdin_ready = true,
                     SIGNALS => self.on_signal(),
+                    STDOUT => {} // flushed at the top of the next turn
                     Token(key) => self.on_conn_ready(key, now),
                 }
                 self.apply_effects(now);
@@ -267,7 +306,35 @@ impl EventLoop {
         }
         self.output.show(&Event::Bye);
         self.flush_output();
+        // Give a slow stdout a moment for the last lines, then leave regardless.
+        let _ = self.stdout.finish(std::time::Duration::from_secs(1));
         Ok(())
+    }
+
+    /// Brings back what the state directory remembered, telling the user what was skipped.
+    fn restore(&mut self, replayed: Replayed) {
+        if replayed.torn_tail {
+            self.effects.push(Effect::Show(Event::Warning(
+                "the state journal ended with a torn record (a crash while writing); skipped it"
+                    .into(),
+            )));
+        }
+        if replayed.skipped > 0 {
+            self.effects.push(Effect::Show(Event::Warning(format!(
+                "skipped {} unreadable records in the state journal",
+                replayed.skipped
+            ))));
+        }
+        let (peers, messages) = (replayed.peers.len(), replayed.messages.len());
+        self.node.restore(
+            replayed,
+            self.config.greet_remembered,
+            Instant::now(),
+            &mut self.effects,
+        );
+        self.effects.push(Effect::Show(Event::Info(format!(
+            "remembered {peers} peers and {messages} messages"
+        ))));
     }
 
     fn apply_effects(&mut self, now: Instant) {
@@ -281,6 +348,11 @@ impl EventLoop {
                 }
                 Effect::Send(out) => self.outbox.push(out.dest, out.text),
                 Effect::Check(addr) => self.start_check(addr, now),
+                Effect::Remember(record) => {
+                    if let Some(journal) = &mut self.journal {
+                        journal.push(&record);
+                    }
+                }
                 Effect::Shutdown => {
                     self.shutting_down = true;
                     self.console.detach(self.poll.registry());
@@ -293,17 +365,43 @@ impl EventLoop {
         self.effects = effects;
     }
 
+    /// Ends a turn's output: the journal first (so that whatever is shown is already
+    /// remembered), then stdout, without blocking.
     fn flush_output(&mut self) {
+        if let Some(journal) = &mut self.journal {
+            let node = &self.node;
+            if let Err(e) = journal.flush(|| node.snapshot()) {
+                self.journal = None;
+                self.output.show(&Event::Warning(format!(
+                    "stopped writing the state journal: {e}"
+                )));
+            }
+        }
         if self.stdout_broken {
             return;
         }
         let prompt = (self.interactive && !self.shutting_down).then(|| self.node.prompt());
-        if let Err(e) = self.output.flush(&mut io::stdout().lock(), prompt) {
-            // Nobody reads us any more: leave politely.
-            log::warn!("stdout failed ({e}); quitting");
+        let stdout = &mut self.stdout;
+        self.output.drain(prompt, |bytes| stdout.push(bytes));
+        let dropped = self.stdout.take_dropped();
+        if dropped > 0 {
+            self.output.show(&Event::Warning(format!(
+                "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
+                self.stdout.limit()
+            )));
+            let stdout = &mut self.stdout;
+            self.output.drain(None, |bytes| stdout.push(bytes));
+        }
+        if let Err(e) = self.stdout.flush() {
             self.stdout_broken = true;
-            self.node.quit(Instant::now(), &mut self.effects);
-            self.apply_effects(Instant::now());
+            if self.config.headless {
+                log::warn!("stdout failed ({e}); running on without output");
+            } else {
+                // Nobody reads us any more: leave politely.
+                log::warn!("stdout failed ({e}); quitting");
+                self.node.quit(Instant::now(), &mut self.effects);
+                self.apply_effects(Instant::now());
+            }
         }
     }
 

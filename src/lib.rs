@@ -21,16 +21,21 @@
 //! - [`liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
 //! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
 //! - [`event`] and [`output`]: what the user is told, and its documented layout.
-//! - [`event_loop`]: the executor; [`stdin`] and [`net`] are its OS-facing helpers.
+//! - [`history`]: the message history and the records that persist it. Pure.
+//! - [`event_loop`]: the executor; [`stdin`], [`stdout`], [`net`] and [`journal`] (the
+//!   `--state` directory) are its OS-facing helpers; [`clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
 
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod event;
 pub mod event_loop;
+pub mod history;
+pub mod journal;
 pub mod liveness;
 pub mod net;
 pub mod node;
@@ -38,6 +43,7 @@ pub mod outbox;
 pub mod output;
 pub mod peers;
 pub mod stdin;
+pub mod stdout;
 pub mod timers;
 pub mod wire;
 

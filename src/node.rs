@@ -9,10 +9,11 @@
 //! that read only 1024 bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::command::{Command, Console};
 use crate::event::{Event, From, LeaveReason};
+use crate::history::{Direction, Entry, History, Record, Replayed};
 use crate::liveness::{Liveness, Verdict};
 use crate::peers::PeerTable;
 use crate::wire::{self, Body, Format};
@@ -34,6 +35,8 @@ pub enum Effect {
     Show(Event),
     /// Deliver a message.
     Send(Outgoing),
+    /// Persist this record (only with [`Settings::persist`]).
+    Remember(Record),
     /// Check whether a peer still answers (connect, then close without sending); report
     /// with [`Node::on_check`].
     Check(SocketAddr),
@@ -43,7 +46,11 @@ pub enum Effect {
 
 /// What the node needs to know about itself.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub struct Settings {
+    /// Messages kept for `/history`.
+    pub history: usize,
+    /// Whether peers and messages are persisted (emit [`Effect::Remember`]).
+    pub persist: bool,
     /// The name put in every header.
     pub name: String,
     /// The header form we send in.
@@ -58,19 +65,24 @@ pub struct Identity {
 /// The protocol state of one peer.
 #[derive(Debug)]
 pub struct Node {
-    me: Identity,
+    me: Settings,
     listen_port: u16,
     peers: PeerTable,
     liveness: Liveness,
     console: Console,
+    history: History,
+    /// A moment on both clocks, to turn `Instant`s into wall-clock times.
+    epoch: (Instant, i64),
     quitting: bool,
 }
 
 impl Node {
     /// A node that will listen on `listen_port` (the real one, once bound) and check
     /// its peers' liveness with `liveness`.
-    pub fn new(me: Identity, listen_port: u16, liveness: Liveness) -> Self {
+    pub fn new(me: Settings, listen_port: u16, liveness: Liveness) -> Self {
         Node {
+            history: History::new(me.history),
+            epoch: (Instant::now(), crate::clock::unix_millis(SystemTime::now())),
             me,
             listen_port,
             peers: PeerTable::new(),
@@ -93,6 +105,82 @@ impl Node {
     /// Whether quitting has begun.
     pub fn is_quitting(&self) -> bool {
         self.quitting
+    }
+
+    /// Brings back what a journal remembered: peers (as `remembered`, not active) and the
+    /// message history; with `greet`, sends them `connect`.
+    pub fn restore(
+        &mut self,
+        replayed: Replayed,
+        greet: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        for (addr, name) in replayed.peers {
+            self.peers.remember(addr, name);
+            self.liveness.track(addr, now);
+            if greet {
+                self.send(addr, "connect", now, out);
+            }
+        }
+        for entry in replayed.messages {
+            self.history.push(entry);
+        }
+    }
+
+    /// The records that describe what is worth remembering now (for journal compaction).
+    pub fn snapshot(&self) -> Vec<Record> {
+        let peers = self
+            .peers
+            .rows(self.epoch.0)
+            .into_iter()
+            .map(|r| Record::Peer {
+                addr: r.addr,
+                name: r.name,
+            });
+        let messages = self
+            .history
+            .last(usize::MAX)
+            .into_iter()
+            .map(Record::Message);
+        peers.chain(messages).collect()
+    }
+
+    fn wall_millis(&self, now: Instant) -> i64 {
+        let since = now.saturating_duration_since(self.epoch.0).as_millis();
+        self.epoch.1 + i64::try_from(since).unwrap_or(0)
+    }
+
+    /// Records a message in the history (and the journal, when persisting).
+    fn log_message(&mut self, entry: Entry, out: &mut Vec<Effect>) {
+        if self.me.persist {
+            out.push(Effect::Remember(Record::Message(entry.clone())));
+        }
+        self.history.push(entry);
+    }
+
+    /// Notes a peer we heard from; announces it when new.
+    fn heard(
+        &mut self,
+        from: &From,
+        addr: SocketAddr,
+        chat: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let name = from.name.as_deref();
+        if self.peers.heard(addr, name, from.claimed_ip, chat, now) {
+            out.push(Effect::Show(Event::PeerJoined {
+                addr,
+                name: from.name.clone(),
+            }));
+            if self.me.persist {
+                out.push(Effect::Remember(Record::Peer {
+                    addr,
+                    name: from.name.clone(),
+                }));
+            }
+        }
     }
 
     /// Start-up: announce where we listen and greet the static peers.
@@ -153,7 +241,7 @@ impl Node {
                 }));
             }
             Verdict::Remove => {
-                if self.peers.remove(addr).is_some() {
+                if self.forget(addr, out).is_some() {
                     out.push(Effect::Show(Event::PeerLeft {
                         addr,
                         name,
@@ -205,6 +293,7 @@ impl Node {
             }
             Command::Quit => self.quit(now, out),
             Command::Help => out.push(Effect::Show(Event::Help)),
+            Command::History(n) => out.push(Effect::Show(Event::History(self.history.last(n)))),
             Command::Menu => out.push(Effect::Show(Event::Menu)),
         }
     }
@@ -248,17 +337,23 @@ impl Node {
                 // A header with no text says "I am here": noted, not shown.
                 let shown = !text.trim().is_empty();
                 if let Some(addr) = addr {
-                    self.peers
-                        .heard(addr, from.name.as_deref(), from.claimed_ip, shown, now);
+                    self.heard(&from, addr, shown, now, out);
                 }
                 if shown {
+                    let entry = Entry {
+                        millis: self.wall_millis(now),
+                        direction: Direction::In,
+                        addr,
+                        name: from.name.clone(),
+                        text: text.clone(),
+                    };
+                    self.log_message(entry, out);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
             }
             Body::Connect => {
                 if let Some(addr) = addr {
-                    self.peers
-                        .heard(addr, from.name.as_deref(), from.claimed_ip, false, now);
+                    self.heard(&from, addr, false, now, out);
                     // A new connection to its listening port; never `connect` back.
                     self.send(addr, "connect_ack", now, out);
                 }
@@ -267,8 +362,7 @@ impl Node {
             }
             Body::ConnectAck => {
                 if let Some(addr) = addr {
-                    self.peers
-                        .heard(addr, from.name.as_deref(), from.claimed_ip, false, now);
+                    self.heard(&from, addr, false, now, out);
                 }
                 out.push(Effect::Show(Event::ConnectAck { from }));
             }
@@ -281,8 +375,7 @@ impl Node {
                     ))));
                     return;
                 };
-                self.liveness.forget(addr);
-                let known = self.peers.remove(addr);
+                let known = self.forget(addr, out);
                 let name = from.name.or_else(|| known.and_then(|p| p.name));
                 out.push(Effect::Show(Event::PeerLeft {
                     addr,
@@ -293,10 +386,30 @@ impl Node {
         }
     }
 
+    /// Removes a peer from the table, the liveness schedule and (when persisting) memory.
+    fn forget(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) -> Option<crate::peers::Peer> {
+        self.liveness.forget(addr);
+        let known = self.peers.remove(addr);
+        if known.is_some() && self.me.persist {
+            out.push(Effect::Remember(Record::Gone { addr }));
+        }
+        known
+    }
+
     /// A message reached `dest` in full.
     pub fn on_sent(&mut self, dest: SocketAddr, text: String, now: Instant, out: &mut Vec<Effect>) {
         self.peers.delivered(dest);
         self.liveness.heard(dest, now);
+        if wire::control_word(&text).is_none() {
+            let entry = Entry {
+                millis: self.wall_millis(now),
+                direction: Direction::Out,
+                addr: Some(dest),
+                name: None,
+                text: text.clone(),
+            };
+            self.log_message(entry, out);
+        }
         out.push(Effect::Show(Event::Sent { dest, text }));
     }
 
@@ -315,7 +428,12 @@ impl Node {
     /// Queues `text` for `dest`, split into several messages if its wire form would not
     /// fit in one 1024-byte `recv`.
     fn send(&mut self, dest: SocketAddr, text: &str, now: Instant, out: &mut Vec<Effect>) {
-        self.peers.sending_to(dest);
+        if self.peers.sending_to(dest) && self.me.persist {
+            out.push(Effect::Remember(Record::Peer {
+                addr: dest,
+                name: None,
+            }));
+        }
         self.liveness.track(dest, now);
         let parts = wire::split_for_wire(text, self.header_budget(dest));
         if parts.len() > 1 {
@@ -362,10 +480,12 @@ mod tests {
 
     fn node() -> Node {
         Node::new(
-            Identity {
+            Settings {
                 name: "me".into(),
                 format: Format::Standard,
                 own_ip: Some("127.0.0.2".parse().expect("ip")),
+                history: 100,
+                persist: false,
                 static_peers: vec![addr("127.0.0.9:9000")],
             },
             5000,

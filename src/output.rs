@@ -1,24 +1,49 @@
-//! Rendering events for people: the stable, documented line layout.
+//! Rendering events: the stable, documented line layout, or JSON Lines.
 //!
-//! Every event becomes one line (a query becomes a small table). Text that came off the
-//! network is escaped so that a peer can neither break a line nor send terminal escape
-//! codes. Lines are gathered during a loop turn and written once, before the loop sleeps.
-//! On a terminal the prompt is erased before incoming lines and drawn again after them,
-//! so what the user is typing is never mixed into a message line.
+//! Every event becomes one line (a query becomes a small table; in JSON, one object).
+//! Text that came off the network is escaped so that a peer can neither break a line nor
+//! send terminal escape codes. Lines are gathered during a loop turn and handed to stdout
+//! once. On a terminal, received lines get a timestamp and colour, and the prompt is
+//! erased before incoming lines and drawn again after them, so what the user is typing is
+//! never mixed into a message line.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use serde_json::{json, Value};
+
+use crate::clock;
 use crate::command::{HELP, MENU};
 use crate::event::{Event, From};
+use crate::history::{Direction, Entry};
 use crate::peers::Row;
 
-/// Renders events into a buffer and writes it out once per loop turn.
+/// The version of the JSON event schema (the `v` field of every object).
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// How events are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Style {
+    /// JSON Lines instead of text.
+    pub json: bool,
+    /// ANSI colour for names, warnings and hints.
+    pub color: bool,
+    /// A local `HH:MM:SS` before each received message.
+    pub timestamps: bool,
+}
+
+const RESET: &str = "\x1b[0m";
+const NAME: &str = "\x1b[1;36m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+
+/// Renders events into a buffer, taken once per loop turn.
 #[derive(Debug)]
 pub struct Output {
     buf: String,
+    style: Style,
     /// Whether a person is at a terminal (prompts are shown and redrawn).
     interactive: bool,
     /// Whether the prompt is the last thing on the screen.
@@ -26,23 +51,28 @@ pub struct Output {
 }
 
 impl Output {
-    /// An output for a terminal user (`interactive`) or for a script.
-    pub fn new(interactive: bool) -> Self {
+    /// An output in `style`, for a person at a terminal (`interactive`) or a program.
+    pub fn new(style: Style, interactive: bool) -> Self {
         Output {
             buf: String::with_capacity(4096),
-            interactive,
+            style,
+            interactive: interactive && !style.json,
             prompt_visible: false,
         }
     }
 
-    /// Renders `event`; nothing is written until [`Output::flush`].
+    /// Renders `event`; nothing is written until [`Output::take`].
     pub fn show(&mut self, event: &Event) {
         if self.interactive && self.prompt_visible {
             // Erase the prompt line; it is drawn again after the new lines.
             self.buf.push_str("\r\x1b[K");
             self.prompt_visible = false;
         }
-        render(event, &mut self.buf);
+        if self.style.json {
+            json_line(event, SystemTime::now(), &mut self.buf);
+        } else {
+            render_styled(event, self.style, SystemTime::now(), &mut self.buf);
+        }
     }
 
     /// The user finished a line: the terminal moved past the prompt.
@@ -50,45 +80,56 @@ impl Output {
         self.prompt_visible = false;
     }
 
-    /// Whether rendered text is waiting to be written.
-    pub fn has_pending(&self) -> bool {
-        !self.buf.is_empty()
-    }
-
-    /// Writes what was rendered, then the prompt when a person is at a terminal.
-    pub fn flush(&mut self, out: &mut impl Write, prompt: Option<&str>) -> io::Result<()> {
+    /// Hands what was rendered this turn to `sink`, followed by the prompt when a person
+    /// is at a terminal and it is not on the screen already; then starts afresh.
+    pub fn drain(&mut self, prompt: Option<&str>, sink: impl FnOnce(&[u8])) {
         if self.interactive && !self.prompt_visible {
             if let Some(prompt) = prompt {
                 self.buf.push_str(prompt);
                 self.prompt_visible = true;
             }
         }
-        if self.buf.is_empty() {
-            return Ok(());
+        if !self.buf.is_empty() {
+            sink(self.buf.as_bytes());
+            self.buf.clear();
         }
-        let result = out
-            .write_all(self.buf.as_bytes())
-            .and_then(|()| out.flush());
-        self.buf.clear();
-        result
     }
 }
 
-/// Appends the documented rendering of `event` to `out` (one or more `\n`-ended lines).
+/// Appends the documented plain rendering of `event` to `out` (`\n`-ended lines).
 pub fn render(event: &Event, out: &mut String) {
+    render_styled(event, Style::default(), SystemTime::now(), out);
+}
+
+fn paint(out: &mut String, on: bool, color: &str, text: impl FnOnce(&mut String)) {
+    if on {
+        out.push_str(color);
+    }
+    text(out);
+    if on {
+        out.push_str(RESET);
+    }
+}
+
+fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String) {
+    let color = style.color;
     // Writing into a String cannot fail.
     let _ = match event {
         Event::Listening { addr, name } => writeln!(out, "listening on {addr} as {name}"),
         Event::Message { from, text } => {
+            if style.timestamps {
+                paint(out, color, DIM, |o| o.push_str(&clock::local_hms(now)));
+                out.push(' ');
+            }
             out.push('[');
-            sender(from, out);
+            sender(from, color, out);
             out.push_str("] ");
             escape(text, out);
             writeln!(out)
         }
         Event::ConnectFrom { from, answered } => {
             out.push_str("* connect from ");
-            sender(from, out);
+            sender(from, color, out);
             if *answered {
                 writeln!(out, " (answered connect_ack)")
             } else {
@@ -97,9 +138,10 @@ pub fn render(event: &Event, out: &mut String) {
         }
         Event::ConnectAck { from } => {
             out.push_str("* connect_ack from ");
-            sender(from, out);
+            sender(from, color, out);
             writeln!(out)
         }
+        Event::PeerJoined { .. } => Ok(()),
         Event::PeerLeft { addr, name, reason } => {
             out.push_str("* ");
             escape(name.as_deref().unwrap_or("?"), out);
@@ -128,9 +170,12 @@ pub fn render(event: &Event, out: &mut String) {
             writeln!(out)
         }
         Event::SendFailed { dest, text, reason } => {
-            let _ = write!(out, "! could not send to {dest}: {reason} (message: ");
-            escape(text, out);
-            writeln!(out, ")")
+            paint(out, color, RED, |o| {
+                let _ = write!(o, "! could not send to {dest}: {reason} (message: ");
+                escape(text, o);
+                o.push(')');
+            });
+            writeln!(out)
         }
         Event::Split { dest, parts } => writeln!(
             out,
@@ -140,18 +185,159 @@ pub fn render(event: &Event, out: &mut String) {
             table(rows, out);
             Ok(())
         }
+        Event::History(entries) => {
+            if entries.is_empty() {
+                out.push_str("no messages yet\n");
+            }
+            for e in entries {
+                out.push_str(&clock::local_datetime(e.millis));
+                match e.direction {
+                    Direction::In => {
+                        out.push_str("  [");
+                        escape(e.name.as_deref().unwrap_or("?"), out);
+                        match e.addr {
+                            Some(addr) => {
+                                let _ = write!(out, " {addr}] ");
+                            }
+                            None => out.push_str(" ?] "),
+                        }
+                    }
+                    Direction::Out => match e.addr {
+                        Some(addr) => {
+                            let _ = write!(out, "  -> {addr}: ");
+                        }
+                        None => out.push_str("  -> ?: "),
+                    },
+                }
+                escape(&e.text, out);
+                out.push('\n');
+            }
+            Ok(())
+        }
         Event::Help => writeln!(out, "{HELP}"),
         Event::Menu => writeln!(out, "{MENU}"),
-        Event::Hint(hint) => writeln!(out, "? {hint}"),
-        Event::Warning(text) => writeln!(out, "! {text}"),
+        Event::Hint(hint) => {
+            paint(out, color, YELLOW, |o| {
+                let _ = write!(o, "? {hint}");
+            });
+            writeln!(out)
+        }
+        Event::Warning(text) => {
+            paint(out, color, RED, |o| {
+                let _ = write!(o, "! {text}");
+            });
+            writeln!(out)
+        }
         Event::Info(text) => writeln!(out, "* {text}"),
         Event::Bye => writeln!(out, "* bye"),
     };
 }
 
+/// Appends `event` as one JSON object and a newline (the schema is in the README).
+pub fn json_line(event: &Event, now: SystemTime, out: &mut String) {
+    let ts = clock::rfc3339(clock::unix_millis(now));
+    let peer = |from: &From| {
+        json!({
+            "name": from.name,
+            "addr": from.addr().map(|a| a.to_string()),
+            "observed_ip": from.ip.to_string(),
+            "claimed_ip": from.claimed_ip.map(|ip| ip.to_string()),
+        })
+    };
+    let (kind, mut fields) = match event {
+        Event::Listening { addr, name } => {
+            ("listening", json!({"addr": addr.to_string(), "name": name}))
+        }
+        Event::Message { from, text } => ("message", with(peer(from), "text", json!(text))),
+        Event::ConnectFrom { from, answered } => {
+            ("connect", with(peer(from), "answered", json!(answered)))
+        }
+        Event::ConnectAck { from } => ("connect_ack", peer(from)),
+        Event::PeerJoined { addr, name } => (
+            "peer_joined",
+            json!({"addr": addr.to_string(), "name": name}),
+        ),
+        Event::PeerLeft { addr, name, reason } => (
+            "peer_left",
+            json!({"addr": addr.to_string(), "name": name, "reason": reason.as_str()}),
+        ),
+        Event::PeerUnreachable {
+            addr,
+            name,
+            failures,
+        } => (
+            "peer_unreachable",
+            json!({"addr": addr.to_string(), "name": name, "failures": failures}),
+        ),
+        Event::PeerBack { addr, name } => {
+            ("peer_back", json!({"addr": addr.to_string(), "name": name}))
+        }
+        Event::Sent { dest, text } => ("sent", json!({"addr": dest.to_string(), "text": text})),
+        Event::SendFailed { dest, text, reason } => (
+            "send_failed",
+            json!({"addr": dest.to_string(), "text": text, "reason": reason}),
+        ),
+        Event::Split { dest, parts } => {
+            ("split", json!({"addr": dest.to_string(), "parts": parts}))
+        }
+        Event::Peers(rows) => (
+            "peers",
+            json!({"peers": rows.iter().map(row_json).collect::<Vec<_>>()}),
+        ),
+        Event::History(entries) => (
+            "history",
+            json!({"entries": entries.iter().map(entry_json).collect::<Vec<_>>()}),
+        ),
+        Event::Help => ("help", json!({"text": HELP})),
+        Event::Menu => ("menu", json!({"text": MENU})),
+        Event::Hint(text) => ("hint", json!({"message": text})),
+        Event::Warning(text) => ("error", json!({"message": text})),
+        Event::Info(text) => ("info", json!({"message": text})),
+        Event::Bye => ("bye", json!({})),
+    };
+    if let Value::Object(map) = &mut fields {
+        map.insert("v".into(), json!(JSON_SCHEMA_VERSION));
+        map.insert("event".into(), json!(kind));
+        map.insert("ts".into(), json!(ts));
+    }
+    out.push_str(&fields.to_string());
+    out.push('\n');
+}
+
+fn with(mut value: Value, key: &str, extra: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.insert(key.into(), extra);
+    }
+    value
+}
+
+fn row_json(r: &Row) -> Value {
+    json!({
+        "addr": r.addr.to_string(),
+        "name": r.name,
+        "status": r.status.as_str(),
+        "source": r.source.as_str(),
+        "messages": r.messages,
+        "last_heard_secs": r.last_heard.map(|d| d.as_secs()),
+        "claimed_ip": r.claimed_ip.map(|ip| ip.to_string()),
+    })
+}
+
+fn entry_json(e: &Entry) -> Value {
+    json!({
+        "ts": clock::rfc3339(e.millis),
+        "direction": e.direction.as_str(),
+        "addr": e.addr.map(|a| a.to_string()),
+        "name": e.name,
+        "text": e.text,
+    })
+}
+
 /// `NAME IP:PORT`, `?` for what is unknown, plus `(claims IP)` when the header lied.
-fn sender(from: &From, out: &mut String) {
-    escape(from.name.as_deref().unwrap_or("?"), out);
+fn sender(from: &From, color: bool, out: &mut String) {
+    paint(out, color, NAME, |o| {
+        escape(from.name.as_deref().unwrap_or("?"), o)
+    });
     out.push(' ');
     push_ip(from.ip, out);
     match from.port {
@@ -350,23 +536,59 @@ mod tests {
     }
 
     #[test]
-    fn prompt_is_erased_and_redrawn_around_incoming_lines() -> io::Result<()> {
-        let mut out = Output::new(true);
+    fn prompt_is_erased_and_redrawn_around_incoming_lines() {
+        let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.flush(&mut screen, Some("> "))?;
+        out.drain(Some("> "), |b| screen.extend_from_slice(b));
         out.show(&Event::Info("news".into()));
-        out.flush(&mut screen, Some("> "))?;
+        out.drain(Some("> "), |b| screen.extend_from_slice(b));
         assert_eq!(String::from_utf8_lossy(&screen), "> \r\x1b[K* news\n> ");
-        Ok(())
     }
 
     #[test]
-    fn scripts_get_no_prompt() -> io::Result<()> {
-        let mut out = Output::new(false);
+    fn scripts_get_no_prompt_and_no_escape_codes() {
+        let mut out = Output::new(Style::default(), false);
         let mut screen = Vec::new();
+        out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.flush(&mut screen, Some("> "))?;
-        assert_eq!(screen, b"* bye\n");
-        Ok(())
+        out.drain(Some("> "), |b| screen.extend_from_slice(b));
+        assert_eq!(screen, b"! careful\n* bye\n");
+    }
+
+    #[test]
+    fn terminal_style_adds_colour_and_time() {
+        let style = Style {
+            json: false,
+            color: true,
+            timestamps: true,
+        };
+        let mut s = String::new();
+        let event = Event::Message {
+            from: from(Some("alice"), Some(1), None),
+            text: "hi".into(),
+        };
+        render_styled(&event, style, SystemTime::now(), &mut s);
+        assert!(s.contains("\x1b[1;36malice\x1b[0m"), "{s:?}");
+        assert!(s.ends_with("] hi\n"));
+        assert_eq!(s.as_bytes()[DIM.len() + 2], b':', "{s:?}");
+    }
+
+    #[test]
+    fn json_lines_carry_event_version_and_fields() {
+        let mut s = String::new();
+        let event = Event::Message {
+            from: from(Some("alice"), Some(5001), Some("127.0.1.1")),
+            text: "h\u{e9}\n\"q\"".into(),
+        };
+        json_line(&event, SystemTime::UNIX_EPOCH, &mut s);
+        assert!(s.ends_with('\n') && s.matches('\n').count() == 1);
+        let v: Value = serde_json::from_str(&s).expect("valid JSON");
+        assert_eq!(v["event"], "message");
+        assert_eq!(v["v"], JSON_SCHEMA_VERSION);
+        assert_eq!(v["addr"], "127.0.0.2:5001");
+        assert_eq!(v["observed_ip"], "127.0.0.2");
+        assert_eq!(v["claimed_ip"], "127.0.1.1");
+        assert_eq!(v["text"], "h\u{e9}\n\"q\"");
+        assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
     }
 }

@@ -20,6 +20,8 @@ pub enum Status {
     Contacted,
     /// Our last attempt to reach it failed.
     Unreachable,
+    /// Known from an earlier run (`--state`), not heard from since.
+    Remembered,
 }
 
 impl Status {
@@ -30,6 +32,7 @@ impl Status {
             Status::Static => "static",
             Status::Contacted => "contacted",
             Status::Unreachable => "unreachable",
+            Status::Remembered => "remembered",
         }
     }
 }
@@ -43,6 +46,8 @@ pub enum Source {
     Static,
     /// We sent to it first.
     Sent,
+    /// Remembered from an earlier run.
+    Remembered,
 }
 
 impl Source {
@@ -52,6 +57,7 @@ impl Source {
             Source::Heard => "heard",
             Source::Static => "static",
             Source::Sent => "sent",
+            Source::Remembered => "remembered",
         }
     }
 }
@@ -161,11 +167,25 @@ impl PeerTable {
             .or_insert_with(|| Peer::new(Source::Static, Status::Static));
     }
 
-    /// Notes that we are about to send to `addr` (adds it if unknown).
-    pub fn sending_to(&mut self, addr: SocketAddr) {
-        self.peers
+    /// Notes that we are about to send to `addr`; returns true when it was unknown.
+    pub fn sending_to(&mut self, addr: SocketAddr) -> bool {
+        let mut is_new = false;
+        self.peers.entry(canonical(addr)).or_insert_with(|| {
+            is_new = true;
+            Peer::new(Source::Sent, Status::Contacted)
+        });
+        is_new
+    }
+
+    /// Brings back a peer remembered from an earlier run (not active until heard from).
+    pub fn remember(&mut self, addr: SocketAddr, name: Option<String>) {
+        let peer = self
+            .peers
             .entry(canonical(addr))
-            .or_insert_with(|| Peer::new(Source::Sent, Status::Contacted));
+            .or_insert_with(|| Peer::new(Source::Remembered, Status::Remembered));
+        if peer.name.is_none() {
+            peer.name = name;
+        }
     }
 
     /// Our message reached `addr`: it is active.

@@ -529,7 +529,7 @@ fn block_body(mut text: String) -> Body {
 }
 
 /// The control word `text` is, if its whole trimmed form is one (any case).
-fn control_word(text: &str) -> Option<Body> {
+pub fn control_word(text: &str) -> Option<Body> {
     const WORDS: [(&str, Body); 7] = [
         ("connect", Body::Connect),
         ("connection_request", Body::Connect),

@@ -1,0 +1,305 @@
+//! The message history and the records that persist it across restarts.
+//!
+//! [`History`] keeps the last messages (sent and received) in memory for `/history`.
+//! With `--state DIR`, every change worth remembering is also a [`Record`], one JSON line
+//! appended to a journal (see `journal`); [`replay`] rebuilds the remembered peers and
+//! the history from those lines, skipping a torn last record. Pure: no files here.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from a peer.
+    In,
+    /// Sent by us.
+    Out,
+}
+
+impl Direction {
+    /// `in` or `out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// One message in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// When, in Unix milliseconds.
+    pub millis: i64,
+    /// Received or sent.
+    pub direction: Direction,
+    /// The peer (sender's identity, or destination); `None` for a sender without a port.
+    pub addr: Option<SocketAddr>,
+    /// The sender's name (received messages only).
+    pub name: Option<String>,
+    /// The text.
+    pub text: String,
+}
+
+/// The last messages, oldest first, at most `capacity` of them.
+#[derive(Debug)]
+pub struct History {
+    entries: VecDeque<Entry>,
+    capacity: usize,
+}
+
+impl History {
+    /// An empty history keeping at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        History {
+            entries: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Adds a message, forgetting the oldest beyond the capacity.
+    pub fn push(&mut self, entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// The last `n` messages, oldest first.
+    pub fn last(&self, n: usize) -> Vec<Entry> {
+        let skip = self.entries.len().saturating_sub(n);
+        self.entries.iter().skip(skip).cloned().collect()
+    }
+
+    /// How many messages are kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no message is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A peer is known (with its latest name).
+    Peer {
+        /// Its identity.
+        addr: SocketAddr,
+        /// Its name, if known.
+        name: Option<String>,
+    },
+    /// A peer was removed.
+    Gone {
+        /// Its identity.
+        addr: SocketAddr,
+    },
+    /// A message was sent or received.
+    Message(Entry),
+}
+
+impl Record {
+    /// The record as one JSON line, newline included.
+    pub fn to_line(&self) -> String {
+        let value = match self {
+            Record::Peer { addr, name } => {
+                json!({"k": "peer", "addr": addr.to_string(), "name": name})
+            }
+            Record::Gone { addr } => json!({"k": "gone", "addr": addr.to_string()}),
+            Record::Message(e) => json!({
+                "k": "msg",
+                "ts": e.millis,
+                "dir": e.direction.as_str(),
+                "addr": e.addr.map(|a| a.to_string()),
+                "name": e.name,
+                "text": e.text,
+            }),
+        };
+        let mut line = value.to_string();
+        line.push('\n');
+        line
+    }
+
+    /// Parses one journal line (without its newline).
+    pub fn from_line(line: &str) -> Option<Record> {
+        let v: Value = serde_json::from_str(line).ok()?;
+        let addr = |v: &Value| v.get("addr")?.as_str()?.parse::<SocketAddr>().ok();
+        let name = v.get("name").and_then(Value::as_str).map(str::to_owned);
+        match v.get("k")?.as_str()? {
+            "peer" => Some(Record::Peer {
+                addr: addr(&v)?,
+                name,
+            }),
+            "gone" => Some(Record::Gone { addr: addr(&v)? }),
+            "msg" => Some(Record::Message(Entry {
+                millis: v.get("ts")?.as_i64()?,
+                direction: match v.get("dir")?.as_str()? {
+                    "in" => Direction::In,
+                    "out" => Direction::Out,
+                    _ => return None,
+                },
+                addr: addr(&v),
+                name,
+                text: v.get("text")?.as_str()?.to_owned(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// What a journal held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Remembered peers and their names, in address order.
+    pub peers: BTreeMap<SocketAddr, Option<String>>,
+    /// The last messages, oldest first.
+    pub messages: Vec<Entry>,
+    /// Records that could not be read (corrupt lines in the middle).
+    pub skipped: usize,
+    /// Whether the last record was torn (cut short by a crash) and skipped.
+    pub torn_tail: bool,
+    /// Bytes of the journal up to the end of the last good record.
+    pub good_len: usize,
+    /// Records read.
+    pub records: usize,
+}
+
+/// Rebuilds peers and the last `keep` messages from a journal's bytes.
+pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
+    let mut out = Replayed::default();
+    let mut messages = History::new(keep);
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+            // No newline: the write of this record was cut short.
+            out.torn_tail = true;
+            break;
+        };
+        let line = String::from_utf8_lossy(&rest[..nl]);
+        offset += nl + 1;
+        match Record::from_line(&line) {
+            Some(Record::Peer { addr, name }) => {
+                out.peers.insert(addr, name);
+            }
+            Some(Record::Gone { addr }) => {
+                out.peers.remove(&addr);
+            }
+            Some(Record::Message(e)) => messages.push(e),
+            None if offset == bytes.len() => {
+                out.torn_tail = true;
+                offset -= nl + 1;
+                break;
+            }
+            None => {
+                out.skipped += 1;
+                continue;
+            }
+        }
+        out.records += 1;
+        out.good_len = offset;
+    }
+    if !out.torn_tail {
+        out.good_len = offset;
+    }
+    out.messages = messages.last(keep);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: i64, dir: Direction) -> Entry {
+        Entry {
+            millis: i,
+            direction: dir,
+            addr: Some("127.0.0.3:5002".parse().expect("addr")),
+            name: (dir == Direction::In).then(|| "bob".to_owned()),
+            text: format!("message {i} \u{e9}\n\"quoted\""),
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_last_messages_in_order() {
+        let mut h = History::new(3);
+        for i in 0..5 {
+            h.push(entry(i, Direction::In));
+        }
+        let last: Vec<i64> = h.last(10).iter().map(|e| e.millis).collect();
+        assert_eq!(last, vec![2, 3, 4]);
+        assert_eq!(h.last(2).len(), 2);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let records = [
+            Record::Peer {
+                addr: "[::1]:7".parse().expect("addr"),
+                name: Some("six".into()),
+            },
+            Record::Gone {
+                addr: "127.0.0.2:1".parse().expect("addr"),
+            },
+            Record::Message(entry(7, Direction::Out)),
+            Record::Message(Entry {
+                addr: None,
+                ..entry(8, Direction::In)
+            }),
+        ];
+        for r in records {
+            let line = r.to_line();
+            assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+            assert_eq!(Record::from_line(line.trim_end()), Some(r));
+        }
+    }
+
+    #[test]
+    fn replay_rebuilds_peers_and_messages() {
+        let a: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.3:2".parse().expect("addr");
+        let mut journal = String::new();
+        journal += &Record::Peer {
+            addr: a,
+            name: Some("a".into()),
+        }
+        .to_line();
+        journal += &Record::Peer {
+            addr: b,
+            name: None,
+        }
+        .to_line();
+        journal += &Record::Message(entry(1, Direction::In)).to_line();
+        journal += &Record::Gone { addr: a }.to_line();
+        journal += "garbage in the middle\n";
+        journal += &Record::Message(entry(2, Direction::Out)).to_line();
+        let r = replay(journal.as_bytes(), 10);
+        assert_eq!(r.peers.keys().copied().collect::<Vec<_>>(), vec![b]);
+        assert_eq!(r.messages.len(), 2);
+        assert_eq!(r.skipped, 1);
+        assert!(!r.torn_tail);
+        assert_eq!(r.good_len, journal.len());
+    }
+
+    #[test]
+    fn a_torn_last_record_is_skipped_at_any_cut() {
+        let mut journal = Record::Message(entry(1, Direction::In)).to_line();
+        let whole = journal.len();
+        journal += &Record::Message(entry(2, Direction::In)).to_line();
+        for cut in whole + 1..journal.len() {
+            let r = replay(&journal.as_bytes()[..cut], 10);
+            assert_eq!(r.messages.len(), 1, "cut at {cut}");
+            assert!(r.torn_tail, "cut at {cut}");
+            assert_eq!(r.good_len, whole);
+        }
+    }
+}

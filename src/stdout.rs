@@ -1,0 +1,174 @@
+//! Writing to stdout without ever blocking the loop.
+//!
+//! stdout may be a pipe that nobody reads for a while (a paused `less`, a stuck consumer).
+//! Its flags are shared with other processes, so they are left alone; instead, each write
+//! of at most one pipe buffer's worth is preceded by a zero-timeout `poll` saying it will
+//! not block. What cannot be written yet waits in a buffer of at most [`Stdout::limit`]
+//! bytes; output beyond that is dropped (and counted, and reported once stdout drains), so
+//! a full stdout costs lines on the screen, never the peer's responsiveness. fd 1 is
+//! watched for writability when epoll accepts it; a regular file is always writable.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+const FD: RawFd = 1;
+/// Largest single write: a pipe that polls writable takes this much without blocking.
+const WRITE_CHUNK: usize = 4096;
+
+/// Buffered, non-blocking stdout.
+#[derive(Debug)]
+pub struct Stdout {
+    pending: Vec<u8>,
+    /// Bytes of `pending` already written.
+    start: usize,
+    limit: usize,
+    dropped_lines: u64,
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything was written.
+    All,
+    /// Some output waits for stdout to become writable.
+    Partly,
+}
+
+impl Stdout {
+    /// A writer that holds at most `limit` unwritten bytes; watches fd 1 with `token` when
+    /// epoll allows it.
+    pub fn attach(registry: &Registry, token: Token, limit: usize) -> Self {
+        if let Err(e) = registry.register(&mut SourceFd(&FD), token, Interest::WRITABLE) {
+            log::debug!("stdout cannot be watched by epoll ({e}); treating it as always writable");
+        }
+        Stdout {
+            pending: Vec::new(),
+            start: 0,
+            limit,
+            dropped_lines: 0,
+        }
+    }
+
+    /// The bound on unwritten output, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues `bytes`; drops them (counting their lines) if the buffer is full.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pending.len() - self.start + bytes.len() > self.limit {
+            self.dropped_lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            return;
+        }
+        if self.start > 0 && self.start == self.pending.len() {
+            self.pending.clear();
+            self.start = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Lines dropped since the last call (to be reported once there is room again).
+    pub fn take_dropped(&mut self) -> u64 {
+        if self.pending.len() - self.start > self.limit / 2 {
+            return 0; // not yet: the report itself would be dropped
+        }
+        std::mem::take(&mut self.dropped_lines)
+    }
+
+    /// Writes as much as stdout takes without blocking.
+    pub fn flush(&mut self) -> io::Result<Flushed> {
+        while self.start < self.pending.len() {
+            if !writable_now() {
+                return Ok(Flushed::Partly);
+            }
+            let end = self.pending.len().min(self.start + WRITE_CHUNK);
+            match write_fd(&self.pending[self.start..end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.start += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.clear();
+        self.start = 0;
+        Ok(Flushed::All)
+    }
+
+    /// At exit: keeps writing for at most `patience`, waiting for stdout to drain.
+    pub fn finish(&mut self, patience: Duration) -> io::Result<Flushed> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if self.flush()? == Flushed::All {
+                return Ok(Flushed::All);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Flushed::Partly);
+            }
+            let mut pfd = libc::pollfd {
+                fd: FD,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; waits at most `left`.
+            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+        }
+    }
+}
+
+fn writable_now() -> bool {
+    let mut pfd = libc::pollfd {
+        fd: FD,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    // POLLERR/POLLHUP: let the write report the error.
+    n > 0 && pfd.revents != 0
+}
+
+fn write_fd(bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: writes at most bytes.len() bytes from bytes.
+        let n = unsafe { libc::write(FD, bytes.as_ptr().cast(), bytes.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdout(limit: usize) -> Stdout {
+        Stdout {
+            pending: Vec::new(),
+            start: 0,
+            limit,
+            dropped_lines: 0,
+        }
+    }
+
+    #[test]
+    fn output_beyond_the_bound_is_dropped_and_counted() {
+        let mut s = stdout(10);
+        s.push(b"12345\n");
+        s.push(b"abcdef\n");
+        s.push(b"xyz\n");
+        assert_eq!(s.pending, b"12345\nxyz\n");
+        assert_eq!(s.take_dropped(), 0, "still more than half full");
+        s.start = 6;
+        assert_eq!(s.take_dropped(), 1);
+        assert_eq!(s.take_dropped(), 0);
+    }
+}
