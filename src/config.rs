@@ -70,6 +70,8 @@ pub struct Config {
     pub headless: bool,
     /// Resource bounds.
     pub limits: Limits,
+    /// Write events to stdout (a program embedding peerchat may turn this off).
+    pub output: bool,
     /// JSON Lines on stdout instead of text.
     pub json: bool,
     /// Colour on stdout: `None` decides from the terminal and `NO_COLOR`.
@@ -94,12 +96,55 @@ impl Config {
             format: Format::Standard,
             headless: false,
             limits: Limits::default(),
+            output: true,
             json: false,
             color: None,
             state_dir: None,
             greet_remembered: false,
             history: 1000,
         }
+    }
+
+    /// Sets the port to listen on (0: the system chooses).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Sets the address to listen on and send from.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.bind = ip;
+        self
+    }
+
+    /// Adds a peer to greet with `connect` at start-up.
+    pub fn static_peer(mut self, addr: SocketAddr) -> Self {
+        self.static_peers.push(addr);
+        self
+    }
+
+    /// Runs without reading stdin (an embedded peer always should).
+    pub fn headless(mut self, headless: bool) -> Self {
+        self.headless = headless;
+        self
+    }
+
+    /// Writes events to stdout, or not.
+    pub fn output(mut self, output: bool) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Keeps peers and history in `dir` across restarts.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Checks each peer's liveness every `interval` (zero: never).
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
+        self.limits.probe_interval = interval;
+        self
     }
 
     /// The IP we claim when it is known before connecting: `--advertise`, else a specific

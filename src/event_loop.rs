@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::command::Command;
 use crate::config::Config;
 use crate::event::Event;
 use crate::history::Replayed;
@@ -72,6 +73,14 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
     }
+}
+
+/// A program embedding peerchat: it sees every event the user would see and may answer
+/// with console commands. Runs inside the loop, so it must not block.
+pub trait Handler {
+    /// Called for every event; push commands (`Command::Send`, `Command::Quit`...) to
+    /// have them executed right away.
+    fn on_event(&mut self, event: &Event, commands: &mut Vec<Command>);
 }
 
 /// What a timer entry asks for; connection entries carry the slot's generation so that a
@@ -150,6 +159,8 @@ pub struct EventLoop {
     interactive: bool,
     /// Set once stdout is gone; output is then dropped.
     stdout_broken: bool,
+    /// A program embedding peerchat: sees every event, may issue commands.
+    handler: Option<Box<dyn Handler>>,
     /// The `--state` journal, and what it held at start-up (consumed by `run`).
     journal: Option<Journal>,
     replayed: Option<Replayed>,
@@ -162,6 +173,7 @@ pub struct EventLoop {
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     read_buf: Box<[u8]>,
     effects: Vec<Effect>,
+    spare: Vec<Effect>,
     messages: Vec<wire::Message>,
     inputs: Vec<Input>,
 }
@@ -240,6 +252,8 @@ impl EventLoop {
             node_timer: None,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             effects: Vec::new(),
+            spare: Vec::new(),
+            handler: None,
             messages: Vec::new(),
             inputs: Vec::new(),
         })
@@ -248,6 +262,13 @@ impl EventLoop {
     /// The address we listen on (with the real port).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Runs like [`EventLoop::run`], handing every event to `handler`, which may answer
+    /// with commands (for a program embedding peerchat; see `examples/ping_bot.rs`).
+    pub fn run_with(mut self, handler: impl Handler + 'static) -> Result<(), Error> {
+        self.handler = Some(Box::new(handler));
+        self.run()
     }
 
     /// Runs until the user quits (or a signal arrives) and the `exit` messages are out.
@@ -337,32 +358,47 @@ impl EventLoop {
         ))));
     }
 
+    /// Executes what the node asked for. Executing can produce more effects (a failed
+    /// check, a handler's command), so this runs until none are left.
     fn apply_effects(&mut self, now: Instant) {
-        let mut effects = std::mem::take(&mut self.effects);
-        for effect in effects.drain(..) {
-            match effect {
-                Effect::Show(event) => {
-                    if !self.stdout_broken {
-                        self.output.show(&event);
+        while !self.effects.is_empty() {
+            let mut batch = std::mem::replace(&mut self.effects, std::mem::take(&mut self.spare));
+            for effect in batch.drain(..) {
+                self.apply(effect, now);
+            }
+            // Keep both allocations for the next turn.
+            self.spare = batch;
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::Show(event) => {
+                if let Some(handler) = &mut self.handler {
+                    let mut commands = Vec::new();
+                    handler.on_event(&event, &mut commands);
+                    for command in commands {
+                        self.node.run(command, now, &mut self.effects);
                     }
                 }
-                Effect::Send(out) => self.outbox.push(out.dest, out.text),
-                Effect::Check(addr) => self.start_check(addr, now),
-                Effect::Remember(record) => {
-                    if let Some(journal) = &mut self.journal {
-                        journal.push(&record);
-                    }
-                }
-                Effect::Shutdown => {
-                    self.shutting_down = true;
-                    self.console.detach(self.poll.registry());
-                    self.timers
-                        .insert(now + self.config.limits.quit_wait, Timer::QuitDeadline);
+                if self.config.output && !self.stdout_broken {
+                    self.output.show(&event);
                 }
             }
+            Effect::Send(out) => self.outbox.push(out.dest, out.text),
+            Effect::Check(addr) => self.start_check(addr, now),
+            Effect::Remember(record) => {
+                if let Some(journal) = &mut self.journal {
+                    journal.push(&record);
+                }
+            }
+            Effect::Shutdown => {
+                self.shutting_down = true;
+                self.console.detach(self.poll.registry());
+                self.timers
+                    .insert(now + self.config.limits.quit_wait, Timer::QuitDeadline);
+            }
         }
-        // Keep the allocation; showing and queueing never produce new effects.
-        self.effects = effects;
     }
 
     /// Ends a turn's output: the journal first (so that whatever is shown is already

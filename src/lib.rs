@@ -47,8 +47,10 @@ pub mod stdout;
 pub mod timers;
 pub mod wire;
 
+pub use command::Command;
 pub use config::{Config, Limits};
-pub use event_loop::{Error, EventLoop};
+pub use event::Event;
+pub use event_loop::{Error, EventLoop, Handler};
 
 /// Runs a peer with `config` until it quits.
 pub fn run(config: Config) -> Result<(), Error> {
