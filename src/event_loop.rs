@@ -33,6 +33,7 @@ use crate::outbox::Outbox;
 use crate::output::{Output, Style};
 use crate::stdin::{self, Input};
 use crate::stdout::Stdout;
+use crate::terminal::RawInput;
 use crate::timers::Timers;
 use crate::wire::{self, Decoder};
 
@@ -159,6 +160,8 @@ pub struct EventLoop {
     interactive: bool,
     /// Set once stdout is gone; output is then dropped.
     stdout_broken: bool,
+    /// Set while the terminal is in non-canonical mode; restores it when dropped.
+    raw_input: Option<RawInput>,
     /// A program embedding peerchat: sees every event, may issue commands.
     handler: Option<Box<dyn Handler>>,
     /// The `--state` journal, and what it held at start-up (consumed by `run`).
@@ -193,13 +196,28 @@ impl EventLoop {
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let console = if config.headless {
+        let mut console = if config.headless {
             stdin::Console::closed()
         } else {
             stdin::Console::attach(poll.registry(), STDIN, config.limits.max_line)
         };
         let stdout_tty = io::stdout().is_terminal();
         let interactive = !config.headless && stdin::is_terminal() && stdout_tty;
+        // On a terminal peerchat edits the line itself, so it can redraw it after messages.
+        let raw_input = if interactive {
+            match RawInput::enable() {
+                Ok(raw) => {
+                    console.enable_editing();
+                    Some(raw)
+                }
+                Err(e) => {
+                    log::debug!("terminal stays in line mode: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let style = Style {
             json: config.json,
             color: config.color.unwrap_or_else(|| {
@@ -243,6 +261,7 @@ impl EventLoop {
             stdout,
             interactive,
             stdout_broken: false,
+            raw_input,
             journal,
             replayed,
             signals,
@@ -416,7 +435,12 @@ impl EventLoop {
         if self.stdout_broken {
             return;
         }
-        let prompt = (self.interactive && !self.shutting_down).then(|| self.node.prompt());
+        let prompt = (self.interactive && !self.shutting_down).then(|| {
+            (
+                self.node.prompt(),
+                self.console.editing_text().unwrap_or(""),
+            )
+        });
         let stdout = &mut self.stdout;
         self.output.drain(prompt, |bytes| stdout.push(bytes));
         let dropped = self.stdout.take_dropped();
@@ -460,14 +484,18 @@ impl EventLoop {
         for input in inputs.drain(..) {
             match input {
                 Input::Line(line) => {
-                    self.output.line_typed();
+                    self.output.line_typed(self.raw_input.is_some());
                     self.node.on_line(&line, now, &mut self.effects);
                 }
                 Input::Overlong(n) => self.effects.push(Effect::Show(Event::Warning(format!(
                     "ignored a typed line of {n} bytes (the limit is {})",
                     self.config.limits.max_line
                 )))),
-                Input::Eof => self.node.quit(now, &mut self.effects),
+                Input::Eof => {
+                    self.output.line_typed(self.raw_input.is_some());
+                    self.node.quit(now, &mut self.effects);
+                }
+                Input::Edited => self.output.redraw_prompt(),
             }
         }
         self.inputs = inputs;
@@ -534,8 +562,10 @@ impl EventLoop {
             now + self.config.limits.idle_timeout,
             Timer::Conn { key, gen },
         );
-        // The data is often there already: read now rather than wait for the event.
-        self.on_conn_ready(key, now);
+        // Not read now, even if its data is there: registering queues its readiness event
+        // behind those of older connections (epoll's ready list is in order), so that a
+        // sender's back-to-back one-message connections are shown in the order they were
+        // sent: the previous one's EOF arrived before this one's SYN.
     }
 
     fn on_conn_ready(&mut self, key: usize, now: Instant) {

@@ -16,14 +16,16 @@
 //! - [`wire`]: decodes every dialect the lab's peers send, encodes ours. Pure.
 //! - [`node`]: the protocol's rules; takes events, returns [`node::Effect`]s. Pure.
 //! - [`peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
-//! - [`command`]: the numbered menu and the `/` commands. Pure.
+//! - [`command`]: the numbered menu and the `/` commands; [`lineedit`]: keystrokes to
+//!   lines on a terminal. Pure.
 //! - [`outbox`]: per-destination ordering and the bound on connections in flight. Pure.
 //! - [`liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
 //! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
 //! - [`event`] and [`output`]: what the user is told, and its documented layout.
 //! - [`history`]: the message history and the records that persist it. Pure.
 //! - [`event_loop`]: the executor; [`stdin`], [`stdout`], [`net`] and [`journal`] (the
-//!   `--state` directory) are its OS-facing helpers; [`clock`] formats wall-clock time.
+//!   `--state` directory) are its OS-facing helpers, [`terminal`] sets and restores the
+//!   terminal mode, and [`clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
 
 #![deny(missing_docs)]
@@ -36,6 +38,7 @@ pub mod event;
 pub mod event_loop;
 pub mod history;
 pub mod journal;
+pub mod lineedit;
 pub mod liveness;
 pub mod net;
 pub mod node;
@@ -44,6 +47,7 @@ pub mod output;
 pub mod peers;
 pub mod stdin;
 pub mod stdout;
+pub mod terminal;
 pub mod timers;
 pub mod wire;
 

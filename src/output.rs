@@ -75,17 +75,31 @@ impl Output {
         }
     }
 
-    /// The user finished a line: the terminal moved past the prompt.
-    pub fn line_typed(&mut self) {
+    /// The user finished a line. In canonical mode the terminal already moved past the
+    /// prompt; when peerchat does the echoing (`echo`), it moves to the next line itself.
+    pub fn line_typed(&mut self, echo: bool) {
+        if echo && self.interactive && self.prompt_visible {
+            self.buf.push('\n');
+        }
         self.prompt_visible = false;
     }
 
-    /// Hands what was rendered this turn to `sink`, followed by the prompt when a person
-    /// is at a terminal and it is not on the screen already; then starts afresh.
-    pub fn drain(&mut self, prompt: Option<&str>, sink: impl FnOnce(&[u8])) {
+    /// The half-typed line changed: erase the prompt line so that it is drawn anew.
+    pub fn redraw_prompt(&mut self) {
+        if self.interactive && self.prompt_visible {
+            self.buf.push_str("\r\x1b[K");
+            self.prompt_visible = false;
+        }
+    }
+
+    /// Hands what was rendered this turn to `sink`, followed by the prompt and the
+    /// half-typed line when a person is at a terminal and they are not on the screen
+    /// already; then starts afresh.
+    pub fn drain(&mut self, prompt: Option<(&str, &str)>, sink: impl FnOnce(&[u8])) {
         if self.interactive && !self.prompt_visible {
-            if let Some(prompt) = prompt {
+            if let Some((prompt, typed)) = prompt {
                 self.buf.push_str(prompt);
+                escape(typed, &mut self.buf);
                 self.prompt_visible = true;
             }
         }
@@ -539,10 +553,10 @@ mod tests {
     fn prompt_is_erased_and_redrawn_around_incoming_lines() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some("> "), |b| screen.extend_from_slice(b));
+        out.drain(Some(("> ", "")), |b| screen.extend_from_slice(b));
         out.show(&Event::Info("news".into()));
-        out.drain(Some("> "), |b| screen.extend_from_slice(b));
-        assert_eq!(String::from_utf8_lossy(&screen), "> \r\x1b[K* news\n> ");
+        out.drain(Some(("> ", "hal")), |b| screen.extend_from_slice(b));
+        assert_eq!(String::from_utf8_lossy(&screen), "> \r\x1b[K* news\n> hal");
     }
 
     #[test]
@@ -551,7 +565,7 @@ mod tests {
         let mut screen = Vec::new();
         out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.drain(Some("> "), |b| screen.extend_from_slice(b));
+        out.drain(Some(("> ", "")), |b| screen.extend_from_slice(b));
         assert_eq!(screen, b"! careful\n* bye\n");
     }
 

@@ -12,6 +12,8 @@ use std::io;
 use std::os::fd::RawFd;
 
 use mio::unix::SourceFd;
+
+use crate::lineedit::{Edit, LineEditor};
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 0;
@@ -29,6 +31,8 @@ pub enum Input {
     Overlong(usize),
     /// The console was closed: the user is gone.
     Eof,
+    /// The line being typed changed (the terminal line editor is on).
+    Edited,
 }
 
 /// How fd 0 is watched.
@@ -52,6 +56,8 @@ pub struct Console {
     max_line: usize,
     /// Bytes of an overlong line being skipped, until its newline.
     skipping: Option<usize>,
+    /// Keystroke editing, when the terminal is in non-canonical mode.
+    editor: Option<LineEditor>,
 }
 
 impl Console {
@@ -70,7 +76,18 @@ impl Console {
             partial: Vec::new(),
             max_line,
             skipping: None,
+            editor: None,
         }
+    }
+
+    /// Edits lines keystroke by keystroke (the terminal must be in non-canonical mode).
+    pub fn enable_editing(&mut self) {
+        self.editor = Some(LineEditor::new(self.max_line));
+    }
+
+    /// The half-typed line, when editing keystroke by keystroke.
+    pub fn editing_text(&self) -> Option<&str> {
+        self.editor.as_ref().map(LineEditor::text)
     }
 
     /// A console that is never read (`--headless`).
@@ -81,6 +98,7 @@ impl Console {
             partial: Vec::new(),
             max_line: 0,
             skipping: None,
+            editor: None,
         }
     }
 
@@ -115,7 +133,14 @@ impl Console {
                     self.finish(out);
                     return;
                 }
-                Ok(n) => self.split(&buf[..n], out),
+                Ok(n) => {
+                    if !self.keys(&buf[..n], out) {
+                        self.split(&buf[..n], out);
+                    }
+                    if self.mode == Mode::Closed {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     log::warn!("reading stdin failed: {e}");
@@ -126,6 +151,27 @@ impl Console {
         }
         // The turn's budget is spent: come back soon for the rest.
         self.more = true;
+    }
+
+    /// Feeds keystrokes to the line editor, if it is on; returns whether it was.
+    fn keys(&mut self, bytes: &[u8], out: &mut Vec<Input>) -> bool {
+        let Some(editor) = self.editor.as_mut() else {
+            return false;
+        };
+        let mut edits = Vec::new();
+        editor.feed(bytes, &mut edits);
+        for edit in edits {
+            match edit {
+                Edit::Line(line) => out.push(Input::Line(line)),
+                Edit::Changed => out.push(Input::Edited),
+                Edit::Eof => {
+                    self.mode = Mode::Closed;
+                    out.push(Input::Eof);
+                    break;
+                }
+            }
+        }
+        true
     }
 
     fn finish(&mut self, out: &mut Vec<Input>) {
@@ -226,6 +272,7 @@ mod tests {
             partial: Vec::new(),
             max_line,
             skipping: None,
+            editor: None,
         }
     }
 

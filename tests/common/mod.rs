@@ -1,0 +1,507 @@
+//! The harness shared by the integration tests: real processes on loopback, driven through
+//! stdin and watched through stdout.
+//!
+//! [`Peer`] wraps one child process (a `peerchat` or one of the Python reference peers under
+//! `tests/peers/`). A thread reads its stdout into a channel; every line is kept, so that a
+//! failed wait can show everything the process printed (stdout and stderr). Tests synchronise
+//! only on output events, each with a deadline: [`Peer::expect`] waits for the first line
+//! not yet matched by an earlier wait that satisfies a predicate, and panics with the whole
+//! transcript when the deadline passes or the process exits first. Nothing here sleeps to
+//! synchronise.
+//!
+//! Network rule: everything runs on 127.0.0.0/8. Each test uses its own block of addresses,
+//! `127.0.K.2`, `127.0.K.3`, ... (see [`ip`]), with a distinct `K` per test across all test
+//! files, and every listener binds port 0, so parallel tests never collide.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The default deadline of one wait.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The deadline for anything that may take longer (a process exit, a burst of messages).
+pub const LONG_WAIT: Duration = Duration::from_secs(10);
+
+/// Address number `host` in test block `block`: `127.0.block.host`.
+pub fn ip(block: u8, host: u8) -> String {
+    format!("127.0.{block}.{host}")
+}
+
+/// The `peerchat` binary built by cargo for this test run.
+pub fn peerchat_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peerchat")
+}
+
+/// A Python reference peer script under `tests/peers/`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("peers")
+        .join(name)
+}
+
+/// One running child process whose stdout is watched line by line.
+pub struct Peer {
+    /// A short name for messages (`alice`, `thread_receiver`...).
+    pub label: String,
+    /// The name it chats under.
+    pub name: String,
+    /// Where it listens, from its first output line `listening on IP:PORT as NAME`.
+    pub addr: SocketAddr,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<String>,
+    /// Every stdout line received so far.
+    lines: Vec<String>,
+    /// `consumed[i]`: line `i` already satisfied an earlier wait.
+    consumed: Vec<bool>,
+    stdout_closed: bool,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Peer {
+    /// Starts `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...` and waits for its
+    /// listening line.
+    pub fn spawn(name: &str, bind_ip: &str, extra_args: &[&str]) -> Peer {
+        let mut cmd = Command::new(peerchat_bin());
+        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
+            .args(extra_args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "debug");
+        }
+        Peer::start(name, name, cmd)
+    }
+
+    /// Starts `tests/peers/SCRIPT --bind BIND_IP --name NAME EXTRA_ARGS...` (a Python
+    /// receiver) and waits for its listening line.
+    pub fn python(script_name: &str, name: &str, bind_ip: &str, extra_args: &[&str]) -> Peer {
+        let mut cmd = Command::new("python3");
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1"); // keep tests/peers free of __pycache__
+        cmd.arg("-u")
+            .arg(script(script_name))
+            .args(["--bind", bind_ip, "--name", name])
+            .args(extra_args);
+        Peer::start(script_name, name, cmd)
+    }
+
+    fn start(label: &str, name: &str, mut cmd: Command) -> Peer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label}: cannot start {cmd:?}: {e}"));
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match stdout.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end_matches(['\n', '\r']).to_string();
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err_pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            while matches!(err_pipe.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                sink.lock().unwrap().push(line);
+                buf.clear();
+            }
+        });
+        let mut peer = Peer {
+            label: label.to_string(),
+            name: name.to_string(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            lines: Vec::new(),
+            consumed: Vec::new(),
+            stdout_closed: false,
+            stderr,
+        };
+        let first = peer.expect("the listening line", LONG_WAIT, |l| {
+            l.starts_with("listening on ")
+        });
+        peer.addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: bad listening line {first:?}"));
+        peer
+    }
+
+    /// `IP:PORT` where it listens, as text.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The listening IP, as text.
+    pub fn ip(&self) -> String {
+        self.addr.ip().to_string()
+    }
+
+    /// Writes one line (a newline is added) to its stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let result = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()),
+            None => panic!("{}: stdin already closed", self.label),
+        };
+        if let Err(e) = result {
+            let report = self.report(&format!("cannot write {line:?} to stdin: {e}"));
+            panic!("{report}");
+        }
+    }
+
+    /// Waits for the first line not matched by an earlier wait that satisfies `pred`;
+    /// on timeout (or if the process closes stdout first) returns an error holding
+    /// everything the process printed so far.
+    pub fn wait_for(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        self.wait_from(0, "a matching line", &pred, timeout)
+            .map(|i| self.lines[i].clone())
+    }
+
+    /// Like [`Peer::wait_for`], but panics with the transcript; `what` says what was awaited.
+    pub fn expect(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        match self.wait_from(0, what, &pred, timeout) {
+            Ok(i) => self.lines[i].clone(),
+            Err(report) => panic!("{report}"),
+        }
+    }
+
+    /// Waits for the exact line `line`.
+    pub fn expect_line(&mut self, line: &str) -> String {
+        self.expect(&format!("the line {line:?}"), WAIT, |l| l == line)
+    }
+
+    /// The index of the first unmatched line at or after `from` satisfying `pred`.
+    fn wait_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        pred: &dyn Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let deadline = Instant::now() + timeout;
+        let mut i = from;
+        loop {
+            while i < self.lines.len() {
+                if !self.consumed[i] && pred(&self.lines[i]) {
+                    self.consumed[i] = true;
+                    return Ok(i);
+                }
+                i += 1;
+            }
+            let now = Instant::now();
+            if self.stdout_closed {
+                return Err(self.report(&format!("stdout closed while waiting for {what}")));
+            }
+            if now >= deadline {
+                return Err(self.report(&format!("timed out after {timeout:?} waiting for {what}")));
+            }
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(line) => self.push(line),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
+            }
+        }
+    }
+
+    fn push(&mut self, line: String) {
+        self.lines.push(line);
+        self.consumed.push(false);
+    }
+
+    /// Takes whatever stdout lines already arrived, without waiting.
+    fn drain(&mut self) {
+        while let Ok(line) = self.rx.try_recv() {
+            self.push(line);
+        }
+    }
+
+    /// Every stdout line received so far.
+    pub fn lines(&mut self) -> Vec<String> {
+        self.drain();
+        self.lines.clone()
+    }
+
+    /// Every stderr line received so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// A failure message: `problem`, then all of stdout and stderr so far.
+    pub fn report(&mut self, problem: &str) -> String {
+        self.drain();
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited: {status}"),
+            _ => "still running".to_string(),
+        };
+        format!(
+            "{} ({}, {}): {problem}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            self.label,
+            self.addr,
+            status,
+            self.lines.join("\n"),
+            self.stderr_lines().join("\n"),
+        )
+    }
+
+    /// Runs a peerchat query (`/peers`) and returns its rows split on whitespace
+    /// (`ADDRESS NAME STATUS SOURCE MSGS LAST-HEARD NOTE...`); empty when it says
+    /// `no peers known yet`. The end of the table is found by sending an unknown command
+    /// right after it and waiting for the `? ` hint it causes.
+    pub fn query(&mut self) -> Vec<Vec<String>> {
+        self.query_with("/peers")
+    }
+
+    /// Like [`Peer::query`], with the query typed as `command` (`/peers` or menu `2`).
+    pub fn query_with(&mut self, command: &str) -> Vec<Vec<String>> {
+        self.drain();
+        let start = self.lines.len();
+        self.send_line(command);
+        self.send_line("/no-such-command-ends-the-table");
+        let head = self
+            .wait_from(
+                start,
+                "the query's header",
+                &|l: &str| l.starts_with("ADDRESS") || l.contains("no peers known yet"),
+                WAIT,
+            )
+            .unwrap_or_else(|r| panic!("{r}"));
+        let end = self
+            .wait_from(
+                head + 1,
+                "the `? ` hint after the query",
+                &|l: &str| l.starts_with("? "),
+                WAIT,
+            )
+            .unwrap_or_else(|r| panic!("{r}"));
+        if self.lines[head].contains("no peers known yet") {
+            return Vec::new();
+        }
+        self.lines[head + 1..end]
+            .iter()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    }
+
+    /// The query row whose address is `address`, if any.
+    pub fn query_row(&mut self, address: &str) -> Option<Vec<String>> {
+        self.query().into_iter().find(|row| row[0] == address)
+    }
+
+    /// Closes stdin (EOF = quit) and waits for the process to exit; then collects the rest
+    /// of its output. Errors carry the transcript.
+    pub fn quit(&mut self) -> Result<ExitStatus, String> {
+        self.stdin = None;
+        self.wait_exit(LONG_WAIT)
+    }
+
+    /// Waits for the process to exit on its own (it was told to quit).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    // Polling a process for its exit: there is no event to wait on.
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) => return Err(self.report(&format!("did not exit within {timeout:?}"))),
+                Err(e) => return Err(self.report(&format!("wait failed: {e}"))),
+            }
+        };
+        while !self.stdout_closed && Instant::now() < deadline {
+            match self.rx.recv_timeout(deadline - Instant::now()) {
+                Ok(line) => self.push(line),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
+            }
+        }
+        Ok(status)
+    }
+
+    /// Quits (stdin EOF) and asserts a clean exit (status 0, `* bye` the last line).
+    pub fn quit_ok(&mut self) {
+        let status = self.quit().unwrap_or_else(|r| panic!("{r}"));
+        let last = self.lines.last().cloned().unwrap_or_default();
+        if !status.success() || last != "* bye" {
+            let report = self.report(&format!(
+                "expected exit 0 with `* bye` last, got {status} and last line {last:?}"
+            ));
+            panic!("{report}");
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finished short-lived process.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// All of stdout.
+    pub stdout: String,
+    /// All of stderr.
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion with empty stdin (a pipe closed at once), killing it after
+/// `timeout`; the error carries what it printed.
+pub fn run(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    drop(child.stdin.take());
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = collect(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    match status {
+        Some(status) => Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "{cmd:?} did not finish within {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        )),
+    }
+}
+
+/// Runs `peerchat ARGS...` to completion (stdin a pipe at EOF).
+pub fn run_peerchat(args: &[&str]) -> Finished {
+    let mut cmd = Command::new(peerchat_bin());
+    cmd.args(args);
+    run(cmd, LONG_WAIT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `tests/peers/sender.py ARGS...` to completion and asserts it sent everything.
+pub fn py_send(args: &[&str]) -> Finished {
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1"); // keep tests/peers free of __pycache__
+    cmd.arg(script("sender.py")).args(args);
+    let done = run(cmd, LONG_WAIT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        done.status.success() && done.stdout.starts_with("sent "),
+        "sender.py {args:?} failed: {done:?}"
+    );
+    done
+}
+
+/// The `key=value` fields of a Python reference peer's output line (the first word,
+/// the event kind, is stored under `event`).
+pub fn fields(line: &str) -> HashMap<String, String> {
+    let mut words = line.split(' ');
+    let mut map = HashMap::new();
+    map.insert("event".to_string(), words.next().unwrap_or("").to_string());
+    for word in words {
+        if let Some((k, v)) = word.split_once('=') {
+            map.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+    }
+    map
+}
+
+/// Decodes the hex the Python peers print.
+pub fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex from a Python peer"))
+        .collect()
+}
+
+/// One message as a Python receiver reported it.
+#[derive(Debug, Clone)]
+pub struct PyMessage {
+    /// Accept order at the receiver.
+    pub seq: usize,
+    /// Bytes read by its single `recv(1024)`.
+    pub raw: Vec<u8>,
+    /// The name from the standard header (`?` if none).
+    pub name: String,
+    /// The claimed port (`?` if none).
+    pub port: String,
+    /// The claimed IP (`?` if none).
+    pub claimed_ip: String,
+    /// The message text after the header.
+    pub text: String,
+}
+
+impl PyMessage {
+    /// Parses a `message ...` line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<PyMessage> {
+        let f = fields(line);
+        if f["event"] != "message" {
+            return None;
+        }
+        Some(PyMessage {
+            seq: f.get("seq")?.parse().ok()?,
+            raw: unhex(f.get("raw_hex")?),
+            name: f.get("name")?.clone(),
+            port: f.get("port")?.clone(),
+            claimed_ip: f.get("claimed_ip")?.clone(),
+            text: String::from_utf8(unhex(f.get("text_hex")?)).ok()?,
+        })
+    }
+}

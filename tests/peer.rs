@@ -1,0 +1,457 @@
+//! End-to-end tests of the peer (issue 3): real `peerchat` processes on loopback, driven
+//! through stdin, observed through their stdout lines.
+//!
+//! Each test owns the address block `127.0.K.*` (K = 10..39 in this file) and listens on
+//! port 0, so tests run in parallel without colliding. Every wait has a deadline; nothing
+//! sleeps to synchronise (see `common`).
+
+mod common;
+
+use common::{ip, run_peerchat, Peer, WAIT};
+use std::net::TcpListener;
+
+/// How a received chat line looks: `[NAME IP:PORT] TEXT`.
+fn chat(from: &Peer, text: &str) -> String {
+    format!("[{} {}] {}", from.name, from.address(), text)
+}
+
+/// `* sent to IP:PORT: TEXT`.
+fn sent(to: &Peer, text: &str) -> String {
+    format!("* sent to {}: {}", to.address(), text)
+}
+
+/// `* NAME IP:PORT left (exit)`.
+fn left(who: &Peer) -> String {
+    format!("* {} {} left (exit)", who.name, who.address())
+}
+
+/// `/send IP:PORT TEXT`.
+fn send_cmd(to: &Peer, text: &str) -> String {
+    format!("/send {} {}", to.address(), text)
+}
+
+/// Asserts that `row` (a query row split on whitespace) is `ADDRESS NAME STATUS SOURCE MSGS ...`.
+fn assert_row(row: &[String], address: &str, name: &str, status: &str, source: &str) {
+    assert!(
+        row.len() >= 5
+            && row[0] == address
+            && row[1] == name
+            && row[2] == status
+            && row[3] == source,
+        "expected a row `{address} {name} {status} {source} ...`, got {row:?}"
+    );
+}
+
+#[test]
+fn two_peers_exchange_messages_both_ways() {
+    let mut alice = Peer::spawn("alice", &ip(10, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(10, 3), &[]);
+    assert_eq!(alice.ip(), ip(10, 2));
+    assert_ne!(
+        alice.port(),
+        0,
+        "the listening line must show the real port"
+    );
+
+    alice.send_line(&send_cmd(&bob, "hello bob"));
+    bob.expect_line(&chat(&alice, "hello bob"));
+    alice.expect_line(&sent(&bob, "hello bob"));
+
+    bob.send_line(&send_cmd(&alice, "hi alice, ça va? ✓"));
+    alice.expect_line(&chat(&bob, "hi alice, ça va? ✓"));
+    bob.expect_line(&sent(&alice, "hi alice, ça va? ✓"));
+
+    alice.quit_ok();
+    bob.quit_ok();
+}
+
+#[test]
+fn three_peers_exchange_messages() {
+    let mut peers = [
+        Peer::spawn("alice", &ip(11, 2), &[]),
+        Peer::spawn("bob", &ip(11, 3), &[]),
+        Peer::spawn("carol", &ip(11, 4), &[]),
+    ];
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                let line = send_cmd(&peers[j], &format!("from {i} to {j}"));
+                peers[i].send_line(&line);
+            }
+        }
+    }
+    for j in 0..3 {
+        for i in 0..3 {
+            if i != j {
+                let expected = chat(&peers[i], &format!("from {i} to {j}"));
+                peers[j].expect_line(&expected);
+            }
+        }
+    }
+    for p in &mut peers {
+        p.quit_ok();
+    }
+}
+
+#[test]
+fn query_lists_peers_with_addresses_and_statuses() {
+    let mut alice = Peer::spawn("alice", &ip(12, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(12, 3), &[]);
+    let carol = Peer::spawn("carol", &ip(12, 4), &[]);
+    assert!(alice.query().is_empty(), "a fresh peer knows no peers");
+
+    bob.send_line(&send_cmd(&alice, "one"));
+    bob.send_line(&send_cmd(&alice, "two"));
+    alice.expect_line(&chat(&bob, "one"));
+    alice.expect_line(&chat(&bob, "two"));
+    alice.send_line(&send_cmd(&carol, "are you there?"));
+    alice.expect_line(&sent(&carol, "are you there?"));
+
+    let rows = alice.query();
+    assert_eq!(rows.len(), 2, "bob and carol, nothing else: {rows:?}");
+    let bob_row = rows
+        .iter()
+        .find(|r| r[0] == bob.address())
+        .expect("bob listed");
+    assert_row(bob_row, &bob.address(), "bob", "active", "heard");
+    assert_eq!(bob_row[4], "2", "two messages heard from bob: {bob_row:?}");
+    let carol_row = rows
+        .iter()
+        .find(|r| r[0] == carol.address())
+        .expect("carol listed");
+    // Only sent to, never heard: source `sent`, name unknown, no messages counted; a send
+    // that got through may count as active.
+    assert!(
+        carol_row.len() >= 5
+            && carol_row[1] == "?"
+            && ["active", "contacted"].contains(&carol_row[2].as_str())
+            && carol_row[3] == "sent"
+            && carol_row[4] == "0",
+        "carol was only sent to: {carol_row:?}"
+    );
+
+    // Menu `2` is the same query.
+    let rows = alice.query_with("2");
+    assert!(
+        rows.iter().any(|r| r[0] == bob.address()),
+        "menu 2 lists bob: {rows:?}"
+    );
+    alice.quit_ok();
+}
+
+#[test]
+fn connect_gets_connect_ack() {
+    let mut alice = Peer::spawn("alice", &ip(13, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(13, 3), &[]);
+    alice.send_line(&send_cmd(&bob, "connect"));
+    bob.expect_line(&format!(
+        "* connect from alice {} (answered connect_ack)",
+        alice.address()
+    ));
+    alice.expect_line(&format!("* connect_ack from bob {}", bob.address()));
+    let row = alice
+        .query_row(&bob.address())
+        .expect("bob known after connect_ack");
+    assert_eq!(row[2], "active", "{row:?}");
+    let row = bob
+        .query_row(&alice.address())
+        .expect("alice known after connect");
+    assert_eq!(row[1], "alice", "{row:?}");
+}
+
+#[test]
+fn menu_3_and_slash_connect_greet_all_active_peers() {
+    let mut alice = Peer::spawn("alice", &ip(14, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(14, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(14, 4), &[]);
+    bob.send_line(&send_cmd(&alice, "hi from bob"));
+    carol.send_line(&send_cmd(&alice, "hi from carol"));
+    alice.expect_line(&chat(&bob, "hi from bob"));
+    alice.expect_line(&chat(&carol, "hi from carol"));
+
+    let greeted = format!(
+        "* connect from alice {} (answered connect_ack)",
+        alice.address()
+    );
+    alice.send_line("3");
+    bob.expect_line(&greeted);
+    carol.expect_line(&greeted);
+    alice.expect_line(&format!("* connect_ack from bob {}", bob.address()));
+    alice.expect_line(&format!("* connect_ack from carol {}", carol.address()));
+
+    alice.send_line("/connect");
+    bob.expect_line(&greeted);
+    carol.expect_line(&greeted);
+}
+
+#[test]
+fn exit_removes_the_sender() {
+    let mut alice = Peer::spawn("alice", &ip(15, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(15, 3), &[]);
+    bob.send_line(&send_cmd(&alice, "hello"));
+    alice.expect_line(&chat(&bob, "hello"));
+    assert!(
+        alice.query_row(&bob.address()).is_some(),
+        "bob listed after his message"
+    );
+
+    bob.send_line(&send_cmd(&alice, "exit"));
+    alice.expect_line(&left(&bob));
+    let rows = alice.query();
+    assert!(
+        rows.iter().all(|r| r[0] != bob.address()),
+        "bob must be gone after exit: {rows:?}"
+    );
+}
+
+#[test]
+fn quit_notifies_all_active_peers() {
+    let mut alice = Peer::spawn("alice", &ip(16, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(16, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(16, 4), &[]);
+    bob.send_line(&send_cmd(&alice, "hi"));
+    carol.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi"));
+    alice.expect_line(&chat(&carol, "hi"));
+
+    alice.send_line("/quit");
+    bob.expect_line(&left(&alice));
+    carol.expect_line(&left(&alice));
+    alice.expect_line(&sent(&bob, "exit"));
+    alice.expect_line(&sent(&carol, "exit"));
+    alice.quit_ok();
+    // Bob and carol keep working.
+    bob.send_line(&send_cmd(&carol, "still here"));
+    carol.expect_line(&chat(&bob, "still here"));
+}
+
+#[test]
+fn menu_0_quits_and_sends_exit() {
+    let mut alice = Peer::spawn("alice", &ip(25, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(25, 3), &[]);
+    bob.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi"));
+    alice.send_line("0");
+    bob.expect_line(&left(&alice));
+    alice.quit_ok();
+}
+
+#[test]
+fn stdin_eof_quits_and_sends_exit() {
+    let mut alice = Peer::spawn("alice", &ip(22, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(22, 3), &[]);
+    bob.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi"));
+    alice.quit_ok(); // closes stdin: EOF is quit
+    bob.expect_line(&left(&alice));
+}
+
+#[test]
+fn static_peer_is_greeted_at_startup() {
+    let mut bob = Peer::spawn("bob", &ip(17, 3), &[]);
+    let mut alice = Peer::spawn("alice", &ip(17, 2), &["-s", &bob.address()]);
+    bob.expect_line(&format!(
+        "* connect from alice {} (answered connect_ack)",
+        alice.address()
+    ));
+    alice.expect_line(&format!("* connect_ack from bob {}", bob.address()));
+    let row = alice
+        .query_row(&bob.address())
+        .expect("the static peer is listed");
+    assert!(
+        row.contains(&"static".to_string()),
+        "marked static: {row:?}"
+    );
+}
+
+#[test]
+fn unreachable_static_peer_does_not_block_startup() {
+    let closed = closed_port(&ip(26, 9));
+    let mut alice = Peer::spawn("alice", &ip(26, 2), &["-s", &closed]);
+    alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
+        l.starts_with(&format!("! could not send to {closed}:"))
+    });
+    let mut bob = Peer::spawn("bob", &ip(26, 3), &[]);
+    alice.send_line(&send_cmd(&bob, "works"));
+    bob.expect_line(&chat(&alice, "works"));
+}
+
+/// An address on which nothing listens: a port just bound and released.
+fn closed_port(bind_ip: &str) -> String {
+    let listener = TcpListener::bind((bind_ip, 0)).expect("bind a probe port");
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    addr
+}
+
+#[test]
+fn send_to_closed_port_reports_failure_and_keeps_working() {
+    let mut alice = Peer::spawn("alice", &ip(18, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(18, 3), &[]);
+    let closed = closed_port(&ip(18, 9));
+    alice.send_line(&format!("/send {closed} anybody?"));
+    alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
+        l.starts_with(&format!("! could not send to {closed}:"))
+    });
+    alice.send_line(&send_cmd(&bob, "after the failure"));
+    bob.expect_line(&chat(&alice, "after the failure"));
+    alice.expect_line(&sent(&bob, "after the failure"));
+    alice.quit_ok();
+}
+
+#[test]
+fn bad_command_line_exits_2_with_usage() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "port out of range",
+            &["-n", "x", "-p", "70000", "-b", "127.0.19.2"],
+        ),
+        (
+            "port not a number",
+            &["-n", "x", "-p", "abc", "-b", "127.0.19.2"],
+        ),
+        (
+            "name with a space",
+            &["-n", "a b", "-p", "0", "-b", "127.0.19.2"],
+        ),
+        ("unknown option", &["-n", "x", "-p", "0", "--bogus"]),
+        (
+            "bad bind address",
+            &["-n", "x", "-p", "0", "-b", "not-an-ip"],
+        ),
+        (
+            "bad static peer",
+            &["-n", "x", "-p", "0", "-b", "127.0.19.2", "-s", "nowhere"],
+        ),
+        (
+            "bad format",
+            &[
+                "-n",
+                "x",
+                "-p",
+                "0",
+                "-b",
+                "127.0.19.2",
+                "--format",
+                "fancy",
+            ],
+        ),
+    ];
+    for (case, args) in cases {
+        let done = run_peerchat(args);
+        assert_eq!(
+            done.status.code(),
+            Some(2),
+            "{case}: {args:?} gave {done:?}"
+        );
+        assert!(
+            done.stderr.to_lowercase().contains("usage"),
+            "{case}: an error and the usage on stderr: {done:?}"
+        );
+        assert!(
+            done.stdout.is_empty(),
+            "{case}: nothing on stdout: {done:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_name_or_port_without_terminal_exits_2() {
+    for args in [
+        &["-p", "0", "-b", "127.0.19.3"][..],
+        &["-n", "x", "-b", "127.0.19.3"],
+    ] {
+        let done = run_peerchat(args);
+        assert_eq!(done.status.code(), Some(2), "{args:?} gave {done:?}");
+        assert!(!done.stderr.trim().is_empty(), "a clear message: {done:?}");
+    }
+}
+
+#[test]
+fn help_exits_0_with_usage_and_version_works() {
+    let done = run_peerchat(&["--help"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let text = format!("{}{}", done.stdout, done.stderr).to_lowercase();
+    assert!(text.contains("usage"), "usage shown: {done:?}");
+    for option in ["--name", "--port", "--bind", "--static-peer", "--advertise"] {
+        assert!(text.contains(option), "--help documents {option}: {done:?}");
+    }
+    let done = run_peerchat(&["-V"]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    assert!(done.stdout.contains(env!("CARGO_PKG_VERSION")), "{done:?}");
+}
+
+#[test]
+fn port_in_use_exits_1() {
+    let taken = TcpListener::bind((ip(20, 2).as_str(), 0)).expect("bind");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let done = run_peerchat(&["-n", "x", "-p", &port, "-b", &ip(20, 2)]);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(!done.stderr.trim().is_empty(), "says why: {done:?}");
+}
+
+#[test]
+fn menu_1_sends_a_message() {
+    let mut alice = Peer::spawn("alice", &ip(21, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(21, 3), &[]);
+    alice.send_line("1");
+    alice.send_line(&bob.ip());
+    alice.send_line(&bob.port().to_string());
+    alice.send_line("hello from the menu");
+    bob.expect_line(&chat(&alice, "hello from the menu"));
+    alice.expect_line(&sent(&bob, "hello from the menu"));
+    // The menu is done: the next line is a command again.
+    alice.send_line(&send_cmd(&bob, "and a command"));
+    bob.expect_line(&chat(&alice, "and a command"));
+    alice.send_line("0");
+    alice.quit_ok();
+}
+
+#[test]
+fn unknown_input_gets_a_hint_and_the_peer_keeps_working() {
+    let mut alice = Peer::spawn("alice", &ip(23, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(23, 3), &[]);
+    alice.send_line("what is this");
+    alice.expect("a `? ` hint", WAIT, |l| l.starts_with("? "));
+    alice.send_line("/help");
+    alice.expect("/help naming /send", WAIT, |l| l.contains("/send"));
+    alice.send_line(&send_cmd(&bob, "still fine"));
+    bob.expect_line(&chat(&alice, "still fine"));
+}
+
+#[test]
+fn msg_alias_and_all_reach_active_peers() {
+    let mut alice = Peer::spawn("alice", &ip(24, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(24, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(24, 4), &[]);
+    alice.send_line(&format!("/msg {} via msg", bob.address()));
+    bob.expect_line(&chat(&alice, "via msg"));
+    bob.send_line(&send_cmd(&alice, "hi"));
+    carol.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi"));
+    alice.expect_line(&chat(&carol, "hi"));
+    alice.send_line("/all to everybody");
+    bob.expect_line(&chat(&alice, "to everybody"));
+    carol.expect_line(&chat(&alice, "to everybody"));
+}
+
+#[test]
+fn messages_to_one_destination_arrive_in_typed_order() {
+    let mut alice = Peer::spawn("alice", &ip(27, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(27, 3), &[]);
+    for i in 0..20 {
+        alice.send_line(&send_cmd(&bob, &format!("number {i}")));
+    }
+    let prefix = format!("[alice {}] number ", alice.address());
+    let got: Vec<String> = (0..20)
+        .map(|i| bob.expect(&format!("message {i}"), WAIT, |l| l.starts_with(&prefix)))
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("{prefix}{i}")).collect();
+    if got != expected {
+        let sender_log = alice.report("(the sender)");
+        panic!(
+            "{}\n{sender_log}",
+            bob.report("messages out of typed order")
+        );
+    }
+}
