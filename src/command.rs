@@ -62,6 +62,23 @@ enum Step {
 }
 
 /// Reads typed lines, one at a time, and keeps the menu dialogue's state.
+///
+/// ```
+/// use peerchat::command::{Command, Console};
+///
+/// let mut console = Console::new();
+/// assert_eq!(console.input("/peers"), Ok(Some(Command::Peers)));
+/// // The menu: 1, then IP, port and message on their own lines.
+/// assert_eq!(console.input("1"), Ok(None));
+/// assert_eq!(console.input("127.0.0.3"), Ok(None));
+/// assert_eq!(console.input("5002"), Ok(None));
+/// let dest = "127.0.0.3:5002".parse().unwrap();
+/// assert_eq!(
+///     console.input("hello"),
+///     Ok(Some(Command::Send { dest, text: "hello".into() }))
+/// );
+/// assert!(console.input("/nonsense").is_err());
+/// ```
 #[derive(Debug, Default)]
 pub struct Console {
     step: Step,

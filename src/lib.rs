@@ -28,6 +28,35 @@
 //!   terminal mode, and [`clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
 
+//!
+//! # Embedding
+//!
+//! A program can run a peer without a terminal and react to its events:
+//!
+//! ```no_run
+//! use peerchat::{Command, Config, Event, EventLoop, Handler};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_event(&mut self, event: &Event, commands: &mut Vec<Command>) {
+//!         if let Event::Message { from, text } = event {
+//!             if let Some(dest) = from.addr() {
+//!                 commands.push(Command::Send { dest, text: format!("you said: {text}") });
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! let config = Config::new("echo")
+//!     .bind("127.0.0.2".parse().unwrap())
+//!     .port(5000)
+//!     .headless(true)
+//!     .output(false);
+//! EventLoop::bind(config)?.run_with(Echo)?;
+//! # Ok::<(), peerchat::Error>(())
+//! ```
+
 #![deny(missing_docs)]
 
 pub mod cli;

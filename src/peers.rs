@@ -112,6 +112,21 @@ pub struct Row {
 }
 
 /// Every known peer, ordered by address so that listings are stable.
+///
+/// ```
+/// use std::time::Instant;
+/// use peerchat::peers::{PeerTable, Status};
+///
+/// let mut table = PeerTable::new();
+/// let bob = "127.0.0.3:5002".parse().unwrap();
+/// // bob's header claimed 127.0.1.1; the observed IP is what identifies him.
+/// let claimed = Some("127.0.1.1".parse().unwrap());
+/// assert!(table.heard(bob, Some("bob"), claimed, true, Instant::now()));
+/// assert_eq!(table.active(), vec![bob]);
+/// table.unreachable(bob);
+/// assert_eq!(table.get(bob).map(|p| p.status), Some(Status::Unreachable));
+/// assert!(table.remove(bob).is_some());
+/// ```
 #[derive(Debug, Default)]
 pub struct PeerTable {
     peers: BTreeMap<SocketAddr, Peer>,

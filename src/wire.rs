@@ -187,6 +187,23 @@ impl Block {
 
 /// Turns the byte stream of one inbound connection into messages.
 ///
+/// ```
+/// use peerchat::wire::{Body, Decoder, Dialect};
+///
+/// let mut decoder = Decoder::new(64 * 1024);
+/// let mut out = Vec::new();
+/// // A read boundary may fall anywhere, even inside a character.
+/// let bytes = "127.0.0.3:5002 bob h\u{e9}llo".as_bytes();
+/// decoder.feed(&bytes[..22], &mut out).unwrap();
+/// decoder.feed(&bytes[22..], &mut out).unwrap();
+/// assert!(out.is_empty(), "no newline yet: the message ends at EOF");
+/// decoder.finish(&mut out);
+/// assert_eq!(out[0].name.as_deref(), Some("bob"));
+/// assert_eq!(out[0].port, Some(5002));
+/// assert_eq!(out[0].body, Body::Chat("h\u{e9}llo".into()));
+/// assert_eq!(out[0].dialect, Dialect::Standard);
+/// ```
+///
 /// Lines end at `\n` (a preceding `\r` is dropped); the last line may end at EOF instead.
 /// Bytes are buffered until a line is complete, so a multi-byte character cut by a read
 /// boundary is decoded whole; invalid UTF-8 becomes U+FFFD. A connection that sends nothing
@@ -195,16 +212,17 @@ impl Block {
 pub struct Decoder {
     max_line: usize,
     partial: Vec<u8>,
-    /// An open bracketed block or incomplete JSON value.
-    block: Option<Block>,
+    /// An open bracketed block or incomplete JSON value. Boxed, like the identity: most
+    /// connections never have one, and a small decoder keeps idle connections cheap.
+    block: Option<Box<Block>>,
     /// The latest header on this connection, and the dialect of header-less lines after it.
-    identity: Option<(Identity, Dialect)>,
+    identity: Option<Box<(Identity, Dialect)>>,
     /// The first non-blank line was a port (the persistent dialect).
     opened_with_port: bool,
     /// A non-blank line was seen.
     seen_line: bool,
     /// The opening port line, while nothing else followed it.
-    port_line: Option<String>,
+    port_line: Option<Box<str>>,
     /// A line was too long: the connection is to be dropped, nothing more is decoded.
     failed: bool,
 }
@@ -272,7 +290,7 @@ impl Decoder {
         }
         // Re-reading a failed JSON block may open a bracketed one: loop until none is left.
         while let Some(block) = self.block.take() {
-            match block {
+            match *block {
                 Block::Json { text } => self.reread(&text, false, out),
                 Block::Bracketed { who, text, emitted } => {
                     close_bracketed(who, text, emitted, out);
@@ -280,13 +298,13 @@ impl Decoder {
             }
         }
         if let Some(text) = self.port_line.take() {
-            out.push(raw_message(Body::Chat(text)));
+            out.push(raw_message(Body::Chat(text.into())));
         }
     }
 
     /// Bytes held while waiting for the end of a line or block (never more than the limit).
     pub fn buffered(&self) -> usize {
-        self.partial.len() + self.block.as_ref().map_or(0, Block::len)
+        self.partial.len() + self.block.as_ref().map_or(0, |b| b.len())
     }
 
     fn error(&self) -> DecodeError {
@@ -307,16 +325,16 @@ impl Decoder {
     /// Keeps `buffered() <= max_line` by delivering (or giving up) an open block.
     fn bound_block(&mut self, out: &mut Vec<Message>) {
         while self.buffered() > self.max_line {
-            match self.block.take() {
+            match self.block.take().map(|b| *b) {
                 None => return, // cannot happen: the partial line alone is within the limit
                 Some(Block::Json { text }) => self.reread(&text, true, out),
                 Some(Block::Bracketed { who, text, emitted }) => {
                     let emitted = flush_bracketed(&who, text, out) || emitted;
-                    self.block = Some(Block::Bracketed {
+                    self.block = Some(Box::new(Block::Bracketed {
                         who,
                         text: String::new(),
                         emitted,
-                    });
+                    }));
                 }
             }
         }
@@ -332,7 +350,7 @@ impl Decoder {
 
     /// One complete line: continues an open block, or is read on its own.
     fn line(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
-        match self.block.take() {
+        match self.block.take().map(|b| *b) {
             None => {}
             Some(Block::Bracketed {
                 who,
@@ -353,7 +371,7 @@ impl Decoder {
                         text = String::new();
                     }
                     push_block_line(&mut text, line);
-                    self.block = Some(Block::Bracketed { who, text, emitted });
+                    self.block = Some(Box::new(Block::Bracketed { who, text, emitted }));
                     return;
                 }
             }
@@ -371,7 +389,7 @@ impl Decoder {
                     JsonRead::Messages(msgs) => {
                         msgs.into_iter().for_each(|m| self.emit(m, remember, out));
                     }
-                    JsonRead::Incomplete => self.block = Some(Block::Json { text }),
+                    JsonRead::Incomplete => self.block = Some(Box::new(Block::Json { text })),
                     JsonRead::Invalid => self.reread(&text, remember, out),
                 }
                 return;
@@ -403,8 +421,8 @@ impl Decoder {
                     claimed_ip: None,
                     port: Some(port),
                 };
-                self.identity = Some((who, Dialect::Persistent));
-                self.port_line = Some(trimmed.to_owned());
+                self.identity = Some(Box::new((who, Dialect::Persistent)));
+                self.port_line = Some(trimmed.into());
                 return;
             }
         }
@@ -416,9 +434,9 @@ impl Decoder {
                     return;
                 }
                 JsonRead::Incomplete => {
-                    self.block = Some(Block::Json {
+                    self.block = Some(Box::new(Block::Json {
                         text: line.to_owned(),
-                    });
+                    }));
                     return;
                 }
                 JsonRead::Invalid => {}
@@ -433,11 +451,11 @@ impl Decoder {
                     }
                     let mut text = String::new();
                     push_block_line(&mut text, first);
-                    self.block = Some(Block::Bracketed {
+                    self.block = Some(Box::new(Block::Bracketed {
                         who,
                         text,
                         emitted: false,
-                    });
+                    }));
                 }
             }
             return;
@@ -467,13 +485,13 @@ impl Decoder {
         } else {
             dialect
         };
-        self.identity = Some((who, dialect));
+        self.identity = Some(Box::new((who, dialect)));
     }
 
     /// A line with no header: raw text, or a line of the sender this connection announced.
     fn raw(&self, line: &str) -> Message {
         let body = body_of(line);
-        match &self.identity {
+        match self.identity.as_deref() {
             Some((who, dialect)) => who.message(body, *dialect),
             None => raw_message(body),
         }
@@ -856,6 +874,16 @@ pub fn header(own: SocketAddr, name: &str, format: Format) -> String {
 }
 
 /// The full wire form of one message: header then text, UTF-8, no trailing newline.
+///
+/// ```
+/// use peerchat::wire::{encode, Format};
+///
+/// let me = "127.0.0.2:5001".parse().unwrap();
+/// assert_eq!(encode(me, "alice", "hi", Format::Standard), "127.0.0.2:5001 alice hi");
+/// assert_eq!(encode(me, "alice", "hi", Format::Spaced), "127.0.0.2 5001 alice hi");
+/// let six = "[::1]:7".parse().unwrap();
+/// assert_eq!(encode(six, "v6", "hi", Format::Standard), "[::1]:7 v6 hi");
+/// ```
 pub fn encode(own: SocketAddr, name: &str, text: &str, format: Format) -> String {
     let mut s = header(own, name, format);
     s.push_str(text);
@@ -868,6 +896,16 @@ const SPACE_WINDOW: usize = 64;
 /// Splits `text` into pieces such that `header_len + piece.len() <= MAX_WIRE_MESSAGE`,
 /// cutting only at UTF-8 character boundaries (at a space near the end when there is one).
 /// Returns a single piece when the text already fits; never returns an empty list.
+///
+/// ```
+/// use peerchat::wire::{split_for_wire, MAX_WIRE_MESSAGE};
+///
+/// let text = "\u{e9}".repeat(1500); // 3000 bytes
+/// let parts = split_for_wire(&text, 30);
+/// assert_eq!(parts.len(), 4); // 3000 bytes in pieces of at most 1024 - 30
+/// assert!(parts.iter().all(|p| 30 + p.len() <= MAX_WIRE_MESSAGE));
+/// assert_eq!(parts.concat(), text);
+/// ```
 ///
 /// The pieces concatenate back to `text`. With an absurd `header_len` (no room for a whole
 /// character) each piece still holds one character, so the limit cannot be met then.

@@ -1,0 +1,315 @@
+//! `cargo bench --bench churn [-- --quick] [-- --no-peerchat]`: peerchat against two baselines
+//! measured in the same run, under connection churn, many held connections, fan-out and idle.
+//!
+//! Contenders, each its own process, all driven by the same load generator:
+//! - `peerchat`: the release binary (built here with `cargo build --release`), stdout to a file;
+//! - `floor`: the smallest correct single-threaded mio server (`churn/floor.rs`);
+//! - `threads`: a std-only thread-per-connection server (`churn/threads.rs`).
+//!
+//! The baselines are this same bench binary re-executed with `PEERCHAT_BENCH_ROLE` set. Every
+//! scenario runs several times with the contenders alternating; one table reports the median,
+//! min–max and ratio to the floor, with the targets beside them. The exit status is non-zero
+//! only when something is broken (a lost message, a process that fails to start or dies),
+//! never because of a speed figure. `--no-peerchat` (or `PEERCHAT_BENCH_NO_PEERCHAT=1`) runs
+//! only the baselines; `PEERCHAT_BENCH_KEEP=1` keeps every contender's stdout and stderr in the
+//! scratch directory (it is always kept when something broke).
+
+#[path = "churn/floor.rs"]
+mod floor;
+#[path = "churn/load.rs"]
+mod load;
+#[path = "churn/procs.rs"]
+mod procs;
+#[path = "churn/report.rs"]
+mod report;
+#[path = "churn/scenarios.rs"]
+mod scenarios;
+#[path = "churn/sinks.rs"]
+mod sinks;
+#[path = "churn/threads.rs"]
+mod threads;
+
+use procs::Kind;
+use scenarios::{Config, Env};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Environment variable that turns the bench binary into one of the baseline servers.
+pub const ROLE_VAR: &str = "PEERCHAT_BENCH_ROLE";
+
+fn main() -> ExitCode {
+    if let Ok(role) = std::env::var(ROLE_VAR) {
+        return run_role(&role);
+    }
+    let mut quick = false;
+    let mut with_peerchat = std::env::var_os("PEERCHAT_BENCH_NO_PEERCHAT").is_none();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--no-peerchat" => with_peerchat = false,
+            "--bench" => {} // added by `cargo bench`
+            other => eprintln!("churn bench: ignoring argument {other:?}"),
+        }
+    }
+    match bench(quick, with_peerchat) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("churn bench: FAILED: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a baseline server (or fan-out sender) in this process; never returns on success for the
+/// servers, which run until a signal ends them.
+fn run_role(role: &str) -> ExitCode {
+    let bind: SocketAddr = std::env::var("PEERCHAT_BENCH_BIND")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let targets: Vec<SocketAddr> = std::env::var("PEERCHAT_BENCH_TARGETS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let result = match role {
+        "floor" => floor::serve(bind),
+        "floor-fanout" => floor::fan_out(&targets),
+        "threads" => threads::serve(bind),
+        "threads-fanout" => threads::fan_out(&targets),
+        other => Err(std::io::Error::other(format!(
+            "unknown {ROLE_VAR} {other:?}"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{role}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds peerchat in release mode and returns the binary's path.
+fn build_peerchat(manifest_dir: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("building: {cargo} build --release --bin peerchat");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "peerchat"])
+        .current_dir(manifest_dir)
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build --release --bin peerchat failed ({status})"
+        ));
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| {
+            if d.is_relative() {
+                PathBuf::from(manifest_dir).join(d)
+            } else {
+                d
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from(manifest_dir).join("target"));
+    let bin = target_dir.join("release").join("peerchat");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("built peerchat not found at {}", bin.display()))
+    }
+}
+
+fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
+    let began = Instant::now();
+    let (old_soft, soft, hard) = procs::raise_fd_limit();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cfg = if quick {
+        Config {
+            churn_runs: 2,
+            churn_n: 5_000,
+            churn_c: 32,
+            churn_budget: Duration::from_secs(2),
+            sources: (2..=9).map(|x| Ipv4Addr::new(127, 0, 0, x)).collect(),
+            held_runs: 1,
+            held_k: 10_000,
+            hold_for: Duration::from_secs(1),
+            fanout_runs: 1,
+            fanout_p: 500,
+            idle_runs: 1,
+            idle_peers: 50,
+            idle_for: Duration::from_secs(2),
+        }
+    } else {
+        Config {
+            churn_runs: 5,
+            churn_n: 20_000,
+            churn_c: 64,
+            churn_budget: Duration::from_secs(5),
+            sources: (2..=9).map(|x| Ipv4Addr::new(127, 0, 0, x)).collect(),
+            held_runs: 3,
+            held_k: 10_000,
+            hold_for: Duration::from_secs(5),
+            fanout_runs: 5,
+            fanout_p: 500,
+            idle_runs: 3,
+            idle_peers: 50,
+            idle_for: Duration::from_secs(10),
+        }
+    };
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let peerchat = if with_peerchat {
+        build_peerchat(manifest_dir)?
+    } else {
+        PathBuf::new()
+    };
+    let bench_exe = std::env::current_exe()
+        .expect("the bench binary must know its own path to re-execute itself");
+    let dir = std::env::temp_dir().join(format!("peerchat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("cannot create the bench's scratch directory");
+    let env = Env {
+        peerchat: &peerchat,
+        bench_exe: &bench_exe,
+        dir: &dir,
+    };
+    let mut kinds = vec![Kind::Floor, Kind::Threads];
+    if with_peerchat {
+        kinds.insert(0, Kind::Peerchat);
+    }
+    eprintln!(
+        "churn bench{}: {cores} cores, RLIMIT_NOFILE soft {old_soft} raised to {soft} (hard {hard}); scratch {}",
+        if quick { " --quick" } else { "" },
+        dir.display()
+    );
+    let mut table = report::Table::default();
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    // Contender order rotates from run to run so no one always goes first on a warm machine.
+    let rotated = |run: usize| -> Vec<Kind> {
+        (0..kinds.len())
+            .map(|i| kinds[(i + run) % kinds.len()])
+            .collect()
+    };
+    for run in 0..cfg.churn_runs {
+        for kind in rotated(run) {
+            if let Err(e) = scenarios::churn(&cfg, &env, kind, run, &mut table) {
+                problems.push(e);
+            }
+        }
+    }
+    for run in 0..cfg.held_runs {
+        for kind in rotated(run) {
+            if let Err(e) = scenarios::held(&cfg, &env, kind, run, &mut table, &mut notes) {
+                problems.push(e);
+            }
+        }
+    }
+    for run in 0..cfg.fanout_runs {
+        for kind in rotated(run) {
+            if let Err(e) = scenarios::fan_out(&cfg, &env, kind, run, &mut table, &mut notes) {
+                problems.push(e);
+            }
+        }
+    }
+    for run in 0..cfg.idle_runs {
+        for kind in rotated(run) {
+            if let Err(e) = scenarios::idle(&cfg, &env, kind, run, &mut table, &mut notes) {
+                problems.push(e);
+            }
+        }
+    }
+
+    println!();
+    println!(
+        "peerchat churn bench{}: {cores} cores (available_parallelism), RLIMIT_NOFILE soft {old_soft} → {soft} (hard {hard}), {:.0} s",
+        if quick { " --quick" } else { "" },
+        began.elapsed().as_secs_f64()
+    );
+    println!(
+        "churn: N={} one-message connections (no new one after {:.0} s), concurrency {}, sources 127.0.0.2–{}; held: K={} for {:.0} s; \
+         fan-out: P={}; idle: {} peers over {:.0} s (per-10 s figures scaled)",
+        cfg.churn_n,
+        cfg.churn_budget.as_secs_f64(),
+        cfg.churn_c,
+        cfg.sources.last().map_or_else(String::new, |a| a.to_string()),
+        cfg.held_k,
+        cfg.hold_for.as_secs_f64(),
+        cfg.fanout_p,
+        cfg.idle_peers,
+        cfg.idle_for.as_secs_f64()
+    );
+    println!();
+    print!("{}", table.render(&kinds));
+    check_targets(&table, with_peerchat, &mut notes);
+    if !notes.is_empty() {
+        println!();
+        for note in &notes {
+            println!("note: {note}");
+        }
+    }
+    if problems.is_empty() {
+        if std::env::var_os("PEERCHAT_BENCH_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(())
+    } else {
+        println!();
+        for p in &problems {
+            println!("BROKEN: {p}");
+        }
+        Err(format!(
+            "{} problem(s); contender output kept in {}",
+            problems.len(),
+            dir.display()
+        ))
+    }
+}
+
+/// Adds a note for every target peerchat misses (never an error).
+fn check_targets(table: &report::Table, with_peerchat: bool, notes: &mut Vec<String>) {
+    use scenarios::*;
+    if !with_peerchat {
+        return;
+    }
+    let get = |m: &'static report::Metric, k: Kind| table.median(m, k);
+    if let (Some(p), Some(f)) = (
+        get(&CHURN_RATE, Kind::Peerchat),
+        get(&CHURN_RATE, Kind::Floor),
+    ) {
+        if p < 0.85 * f {
+            notes.push(format!(
+                "target missed: churn {p:.0} msg/s is {:.3}× the floor (target ≥ 0.85×)",
+                p / f
+            ));
+        }
+    }
+    if let (Some(p), Some(t)) = (
+        get(&CHURN_RATE, Kind::Peerchat),
+        get(&CHURN_RATE, Kind::Threads),
+    ) {
+        if p <= t {
+            notes.push(format!(
+                "target missed: churn {p:.0} msg/s is not above thread-per-connection ({t:.0})"
+            ));
+        }
+    }
+    if let Some(b) = get(&HELD_PER_CONN, Kind::Peerchat).filter(|&b| b > 256.0) {
+        notes.push(format!(
+            "target missed: {b:.0} B resident per held connection (target ≤ 256 B)"
+        ));
+    }
+    if let Some(kib) = get(&HELD_IDLE_RSS, Kind::Peerchat).filter(|&k| k >= 4096.0) {
+        notes.push(format!(
+            "target missed: idle peerchat resident {kib:.0} KiB (target < 4096 KiB)"
+        ));
+    }
+    if let Some(ms) = get(&FANOUT, Kind::Peerchat).filter(|&ms| ms >= 100.0) {
+        notes.push(format!(
+            "target missed: fan-out took {ms:.1} ms (target < 100 ms)"
+        ));
+    }
+}
