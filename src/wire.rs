@@ -1004,26 +1004,26 @@ mod tests {
     #[test]
     fn standard_dialect() {
         use Dialect::Standard as S;
-        let ip = "10.206.4.201";
+        let ip = "198.51.100.201";
         check(&[
             (
-                "10.206.4.201:8080 blockchain hello",
+                "198.51.100.201:8080 blockchain hello",
                 vec![m("blockchain", ip, 8080, chat("hello"), S)],
             ),
             (
-                "10.206.4.201:8080 blockchain hello\n",
+                "198.51.100.201:8080 blockchain hello\n",
                 vec![m("blockchain", ip, 8080, chat("hello"), S)],
             ),
             (
-                "10.206.4.201:8080   alice  hi  there \t ",
+                "198.51.100.201:8080   alice  hi  there \t ",
                 vec![m("alice", ip, 8080, chat(" hi  there"), S)],
             ),
             (
-                "10.206.4.201:8080\talice\thi\tthere",
+                "198.51.100.201:8080\talice\thi\tthere",
                 vec![m("alice", ip, 8080, chat("hi\tthere"), S)],
             ),
             (
-                "  10.206.4.201:8080 alice hi",
+                "  198.51.100.201:8080 alice hi",
                 vec![m("alice", ip, 8080, chat("hi"), S)],
             ),
             (
@@ -1031,80 +1031,80 @@ mod tests {
                 vec![m("bob", "::1", 9000, chat("hey you"), S)],
             ),
             (
-                "10.206.4.201:8080 alice héllo wörld 日本 🎉",
+                "198.51.100.201:8080 alice héllo wörld 日本 🎉",
                 vec![m("alice", ip, 8080, chat("héllo wörld 日本 🎉"), S)],
             ),
             (
-                "10.206.4.201:8080 alice a\0b",
+                "198.51.100.201:8080 alice a\0b",
                 vec![m("alice", ip, 8080, chat("a\0b"), S)],
             ),
             (
-                "10.206.4.201:8080 alice",
+                "198.51.100.201:8080 alice",
                 vec![m("alice", ip, 8080, chat(""), S)],
             ),
             (
-                "10.206.4.201:8080 alice   ",
+                "198.51.100.201:8080 alice   ",
                 vec![m("alice", ip, 8080, chat(""), S)],
             ),
-            ("10.206.4.201:8080", vec![m("", ip, 8080, chat(""), S)]),
+            ("198.51.100.201:8080", vec![m("", ip, 8080, chat(""), S)]),
             // Control words: the whole message, any case, trimmed.
             (
-                "10.206.4.201:8080 alice exit",
+                "198.51.100.201:8080 alice exit",
                 vec![m("alice", ip, 8080, Body::Exit, S)],
             ),
             (
-                "10.206.4.201:8080 alice  EXIT \r\n",
+                "198.51.100.201:8080 alice  EXIT \r\n",
                 vec![m("alice", ip, 8080, Body::Exit, S)],
             ),
             (
-                "10.206.4.201:8080 alice Connect",
+                "198.51.100.201:8080 alice Connect",
                 vec![m("alice", ip, 8080, Body::Connect, S)],
             ),
             (
-                "10.206.4.201:8080 alice connect_ack",
+                "198.51.100.201:8080 alice connect_ack",
                 vec![m("alice", ip, 8080, Body::ConnectAck, S)],
             ),
             (
-                "10.206.4.201:8080 alice [PEER_QUIT]",
+                "198.51.100.201:8080 alice [PEER_QUIT]",
                 vec![m("alice", ip, 8080, Body::Exit, S)],
             ),
             (
-                "10.206.4.201:8080 alice DISCONNECT",
+                "198.51.100.201:8080 alice DISCONNECT",
                 vec![m("alice", ip, 8080, Body::Exit, S)],
             ),
             (
-                "10.206.4.201:8080 alice please exit now",
+                "198.51.100.201:8080 alice please exit now",
                 vec![m("alice", ip, 8080, chat("please exit now"), S)],
             ),
             (
-                "10.206.4.201:8080 alice ping",
+                "198.51.100.201:8080 alice ping",
                 vec![m("alice", ip, 8080, chat("ping"), S)],
             ),
             (
-                "10.206.4.201:8080 alice exit\0",
+                "198.51.100.201:8080 alice exit\0",
                 vec![m("alice", ip, 8080, chat("exit\0"), S)],
             ),
             // A header and a lone control word: a sender without a name.
             (
-                "10.206.4.201:8080 connect",
+                "198.51.100.201:8080 connect",
                 vec![m("", ip, 8080, Body::Connect, S)],
             ),
             // Ports out of range: not a header.
             (
-                "10.206.4.201:0 alice hi",
-                vec![raw(chat("10.206.4.201:0 alice hi"))],
+                "198.51.100.201:0 alice hi",
+                vec![raw(chat("198.51.100.201:0 alice hi"))],
             ),
             (
-                "10.206.4.201:65536 alice hi",
-                vec![raw(chat("10.206.4.201:65536 alice hi"))],
+                "198.51.100.201:65536 alice hi",
+                vec![raw(chat("198.51.100.201:65536 alice hi"))],
             ),
             (
-                "10.206.4.201:65535 alice hi",
+                "198.51.100.201:65535 alice hi",
                 vec![m("alice", ip, 65535, chat("hi"), S)],
             ),
             (
-                "10.206.4.201:+80 alice hi",
-                vec![raw(chat("10.206.4.201:+80 alice hi"))],
+                "198.51.100.201:+80 alice hi",
+                vec![raw(chat("198.51.100.201:+80 alice hi"))],
             ),
             (
                 "999.0.0.1:8080 alice hi",
@@ -1113,7 +1113,7 @@ mod tests {
             ("::1:8080 alice hi", vec![raw(chat("::1:8080 alice hi"))]),
             // Later header-less lines belong to the latest header.
             (
-                "10.206.4.201:8080 alice hello\nsecond line\n\nthird",
+                "198.51.100.201:8080 alice hello\nsecond line\n\nthird",
                 vec![
                     m("alice", ip, 8080, chat("hello"), S),
                     m("alice", ip, 8080, chat("second line"), S),
@@ -1121,11 +1121,11 @@ mod tests {
                 ],
             ),
             (
-                "10.206.4.201:8080 alice hi\n10.0.0.2:9090 bob yo\nexit",
+                "198.51.100.201:8080 alice hi\n198.51.100.2:9090 bob yo\nexit",
                 vec![
                     m("alice", ip, 8080, chat("hi"), S),
-                    m("bob", "10.0.0.2", 9090, chat("yo"), S),
-                    m("bob", "10.0.0.2", 9090, Body::Exit, S),
+                    m("bob", "198.51.100.2", 9090, chat("yo"), S),
+                    m("bob", "198.51.100.2", 9090, Body::Exit, S),
                 ],
             ),
         ]);
@@ -1134,14 +1134,14 @@ mod tests {
     #[test]
     fn spaced_dialect() {
         use Dialect::Spaced as S;
-        let ip = "10.0.0.1";
+        let ip = "198.51.100.1";
         check(&[
             (
-                "10.0.0.1 8080 alice hello world",
+                "198.51.100.1 8080 alice hello world",
                 vec![m("alice", ip, 8080, chat("hello world"), S)],
             ),
             (
-                "10.0.0.1\t8080   alice\thi ",
+                "198.51.100.1\t8080   alice\thi ",
                 vec![m("alice", ip, 8080, chat("hi"), S)],
             ),
             (
@@ -1153,32 +1153,32 @@ mod tests {
                 vec![m("alice", "::1", 8080, chat("hi"), S)],
             ),
             (
-                "10.0.0.1 8080 alice EXIT",
+                "198.51.100.1 8080 alice EXIT",
                 vec![m("alice", ip, 8080, Body::Exit, S)],
             ),
             (
-                "10.0.0.1 8080 alice exit please",
+                "198.51.100.1 8080 alice exit please",
                 vec![m("alice", ip, 8080, chat("exit please"), S)],
             ),
-            ("10.0.0.1 8080", vec![m("", ip, 8080, chat(""), S)]),
+            ("198.51.100.1 8080", vec![m("", ip, 8080, chat(""), S)]),
             (
-                "10.0.0.1 8080 alice",
+                "198.51.100.1 8080 alice",
                 vec![m("alice", ip, 8080, chat(""), S)],
             ),
             (
-                "10.0.0.1 0 alice hi",
-                vec![raw(chat("10.0.0.1 0 alice hi"))],
+                "198.51.100.1 0 alice hi",
+                vec![raw(chat("198.51.100.1 0 alice hi"))],
             ),
             (
-                "10.0.0.1 70000 alice hi",
-                vec![raw(chat("10.0.0.1 70000 alice hi"))],
+                "198.51.100.1 70000 alice hi",
+                vec![raw(chat("198.51.100.1 70000 alice hi"))],
             ),
             (
-                "10.0.0.1 is my address",
-                vec![raw(chat("10.0.0.1 is my address"))],
+                "198.51.100.1 is my address",
+                vec![raw(chat("198.51.100.1 is my address"))],
             ),
             (
-                "10.0.0.1 8080 alice hi\nmore",
+                "198.51.100.1 8080 alice hi\nmore",
                 vec![
                     m("alice", ip, 8080, chat("hi"), S),
                     m("alice", ip, 8080, chat("more"), S),
@@ -1190,81 +1190,81 @@ mod tests {
     #[test]
     fn bracketed_dialect() {
         use Dialect::Bracketed as B;
-        let ip = "10.0.0.1";
+        let ip = "198.51.100.1";
         check(&[
             (
-                "<10.0.0.1:8080> @ <team>\nhello\nworld\n<end>\n",
+                "<198.51.100.1:8080> @ <team>\nhello\nworld\n<end>\n",
                 vec![m("team", ip, 8080, chat("hello\nworld"), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team>\r\nhello\r\nworld\r\n<end>\r\n",
+                "<198.51.100.1:8080> @ <team>\r\nhello\r\nworld\r\n<end>\r\n",
                 vec![m("team", ip, 8080, chat("hello\nworld"), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <the team>\n\n  hello\n\nworld  \n\n<END>",
+                "<198.51.100.1:8080> @ <the team>\n\n  hello\n\nworld  \n\n<END>",
                 vec![m("the team", ip, 8080, chat("  hello\n\nworld"), B)],
             ),
             (
-                "<10.0.0.1:8080> @ team\nhi\n<end>",
+                "<198.51.100.1:8080> @ team\nhi\n<end>",
                 vec![m("team", ip, 8080, chat("hi"), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team> first\nsecond\n<end>",
+                "<198.51.100.1:8080> @ <team> first\nsecond\n<end>",
                 vec![m("team", ip, 8080, chat("first\nsecond"), B)],
             ),
             // EOF ends an open block.
             (
-                "<10.0.0.1:8080> @ <team>\nhello",
+                "<198.51.100.1:8080> @ <team>\nhello",
                 vec![m("team", ip, 8080, chat("hello"), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team>\n<end>",
+                "<198.51.100.1:8080> @ <team>\n<end>",
                 vec![m("team", ip, 8080, chat(""), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team>",
+                "<198.51.100.1:8080> @ <team>",
                 vec![m("team", ip, 8080, chat(""), B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team>\nDISCONNECT\n<end>",
+                "<198.51.100.1:8080> @ <team>\nDISCONNECT\n<end>",
                 vec![m("team", ip, 8080, Body::Exit, B)],
             ),
             (
-                "<10.0.0.1:8080> @ <team>\nplease DISCONNECT me\n<end>",
+                "<198.51.100.1:8080> @ <team>\nplease DISCONNECT me\n<end>",
                 vec![m("team", ip, 8080, chat("please DISCONNECT me"), B)],
             ),
             (
-                "<10.0.0.1:8080> DISCONNECT",
+                "<198.51.100.1:8080> DISCONNECT",
                 vec![m("", ip, 8080, Body::Exit, B)],
             ),
             (
-                "<10.0.0.1:8080> disconnect\n",
+                "<198.51.100.1:8080> disconnect\n",
                 vec![m("", ip, 8080, Body::Exit, B)],
             ),
             // The buggy form: the recipient's IP, our port, team and message on one line.
             (
-                "<10.9.9.9:8080> team hello there",
-                vec![m("team", "10.9.9.9", 8080, chat("hello there"), B)],
+                "<203.0.113.9:8080> team hello there",
+                vec![m("team", "203.0.113.9", 8080, chat("hello there"), B)],
             ),
             (
-                "<10.9.9.9:8080> team DISCONNECT",
-                vec![m("team", "10.9.9.9", 8080, Body::Exit, B)],
+                "<203.0.113.9:8080> team DISCONNECT",
+                vec![m("team", "203.0.113.9", 8080, Body::Exit, B)],
             ),
-            ("<10.0.0.1:8080>", vec![m("", ip, 8080, chat(""), B)]),
+            ("<198.51.100.1:8080>", vec![m("", ip, 8080, chat(""), B)]),
             (
                 "<[::1]:8080> @ <team>\nhi\n<end>",
                 vec![m("team", "::1", 8080, chat("hi"), B)],
             ),
             // A new header ends a block that forgot `<end>`.
             (
-                "<10.0.0.1:8080> @ <team>\nhi\n<10.0.0.1:8080> DISCONNECT",
+                "<198.51.100.1:8080> @ <team>\nhi\n<198.51.100.1:8080> DISCONNECT",
                 vec![
                     m("team", ip, 8080, chat("hi"), B),
                     m("", ip, 8080, Body::Exit, B),
                 ],
             ),
             (
-                "<10.0.0.1:8080> @ <team>\none\n<end>\n<10.0.0.1:8080> @ <team>\ntwo\n<end>\nafter",
+                "<198.51.100.1:8080> @ <team>\none\n<end>\n<198.51.100.1:8080> @ <team>\ntwo\n<end>\nafter",
                 vec![
                     m("team", ip, 8080, chat("one"), B),
                     m("team", ip, 8080, chat("two"), B),
@@ -1272,8 +1272,8 @@ mod tests {
                 ],
             ),
             (
-                "<10.0.0.1:99999> @ <team>\nhi",
-                vec![raw(chat("<10.0.0.1:99999> @ <team>")), raw(chat("hi"))],
+                "<198.51.100.1:99999> @ <team>\nhi",
+                vec![raw(chat("<198.51.100.1:99999> @ <team>")), raw(chat("hi"))],
             ),
             ("<end>", vec![raw(chat("<end>"))]),
             ("<b>bold</b>", vec![raw(chat("<b>bold</b>"))]),
@@ -1402,10 +1402,10 @@ mod tests {
             ("5000\n6000", vec![m("", "", 5000, chat("6000"), P)]),
             // A header on a persistent connection: later lines are its sender's.
             (
-                "5000\n10.0.0.1:8080 bob hi\nyo",
+                "5000\n198.51.100.1:8080 bob hi\nyo",
                 vec![
-                    m("bob", "10.0.0.1", 8080, chat("hi"), Dialect::Standard),
-                    m("bob", "10.0.0.1", 8080, chat("yo"), P),
+                    m("bob", "198.51.100.1", 8080, chat("hi"), Dialect::Standard),
+                    m("bob", "198.51.100.1", 8080, chat("yo"), P),
                 ],
             ),
         ]);
@@ -1453,8 +1453,8 @@ mod tests {
                 vec![m("", "", 0, chat("42"), J)],
             ),
             (
-                r#"{"type":"message","content":"a","sender_ip":"10.0.0.7","sender_port":1}"#,
-                vec![m("", "10.0.0.7", 1, chat("a"), J)],
+                r#"{"type":"message","content":"a","sender_ip":"198.51.100.7","sender_port":1}"#,
+                vec![m("", "198.51.100.7", 1, chat("a"), J)],
             ),
             // Pretty-printed over several lines.
             (
@@ -1494,10 +1494,10 @@ mod tests {
                 ],
             ),
             (
-                "{\n10.0.0.1:8080 bob hi",
+                "{\n198.51.100.1:8080 bob hi",
                 vec![
                     raw(chat("{")),
-                    m("bob", "10.0.0.1", 8080, chat("hi"), Dialect::Standard),
+                    m("bob", "198.51.100.1", 8080, chat("hi"), Dialect::Standard),
                 ],
             ),
             (
@@ -1540,14 +1540,14 @@ mod tests {
 
     #[test]
     fn utf8_is_decoded_whole_or_replaced() {
-        let input = "10.0.0.1:80 a héllo 日本 🎉".as_bytes();
+        let input = "198.51.100.1:80 a héllo 日本 🎉".as_bytes();
         for cut in 0..=input.len() {
             let out = decode_chunks([&input[..cut], &input[cut..]], LIMIT).expect("fits");
             assert_eq!(
                 out,
                 vec![m(
                     "a",
-                    "10.0.0.1",
+                    "198.51.100.1",
                     80,
                     chat("héllo 日本 🎉"),
                     Dialect::Standard
@@ -1616,7 +1616,7 @@ mod tests {
     fn blocks_are_bounded() {
         let limit = 32;
         // A bracketed block bigger than the limit arrives in pieces of whole lines.
-        let mut input = String::from("<10.0.0.1:80> @ <t>\n");
+        let mut input = String::from("<198.51.100.1:80> @ <t>\n");
         for i in 0..20 {
             input.push_str(&format!("line {i}\n"));
         }
@@ -1654,11 +1654,11 @@ mod tests {
 
     #[test]
     fn header_and_encode() {
-        let v4: SocketAddr = "10.0.0.5:7000".parse().expect("addr");
+        let v4: SocketAddr = "198.51.100.5:7000".parse().expect("addr");
         let v6: SocketAddr = "[fe80::1]:7000".parse().expect("addr");
         let cases = [
-            (v4, Format::Standard, "10.0.0.5:7000 me "),
-            (v4, Format::Spaced, "10.0.0.5 7000 me "),
+            (v4, Format::Standard, "198.51.100.5:7000 me "),
+            (v4, Format::Spaced, "198.51.100.5 7000 me "),
             (v6, Format::Standard, "[fe80::1]:7000 me "),
             (v6, Format::Spaced, "fe80::1 7000 me "),
         ];
@@ -1726,7 +1726,7 @@ mod tests {
     #[test]
     fn round_trip_at_every_split_point() {
         let owners: [SocketAddr; 2] = [
-            "192.168.1.20:5555".parse().expect("addr"),
+            "198.51.100.20:5555".parse().expect("addr"),
             "[2001:db8::7]:65535".parse().expect("addr"),
         ];
         let names = ["alice", "Ünïcödé", "x"];
@@ -1740,7 +1740,7 @@ mod tests {
             "exit",
             " CONNECT ",
             "exit now",
-            "10.0.0.1:80 fake header inside",
+            "198.51.100.1:80 fake header inside",
             "{\"type\": \"exit\"}",
             "<end>",
             "12345",
@@ -1812,7 +1812,7 @@ mod tests {
             b"0",
             b"8080",
             b"99999",
-            b"10.0.0.1",
+            b"198.51.100.1",
             b"[::1]",
             b"<end>",
             b"exit",

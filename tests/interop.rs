@@ -154,12 +154,12 @@ fn format_spaced_and_advertise_change_our_header() {
     let raw = String::from_utf8(next_py_message(&mut receiver).raw).unwrap();
     assert_eq!(raw, format!("{} {} alice hi", spaced.ip(), spaced.port()));
 
-    let mut claiming = Peer::spawn("bob", &ip(45, 4), &["--advertise", "10.1.2.3"]);
+    let mut claiming = Peer::spawn("bob", &ip(45, 4), &["--advertise", "203.0.113.3"]);
     claiming.send_line(&format!("/send {} hi", receiver.address()));
     let msg = next_py_message(&mut receiver);
     assert_eq!(
         String::from_utf8(msg.raw).unwrap(),
-        format!("10.1.2.3:{} bob hi", claiming.port())
+        format!("203.0.113.3:{} bob hi", claiming.port())
     );
 }
 
