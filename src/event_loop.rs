@@ -34,7 +34,7 @@ use crate::output::{Output, Style};
 use crate::stdin::{self, Input};
 use crate::stdout::Stdout;
 use crate::terminal::RawInput;
-use crate::timers::Timers;
+use crate::timers::{TimerId, Timers};
 use crate::wire::{self, Decoder};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -84,12 +84,12 @@ pub trait Handler {
     fn on_event(&mut self, event: &Event, commands: &mut Vec<Command>);
 }
 
-/// What a timer entry asks for; connection entries carry the slot's generation so that a
-/// timer outliving its connection does nothing.
+/// What a timer entry asks for. A connection's entry is cancelled when it closes, so an
+/// entry that fires always names a live connection.
 #[derive(Debug, Clone, Copy)]
 enum Timer {
-    /// Check a connection's deadline.
-    Conn { key: usize, gen: u64 },
+    /// A connection's deadline: idle (inbound), send or linger (outbound).
+    Conn { key: usize },
     /// Try accepting again after running out of descriptors.
     ResumeAccept,
     /// Quitting has waited long enough for the `exit` messages.
@@ -98,13 +98,17 @@ enum Timer {
     Node,
 }
 
-/// An inbound connection: bytes in, messages out.
+/// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
 #[derive(Debug)]
 struct Inbound {
     stream: TcpStream,
     ip: IpAddr,
+    /// Seconds since the loop started when it last sent something (whole seconds are
+    /// plenty for an idle timeout, and a quarter of the size of an `Instant`).
+    active_at: u32,
+    /// Its idle-timeout entry, re-armed lazily when it fires early.
+    timer: TimerId,
     decoder: Decoder,
-    last_active: Instant,
 }
 
 /// Where an outgoing connection stands.
@@ -126,7 +130,8 @@ struct Outbound {
     bytes: Vec<u8>,
     written: usize,
     phase: Phase,
-    deadline: Instant,
+    /// Its send-timeout entry, then its linger entry.
+    timer: TimerId,
 }
 
 /// A connection's state. Outbound ones are few and short-lived, so they are boxed and
@@ -137,12 +142,6 @@ enum Conn {
     Out(Box<Outbound>),
 }
 
-#[derive(Debug)]
-struct Slot {
-    gen: u64,
-    conn: Conn,
-}
-
 /// A running peer.
 pub struct EventLoop {
     poll: Poll,
@@ -150,8 +149,9 @@ pub struct EventLoop {
     listener: TcpListener,
     /// Accepting paused: at the connection limit, or out of descriptors.
     accept_paused: bool,
-    conns: Slab<Slot>,
-    next_gen: u64,
+    conns: Slab<Conn>,
+    /// When the loop started: the origin of `Inbound::active_at`.
+    started: Instant,
     timers: Timers<Timer>,
     outbox: Outbox,
     node: Node,
@@ -173,8 +173,8 @@ pub struct EventLoop {
     config: Config,
     listen_port: u16,
     shutting_down: bool,
-    /// The deadline for which a `Timer::Node` is armed, so it is armed once.
-    node_timer: Option<Instant>,
+    /// The `Timer::Node` entry armed for the node's next deadline.
+    node_timer: Option<TimerId>,
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     read_buf: Box<[u8]>,
     effects: Vec<Effect>,
@@ -254,7 +254,7 @@ impl EventLoop {
             listener,
             accept_paused: false,
             conns: Slab::new(),
-            next_gen: 0,
+            started: Instant::now(),
             timers: Timers::default(),
             outbox: Outbox::new(config.limits.max_in_flight),
             node,
@@ -549,21 +549,16 @@ impl EventLoop {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
         }
-        let gen = self.next_gen;
-        self.next_gen += 1;
-        entry.insert(Slot {
-            gen,
-            conn: Conn::In(Inbound {
-                stream,
-                ip: addr.ip().to_canonical(),
-                decoder: Decoder::new(self.config.limits.max_line),
-                last_active: now,
-            }),
-        });
-        self.timers.insert(
-            now + self.config.limits.idle_timeout,
-            Timer::Conn { key, gen },
-        );
+        let timer = self
+            .timers
+            .insert(now + self.config.limits.idle_timeout, Timer::Conn { key });
+        entry.insert(Conn::In(Inbound {
+            stream,
+            ip: addr.ip().to_canonical(),
+            active_at: secs_since(self.started, now),
+            timer,
+            decoder: Decoder::new(self.config.limits.max_line),
+        }));
         // Not read now, even if its data is there: registering queues its readiness event
         // behind those of older connections (epoll's ready list is in order), so that a
         // sender's back-to-back one-message connections are shown in the order they were
@@ -571,7 +566,7 @@ impl EventLoop {
     }
 
     fn on_conn_ready(&mut self, key: usize, now: Instant) {
-        match self.conns.get(key).map(|slot| &slot.conn) {
+        match self.conns.get(key) {
             Some(Conn::In(_)) => self.read_inbound(key, now),
             Some(Conn::Out(_)) => self.drive_outbound(key, now),
             None => {}
@@ -579,14 +574,10 @@ impl EventLoop {
     }
 
     fn read_inbound(&mut self, key: usize, now: Instant) {
-        let Some(Slot {
-            conn: Conn::In(conn),
-            ..
-        }) = self.conns.get_mut(key)
-        else {
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        conn.last_active = now;
+        conn.active_at = secs_since(self.started, now);
         let mut close = None;
         loop {
             match conn.stream.read(&mut self.read_buf) {
@@ -666,23 +657,19 @@ impl EventLoop {
         {
             return Err((text, e.to_string()));
         }
-        let gen = self.next_gen;
-        self.next_gen += 1;
-        let deadline = now + self.config.limits.send_timeout;
-        entry.insert(Slot {
-            gen,
-            conn: Conn::Out(Box::new(Outbound {
-                stream,
-                check,
-                dest,
-                text,
-                bytes: Vec::new(),
-                written: 0,
-                phase: Phase::Connecting,
-                deadline,
-            })),
-        });
-        self.timers.insert(deadline, Timer::Conn { key, gen });
+        let timer = self
+            .timers
+            .insert(now + self.config.limits.send_timeout, Timer::Conn { key });
+        entry.insert(Conn::Out(Box::new(Outbound {
+            stream,
+            check,
+            dest,
+            text,
+            bytes: Vec::new(),
+            written: 0,
+            phase: Phase::Connecting,
+            timer,
+        })));
         Ok(())
     }
 
@@ -693,11 +680,7 @@ impl EventLoop {
     }
 
     fn drive_outbound(&mut self, key: usize, now: Instant) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        let gen = slot.gen;
-        let Conn::Out(conn) = &mut slot.conn else {
+        let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
             return;
         };
         let result = step_outbound(conn, &self.config, self.listen_port, &mut self.read_buf);
@@ -714,11 +697,12 @@ impl EventLoop {
             }
             Ok(Step::Written) => {
                 conn.phase = Phase::Draining;
-                conn.deadline = now + self.config.limits.linger;
                 let text = std::mem::take(&mut conn.text);
                 conn.bytes = Vec::new();
-                self.timers
-                    .insert(now + self.config.limits.linger, Timer::Conn { key, gen });
+                self.timers.cancel(conn.timer);
+                conn.timer = self
+                    .timers
+                    .insert(now + self.config.limits.linger, Timer::Conn { key });
                 self.outbox.done(dest);
                 self.node.on_sent(dest, text, now, &mut self.effects);
                 // The receiver may have closed already: look once more.
@@ -733,14 +717,16 @@ impl EventLoop {
         }
     }
 
-    /// Arms one timer for the node's next deadline (earlier ones replace later ones).
+    /// Keeps exactly one timer armed for the node's next deadline.
     fn arm_node_timer(&mut self) {
-        if let Some(when) = self.node.next_deadline() {
-            if self.node_timer.is_none_or(|armed| when < armed) {
-                self.node_timer = Some(when);
-                self.timers.insert(when, Timer::Node);
-            }
+        let wanted = self.node.next_deadline();
+        if self.node_timer.map(TimerId::deadline) == wanted {
+            return;
         }
+        if let Some(old) = self.node_timer.take() {
+            self.timers.cancel(old);
+        }
+        self.node_timer = wanted.map(|when| self.timers.insert(when, Timer::Node));
     }
 
     fn on_timer(&mut self, timer: Timer, now: Instant) {
@@ -748,20 +734,21 @@ impl EventLoop {
             Timer::ResumeAccept => self.resume_accept(now),
             Timer::QuitDeadline => self.give_up_sends("still not sent when quitting"),
             Timer::Node => {
-                if self.node_timer.is_some_and(|armed| armed <= now) {
-                    self.node_timer = None;
-                }
+                self.node_timer = None;
                 self.node.on_tick(now, &mut self.effects);
             }
-            Timer::Conn { key, gen } => {
-                let Some(slot) = self.conns.get_mut(key).filter(|s| s.gen == gen) else {
+            Timer::Conn { key } => {
+                let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
-                match &mut slot.conn {
+                match conn {
                     Conn::In(conn) => {
-                        let due = conn.last_active + self.config.limits.idle_timeout;
+                        let idle = self.config.limits.idle_timeout;
+                        let due = self.started
+                            + std::time::Duration::from_secs(conn.active_at.into())
+                            + idle;
                         if now < due {
-                            self.timers.insert(due, Timer::Conn { key, gen });
+                            conn.timer = self.timers.insert(due, Timer::Conn { key });
                             return;
                         }
                         let pending = conn.decoder.buffered();
@@ -777,9 +764,6 @@ impl EventLoop {
                         self.close(key, now);
                     }
                     Conn::Out(conn) => {
-                        if now < conn.deadline {
-                            return;
-                        }
                         if conn.phase == Phase::Draining {
                             self.close(key, now);
                         } else if conn.check {
@@ -807,18 +791,12 @@ impl EventLoop {
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(
-                |(_, s)| matches!(&s.conn, Conn::Out(o) if !o.check && o.phase != Phase::Draining),
-            )
+            .filter(|(_, c)| matches!(c, Conn::Out(o) if !o.check && o.phase != Phase::Draining))
             .map(|(k, _)| k)
             .collect();
         let now = Instant::now();
         for key in keys {
-            if let Some(Slot {
-                conn: Conn::Out(conn),
-                ..
-            }) = self.conns.get_mut(key)
-            {
+            if let Some(Conn::Out(conn)) = self.conns.get_mut(key) {
                 let (dest, text) = (conn.dest, std::mem::take(&mut conn.text));
                 self.close(key, now);
                 self.send_failed(dest, text, reason.into());
@@ -832,11 +810,13 @@ impl EventLoop {
     }
 
     fn close(&mut self, key: usize, now: Instant) {
-        if let Some(slot) = self.conns.try_remove(key) {
-            let mut stream = match slot.conn {
-                Conn::In(c) => c.stream,
-                Conn::Out(c) => c.stream,
+        if let Some(conn) = self.conns.try_remove(key) {
+            let (mut stream, timer) = match conn {
+                Conn::In(c) => (c.stream, c.timer),
+                Conn::Out(c) => (c.stream, c.timer),
             };
+            // An entry that already fired is gone; cancelling it is a no-op.
+            self.timers.cancel(timer);
             if let Err(e) = self.poll.registry().deregister(&mut stream) {
                 log::debug!("deregister failed: {e}");
             }
@@ -845,6 +825,11 @@ impl EventLoop {
             self.resume_accept(now);
         }
     }
+}
+
+/// Whole seconds from `start` to `now`, saturating.
+fn secs_since(start: Instant, now: Instant) -> u32 {
+    u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
 }
 
 /// What one readiness event did to an outgoing connection.
@@ -927,9 +912,9 @@ mod tests {
     #[test]
     fn an_idle_connection_slot_stays_small() {
         assert!(
-            std::mem::size_of::<Slot>() <= 144,
+            std::mem::size_of::<Conn>() <= 136,
             "{}",
-            std::mem::size_of::<Slot>()
+            std::mem::size_of::<Conn>()
         );
         assert!(std::mem::size_of::<Decoder>() <= 80);
     }

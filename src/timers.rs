@@ -3,11 +3,22 @@
 //! The event loop asks [`Timers::next_deadline`] how long it may sleep in `poll`, and
 //! after waking hands every expired entry to its owner with [`Timers::pop_expired`].
 //! With no timers armed the loop sleeps until a socket or stdin wakes it: an idle peer
-//! uses no CPU. Entries are never cancelled eagerly; their owners check, when one fires,
-//! whether it still means anything (a connection carries a generation number for that).
+//! uses no CPU. An owner that goes away cancels its entry, so that nothing wakes the loop
+//! for nothing.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// Names one armed entry, to cancel it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerId(Instant, u64);
+
+impl TimerId {
+    /// When the entry fires.
+    pub fn deadline(self) -> Instant {
+        self.0
+    }
+}
 
 /// Deadlines in time order, each carrying what should happen then.
 #[derive(Debug)]
@@ -27,9 +38,16 @@ impl<T> Default for Timers<T> {
 
 impl<T> Timers<T> {
     /// Arms `what` to fire at `when`. Entries with equal deadlines fire in arming order.
-    pub fn insert(&mut self, when: Instant, what: T) {
+    pub fn insert(&mut self, when: Instant, what: T) -> TimerId {
+        let id = TimerId(when, self.next_seq);
         self.entries.insert((when, self.next_seq), what);
         self.next_seq += 1;
+        id
+    }
+
+    /// Disarms an entry; returns what it carried if it had not fired yet.
+    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+        self.entries.remove(&(id.0, id.1))
     }
 
     /// How long `poll` may sleep: `None` when nothing is armed (sleep until an event).
@@ -100,6 +118,18 @@ mod tests {
             vec!["late"]
         );
         assert!(timers.is_empty());
+    }
+
+    #[test]
+    fn cancelled_entries_never_fire() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let a = timers.insert(t0, "a");
+        timers.insert(t0, "b");
+        assert_eq!(timers.cancel(a), Some("a"));
+        assert_eq!(timers.cancel(a), None);
+        assert_eq!(timers.pop_expired(t0), vec!["b"]);
+        assert_eq!(a.deadline(), t0);
     }
 
     #[test]
