@@ -114,7 +114,7 @@ fn options() -> Options {
     o.optopt(
         "",
         "max-connections",
-        "most inbound connections at once (default 16384)",
+        "most connections open at once; beyond it new ones are closed (default 16384)",
         "N",
     );
     o.optopt(

@@ -14,7 +14,7 @@ use crate::wire::Format;
 pub struct Limits {
     /// Longest line accepted from a peer or the console, in bytes.
     pub max_line: usize,
-    /// Most inbound connections open at once; beyond it, accepting pauses until one closes.
+    /// Most connections open at once; beyond it, new inbound ones are closed at once.
     pub max_connections: usize,
     /// An inbound connection silent this long is closed.
     pub idle_timeout: Duration,

@@ -147,8 +147,10 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     listener: TcpListener,
-    /// Accepting paused: at the connection limit, or out of descriptors.
+    /// Accepting paused: out of descriptors (resumes on a timer).
     accept_paused: bool,
+    /// Connections refused at the connection limit since the last report.
+    refused: u64,
     conns: Slab<Conn>,
     /// When the loop started: the origin of `Inbound::active_at`.
     started: Instant,
@@ -253,6 +255,7 @@ impl EventLoop {
             events: Events::with_capacity(1024),
             listener,
             accept_paused: false,
+            refused: 0,
             conns: Slab::new(),
             started: Instant::now(),
             timers: Timers::default(),
@@ -505,15 +508,19 @@ impl EventLoop {
 
     fn accept(&mut self, now: Instant) {
         while !self.accept_paused {
-            if self.conns.len() >= self.config.limits.max_connections {
-                log::warn!(
-                    "{} connections open (the limit): not accepting until one closes",
-                    self.conns.len()
-                );
-                self.accept_paused = true;
-                return;
-            }
             match self.listener.accept() {
+                Ok((stream, addr)) if self.conns.len() >= self.config.limits.max_connections => {
+                    // Full: close it at once (the sender sees EOF) rather than let it hang.
+                    drop(stream);
+                    if self.refused == 0 {
+                        self.effects.push(Effect::Show(Event::Warning(format!(
+                            "refusing connections (from {} first): {} are open, the limit (--max-connections)",
+                            addr.ip(),
+                            self.conns.len()
+                        ))));
+                    }
+                    self.refused += 1;
+                }
                 Ok((stream, addr)) => self.add_inbound(stream, addr, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -526,6 +533,7 @@ impl EventLoop {
                         now + std::time::Duration::from_millis(100),
                         Timer::ResumeAccept,
                     );
+                    return;
                 }
             }
         }
@@ -612,7 +620,7 @@ impl EventLoop {
             if let Some(warning) = warning {
                 self.effects.push(Effect::Show(Event::Warning(warning)));
             }
-            self.close(key, now);
+            self.close(key);
         }
     }
 
@@ -688,11 +696,11 @@ impl EventLoop {
         match result {
             Ok(Step::Wait) => {}
             Ok(Step::Answered) => {
-                self.close(key, now);
+                self.close(key);
                 self.node.on_check(dest, true, now, &mut self.effects);
             }
             Err(_) if conn.check => {
-                self.close(key, now);
+                self.close(key);
                 self.node.on_check(dest, false, now, &mut self.effects);
             }
             Ok(Step::Written) => {
@@ -708,10 +716,10 @@ impl EventLoop {
                 // The receiver may have closed already: look once more.
                 self.drive_outbound(key, now);
             }
-            Ok(Step::Closed) => self.close(key, now),
+            Ok(Step::Closed) => self.close(key),
             Err(e) => {
                 let text = std::mem::take(&mut conn.text);
-                self.close(key, now);
+                self.close(key);
                 self.send_failed(dest, text, net::describe(&e));
             }
         }
@@ -761,14 +769,14 @@ impl EventLoop {
                         } else {
                             log::debug!("closing a silent connection from {}", conn.ip);
                         }
-                        self.close(key, now);
+                        self.close(key);
                     }
                     Conn::Out(conn) => {
                         if conn.phase == Phase::Draining {
-                            self.close(key, now);
+                            self.close(key);
                         } else if conn.check {
                             let addr = conn.dest;
-                            self.close(key, now);
+                            self.close(key);
                             self.node.on_check(addr, false, now, &mut self.effects);
                         } else {
                             let dest = conn.dest;
@@ -777,7 +785,7 @@ impl EventLoop {
                                 Phase::Connecting => "no answer (the connection timed out)",
                                 _ => "the peer stopped reading (the send timed out)",
                             };
-                            self.close(key, now);
+                            self.close(key);
                             self.send_failed(dest, text, reason.into());
                         }
                     }
@@ -798,7 +806,7 @@ impl EventLoop {
         for key in keys {
             if let Some(Conn::Out(conn)) = self.conns.get_mut(key) {
                 let (dest, text) = (conn.dest, std::mem::take(&mut conn.text));
-                self.close(key, now);
+                self.close(key);
                 self.send_failed(dest, text, reason.into());
             }
         }
@@ -809,7 +817,7 @@ impl EventLoop {
         self.apply_effects(now);
     }
 
-    fn close(&mut self, key: usize, now: Instant) {
+    fn close(&mut self, key: usize) {
         if let Some(conn) = self.conns.try_remove(key) {
             let (mut stream, timer) = match conn {
                 Conn::In(c) => (c.stream, c.timer),
@@ -821,8 +829,12 @@ impl EventLoop {
                 log::debug!("deregister failed: {e}");
             }
         }
-        if self.accept_paused && self.conns.len() < self.config.limits.max_connections {
-            self.resume_accept(now);
+        if self.refused > 0 && self.conns.len() < self.config.limits.max_connections {
+            self.effects.push(Effect::Show(Event::Warning(format!(
+                "accepting again; refused {} connections while at the limit",
+                self.refused
+            ))));
+            self.refused = 0;
         }
     }
 }
