@@ -27,7 +27,6 @@
 //!   `--state` directory) are its OS-facing helpers, [`terminal`] sets and restores the
 //!   terminal mode, and [`clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
-
 //!
 //! # Embedding
 //!

@@ -61,7 +61,7 @@ impl Output {
         }
     }
 
-    /// Renders `event`; nothing is written until [`Output::take`].
+    /// Renders `event`; nothing is written until [`Output::drain`].
     pub fn show(&mut self, event: &Event) {
         if self.interactive && self.prompt_visible {
             // Erase the prompt line; it is drawn again after the new lines.
