@@ -1,19 +1,23 @@
 //! The event loop: one `mio::Poll`, moving bytes and executing what the node decides.
 //!
-//! Sources: the listener, every peer connection (a [`Slab`] of them, keyed by token),
-//! stdin, and a signal pipe for SIGINT/SIGTERM. Timers live in a deadline set whose
-//! earliest entry is the `poll` timeout, so an idle peer sleeps in `poll`.
+//! Sources: the listener, every peer connection (a [`Slab`] of them, keyed by token; see
+//! `connection`), stdin, stdout (when it is a slow pipe) and a signal pipe for
+//! SIGINT/SIGTERM. Timers live in a deadline set whose earliest entry is the `poll`
+//! timeout, so an idle peer sleeps in `poll`. Each turn: poll, handle events, fire due
+//! timers, execute the node's effects, start queued sends, then write the journal and
+//! stdout once.
 //!
 //! Rules this loop keeps (see mio's `Poll` docs):
-//! - readiness is edge-triggered: accept, read and write until `WouldBlock`;
+//! - readiness is edge-triggered: accept, read and write until `WouldBlock`; a connection
+//!   that spends its read budget is read again next turn without waiting;
 //! - events are hints: the truth is what `read`/`write` return, so a stale or spurious
 //!   event for a reused slot only costs a `WouldBlock`;
 //! - a connection is deregistered before it is dropped;
 //! - nothing blocks: connects are non-blocking, writes keep their unsent rest, and
 //!   every outgoing connection has a deadline.
 
-use std::io::{self, IsTerminal, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::io::{self, IsTerminal};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
@@ -23,6 +27,7 @@ use slab::Slab;
 
 use crate::command::Command;
 use crate::config::Config;
+use crate::connection::{Conn, Inbound, Me, Outbound, Phase, ReadEnd, Step};
 use crate::event::Event;
 use crate::history::Replayed;
 use crate::journal::Journal;
@@ -98,50 +103,6 @@ enum Timer {
     Node,
 }
 
-/// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
-#[derive(Debug)]
-struct Inbound {
-    stream: TcpStream,
-    ip: IpAddr,
-    /// Seconds since the loop started when it last sent something (whole seconds are
-    /// plenty for an idle timeout, and a quarter of the size of an `Instant`).
-    active_at: u32,
-    /// Its idle-timeout entry, re-armed lazily when it fires early.
-    timer: TimerId,
-    decoder: Decoder,
-}
-
-/// Where an outgoing connection stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Connecting,
-    Writing,
-    /// Written and shut down for writing; reading any reply until the peer closes.
-    Draining,
-}
-
-/// An outgoing connection carrying one message, or a liveness check (`text` unused).
-#[derive(Debug)]
-struct Outbound {
-    stream: TcpStream,
-    check: bool,
-    dest: SocketAddr,
-    text: String,
-    bytes: Vec<u8>,
-    written: usize,
-    phase: Phase,
-    /// Its send-timeout entry, then its linger entry.
-    timer: TimerId,
-}
-
-/// A connection's state. Outbound ones are few and short-lived, so they are boxed and
-/// the slab's slots stay the size of an idle inbound connection.
-#[derive(Debug)]
-enum Conn {
-    In(Inbound),
-    Out(Box<Outbound>),
-}
-
 /// A running peer.
 pub struct EventLoop {
     poll: Poll,
@@ -177,6 +138,9 @@ pub struct EventLoop {
     shutting_down: bool,
     /// The `Timer::Node` entry armed for the node's next deadline.
     node_timer: Option<TimerId>,
+    /// Inbound connections whose read budget ran out with data possibly left: read again
+    /// next turn, without waiting (edge-triggered readiness will not announce it again).
+    more_to_read: Vec<usize>,
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     read_buf: Box<[u8]>,
     effects: Vec<Effect>,
@@ -274,6 +238,7 @@ impl EventLoop {
             config,
             shutting_down: false,
             node_timer: None,
+            more_to_read: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             effects: Vec::new(),
             spare: Vec::new(),
@@ -315,7 +280,7 @@ impl EventLoop {
                 break;
             }
             let now = Instant::now();
-            let timeout = if self.console.wants_turn() {
+            let timeout = if self.console.wants_turn() || !self.more_to_read.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
                 self.timers.timeout(now)
@@ -341,6 +306,9 @@ impl EventLoop {
                 self.apply_effects(now);
             }
             self.events = events;
+            for key in std::mem::take(&mut self.more_to_read) {
+                self.read_inbound(key, now);
+            }
             if stdin_ready {
                 self.read_console(now);
             }
@@ -586,41 +554,21 @@ impl EventLoop {
             return;
         };
         conn.active_at = secs_since(self.started, now);
-        let mut close = None;
-        loop {
-            match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    conn.decoder.finish(&mut self.messages);
-                    close = Some(None);
-                    break;
-                }
-                Ok(n) => {
-                    if let Err(e) = conn.decoder.feed(&self.read_buf[..n], &mut self.messages) {
-                        close = Some(Some(format!("closed the connection from {}: {e}", conn.ip)));
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Deliver what did arrive, then drop the broken connection.
-                    conn.decoder.finish(&mut self.messages);
-                    log::debug!("connection from {} failed: {e}", conn.ip);
-                    close = Some(None);
-                    break;
-                }
-            }
-        }
+        let end = conn.read(&mut self.read_buf, &mut self.messages);
         let ip = conn.ip;
         for msg in self.messages.drain(..) {
             log::debug!("from {ip}: {:?} message", msg.dialect);
             self.node.on_message(ip, msg, now, &mut self.effects);
         }
-        if let Some(warning) = close {
-            if let Some(warning) = warning {
+        match end {
+            ReadEnd::Drained => {}
+            ReadEnd::Budget => self.more_to_read.push(key),
+            ReadEnd::Closed => self.close(key),
+            ReadEnd::TooLong(e) => {
+                let warning = format!("closed the connection from {ip}: {e}");
                 self.effects.push(Effect::Show(Event::Warning(warning)));
+                self.close(key);
             }
-            self.close(key);
         }
     }
 
@@ -691,7 +639,13 @@ impl EventLoop {
         let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        let result = step_outbound(conn, &self.config, self.listen_port, &mut self.read_buf);
+        let me = Me {
+            name: &self.config.name,
+            format: self.config.format,
+            advertise: self.config.advertise,
+            listen_port: self.listen_port,
+        };
+        let result = conn.advance(me, &mut self.read_buf);
         let dest = conn.dest;
         match result {
             Ok(Step::Wait) => {}
@@ -842,92 +796,4 @@ impl EventLoop {
 /// Whole seconds from `start` to `now`, saturating.
 fn secs_since(start: Instant, now: Instant) -> u32 {
     u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
-}
-
-/// What one readiness event did to an outgoing connection.
-enum Step {
-    /// Nothing more can happen until the next event.
-    Wait,
-    /// A liveness check connected: the peer answers.
-    Answered,
-    /// The whole message was written and the write side shut down.
-    Written,
-    /// The receiver closed after our message: done.
-    Closed,
-}
-
-/// Advances an outgoing connection as far as it can go without blocking.
-fn step_outbound(
-    conn: &mut Outbound,
-    config: &Config,
-    listen_port: u16,
-    buf: &mut [u8],
-) -> io::Result<Step> {
-    if conn.phase == Phase::Connecting {
-        if let Some(e) = conn.stream.take_error()? {
-            return Err(e);
-        }
-        match conn.stream.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Step::Wait),
-            Err(e) => return Err(e),
-        }
-        if conn.check {
-            return Ok(Step::Answered);
-        }
-        // The header claims what the receiver sees: our end of this very connection.
-        let own_ip = match config.advertise {
-            Some(ip) => ip,
-            None => conn.stream.local_addr()?.ip().to_canonical(),
-        };
-        let own = SocketAddr::new(own_ip, listen_port);
-        conn.bytes = wire::encode(own, &config.name, &conn.text, config.format).into_bytes();
-        conn.phase = Phase::Writing;
-    }
-    if conn.phase == Phase::Writing {
-        while conn.written < conn.bytes.len() {
-            match conn.stream.write(&conn.bytes[conn.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => conn.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
-            log::debug!("shutdown to {} failed: {e}", conn.dest);
-        }
-        return Ok(Step::Written);
-    }
-    // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal.
-    loop {
-        match conn.stream.read(buf) {
-            Ok(0) => return Ok(Step::Closed),
-            Ok(n) => log::debug!(
-                "reply from {}: {:?}",
-                conn.dest,
-                String::from_utf8_lossy(&buf[..n.min(200)])
-            ),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ok(Step::Closed),
-        }
-    }
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Memory per held connection is a promise (README, benches): an idle inbound
-    /// connection's slot must stay small. Boxing the outbound state and the decoder's rare
-    /// state took it from 264 to 136 bytes.
-    #[test]
-    fn an_idle_connection_slot_stays_small() {
-        assert!(
-            std::mem::size_of::<Conn>() <= 136,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
-        assert!(std::mem::size_of::<Decoder>() <= 80);
-    }
 }

@@ -62,6 +62,7 @@ pub mod cli;
 pub mod clock;
 pub mod command;
 pub mod config;
+mod connection;
 pub mod event;
 pub mod event_loop;
 pub mod history;
