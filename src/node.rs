@@ -225,11 +225,11 @@ impl Node {
         match self.liveness.result(addr, answered, now) {
             Verdict::Unchanged => {
                 if answered {
-                    self.peers.delivered(addr);
+                    self.peers.answered(addr);
                 }
             }
             Verdict::Back => {
-                self.peers.delivered(addr);
+                self.peers.answered(addr);
                 out.push(Effect::Show(Event::PeerBack { addr, name }));
             }
             Verdict::Unreachable(failures) => {
@@ -622,6 +622,77 @@ mod tests {
         n.on_line("/all anyone?", now, &mut out);
         assert!(sends(&out).is_empty());
         assert!(matches!(out[0], Effect::Show(Event::Warning(_))));
+    }
+
+    #[test]
+    fn failed_checks_mark_unreachable_then_remove_and_an_answer_brings_back() {
+        let mut n = Node::new(
+            Settings {
+                history: 10,
+                persist: true,
+                name: "me".into(),
+                format: Format::Standard,
+                own_ip: None,
+                static_peers: Vec::new(),
+            },
+            5000,
+            Liveness::new(std::time::Duration::from_secs(1), 1),
+        );
+        let mut out = Vec::new();
+        let mut now = Instant::now();
+        let bob: IpAddr = "127.0.0.3".parse().expect("ip");
+        n.on_message(
+            bob,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        let a = addr("127.0.0.3:6000");
+        let shows = |out: &[Effect]| -> Vec<Event> {
+            out.iter()
+                .filter_map(|e| match e {
+                    Effect::Show(ev) => Some(ev.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        now += std::time::Duration::from_secs(2);
+        out.clear();
+        n.on_tick(now, &mut out);
+        assert_eq!(out, vec![Effect::Check(a)]);
+        out.clear();
+        n.on_check(a, false, now, &mut out);
+        assert!(matches!(
+            shows(&out)[..],
+            [Event::PeerUnreachable { failures: 1, .. }]
+        ));
+        assert!(n.peers().active().is_empty());
+        now += std::time::Duration::from_secs(3);
+        out.clear();
+        n.on_tick(now, &mut out);
+        n.on_check(a, true, now, &mut out);
+        assert!(matches!(shows(&out)[..], [Event::PeerBack { .. }]));
+        assert_eq!(n.peers().active(), vec![a]);
+        for _ in 0..20 {
+            now += std::time::Duration::from_secs(10);
+            out.clear();
+            n.on_tick(now, &mut out);
+            if out.contains(&Effect::Check(a)) {
+                n.on_check(a, false, now, &mut out);
+            }
+            if n.peers().is_empty() {
+                break;
+            }
+        }
+        assert!(n.peers().is_empty());
+        assert!(shows(&out).iter().any(|e| matches!(
+            e,
+            Event::PeerLeft {
+                reason: LeaveReason::Unreachable,
+                ..
+            }
+        )));
+        assert!(out.contains(&Effect::Remember(Record::Gone { addr: a })));
     }
 
     #[test]

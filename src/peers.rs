@@ -210,6 +210,16 @@ impl PeerTable {
         }
     }
 
+    /// A liveness check reached `addr`: an unreachable peer is active again. Other
+    /// statuses stay (a remembered peer stays remembered until it is heard from).
+    pub fn answered(&mut self, addr: SocketAddr) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            if peer.status == Status::Unreachable {
+                peer.status = Status::Active;
+            }
+        }
+    }
+
     /// Our message could not reach `addr`.
     pub fn unreachable(&mut self, addr: SocketAddr) {
         if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
@@ -327,6 +337,22 @@ mod tests {
         let rows = table.rows(Instant::now());
         assert_eq!(rows[0].source, Source::Static);
         assert_eq!(rows[1].status, Status::Unreachable);
+    }
+
+    #[test]
+    fn a_check_revives_the_unreachable_but_not_the_remembered() {
+        let mut table = PeerTable::new();
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        table.sending_to(a);
+        table.unreachable(a);
+        table.remember(b, Some("b".into()));
+        table.answered(a);
+        table.answered(b);
+        assert_eq!(table.get(a).map(|p| p.status), Some(Status::Active));
+        assert_eq!(table.get(b).map(|p| p.status), Some(Status::Remembered));
+        table.heard(b, None, None, true, Instant::now());
+        assert_eq!(table.get(b).map(|p| p.status), Some(Status::Active));
+        assert_eq!(table.get(b).and_then(|p| p.name.clone()), Some("b".into()));
     }
 
     #[test]
