@@ -4,8 +4,9 @@
 //! without sending: the protocol's liveness probe) about once per interval, with ±20%
 //! jitter so that checks do not bunch up. A peer that talks to us needs no check: hearing
 //! from it counts as an answer and pushes its next check back. After `failures` checks in
-//! a row fail, the peer is unreachable; it is then checked with doubling back-off (up to
-//! eight intervals) and removed once it has been unreachable for the grace period.
+//! a row fail, the peer is unreachable; it is then checked with doubling back-off (never
+//! past the end of the grace period) and removed if it still fails when the grace period,
+//! four intervals, is over.
 //! At most `max_in_flight` checks run at once, however many peers are known.
 //!
 //! Pure: the node feeds it the clock and check results; it answers which peers to check.
@@ -176,9 +177,11 @@ impl Liveness {
             {
                 Verdict::Remove
             } else {
-                // Back off: 1, 2, 4, 8 intervals between checks of a dead peer.
+                // Back off (1, 2, 4, 8 intervals between checks of a dead peer), but check
+                // once more when the grace period ends, so removal comes on time.
                 let k = (w.failures - failures_allowed).min(3);
-                w.next = now + jitter * (1 << k);
+                let since = w.unreachable_since.unwrap_or(now);
+                w.next = (now + jitter * (1 << k)).min(since + grace);
                 if w.failures == failures_allowed {
                     Verdict::Unreachable(w.failures)
                 } else {
@@ -275,6 +278,28 @@ mod tests {
         assert_eq!(verdicts[1], Verdict::Unreachable(2));
         assert_eq!(verdicts.last(), Some(&Verdict::Remove));
         assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn removal_comes_when_the_grace_period_ends() {
+        let mut l = Liveness::new(SEC, 1);
+        let a = addr("127.0.0.2:1");
+        let t0 = Instant::now();
+        l.track(a, t0);
+        let mut unreachable_at = None;
+        let mut now = t0;
+        while now < t0 + 30 * SEC {
+            now += SEC / 10;
+            if due(&mut l, now) == vec![a] {
+                match l.result(a, false, now) {
+                    Verdict::Unreachable(_) => unreachable_at = Some(now),
+                    Verdict::Remove => break,
+                    _ => {}
+                }
+            }
+        }
+        let took = now - unreachable_at.expect("became unreachable");
+        assert!(took >= 4 * SEC && took <= 4 * SEC + SEC / 2, "{took:?}");
     }
 
     #[test]

@@ -1,0 +1,359 @@
+//! peerchat under a pseudo-terminal (issue 7, "a polished terminal, only where there is
+//! one"): stdin and stdout are the pty's slave, the test types on the master and reads the
+//! screen from it. Checked: a half-typed line survives an incoming message (the message
+//! is printed, then the prompt and the half-typed text again) and runs in full when Enter
+//! is pressed; received lines carry `HH:MM:SS `; colour (SGR `ESC[...m`) is used unless
+//! `NO_COLOR` is set or `--color never` is given; and the terminal's mode (ICANON, ECHO)
+//! is restored when peerchat exits.
+//!
+//! Address blocks: `127.0.136.*` to `127.0.138.*`, port 0 everywhere. Every wait has a
+//! deadline and waits for bytes on the screen; nothing sleeps to synchronise.
+
+mod common;
+mod embed_support;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Peer;
+use embed_support::{has_sgr, send_raw, starts_with_hms, strip_ansi, LONG_WAIT, WAIT};
+
+/// What the master side has read so far, and whether the slave side is gone.
+type Screen = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
+
+/// A peerchat process whose stdin and stdout are a pseudo-terminal.
+struct TtyPeer {
+    child: Child,
+    master: File,
+    /// Kept open by the test so that the terminal's settings can be read after the exit.
+    slave: OwnedFd,
+    screen: Screen,
+    /// Screen bytes already matched by a wait.
+    seen: usize,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    addr: SocketAddr,
+}
+
+fn openpty() -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors; the name buffer is not used, the termios
+    // pointer is null (defaults) and the window size is a valid struct.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    for fd in [master, slave] {
+        // Not inherited by the processes other tests start (Command dups what it passes).
+        // SAFETY: fcntl on descriptors we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}
+
+/// The local-mode flags of the terminal behind `fd`.
+fn lflags(fd: &OwnedFd) -> libc::tcflag_t {
+    // SAFETY: an all-zero termios is valid storage that tcgetattr fills.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) };
+    assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+    t.c_lflag
+}
+
+fn canonical_with_echo(fd: &OwnedFd) -> bool {
+    let l = lflags(fd);
+    l & libc::ICANON != 0 && l & libc::ECHO != 0
+}
+
+impl TtyPeer {
+    /// Starts `peerchat -n NAME -p 0 -b IP ARGS...` on a new pty; `no_color` sets
+    /// `NO_COLOR=1` (otherwise it is removed from the environment). Waits for the listening
+    /// line and the first prompt (drawn once the terminal is in peerchat's mode).
+    fn spawn(name: &str, ip: &str, args: &[&str], no_color: bool) -> TtyPeer {
+        let (master, slave) = openpty();
+        assert!(
+            canonical_with_echo(&slave),
+            "a new pty starts canonical with echo"
+        );
+        let tty = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerchat"));
+        cmd.args(["-n", name, "-p", "0", "-b", ip])
+            .args(args)
+            .env("TERM", "xterm")
+            .env_remove("RUST_LOG")
+            .stdin(tty(&slave))
+            .stdout(tty(&slave))
+            .stderr(Stdio::piped());
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let mut child = cmd.spawn().expect("start peerchat on the pty");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err = child.stderr.take().expect("piped stderr");
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let master = File::from(master);
+        let screen: Screen = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
+        let (mut reader, shared) = (master.try_clone().expect("dup master"), screen.clone());
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            loop {
+                let n = reader.read(&mut buf).unwrap_or(0); // EIO once the slave is closed
+                let (lock, cvar) = &*shared;
+                let mut s = lock.lock().unwrap();
+                if n == 0 {
+                    s.1 = true;
+                    cvar.notify_all();
+                    return;
+                }
+                s.0.extend_from_slice(&buf[..n]);
+                cvar.notify_all();
+            }
+        });
+        let mut peer = TtyPeer {
+            child,
+            master,
+            slave,
+            screen,
+            seen: 0,
+            stderr,
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        let text = peer.expect("the listening line and the first prompt", |s| {
+            s.contains("listening on ") && s.ends_with("> ")
+        });
+        let plain = strip_ansi(&text);
+        peer.addr = plain
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listening address in {plain:?}"));
+        peer
+    }
+
+    /// Everything on the screen so far.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.0.lock().unwrap().0).into_owned()
+    }
+
+    fn report(&mut self, problem: &str) -> String {
+        let status = match self.child.try_wait() {
+            Ok(Some(s)) => format!("exited: {s}"),
+            _ => "still running".into(),
+        };
+        format!(
+            "tty peer {} ({status}): {problem}\n--- screen ---\n{:?}\n--- stderr ---\n{}\n---",
+            self.addr,
+            self.screen(),
+            String::from_utf8_lossy(&self.stderr.lock().unwrap())
+        )
+    }
+
+    /// Waits until the screen output after the last match satisfies `pred`; returns that
+    /// output (with escape codes) and moves past it.
+    fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let (lock, cvar) = &*self.screen;
+        let mut s = lock.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&s.0[self.seen..]).into_owned();
+            if pred(&text) {
+                self.seen = s.0.len();
+                return text;
+            }
+            let now = Instant::now();
+            if s.1 || now >= deadline {
+                drop(s);
+                let why = format!("waited {WAIT:?} for {what}");
+                panic!("{}", self.report(&why));
+            }
+            s = cvar.wait_timeout(s, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Types `bytes` on the keyboard.
+    fn type_keys(&mut self, bytes: &[u8]) {
+        self.master
+            .write_all(bytes)
+            .expect("write to the pty master");
+        self.master.flush().expect("flush the pty master");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + LONG_WAIT;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    // Polling a process for its exit: there is no event to wait on.
+                    thread::sleep(Duration::from_millis(10));
+                }
+                other => panic!("{}", self.report(&format!("no exit: {other:?}"))),
+            }
+        }
+    }
+}
+
+impl Drop for TtyPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The screen's lines without escape codes, carriage returns removed.
+fn plain_lines(raw: &str) -> Vec<String> {
+    strip_ansi(raw)
+        .split('\n')
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            l.rsplit('\r').next().unwrap_or("").to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn half_typed_line_survives_an_incoming_message() {
+    let mut bob = Peer::spawn("bob", "127.0.136.3", &[]);
+    let mut tty = TtyPeer::spawn("tty", "127.0.136.2", &[], false);
+    assert!(
+        !canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("peerchat edits the line itself (ICANON and ECHO off)")
+    );
+
+    // Half a command, no Enter: peerchat echoes it after the prompt.
+    let half = format!("/send {} first half", bob.address());
+    tty.type_keys(half.as_bytes());
+    tty.expect("the half-typed line after the prompt", |s| {
+        strip_ansi(s).ends_with(&half)
+    });
+
+    // A message arrives: printed on its own line, then the prompt and the half line again.
+    bob.send_line(&format!("/send {} news from bob", tty.addr));
+    let shown = format!("[bob {}] news from bob", bob.address());
+    let redrawn = format!("> {half}");
+    let raw = tty.expect("the message, then the prompt and the half line", |s| {
+        let lines = plain_lines(s);
+        lines.iter().any(|l| l.ends_with(&shown)) && lines.last() == Some(&redrawn)
+    });
+    let lines = plain_lines(&raw);
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with(&shown))
+        .expect("the message line");
+    assert!(
+        starts_with_hms(&lines[at]) && lines[at].len() == 9 + shown.len(),
+        "the message line is `HH:MM:SS {shown}`: {:?}",
+        lines[at]
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&redrawn),
+        "prompt and half line drawn again last: {raw:?}"
+    );
+    assert!(
+        raw.starts_with("\r\x1b[K"),
+        "the prompt line is erased before the message: {raw:?}"
+    );
+    assert!(
+        has_sgr(&raw),
+        "colour on a terminal without NO_COLOR: {raw:?}"
+    );
+
+    // Finish the line: the whole command runs.
+    tty.type_keys(b" and the rest\r");
+    bob.expect_line(&format!("[tty {}] first half and the rest", tty.addr));
+    tty.expect("the sent line", |s| {
+        plain_lines(s)
+            .iter()
+            .any(|l| l == &format!("* sent to {}: first half and the rest", bob.address()))
+    });
+
+    tty.type_keys(b"/quit\r");
+    let status = tty.wait_exit();
+    tty.expect("* bye", |s| strip_ansi(s).contains("* bye"));
+    assert!(status.success(), "{}", tty.report("exit status"));
+    assert!(
+        canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("ICANON and ECHO restored after the exit")
+    );
+    bob.expect_line(&format!("* tty {} left (exit)", tty.addr));
+    bob.quit_ok();
+}
+
+/// A message from a raw sender on `ip` shows with a timestamp and without any colour.
+fn no_colour(block_ip: &str, sender_ip: &str, args: &[&str], no_color_env: bool) {
+    let mut tty = TtyPeer::spawn("tty", block_ip, args, no_color_env);
+    send_raw(
+        sender_ip.parse().unwrap(),
+        tty.addr,
+        format!("{sender_ip}:9 ghost plain please").as_bytes(),
+    )
+    .expect("send to the tty peer");
+    let shown = format!("[ghost {sender_ip}:9] plain please");
+    let raw = tty.expect("the message and the prompt again", |s| {
+        let lines = plain_lines(s);
+        lines.iter().any(|l| l.ends_with(&shown)) && s.ends_with("> ")
+    });
+    let line = plain_lines(&raw)
+        .into_iter()
+        .find(|l| l.ends_with(&shown))
+        .expect("the message line");
+    assert!(
+        starts_with_hms(&line) && line.len() == 9 + shown.len(),
+        "`HH:MM:SS {shown}`: {line:?}"
+    );
+    // Ctrl-D on an empty line: end of input, quit.
+    tty.type_keys(&[0x04]);
+    let status = tty.wait_exit();
+    tty.expect("* bye", |s| s.contains("* bye"));
+    assert!(status.success(), "{}", tty.report("exit status"));
+    let screen = tty.screen();
+    assert!(
+        !has_sgr(&screen),
+        "no colour with {args:?} NO_COLOR={no_color_env}: {screen:?}"
+    );
+    assert!(
+        canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("ICANON and ECHO restored after the exit")
+    );
+}
+
+#[test]
+fn no_color_env_turns_colour_off() {
+    no_colour("127.0.137.2", "127.0.137.3", &[], true);
+}
+
+#[test]
+fn color_never_turns_colour_off() {
+    no_colour("127.0.138.2", "127.0.138.3", &["--color", "never"], false);
+}
