@@ -89,12 +89,15 @@ pub trait Handler {
     fn on_event(&mut self, event: &Event, commands: &mut Vec<Command>);
 }
 
-/// What a timer entry asks for. A connection's entry is cancelled when it closes, so an
-/// entry that fires always names a live connection.
+/// What a timer entry asks for. An entry is cancelled when what it names goes away, so an
+/// entry that fires always means something.
 #[derive(Debug, Clone, Copy)]
 enum Timer {
-    /// A connection's deadline: idle (inbound), send or linger (outbound).
+    /// An outbound connection's deadline: send, then linger.
     Conn { key: usize },
+    /// Close inbound connections idle for too long. Armed while any is open: one
+    /// timer for them all, instead of a timer update per connection under churn.
+    Sweep,
     /// Try accepting again after running out of descriptors.
     ResumeAccept,
     /// Quitting has waited long enough for the `exit` messages.
@@ -138,6 +141,10 @@ pub struct EventLoop {
     shutting_down: bool,
     /// The `Timer::Node` entry armed for the node's next deadline.
     node_timer: Option<TimerId>,
+    /// The `Timer::Sweep` entry, armed while inbound connections are open.
+    sweep: Option<TimerId>,
+    /// Inbound connections open.
+    inbound: usize,
     /// Inbound connections whose read budget ran out with data possibly left: read again
     /// next turn, without waiting (edge-triggered readiness will not announce it again).
     more_to_read: Vec<usize>,
@@ -238,6 +245,8 @@ impl EventLoop {
             config,
             shutting_down: false,
             node_timer: None,
+            sweep: None,
+            inbound: 0,
             more_to_read: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             effects: Vec::new(),
@@ -525,16 +534,16 @@ impl EventLoop {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
         }
-        let timer = self
-            .timers
-            .insert(now + self.config.limits.idle_timeout, Timer::Conn { key });
         entry.insert(Conn::In(Inbound {
             stream,
             ip: addr.ip().to_canonical(),
             active_at: secs_since(self.started, now),
-            timer,
             decoder: Decoder::new(self.config.limits.max_line),
         }));
+        self.inbound += 1;
+        if self.sweep.is_none() {
+            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
+        }
         // Not read now, even if its data is there: registering queues its readiness event
         // behind those of older connections (epoll's ready list is in order), so that a
         // sender's back-to-back one-message connections are shown in the order they were
@@ -699,32 +708,19 @@ impl EventLoop {
                 self.node_timer = None;
                 self.node.on_tick(now, &mut self.effects);
             }
+            Timer::Sweep => {
+                self.sweep = None;
+                self.close_idle(now);
+                if self.inbound > 0 {
+                    self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
+                }
+            }
             Timer::Conn { key } => {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
                 match conn {
-                    Conn::In(conn) => {
-                        let idle = self.config.limits.idle_timeout;
-                        let due = self.started
-                            + std::time::Duration::from_secs(conn.active_at.into())
-                            + idle;
-                        if now < due {
-                            conn.timer = self.timers.insert(due, Timer::Conn { key });
-                            return;
-                        }
-                        let pending = conn.decoder.buffered();
-                        if pending > 0 {
-                            self.effects.push(Effect::Show(Event::Warning(format!(
-                                "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
-                                conn.ip,
-                                self.config.limits.idle_timeout.as_secs()
-                            ))));
-                        } else {
-                            log::debug!("closing a silent connection from {}", conn.ip);
-                        }
-                        self.close(key);
-                    }
+                    Conn::In(_) => {}
                     Conn::Out(conn) => {
                         if conn.phase == Phase::Draining {
                             self.close(key);
@@ -745,6 +741,39 @@ impl EventLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// How often idle inbound connections are looked for: a quarter of the idle timeout.
+    fn sweep_period(&self) -> std::time::Duration {
+        (self.config.limits.idle_timeout / 4).max(std::time::Duration::from_secs(1))
+    }
+
+    /// Closes inbound connections silent for the idle timeout (or stalled mid-line).
+    fn close_idle(&mut self, now: Instant) {
+        let idle = self.config.limits.idle_timeout;
+        let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
+        let cutoff = secs_since(self.started, now).saturating_sub(idle_secs);
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::In(i) if i.active_at <= cutoff))
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            if let Some(Conn::In(conn)) = self.conns.get(key) {
+                let pending = conn.decoder.buffered();
+                if pending > 0 {
+                    self.effects.push(Effect::Show(Event::Warning(format!(
+                        "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
+                        conn.ip,
+                        idle.as_secs()
+                    ))));
+                } else {
+                    log::debug!("closing a silent connection from {}", conn.ip);
+                }
+            }
+            self.close(key);
         }
     }
 
@@ -773,12 +802,22 @@ impl EventLoop {
 
     fn close(&mut self, key: usize) {
         if let Some(conn) = self.conns.try_remove(key) {
-            let (mut stream, timer) = match conn {
-                Conn::In(c) => (c.stream, c.timer),
-                Conn::Out(c) => (c.stream, c.timer),
+            let mut stream = match conn {
+                Conn::In(c) => {
+                    self.inbound -= 1;
+                    if self.inbound == 0 {
+                        if let Some(sweep) = self.sweep.take() {
+                            self.timers.cancel(sweep);
+                        }
+                    }
+                    c.stream
+                }
+                Conn::Out(c) => {
+                    // An entry that already fired is gone; cancelling it is a no-op.
+                    self.timers.cancel(c.timer);
+                    c.stream
+                }
             };
-            // An entry that already fired is gone; cancelling it is a no-op.
-            self.timers.cancel(timer);
             if let Err(e) = self.poll.registry().deregister(&mut stream) {
                 log::debug!("deregister failed: {e}");
             }

@@ -354,11 +354,10 @@ fn sender(from: &From, color: bool, out: &mut String) {
     });
     out.push(' ');
     push_ip(from.ip, out);
+    out.push(':');
     match from.port {
-        Some(port) => {
-            let _ = write!(out, ":{port}");
-        }
-        None => out.push_str(":?"),
+        Some(port) => push_number(u32::from(port), out),
+        None => out.push('?'),
     }
     if let Some(claimed) = from.claimed_ip {
         let _ = write!(out, " (claims {claimed})");
@@ -366,14 +365,49 @@ fn sender(from: &From, color: bool, out: &mut String) {
 }
 
 fn push_ip(ip: IpAddr, out: &mut String) {
-    let _ = match ip {
-        IpAddr::V4(ip) => write!(out, "{ip}"),
-        IpAddr::V6(ip) => write!(out, "[{ip}]"),
-    };
+    match ip {
+        // The common case, without the formatting machinery (it shows in profiles).
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_number(u32::from(octet), out);
+            }
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "[{ip}]");
+        }
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn push_number(n: u32, out: &mut String) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Copies `text`, escaping control characters (a newline shows as `\n`).
 pub fn escape(text: &str, out: &mut String) {
+    // Fast path, the usual case: no byte that could start a control character (C0, DEL,
+    // or C1, whose UTF-8 encodings all start with 0xC2). A simple test per byte, which
+    // the compiler vectorises; anything else takes the careful path below.
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\t' => out.push('\t'),
@@ -493,6 +527,21 @@ mod tests {
                     text: text.into()
                 }),
                 want
+            );
+        }
+    }
+
+    #[test]
+    fn escaping_catches_every_control_character() {
+        for c in (0u32..0x200).filter_map(char::from_u32) {
+            let mut s = String::new();
+            escape(&format!("a{c}b"), &mut s);
+            let escaped = c.is_control() && c != '\t';
+            assert_eq!(
+                s.chars().count() > 3,
+                escaped,
+                "U+{:04X} gave {s:?}",
+                c as u32
             );
         }
     }

@@ -27,6 +27,8 @@ pub struct Stdout {
     start: usize,
     limit: usize,
     dropped_lines: u64,
+    /// A regular file never blocks: write everything at once, without polling first.
+    regular_file: bool,
 }
 
 /// What a flush achieved.
@@ -50,6 +52,7 @@ impl Stdout {
             start: 0,
             limit,
             dropped_lines: 0,
+            regular_file: is_regular_file(),
         }
     }
 
@@ -82,10 +85,13 @@ impl Stdout {
     /// Writes as much as stdout takes without blocking.
     pub fn flush(&mut self) -> io::Result<Flushed> {
         while self.start < self.pending.len() {
-            if !writable_now() {
+            let end = if self.regular_file {
+                self.pending.len()
+            } else if writable_now() {
+                self.pending.len().min(self.start + WRITE_CHUNK)
+            } else {
                 return Ok(Flushed::Partly);
-            }
-            let end = self.pending.len().min(self.start + WRITE_CHUNK);
+            };
             match write_fd(&self.pending[self.start..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.start += n,
@@ -118,6 +124,13 @@ impl Stdout {
             unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
         }
     }
+}
+
+fn is_regular_file() -> bool {
+    // SAFETY: an all-zero `stat` is valid storage; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(FD, &mut st) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
 fn writable_now() -> bool {
@@ -156,6 +169,7 @@ mod tests {
             start: 0,
             limit,
             dropped_lines: 0,
+            regular_file: false,
         }
     }
 

@@ -344,8 +344,12 @@ impl Decoder {
     /// of a connection, whose identity nobody will ask for (saves a copy of the name).
     fn line_bytes(&mut self, line: &[u8], remember: bool, out: &mut Vec<Message>) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = String::from_utf8_lossy(line);
-        self.line(&text, true, remember, out);
+        // Valid UTF-8 (the usual case) is checked fast and borrowed; only invalid input
+        // pays for the lossy conversion.
+        match std::str::from_utf8(line) {
+            Ok(text) => self.line(text, true, remember, out),
+            Err(_) => self.line(&String::from_utf8_lossy(line), true, remember, out),
+        }
     }
 
     /// One complete line: continues an open block, or is read on its own.
@@ -580,7 +584,7 @@ fn skip_seps(s: &str) -> &str {
 
 /// The token at the start of `s` and what follows exactly one separator after it.
 fn token(s: &str) -> (&str, &str) {
-    match s.find(is_sep) {
+    match s.bytes().position(|b| b == b' ' || b == b'\t') {
         // Separators are one byte long.
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, ""),
