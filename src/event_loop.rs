@@ -330,6 +330,10 @@ impl EventLoop {
         self.flush_output();
         // Give a slow stdout a moment for the last lines, then leave regardless.
         let _ = self.stdout.finish(std::time::Duration::from_secs(1));
+        let dropped = self.stdout.take_dropped();
+        if dropped > 0 {
+            log::warn!("{dropped} lines of output were dropped: stdout was not being read");
+        }
         Ok(())
     }
 

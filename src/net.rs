@@ -33,6 +33,10 @@ pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> 
     let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     if let Some(ip) = from.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == dest.is_ipv4()) {
+        // Let connect() pick the port, knowing the destination: a plain bind to port 0
+        // would reserve an ephemeral port for every destination at once, and a busy
+        // sender would run out of them while its closed connections sit in TIME_WAIT.
+        set_bind_address_no_port(&socket);
         socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     match socket.connect(&dest.into()) {
@@ -41,6 +45,25 @@ pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> 
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux); failing to set it only costs ports, so it is ignored.
+fn set_bind_address_no_port(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket, a pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("IP_BIND_ADDRESS_NO_PORT: {}", io::Error::last_os_error());
+    }
 }
 
 /// Raises the soft limit on open descriptors to the hard limit; returns the new soft limit.

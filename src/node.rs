@@ -8,6 +8,7 @@
 //! telling every active peer `exit` on quit, and splitting long messages for receivers
 //! that read only 1024 bytes.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
@@ -74,6 +75,8 @@ pub struct Node {
     /// A moment on both clocks, to turn `Instant`s into wall-clock times.
     epoch: (Instant, i64),
     quitting: bool,
+    /// While quitting: the peers already told `exit`.
+    told_exit: HashSet<SocketAddr>,
 }
 
 impl Node {
@@ -89,6 +92,7 @@ impl Node {
             liveness,
             console: Console::new(),
             quitting: false,
+            told_exit: HashSet::new(),
         }
     }
 
@@ -298,16 +302,24 @@ impl Node {
         }
     }
 
-    /// Leaves: `exit` to every active peer, then shut down. Idempotent.
+    /// Leaves: `exit` to every active peer, then shut down. Idempotent. A peer that
+    /// becomes active while quitting (a message typed just before quitting reaches it)
+    /// is told `exit` too, after that message.
     pub fn quit(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if self.quitting {
             return;
         }
         self.quitting = true;
         for dest in self.peers.active() {
-            self.send(dest, "exit", now, out);
+            self.say_exit(dest, now, out);
         }
         out.push(Effect::Shutdown);
+    }
+
+    fn say_exit(&mut self, dest: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        if self.told_exit.insert(dest) {
+            self.send(dest, "exit", now, out);
+        }
     }
 
     /// A message decoded from a connection whose remote IP is `observed`.
@@ -399,6 +411,9 @@ impl Node {
     /// A message reached `dest` in full.
     pub fn on_sent(&mut self, dest: SocketAddr, text: String, now: Instant, out: &mut Vec<Effect>) {
         self.peers.delivered(dest);
+        if self.quitting {
+            self.say_exit(dest, now, out);
+        }
         self.liveness.heard(dest, now);
         if wire::control_word(&text).is_none() {
             let entry = Entry {
@@ -603,6 +618,27 @@ mod tests {
         );
         assert_eq!(out.last(), Some(&Effect::Shutdown));
         assert_eq!(out.iter().filter(|e| **e == Effect::Shutdown).count(), 1);
+    }
+
+    #[test]
+    fn a_peer_reached_while_quitting_is_told_exit_after_the_message() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let dest = addr("127.0.0.5:7000");
+        n.on_line("/send 127.0.0.5:7000 build finished", now, &mut out);
+        n.on_line("/quit", now, &mut out);
+        assert_eq!(
+            sends(&out),
+            vec![(dest, "build finished")],
+            "not active yet"
+        );
+        out.clear();
+        n.on_sent(dest, "build finished".into(), now, &mut out);
+        assert_eq!(sends(&out), vec![(dest, "exit")]);
+        out.clear();
+        n.on_sent(dest, "exit".into(), now, &mut out);
+        assert!(sends(&out).is_empty(), "exit is said once");
     }
 
     #[test]

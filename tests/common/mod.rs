@@ -312,7 +312,8 @@ impl Peer {
         }
         self.lines[head + 1..end]
             .iter()
-            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            // Table rows start with the address: `127.0.0.2:5001` or `[::1]:5001`.
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit() || c == '['))
             .map(|l| l.split_whitespace().map(str::to_string).collect())
             .collect()
     }
@@ -503,5 +504,296 @@ impl PyMessage {
             claimed_ip: f.get("claimed_ip")?.clone(),
             text: String::from_utf8(unhex(f.get("text_hex")?)).ok()?,
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the fault, console and lab tests (tests/faults.rs, tests/console.rs,
+// tests/lab.rs). Appended; the helpers above are unchanged.
+// ---------------------------------------------------------------------------------------
+
+impl Peer {
+    /// Starts `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...` with `stdin` as its
+    /// standard input (a file, `/dev/null`, a pipe the test made...) instead of a pipe the
+    /// harness holds; [`Peer::send_line`] then panics. Waits for the listening line.
+    pub fn spawn_stdin(name: &str, bind_ip: &str, extra_args: &[&str], stdin: Stdio) -> Peer {
+        let mut cmd = Command::new(peerchat_bin());
+        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
+            .args(extra_args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "debug");
+        }
+        Peer::start_stdin(name, name, cmd, stdin)
+    }
+
+    /// Like [`Peer::spawn`] with `RUST_LOG` set to `log` (for example `warn`, so that a
+    /// flood does not write a debug line per message to stderr).
+    pub fn spawn_log(name: &str, bind_ip: &str, extra_args: &[&str], log: &str) -> Peer {
+        let mut cmd = Command::new(peerchat_bin());
+        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
+            .args(extra_args)
+            .env("RUST_LOG", log);
+        Peer::start_stdin(name, name, cmd, Stdio::piped())
+    }
+
+    /// Starts `cmd` (any program printing peerchat's listening line first) with `stdin`,
+    /// watching stdout and stderr like [`Peer::spawn`]; waits for the listening line.
+    pub fn start_stdin(label: &str, name: &str, mut cmd: Command, stdin: Stdio) -> Peer {
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label}: cannot start {cmd:?}: {e}"));
+        drop(cmd); // releases the parent's copies of the child's stdio
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match stdout.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end_matches(['\n', '\r']).to_string();
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err_pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            while matches!(err_pipe.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                sink.lock().unwrap().push(line);
+                buf.clear();
+            }
+        });
+        let mut peer = Peer {
+            label: label.to_string(),
+            name: name.to_string(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            lines: Vec::new(),
+            consumed: Vec::new(),
+            stdout_closed: false,
+            stderr,
+        };
+        let first = peer.expect("the listening line", LONG_WAIT, |l| {
+            l.starts_with("listening on ")
+        });
+        peer.addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: bad listening line {first:?}"));
+        peer
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `sig` (`libc::SIGKILL`, `libc::SIGSTOP`, `libc::SIGTERM`...).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; it cannot have been reaped and reused
+        // while `self.child` has not been waited for.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "{}: kill({sig}) failed: {}",
+            self.label,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Closes its stdin (EOF) without waiting for anything.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Writes `bytes` to its stdin in one `write` call (a pasted block).
+    pub fn write_stdin(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Waits until `count` not yet matched lines satisfy `pred` (marking them matched) and
+    /// returns them in arrival order; panics with the transcript at the deadline. Scans
+    /// each line once, so it suits floods of thousands of lines.
+    pub fn expect_many(
+        &mut self,
+        what: &str,
+        count: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut found = Vec::with_capacity(count);
+        let mut i = 0;
+        loop {
+            while i < self.lines.len() && found.len() < count {
+                if !self.consumed[i] && pred(&self.lines[i]) {
+                    self.consumed[i] = true;
+                    found.push(self.lines[i].clone());
+                }
+                i += 1;
+            }
+            if found.len() >= count {
+                return found;
+            }
+            let now = Instant::now();
+            let problem = if self.stdout_closed {
+                Some("stdout closed")
+            } else if now >= deadline {
+                Some("timed out")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let report = self.report(&format!(
+                    "{problem} while waiting for {count} lines of {what}: got {}",
+                    found.len()
+                ));
+                // The transcript of a flood is long: keep the end, where the news is.
+                let cut = report.len().saturating_sub(20_000);
+                let cut = (cut..report.len())
+                    .find(|&c| report.is_char_boundary(c))
+                    .unwrap_or(0);
+                panic!(
+                    "{} lines of {what} seen of {count}\n...{}",
+                    found.len(),
+                    &report[cut..]
+                );
+            }
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(line) => self.push(line),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
+            }
+        }
+    }
+
+    /// The stdout lines received so far that satisfy `pred`, matched or not.
+    pub fn lines_matching(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.drain();
+        self.lines.iter().filter(|l| pred(l)).cloned().collect()
+    }
+
+    /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`...).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// How many descriptors the process has open (`/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Asserts exit status 0 with `* bye` as the last line, after the process was told to
+    /// quit some other way than stdin EOF (a signal, `/quit`).
+    pub fn exit_ok(&mut self, timeout: Duration) {
+        let status = self.wait_exit(timeout).unwrap_or_else(|r| panic!("{r}"));
+        let last = self.lines.last().cloned().unwrap_or_default();
+        if !status.success() || last != "* bye" {
+            let report = self.report(&format!(
+                "expected exit 0 with `* bye` last, got {status} and last line {last:?}"
+            ));
+            panic!("{report}");
+        }
+    }
+}
+
+/// A field of `/proc/PID/status`, in kB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; for conditions that no
+/// output line announces (a descriptor count, a pipe's fill level). Returns whether it held.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A blocking TCP connection from `from_ip` (port chosen by the system) to `to`, with a
+/// connect timeout of [`WAIT`].
+pub fn tcp_from(from_ip: &str, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    // Let `connect` choose the port, unique per destination: a plain bind to port 0
+    // reserves a port per source IP, and after a flood (10,000 connections, each leaving
+    // a TIME_WAIT behind for a minute) a rerun would run out of them.
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option on a socket we own.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let from: SocketAddr = format!("{from_ip}:0").parse().expect("an IPv4 address");
+    socket.bind(&from.into())?;
+    socket.connect_timeout(&to.into(), WAIT)?;
+    Ok(socket.into())
+}
+
+/// Sends each of `messages` on its own connection from `from_ip` to `to` (connect, write,
+/// close), with `concurrency` connections at most in flight at once. Panics on any error.
+pub fn flood(from_ip: &str, to: SocketAddr, messages: Vec<Vec<u8>>, concurrency: usize) {
+    let queue = Arc::new(Mutex::new(messages.into_iter()));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let queue = Arc::clone(&queue);
+            let from_ip = from_ip.to_string();
+            thread::spawn(move || loop {
+                let Some(msg) = queue.lock().unwrap().next() else {
+                    return;
+                };
+                let mut s = tcp_from(&from_ip, to)
+                    .unwrap_or_else(|e| panic!("flood: connect {from_ip} -> {to}: {e}"));
+                s.write_all(&msg)
+                    .unwrap_or_else(|e| panic!("flood: write to {to}: {e}"));
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a flood worker panicked");
     }
 }

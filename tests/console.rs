@@ -1,0 +1,406 @@
+//! Console edge cases (issue 5): stdin as a pipe, a pipe closed without data, a regular
+//! file, `/dev/null`, a closed descriptor, a pasted block, `--headless` at end of input;
+//! stdout as a pipe nobody reads; and the shared descriptors' flags left as they were.
+//!
+//! Each test owns the address block `127.0.K.*` (K = 90..99 in this file) and listens on
+//! port 0. Every wait has a deadline and waits for an event (an output line, a process
+//! exit, a pipe's fill level); nothing sleeps to synchronise.
+
+mod common;
+
+use common::{ip, peerchat_bin, poll_until, Peer, LONG_WAIT, WAIT};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// `[NAME IP:PORT] TEXT`.
+fn chat(from: &Peer, text: &str) -> String {
+    format!("[{} {}] {}", from.name, from.address(), text)
+}
+
+/// `/send IP:PORT TEXT`.
+fn send_cmd(to: &Peer, text: &str) -> String {
+    format!("/send {} {}", to.address(), text)
+}
+
+/// `* NAME IP:PORT left (exit)`.
+fn left(who: &Peer) -> String {
+    format!("* {} {} left (exit)", who.name, who.address())
+}
+
+/// How long a peer with nothing to say goodbye to may take to quit at end of input.
+const PROMPT_QUIT: Duration = Duration::from_secs(2);
+
+/// Whether `O_NONBLOCK` is set on the open file description behind `fd`.
+fn nonblocking(fd: RawFd) -> bool {
+    // SAFETY: F_GETFL on a descriptor this test owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    assert!(flags >= 0, "fcntl: {}", std::io::Error::last_os_error());
+    flags & libc::O_NONBLOCK != 0
+}
+
+/// A scratch file under the system's temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("peerchat-console-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("write a scratch file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `sh -c SCRIPT peerchat -n NAME --port 0 -b IP` (the script runs `"$0" "$@"`).
+fn via_shell(script: &str, name: &str, bind_ip: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        script,
+        peerchat_bin(),
+        "-n",
+        name,
+        "--port",
+        "0",
+        "-b",
+        bind_ip,
+    ]);
+    cmd
+}
+
+/// Waits for a peer that was given nothing to do to quit on its own: promptly, status 0,
+/// `* bye` last.
+fn quits_promptly(peer: &mut Peer, started: Instant) {
+    peer.exit_ok(WAIT);
+    let took = started.elapsed();
+    println!("{}: quit {took:?} after start", peer.label);
+    assert!(took < PROMPT_QUIT, "{}: quitting took {took:?}", peer.label);
+}
+
+#[test]
+fn pipe_with_commands_then_eof_sends_and_quits_with_exit() {
+    let b = 90;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    bob.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi")); // bob is active for alice
+                                          // The commands and the end of input arrive together.
+    alice.write_stdin(format!("{}\n", send_cmd(&bob, "last words")).as_bytes());
+    alice.close_stdin();
+    bob.expect_line(&chat(&alice, "last words"));
+    bob.expect_line(&left(&alice));
+    alice.exit_ok(LONG_WAIT);
+    bob.quit_ok();
+}
+
+#[test]
+fn script_that_sends_then_ends_tells_the_receiver_exit() {
+    // `printf '/send IP:PORT build finished\n' | peerchat ...` (the README's example): the
+    // message goes out, and the peer it reached hears `exit` when the script ends.
+    let b = 98;
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    writeln!(writer, "{}", send_cmd(&bob, "build finished")).unwrap();
+    drop(writer);
+    let mut ci = Peer::spawn_stdin("ci", &ip(b, 2), &[], reader.into());
+    bob.expect_line(&chat(&ci, "build finished"));
+    ci.exit_ok(LONG_WAIT);
+    if let Err(report) = bob.wait_for(|l| l == left(&ci), WAIT) {
+        let ci_report = ci.report("the script's peer, which quit");
+        panic!("{report}\n{ci_report}");
+    }
+    bob.quit_ok();
+}
+
+#[test]
+fn pipe_closed_without_data_quits_promptly() {
+    let b = 91;
+    // A pipe whose writer left before peerchat started...
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(writer);
+    let started = Instant::now();
+    let mut alice = Peer::spawn_stdin("alice", &ip(b, 2), &[], reader.into());
+    quits_promptly(&mut alice, started);
+    // ...and literally `true | peerchat ...`.
+    let started = Instant::now();
+    let cmd = via_shell(r#"true | "$0" "$@""#, "bob", &ip(b, 3));
+    let mut bob = Peer::start_stdin("true | peerchat", "bob", cmd, Stdio::null());
+    quits_promptly(&mut bob, started);
+}
+
+#[test]
+fn regular_file_runs_every_line_then_quits() {
+    let b = 92;
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    let commands = TempFile::new(
+        "commands.txt",
+        &format!(
+            "{}\n{}\n/help\n/peers\n{}",
+            send_cmd(&bob, "one"),
+            send_cmd(&bob, "two"),
+            send_cmd(&bob, "three (no newline at the end of the file)"),
+        ),
+    );
+    let file = File::open(&commands.0).expect("open commands.txt");
+    let mut alice = Peer::spawn_stdin("alice", &ip(b, 2), &[], file.into());
+    for text in ["one", "two", "three (no newline at the end of the file)"] {
+        bob.expect_line(&chat(&alice, text));
+    }
+    alice.exit_ok(LONG_WAIT);
+    let lines = alice.lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("commands:")),
+        "/help ran: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("ADDRESS")),
+        "/peers ran: {lines:?}"
+    );
+    bob.quit_ok();
+}
+
+#[test]
+fn dev_null_quits_at_once() {
+    let null = File::open("/dev/null").expect("/dev/null");
+    let started = Instant::now();
+    let mut alice = Peer::spawn_stdin("alice", &ip(93, 2), &[], null.into());
+    quits_promptly(&mut alice, started);
+}
+
+#[test]
+fn closed_stdin_quits_at_once() {
+    let started = Instant::now();
+    let cmd = via_shell(r#"exec "$0" "$@" <&-"#, "alice", &ip(94, 2));
+    let mut alice = Peer::start_stdin("peerchat <&-", "alice", cmd, Stdio::null());
+    quits_promptly(&mut alice, started);
+}
+
+#[test]
+fn pasted_block_runs_every_line() {
+    let b = 95;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(b, 4), &[]);
+    let block = format!(
+        "{}\n{}\n{}\n/msg {} three\n/peers\n",
+        send_cmd(&bob, "one"),
+        send_cmd(&carol, "to carol"),
+        send_cmd(&bob, "two"),
+        bob.address(),
+    );
+    alice.write_stdin(block.as_bytes()); // one write: a paste
+    bob.expect_line(&chat(&alice, "one"));
+    bob.expect_line(&chat(&alice, "two"));
+    bob.expect_line(&chat(&alice, "three"));
+    carol.expect_line(&chat(&alice, "to carol"));
+    alice.expect("the table /peers printed", WAIT, |l| {
+        l.starts_with("ADDRESS")
+    });
+    // Only these: nothing doubled, nothing from a half line.
+    let got = bob.lines_matching(|l| l.starts_with('['));
+    assert_eq!(got.len(), 3, "bob got exactly three messages: {got:?}");
+    alice.quit_ok();
+}
+
+#[test]
+fn headless_keeps_running_at_end_of_input_until_sigterm() {
+    let b = 96;
+    let null = File::open("/dev/null").expect("/dev/null");
+    let mut daemon = Peer::spawn_stdin("daemon", &ip(b, 2), &["--headless"], null.into());
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    bob.send_line(&send_cmd(&daemon, "still there?"));
+    daemon.expect_line(&chat(&bob, "still there?"));
+    assert!(daemon.running(), "--headless ignores the end of input");
+    bob.send_line(&send_cmd(&daemon, "and now?"));
+    daemon.expect_line(&chat(&bob, "and now?"));
+    daemon.signal(libc::SIGTERM);
+    bob.expect_line(&left(&daemon));
+    daemon.exit_ok(LONG_WAIT);
+    bob.quit_ok();
+}
+
+/// Kills the child on drop (for a process driven without the harness).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bytes waiting in a pipe (`FIONREAD`).
+fn pipe_fill(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// The count in a `! N lines of output were dropped...` warning.
+fn dropped_report(line: &str) -> Option<usize> {
+    line.strip_prefix("! ")
+        .and_then(|l| l.split_once(" lines of output were dropped"))
+        .map(|(n, _)| n.parse().expect("a count"))
+}
+
+#[test]
+fn full_stdout_pipe_never_blocks_the_loop_and_drops_are_reported() {
+    let b = 97;
+    const FLOOD: usize = 3000;
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    // stdout: a pipe the test does not read for a while. stdin: a pipe. The test keeps a
+    // second descriptor of each end peerchat holds (same open file description), to see
+    // whether peerchat changes their flags.
+    let (mut out_r, out_w) = std::io::pipe().expect("pipe");
+    let out_w_probe = out_w.try_clone().expect("dup");
+    let (in_r, mut in_w) = std::io::pipe().expect("pipe");
+    let in_r_probe = in_r.try_clone().expect("dup");
+    assert!(!nonblocking(out_w_probe.as_raw_fd()) && !nonblocking(in_r_probe.as_raw_fd()));
+    let mut cmd = Command::new(peerchat_bin());
+    cmd.args(["-n", "stuck", "--port", "0", "-b", &ip(b, 2)])
+        .env("RUST_LOG", "warn")
+        .stdin(in_r)
+        .stdout(out_w)
+        .stderr(Stdio::null());
+    let mut child = Guard(cmd.spawn().expect("start peerchat"));
+    drop(cmd);
+    // Its first line, read byte by byte so that nothing more is taken from the pipe.
+    let mut first = Vec::new();
+    let mut byte = [0u8];
+    while byte[0] != b'\n' {
+        out_r.read_exact(&mut byte).expect("the listening line");
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8(first).unwrap();
+    let stuck = first
+        .strip_prefix("listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("bad first line {first:?}"))
+        .to_string();
+
+    // About 1.9 MB of output: more than the pipe (64 KiB) and peerchat's buffer (1 MiB).
+    let pad = "x".repeat(600);
+    let messages: Vec<Vec<u8>> = (0..FLOOD)
+        .map(|i| format!("f {i:04} {pad}").into_bytes())
+        .collect();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let idle_fds = fds();
+    common::flood(&ip(b, 4), stuck.parse().unwrap(), messages, 4);
+    // Every flood connection read to its end and closed: every message was taken in.
+    assert!(
+        poll_until(LONG_WAIT, || fds() <= idle_fds),
+        "peerchat closed the flood's connections: {} descriptors open, {idle_fds} before",
+        fds()
+    );
+    assert!(
+        pipe_fill(out_r.as_raw_fd()) >= 60_000,
+        "stdout pipe filled up: {} bytes",
+        pipe_fill(out_r.as_raw_fd())
+    );
+
+    // Second channel: with stdout full, the loop still answers the network and the console.
+    bob.send_line(&format!("/send {stuck} connect"));
+    bob.expect_line(&format!("* connect_ack from stuck {stuck}"));
+    writeln!(in_w, "/send {} ping", bob.address()).unwrap();
+    bob.expect_line(&format!("[stuck {stuck}] ping"));
+    assert!(
+        pipe_fill(out_r.as_raw_fd()) >= 60_000,
+        "nobody read stdout meanwhile"
+    );
+    assert!(matches!(child.0.try_wait(), Ok(None)), "still running");
+    assert!(
+        !nonblocking(out_w_probe.as_raw_fd()) && !nonblocking(in_r_probe.as_raw_fd()),
+        "peerchat set O_NONBLOCK on a descriptor it shares with its parent"
+    );
+
+    // Now read: the lines kept, then the report of the dropped ones.
+    let (tx, rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(out_r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + LONG_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let report = dropped_report(&line).is_some();
+                lines.push(line);
+                if report {
+                    break;
+                }
+            }
+            Err(_) => {
+                let shown = lines.iter().filter(|l| l.starts_with("[? ")).count();
+                panic!(
+                    "no `lines of output were dropped` warning after {} lines ({shown} messages); last: {:?}",
+                    lines.len(),
+                    lines.last()
+                );
+            }
+        }
+    }
+    drop(in_w); // end of input: quit
+    let deadline = Instant::now() + LONG_WAIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "peerchat did not quit");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        !nonblocking(out_w_probe.as_raw_fd()) && !nonblocking(in_r_probe.as_raw_fd()),
+        "after exit, the descriptors shared with the parent are blocking as before"
+    );
+    drop(out_w_probe); // the last writer: the reader sees EOF
+    while let Ok(line) = rx.recv_timeout(WAIT) {
+        lines.push(line);
+    }
+    reader.join().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(lines.last().map(String::as_str), Some("* bye"), "last line");
+    bob.expect_line(&format!("* stuck {stuck} left (exit)"));
+
+    // The drops may be reported in several warnings, as stdout drains in steps.
+    let dropped: usize = lines.iter().filter_map(|l| dropped_report(l)).sum();
+    let mut seen = vec![0u32; FLOOD];
+    for line in lines.iter().filter(|l| l.starts_with("[? ")) {
+        let n: usize = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a flood line: {line:?}"));
+        seen[n] += 1;
+    }
+    let shown = seen.iter().filter(|&&c| c == 1).count();
+    let twice: Vec<usize> = (0..FLOOD).filter(|&i| seen[i] > 1).collect();
+    println!("{shown} flood lines shown, {dropped} lines reported dropped");
+    assert!(twice.is_empty(), "lines shown twice: {twice:?}");
+    assert!(dropped > 0, "the report counts what was dropped");
+    assert!(
+        shown + dropped >= FLOOD,
+        "every message either shown or counted as dropped: {shown} + {dropped} < {FLOOD}"
+    );
+}

@@ -1,0 +1,514 @@
+//! Fault tests (issue 5): real `peerchat` processes on loopback meeting dead, stopped and
+//! black-holed peers, floods, garbage, oversized lines, silent and half-closed connections,
+//! and signals.
+//!
+//! Each test owns the address block `127.0.K.*` (K = 80..89 in this file) and listens on
+//! port 0. Every wait has a deadline and waits for an event: an output line, a process exit,
+//! a descriptor count or a connection result. The only sleeps are the harness's polling of
+//! conditions that print nothing (see `common::poll_until`).
+
+mod common;
+
+use common::{flood, ip, poll_until, tcp_from, Peer, LONG_WAIT, WAIT};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// `[NAME IP:PORT] TEXT`.
+fn chat(from: &Peer, text: &str) -> String {
+    format!("[{} {}] {}", from.name, from.address(), text)
+}
+
+/// `/send IP:PORT TEXT`.
+fn send_cmd(to: &Peer, text: &str) -> String {
+    format!("/send {} {}", to.address(), text)
+}
+
+/// `* NAME IP:PORT left (REASON)`.
+fn left(who: &Peer, reason: &str) -> String {
+    format!("* {} {} left ({reason})", who.name, who.address())
+}
+
+/// Liveness checks every second, unreachable after two failures.
+const FAST_PROBES: [&str; 4] = ["--probe-interval", "1", "--probe-failures", "2"];
+
+/// Whether `line` carries a control character other than tab (peerchat must escape them).
+fn has_control(line: &str) -> bool {
+    line.chars().any(|c| c.is_control() && c != '\t')
+}
+
+#[test]
+fn killed_peer_is_detected_and_removed() {
+    let b = 80;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &FAST_PROBES);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &FAST_PROBES);
+    let mut carol = Peer::spawn("carol", &ip(b, 4), &FAST_PROBES);
+    // A conversation: everybody knows everybody, by name.
+    let addrs = [alice.address(), bob.address(), carol.address()];
+    for (from, peer) in [&mut alice, &mut bob, &mut carol].into_iter().enumerate() {
+        for (to, addr) in addrs.iter().enumerate().filter(|(to, _)| *to != from) {
+            peer.send_line(&format!("/send {addr} hello {from}->{to}"));
+        }
+    }
+    alice.expect_line(&chat(&carol, "hello 2->0"));
+    bob.expect_line(&chat(&carol, "hello 2->1"));
+    carol.expect_line(&chat(&alice, "hello 0->2"));
+    alice.expect_line(&chat(&bob, "hello 1->0"));
+
+    carol.signal(libc::SIGKILL);
+    carol
+        .wait_exit(WAIT)
+        .unwrap_or_else(|r| panic!("carol did not die: {r}"));
+    let killed_at = Instant::now();
+
+    // Interval 1 s (±20%), 2 failures: unreachable after ~2 s; removed once unreachable for
+    // four intervals, checked with back-off 1, 2, 4 intervals: ~9 s, at most ~12 s.
+    let removal = Duration::from_secs(20);
+    for peer in [&mut alice, &mut bob] {
+        let gone = format!("* carol {} ", carol.address());
+        peer.expect(
+            "carol `is not answering (2 checks failed in a row)`",
+            removal,
+            |l| l == format!("{gone}is not answering (2 checks failed in a row)"),
+        );
+        peer.expect_line_within(&left(&carol, "unreachable"), removal);
+    }
+    println!("carol removed {:?} after SIGKILL", killed_at.elapsed());
+
+    let (alice_addr, bob_addr) = (alice.address(), bob.address());
+    for (me, other) in [(&mut alice, bob_addr), (&mut bob, alice_addr)] {
+        let rows = me.query();
+        assert!(
+            rows.iter().all(|r| r[0] != carol.address()),
+            "{}: carol must be gone: {rows:?}",
+            me.name
+        );
+        let row = rows
+            .iter()
+            .find(|r| r[0] == other)
+            .unwrap_or_else(|| panic!("{}: {other} still listed: {rows:?}", me.name));
+        assert_eq!(row[2], "active", "{}: the live peer stays active", me.name);
+        let wrong = me.lines_matching(|l| {
+            l.contains(&other) && (l.contains("is not answering") || l.contains("left"))
+        });
+        assert!(wrong.is_empty(), "a live peer was flagged: {wrong:?}");
+    }
+    alice.quit_ok();
+    bob.quit_ok();
+}
+
+#[test]
+fn stopped_peer_does_not_stall_others_and_is_found_again() {
+    let b = 81;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &FAST_PROBES);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &FAST_PROBES);
+    let mut carol = Peer::spawn("carol", &ip(b, 4), &FAST_PROBES);
+    carol.send_line(&send_cmd(&alice, "before"));
+    alice.expect_line(&chat(&carol, "before"));
+    bob.send_line(&send_cmd(&alice, "before"));
+    alice.expect_line(&chat(&bob, "before"));
+
+    carol.signal(libc::SIGSTOP);
+    // Twenty messages to the stopped peer (the kernel accepts them, nobody reads), then one
+    // to a live peer: it must not wait behind them.
+    let mut block = String::new();
+    for i in 0..20 {
+        block.push_str(&send_cmd(&carol, &format!("queued {i:02}")));
+        block.push('\n');
+    }
+    block.push_str(&send_cmd(&bob, "live"));
+    block.push('\n');
+    let typed = Instant::now();
+    alice.write_stdin(block.as_bytes());
+    bob.expect_line(&chat(&alice, "live"));
+    let delay = typed.elapsed();
+    println!("live peer got its message {delay:?} after typing");
+    assert!(
+        delay < Duration::from_secs(1),
+        "a stopped peer stalled the send to a live one: {delay:?}"
+    );
+    // Liveness checks of the stopped peer still connect (the kernel answers for it), so it
+    // must not be reported; and its messages are written in full.
+    alice.expect_many("`* sent to carol` lines", 20, WAIT, |l| {
+        l.starts_with(&format!("* sent to {}: queued ", carol.address()))
+    });
+    let early = alice.lines_matching(|l| l.contains("is not answering") || l.starts_with('!'));
+    assert!(early.is_empty(), "nothing failed yet: {early:?}");
+
+    carol.signal(libc::SIGCONT);
+    let got = carol.expect_many("the queued messages", 20, WAIT, |l| {
+        l.starts_with(&format!("[alice {}] queued ", alice.address()))
+    });
+    let expected: Vec<String> = (0..20)
+        .map(|i| chat(&alice, &format!("queued {i:02}")))
+        .collect();
+    assert_eq!(got, expected, "every queued message once, in order");
+    carol.send_line(&send_cmd(&alice, "back"));
+    alice.expect_line(&chat(&carol, "back"));
+    let row = alice.query_row(&carol.address()).expect("carol listed");
+    assert_eq!(row[2], "active", "carol active again: {row:?}");
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.quit_ok();
+    }
+}
+
+#[test]
+fn flood_of_10000_connections_arrives_complete() {
+    let b = 82;
+    const N: usize = 10_000;
+    let mut alice = Peer::spawn_log("alice", &ip(b, 2), &[], "warn");
+    let sender = ip(b, 3);
+    let messages: Vec<Vec<u8>> = (0..N)
+        .map(|i| format!("{sender}:7 flooder n {i:05}").into_bytes())
+        .collect();
+    // Sent first, waited for after: the harness keeps every line until it is looked at,
+    // and a failing sender stops the test at once.
+    let started = Instant::now();
+    flood(&sender, alice.addr, messages, 8);
+    let sent_in = started.elapsed();
+    let prefix = format!("[flooder {}:7] n ", ip(b, 3));
+    let got = alice.expect_many("flood messages", N, Duration::from_secs(30), |l| {
+        l.starts_with(&prefix)
+    });
+    println!(
+        "{N} one-message connections sent in {sent_in:?}, all shown after {:?}",
+        started.elapsed()
+    );
+    let mut seen = vec![0u32; N];
+    for line in &got {
+        let n: usize = line[prefix.len()..].parse().expect("a message number");
+        seen[n] += 1;
+    }
+    let wrong: Vec<(usize, u32)> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c != 1)
+        .map(|(i, &c)| (i, c))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "(message, times shown) not once: {wrong:?}"
+    );
+    // A round trip through the loop, then nothing more may have arrived.
+    let row = alice
+        .query_row(&format!("{}:7", ip(b, 3)))
+        .expect("the flooder is listed");
+    assert_eq!(row[4], N.to_string(), "message count in the table: {row:?}");
+    let all = alice.lines_matching(|l| l.starts_with(&prefix));
+    assert_eq!(all.len(), N, "no duplicates after the flood");
+    let warnings = alice.lines_matching(|l| l.starts_with('!'));
+    assert!(warnings.is_empty(), "no warnings: {warnings:?}");
+}
+
+/// A deterministic xorshift stream of bytes.
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Garbage, a 10 MB line, 1,000 silent connections and half-closed connections, all at
+/// `alice` (on `127.0.B.2`) from `127.0.B.3..6`; then a normal message from `127.0.B.7`
+/// must be shown within a second. Returns the silent connections, still open.
+fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
+    let to = alice.addr;
+    let idle_fds = alice.open_fds();
+
+    // Garbage: random binary (NUL, 0xFF, lone continuation bytes, newlines...), and a
+    // hand-made invalid UTF-8 sequence.
+    let mut junk: Vec<Vec<u8>> = (0..20).map(|i| garbage(0x5eed + i, 4096)).collect();
+    junk.push(b"\xff\xfe\x00\x01 \xc3\x28 \xe2\x82 \xed\xa0\x80 \x1b[2J\x07 end".to_vec());
+    flood(&ip(b, 3), to, junk, 4);
+
+    // A 10 MB line without a newline: closed at --max-line (64 KiB) with a warning naming
+    // the sender; the writer sees its connection reset.
+    let big = thread::spawn({
+        let from = ip(b, 4);
+        move || -> std::io::Result<()> {
+            let mut s = tcp_from(&from, to).expect("connect for the 10 MB line");
+            s.set_write_timeout(Some(LONG_WAIT)).unwrap();
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..10 {
+                s.write_all(&chunk)?;
+            }
+            Ok(())
+        }
+    });
+    alice.expect("a warning naming the 10 MB line's sender", LONG_WAIT, |l| {
+        l.starts_with("! ") && l.contains(&ip(b, 4)) && l.contains("longer than")
+    });
+    let result = big.join().expect("the 10 MB writer panicked");
+    assert!(
+        result.is_err(),
+        "peerchat must close the connection before taking 10 MB"
+    );
+
+    // 1,000 silent connections, held open.
+    let silent: Vec<TcpStream> = (0..1000)
+        .map(|_| tcp_from(&ip(b, 5), to).expect("a silent connection"))
+        .collect();
+    assert!(
+        poll_until(LONG_WAIT, || alice.open_fds() >= idle_fds + 1000),
+        "peerchat accepted the 1,000 silent connections: {} descriptors open, {idle_fds} idle",
+        alice.open_fds()
+    );
+
+    // Half-closed: shut down for writing with nothing sent, and after a partial line. The
+    // partial line is a whole message (closed by EOF); both connections are then closed.
+    let mut empty = tcp_from(&ip(b, 6), to).expect("connect");
+    empty.shutdown(Shutdown::Write).unwrap();
+    let mut partial = tcp_from(&ip(b, 6), to).expect("connect");
+    partial
+        .write_all(format!("{}:9 halfer partial line", ip(b, 6)).as_bytes())
+        .unwrap();
+    partial.shutdown(Shutdown::Write).unwrap();
+    alice.expect_line(&format!("[halfer {}:9] partial line", ip(b, 6)));
+    for (what, s) in [("empty", &mut empty), ("partial", &mut partial)] {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            other => panic!("the {what} half-closed connection was not closed: {other:?}"),
+        }
+    }
+
+    // Now a normal message, with the silent connections still open.
+    let sent = Instant::now();
+    let mut s = tcp_from(&ip(b, 7), to).expect("connect");
+    s.write_all(format!("{}:9 normal hello after abuse", ip(b, 7)).as_bytes())
+        .unwrap();
+    drop(s);
+    alice.expect_line(&format!("[normal {}:9] hello after abuse", ip(b, 7)));
+    let delay = sent.elapsed();
+    println!("normal message shown {delay:?} after the abuse");
+    assert!(
+        delay < Duration::from_secs(1),
+        "a normal message took {delay:?} after the abuse"
+    );
+    let escaped = alice.lines_matching(has_control);
+    assert!(
+        escaped.is_empty(),
+        "control characters reached stdout: {escaped:?}"
+    );
+    assert!(alice.running(), "peerchat survived");
+    silent
+}
+
+#[test]
+fn garbage_huge_line_silent_and_half_closed_connections_leave_the_peer_serving() {
+    let mut alice = Peer::spawn("alice", &ip(83, 2), &[]);
+    let held = abuse(&mut alice, 83);
+    drop(held);
+    alice.quit_ok();
+}
+
+#[test]
+fn memory_returns_near_idle_after_the_abuse() {
+    let b = 84;
+    let mut alice = Peer::spawn_log("alice", &ip(b, 2), &[], "info");
+    // Warm up: one message through every layer, so that lazily made things exist.
+    let mut s = tcp_from(&ip(b, 7), alice.addr).expect("connect");
+    s.write_all(format!("{}:9 normal warm up", ip(b, 7)).as_bytes())
+        .unwrap();
+    drop(s);
+    alice.expect_line(&format!("[normal {}:9] warm up", ip(b, 7)));
+    let idle_fds = alice.open_fds();
+    let idle = alice.status_kib("VmRSS");
+
+    let held = abuse(&mut alice, b);
+    let busy = alice.status_kib("VmRSS");
+    drop(held);
+    assert!(
+        poll_until(LONG_WAIT, || alice.open_fds() <= idle_fds + 2),
+        "peerchat closed the silent connections: {} descriptors open, {idle_fds} idle",
+        alice.open_fds()
+    );
+    let mut s = tcp_from(&ip(b, 7), alice.addr).expect("connect");
+    s.write_all(format!("{}:9 normal after", ip(b, 7)).as_bytes())
+        .unwrap();
+    drop(s);
+    alice.expect_line(&format!("[normal {}:9] after", ip(b, 7)));
+    let after = alice.status_kib("VmRSS");
+    let peak = alice.status_kib("VmHWM");
+    println!(
+        "VmRSS: idle {idle} kB, under abuse {busy} kB, after {after} kB (peak {peak} kB); \
+         descriptors idle {idle_fds}, now {}",
+        alice.open_fds()
+    );
+    assert!(
+        after <= idle + 2048,
+        "memory not back near idle: {after} kB after, {idle} kB idle (peak {peak} kB)"
+    );
+    alice.quit_ok();
+}
+
+/// A signal quits gracefully: `exit` to the active peers, status 0, `* bye` last.
+fn signal_quits_gracefully(b: u8, sig: i32) {
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(b, 4), &[]);
+    bob.send_line(&send_cmd(&alice, "hi"));
+    alice.expect_line(&chat(&bob, "hi"));
+    alice.send_line(&send_cmd(&carol, "hi"));
+    alice.expect_line(&format!("* sent to {}: hi", carol.address()));
+
+    alice.signal(sig);
+    bob.expect_line(&left(&alice, "exit"));
+    carol.expect_line(&left(&alice, "exit"));
+    alice.exit_ok(LONG_WAIT);
+    for who in [&bob, &carol] {
+        let line = format!("* sent to {}: exit", who.address());
+        assert!(
+            !alice.lines_matching(|l| l == line).is_empty(),
+            "alice reported the exit to {}",
+            who.name
+        );
+    }
+    bob.quit_ok();
+    carol.quit_ok();
+}
+
+#[test]
+fn sigterm_quits_gracefully() {
+    signal_quits_gracefully(85, libc::SIGTERM);
+}
+
+#[test]
+fn sigint_quits_gracefully() {
+    signal_quits_gracefully(86, libc::SIGINT);
+}
+
+/// A listener that never accepts, its backlog full: SYNs to it are dropped, so a connect
+/// hangs as on a black-holed address. Returns it with the connections that fill it.
+fn black_hole(bind_ip: &str) -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let addr: SocketAddr = format!("{bind_ip}:0").parse().unwrap();
+    listener.bind(&addr.into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => fill.push(s),
+            Err(e) if e.kind() == ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the black hole's backlog: {e}"),
+        }
+        assert!(fill.len() < 16, "the backlog never filled up");
+    }
+    (listener, fill, addr)
+}
+
+/// A listener that accepts every connection and never reads; stops on `stop` (woken by
+/// one more connection). Returns its address and the number of connections it holds.
+fn non_reader(
+    bind_ip: &str,
+    stop: Arc<AtomicBool>,
+) -> (
+    SocketAddr,
+    Arc<Mutex<Vec<TcpStream>>>,
+    thread::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind((bind_ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    let handle = thread::spawn(move || {
+        for s in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            keep.lock().unwrap().push(s.unwrap());
+        }
+    });
+    (addr, held, handle)
+}
+
+#[test]
+fn black_hole_and_non_reading_receiver_never_stall_other_sends() {
+    let b = 87;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &["--send-timeout", "1"]);
+    let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+    let (_hole, _fill, hole) = black_hole(&ip(b, 9));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reader, held, reader_thread) = non_reader(&ip(b, 8), Arc::clone(&stop));
+
+    let mut block = String::new();
+    for i in 1..=3 {
+        block.push_str(&format!("/send {hole} hole {i}\n"));
+    }
+    for i in 1..=2 {
+        block.push_str(&format!("/send {reader} unread {i}\n"));
+    }
+    block.push_str(&send_cmd(&bob, "live"));
+    block.push('\n');
+    let typed = Instant::now();
+    alice.write_stdin(block.as_bytes());
+    bob.expect_line(&chat(&alice, "live"));
+    let delay = typed.elapsed();
+    println!("live peer got its message {delay:?} after typing");
+    assert!(
+        delay < Duration::from_secs(1),
+        "the black hole (3 sends, 1 s each) stalled the live send: {delay:?}"
+    );
+
+    // Each message to the black hole fails after --send-timeout, in order, in plain words.
+    for i in 1..=3 {
+        let prefix = format!("! could not send to {hole}: ");
+        let line = alice.expect(&format!("the failure of `hole {i}`"), LONG_WAIT, |l| {
+            l.starts_with(&prefix) && l.ends_with(&format!("(message: hole {i})"))
+        });
+        let reason = &line[prefix.len()..line.len() - format!(" (message: hole {i})").len()];
+        assert_eq!(
+            reason, "no answer (the connection timed out)",
+            "a plain reason: {line:?}"
+        );
+    }
+    let failed_after = typed.elapsed();
+    println!("three black-hole sends failed after {failed_after:?}");
+    assert!(
+        failed_after >= Duration::from_millis(2500),
+        "each black-hole send waits for its own timeout: {failed_after:?}"
+    );
+
+    // The receiver that never reads: a message of at most 1024 bytes fits in the kernel's
+    // buffers, so it is written in full; a failure would have to say why in plain words.
+    for i in 1..=2 {
+        let line = alice.expect(&format!("the outcome of `unread {i}`"), LONG_WAIT, |l| {
+            l.contains(&reader.to_string()) && l.ends_with(&format!("unread {i})"))
+                || l == format!("* sent to {reader}: unread {i}")
+        });
+        assert!(
+            !line.contains("os error"),
+            "a failure must be in plain words: {line:?}"
+        );
+    }
+    assert_eq!(held.lock().unwrap().len(), 2, "two connections, never read");
+    alice.send_line(&send_cmd(&bob, "still fine"));
+    bob.expect_line(&chat(&alice, "still fine"));
+
+    stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(reader);
+    reader_thread.join().unwrap();
+    alice.quit_ok();
+}
+
+trait ExpectWithin {
+    fn expect_line_within(&mut self, line: &str, timeout: Duration) -> String;
+}
+
+impl ExpectWithin for Peer {
+    /// Waits for the exact line `line`, at most `timeout`.
+    fn expect_line_within(&mut self, line: &str, timeout: Duration) -> String {
+        self.expect(&format!("the line {line:?}"), timeout, |l| l == line)
+    }
+}
