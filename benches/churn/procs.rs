@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Peerchat,
+    /// peerchat with `--state DIR`: what the journal costs (churn only).
+    PeerchatState,
     Floor,
     Threads,
 }
@@ -22,6 +24,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Peerchat => "peerchat",
+            Kind::PeerchatState => "peerchat --state",
             Kind::Floor => "floor",
             Kind::Threads => "threads",
         }
@@ -62,9 +65,13 @@ pub fn start(launch: &Launch) -> Result<Running, String> {
     let stderr =
         File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
     let mut cmd = match launch.kind {
-        Kind::Peerchat => {
+        Kind::Peerchat | Kind::PeerchatState => {
             let mut cmd = Command::new(launch.peerchat);
             cmd.args(["--name", "bench", "--port", "0", "--bind", "127.0.0.1"]);
+            if launch.kind == Kind::PeerchatState {
+                cmd.arg("--state")
+                    .arg(launch.dir.join(format!("state-{}", launch.label)));
+            }
             if launch.fan_out.is_none() {
                 cmd.arg("--headless");
             }
