@@ -93,63 +93,8 @@ impl Peer {
         Peer::start(script_name, name, cmd)
     }
 
-    fn start(label: &str, name: &str, mut cmd: Command) -> Peer {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{label}: cannot start {cmd:?}: {e}"));
-        let (tx, rx) = mpsc::channel();
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match stdout.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']).to_string();
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err_pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            while matches!(err_pipe.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                sink.lock().unwrap().push(line);
-                buf.clear();
-            }
-        });
-        let mut peer = Peer {
-            label: label.to_string(),
-            name: name.to_string(),
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stdin: child.stdin.take(),
-            child,
-            rx,
-            lines: Vec::new(),
-            consumed: Vec::new(),
-            stdout_closed: false,
-            stderr,
-        };
-        let first = peer.expect("the listening line", LONG_WAIT, |l| {
-            l.starts_with("listening on ")
-        });
-        peer.addr = first
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{label}: bad listening line {first:?}"));
-        peer
+    fn start(label: &str, name: &str, cmd: Command) -> Peer {
+        Peer::start_stdin(label, name, cmd, Stdio::piped())
     }
 
     /// `IP:PORT` where it listens, as text.
