@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,23 +110,45 @@ pub enum Record {
 impl Record {
     /// The record as one JSON line, newline included.
     pub fn to_line(&self) -> String {
-        let value = match self {
+        let mut line = Vec::new();
+        self.write_line(&mut line);
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    /// Appends the record as one JSON line (newline included) to `out`. Written by hand,
+    /// with serde_json escaping the strings: building a `Value` per message cost more than
+    /// everything else a message costs.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writes into a Vec cannot fail, nor can serialising a string.
+        let _ = match self {
             Record::Peer { addr, name } => {
-                json!({"k": "peer", "addr": addr.to_string(), "name": name})
+                let _ = write!(out, "{{\"k\":\"peer\",\"addr\":\"{addr}\",\"name\":");
+                json_string(out, name.as_deref());
+                write!(out, "}}")
             }
-            Record::Gone { addr } => json!({"k": "gone", "addr": addr.to_string()}),
-            Record::Message(e) => json!({
-                "k": "msg",
-                "ts": e.millis,
-                "dir": e.direction.as_str(),
-                "addr": e.addr.map(|a| a.to_string()),
-                "name": e.name,
-                "text": e.text,
-            }),
+            Record::Gone { addr } => write!(out, "{{\"k\":\"gone\",\"addr\":\"{addr}\"}}"),
+            Record::Message(e) => {
+                let _ = write!(
+                    out,
+                    "{{\"k\":\"msg\",\"ts\":{},\"dir\":\"{}\",\"addr\":",
+                    e.millis,
+                    e.direction.as_str()
+                );
+                match e.addr {
+                    Some(addr) => {
+                        let _ = write!(out, "\"{addr}\"");
+                    }
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.extend_from_slice(b",\"name\":");
+                json_string(out, e.name.as_deref());
+                out.extend_from_slice(b",\"text\":");
+                json_string(out, Some(&e.text));
+                write!(out, "}}")
+            }
         };
-        let mut line = value.to_string();
-        line.push('\n');
-        line
+        out.push(b'\n');
     }
 
     /// Parses one journal line (without its newline).
@@ -153,6 +175,16 @@ impl Record {
             })),
             _ => None,
         }
+    }
+}
+
+/// A JSON string (escaped by serde_json), or `null`.
+fn json_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        None => out.extend_from_slice(b"null"),
     }
 }
 

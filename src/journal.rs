@@ -56,7 +56,7 @@ impl Journal {
 
     /// Queues a record; it is written at the next [`Journal::flush`].
     pub fn push(&mut self, record: &Record) {
-        self.pending.extend_from_slice(record.to_line().as_bytes());
+        record.write_line(&mut self.pending);
         self.records += 1;
     }
 
@@ -82,7 +82,7 @@ impl Journal {
             let mut f = File::create(&tmp)?;
             let mut buf = Vec::new();
             for r in &records {
-                buf.extend_from_slice(r.to_line().as_bytes());
+                r.write_line(&mut buf);
             }
             f.write_all(&buf)?;
             f.sync_all()?;
