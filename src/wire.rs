@@ -790,7 +790,7 @@ fn parse_json(text: &str) -> JsonRead {
     let values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
     for value in values {
         match value {
-            Ok(value) => match json_message(&value) {
+            Ok(value) => match json_message(&value, text.len()) {
                 Some(m) => msgs.push(m),
                 None => return JsonRead::Invalid,
             },
@@ -806,8 +806,8 @@ fn parse_json(text: &str) -> JsonRead {
 }
 
 /// `{"type": ..., "content": ..., "sender_name": ..., "sender_port": N}`; needs `type` or
-/// `content`. Also reads an optional `sender_ip`.
-fn json_message(value: &serde_json::Value) -> Option<Message> {
+/// `content`. Also reads an optional `sender_ip`. `max_len` bounds a non-string content.
+fn json_message(value: &serde_json::Value, max_len: usize) -> Option<Message> {
     use serde_json::Value;
     let obj = value.as_object()?;
     let kind = obj.get("type");
@@ -826,7 +826,17 @@ fn json_message(value: &serde_json::Value) -> Option<Message> {
         Body::Chat(match content {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.trim_end().to_owned(),
-            Some(other) => other.to_string(),
+            // Non-string content is shown as compact JSON, never longer than the input
+            // (`1e15` re-serialises as `1000000000000000.0`).
+            Some(other) => {
+                let mut shown = other.to_string();
+                let mut cut = shown.len().min(max_len);
+                while !shown.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                shown.truncate(cut);
+                shown
+            }
         })
     });
     let port = match obj.get("sender_port") {
@@ -1540,6 +1550,16 @@ mod tests {
             ),
             ("I will DISCONNECT", vec![raw(chat("I will DISCONNECT"))]),
         ]);
+    }
+
+    #[test]
+    fn non_string_json_content_is_no_longer_than_its_input() {
+        let line = format!("{{\"content\":[{}1e15]}}", "1e15,".repeat(200));
+        let msgs = decode(&line);
+        let Body::Chat(text) = &msgs[0].body else {
+            panic!("{msgs:?}");
+        };
+        assert!(text.len() <= line.len(), "{} > {}", text.len(), line.len());
     }
 
     #[test]
