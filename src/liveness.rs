@@ -118,10 +118,13 @@ impl Liveness {
         self.schedule.next_deadline()
     }
 
-    /// Peers whose check is due now, within the in-flight bound.
+    /// Peers whose check is due now, within the in-flight bound. Checks due within the
+    /// next tenth of an interval run now too: a peer that knows many peers then wakes up a
+    /// few times per interval, not once per peer.
     pub fn due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
+        let horizon = now + self.interval / 10;
         while self.in_flight < MAX_CHECKS_IN_FLIGHT {
-            if self.schedule.next_deadline().is_none_or(|when| when > now) {
+            if self.schedule.next_deadline().is_none_or(|when| when > horizon) {
                 return;
             }
             let Some(addr) = self.schedule.pop_first() else {
@@ -133,7 +136,7 @@ impl Liveness {
             if w.in_flight {
                 continue;
             }
-            if w.next > now {
+            if w.next > horizon {
                 // Heard from since this entry was made: check later.
                 let next = w.next;
                 self.schedule.insert(next, addr);
@@ -239,11 +242,36 @@ mod tests {
         for port in 1..50 {
             l.track(SocketAddr::new([127, 0, 0, 2].into(), port), t0);
         }
-        assert!(due(&mut l, t0 + 7 * SEC).is_empty());
+        assert!(due(&mut l, t0 + 6 * SEC).is_empty());
         assert_eq!(
             due(&mut l, t0 + 13 * SEC).len(),
             MAX_CHECKS_IN_FLIGHT.min(49)
         );
+    }
+
+    #[test]
+    fn checks_close_together_share_a_wake_up() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        for port in 1..=30 {
+            l.track(SocketAddr::new([127, 0, 0, 2].into(), port), t0);
+        }
+        // 30 checks spread over 8..12 s: a handful of wake-ups, not 30.
+        let mut wake_ups = 0;
+        let mut checked = 0;
+        while let Some(when) = l.next_deadline() {
+            if when > t0 + 13 * SEC {
+                break;
+            }
+            wake_ups += 1;
+            let batch = due(&mut l, when);
+            checked += batch.len();
+            for addr in batch {
+                l.result(addr, true, when);
+            }
+        }
+        assert_eq!(checked, 30);
+        assert!(wake_ups <= 5, "{wake_ups} wake-ups");
     }
 
     #[test]
