@@ -124,7 +124,11 @@ impl Liveness {
     pub fn due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
         let horizon = now + self.interval / 10;
         while self.in_flight < MAX_CHECKS_IN_FLIGHT {
-            if self.schedule.next_deadline().is_none_or(|when| when > horizon) {
+            if self
+                .schedule
+                .next_deadline()
+                .is_none_or(|when| when > horizon)
+            {
                 return;
             }
             let Some(addr) = self.schedule.pop_first() else {
