@@ -34,7 +34,7 @@ use crate::journal::Journal;
 use crate::liveness::Liveness;
 use crate::net;
 use crate::node::{Effect, Node, Settings};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Refused, MAX_WAITING};
 use crate::output::{Output, Style};
 use crate::stdin::{self, Input};
 use crate::stdout::Stdout;
@@ -390,7 +390,15 @@ impl EventLoop {
                     self.output.show(&event);
                 }
             }
-            Effect::Send(out) => self.outbox.push(out.dest, out.text),
+            Effect::Send(out) => match self.outbox.push(out.dest, out.text) {
+                Ok(()) | Err((Refused::Duplicate, _)) => {}
+                Err((Refused::Full, text)) => self.node.on_send_failed(
+                    out.dest,
+                    text,
+                    format!("{MAX_WAITING} messages are already waiting for this peer"),
+                    &mut self.effects,
+                ),
+            },
             Effect::Check(addr) => self.start_check(addr, now),
             Effect::Remember(record) => {
                 if let Some(journal) = &mut self.journal {

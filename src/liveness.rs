@@ -113,8 +113,13 @@ impl Liveness {
         }
     }
 
-    /// When the next check may be due.
+    /// When the next check may be due; `None` while the in-flight bound is reached (a
+    /// finishing check makes room, and the caller asks again then), so that an overdue
+    /// check waiting for room does not make the loop spin.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.in_flight >= MAX_CHECKS_IN_FLIGHT {
+            return None;
+        }
         self.schedule.next_deadline()
     }
 
@@ -356,6 +361,11 @@ mod tests {
         let first = due(&mut l, t0 + 2 * SEC);
         assert_eq!(first.len(), MAX_CHECKS_IN_FLIGHT);
         assert!(due(&mut l, t0 + 2 * SEC).is_empty());
+        assert_eq!(
+            l.next_deadline(),
+            None,
+            "no wake-up while no check can start"
+        );
         l.result(first[0], true, t0 + 2 * SEC);
         assert_eq!(due(&mut l, t0 + 2 * SEC).len(), 1);
     }

@@ -77,6 +77,8 @@ pub struct Node {
     quitting: bool,
     /// While quitting: the peers already told `exit`.
     told_exit: HashSet<SocketAddr>,
+    /// Whether the user was told that the peer table is full.
+    said_table_full: bool,
 }
 
 impl Node {
@@ -93,6 +95,7 @@ impl Node {
             console: Console::new(),
             quitting: false,
             told_exit: HashSet::new(),
+            said_table_full: false,
         }
     }
 
@@ -122,7 +125,9 @@ impl Node {
     ) {
         for (addr, name) in replayed.peers {
             self.peers.remember(addr, name);
-            self.liveness.track(addr, now);
+            if self.peers.get(addr).is_some() {
+                self.liveness.track(addr, now);
+            }
             if greet {
                 self.send(addr, "connect", now, out);
             }
@@ -173,7 +178,13 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         let name = from.name.as_deref();
-        if self.peers.heard(addr, name, from.claimed_ip, chat, now) {
+        let is_new = self.peers.heard(addr, name, from.claimed_ip, chat, now);
+        if self.peers.get(addr).is_none() {
+            self.table_full(out);
+            return;
+        }
+        self.liveness.heard(addr, now);
+        if is_new {
             out.push(Effect::Show(Event::PeerJoined {
                 addr,
                 name: from.name.clone(),
@@ -184,6 +195,17 @@ impl Node {
                     name: from.name.clone(),
                 }));
             }
+        }
+    }
+
+    /// Says once that the peer table is full and new peers are not remembered.
+    fn table_full(&mut self, out: &mut Vec<Effect>) {
+        if !self.said_table_full {
+            self.said_table_full = true;
+            out.push(Effect::Show(Event::Warning(format!(
+                "the peer table is full ({} peers): new peers are shown but not kept",
+                crate::peers::MAX_PEERS
+            ))));
         }
     }
 
@@ -339,11 +361,6 @@ impl Node {
             name: msg.name,
         };
         let addr = from.addr();
-        if let Some(addr) = addr {
-            if msg.body != Body::Exit {
-                self.liveness.heard(addr, now);
-            }
-        }
         match msg.body {
             Body::Chat(text) => {
                 // A header with no text says "I am here": noted, not shown.
@@ -414,7 +431,10 @@ impl Node {
         if self.quitting {
             self.say_exit(dest, now, out);
         }
-        self.liveness.heard(dest, now);
+        // A peer that left meanwhile (it said `exit` before our answer arrived) stays gone.
+        if self.peers.get(dest).is_some() {
+            self.liveness.heard(dest, now);
+        }
         if wire::control_word(&text).is_none() {
             let entry = Entry {
                 millis: self.wall_millis(now),
@@ -443,13 +463,18 @@ impl Node {
     /// Queues `text` for `dest`, split into several messages if its wire form would not
     /// fit in one 1024-byte `recv`.
     fn send(&mut self, dest: SocketAddr, text: &str, now: Instant, out: &mut Vec<Effect>) {
+        // One form per peer (an IPv4-mapped IPv6 address is the IPv4 peer), so that order
+        // per destination and the table agree.
+        let dest = crate::peers::canonical(dest);
         if self.peers.sending_to(dest) && self.me.persist {
             out.push(Effect::Remember(Record::Peer {
                 addr: dest,
                 name: None,
             }));
         }
-        self.liveness.track(dest, now);
+        if self.peers.get(dest).is_some() {
+            self.liveness.track(dest, now);
+        }
         let parts = wire::split_for_wire(text, self.header_budget(dest));
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
@@ -466,9 +491,11 @@ impl Node {
     }
 
     /// The longest header we might put before a message to `dest`: exact when our IP is
-    /// known in advance, otherwise sized for the longest address of `dest`'s family.
+    /// known in advance (and of `dest`'s family, or the connection will not leave from
+    /// it), otherwise sized for the longest address of `dest`'s family.
     fn header_budget(&self, dest: SocketAddr) -> usize {
-        let ip = self.me.own_ip.unwrap_or(match dest {
+        let known = self.me.own_ip.filter(|ip| ip.is_ipv4() == dest.is_ipv4());
+        let ip = known.unwrap_or(match dest {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
                 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,

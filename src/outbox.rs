@@ -5,9 +5,28 @@
 //! to stay within the descriptor budget, at most `max_in_flight` connections are in
 //! flight in all. Destinations take turns first come, first served. Pure bookkeeping:
 //! the event loop asks [`Outbox::start_next`] what to start and reports [`Outbox::done`].
+//!
+//! The outbox is bounded: at most [`MAX_WAITING`] messages wait per destination, and a
+//! control word already waiting for a destination is not queued twice (a peer that sends
+//! `connect` a million times from a black-holed port gets one `connect_ack` waiting, not a
+//! million).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+
+use crate::wire;
+
+/// Most messages waiting (not yet in flight) for one destination.
+pub const MAX_WAITING: usize = 1024;
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The same control word already waits for that destination: nothing to do.
+    Duplicate,
+    /// [`MAX_WAITING`] messages already wait for that destination.
+    Full,
+}
 
 #[derive(Debug, Default)]
 struct Queue {
@@ -36,13 +55,21 @@ impl Outbox {
         }
     }
 
-    /// Queues `text` for `dest`, behind anything already queued for it.
-    pub fn push(&mut self, dest: SocketAddr, text: String) {
+    /// Queues `text` for `dest`, behind anything already queued for it; hands it back
+    /// when refused.
+    pub fn push(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
         let queue = self.queues.entry(dest).or_default();
+        if wire::control_word(&text).is_some() && queue.waiting.contains(&text) {
+            return Err((Refused::Duplicate, text));
+        }
+        if queue.waiting.len() >= MAX_WAITING {
+            return Err((Refused::Full, text));
+        }
         if queue.waiting.is_empty() && !queue.in_flight {
             self.ready.push_back(dest);
         }
         queue.waiting.push_back(text);
+        Ok(())
     }
 
     /// The next message to start, if a connection slot is free.
@@ -109,8 +136,8 @@ mod tests {
     fn one_destination_is_served_in_order_one_at_a_time() {
         let a = addr("127.0.0.2:1");
         let mut ob = Outbox::new(8);
-        ob.push(a, "1".into());
-        ob.push(a, "2".into());
+        ob.push(a, "1".into()).expect("room");
+        ob.push(a, "2".into()).expect("room");
         assert_eq!(ob.start_next(), Some((a, "1".into())));
         assert_eq!(ob.start_next(), None, "second waits for the first");
         ob.done(a);
@@ -127,9 +154,9 @@ mod tests {
             addr("127.0.0.4:1"),
         );
         let mut ob = Outbox::new(2);
-        ob.push(a, "a".into());
-        ob.push(b, "b".into());
-        ob.push(c, "c".into());
+        ob.push(a, "a".into()).expect("room");
+        ob.push(b, "b".into()).expect("room");
+        ob.push(c, "c".into()).expect("room");
         assert_eq!(ob.start_next(), Some((a, "a".into())));
         assert_eq!(ob.start_next(), Some((b, "b".into())));
         assert_eq!(ob.start_next(), None);
@@ -142,10 +169,32 @@ mod tests {
     }
 
     #[test]
+    fn control_words_are_not_queued_twice_and_queues_are_bounded() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(1);
+        assert_eq!(ob.push(a, "first".into()), Ok(()));
+        assert!(ob.start_next().is_some());
+        assert_eq!(ob.push(a, "connect_ack".into()), Ok(()));
+        assert_eq!(
+            ob.push(a, "connect_ack".into()),
+            Err((Refused::Duplicate, "connect_ack".into()))
+        );
+        assert_eq!(ob.push(a, "chat".into()), Ok(()));
+        assert_eq!(ob.push(a, "chat".into()), Ok(()), "chat may repeat");
+        for i in 3..MAX_WAITING {
+            assert_eq!(ob.push(a, format!("m{i}")), Ok(()));
+        }
+        assert_eq!(
+            ob.push(a, "one too many".into()),
+            Err((Refused::Full, "one too many".into()))
+        );
+    }
+
+    #[test]
     fn done_without_start_is_harmless() {
         let mut ob = Outbox::new(1);
         ob.done(addr("127.0.0.2:1"));
-        ob.push(addr("127.0.0.2:1"), "x".into());
+        ob.push(addr("127.0.0.2:1"), "x".into()).expect("room");
         ob.done(addr("127.0.0.2:1"));
         assert_eq!(ob.in_flight(), 0);
         assert!(ob.start_next().is_some());

@@ -111,6 +111,9 @@ pub struct Row {
     pub claimed_ip: Option<IpAddr>,
 }
 
+/// Most peers the table holds: any peer can claim many ports, so the table is bounded.
+pub const MAX_PEERS: usize = 65_536;
+
 /// Every known peer, ordered by address so that listings are stable.
 ///
 /// ```
@@ -144,7 +147,8 @@ impl PeerTable {
     }
 
     /// Records that `addr` spoke to us now; returns true when it was not known before.
-    /// `chat` counts the message; control words only refresh the entry.
+    /// `chat` counts the message; control words only refresh the entry. A new peer is not
+    /// added when the table is full ([`MAX_PEERS`]).
     pub fn heard(
         &mut self,
         addr: SocketAddr,
@@ -154,6 +158,9 @@ impl PeerTable {
         now: Instant,
     ) -> bool {
         let addr = canonical(addr);
+        if self.is_full() && !self.peers.contains_key(&addr) {
+            return false;
+        }
         let mut is_new = false;
         let peer = self.peers.entry(addr).or_insert_with(|| {
             is_new = true;
@@ -175,6 +182,11 @@ impl PeerTable {
         is_new
     }
 
+    /// Whether no new peer fits.
+    pub fn is_full(&self) -> bool {
+        self.peers.len() >= MAX_PEERS
+    }
+
     /// Adds a peer configured with `--static-peer` (no effect if already known).
     pub fn add_static(&mut self, addr: SocketAddr) {
         self.peers
@@ -184,6 +196,9 @@ impl PeerTable {
 
     /// Notes that we are about to send to `addr`; returns true when it was unknown.
     pub fn sending_to(&mut self, addr: SocketAddr) -> bool {
+        if self.is_full() && !self.peers.contains_key(&canonical(addr)) {
+            return false;
+        }
         let mut is_new = false;
         self.peers.entry(canonical(addr)).or_insert_with(|| {
             is_new = true;
@@ -194,6 +209,9 @@ impl PeerTable {
 
     /// Brings back a peer remembered from an earlier run (not active until heard from).
     pub fn remember(&mut self, addr: SocketAddr, name: Option<String>) {
+        if self.is_full() {
+            return;
+        }
         let peer = self
             .peers
             .entry(canonical(addr))

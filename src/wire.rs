@@ -173,14 +173,15 @@ enum Block {
         /// A piece of this block was already delivered (it outgrew the limit).
         emitted: bool,
     },
-    /// Lines of a JSON value that does not parse yet, joined with `\n`.
-    Json { text: String },
+    /// Lines of a JSON value that does not parse yet, joined with `\n`, and how deeply
+    /// they are nested (so that the value is parsed once, when it can be complete).
+    Json { text: String, nesting: Nesting },
 }
 
 impl Block {
     fn len(&self) -> usize {
         match self {
-            Block::Bracketed { text, .. } | Block::Json { text } => text.len(),
+            Block::Bracketed { text, .. } | Block::Json { text, .. } => text.len(),
         }
     }
 }
@@ -291,7 +292,7 @@ impl Decoder {
         // Re-reading a failed JSON block may open a bracketed one: loop until none is left.
         while let Some(block) = self.block.take() {
             match *block {
-                Block::Json { text } => self.reread(&text, false, out),
+                Block::Json { text, .. } => self.reread(&text, false, out),
                 Block::Bracketed { who, text, emitted } => {
                     close_bracketed(who, text, emitted, out);
                 }
@@ -327,7 +328,7 @@ impl Decoder {
         while self.buffered() > self.max_line {
             match self.block.take().map(|b| *b) {
                 None => return, // cannot happen: the partial line alone is within the limit
-                Some(Block::Json { text }) => self.reread(&text, true, out),
+                Some(Block::Json { text, .. }) => self.reread(&text, true, out),
                 Some(Block::Bracketed { who, text, emitted }) => {
                     let emitted = flush_bracketed(&who, text, out) || emitted;
                     self.block = Some(Box::new(Block::Bracketed {
@@ -379,7 +380,10 @@ impl Decoder {
                     return;
                 }
             }
-            Some(Block::Json { mut text }) => {
+            Some(Block::Json {
+                mut text,
+                mut nesting,
+            }) => {
                 if text.len() + 1 + line.len() > self.max_line {
                     // Too big to be a sensible JSON message: read what we held as plain
                     // lines (which may open a bracketed block), then this line afresh.
@@ -389,12 +393,18 @@ impl Decoder {
                 }
                 text.push('\n');
                 text.push_str(line);
+                nesting.scan(line);
+                if !nesting.may_be_complete() {
+                    // Parsing now would fail anyway: parse once, when it can succeed
+                    // (re-parsing on every line would cost the square of the block).
+                    self.block = Some(Box::new(Block::Json { text, nesting }));
+                    return;
+                }
                 match parse_json(&text) {
                     JsonRead::Messages(msgs) => {
                         msgs.into_iter().for_each(|m| self.emit(m, remember, out));
                     }
-                    JsonRead::Incomplete => self.block = Some(Box::new(Block::Json { text })),
-                    JsonRead::Invalid => self.reread(&text, remember, out),
+                    JsonRead::Incomplete | JsonRead::Invalid => self.reread(&text, remember, out),
                 }
                 return;
             }
@@ -438,8 +448,11 @@ impl Decoder {
                     return;
                 }
                 JsonRead::Incomplete => {
+                    let mut nesting = Nesting::default();
+                    nesting.scan(line);
                     self.block = Some(Box::new(Block::Json {
                         text: line.to_owned(),
+                        nesting,
                     }));
                     return;
                 }
@@ -775,6 +788,47 @@ fn parse_colon(line: &str) -> Option<Message> {
     })
 }
 
+/// How deeply an unfinished JSON text is nested, updated line by line in one pass.
+#[derive(Debug, Default, Clone, Copy)]
+struct Nesting {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// A closing bracket with nothing open: not JSON; parse (and fail) at once.
+    broken: bool,
+}
+
+impl Nesting {
+    /// Takes in the next line (the `\n` joining it is whitespace to JSON).
+    fn scan(&mut self, line: &str) {
+        for b in line.bytes() {
+            if self.in_string {
+                match b {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => match self.depth.checked_sub(1) {
+                    Some(depth) => self.depth = depth,
+                    None => self.broken = true,
+                },
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the text can be a whole value (or is certainly not JSON).
+    fn may_be_complete(&self) -> bool {
+        self.broken || (self.depth == 0 && !self.in_string)
+    }
+}
+
 /// What some text held as JSON.
 enum JsonRead {
     /// One or more messages (several objects may be glued on one line).
@@ -928,15 +982,40 @@ pub fn split_for_wire(text: &str, header_len: usize) -> Vec<&str> {
     if text.len() <= budget {
         return vec![text];
     }
-    let mut pieces = Vec::with_capacity(text.len() / budget.max(1) + 1);
-    let mut rest = text;
-    while rest.len() > budget {
-        let (piece, tail) = rest.split_at(cut_point(rest, budget));
-        pieces.push(piece);
-        rest = tail;
+    // Where each piece ends, as offsets into `text`.
+    let mut ends = Vec::with_capacity(text.len() / budget.max(1) + 1);
+    let mut start = 0;
+    while text.len() - start > budget {
+        start += cut_point(&text[start..], budget);
+        ends.push(start);
     }
-    if !rest.is_empty() {
-        pieces.push(rest);
+    if start < text.len() {
+        ends.push(text.len());
+    }
+    // A piece must never read as a control word on its own: "... please exit" cut after
+    // its last space would send a bare `exit`. Move such a cut back before the previous
+    // piece's last visible character, so that it travels with the word.
+    if control_word(text).is_none() {
+        for i in 1..ends.len() {
+            let (prev_start, cut) = (if i >= 2 { ends[i - 2] } else { 0 }, ends[i - 1]);
+            if control_word(&text[cut..ends[i]]).is_none() {
+                continue;
+            }
+            let moved = text[prev_start..cut]
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !c.is_whitespace())
+                .map(|(at, _)| prev_start + at);
+            if let Some(moved) = moved.filter(|&m| m > prev_start && ends[i] - m <= budget) {
+                ends[i - 1] = moved;
+            }
+        }
+    }
+    let mut pieces = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        pieces.push(&text[start..end]);
+        start = end;
     }
     pieces
 }
@@ -1550,6 +1629,62 @@ mod tests {
             ),
             ("I will DISCONNECT", vec![raw(chat("I will DISCONNECT"))]),
         ]);
+    }
+
+    #[test]
+    fn no_piece_of_a_split_message_is_a_bare_control_word() {
+        for word in ["exit", "connect", "EXIT", "connect_ack", "[PEER_QUIT]"] {
+            for filler in [1000usize, 990, 2000, 2990] {
+                let text = format!("{} {word}", "x".repeat(filler));
+                for header in [20, 30, 41] {
+                    let parts = split_for_wire(&text, header);
+                    assert_eq!(parts.concat(), text);
+                    for part in &parts {
+                        assert!(header + part.len() <= MAX_WIRE_MESSAGE);
+                        assert!(control_word(part).is_none(), "{word} {filler} {header}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_json_block_over_many_lines_is_one_message() {
+        // 60,000 lines that keep the value open (`Nesting` lets the decoder parse once,
+        // when the value can be complete, not once per line).
+        let mut input = String::from("{\"type\": \"message\", \"content\": [\n");
+        for _ in 0..20_000 {
+            input.push_str("[],\n1,\n\"]\",\n");
+        }
+        input.push_str("0], \"sender_port\": 5}\n");
+        let mut decoder = Decoder::new(1 << 20);
+        let mut out = Vec::new();
+        decoder
+            .feed(input.as_bytes(), &mut out)
+            .expect("within the limit");
+        decoder.finish(&mut out);
+        assert_eq!(out.len(), 1, "one message");
+        assert_eq!(out[0].port, Some(5));
+    }
+
+    #[test]
+    fn nesting_says_when_json_can_be_complete() {
+        let mut n = Nesting::default();
+        n.scan(r#"{"a": ["}", "#);
+        assert!(
+            !n.may_be_complete(),
+            "a bracket inside a string does not count"
+        );
+        n.scan(r#""\"]", 1"#);
+        assert!(
+            !n.may_be_complete(),
+            "an escaped quote does not end the string"
+        );
+        n.scan("]}");
+        assert!(n.may_be_complete());
+        let mut broken = Nesting::default();
+        broken.scan("}");
+        assert!(broken.may_be_complete(), "not JSON: give up at once");
     }
 
     #[test]
