@@ -257,27 +257,27 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     if config.greet_remembered && config.state_dir.is_none() {
         return Err(err("--greet-remembered needs --state DIR".into()));
     }
-    if let Some(n) = number(&m, "history").map_err(&err)? {
-        config.history = usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(n) = ranged(&m, "history", 0, 1_000_000).map_err(&err)? {
+        config.history = n as usize;
     }
     let limits = &mut config.limits;
-    if let Some(n) = number(&m, "max-line").map_err(&err)? {
-        limits.max_line = n.max(1024) as usize;
+    if let Some(n) = ranged(&m, "max-line", 1024, 1 << 30).map_err(&err)? {
+        limits.max_line = n as usize;
     }
-    if let Some(n) = number(&m, "max-connections").map_err(&err)? {
-        limits.max_connections = n.max(1) as usize;
+    if let Some(n) = ranged(&m, "max-connections", 1, 1 << 20).map_err(&err)? {
+        limits.max_connections = n as usize;
     }
-    if let Some(n) = number(&m, "idle-timeout").map_err(&err)? {
-        limits.idle_timeout = Duration::from_secs(n.max(1));
+    if let Some(n) = ranged(&m, "idle-timeout", 1, WEEK).map_err(&err)? {
+        limits.idle_timeout = Duration::from_secs(n);
     }
-    if let Some(n) = number(&m, "send-timeout").map_err(&err)? {
-        limits.send_timeout = Duration::from_secs(n.max(1));
+    if let Some(n) = ranged(&m, "send-timeout", 1, WEEK).map_err(&err)? {
+        limits.send_timeout = Duration::from_secs(n);
     }
-    if let Some(n) = number(&m, "probe-interval").map_err(&err)? {
+    if let Some(n) = ranged(&m, "probe-interval", 0, WEEK).map_err(&err)? {
         limits.probe_interval = Duration::from_secs(n);
     }
-    if let Some(n) = number(&m, "probe-failures").map_err(&err)? {
-        limits.probe_failures = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    if let Some(n) = ranged(&m, "probe-failures", 1, 1000).map_err(&err)? {
+        limits.probe_failures = n as u32;
     }
     Ok(Parsed::Run(Box::new(Args {
         name: m.opt_str("name"),
@@ -285,6 +285,19 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
         config,
         usage,
     })))
+}
+
+/// Longest accepted timeout or interval, in seconds.
+const WEEK: u64 = 7 * 24 * 3600;
+
+/// `--flag N` with `min <= N <= max`.
+fn ranged(m: &getopts::Matches, flag: &str, min: u64, max: u64) -> Result<Option<u64>, String> {
+    match number(m, flag)? {
+        Some(n) if !(min..=max).contains(&n) => Err(format!(
+            "--{flag} {n}: expected a number from {min} to {max}"
+        )),
+        n => Ok(n),
+    }
 }
 
 fn number(m: &getopts::Matches, flag: &str) -> Result<Option<u64>, String> {
@@ -298,12 +311,8 @@ fn number(m: &getopts::Matches, flag: &str) -> Result<Option<u64>, String> {
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    let bare = s
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(s);
-    bare.parse()
-        .map_err(|_| format!("{s:?}: not an IP address (like 127.0.0.2 or ::1)"))
+    crate::command::parse_ip(s)
+        .ok_or_else(|| format!("{s:?}: not an IP address (like 127.0.0.2 or ::1)"))
 }
 
 #[cfg(test)]
@@ -356,6 +365,11 @@ mod tests {
             &["--bogus"],
             &["stray"],
             &["--idle-timeout", "-1"],
+            &["--idle-timeout", "0"],
+            &["--send-timeout", "18446744073709551615"],
+            &["--probe-interval", "18446744073709551615"],
+            &["--max-line", "10"],
+            &["--probe-failures", "0"],
         ] {
             let got = run(args);
             assert!(got.is_err(), "{args:?}");

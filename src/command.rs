@@ -6,6 +6,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::wire::parse_port;
+
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -216,7 +218,8 @@ fn parse_send(rest: &str) -> Result<Command, String> {
     })
 }
 
-fn parse_ip(s: &str) -> Option<IpAddr> {
+/// An IP address as typed: IPv6 optionally in brackets, `localhost` for 127.0.0.1.
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s
         .strip_prefix('[')
         .and_then(|s| s.strip_suffix(']'))
@@ -225,10 +228,6 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
         return Some(IpAddr::from([127, 0, 0, 1]));
     }
     s.parse().ok()
-}
-
-fn parse_port(s: &str) -> Option<u16> {
-    s.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct Inbound {
     /// Seconds since the loop started when it last sent something (whole seconds are
     /// plenty for an idle timeout, and a quarter of the size of an `Instant`).
     pub active_at: u32,
+    /// Likewise, when it last completed a line (or had none pending): a sender that
+    /// trickles a line byte by byte is active but stalled.
+    pub line_since: u32,
     /// Bytes to messages, in whatever dialect the peer speaks.
     pub decoder: Decoder,
 }
@@ -87,6 +90,16 @@ pub enum ReadEnd {
 }
 
 impl Inbound {
+    /// Since when it counts as idle: silent since `active_at`, or, when part of a line
+    /// is pending, stalled since `line_since`.
+    pub fn idle_since(&self) -> u32 {
+        if self.decoder.buffered() > 0 {
+            self.line_since
+        } else {
+            self.active_at
+        }
+    }
+
     /// Reads what is available (within a budget) and decodes it into `out`.
     pub fn read(&mut self, buf: &mut [u8], out: &mut Vec<Message>) -> ReadEnd {
         for _ in 0..READS_PER_TURN {
@@ -179,8 +192,9 @@ impl Outbound {
             }
             return Ok(Step::Written);
         }
-        // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal.
-        loop {
+        // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal;
+        // a receiver that keeps talking is cut off rather than read forever.
+        for _ in 0..READS_PER_TURN {
             match self.stream.read(buf) {
                 Ok(0) => return Ok(Step::Closed),
                 Ok(n) => log::debug!(
@@ -193,6 +207,7 @@ impl Outbound {
                 Err(_) => return Ok(Step::Closed),
             }
         }
+        Ok(Step::Closed)
     }
 }
 

@@ -177,7 +177,10 @@ impl EventLoop {
             stdin::Console::attach(poll.registry(), STDIN, config.limits.max_line)
         };
         let stdout_tty = io::stdout().is_terminal();
-        let interactive = !config.headless && stdin::is_terminal() && stdout_tty;
+        // A person at a terminal: prompts, line editing, timestamps. Not with --json, whose
+        // stdout is for a program.
+        let interactive =
+            !config.headless && !config.json && io::stdin().is_terminal() && stdout_tty;
         // On a terminal peerchat edits the line itself, so it can redraw it after messages.
         let raw_input = if interactive {
             match RawInput::enable() {
@@ -196,9 +199,11 @@ impl EventLoop {
         let style = Style {
             json: config.json,
             color: config.color.unwrap_or_else(|| {
-                stdout_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                stdout_tty
+                    && !config.json
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }),
-            timestamps: stdout_tty && !config.json,
+            timestamps: interactive,
         };
         let stdout = Stdout::attach(poll.registry(), STDOUT, config.limits.stdout_buffer);
         let (journal, replayed) = match &config.state_dir {
@@ -326,7 +331,8 @@ impl EventLoop {
             }
             self.apply_effects(now);
         }
-        self.output.show(&Event::Bye);
+        self.effects.push(Effect::Show(Event::Bye));
+        self.apply_effects(Instant::now());
         self.flush_output();
         // Give a slow stdout a moment for the last lines, then leave regardless.
         let _ = self.stdout.finish(std::time::Duration::from_secs(1));
@@ -421,9 +427,10 @@ impl EventLoop {
             let node = &self.node;
             if let Err(e) = journal.flush(|| node.snapshot()) {
                 self.journal = None;
-                self.output.show(&Event::Warning(format!(
+                self.effects.push(Effect::Show(Event::Warning(format!(
                     "stopped writing the state journal: {e}"
-                )));
+                ))));
+                self.apply_effects(Instant::now());
             }
         }
         if self.stdout_broken {
@@ -439,10 +446,11 @@ impl EventLoop {
         self.output.drain(prompt, |bytes| stdout.push(bytes));
         let dropped = self.stdout.take_dropped();
         if dropped > 0 {
-            self.output.show(&Event::Warning(format!(
+            self.effects.push(Effect::Show(Event::Warning(format!(
                 "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
                 self.stdout.limit()
-            )));
+            ))));
+            self.apply_effects(Instant::now());
             let stdout = &mut self.stdout;
             self.output.drain(None, |bytes| stdout.push(bytes));
         }
@@ -546,10 +554,12 @@ impl EventLoop {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
         }
+        let now_secs = secs_since(self.started, now);
         entry.insert(Conn::In(Inbound {
             stream,
             ip: addr.ip().to_canonical(),
-            active_at: secs_since(self.started, now),
+            active_at: now_secs,
+            line_since: now_secs,
             decoder: Decoder::new(self.config.limits.max_line),
         }));
         self.inbound += 1;
@@ -574,8 +584,13 @@ impl EventLoop {
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        conn.active_at = secs_since(self.started, now);
+        let now_secs = secs_since(self.started, now);
+        conn.active_at = now_secs;
         let end = conn.read(&mut self.read_buf, &mut self.messages);
+        if !self.messages.is_empty() || conn.decoder.buffered() == 0 {
+            // A line was completed (or none is pending): not stalled mid-line.
+            conn.line_since = now_secs;
+        }
         let ip = conn.ip;
         for msg in self.messages.drain(..) {
             log::debug!("from {ip}: {:?} message", msg.dialect);
@@ -765,11 +780,14 @@ impl EventLoop {
     fn close_idle(&mut self, now: Instant) {
         let idle = self.config.limits.idle_timeout;
         let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
-        let cutoff = secs_since(self.started, now).saturating_sub(idle_secs);
+        // Times are whole seconds: `< cutoff` never closes a connection early.
+        let Some(cutoff) = secs_since(self.started, now).checked_sub(idle_secs) else {
+            return; // the loop has not run for an idle timeout yet
+        };
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c, Conn::In(i) if i.active_at <= cutoff))
+            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff))
             .map(|(key, _)| key)
             .collect();
         for key in expired {

@@ -22,6 +22,9 @@ pub struct Journal {
     pending: Vec<u8>,
     records: usize,
     keep: usize,
+    /// Records left by the last compaction (or at opening): the journal is compacted
+    /// again when it has doubled, so compaction stays rare even with many peers.
+    base: usize,
 }
 
 impl Journal {
@@ -50,6 +53,7 @@ impl Journal {
             pending: Vec::new(),
             records: replayed.records,
             keep,
+            base: replayed.records,
         };
         Ok((journal, replayed))
     }
@@ -68,7 +72,7 @@ impl Journal {
         }
         self.file.write_all(&self.pending)?;
         self.pending.clear();
-        if self.records > 2 * self.keep.max(1000) {
+        if self.records > 2 * self.base.max(self.keep).max(1000) {
             self.compact(compact())?;
         }
         Ok(())
@@ -90,6 +94,7 @@ impl Journal {
         fs::rename(&tmp, &self.path)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.records = records.len();
+        self.base = records.len();
         log::info!("compacted the journal to {} records", self.records);
         Ok(())
     }

@@ -109,11 +109,6 @@ impl Node {
         self.console.prompt()
     }
 
-    /// Whether quitting has begun.
-    pub fn is_quitting(&self) -> bool {
-        self.quitting
-    }
-
     /// Brings back what a journal remembered: peers (as `remembered`, not active) and the
     /// message history; with `greet`, sends them `connect`.
     pub fn restore(
@@ -137,12 +132,15 @@ impl Node {
         }
     }
 
-    /// The records that describe what is worth remembering now (for journal compaction).
+    /// The records that describe what is worth remembering now (for journal compaction):
+    /// the peers the journal would hold (static peers come from the command line each
+    /// time) and the history.
     pub fn snapshot(&self) -> Vec<Record> {
         let peers = self
             .peers
             .rows(self.epoch.0)
             .into_iter()
+            .filter(|r| r.source != crate::peers::Source::Static)
             .map(|r| Record::Peer {
                 addr: r.addr,
                 name: r.name,

@@ -230,19 +230,26 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
         }
         Event::Help => writeln!(out, "{HELP}"),
         Event::Menu => writeln!(out, "{MENU}"),
+        // Notices may quote what a peer sent (a name, an address): escaped like messages.
         Event::Hint(hint) => {
             paint(out, color, YELLOW, |o| {
-                let _ = write!(o, "? {hint}");
+                o.push_str("? ");
+                escape(hint, o);
             });
             writeln!(out)
         }
         Event::Warning(text) => {
             paint(out, color, RED, |o| {
-                let _ = write!(o, "! {text}");
+                o.push_str("! ");
+                escape(text, o);
             });
             writeln!(out)
         }
-        Event::Info(text) => writeln!(out, "* {text}"),
+        Event::Info(text) => {
+            out.push_str("* ");
+            escape(text, out);
+            writeln!(out)
+        }
         Event::Bye => writeln!(out, "* bye"),
     };
 }
@@ -542,6 +549,22 @@ mod tests {
                 escaped,
                 "U+{:04X} gave {s:?}",
                 c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn notices_cannot_carry_escape_codes() {
+        let evil = "\u{1b}[2J\u{1b}]0;pwned\u{7}EVIL";
+        for event in [
+            Event::Warning(format!("{evil} at 127.0.0.2 said exit")),
+            Event::Hint(evil.into()),
+            Event::Info(evil.into()),
+        ] {
+            let text = line(&event);
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{7}'),
+                "{text:?}"
             );
         }
     }

@@ -58,6 +58,8 @@ pub struct Console {
     skipping: Option<usize>,
     /// Keystroke editing, when the terminal is in non-canonical mode.
     editor: Option<LineEditor>,
+    /// Whether fd 0 is registered with epoll (until `detach`, even after EOF).
+    registered: bool,
 }
 
 impl Console {
@@ -71,6 +73,7 @@ impl Console {
             }
         };
         Console {
+            registered: mode == Mode::Watched,
             mode,
             more: true,
             partial: Vec::new(),
@@ -99,6 +102,7 @@ impl Console {
             max_line: 0,
             skipping: None,
             editor: None,
+            registered: false,
         }
     }
 
@@ -109,7 +113,8 @@ impl Console {
 
     /// Stops reading (on quit); deregisters from epoll.
     pub fn detach(&mut self, registry: &Registry) {
-        if self.mode == Mode::Watched {
+        if self.registered {
+            self.registered = false;
             let _ = registry.deregister(&mut SourceFd(&FD));
         }
         self.mode = Mode::Closed;
@@ -255,12 +260,6 @@ fn read_fd(buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Whether fd 0 is a terminal.
-pub fn is_terminal() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(FD) == 1 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +272,7 @@ mod tests {
             max_line,
             skipping: None,
             editor: None,
+            registered: false,
         }
     }
 

@@ -61,17 +61,30 @@ impl Stdout {
         self.limit
     }
 
-    /// Queues `bytes`; drops them (counting their lines) if the buffer is full.
+    /// Queues `bytes` (whole lines); the lines that do not fit in the buffer are dropped
+    /// and counted.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.pending.len() - self.start + bytes.len() > self.limit {
-            self.dropped_lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
-            return;
-        }
-        if self.start > 0 && self.start == self.pending.len() {
-            self.pending.clear();
+        // Forget what was written already, so that the buffer's memory stays bounded
+        // even when a slow reader never lets it empty completely.
+        if self.start > 0 && (self.start == self.pending.len() || self.start >= self.limit / 4) {
+            self.pending.drain(..self.start);
             self.start = 0;
         }
-        self.pending.extend_from_slice(bytes);
+        let room = self.limit.saturating_sub(self.pending.len());
+        if bytes.len() <= room {
+            self.pending.extend_from_slice(bytes);
+            return;
+        }
+        // Keep the lines that fit, in order; drop the rest.
+        let mut kept = 0;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if kept + line.len() > room {
+                self.dropped_lines += 1;
+                continue;
+            }
+            kept += line.len();
+            self.pending.extend_from_slice(line);
+        }
     }
 
     /// Lines dropped since the last call (to be reported once there is room again).
@@ -184,5 +197,24 @@ mod tests {
         s.start = 6;
         assert_eq!(s.take_dropped(), 1);
         assert_eq!(s.take_dropped(), 0);
+    }
+
+    #[test]
+    fn a_big_turn_keeps_the_lines_that_fit() {
+        let mut s = stdout(10);
+        s.push(b"1234\n5678\nabcd\n");
+        assert_eq!(s.pending, b"1234\n5678\n");
+        assert_eq!(s.dropped_lines, 1);
+    }
+
+    #[test]
+    fn written_bytes_are_forgotten_so_memory_stays_bounded() {
+        let mut s = stdout(100);
+        for _ in 0..1000 {
+            s.push(b"0123456789\n");
+            // A slow reader takes a little, never everything.
+            s.start = (s.start + 8).min(s.pending.len());
+        }
+        assert!(s.pending.len() <= 100, "{} bytes held", s.pending.len());
     }
 }

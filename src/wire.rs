@@ -211,7 +211,8 @@ impl Block {
 /// yields nothing (a liveness probe). See the module documentation for how lines are read.
 #[derive(Debug)]
 pub struct Decoder {
-    max_line: usize,
+    /// The limit, as `u32` (4 GiB is plenty) to keep an idle connection's decoder small.
+    max_line: u32,
     partial: Vec<u8>,
     /// An open bracketed block or incomplete JSON value. Boxed, like the identity: most
     /// connections never have one, and a small decoder keeps idle connections cheap.
@@ -233,7 +234,7 @@ impl Decoder {
     /// `max_line` bytes in total (see [`Decoder::buffered`]).
     pub fn new(max_line: usize) -> Self {
         Decoder {
-            max_line,
+            max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
             partial: Vec::new(),
             block: None,
             identity: None,
@@ -256,7 +257,7 @@ impl Decoder {
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
-            if self.partial.len() + line.len() > self.max_line {
+            if self.partial.len() + line.len() > self.max_line() {
                 return Err(self.fail());
             }
             if self.partial.is_empty() {
@@ -271,7 +272,7 @@ impl Decoder {
             rest = tail;
         }
         if !rest.is_empty() {
-            if self.partial.len() + rest.len() > self.max_line {
+            if self.partial.len() + rest.len() > self.max_line() {
                 return Err(self.fail());
             }
             self.partial.extend_from_slice(rest);
@@ -310,7 +311,7 @@ impl Decoder {
 
     fn error(&self) -> DecodeError {
         DecodeError::LineTooLong {
-            limit: self.max_line,
+            limit: self.max_line(),
         }
     }
 
@@ -323,9 +324,13 @@ impl Decoder {
         self.error()
     }
 
+    fn max_line(&self) -> usize {
+        self.max_line as usize
+    }
+
     /// Keeps `buffered() <= max_line` by delivering (or giving up) an open block.
     fn bound_block(&mut self, out: &mut Vec<Message>) {
-        while self.buffered() > self.max_line {
+        while self.buffered() > self.max_line() {
             match self.block.take().map(|b| *b) {
                 None => return, // cannot happen: the partial line alone is within the limit
                 Some(Block::Json { text, .. }) => self.reread(&text, true, out),
@@ -371,7 +376,7 @@ impl Decoder {
                     close_bracketed(who, text, emitted, out);
                 } else {
                     let sep = usize::from(!text.is_empty());
-                    if text.len() + sep + line.len() > self.max_line {
+                    if text.len() + sep + line.len() > self.max_line() {
                         emitted |= flush_bracketed(&who, text, out);
                         text = String::new();
                     }
@@ -384,7 +389,7 @@ impl Decoder {
                 mut text,
                 mut nesting,
             }) => {
-                if text.len() + 1 + line.len() > self.max_line {
+                if text.len() + 1 + line.len() > self.max_line() {
                     // Too big to be a sensible JSON message: read what we held as plain
                     // lines (which may open a bracketed block), then this line afresh.
                     self.reread(&text, remember, out);
@@ -428,7 +433,8 @@ impl Decoder {
         let first = !self.seen_line;
         self.seen_line = true;
         if first {
-            if let Some(port) = port_only(trimmed) {
+            // A line holding only a port opens the persistent dialect.
+            if let Some(port) = parse_port(trimmed) {
                 self.opened_with_port = true;
                 let who = Identity {
                     name: None,
@@ -604,17 +610,13 @@ fn token(s: &str) -> (&str, &str) {
     }
 }
 
-/// A listening port: ASCII digits only, `1..=65535`.
-fn parse_port(s: &str) -> Option<u16> {
+/// A listening port: ASCII digits only, `1..=65535` (no sign, no spaces). Used for
+/// headers and for what the user types alike.
+pub fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse::<u16>().ok().filter(|&p| p != 0)
-}
-
-/// A line that is only a port (the persistent dialect's opening line).
-fn port_only(trimmed: &str) -> Option<u16> {
-    parse_port(trimmed)
 }
 
 /// An IP address, IPv6 optionally in brackets.

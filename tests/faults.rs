@@ -512,3 +512,83 @@ impl ExpectWithin for Peer {
         self.expect(&format!("the line {line:?}"), timeout, |l| l == line)
     }
 }
+
+/// Waits until the peer closes `stream` (EOF or reset) or `deadline` passes; returns when.
+fn closed_at(stream: &mut TcpStream, deadline: Instant) -> Option<Instant> {
+    let mut buf = [0u8; 64];
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(Instant::now()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Some(Instant::now()),
+        }
+    }
+}
+
+#[test]
+fn idle_and_stalled_connections_are_closed_after_the_timeout_not_before() {
+    let b = 88;
+    let mut peer = Peer::spawn("keeper", &ip(b, 2), &["--idle-timeout", "2"]);
+    let to: SocketAddr = peer.address().parse().expect("address");
+    let opened = Instant::now();
+    let mut silent = tcp_from(&ip(b, 3), to).expect("connect");
+    let mut partial = tcp_from(&ip(b, 4), to).expect("connect");
+    partial
+        .write_all(b"127.0.88.4:9 slow half a li")
+        .expect("write");
+    // A slowloris: one byte every 300 ms, never a newline; active, but stalled mid-line.
+    let mut trickle = tcp_from(&ip(b, 5), to).expect("connect");
+    // A persistent sender completing a line every 300 ms: busy, never idle.
+    let mut lively = tcp_from(&ip(b, 6), to).expect("connect");
+    lively.write_all(b"7000\n").expect("write");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (mut trickle, mut lively) = (
+            trickle.try_clone().expect("clone"),
+            lively.try_clone().expect("clone"),
+        );
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = trickle.write_all(b"x");
+                let _ = lively.write_all(format!("line {i}\n").as_bytes());
+                i += 1;
+                thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let deadline = opened + Duration::from_secs(6);
+    for (what, stream) in [
+        ("silent", &mut silent),
+        ("partial", &mut partial),
+        ("trickle", &mut trickle),
+    ] {
+        let at = closed_at(stream, deadline)
+            .unwrap_or_else(|| panic!("the {what} connection was not closed within 6 s"));
+        let after = at - opened;
+        println!("{what} connection closed after {after:?}");
+        assert!(
+            after >= Duration::from_secs(2),
+            "{what} closed early: {after:?}"
+        );
+    }
+    assert!(
+        closed_at(&mut lively, Instant::now() + Duration::from_millis(200)).is_none(),
+        "a connection completing lines is not idle"
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    peer.expect_line(&format!("[? {}:7000] line 0", ip(b, 6)));
+    let stalled = peer.lines_matching(|l| l.contains("stalled") && l.starts_with("! "));
+    assert_eq!(
+        stalled.len(),
+        2,
+        "partial and trickle reported: {stalled:?}"
+    );
+}
