@@ -23,8 +23,8 @@
 //! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
 //! - [`event`] and [`output`]: what the user is told, and its documented layout.
 //! - [`history`]: the message history and the records that persist it. Pure.
-//! - [`event_loop`]: the executor; [`stdin`], [`stdout`], [`net`] and [`journal`] (the
-//!   `--state` directory) are its OS-facing helpers, [`terminal`] sets and restores the
+//! - [`event_loop`]: the executor; [`stdin`], [`stdout`] (over [`fdio`]), [`net`] and
+//!   [`journal`] (the `--state` directory) are its OS-facing helpers, [`terminal`] sets and restores the
 //!   terminal mode, and [`clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
 //!
@@ -65,6 +65,7 @@ pub mod config;
 mod connection;
 pub mod event;
 pub mod event_loop;
+pub mod fdio;
 pub mod history;
 pub mod journal;
 pub mod lineedit;

@@ -10,9 +10,11 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 
+use crate::fdio;
 use crate::lineedit::{Edit, LineEditor};
 use mio::{Interest, Registry, Token};
 
@@ -133,7 +135,7 @@ impl Console {
             if self.mode == Mode::Watched && !ready_now() {
                 return;
             }
-            match read_fd(buf) {
+            match fdio::read(FD, buf) {
                 Ok(0) => {
                     self.finish(out);
                     return;
@@ -236,28 +238,8 @@ fn decode(line: &[u8]) -> String {
 
 /// Whether a `read` on fd 0 would return at once (data, EOF or an error).
 fn ready_now() -> bool {
-    let mut pfd = libc::pollfd {
-        fd: FD,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    n > 0 && pfd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
-}
-
-fn read_fd(buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: reads at most buf.len() bytes into buf.
-        let n = unsafe { libc::read(FD, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    fdio::poll(FD, libc::POLLIN, Duration::ZERO) & ready != 0
 }
 
 #[cfg(test)]

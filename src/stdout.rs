@@ -13,6 +13,8 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
+
+use crate::fdio;
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 1;
@@ -105,7 +107,7 @@ impl Stdout {
             } else {
                 return Ok(Flushed::Partly);
             };
-            match write_fd(&self.pending[self.start..end]) {
+            match fdio::write(FD, &self.pending[self.start..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.start += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
@@ -128,13 +130,7 @@ impl Stdout {
             if left.is_zero() {
                 return Ok(Flushed::Partly);
             }
-            let mut pfd = libc::pollfd {
-                fd: FD,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd; waits at most `left`.
-            unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+            fdio::poll(FD, libc::POLLOUT, left.min(Duration::from_secs(1)));
         }
     }
 }
@@ -146,30 +142,10 @@ fn is_regular_file() -> bool {
     ok && st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// Whether a write of up to a pipe buffer to fd 1 would return at once (an error too:
+/// the write then reports it).
 fn writable_now() -> bool {
-    let mut pfd = libc::pollfd {
-        fd: FD,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    // POLLERR/POLLHUP: let the write report the error.
-    n > 0 && pfd.revents != 0
-}
-
-fn write_fd(bytes: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: writes at most bytes.len() bytes from bytes.
-        let n = unsafe { libc::write(FD, bytes.as_ptr().cast(), bytes.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    fdio::poll(FD, libc::POLLOUT, Duration::ZERO) != 0
 }
 
 #[cfg(test)]
