@@ -437,10 +437,8 @@ impl EventLoop {
             return;
         }
         let prompt = (self.interactive && !self.shutting_down).then(|| {
-            (
-                self.node.prompt(),
-                self.console.editing_text().unwrap_or(""),
-            )
+            let (typed, after_cursor) = self.console.editing().unwrap_or(("", 0));
+            (self.node.prompt(), typed, after_cursor)
         });
         let stdout = &mut self.stdout;
         self.output.drain(prompt, |bytes| stdout.push(bytes));
@@ -486,7 +484,11 @@ impl EventLoop {
         for input in inputs.drain(..) {
             match input {
                 Input::Line(line) => {
-                    self.output.line_typed(self.raw_input.is_some());
+                    let echo = self
+                        .raw_input
+                        .is_some()
+                        .then(|| (self.node.prompt(), &*line));
+                    self.output.line_typed(echo);
                     self.node.on_line(&line, now, &mut self.effects);
                 }
                 Input::Overlong(n) => self.effects.push(Effect::Show(Event::Warning(format!(
@@ -494,7 +496,8 @@ impl EventLoop {
                     self.config.limits.max_line
                 )))),
                 Input::Eof => {
-                    self.output.line_typed(self.raw_input.is_some());
+                    let echo = self.raw_input.is_some().then(|| (self.node.prompt(), ""));
+                    self.output.line_typed(echo);
                     self.node.quit(now, &mut self.effects);
                 }
                 Input::Edited => self.output.redraw_prompt(),

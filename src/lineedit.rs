@@ -1,10 +1,12 @@
-//! A minimal line editor for the terminal, so that incoming messages can be printed
-//! while the user types and the half-typed line drawn again after them.
+//! A small line editor for the terminal, so that incoming messages can be printed while
+//! the user types and the half-typed line drawn again after them.
 //!
 //! With the terminal in non-canonical mode, peerchat sees each key as it is typed and
-//! keeps the line itself: printable text (UTF-8), Backspace, Ctrl-U (erase line), Ctrl-W
-//! (erase word), Ctrl-L (redraw), Ctrl-D on an empty line (end of input), Enter. Escape
-//! sequences (arrow keys...) are recognised and ignored. Pure: bytes in, edits out.
+//! keeps the line itself: printable text (UTF-8) inserted at the cursor, Left/Right,
+//! Home/End (and Ctrl-A/Ctrl-E), Backspace and Delete, Ctrl-U / Ctrl-K (erase before /
+//! after the cursor), Ctrl-W (erase a word), Up/Down (earlier lines), Ctrl-L (redraw),
+//! Ctrl-D on an empty line (end of input), Enter. Other escape sequences are recognised
+//! and ignored. Pure: bytes in, edits out.
 
 /// What a chunk of key bytes did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,19 +25,28 @@ enum Escape {
     None,
     /// Just saw ESC.
     Start,
-    /// Inside `ESC [ ...` or `ESC O`, waiting for the final byte.
-    Sequence,
+    /// Inside `ESC [ ...` or `ESC O`, waiting for the final byte; `param` is the first
+    /// number seen (`ESC [ 3 ~` is Delete).
+    Sequence { param: u8 },
 }
+
+/// Lines kept for Up/Down.
+const HISTORY: usize = 100;
 
 /// The line being typed.
 #[derive(Debug, Default)]
 pub struct LineEditor {
     line: String,
+    /// Byte offset of the cursor in `line` (always on a character boundary).
+    cursor: usize,
     /// Bytes of a UTF-8 character not complete yet.
     partial: Vec<u8>,
     escape: Escape,
     last_was_cr: bool,
     max_len: usize,
+    /// Earlier lines, oldest first, and which one Up/Down shows (`None`: the new line).
+    history: Vec<String>,
+    recalled: Option<usize>,
 }
 
 impl LineEditor {
@@ -52,6 +63,11 @@ impl LineEditor {
         &self.line
     }
 
+    /// How many characters lie after the cursor (to put the terminal's cursor back).
+    pub fn chars_after_cursor(&self) -> usize {
+        self.line[self.cursor..].chars().count()
+    }
+
     /// Applies typed bytes; edits are pushed to `out` in order.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Edit>) {
         let mut changed = false;
@@ -60,15 +76,18 @@ impl LineEditor {
             match self.escape {
                 Escape::Start => {
                     self.escape = if b == b'[' || b == b'O' {
-                        Escape::Sequence
+                        Escape::Sequence { param: 0 }
                     } else {
                         Escape::None
                     };
                     continue;
                 }
-                Escape::Sequence => {
-                    if (0x40..=0x7e).contains(&b) {
+                Escape::Sequence { param } => {
+                    if b.is_ascii_digit() && param == 0 {
+                        self.escape = Escape::Sequence { param: b - b'0' };
+                    } else if (0x40..=0x7e).contains(&b) {
                         self.escape = Escape::None;
+                        changed |= self.key(b, param);
                     }
                     continue;
                 }
@@ -83,20 +102,26 @@ impl LineEditor {
                         out.push(Edit::Changed);
                         changed = false;
                     }
-                    out.push(Edit::Line(std::mem::take(&mut self.line)));
+                    out.push(Edit::Line(self.enter()));
                 }
-                0x7f | 0x08 => {
-                    self.partial.clear();
-                    changed |= self.line.pop().is_some();
+                0x7f | 0x08 => changed |= self.delete_before(),
+                0x01 => changed |= self.move_to(0),
+                0x05 => changed |= self.move_to(self.line.len()),
+                0x0b => {
+                    changed |= self.cursor < self.line.len();
+                    self.line.truncate(self.cursor);
                 }
                 0x15 => {
-                    changed |= !self.line.is_empty();
-                    self.line.clear();
+                    changed |= self.cursor > 0;
+                    self.line.drain(..self.cursor);
+                    self.cursor = 0;
                 }
                 0x17 => {
-                    let kept = self.line.trim_end().rfind(' ').map_or(0, |i| i + 1);
-                    changed |= kept < self.line.len();
-                    self.line.truncate(kept);
+                    let before = self.line[..self.cursor].trim_end();
+                    let start = before.rfind(' ').map_or(0, |i| i + 1);
+                    changed |= start < self.cursor;
+                    self.line.drain(start..self.cursor);
+                    self.cursor = start;
                 }
                 0x04 if self.line.is_empty() => {
                     out.push(Edit::Eof);
@@ -104,7 +129,7 @@ impl LineEditor {
                 }
                 0x0c => changed = true,
                 0x1b => self.escape = Escape::Start,
-                b'\t' => changed |= self.push_str("\t"),
+                b'\t' => changed |= self.insert("\t"),
                 0..=0x1f => {}
                 _ => {
                     self.partial.push(b);
@@ -112,7 +137,7 @@ impl LineEditor {
                         Ok(s) => {
                             let s = s.to_owned();
                             self.partial.clear();
-                            changed |= self.push_str(&s);
+                            changed |= self.insert(&s);
                         }
                         Err(e) if e.error_len().is_some() || self.partial.len() >= 4 => {
                             self.partial.clear(); // not UTF-8: dropped
@@ -127,11 +152,97 @@ impl LineEditor {
         }
     }
 
-    fn push_str(&mut self, s: &str) -> bool {
+    /// The final byte of an escape sequence (`param`: its first number, if any).
+    fn key(&mut self, last: u8, param: u8) -> bool {
+        match (last, param) {
+            (b'D', _) => self.move_to(self.prev_boundary()),
+            (b'C', _) => self.move_to(self.next_boundary()),
+            (b'H', _) | (b'~', 1 | 7) => self.move_to(0),
+            (b'F', _) | (b'~', 4 | 8) => self.move_to(self.line.len()),
+            (b'~', 3) => {
+                let next = self.next_boundary();
+                let changed = next > self.cursor;
+                self.line.drain(self.cursor..next);
+                changed
+            }
+            (b'A', _) => self.recall(true),
+            (b'B', _) => self.recall(false),
+            _ => false,
+        }
+    }
+
+    /// Enter: hands over the line, remembers it for Up/Down.
+    fn enter(&mut self) -> String {
+        let line = std::mem::take(&mut self.line);
+        self.cursor = 0;
+        self.recalled = None;
+        if !line.trim().is_empty() && self.history.last() != Some(&line) {
+            if self.history.len() == HISTORY {
+                self.history.remove(0);
+            }
+            self.history.push(line.clone());
+        }
+        line
+    }
+
+    /// Up (`back`) or Down through earlier lines.
+    fn recall(&mut self, back: bool) -> bool {
+        let next = match (self.recalled, back) {
+            (None, true) => self.history.len().checked_sub(1),
+            (Some(i), true) => Some(i.saturating_sub(1)),
+            (Some(i), false) if i + 1 < self.history.len() => Some(i + 1),
+            (Some(_), false) => None,
+            (None, false) => return false,
+        };
+        let Some(i) = next else {
+            if self.recalled.take().is_some() {
+                self.line.clear();
+                self.cursor = 0;
+                return true;
+            }
+            return false;
+        };
+        self.recalled = Some(i);
+        self.line = self.history[i].clone();
+        self.cursor = self.line.len();
+        true
+    }
+
+    fn prev_boundary(&self) -> usize {
+        self.line[..self.cursor]
+            .char_indices()
+            .next_back()
+            .map_or(0, |(i, _)| i)
+    }
+
+    fn next_boundary(&self) -> usize {
+        self.line[self.cursor..]
+            .chars()
+            .next()
+            .map_or(self.cursor, |c| self.cursor + c.len_utf8())
+    }
+
+    fn move_to(&mut self, to: usize) -> bool {
+        let moved = to != self.cursor;
+        self.cursor = to;
+        moved
+    }
+
+    fn delete_before(&mut self) -> bool {
+        self.partial.clear();
+        let prev = self.prev_boundary();
+        let changed = prev < self.cursor;
+        self.line.drain(prev..self.cursor);
+        self.cursor = prev;
+        changed
+    }
+
+    fn insert(&mut self, s: &str) -> bool {
         if self.line.len() + s.len() > self.max_len {
             return false;
         }
-        self.line.push_str(s);
+        self.line.insert_str(self.cursor, s);
+        self.cursor += s.len();
         true
     }
 }
@@ -198,5 +309,42 @@ mod tests {
         let mut ed = LineEditor::new(3);
         feed(&mut ed, b"abcdef");
         assert_eq!(ed.text(), "abc");
+    }
+
+    #[test]
+    fn cursor_keys_edit_in_the_middle() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"/send hi");
+        feed(&mut ed, b"\x1b[D\x1b[D"); // Left Left
+        assert_eq!(ed.chars_after_cursor(), 2);
+        feed(&mut ed, "é ".as_bytes());
+        assert_eq!(ed.text(), "/send é hi");
+        feed(&mut ed, &[0x01]); // Ctrl-A
+        feed(&mut ed, b"\x1b[3~"); // Delete
+        assert_eq!(ed.text(), "send é hi");
+        feed(&mut ed, b"\x1bOF"); // End
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(ed.text(), "send é h");
+        feed(&mut ed, b"\x1b[H\x1b[C\x1b[C\x1b[C\x1b[C"); // Home, 4 x Right
+        feed(&mut ed, &[0x0b]); // Ctrl-K
+        assert_eq!(ed.text(), "send");
+        assert_eq!(ed.chars_after_cursor(), 0);
+    }
+
+    #[test]
+    fn up_and_down_recall_earlier_lines() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"first\rsecond\r");
+        feed(&mut ed, b"\x1b[A");
+        assert_eq!(ed.text(), "second");
+        feed(&mut ed, b"\x1b[A\x1b[A");
+        assert_eq!(ed.text(), "first", "stops at the oldest");
+        feed(&mut ed, b"\x1b[B");
+        assert_eq!(ed.text(), "second");
+        feed(&mut ed, b"\x1b[B");
+        assert_eq!(ed.text(), "", "back to a new line");
+        feed(&mut ed, b"\x1b[A!\r");
+        assert_eq!(feed(&mut ed, b"\x1b[A"), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "second!");
     }
 }

@@ -76,9 +76,15 @@ impl Output {
     }
 
     /// The user finished a line. In canonical mode the terminal already moved past the
-    /// prompt; when peerchat does the echoing (`echo`), it moves to the next line itself.
-    pub fn line_typed(&mut self, echo: bool) {
-        if echo && self.interactive && self.prompt_visible {
+    /// prompt. When peerchat does the echoing, `echo` holds the prompt and the line: the
+    /// finished line stays on the screen (drawn again if a redraw had erased it) and the
+    /// cursor moves to the next line.
+    pub fn line_typed(&mut self, echo: Option<(&str, &str)>) {
+        if let Some((prompt, line)) = echo.filter(|_| self.interactive) {
+            if !self.prompt_visible {
+                self.buf.push_str(prompt);
+                escape(line, &mut self.buf);
+            }
             self.buf.push('\n');
         }
         self.prompt_visible = false;
@@ -93,13 +99,17 @@ impl Output {
     }
 
     /// Hands what was rendered this turn to `sink`, followed by the prompt and the
-    /// half-typed line when a person is at a terminal and they are not on the screen
-    /// already; then starts afresh.
-    pub fn drain(&mut self, prompt: Option<(&str, &str)>, sink: impl FnOnce(&[u8])) {
+    /// half-typed line (with the cursor moved back over `after_cursor` characters) when a
+    /// person is at a terminal and they are not on the screen already; then starts afresh.
+    pub fn drain(&mut self, prompt: Option<(&str, &str, usize)>, sink: impl FnOnce(&[u8])) {
         if self.interactive && !self.prompt_visible {
-            if let Some((prompt, typed)) = prompt {
+            if let Some((prompt, typed, after_cursor)) = prompt {
                 self.buf.push_str(prompt);
                 escape(typed, &mut self.buf);
+                if after_cursor > 0 {
+                    // Put the terminal's cursor where the editor's is.
+                    let _ = write!(self.buf, "\x1b[{after_cursor}D");
+                }
                 self.prompt_visible = true;
             }
         }
@@ -625,10 +635,29 @@ mod tests {
     fn prompt_is_erased_and_redrawn_around_incoming_lines() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(("> ", "")), |b| screen.extend_from_slice(b));
+        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
         out.show(&Event::Info("news".into()));
-        out.drain(Some(("> ", "hal")), |b| screen.extend_from_slice(b));
-        assert_eq!(String::from_utf8_lossy(&screen), "> \r\x1b[K* news\n> hal");
+        out.drain(Some(("> ", "hallo", 2)), |b| screen.extend_from_slice(b));
+        assert_eq!(
+            String::from_utf8_lossy(&screen),
+            "> \r\x1b[K* news\n> hallo\x1b[2D"
+        );
+    }
+
+    #[test]
+    fn a_finished_line_stays_on_the_screen() {
+        let mut out = Output::new(Style::default(), true);
+        let mut screen = Vec::new();
+        out.drain(Some(("> ", "/pee", 0)), |b| screen.extend_from_slice(b));
+        // The last keys and Enter came in one read: a redraw, then the line.
+        out.redraw_prompt();
+        out.line_typed(Some(("> ", "/peers")));
+        out.show(&Event::Info("listed".into()));
+        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
+        assert_eq!(
+            String::from_utf8_lossy(&screen),
+            "> /pee\r\x1b[K> /peers\n* listed\n> "
+        );
     }
 
     #[test]
@@ -637,7 +666,7 @@ mod tests {
         let mut screen = Vec::new();
         out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.drain(Some(("> ", "")), |b| screen.extend_from_slice(b));
+        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
         assert_eq!(screen, b"! careful\n* bye\n");
     }
 

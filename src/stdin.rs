@@ -90,9 +90,12 @@ impl Console {
         self.editor = Some(LineEditor::new(self.max_line));
     }
 
-    /// The half-typed line, when editing keystroke by keystroke.
-    pub fn editing_text(&self) -> Option<&str> {
-        self.editor.as_ref().map(LineEditor::text)
+    /// The half-typed line and how many characters follow the cursor, when editing
+    /// keystroke by keystroke.
+    pub fn editing(&self) -> Option<(&str, usize)> {
+        self.editor
+            .as_ref()
+            .map(|ed| (ed.text(), ed.chars_after_cursor()))
     }
 
     /// A console that is never read (`--headless`).
