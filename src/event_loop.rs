@@ -47,6 +47,10 @@ const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
 
+/// When the last connection closes and the slab had grown to this many slots, the memory
+/// of the burst is given back to the system.
+const SHRINK_AFTER: usize = 1024;
+
 /// Size of the one read buffer shared by every connection.
 const READ_BUF: usize = 64 * 1024;
 
@@ -833,6 +837,22 @@ impl EventLoop {
         self.apply_effects(now);
     }
 
+    /// After a burst of connections: frees the slab's slots and returns free heap pages to
+    /// the system, so that the peer's memory goes back near its idle size. Runs only when
+    /// the last of at least [`SHRINK_AFTER`] connections closes, never per event.
+    fn give_back_memory(&mut self) {
+        self.conns.shrink_to_fit();
+        self.more_to_read.shrink_to_fit();
+        self.messages.shrink_to_fit();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory at the top and in the middle of
+        // glibc's heaps; it touches nothing in use.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        log::debug!("gave back the memory of a burst of connections");
+    }
+
     fn close(&mut self, key: usize) {
         if let Some(conn) = self.conns.try_remove(key) {
             let mut stream = match conn {
@@ -854,6 +874,9 @@ impl EventLoop {
             if let Err(e) = self.poll.registry().deregister(&mut stream) {
                 log::debug!("deregister failed: {e}");
             }
+        }
+        if self.conns.is_empty() && self.conns.capacity() >= SHRINK_AFTER {
+            self.give_back_memory();
         }
         if self.refused > 0 && self.conns.len() < self.config.limits.max_connections {
             self.effects.push(Effect::Show(Event::Warning(format!(

@@ -39,6 +39,9 @@ const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 
+/// Buffer capacity kept between turns; more is given back after a burst.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 /// Renders events into a buffer, taken once per loop turn.
 #[derive(Debug)]
 pub struct Output {
@@ -116,6 +119,10 @@ impl Output {
         if !self.buf.is_empty() {
             sink(self.buf.as_bytes());
             self.buf.clear();
+            // A burst of output leaves a big buffer behind: give it back.
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf.shrink_to(KEEP_CAPACITY);
+            }
         }
     }
 }

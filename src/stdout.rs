@@ -18,6 +18,9 @@ use crate::fdio;
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 1;
+/// Buffer capacity kept once everything is written; more is given back after a burst.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 /// Largest single write: a pipe that polls writable takes this much without blocking.
 const WRITE_CHUNK: usize = 4096;
 
@@ -116,6 +119,10 @@ impl Stdout {
         }
         self.pending.clear();
         self.start = 0;
+        // A burst leaves a big buffer behind: give it back once it is written.
+        if self.pending.capacity() > KEEP_CAPACITY {
+            self.pending.shrink_to(KEEP_CAPACITY);
+        }
         Ok(Flushed::All)
     }
 

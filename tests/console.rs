@@ -97,8 +97,8 @@ fn pipe_with_commands_then_eof_sends_and_quits_with_exit() {
                                           // The commands and the end of input arrive together.
     alice.write_stdin(format!("{}\n", send_cmd(&bob, "last words")).as_bytes());
     alice.close_stdin();
-    bob.expect_line(&chat(&alice, "last words"));
-    bob.expect_line(&left(&alice));
+    // The message first, then the goodbye.
+    bob.expect_lines_in_order(&[chat(&alice, "last words"), left(&alice)]);
     alice.exit_ok(LONG_WAIT);
     bob.quit_ok();
 }

@@ -247,9 +247,14 @@ fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
         l.starts_with("! ") && l.contains(&ip(b, 4)) && l.contains("longer than")
     });
     let result = big.join().expect("the 10 MB writer panicked");
+    // Closed by peerchat (reset: it had unread bytes), not the writer's own timeout.
+    let err = result.expect_err("peerchat must close the connection before taking 10 MB");
     assert!(
-        result.is_err(),
-        "peerchat must close the connection before taking 10 MB"
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "the 10 MB line's connection was closed by peerchat: {err:?}"
     );
 
     // 1,000 silent connections, held open.
@@ -344,8 +349,11 @@ fn memory_returns_near_idle_after_the_abuse() {
          descriptors idle {idle_fds}, now {}",
         alice.open_fds()
     );
+    // The abuse touches about 1,000 connections and a few MB of input: a leak of even
+    // 1 KiB per connection would show here. (Measured: about 0.4 MB above idle, from
+    // allocator fragmentation; 0.9 MB before peerchat gave back its burst buffers.)
     assert!(
-        after <= idle + 2048,
+        after <= idle + 1024,
         "memory not back near idle: {after} kB after, {idle} kB idle (peak {peak} kB)"
     );
     alice.quit_ok();
@@ -481,16 +489,9 @@ fn black_hole_and_non_reading_receiver_never_stall_other_sends() {
     );
 
     // The receiver that never reads: a message of at most 1024 bytes fits in the kernel's
-    // buffers, so it is written in full; a failure would have to say why in plain words.
+    // buffers, so it is written in full: `sent`, not a failure.
     for i in 1..=2 {
-        let line = alice.expect(&format!("the outcome of `unread {i}`"), LONG_WAIT, |l| {
-            l.contains(&reader.to_string()) && l.ends_with(&format!("unread {i})"))
-                || l == format!("* sent to {reader}: unread {i}")
-        });
-        assert!(
-            !line.contains("os error"),
-            "a failure must be in plain words: {line:?}"
-        );
+        alice.expect_line(&format!("* sent to {reader}: unread {i}"));
     }
     assert_eq!(held.lock().unwrap().len(), 2, "two connections, never read");
     alice.send_line(&send_cmd(&bob, "still fine"));

@@ -210,9 +210,8 @@ fn dialect(block: u8, case: Dialect) {
     args.extend(wire.iter().map(String::as_str));
     py_send(&args);
 
-    for line in case.shown {
-        alice.expect_line(&fill(line));
-    }
+    let shown: Vec<String> = case.shown.iter().map(|l| fill(l)).collect();
+    alice.expect_lines_in_order(&shown);
     let sender_addr = fill("{ip}:{port}");
     if case.acked {
         let ack = next_py_message(&mut receiver);

@@ -149,6 +149,19 @@ impl Peer {
         self.expect(&format!("the line {line:?}"), WAIT, |l| l == line)
     }
 
+    /// Waits for the exact `lines`, in this order: each must come after the previous one
+    /// (a line printed too early is not seen, and the wait fails).
+    pub fn expect_lines_in_order(&mut self, lines: &[String]) {
+        let mut from = 0;
+        for line in lines {
+            let what = format!("the line {line:?}, after the ones before it");
+            match self.wait_from(from, &what, &|l: &str| l == line, WAIT) {
+                Ok(i) => from = i + 1,
+                Err(report) => panic!("{report}"),
+            }
+        }
+    }
+
     /// The index of the first unmatched line at or after `from` satisfying `pred`.
     fn wait_from(
         &mut self,
