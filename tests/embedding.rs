@@ -642,6 +642,24 @@ fn restart_after_kill_9_keeps_every_shown_message() {
     keeper.expect("the torn-record warning", WAIT, |l| {
         l.starts_with("! ") && l.contains("torn")
     });
+    let remembered = keeper.expect("what was remembered", WAIT, |l| {
+        l.starts_with("* remembered ")
+    });
+    let total: usize = shown.iter().map(Vec::len).sum();
+    let count = |what: &str| -> usize {
+        remembered
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1] == what)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or_else(|| panic!("no count of {what} in {remembered:?}"))
+    };
+    assert!(count("peers") >= 1, "{remembered}");
+    assert!(
+        count("messages") >= total,
+        "{remembered}: {total} were shown"
+    );
     keeper.send_line("/history 1000");
     keeper.send_line("/no-such-command-ends-the-history");
     keeper.expect("the hint after the history", WAIT, |l| l.starts_with("? "));

@@ -2,7 +2,7 @@
 //! black-holed peers, floods, garbage, oversized lines, silent and half-closed connections,
 //! and signals.
 //!
-//! Each test owns the address block `127.0.K.*` (K = 80..89 in this file) and listens on
+//! Each test owns the address block `127.0.K.*` (K = 80..89, 110, 111 in this file) and listens on
 //! port 0. Every wait has a deadline and waits for an event: an output line, a process exit,
 //! a descriptor count or a connection result. The only sleeps are the harness's polling of
 //! conditions that print nothing (see `common::poll_until`).
@@ -592,4 +592,108 @@ fn idle_and_stalled_connections_are_closed_after_the_timeout_not_before() {
         2,
         "partial and trickle reported: {stalled:?}"
     );
+}
+
+/// Makes `peer` hear from a peer listening at `addr` (a message claiming that port, sent
+/// from its IP), so that `addr` is active in its table.
+fn introduce(peer: &mut Peer, addr: SocketAddr, name: &str) {
+    let mut s = tcp_from(&addr.ip().to_string(), peer.addr).expect("connect");
+    s.write_all(format!("{addr} {name} hello").as_bytes())
+        .expect("write");
+    drop(s);
+    peer.expect_line(&format!("[{name} {addr}] hello"));
+}
+
+#[test]
+fn quitting_waits_for_exits_at_most_2_s_and_a_second_ctrl_c_stops_waiting() {
+    let b = 89;
+    for second_signal in [false, true] {
+        // Two active peers: bob, and one whose address became a black hole (our `exit`
+        // cannot connect there).
+        let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+        let mut bob = Peer::spawn("bob", &ip(b, 3), &[]);
+        bob.send_line(&send_cmd(&alice, "hi"));
+        alice.expect_line(&chat(&bob, "hi"));
+        let (_hole, _fill, hole) = black_hole(&ip(b, 9));
+        introduce(&mut alice, hole, "gone");
+        let asked = Instant::now();
+        alice.signal(libc::SIGTERM);
+        // Quitting has begun once bob got his exit.
+        alice.expect_line(&format!("* sent to {}: exit", bob.address()));
+        if second_signal {
+            alice.signal(libc::SIGINT);
+        }
+        let reason = if second_signal {
+            "quit was interrupted"
+        } else {
+            "still not sent when quitting"
+        };
+        alice.expect_line(&format!(
+            "! could not send to {hole}: {reason} (message: exit)"
+        ));
+        alice.exit_ok(LONG_WAIT);
+        let took = asked.elapsed();
+        println!("second signal {second_signal}: quit took {took:?}");
+        if second_signal {
+            assert!(
+                took < Duration::from_millis(1500),
+                "stopped waiting: {took:?}"
+            );
+        } else {
+            assert!(
+                took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+                "waited about 2 s for the exit: {took:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn beyond_max_connections_new_ones_are_closed_at_once_until_there_is_room() {
+    let b = 110;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &["--max-connections", "3"]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| tcp_from(&ip(b, 3), alice.addr).expect("connect"))
+        .collect();
+    assert!(
+        poll_until(WAIT, || alice.open_fds() >= 3 + 7),
+        "three connections held"
+    );
+    // The fourth is accepted and closed at once: its reader sees EOF.
+    let mut extra = tcp_from(&ip(b, 4), alice.addr).expect("connect");
+    assert!(
+        closed_at(&mut extra, Instant::now() + WAIT).is_some(),
+        "a connection beyond the limit is closed"
+    );
+    alice.expect("the refusal warning", WAIT, |l| {
+        l.starts_with("! refusing connections") && l.contains(&ip(b, 4))
+    });
+    drop(held);
+    alice.expect_line("! accepting again; refused 1 connections while at the limit");
+    let mut s = tcp_from(&ip(b, 5), alice.addr).expect("connect");
+    s.write_all(format!("{}:9 late fine", ip(b, 5)).as_bytes())
+        .expect("write");
+    drop(s);
+    alice.expect_line(&format!("[late {}:9] fine", ip(b, 5)));
+    alice.quit_ok();
+}
+
+#[test]
+fn an_unreachable_peer_that_answers_again_is_back() {
+    let b = 111;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &FAST_PROBES);
+    let listener = TcpListener::bind((ip(b, 3).as_str(), 0)).expect("listen");
+    let addr = listener.local_addr().expect("address");
+    introduce(&mut alice, addr, "flaky");
+    drop(listener); // now refused
+    alice.expect_line(&format!(
+        "* flaky {addr} is not answering (2 checks failed in a row)"
+    ));
+    let _back = TcpListener::bind(addr).expect("listen again on the same port");
+    alice.expect("the peer back", Duration::from_secs(8), |l| {
+        l == format!("* flaky {addr} answers again")
+    });
+    let row = alice.query_row(&addr.to_string()).expect("still known");
+    assert_eq!(row[2], "active", "{row:?}");
+    alice.quit_ok();
 }
