@@ -142,7 +142,6 @@ pub struct EventLoop {
     signals: Signals,
     config: Config,
     listen_port: u16,
-    shutting_down: bool,
     /// The `Timer::Node` entry armed for the node's next deadline.
     node_timer: Option<TimerId>,
     /// The `Timer::Sweep` entry, armed while inbound connections are open.
@@ -252,7 +251,6 @@ impl EventLoop {
             signals,
             listen_port,
             config,
-            shutting_down: false,
             node_timer: None,
             sweep: None,
             inbound: 0,
@@ -294,7 +292,7 @@ impl EventLoop {
             self.start_sends(Instant::now());
             self.arm_node_timer();
             self.flush_output();
-            if self.shutting_down && self.outbox.is_empty() {
+            if self.node.is_quitting() && self.outbox.is_empty() {
                 break;
             }
             let now = Instant::now();
@@ -416,7 +414,6 @@ impl EventLoop {
                 }
             }
             Effect::Shutdown => {
-                self.shutting_down = true;
                 self.console.detach(self.poll.registry());
                 self.timers
                     .insert(now + self.config.limits.quit_wait, Timer::QuitDeadline);
@@ -440,7 +437,7 @@ impl EventLoop {
         if self.stdout_broken {
             return;
         }
-        let prompt = (self.interactive && !self.shutting_down).then(|| {
+        let prompt = (self.interactive && !self.node.is_quitting()).then(|| {
             let (typed, after_cursor) = self.console.editing().unwrap_or(("", 0));
             (self.node.prompt(), typed, after_cursor)
         });
@@ -474,7 +471,7 @@ impl EventLoop {
         if count == 0 {
             return;
         }
-        if self.shutting_down {
+        if self.node.is_quitting() {
             // A second Ctrl-C while quitting: stop waiting.
             self.give_up_sends("quit was interrupted");
         } else {

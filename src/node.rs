@@ -104,6 +104,11 @@ impl Node {
         &self.peers
     }
 
+    /// Whether quitting has begun (the loop then only waits for the `exit` messages).
+    pub fn is_quitting(&self) -> bool {
+        self.quitting
+    }
+
     /// What the console should show before the next typed line.
     pub fn prompt(&self) -> &'static str {
         self.console.prompt()

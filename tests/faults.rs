@@ -32,6 +32,29 @@ fn left(who: &Peer, reason: &str) -> String {
     format!("* {} {} left ({reason})", who.name, who.address())
 }
 
+/// Types `block` (sends to troubled peers) and then a message to the live `bob`, all in one
+/// paste, and checks that bob gets it long before any troubled send could finish. Returns
+/// when the block was typed.
+fn live_send_is_not_held_up(
+    alice: &mut Peer,
+    bob: &mut Peer,
+    mut block: String,
+    trouble: &str,
+) -> Instant {
+    block.push_str(&send_cmd(bob, "live"));
+    block.push('\n');
+    let typed = Instant::now();
+    alice.write_stdin(block.as_bytes());
+    bob.expect_line(&chat(alice, "live"));
+    let delay = typed.elapsed();
+    println!("live peer got its message {delay:?} after typing");
+    assert!(
+        delay < Duration::from_secs(1),
+        "{trouble} stalled the send to a live peer: {delay:?}"
+    );
+    typed
+}
+
 /// Liveness checks every second, unreachable after two failures.
 const FAST_PROBES: [&str; 4] = ["--probe-interval", "1", "--probe-failures", "2"];
 
@@ -119,17 +142,7 @@ fn stopped_peer_does_not_stall_others_and_is_found_again() {
         block.push_str(&send_cmd(&carol, &format!("queued {i:02}")));
         block.push('\n');
     }
-    block.push_str(&send_cmd(&bob, "live"));
-    block.push('\n');
-    let typed = Instant::now();
-    alice.write_stdin(block.as_bytes());
-    bob.expect_line(&chat(&alice, "live"));
-    let delay = typed.elapsed();
-    println!("live peer got its message {delay:?} after typing");
-    assert!(
-        delay < Duration::from_secs(1),
-        "a stopped peer stalled the send to a live one: {delay:?}"
-    );
+    live_send_is_not_held_up(&mut alice, &mut bob, block, "a stopped peer");
     // Liveness checks of the stopped peer still connect (the kernel answers for it), so it
     // must not be reported; and its messages are written in full.
     alice.expect_many("`* sent to carol` lines", 20, WAIT, |l| {
@@ -457,16 +470,11 @@ fn black_hole_and_non_reading_receiver_never_stall_other_sends() {
     for i in 1..=2 {
         block.push_str(&format!("/send {reader} unread {i}\n"));
     }
-    block.push_str(&send_cmd(&bob, "live"));
-    block.push('\n');
-    let typed = Instant::now();
-    alice.write_stdin(block.as_bytes());
-    bob.expect_line(&chat(&alice, "live"));
-    let delay = typed.elapsed();
-    println!("live peer got its message {delay:?} after typing");
-    assert!(
-        delay < Duration::from_secs(1),
-        "the black hole (3 sends, 1 s each) stalled the live send: {delay:?}"
+    let typed = live_send_is_not_held_up(
+        &mut alice,
+        &mut bob,
+        block,
+        "the black hole (3 sends, 1 s each)",
     );
 
     // Each message to the black hole fails after --send-timeout, in order, in plain words.

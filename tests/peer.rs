@@ -30,6 +30,21 @@ fn send_cmd(to: &Peer, text: &str) -> String {
     format!("/send {} {}", to.address(), text)
 }
 
+/// alice, bob and carol on block `block`; bob and carol have each said `text` to alice,
+/// so both are active peers of hers.
+fn alice_heard_from_bob_and_carol(block: u8, text: &str) -> (Peer, Peer, Peer) {
+    let mut alice = Peer::spawn("alice", &ip(block, 2), &[]);
+    let mut bob = Peer::spawn("bob", &ip(block, 3), &[]);
+    let mut carol = Peer::spawn("carol", &ip(block, 4), &[]);
+    for from in [&mut bob, &mut carol] {
+        from.send_line(&send_cmd(&alice, text));
+    }
+    for from in [&bob, &carol] {
+        alice.expect_line(&chat(from, text));
+    }
+    (alice, bob, carol)
+}
+
 /// Asserts that `row` (a query row split on whitespace) is `ADDRESS NAME STATUS SOURCE MSGS ...`.
 fn assert_row(row: &[String], address: &str, name: &str, status: &str, source: &str) {
     assert!(
@@ -161,13 +176,7 @@ fn connect_gets_connect_ack() {
 
 #[test]
 fn menu_3_and_slash_connect_greet_all_active_peers() {
-    let mut alice = Peer::spawn("alice", &ip(14, 2), &[]);
-    let mut bob = Peer::spawn("bob", &ip(14, 3), &[]);
-    let mut carol = Peer::spawn("carol", &ip(14, 4), &[]);
-    bob.send_line(&send_cmd(&alice, "hi from bob"));
-    carol.send_line(&send_cmd(&alice, "hi from carol"));
-    alice.expect_line(&chat(&bob, "hi from bob"));
-    alice.expect_line(&chat(&carol, "hi from carol"));
+    let (mut alice, mut bob, mut carol) = alice_heard_from_bob_and_carol(14, "hi");
 
     let greeted = format!(
         "* connect from alice {} (answered connect_ack)",
@@ -206,13 +215,7 @@ fn exit_removes_the_sender() {
 
 #[test]
 fn quit_notifies_all_active_peers() {
-    let mut alice = Peer::spawn("alice", &ip(16, 2), &[]);
-    let mut bob = Peer::spawn("bob", &ip(16, 3), &[]);
-    let mut carol = Peer::spawn("carol", &ip(16, 4), &[]);
-    bob.send_line(&send_cmd(&alice, "hi"));
-    carol.send_line(&send_cmd(&alice, "hi"));
-    alice.expect_line(&chat(&bob, "hi"));
-    alice.expect_line(&chat(&carol, "hi"));
+    let (mut alice, mut bob, mut carol) = alice_heard_from_bob_and_carol(16, "hi");
 
     alice.send_line("/quit");
     bob.expect_line(&left(&alice));
@@ -421,15 +424,9 @@ fn unknown_input_gets_a_hint_and_the_peer_keeps_working() {
 
 #[test]
 fn msg_alias_and_all_reach_active_peers() {
-    let mut alice = Peer::spawn("alice", &ip(24, 2), &[]);
-    let mut bob = Peer::spawn("bob", &ip(24, 3), &[]);
-    let mut carol = Peer::spawn("carol", &ip(24, 4), &[]);
+    let (mut alice, mut bob, mut carol) = alice_heard_from_bob_and_carol(24, "hi");
     alice.send_line(&format!("/msg {} via msg", bob.address()));
     bob.expect_line(&chat(&alice, "via msg"));
-    bob.send_line(&send_cmd(&alice, "hi"));
-    carol.send_line(&send_cmd(&alice, "hi"));
-    alice.expect_line(&chat(&bob, "hi"));
-    alice.expect_line(&chat(&carol, "hi"));
     alice.send_line("/all to everybody");
     bob.expect_line(&chat(&alice, "to everybody"));
     carol.expect_line(&chat(&alice, "to everybody"));

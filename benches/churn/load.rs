@@ -10,7 +10,6 @@ use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// The message of churn id `id`: standard form, no trailing newline. The claimed port 9 has no
@@ -27,28 +26,10 @@ pub fn find_id(line: &[u8], tag: &[u8]) -> Option<u32> {
     std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
 }
 
-/// A socket bound to `src` (port chosen at connect time), connecting to `target`, non-blocking.
+/// A socket bound to `src` (port chosen at connect time), connecting to `target`,
+/// non-blocking: the same call peerchat makes for its own sends.
 fn start_connect(src: Ipv4Addr, target: SocketAddr) -> io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.set_nonblocking(true)?;
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    socket.bind(&SocketAddr::from((src, 0)).into())?;
-    match socket.connect(&target.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
+    peerchat::net::connect(target, Some(src.into()))
 }
 
 /// `Ok(true)` once a non-blocking connect has completed, `Ok(false)` while in progress.
