@@ -311,7 +311,7 @@ fn number(m: &getopts::Matches, flag: &str) -> Result<Option<u64>, String> {
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    crate::command::parse_ip(s)
+    crate::node::commands::parse_ip(s)
         .ok_or_else(|| format!("{s:?}: not an IP address (like 127.0.0.2 or ::1)"))
 }
 

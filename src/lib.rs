@@ -15,17 +15,17 @@
 //!
 //! - [`wire`]: decodes every dialect the lab's peers send, encodes ours. Pure.
 //! - [`node`]: the protocol's rules; takes events, returns [`node::Effect`]s. Pure.
-//! - [`peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
-//! - [`command`]: the numbered menu and the `/` commands; [`lineedit`]: keystrokes to
+//! - [`node::peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
+//! - [`node::commands`]: the numbered menu and the `/` commands; [`ui::lineedit`]: keystrokes to
 //!   lines on a terminal. Pure.
-//! - [`outbox`]: per-destination ordering and the bound on connections in flight. Pure.
-//! - [`liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
-//! - [`timers`]: the deadline set that gives `poll` its timeout. Pure.
-//! - [`event`] and [`output`]: what the user is told, and its documented layout.
-//! - [`history`]: the message history and the records that persist it. Pure.
-//! - [`event_loop`]: the executor; [`stdin`], [`stdout`] (over [`fdio`]), [`net`] and
-//!   [`journal`] (the `--state` directory) are its OS-facing helpers, [`terminal`] sets and restores the
-//!   terminal mode, and [`clock`] formats wall-clock time.
+//! - [`node::outbox`]: per-destination ordering and the bound on connections in flight. Pure.
+//! - [`node::liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
+//! - [`node::timers`]: the deadline set that gives `poll` its timeout. Pure.
+//! - [`node::event`] and [`ui::render`]: what the user is told, and its documented layout.
+//! - [`node::history`]: the message history and the records that persist it. Pure.
+//! - [`driver::event_loop`]: the executor; [`driver::stdin`], [`driver::stdout`] (over [`driver::fdio`]), [`driver::net`] and
+//!   [`driver::journal`] (the `--state` directory) are its OS-facing helpers, [`driver::terminal`] sets and restores the
+//!   terminal mode, and [`ui::clock`] formats wall-clock time.
 //! - [`config`] and [`cli`]: how a peer is configured.
 //!
 //! # Embedding
@@ -59,32 +59,16 @@
 #![deny(missing_docs)]
 
 pub mod cli;
-pub mod clock;
-pub mod command;
 pub mod config;
-mod connection;
-pub mod event;
-pub mod event_loop;
-pub mod fdio;
-pub mod history;
-pub mod journal;
-pub mod lineedit;
-pub mod liveness;
-pub mod net;
+pub mod driver;
 pub mod node;
-pub mod outbox;
-pub mod output;
-pub mod peers;
-pub mod stdin;
-pub mod stdout;
-pub mod terminal;
-pub mod timers;
+pub mod ui;
 pub mod wire;
 
-pub use command::Command;
 pub use config::{Config, Limits};
-pub use event::Event;
-pub use event_loop::{Error, EventLoop, Handler};
+pub use driver::event_loop::{Error, EventLoop, Handler};
+pub use node::commands::Command;
+pub use node::event::Event;
 
 /// Runs a peer with `config` until it quits.
 pub fn run(config: Config) -> Result<(), Error> {

@@ -29,7 +29,7 @@ pub fn find_id(line: &[u8], tag: &[u8]) -> Option<u32> {
 /// A socket bound to `src` (port chosen at connect time), connecting to `target`,
 /// non-blocking: the same call peerchat makes for its own sends.
 fn start_connect(src: Ipv4Addr, target: SocketAddr) -> io::Result<TcpStream> {
-    peerchat::net::connect(target, Some(src.into()))
+    peerchat::driver::net::connect(target, Some(src.into()))
 }
 
 /// `Ok(true)` once a non-blocking connect has completed, `Ok(false)` while in progress.

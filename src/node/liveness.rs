@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::timers::Timers;
+use crate::node::timers::Timers;
 
 /// Checks allowed in flight at once.
 pub const MAX_CHECKS_IN_FLIGHT: usize = 32;

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::history::{replay, Record, Replayed};
+use crate::node::history::{replay, Record, Replayed};
 
 /// The journal of one state directory.
 #[derive(Debug)]
@@ -103,7 +103,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Direction, Entry};
+    use crate::node::history::{Direction, Entry};
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir =

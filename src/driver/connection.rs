@@ -11,7 +11,7 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 
 use mio::net::TcpStream;
 
-use crate::timers::TimerId;
+use crate::node::timers::TimerId;
 use crate::wire::{self, DecodeError, Decoder, Format, Message};
 
 /// Reads one readiness event may do on one connection before others get their turn.

@@ -8,15 +8,23 @@
 //! telling every active peer `exit` on quit, and splitting long messages for receivers
 //! that read only 1024 bytes.
 
+pub mod commands;
+pub mod event;
+pub mod history;
+pub mod liveness;
+pub mod outbox;
+pub mod peers;
+pub mod timers;
+
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Instant, SystemTime};
 
-use crate::command::{Command, Console};
-use crate::event::{Event, From, LeaveReason};
-use crate::history::{Direction, Entry, History, Record, Replayed};
-use crate::liveness::{Liveness, Verdict};
-use crate::peers::PeerTable;
+use crate::node::commands::{Command, Console};
+use crate::node::event::{Event, From, LeaveReason};
+use crate::node::history::{Direction, Entry, History, Record, Replayed};
+use crate::node::liveness::{Liveness, Verdict};
+use crate::node::peers::PeerTable;
 use crate::wire::{self, Body, Format};
 
 /// One message to deliver: the loop opens a connection to `dest`, writes our header
@@ -87,7 +95,10 @@ impl Node {
     pub fn new(me: Settings, listen_port: u16, liveness: Liveness) -> Self {
         Node {
             history: History::new(me.history),
-            epoch: (Instant::now(), crate::clock::unix_millis(SystemTime::now())),
+            epoch: (
+                Instant::now(),
+                crate::ui::clock::unix_millis(SystemTime::now()),
+            ),
             me,
             listen_port,
             peers: PeerTable::new(),
@@ -145,7 +156,7 @@ impl Node {
             .peers
             .rows(self.epoch.0)
             .into_iter()
-            .filter(|r| r.source != crate::peers::Source::Static)
+            .filter(|r| r.source != crate::node::peers::Source::Static)
             .map(|r| Record::Peer {
                 addr: r.addr,
                 name: r.name,
@@ -207,7 +218,7 @@ impl Node {
             self.said_table_full = true;
             out.push(Effect::Show(Event::Warning(format!(
                 "the peer table is full ({} peers): new peers are shown but not kept",
-                crate::peers::MAX_PEERS
+                crate::node::peers::MAX_PEERS
             ))));
         }
     }
@@ -419,7 +430,11 @@ impl Node {
     }
 
     /// Removes a peer from the table, the liveness schedule and (when persisting) memory.
-    fn forget(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) -> Option<crate::peers::Peer> {
+    fn forget(
+        &mut self,
+        addr: SocketAddr,
+        out: &mut Vec<Effect>,
+    ) -> Option<crate::node::peers::Peer> {
         self.liveness.forget(addr);
         let known = self.peers.remove(addr);
         if known.is_some() && self.me.persist {
@@ -468,7 +483,7 @@ impl Node {
     fn send(&mut self, dest: SocketAddr, text: &str, now: Instant, out: &mut Vec<Effect>) {
         // One form per peer (an IPv4-mapped IPv6 address is the IPv4 peer), so that order
         // per destination and the table agree.
-        let dest = crate::peers::canonical(dest);
+        let dest = crate::node::peers::canonical(dest);
         if self.peers.sending_to(dest) && self.me.persist {
             out.push(Effect::Remember(Record::Peer {
                 addr: dest,
@@ -516,7 +531,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::Status;
+    use crate::node::peers::Status;
     use crate::wire::{Dialect, Message};
 
     fn addr(s: &str) -> SocketAddr {

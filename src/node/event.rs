@@ -6,8 +6,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::history::Entry;
-use crate::peers::Row;
+use crate::node::history::Entry;
+use crate::node::peers::Row;
 
 /// Who a received message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

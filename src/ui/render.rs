@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::clock;
-use crate::command::{HELP, MENU};
-use crate::event::{Event, From};
-use crate::history::{Direction, Entry};
-use crate::peers::Row;
+use crate::node::commands::{HELP, MENU};
+use crate::node::event::{Event, From};
+use crate::node::history::{Direction, Entry};
+use crate::node::peers::Row;
+use crate::ui::clock;
 
 /// The version of the JSON event schema (the `v` field of every object).
 pub const JSON_SCHEMA_VERSION: u32 = 1;
@@ -512,7 +512,7 @@ fn ago(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::{Source, Status};
+    use crate::node::peers::{Source, Status};
 
     fn line(event: &Event) -> String {
         let mut s = String::new();

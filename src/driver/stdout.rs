@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
-use crate::fdio;
+use crate::driver::fdio;
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 1;

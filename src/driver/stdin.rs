@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use mio::unix::SourceFd;
 
-use crate::fdio;
-use crate::lineedit::{Edit, LineEditor};
+use crate::driver::fdio;
+use crate::ui::lineedit::{Edit, LineEditor};
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 0;

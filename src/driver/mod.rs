@@ -1,0 +1,10 @@
+//! The I/O shell: the only code that touches mio, file descriptors, sockets and files.
+
+pub mod connection;
+pub mod event_loop;
+pub mod fdio;
+pub mod journal;
+pub mod net;
+pub mod stdin;
+pub mod stdout;
+pub mod terminal;
