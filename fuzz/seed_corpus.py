@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes a small seed corpus (corpus/decoder, corpus/split) from the dialects of
-shared/PROTOCOL.md. The corpus directories are not committed; re-run this to recreate them."""
+docs/PROTOCOL.md. The corpus directories are not committed; re-run this to recreate them."""
 import hashlib
 import os
 import sys

@@ -1,7 +1,7 @@
 //! The peer table: every peer we know of, keyed by who it really is.
 //!
 //! A peer's identity is the IP observed on the socket plus the listening port it claims
-//! in its header (`../shared/PROTOCOL.md` section 4): outgoing connections come from
+//! in its header (docs/PROTOCOL.md, section 4): outgoing connections come from
 //! ephemeral ports, and the IP in a header is often wrong. The claimed IP is kept only to
 //! be shown. Pure data, no I/O; the node decides when entries change.
 

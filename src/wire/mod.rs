@@ -5,7 +5,7 @@
 //! [`Message`]s. [`encode`] builds what we send, and [`split_for_wire`] keeps each
 //! message small enough for receivers that read a single `recv(1024)`.
 //!
-//! See `../shared/PROTOCOL.md` for the dialects and the README for what we accept.
+//! See docs/PROTOCOL.md, section 2, for the dialects and the README for what we accept.
 //!
 //! # How a line is read
 //!
