@@ -1,0 +1,493 @@
+//! The decoder: bytes of one connection, in any chunks, to complete messages.
+//!
+//! # How a line is read
+//!
+//! Each complete line (or the final unterminated one) is tried against the dialects in
+//! this order; the first that matches wins, and their leading tokens make them disjoint:
+//!
+//! 1. blank (only whitespace): nothing;
+//! 2. the *first* non-blank line of a connection holding only digits that form a valid port:
+//!    the persistent dialect's opening line, which yields nothing by itself (but if the
+//!    connection ends with nothing else, it is yielded as raw chat: someone typed a number);
+//! 3. JSON, when the line starts with `{` (pretty-printed JSON is accumulated over lines
+//!    while it is incomplete; a line that turns out not to be JSON is re-read as plain lines);
+//! 4. bracketed, when the line starts with `<IP:PORT>`;
+//! 5. key/value, when the line starts with `LISTENING_PORT:`;
+//! 6. colon fields, when the line starts with `MESSAGE:`, `CONNECT:`, `ACK:` or `EXIT:`;
+//! 7. standard, when the first token is `IP:PORT` (`[IPv6]:PORT`);
+//! 8. spaced, when the first two tokens are an IP and a port;
+//! 9. raw text, attributed to the connection's identity when a previous line had a header.
+//!
+//! Decision rules for the ambiguous cases:
+//!
+//! - Ports must be digits only and in `1..=65535`, else the line is not a header (raw).
+//! - Keywords (`LISTENING_PORT`, `MESSAGE`, `<end>`, JSON `type`...) match in any case.
+//! - Control words (`connect`, `connection_request`, `handshake`, `connect_ack`, `exit`,
+//!   `disconnect`, `[peer_quit]`) only count as the *whole* trimmed message, in any case,
+//!   for the standard, spaced, bracketed, key/value, persistent and raw bodies. The colon
+//!   and JSON dialects say what a message is in a field of their own, so their text is
+//!   always chat (`MESSAGE:bob:80:exit` is the chat text `exit`).
+//! - After a header, exactly one space or tab separates the name from the text; further
+//!   leading spacing belongs to the text, trailing whitespace is trimmed.
+//! - A header with a name but no text is `Chat("")` (callers may ignore empty chat). A
+//!   header followed by a single control word and nothing else (`IP:PORT exit`) is that
+//!   control word from a sender with no name; a header alone is `Chat("")` with no name.
+//! - A header on a later line of a connection replaces the connection's identity; raw
+//!   lines take the latest identity, in the dialect of the line that set it, or
+//!   [`Dialect::Persistent`] if the connection opened with a port line.
+//! - A bracketed block ends at `<end>`, at EOF, or at a new `<IP:PORT>` line. Leading blank
+//!   lines are dropped, inner ones kept. A block that grows past the decoder's limit is
+//!   delivered in pieces of whole lines instead of failing.
+//! - JSON needs `type` or `content` to count as a message; an unknown `type` is chat, a
+//!   `type` that is a control word (`connect`, `exit`, `connect_ack`, `ack`...) is that.
+//!   Several objects glued on one line are several messages.
+//! - NUL and other control bytes stay in the text; invalid UTF-8 becomes U+FFFD.
+//! - A line longer than the limit is an error whatever the chunking; after an error the
+//!   decoder stays failed and yields nothing more.
+
+use std::net::IpAddr;
+
+use super::dialects::*;
+use super::json::*;
+use super::{control_word, Body, DecodeError, Dialect, Message};
+
+/// Who is talking on a connection, as the last header on it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Identity {
+    pub(super) name: Option<String>,
+    pub(super) claimed_ip: Option<IpAddr>,
+    pub(super) port: Option<u16>,
+}
+
+impl Identity {
+    /// The identity a message's header announced.
+    fn of(m: &Message) -> Identity {
+        Identity {
+            name: m.name.clone(),
+            claimed_ip: m.claimed_ip,
+            port: m.port,
+        }
+    }
+
+    /// A message from this identity.
+    fn message(&self, body: Body, dialect: Dialect) -> Message {
+        self.clone().into_message(body, dialect)
+    }
+
+    /// A message from this identity, consuming it.
+    fn into_message(self, body: Body, dialect: Dialect) -> Message {
+        Message {
+            name: self.name,
+            claimed_ip: self.claimed_ip,
+            port: self.port,
+            body,
+            dialect,
+        }
+    }
+}
+
+/// Lines held until a multi-line construct is complete.
+#[derive(Debug)]
+pub(super) enum Block {
+    /// Between `<IP:PORT> @ <TEAM>` and `<end>`: the lines so far, joined with `\n`.
+    Bracketed {
+        who: Identity,
+        text: String,
+        /// A piece of this block was already delivered (it outgrew the limit).
+        emitted: bool,
+    },
+    /// Lines of a JSON value that does not parse yet, joined with `\n`, and how deeply
+    /// they are nested (so that the value is parsed once, when it can be complete).
+    Json { text: String, nesting: Nesting },
+}
+
+impl Block {
+    fn len(&self) -> usize {
+        match self {
+            Block::Bracketed { text, .. } | Block::Json { text, .. } => text.len(),
+        }
+    }
+}
+
+/// Turns the byte stream of one inbound connection into messages.
+///
+/// ```
+/// use peerchat::wire::{Body, Decoder, Dialect};
+///
+/// let mut decoder = Decoder::new(64 * 1024);
+/// let mut out = Vec::new();
+/// // A read boundary may fall anywhere, even inside a character.
+/// let bytes = "127.0.0.3:5002 bob h\u{e9}llo".as_bytes();
+/// decoder.feed(&bytes[..22], &mut out).unwrap();
+/// decoder.feed(&bytes[22..], &mut out).unwrap();
+/// assert!(out.is_empty(), "no newline yet: the message ends at EOF");
+/// decoder.finish(&mut out);
+/// assert_eq!(out[0].name.as_deref(), Some("bob"));
+/// assert_eq!(out[0].port, Some(5002));
+/// assert_eq!(out[0].body, Body::Chat("h\u{e9}llo".into()));
+/// assert_eq!(out[0].dialect, Dialect::Standard);
+/// ```
+///
+/// Lines end at `\n` (a preceding `\r` is dropped); the last line may end at EOF instead.
+/// Bytes are buffered until a line is complete, so a multi-byte character cut by a read
+/// boundary is decoded whole; invalid UTF-8 becomes U+FFFD. A connection that sends nothing
+/// yields nothing (a liveness probe). See the module documentation for how lines are read.
+#[derive(Debug)]
+pub struct Decoder {
+    /// The limit, as `u32` (4 GiB is plenty) to keep an idle connection's decoder small.
+    max_line: u32,
+    partial: Vec<u8>,
+    /// An open bracketed block or incomplete JSON value. Boxed, like the identity: most
+    /// connections never have one, and a small decoder keeps idle connections cheap.
+    block: Option<Box<Block>>,
+    /// The latest header on this connection, and the dialect of header-less lines after it.
+    identity: Option<Box<(Identity, Dialect)>>,
+    /// The first non-blank line was a port (the persistent dialect).
+    opened_with_port: bool,
+    /// A non-blank line was seen.
+    seen_line: bool,
+    /// The opening port line, while nothing else followed it.
+    port_line: Option<Box<str>>,
+    /// A line was too long: the connection is to be dropped, nothing more is decoded.
+    failed: bool,
+}
+
+impl Decoder {
+    /// A decoder that refuses lines longer than `max_line` bytes; it also holds at most
+    /// `max_line` bytes in total (see [`Decoder::buffered`]).
+    pub fn new(max_line: usize) -> Self {
+        Decoder {
+            max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
+            partial: Vec::new(),
+            block: None,
+            identity: None,
+            opened_with_port: false,
+            seen_line: false,
+            port_line: None,
+            failed: false,
+        }
+    }
+
+    /// Feeds bytes as they came off the socket; complete messages are pushed to `out`.
+    ///
+    /// Fails when a line is longer than the limit, whatever the chunking. Messages decoded
+    /// before the offending line are still pushed; after a failure the decoder holds
+    /// nothing and every later call fails too.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+        if self.failed {
+            return Err(self.error());
+        }
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
+            if self.partial.len() + line.len() > self.max_line() {
+                return Err(self.fail());
+            }
+            if self.partial.is_empty() {
+                self.line_bytes(line, true, out);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line_bytes(&whole, true, out);
+                whole.clear();
+                self.partial = whole; // keep the capacity for the next line
+            }
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            if self.partial.len() + rest.len() > self.max_line() {
+                return Err(self.fail());
+            }
+            self.partial.extend_from_slice(rest);
+        }
+        self.bound_block(out);
+        Ok(())
+    }
+
+    /// The connection reached EOF: flushes whatever is pending as final messages.
+    pub fn finish(&mut self, out: &mut Vec<Message>) {
+        if self.failed {
+            return;
+        }
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line_bytes(&last, false, out);
+        }
+        // Re-reading a failed JSON block may open a bracketed one: loop until none is left.
+        while let Some(block) = self.block.take() {
+            match *block {
+                Block::Json { text, .. } => self.reread(&text, false, out),
+                Block::Bracketed { who, text, emitted } => {
+                    close_bracketed(who, text, emitted, out);
+                }
+            }
+        }
+        if let Some(text) = self.port_line.take() {
+            out.push(raw_message(Body::Chat(text.into())));
+        }
+    }
+
+    /// Bytes held while waiting for the end of a line or block (never more than the limit).
+    pub fn buffered(&self) -> usize {
+        self.partial.len() + self.block.as_ref().map_or(0, |b| b.len())
+    }
+
+    fn error(&self) -> DecodeError {
+        DecodeError::LineTooLong {
+            limit: self.max_line(),
+        }
+    }
+
+    /// Drops everything held and refuses further input.
+    fn fail(&mut self) -> DecodeError {
+        self.failed = true;
+        self.partial = Vec::new();
+        self.block = None;
+        self.port_line = None;
+        self.error()
+    }
+
+    fn max_line(&self) -> usize {
+        self.max_line as usize
+    }
+
+    /// Keeps `buffered() <= max_line` by delivering (or giving up) an open block.
+    fn bound_block(&mut self, out: &mut Vec<Message>) {
+        while self.buffered() > self.max_line() {
+            match self.block.take().map(|b| *b) {
+                None => return, // cannot happen: the partial line alone is within the limit
+                Some(Block::Json { text, .. }) => self.reread(&text, true, out),
+                Some(Block::Bracketed { who, text, emitted }) => {
+                    let emitted = flush_bracketed(&who, text, out) || emitted;
+                    self.block = Some(Box::new(Block::Bracketed {
+                        who,
+                        text: String::new(),
+                        emitted,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// One complete line, as bytes without its `\n`. `remember` is false for the final line
+    /// of a connection, whose identity nobody will ask for (saves a copy of the name).
+    fn line_bytes(&mut self, line: &[u8], remember: bool, out: &mut Vec<Message>) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Valid UTF-8 (the usual case) is checked fast and borrowed; only invalid input
+        // pays for the lossy conversion.
+        match std::str::from_utf8(line) {
+            Ok(text) => self.line(text, true, remember, out),
+            Err(_) => self.line(&String::from_utf8_lossy(line), true, remember, out),
+        }
+    }
+
+    /// One complete line: continues an open block, or is read on its own.
+    fn line(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
+        match self.block.take().map(|b| *b) {
+            None => {}
+            Some(Block::Bracketed {
+                who,
+                mut text,
+                mut emitted,
+            }) => {
+                if line.trim().eq_ignore_ascii_case("<end>") {
+                    close_bracketed(who, text, emitted, out);
+                    return;
+                }
+                if bracket_addr(line).is_some() {
+                    // A new header: the sender forgot `<end>`. Deliver, then read it below.
+                    close_bracketed(who, text, emitted, out);
+                } else {
+                    let sep = usize::from(!text.is_empty());
+                    if text.len() + sep + line.len() > self.max_line() {
+                        emitted |= flush_bracketed(&who, text, out);
+                        text = String::new();
+                    }
+                    push_block_line(&mut text, line);
+                    self.block = Some(Box::new(Block::Bracketed { who, text, emitted }));
+                    return;
+                }
+            }
+            Some(Block::Json {
+                mut text,
+                mut nesting,
+            }) => {
+                if text.len() + 1 + line.len() > self.max_line() {
+                    // Too big to be a sensible JSON message: read what we held as plain
+                    // lines (which may open a bracketed block), then this line afresh.
+                    self.reread(&text, remember, out);
+                    self.line(line, allow_json, remember, out);
+                    return;
+                }
+                text.push('\n');
+                text.push_str(line);
+                nesting.scan(line);
+                if !nesting.may_be_complete() {
+                    // Parsing now would fail anyway: parse once, when it can succeed
+                    // (re-parsing on every line would cost the square of the block).
+                    self.block = Some(Box::new(Block::Json { text, nesting }));
+                    return;
+                }
+                match parse_json(&text) {
+                    JsonRead::Messages(msgs) => {
+                        msgs.into_iter().for_each(|m| self.emit(m, remember, out));
+                    }
+                    JsonRead::Incomplete | JsonRead::Invalid => self.reread(&text, remember, out),
+                }
+                return;
+            }
+        }
+        self.dispatch(line, allow_json, remember, out);
+    }
+
+    /// Lines held for a JSON value that never came: read them as plain lines.
+    fn reread(&mut self, text: &str, remember: bool, out: &mut Vec<Message>) {
+        for line in text.split('\n') {
+            self.line(line, false, remember, out);
+        }
+    }
+
+    /// Reads one line outside any block, trying the dialects in the documented order.
+    fn dispatch(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return;
+        }
+        let first = !self.seen_line;
+        self.seen_line = true;
+        if first {
+            // A line holding only a port opens the persistent dialect.
+            if let Some(port) = parse_port(trimmed) {
+                self.opened_with_port = true;
+                let who = Identity {
+                    name: None,
+                    claimed_ip: None,
+                    port: Some(port),
+                };
+                self.identity = Some(Box::new((who, Dialect::Persistent)));
+                self.port_line = Some(trimmed.into());
+                return;
+            }
+        }
+        self.port_line = None;
+        if allow_json && trimmed.starts_with('{') {
+            match parse_json(trimmed) {
+                JsonRead::Messages(msgs) => {
+                    msgs.into_iter().for_each(|m| self.emit(m, remember, out));
+                    return;
+                }
+                JsonRead::Incomplete => {
+                    let mut nesting = Nesting::default();
+                    nesting.scan(line);
+                    self.block = Some(Box::new(Block::Json {
+                        text: line.to_owned(),
+                        nesting,
+                    }));
+                    return;
+                }
+                JsonRead::Invalid => {}
+            }
+        }
+        if let Some(parsed) = parse_bracketed(line) {
+            match parsed {
+                Bracketed::Message(m) => self.emit(m, remember, out),
+                Bracketed::Open { who, first } => {
+                    if remember {
+                        self.remember(who.clone(), Dialect::Bracketed);
+                    }
+                    let mut text = String::new();
+                    push_block_line(&mut text, first);
+                    self.block = Some(Box::new(Block::Bracketed {
+                        who,
+                        text,
+                        emitted: false,
+                    }));
+                }
+            }
+            return;
+        }
+        let headed = parse_key_value(line)
+            .or_else(|| parse_colon(line))
+            .or_else(|| parse_standard(line))
+            .or_else(|| parse_spaced(line));
+        match headed {
+            Some(m) => self.emit(m, remember, out),
+            None => out.push(self.raw(line)),
+        }
+    }
+
+    /// Pushes a message, remembering its header as the connection's identity.
+    fn emit(&mut self, m: Message, remember: bool, out: &mut Vec<Message>) {
+        let has_header = m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some();
+        if remember && has_header {
+            self.remember(Identity::of(&m), m.dialect);
+        }
+        out.push(m);
+    }
+
+    fn remember(&mut self, who: Identity, dialect: Dialect) {
+        let dialect = if self.opened_with_port {
+            Dialect::Persistent
+        } else {
+            dialect
+        };
+        self.identity = Some(Box::new((who, dialect)));
+    }
+
+    /// A line with no header: raw text, or a line of the sender this connection announced.
+    fn raw(&self, line: &str) -> Message {
+        let body = body_of(line);
+        match self.identity.as_deref() {
+            Some((who, dialect)) => who.message(body, *dialect),
+            None => raw_message(body),
+        }
+    }
+}
+
+/// A message with no header at all.
+fn raw_message(body: Body) -> Message {
+    Message {
+        name: None,
+        claimed_ip: None,
+        port: None,
+        body,
+        dialect: Dialect::Raw,
+    }
+}
+
+/// Appends a line to a bracketed block's text; leading blank lines are dropped.
+fn push_block_line(text: &mut String, line: &str) {
+    if text.is_empty() {
+        if !line.trim().is_empty() {
+            text.push_str(line);
+        }
+    } else {
+        text.push('\n');
+        text.push_str(line);
+    }
+}
+
+/// Delivers the text held so far of a bracketed block that continues; returns whether
+/// anything of the block has now been delivered.
+fn flush_bracketed(who: &Identity, text: String, out: &mut Vec<Message>) -> bool {
+    if text.trim().is_empty() {
+        return false;
+    }
+    out.push(who.message(block_body(text), Dialect::Bracketed));
+    true
+}
+
+/// Delivers a bracketed block that ended (at `<end>`, EOF or a new header). A block with no
+/// text at all is `Chat("")`, like any header without text, unless pieces of it were
+/// delivered already.
+fn close_bracketed(who: Identity, text: String, emitted: bool, out: &mut Vec<Message>) {
+    if emitted && text.trim().is_empty() {
+        return;
+    }
+    out.push(who.into_message(block_body(text), Dialect::Bracketed));
+}
+
+fn block_body(mut text: String) -> Body {
+    text.truncate(text.trim_end().len());
+    control_word(&text).unwrap_or(Body::Chat(text))
+}

@@ -1,0 +1,209 @@
+//! The line parsers of the header dialects: standard, spaced, bracketed, key/value, colon.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::decoder::Identity;
+use super::{control_word, Body, Dialect, Message};
+
+/// The body of a message text: a control word, or chat with trailing whitespace trimmed.
+pub(super) fn body_of(text: &str) -> Body {
+    control_word(text).unwrap_or_else(|| Body::Chat(text.trim_end().to_owned()))
+}
+
+/// Separators between header fields.
+pub(super) fn is_sep(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+pub(super) fn skip_seps(s: &str) -> &str {
+    s.trim_start_matches(is_sep)
+}
+
+/// The token at the start of `s` and what follows exactly one separator after it.
+pub(super) fn token(s: &str) -> (&str, &str) {
+    match s.bytes().position(|b| b == b' ' || b == b'\t') {
+        // Separators are one byte long.
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
+/// A listening port: ASCII digits only, `1..=65535` (no sign, no spaces). Used for
+/// headers and for what the user types alike.
+pub fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+/// An IP address, IPv6 optionally in brackets.
+pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
+    match s.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => s.parse().ok(),
+    }
+}
+
+/// `IPv4:PORT` or `[IPv6]:PORT`.
+pub(super) fn parse_sockaddr(s: &str) -> Option<(IpAddr, u16)> {
+    let (ip, port) = s.rsplit_once(':')?;
+    let ip = match ip.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => IpAddr::V6(v6.parse().ok()?),
+        None => IpAddr::V4(ip.parse::<Ipv4Addr>().ok()?),
+    };
+    Some((ip, parse_port(port)?))
+}
+
+/// The rest of an address header: `NAME MESSAGE`, see the module's decision rules.
+pub(super) fn headed(dialect: Dialect, ip: IpAddr, port: u16, rest: &str) -> Message {
+    let (name, text) = token(rest);
+    let (name, body) = if name.is_empty() {
+        (None, Body::Chat(String::new()))
+    } else if text.trim().is_empty() {
+        match control_word(name) {
+            Some(body) => (None, body),
+            None => (Some(name), Body::Chat(String::new())),
+        }
+    } else {
+        (Some(name), body_of(text))
+    };
+    Message {
+        name: name.map(str::to_owned),
+        claimed_ip: Some(ip),
+        port: Some(port),
+        body,
+        dialect,
+    }
+}
+
+/// Standard: `IP:PORT NAME MESSAGE`.
+pub(super) fn parse_standard(line: &str) -> Option<Message> {
+    let (addr, rest) = token(skip_seps(line));
+    let (ip, port) = parse_sockaddr(addr)?;
+    Some(headed(Dialect::Standard, ip, port, skip_seps(rest)))
+}
+
+/// Spaced: `IP PORT NAME MESSAGE`.
+pub(super) fn parse_spaced(line: &str) -> Option<Message> {
+    let (ip, rest) = token(skip_seps(line));
+    let ip = parse_ip(ip)?;
+    let (port, rest) = token(skip_seps(rest));
+    let port = parse_port(port)?;
+    Some(headed(Dialect::Spaced, ip, port, skip_seps(rest)))
+}
+
+/// What a bracketed line is.
+pub(super) enum Bracketed<'a> {
+    /// `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.
+    Message(Message),
+    /// `<IP:PORT> @ <TEAM>`, opening a block; text after the team starts the block.
+    Open { who: Identity, first: &'a str },
+}
+
+/// `<IP:PORT>` at the start of a line, and what follows it.
+pub(super) fn bracket_addr(line: &str) -> Option<(IpAddr, u16, &str)> {
+    let inner = line.trim_start().strip_prefix('<')?;
+    let end = inner.find('>')?;
+    let (ip, port) = parse_sockaddr(&inner[..end])?;
+    Some((ip, port, &inner[end + 1..]))
+}
+
+/// Bracketed: `<IP:PORT> @ <TEAM>`, `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.
+pub(super) fn parse_bracketed(line: &str) -> Option<Bracketed<'_>> {
+    let (ip, port, rest) = bracket_addr(line)?;
+    let rest = skip_seps(rest);
+    let (first, after) = token(rest);
+    if first != "@" {
+        return Some(Bracketed::Message(headed(
+            Dialect::Bracketed,
+            ip,
+            port,
+            rest,
+        )));
+    }
+    let after = skip_seps(after);
+    let (team, tail) = match after.strip_prefix('<').and_then(|t| t.split_once('>')) {
+        Some((team, tail)) => (team, tail),
+        None => token(after),
+    };
+    let team = team.trim();
+    let who = Identity {
+        name: (!team.is_empty()).then(|| team.to_owned()),
+        claimed_ip: Some(ip),
+        port: Some(port),
+    };
+    Some(Bracketed::Open {
+        who,
+        first: skip_seps(tail),
+    })
+}
+
+/// The value of `KEY:value` (key in any case, spaces tolerated), trimmed.
+pub(super) fn key_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let s = s.trim();
+    if !s.get(..key.len())?.eq_ignore_ascii_case(key) {
+        return None;
+    }
+    let value = s[key.len()..].trim_start().strip_prefix(':')?;
+    Some(value.trim())
+}
+
+/// Key/value: `LISTENING_PORT:PORT|TEAM_NAME:TEAM|MESSAGE`; the message may hold `|`.
+pub(super) fn parse_key_value(line: &str) -> Option<Message> {
+    let (first, rest) = match line.split_once('|') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (line, None),
+    };
+    let port = parse_port(key_field(first, "LISTENING_PORT")?)?;
+    let (name, text) = match rest {
+        None => (None, ""),
+        Some(rest) => {
+            let (second, tail) = rest.split_once('|').unwrap_or((rest, ""));
+            match key_field(second, "TEAM_NAME") {
+                Some(team) => (Some(team).filter(|t| !t.is_empty()), tail),
+                None => (None, rest),
+            }
+        }
+    };
+    Some(Message {
+        name: name.map(str::to_owned),
+        claimed_ip: None,
+        port: Some(port),
+        body: body_of(text.trim_start()),
+        dialect: Dialect::KeyValue,
+    })
+}
+
+/// Colon fields: `MESSAGE:NAME:PORT:TEXT`, `CONNECT:NAME:PORT`, `ACK:NAME:PORT`,
+/// `EXIT:PORT`, `CONNECT:PORT` (and `EXIT:NAME:PORT`, `ACK:PORT`).
+pub(super) fn parse_colon(line: &str) -> Option<Message> {
+    let (keyword, rest) = line.trim_start().split_once(':')?;
+    let keyword = keyword.trim_end();
+    let (name, port, body) = if keyword.eq_ignore_ascii_case("MESSAGE") {
+        let mut fields = rest.splitn(3, ':');
+        let name = fields.next()?.trim();
+        let port = parse_port(fields.next()?.trim())?;
+        let text = fields.next().unwrap_or("").trim_end();
+        (name, port, Body::Chat(text.to_owned()))
+    } else {
+        let body = if keyword.eq_ignore_ascii_case("CONNECT") {
+            Body::Connect
+        } else if keyword.eq_ignore_ascii_case("ACK") {
+            Body::ConnectAck
+        } else if keyword.eq_ignore_ascii_case("EXIT") {
+            Body::Exit
+        } else {
+            return None;
+        };
+        let (name, port) = rest.split_once(':').unwrap_or(("", rest));
+        (name.trim(), parse_port(port.trim())?, body)
+    };
+    Some(Message {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        claimed_ip: None,
+        port: Some(port),
+        body,
+        dialect: Dialect::Colon,
+    })
+}

@@ -1,0 +1,124 @@
+//! What we send: our header in the chosen form, and splitting long messages for
+//! receivers that read a single 1024-byte `recv`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{control_word, MAX_WIRE_MESSAGE};
+
+/// The header forms we can send in (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `IP:PORT NAME MESSAGE` (IPv6: `[IP]:PORT NAME MESSAGE`).
+    #[default]
+    Standard,
+    /// `IP PORT NAME MESSAGE`.
+    Spaced,
+}
+
+/// The header that precedes `text` for a sender at `own` called `name`, including the
+/// separating space.
+pub fn header(own: SocketAddr, name: &str, format: Format) -> String {
+    let (ip, port) = (own.ip(), own.port());
+    match (format, ip) {
+        (Format::Standard, IpAddr::V4(v4)) => format!("{v4}:{port} {name} "),
+        (Format::Standard, IpAddr::V6(v6)) => format!("[{v6}]:{port} {name} "),
+        (Format::Spaced, ip) => format!("{ip} {port} {name} "),
+    }
+}
+
+/// The full wire form of one message: header then text, UTF-8, no trailing newline.
+///
+/// ```
+/// use peerchat::wire::{encode, Format};
+///
+/// let me = "127.0.0.2:5001".parse().unwrap();
+/// assert_eq!(encode(me, "alice", "hi", Format::Standard), "127.0.0.2:5001 alice hi");
+/// assert_eq!(encode(me, "alice", "hi", Format::Spaced), "127.0.0.2 5001 alice hi");
+/// let six = "[::1]:7".parse().unwrap();
+/// assert_eq!(encode(six, "v6", "hi", Format::Standard), "[::1]:7 v6 hi");
+/// ```
+pub fn encode(own: SocketAddr, name: &str, text: &str, format: Format) -> String {
+    let mut s = header(own, name, format);
+    s.push_str(text);
+    s
+}
+
+/// How far back from a piece's end [`split_for_wire`] looks for a space to cut after.
+const SPACE_WINDOW: usize = 64;
+
+/// Splits `text` into pieces such that `header_len + piece.len() <= MAX_WIRE_MESSAGE`,
+/// cutting only at UTF-8 character boundaries (at a space near the end when there is one).
+/// Returns a single piece when the text already fits; never returns an empty list.
+///
+/// ```
+/// use peerchat::wire::{split_for_wire, MAX_WIRE_MESSAGE};
+///
+/// let text = "\u{e9}".repeat(1500); // 3000 bytes
+/// let parts = split_for_wire(&text, 30);
+/// assert_eq!(parts.len(), 4); // 3000 bytes in pieces of at most 1024 - 30
+/// assert!(parts.iter().all(|p| 30 + p.len() <= MAX_WIRE_MESSAGE));
+/// assert_eq!(parts.concat(), text);
+/// ```
+///
+/// The pieces concatenate back to `text`. With an absurd `header_len` (no room for a whole
+/// character) each piece still holds one character, so the limit cannot be met then.
+pub fn split_for_wire(text: &str, header_len: usize) -> Vec<&str> {
+    let budget = MAX_WIRE_MESSAGE.saturating_sub(header_len);
+    if text.len() <= budget {
+        return vec![text];
+    }
+    // Where each piece ends, as offsets into `text`.
+    let mut ends = Vec::with_capacity(text.len() / budget.max(1) + 1);
+    let mut start = 0;
+    while text.len() - start > budget {
+        start += cut_point(&text[start..], budget);
+        ends.push(start);
+    }
+    if start < text.len() {
+        ends.push(text.len());
+    }
+    // A piece must never read as a control word on its own: "... please exit" cut after
+    // its last space would send a bare `exit`. Move such a cut back before the previous
+    // piece's last visible character, so that it travels with the word.
+    if control_word(text).is_none() {
+        for i in 1..ends.len() {
+            let (prev_start, cut) = (if i >= 2 { ends[i - 2] } else { 0 }, ends[i - 1]);
+            if control_word(&text[cut..ends[i]]).is_none() {
+                continue;
+            }
+            let moved = text[prev_start..cut]
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !c.is_whitespace())
+                .map(|(at, _)| prev_start + at);
+            if let Some(moved) = moved.filter(|&m| m > prev_start && ends[i] - m <= budget) {
+                ends[i - 1] = moved;
+            }
+        }
+    }
+    let mut pieces = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for end in ends {
+        pieces.push(&text[start..end]);
+        start = end;
+    }
+    pieces
+}
+
+/// Where to end the next piece of `rest` (longer than `budget`): a char boundary at most
+/// `budget` bytes in, just after the last space in the final [`SPACE_WINDOW`] bytes if any;
+/// at least one character.
+fn cut_point(rest: &str, budget: usize) -> usize {
+    let mut cut = budget;
+    while cut > 0 && !rest.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if cut == 0 {
+        return rest.chars().next().map_or(rest.len(), char::len_utf8);
+    }
+    let low = cut.saturating_sub(SPACE_WINDOW);
+    match rest.as_bytes()[low..cut].iter().rposition(|&b| b == b' ') {
+        Some(i) => low + i + 1,
+        None => cut,
+    }
+}

@@ -1,0 +1,996 @@
+//! The decoder's and encoder's unit tests: a table per dialect, then the tricky cases.
+
+use std::net::SocketAddr;
+
+use super::decoder::*;
+use super::encode::*;
+use super::json::*;
+use super::*;
+
+/// A limit no table case comes near.
+const LIMIT: usize = 4096;
+
+fn chat(text: &str) -> Body {
+    Body::Chat(text.to_owned())
+}
+
+/// An expected message; `""` and `0` stand for "absent".
+fn m(name: &str, ip: &str, port: u16, body: Body, dialect: Dialect) -> Message {
+    Message {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        claimed_ip: (!ip.is_empty()).then(|| ip.parse().expect("test ip")),
+        port: (port != 0).then_some(port),
+        body,
+        dialect,
+    }
+}
+
+fn raw(body: Body) -> Message {
+    m("", "", 0, body, Dialect::Raw)
+}
+
+/// Feeds `chunks` then finishes; checks the buffering bound after every call.
+fn decode_chunks<'a>(
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    max_line: usize,
+) -> Result<Vec<Message>, DecodeError> {
+    let mut decoder = Decoder::new(max_line);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        decoder.feed(chunk, &mut out)?;
+        assert!(decoder.buffered() <= max_line);
+    }
+    decoder.finish(&mut out);
+    assert_eq!(decoder.buffered(), 0);
+    Ok(out)
+}
+
+/// Decodes `input` in one chunk, and checks that byte-by-byte feeding agrees.
+fn decode(input: &str) -> Vec<Message> {
+    let whole = decode_chunks([input.as_bytes()], LIMIT).expect("within the limit");
+    let bytewise = decode_chunks(input.as_bytes().chunks(1), LIMIT).expect("within the limit");
+    assert_eq!(whole, bytewise, "chunking changed the result for {input:?}");
+    whole
+}
+
+fn check(table: &[(&str, Vec<Message>)]) {
+    for (input, expected) in table {
+        assert_eq!(&decode(input), expected, "input {input:?}");
+    }
+}
+
+#[test]
+fn standard_dialect() {
+    use Dialect::Standard as S;
+    let ip = "198.51.100.201";
+    check(&[
+        (
+            "198.51.100.201:8080 blockchain hello",
+            vec![m("blockchain", ip, 8080, chat("hello"), S)],
+        ),
+        (
+            "198.51.100.201:8080 blockchain hello\n",
+            vec![m("blockchain", ip, 8080, chat("hello"), S)],
+        ),
+        (
+            "198.51.100.201:8080   alice  hi  there \t ",
+            vec![m("alice", ip, 8080, chat(" hi  there"), S)],
+        ),
+        (
+            "198.51.100.201:8080\talice\thi\tthere",
+            vec![m("alice", ip, 8080, chat("hi\tthere"), S)],
+        ),
+        (
+            "  198.51.100.201:8080 alice hi",
+            vec![m("alice", ip, 8080, chat("hi"), S)],
+        ),
+        (
+            "[::1]:9000 bob hey you",
+            vec![m("bob", "::1", 9000, chat("hey you"), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice héllo wörld 日本 🎉",
+            vec![m("alice", ip, 8080, chat("héllo wörld 日本 🎉"), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice a\0b",
+            vec![m("alice", ip, 8080, chat("a\0b"), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice",
+            vec![m("alice", ip, 8080, chat(""), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice   ",
+            vec![m("alice", ip, 8080, chat(""), S)],
+        ),
+        ("198.51.100.201:8080", vec![m("", ip, 8080, chat(""), S)]),
+        // Control words: the whole message, any case, trimmed.
+        (
+            "198.51.100.201:8080 alice exit",
+            vec![m("alice", ip, 8080, Body::Exit, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice  EXIT \r\n",
+            vec![m("alice", ip, 8080, Body::Exit, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice Connect",
+            vec![m("alice", ip, 8080, Body::Connect, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice connect_ack",
+            vec![m("alice", ip, 8080, Body::ConnectAck, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice [PEER_QUIT]",
+            vec![m("alice", ip, 8080, Body::Exit, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice DISCONNECT",
+            vec![m("alice", ip, 8080, Body::Exit, S)],
+        ),
+        (
+            "198.51.100.201:8080 alice please exit now",
+            vec![m("alice", ip, 8080, chat("please exit now"), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice ping",
+            vec![m("alice", ip, 8080, chat("ping"), S)],
+        ),
+        (
+            "198.51.100.201:8080 alice exit\0",
+            vec![m("alice", ip, 8080, chat("exit\0"), S)],
+        ),
+        // A header and a lone control word: a sender without a name.
+        (
+            "198.51.100.201:8080 connect",
+            vec![m("", ip, 8080, Body::Connect, S)],
+        ),
+        // Ports out of range: not a header.
+        (
+            "198.51.100.201:0 alice hi",
+            vec![raw(chat("198.51.100.201:0 alice hi"))],
+        ),
+        (
+            "198.51.100.201:65536 alice hi",
+            vec![raw(chat("198.51.100.201:65536 alice hi"))],
+        ),
+        (
+            "198.51.100.201:65535 alice hi",
+            vec![m("alice", ip, 65535, chat("hi"), S)],
+        ),
+        (
+            "198.51.100.201:+80 alice hi",
+            vec![raw(chat("198.51.100.201:+80 alice hi"))],
+        ),
+        (
+            "999.0.0.1:8080 alice hi",
+            vec![raw(chat("999.0.0.1:8080 alice hi"))],
+        ),
+        ("::1:8080 alice hi", vec![raw(chat("::1:8080 alice hi"))]),
+        // Later header-less lines belong to the latest header.
+        (
+            "198.51.100.201:8080 alice hello\nsecond line\n\nthird",
+            vec![
+                m("alice", ip, 8080, chat("hello"), S),
+                m("alice", ip, 8080, chat("second line"), S),
+                m("alice", ip, 8080, chat("third"), S),
+            ],
+        ),
+        (
+            "198.51.100.201:8080 alice hi\n198.51.100.2:9090 bob yo\nexit",
+            vec![
+                m("alice", ip, 8080, chat("hi"), S),
+                m("bob", "198.51.100.2", 9090, chat("yo"), S),
+                m("bob", "198.51.100.2", 9090, Body::Exit, S),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn spaced_dialect() {
+    use Dialect::Spaced as S;
+    let ip = "198.51.100.1";
+    check(&[
+        (
+            "198.51.100.1 8080 alice hello world",
+            vec![m("alice", ip, 8080, chat("hello world"), S)],
+        ),
+        (
+            "198.51.100.1\t8080   alice\thi ",
+            vec![m("alice", ip, 8080, chat("hi"), S)],
+        ),
+        (
+            "::1 8080 alice hi",
+            vec![m("alice", "::1", 8080, chat("hi"), S)],
+        ),
+        (
+            "[::1] 8080 alice hi",
+            vec![m("alice", "::1", 8080, chat("hi"), S)],
+        ),
+        (
+            "198.51.100.1 8080 alice EXIT",
+            vec![m("alice", ip, 8080, Body::Exit, S)],
+        ),
+        (
+            "198.51.100.1 8080 alice exit please",
+            vec![m("alice", ip, 8080, chat("exit please"), S)],
+        ),
+        ("198.51.100.1 8080", vec![m("", ip, 8080, chat(""), S)]),
+        (
+            "198.51.100.1 8080 alice",
+            vec![m("alice", ip, 8080, chat(""), S)],
+        ),
+        (
+            "198.51.100.1 0 alice hi",
+            vec![raw(chat("198.51.100.1 0 alice hi"))],
+        ),
+        (
+            "198.51.100.1 70000 alice hi",
+            vec![raw(chat("198.51.100.1 70000 alice hi"))],
+        ),
+        (
+            "198.51.100.1 is my address",
+            vec![raw(chat("198.51.100.1 is my address"))],
+        ),
+        (
+            "198.51.100.1 8080 alice hi\nmore",
+            vec![
+                m("alice", ip, 8080, chat("hi"), S),
+                m("alice", ip, 8080, chat("more"), S),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn bracketed_dialect() {
+    use Dialect::Bracketed as B;
+    let ip = "198.51.100.1";
+    check(&[
+        (
+            "<198.51.100.1:8080> @ <team>\nhello\nworld\n<end>\n",
+            vec![m("team", ip, 8080, chat("hello\nworld"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>\r\nhello\r\nworld\r\n<end>\r\n",
+            vec![m("team", ip, 8080, chat("hello\nworld"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <the team>\n\n  hello\n\nworld  \n\n<END>",
+            vec![m("the team", ip, 8080, chat("  hello\n\nworld"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ team\nhi\n<end>",
+            vec![m("team", ip, 8080, chat("hi"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team> first\nsecond\n<end>",
+            vec![m("team", ip, 8080, chat("first\nsecond"), B)],
+        ),
+        // EOF ends an open block.
+        (
+            "<198.51.100.1:8080> @ <team>\nhello",
+            vec![m("team", ip, 8080, chat("hello"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>\n<end>",
+            vec![m("team", ip, 8080, chat(""), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>",
+            vec![m("team", ip, 8080, chat(""), B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>\nDISCONNECT\n<end>",
+            vec![m("team", ip, 8080, Body::Exit, B)],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>\nplease DISCONNECT me\n<end>",
+            vec![m("team", ip, 8080, chat("please DISCONNECT me"), B)],
+        ),
+        (
+            "<198.51.100.1:8080> DISCONNECT",
+            vec![m("", ip, 8080, Body::Exit, B)],
+        ),
+        (
+            "<198.51.100.1:8080> disconnect\n",
+            vec![m("", ip, 8080, Body::Exit, B)],
+        ),
+        // The buggy form: the recipient's IP, our port, team and message on one line.
+        (
+            "<203.0.113.9:8080> team hello there",
+            vec![m("team", "203.0.113.9", 8080, chat("hello there"), B)],
+        ),
+        (
+            "<203.0.113.9:8080> team DISCONNECT",
+            vec![m("team", "203.0.113.9", 8080, Body::Exit, B)],
+        ),
+        ("<198.51.100.1:8080>", vec![m("", ip, 8080, chat(""), B)]),
+        (
+            "<[::1]:8080> @ <team>\nhi\n<end>",
+            vec![m("team", "::1", 8080, chat("hi"), B)],
+        ),
+        // A new header ends a block that forgot `<end>`.
+        (
+            "<198.51.100.1:8080> @ <team>\nhi\n<198.51.100.1:8080> DISCONNECT",
+            vec![
+                m("team", ip, 8080, chat("hi"), B),
+                m("", ip, 8080, Body::Exit, B),
+            ],
+        ),
+        (
+            "<198.51.100.1:8080> @ <team>\none\n<end>\n<198.51.100.1:8080> @ <team>\ntwo\n<end>\nafter",
+            vec![
+                m("team", ip, 8080, chat("one"), B),
+                m("team", ip, 8080, chat("two"), B),
+                m("team", ip, 8080, chat("after"), B),
+            ],
+        ),
+        (
+            "<198.51.100.1:99999> @ <team>\nhi",
+            vec![raw(chat("<198.51.100.1:99999> @ <team>")), raw(chat("hi"))],
+        ),
+        ("<end>", vec![raw(chat("<end>"))]),
+        ("<b>bold</b>", vec![raw(chat("<b>bold</b>"))]),
+    ]);
+}
+
+#[test]
+fn key_value_dialect() {
+    use Dialect::KeyValue as K;
+    check(&[
+        (
+            "LISTENING_PORT:8080|TEAM_NAME:alpha|hello",
+            vec![m("alpha", "", 8080, chat("hello"), K)],
+        ),
+        (
+            "LISTENING_PORT: 8080 | TEAM_NAME: alpha | hello | world |",
+            vec![m("alpha", "", 8080, chat("hello | world |"), K)],
+        ),
+        (
+            "listening_port:8080|team_name:alpha|EXIT",
+            vec![m("alpha", "", 8080, Body::Exit, K)],
+        ),
+        (
+            "LISTENING_PORT:8080|TEAM_NAME:alpha|exit now",
+            vec![m("alpha", "", 8080, chat("exit now"), K)],
+        ),
+        (
+            "LISTENING_PORT:8080|TEAM_NAME:alpha",
+            vec![m("alpha", "", 8080, chat(""), K)],
+        ),
+        (
+            "LISTENING_PORT:8080|TEAM_NAME:|hi",
+            vec![m("", "", 8080, chat("hi"), K)],
+        ),
+        (
+            "LISTENING_PORT:8080|hello|there",
+            vec![m("", "", 8080, chat("hello|there"), K)],
+        ),
+        ("LISTENING_PORT:8080", vec![m("", "", 8080, chat(""), K)]),
+        (
+            "LISTENING_PORT:abc|TEAM_NAME:alpha|hi",
+            vec![raw(chat("LISTENING_PORT:abc|TEAM_NAME:alpha|hi"))],
+        ),
+        (
+            "LISTENING_PORT:8080|TEAM_NAME:alpha|hi\nand more",
+            vec![
+                m("alpha", "", 8080, chat("hi"), K),
+                m("alpha", "", 8080, chat("and more"), K),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn colon_dialect() {
+    use Dialect::Colon as C;
+    check(&[
+        (
+            "MESSAGE:bob:8080:hello",
+            vec![m("bob", "", 8080, chat("hello"), C)],
+        ),
+        (
+            "MESSAGE:bob:8080:time is 12:30: ok ",
+            vec![m("bob", "", 8080, chat("time is 12:30: ok"), C)],
+        ),
+        // A typed dialect: the text is never a control word.
+        (
+            "MESSAGE:bob:8080:exit",
+            vec![m("bob", "", 8080, chat("exit"), C)],
+        ),
+        ("MESSAGE:bob:8080", vec![m("bob", "", 8080, chat(""), C)]),
+        (
+            "CONNECT:bob:8080",
+            vec![m("bob", "", 8080, Body::Connect, C)],
+        ),
+        (
+            "ACK:bob:8080\n",
+            vec![m("bob", "", 8080, Body::ConnectAck, C)],
+        ),
+        ("EXIT:8080", vec![m("", "", 8080, Body::Exit, C)]),
+        ("EXIT:bob:8080", vec![m("bob", "", 8080, Body::Exit, C)]),
+        ("CONNECT:8080", vec![m("", "", 8080, Body::Connect, C)]),
+        ("connect: 8080 ", vec![m("", "", 8080, Body::Connect, C)]),
+        ("EXIT:bob", vec![raw(chat("EXIT:bob"))]),
+        ("EXIT:0", vec![raw(chat("EXIT:0"))]),
+        ("MESSAGE:bob:0:hi", vec![raw(chat("MESSAGE:bob:0:hi"))]),
+        ("CONNECT", vec![raw(Body::Connect)]),
+        ("note: 8080", vec![raw(chat("note: 8080"))]),
+        (
+            "CONNECT:bob:8080\nhi",
+            vec![
+                m("bob", "", 8080, Body::Connect, C),
+                m("bob", "", 8080, chat("hi"), C),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn persistent_dialect() {
+    use Dialect::Persistent as P;
+    check(&[
+        (
+            "5000\nCONNECT\nhello\nworld\n",
+            vec![
+                m("", "", 5000, Body::Connect, P),
+                m("", "", 5000, chat("hello"), P),
+                m("", "", 5000, chat("world"), P),
+            ],
+        ),
+        (
+            "5000\r\nhi\r\n  exit  \r\n",
+            vec![
+                m("", "", 5000, chat("hi"), P),
+                m("", "", 5000, Body::Exit, P),
+            ],
+        ),
+        ("\n\n5000\nhi", vec![m("", "", 5000, chat("hi"), P)]),
+        // Only a number: someone typed it.
+        ("5000", vec![raw(chat("5000"))]),
+        ("5000\n", vec![raw(chat("5000"))]),
+        ("  5000 \n\n \n", vec![raw(chat("5000"))]),
+        ("0\nhi", vec![raw(chat("0")), raw(chat("hi"))]),
+        ("70000\nhi", vec![raw(chat("70000")), raw(chat("hi"))]),
+        ("hi\n5000", vec![raw(chat("hi")), raw(chat("5000"))]),
+        ("5000\n6000", vec![m("", "", 5000, chat("6000"), P)]),
+        // A header on a persistent connection: later lines are its sender's.
+        (
+            "5000\n198.51.100.1:8080 bob hi\nyo",
+            vec![
+                m("bob", "198.51.100.1", 8080, chat("hi"), Dialect::Standard),
+                m("bob", "198.51.100.1", 8080, chat("yo"), P),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn json_dialect() {
+    use Dialect::Json as J;
+    check(&[
+        (
+            r#"{"type": "message", "content": "hi", "sender_name": "bob", "sender_port": 8080}"#,
+            vec![m("bob", "", 8080, chat("hi"), J)],
+        ),
+        (
+            r#"{"type":"connect","content":"","sender_name":"bob","sender_port":"8080"}"#,
+            vec![m("bob", "", 8080, Body::Connect, J)],
+        ),
+        (
+            r#"{"type": "EXIT", "sender_port": 8080}"#,
+            vec![m("", "", 8080, Body::Exit, J)],
+        ),
+        (
+            r#"{"type": "connect_ack", "sender_port": 8080}"#,
+            vec![m("", "", 8080, Body::ConnectAck, J)],
+        ),
+        (
+            r#"{"type": "ack", "sender_port": 8080}"#,
+            vec![m("", "", 8080, Body::ConnectAck, J)],
+        ),
+        // A typed dialect: the content is never a control word.
+        (
+            r#"{"type": "message", "content": "exit", "sender_port": 8080}"#,
+            vec![m("", "", 8080, chat("exit"), J)],
+        ),
+        (
+            r#"{"type": "shout", "content": "HI", "sender_port": 8080}"#,
+            vec![m("", "", 8080, chat("HI"), J)],
+        ),
+        (
+            r#"{"content": "two\nlines", "sender_port": 0, "sender_name": ""}"#,
+            vec![m("", "", 0, chat("two\nlines"), J)],
+        ),
+        (
+            r#"{"type": "message", "content": 42, "sender_port": 70000}"#,
+            vec![m("", "", 0, chat("42"), J)],
+        ),
+        (
+            r#"{"type":"message","content":"a","sender_ip":"198.51.100.7","sender_port":1}"#,
+            vec![m("", "198.51.100.7", 1, chat("a"), J)],
+        ),
+        // Pretty-printed over several lines.
+        (
+            "{\n  \"type\": \"message\",\n  \"content\": \"hé\",\n\n  \"sender_name\": \"bob\",\n  \"sender_port\": 8080\n}\n",
+            vec![m("bob", "", 8080, chat("hé"), J)],
+        ),
+        (
+            "{\r\n\"type\": \"exit\",\r\n\"sender_port\": 8080\r\n}",
+            vec![m("", "", 8080, Body::Exit, J)],
+        ),
+        // Glued objects, and a header-less line after them.
+        (
+            "{\"type\":\"message\",\"content\":\"a\",\"sender_port\":1}{\"type\":\"exit\",\"sender_port\":1}\nbye",
+            vec![
+                m("", "", 1, chat("a"), J),
+                m("", "", 1, Body::Exit, J),
+                m("", "", 1, chat("bye"), J),
+            ],
+        ),
+        // Not JSON after all: plain lines.
+        ("{hello", vec![raw(chat("{hello"))]),
+        ("{}", vec![raw(chat("{}"))]),
+        (r#"{"foo": 1}"#, vec![raw(chat(r#"{"foo": 1}"#))]),
+        (
+            r#"{"type": "message"} trailing"#,
+            vec![raw(chat(r#"{"type": "message"} trailing"#))],
+        ),
+        ("{", vec![raw(chat("{"))]),
+        (
+            "{\n\"type\": \"message\",\nbroken here\n}\nafter",
+            vec![
+                raw(chat("{")),
+                raw(chat("\"type\": \"message\",")),
+                raw(chat("broken here")),
+                raw(chat("}")),
+                raw(chat("after")),
+            ],
+        ),
+        (
+            "{\n198.51.100.1:8080 bob hi",
+            vec![
+                raw(chat("{")),
+                m("bob", "198.51.100.1", 8080, chat("hi"), Dialect::Standard),
+            ],
+        ),
+        (
+            r#"{"type": "message", "content": "cut"#,
+            vec![raw(chat(r#"{"type": "message", "content": "cut"#))],
+        ),
+    ]);
+}
+
+#[test]
+fn raw_dialect_and_control_words() {
+    check(&[
+        ("hello world", vec![raw(chat("hello world"))]),
+        ("  indented  ", vec![raw(chat("  indented"))]),
+        ("hello\r", vec![raw(chat("hello"))]),
+        ("a\0b\x07", vec![raw(chat("a\0b\x07"))]),
+        ("", vec![]),
+        ("\n\n\r\n  \n\t", vec![]),
+        ("one\ntwo", vec![raw(chat("one")), raw(chat("two"))]),
+        ("exit", vec![raw(Body::Exit)]),
+        ("EXIT\r\n", vec![raw(Body::Exit)]),
+        (" Disconnect ", vec![raw(Body::Exit)]),
+        ("[peer_quit]", vec![raw(Body::Exit)]),
+        ("connect", vec![raw(Body::Connect)]),
+        ("CONNECTION_REQUEST", vec![raw(Body::Connect)]),
+        ("handshake", vec![raw(Body::Connect)]),
+        ("CONNECT_ACK", vec![raw(Body::ConnectAck)]),
+        ("ping", vec![raw(chat("ping"))]),
+        ("PING", vec![raw(chat("PING"))]),
+        ("please exit now", vec![raw(chat("please exit now"))]),
+        ("exited", vec![raw(chat("exited"))]),
+        ("ACK from 8080", vec![raw(chat("ACK from 8080"))]),
+        (
+            "Connection Acknowledged",
+            vec![raw(chat("Connection Acknowledged"))],
+        ),
+        ("I will DISCONNECT", vec![raw(chat("I will DISCONNECT"))]),
+    ]);
+}
+
+#[test]
+fn no_piece_of_a_split_message_is_a_bare_control_word() {
+    for word in ["exit", "connect", "EXIT", "connect_ack", "[PEER_QUIT]"] {
+        for filler in [1000usize, 990, 2000, 2990] {
+            let text = format!("{} {word}", "x".repeat(filler));
+            for header in [20, 30, 41] {
+                let parts = split_for_wire(&text, header);
+                assert_eq!(parts.concat(), text);
+                for part in &parts {
+                    assert!(header + part.len() <= MAX_WIRE_MESSAGE);
+                    assert!(control_word(part).is_none(), "{word} {filler} {header}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_long_json_block_over_many_lines_is_one_message() {
+    // 60,000 lines that keep the value open (`Nesting` lets the decoder parse once,
+    // when the value can be complete, not once per line).
+    let mut input = String::from("{\"type\": \"message\", \"content\": [\n");
+    for _ in 0..20_000 {
+        input.push_str("[],\n1,\n\"]\",\n");
+    }
+    input.push_str("0], \"sender_port\": 5}\n");
+    let mut decoder = Decoder::new(1 << 20);
+    let mut out = Vec::new();
+    decoder
+        .feed(input.as_bytes(), &mut out)
+        .expect("within the limit");
+    decoder.finish(&mut out);
+    assert_eq!(out.len(), 1, "one message");
+    assert_eq!(out[0].port, Some(5));
+}
+
+#[test]
+fn nesting_says_when_json_can_be_complete() {
+    let mut n = Nesting::default();
+    n.scan(r#"{"a": ["}", "#);
+    assert!(
+        !n.may_be_complete(),
+        "a bracket inside a string does not count"
+    );
+    n.scan(r#""\"]", 1"#);
+    assert!(
+        !n.may_be_complete(),
+        "an escaped quote does not end the string"
+    );
+    n.scan("]}");
+    assert!(n.may_be_complete());
+    let mut broken = Nesting::default();
+    broken.scan("}");
+    assert!(broken.may_be_complete(), "not JSON: give up at once");
+}
+
+#[test]
+fn non_string_json_content_is_no_longer_than_its_input() {
+    let line = format!("{{\"content\":[{}1e15]}}", "1e15,".repeat(200));
+    let msgs = decode(&line);
+    let Body::Chat(text) = &msgs[0].body else {
+        panic!("{msgs:?}");
+    };
+    assert!(text.len() <= line.len(), "{} > {}", text.len(), line.len());
+}
+
+#[test]
+fn utf8_is_decoded_whole_or_replaced() {
+    let input = "198.51.100.1:80 a héllo 日本 🎉".as_bytes();
+    for cut in 0..=input.len() {
+        let out = decode_chunks([&input[..cut], &input[cut..]], LIMIT).expect("fits");
+        assert_eq!(
+            out,
+            vec![m(
+                "a",
+                "198.51.100.1",
+                80,
+                chat("héllo 日本 🎉"),
+                Dialect::Standard
+            )]
+        );
+    }
+    let out = decode_chunks([&b"bad \xff\xfe bytes\nok \xe6\x97"[..]], LIMIT).expect("fits");
+    assert_eq!(
+        out,
+        vec![
+            raw(chat("bad \u{fffd}\u{fffd} bytes")),
+            raw(chat("ok \u{fffd}"))
+        ]
+    );
+}
+
+#[test]
+fn empty_connection_yields_nothing() {
+    assert_eq!(decode_chunks([], LIMIT).expect("fits"), vec![]);
+    assert_eq!(
+        decode_chunks([&b""[..], &b""[..]], LIMIT).expect("fits"),
+        vec![]
+    );
+    let mut decoder = Decoder::new(LIMIT);
+    let mut out = Vec::new();
+    decoder.feed(b"hi", &mut out).expect("fits");
+    decoder.finish(&mut out);
+    decoder.finish(&mut out);
+    assert_eq!(out, vec![raw(chat("hi"))]);
+}
+
+#[test]
+fn long_lines_are_refused_whatever_the_chunking() {
+    let limit = 16;
+    let exact = b"0123456789abcdef";
+    assert_eq!(
+        decode_chunks([&exact[..]], limit).expect("fits"),
+        vec![raw(chat("0123456789abcdef"))]
+    );
+    let too_long = DecodeError::LineTooLong { limit };
+    let err = Err(too_long.clone());
+    let long = b"0123456789abcdefX\nnext";
+    assert_eq!(decode_chunks([&long[..]], limit), err);
+    assert_eq!(decode_chunks(long.chunks(1), limit), err);
+    assert_eq!(decode_chunks(long.chunks(5), limit), err);
+    assert_eq!(decode_chunks([&b"0123456789abcdefX"[..]], limit), err);
+
+    // Lines before the long one are still delivered; then the decoder stays failed.
+    let mut decoder = Decoder::new(limit);
+    let mut out = Vec::new();
+    assert_eq!(
+        decoder.feed(b"short\n0123456789abcdefXY", &mut out),
+        Err(too_long.clone())
+    );
+    assert_eq!(decoder.buffered(), 0);
+    assert_eq!(decoder.feed(b"\nfine\n", &mut out), Err(too_long));
+    decoder.finish(&mut out);
+    assert_eq!(out, vec![raw(chat("short"))]);
+    assert_eq!(
+        DecodeError::LineTooLong { limit: 16 }.to_string(),
+        "a line longer than 16 bytes without a newline"
+    );
+}
+
+#[test]
+fn blocks_are_bounded() {
+    let limit = 32;
+    // A bracketed block bigger than the limit arrives in pieces of whole lines.
+    let mut input = String::from("<198.51.100.1:80> @ <t>\n");
+    for i in 0..20 {
+        input.push_str(&format!("line {i}\n"));
+    }
+    input.push_str("<end>\nafter");
+    for chunk in [1, 7, input.len()] {
+        let out = decode_chunks(input.as_bytes().chunks(chunk), limit).expect("lines fit");
+        let mut lines = Vec::new();
+        for msg in &out[..out.len() - 1] {
+            assert_eq!((msg.name.as_deref(), msg.port), (Some("t"), Some(80)));
+            match &msg.body {
+                Body::Chat(text) => {
+                    assert!(text.len() <= limit);
+                    lines.extend(text.split('\n').map(str::to_owned));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let expected: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines, expected, "chunk size {chunk}");
+        assert_eq!(out.last().map(|m| &m.body), Some(&chat("after")));
+    }
+
+    // JSON that never completes within the limit is read as plain lines.
+    let mut input = String::from("{\n");
+    for i in 0..20 {
+        input.push_str(&format!("\"k{i}\": {i},\n"));
+    }
+    for chunk in [1, 5, input.len()] {
+        let out = decode_chunks(input.as_bytes().chunks(chunk), limit).expect("lines fit");
+        assert_eq!(out.len(), 21, "chunk size {chunk}");
+        assert_eq!(out[0], raw(chat("{")));
+        assert_eq!(out[20], raw(chat("\"k19\": 19,")));
+    }
+}
+
+#[test]
+fn header_and_encode() {
+    let v4: SocketAddr = "198.51.100.5:7000".parse().expect("addr");
+    let v6: SocketAddr = "[fe80::1]:7000".parse().expect("addr");
+    let cases = [
+        (v4, Format::Standard, "198.51.100.5:7000 me "),
+        (v4, Format::Spaced, "198.51.100.5 7000 me "),
+        (v6, Format::Standard, "[fe80::1]:7000 me "),
+        (v6, Format::Spaced, "fe80::1 7000 me "),
+    ];
+    for (own, format, expected) in cases {
+        assert_eq!(header(own, "me", format), expected);
+        assert_eq!(encode(own, "me", "hi", format), format!("{expected}hi"));
+    }
+    assert_eq!(Format::default(), Format::Standard);
+}
+
+#[test]
+fn split_for_wire_cases() {
+    let room = |h: usize| MAX_WIRE_MESSAGE - h;
+    assert_eq!(split_for_wire("", 30), vec![""]);
+    assert_eq!(split_for_wire("", 5000), vec![""]);
+    assert_eq!(split_for_wire("short", 30), vec!["short"]);
+    let exact = "x".repeat(room(30));
+    assert_eq!(split_for_wire(&exact, 30), vec![exact.as_str()]);
+
+    let long = "x".repeat(room(30) + 1);
+    let pieces = split_for_wire(&long, 30);
+    assert_eq!(
+        pieces.iter().map(|p| p.len()).collect::<Vec<_>>(),
+        [room(30), 1]
+    );
+
+    // Cut just after the last space near the end of a piece.
+    let words = format!("{} tail{}", "a".repeat(room(30) - 10), "b".repeat(50));
+    let pieces = split_for_wire(&words, 30);
+    assert_eq!(pieces[0], format!("{} ", "a".repeat(room(30) - 10)));
+    assert_eq!(pieces.concat(), words);
+
+    // A space too far back is not used.
+    let far = format!("a {}", "b".repeat(2000));
+    assert_eq!(split_for_wire(&far, 30)[0].len(), room(30));
+
+    // Absurd headers: one character per piece.
+    assert_eq!(split_for_wire("日本", 1022), vec!["日", "本"]);
+    assert_eq!(split_for_wire("ab", 1024), vec!["a", "b"]);
+    assert_eq!(split_for_wire("ab", 9999), vec!["a", "b"]);
+    assert_eq!(split_for_wire("abcdef", 1020), vec!["abcd", "ef"]);
+}
+
+#[test]
+fn split_for_wire_properties() {
+    let texts = [
+        "é".repeat(3000),
+        "日本語".repeat(500),
+        "🎉 ".repeat(700),
+        format!("{}{}", "x".repeat(1500), "é"),
+        "word ".repeat(1000),
+    ];
+    for text in &texts {
+        for header_len in [0, 1, 17, 30, 64, 500, 1000, 1019, 1020] {
+            let pieces = split_for_wire(text, header_len);
+            assert_eq!(&pieces.concat(), text);
+            for piece in &pieces {
+                assert!(!piece.is_empty());
+                assert!(header_len + piece.len() <= MAX_WIRE_MESSAGE);
+            }
+        }
+    }
+}
+
+#[test]
+fn round_trip_at_every_split_point() {
+    let owners: [SocketAddr; 2] = [
+        "198.51.100.20:5555".parse().expect("addr"),
+        "[2001:db8::7]:65535".parse().expect("addr"),
+    ];
+    let names = ["alice", "Ünïcödé", "x"];
+    let texts = [
+        "héllo wörld",
+        "日本語のテキスト 🎉",
+        "  leading and trailing   ",
+        "tab\tinside\r and cr",
+        "a\0b",
+        "",
+        "exit",
+        " CONNECT ",
+        "exit now",
+        "198.51.100.1:80 fake header inside",
+        "{\"type\": \"exit\"}",
+        "<end>",
+        "12345",
+    ];
+    for own in owners {
+        for format in [Format::Standard, Format::Spaced] {
+            for name in names {
+                for text in texts {
+                    let wire = encode(own, name, text, format);
+                    let body = control_word(text)
+                        .unwrap_or_else(|| Body::Chat(text.trim_end().to_owned()));
+                    let dialect = match format {
+                        Format::Standard => Dialect::Standard,
+                        Format::Spaced => Dialect::Spaced,
+                    };
+                    let expected = vec![Message {
+                        name: Some(name.to_owned()),
+                        claimed_ip: Some(own.ip()),
+                        port: Some(own.port()),
+                        body,
+                        dialect,
+                    }];
+                    let bytes = wire.as_bytes();
+                    for cut in 0..=bytes.len() {
+                        let out =
+                            decode_chunks([&bytes[..cut], &bytes[cut..]], 2048).expect("fits");
+                        assert_eq!(out, expected, "{wire:?} cut at {cut}");
+                    }
+                    let out = decode_chunks(bytes.chunks(1), 2048).expect("fits");
+                    assert_eq!(out, expected, "{wire:?} byte by byte");
+                }
+            }
+        }
+    }
+}
+
+/// A tiny deterministic generator (xorshift64).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn random_bytes_never_panic_and_stay_bounded() {
+    // Bytes that matter to some dialect, plus arbitrary ones.
+    const ALPHABET: &[&[u8]] = &[
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"{",
+        b"}",
+        b"\"",
+        b"<",
+        b">",
+        b":",
+        b"|",
+        b"@",
+        b"0",
+        b"8080",
+        b"99999",
+        b"198.51.100.1",
+        b"[::1]",
+        b"<end>",
+        b"exit",
+        b"CONNECT",
+        b"MESSAGE",
+        b"LISTENING_PORT",
+        b"TEAM_NAME",
+        b"\"type\"",
+        b"\"content\"",
+        b"\0",
+        b"\xc3",
+        b"\xa9",
+        b"\xff",
+        b"\xe6\x97\xa5",
+        b"\xf0\x9f",
+        b"a",
+        b"z",
+    ];
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for round in 0..2000 {
+        let max_line = [8, 32, 100, 1024][round % 4];
+        let mut input = Vec::new();
+        for _ in 0..rng.below(300) {
+            if rng.below(4) == 0 {
+                input.push(rng.next() as u8);
+            } else {
+                input.extend_from_slice(ALPHABET[rng.below(ALPHABET.len())]);
+            }
+        }
+        let mut decoder = Decoder::new(max_line);
+        let mut out = Vec::new();
+        let mut rest = &input[..];
+        let mut failed = false;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(1 + rng.below(rest.len().min(64)));
+            rest = tail;
+            if decoder.feed(chunk, &mut out).is_err() {
+                failed = true;
+                assert_eq!(decoder.buffered(), 0);
+                assert!(decoder.feed(b"x", &mut out).is_err());
+                break;
+            }
+            assert!(decoder.buffered() <= max_line, "round {round}");
+        }
+        decoder.finish(&mut out);
+        assert_eq!(decoder.buffered(), 0);
+        if !failed {
+            // No message holds more than a limit's worth of input (each invalid byte
+            // may grow into a 3-byte U+FFFD).
+            for msg in &out {
+                if let Body::Chat(text) = &msg.body {
+                    assert!(text.len() <= 3 * max_line, "round {round}");
+                }
+            }
+        }
+    }
+}
