@@ -1,18 +1,22 @@
-//! One peer connection: its state, and how a readiness event advances it.
+//! One peer connection: its state, and how it advances and expires.
 //!
 //! An inbound connection reads into the loop's shared buffer and feeds its decoder; an
-//! outbound one connects, writes one message (header built from its own local address),
-//! shuts down its side and drains whatever the receiver says back. Both stop at
-//! `WouldBlock`, as edge-triggered readiness requires. The event loop owns them in a slab
-//! and decides what their outcomes mean.
+//! outbound one connects, writes one message (our header built from its own local
+//! address), shuts down its side and drains whatever the receiver says back, or, as a
+//! liveness check, only connects. Both stop at `WouldBlock`, as edge-triggered readiness
+//! requires. An outbound connection owns its lifecycle: it carries its own deadline,
+//! advances itself on readiness, expires itself when the deadline passes, and reports
+//! each [`Step`] for the driver to act on.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::driver::net;
 use crate::node::timers::TimerId;
-use crate::wire::{self, DecodeError, Decoder, Format, Message};
+use crate::wire::{DecodeError, Decoder, Message, OwnHeader};
 
 /// Reads one readiness event may do on one connection before others get their turn.
 const READS_PER_TURN: usize = 16;
@@ -36,7 +40,7 @@ pub struct Inbound {
 
 /// Where an outgoing connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// The non-blocking connect is under way.
     Connecting,
     /// Connected; writing header and message.
@@ -45,25 +49,28 @@ pub enum Phase {
     Draining,
 }
 
-/// An outgoing connection carrying one message, or a liveness check (`text` unused).
+/// An outgoing connection carrying one message, or a liveness check.
 #[derive(Debug)]
 pub struct Outbound {
     /// The socket.
     pub stream: TcpStream,
-    /// A liveness check: connect, then close without sending.
-    pub check: bool,
     /// The receiver's listening address.
     pub dest: SocketAddr,
-    /// The message, without header.
-    pub text: String,
+    /// A liveness check: connect, then close without sending.
+    check: bool,
+    /// The message, without header, until it is encoded.
+    text: String,
     /// The message on the wire, once connected.
-    pub bytes: Vec<u8>,
+    bytes: Vec<u8>,
     /// How much of `bytes` is written.
-    pub written: usize,
-    /// Where it stands.
-    pub phase: Phase,
-    /// Its send-timeout entry, then its linger entry.
-    pub timer: TimerId,
+    written: usize,
+    phase: Phase,
+    /// When it expires: the send timeout, then, once written, the linger time.
+    deadline: Instant,
+    /// How long it may linger once written, reading replies.
+    linger: Duration,
+    /// The driver's timer entry for `deadline`.
+    pub timer: Option<TimerId>,
 }
 
 /// A connection's state. Outbound ones are few and short-lived, so they are boxed and
@@ -127,35 +134,80 @@ impl Inbound {
     }
 }
 
-/// What one readiness event did to an outgoing connection.
+/// What advancing or expiring an outgoing connection did; every step but `Wait` and
+/// `Sent` ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Nothing more can happen until the next event.
     Wait,
     /// A liveness check connected: the peer answers.
     Answered,
-    /// The whole message was written and the write side shut down.
-    Written,
-    /// The receiver closed after our message: done.
+    /// A liveness check failed or timed out.
+    NoAnswer,
+    /// The whole message was written and the write side shut down; the connection now
+    /// lingers to drain replies, with a new deadline.
+    Sent,
+    /// The message could not be delivered, for this reason (in plain words).
+    Failed(String),
+    /// The receiver closed after our message, or lingering ended: done.
     Closed,
 }
 
-/// What goes into the header of everything we send.
-#[derive(Debug, Clone, Copy)]
-pub struct Me<'a> {
-    /// Our name.
-    pub name: &'a str,
-    /// The header form.
-    pub format: Format,
-    /// The IP to claim; `None` claims each connection's local address.
-    pub advertise: Option<IpAddr>,
-    /// Our listening port.
-    pub listen_port: u16,
-}
-
 impl Outbound {
+    /// Starts a non-blocking connection to `dest` from `from`, carrying `text` (or, for a
+    /// `check`, nothing), which must complete within `timeout`.
+    pub fn open(
+        dest: SocketAddr,
+        text: String,
+        check: bool,
+        from: Option<IpAddr>,
+        (now, timeout, linger): (Instant, Duration, Duration),
+    ) -> io::Result<Outbound> {
+        Ok(Outbound {
+            stream: net::connect(dest, from)?,
+            dest,
+            check,
+            text,
+            bytes: Vec::new(),
+            written: 0,
+            phase: Phase::Connecting,
+            deadline: now + timeout,
+            linger,
+            timer: None,
+        })
+    }
+
+    /// When [`Outbound::expire`] is due.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The deadline passed: what that means where the connection stands.
+    pub fn expire(&self) -> Step {
+        match self.phase {
+            Phase::Draining => Step::Closed,
+            _ if self.check => Step::NoAnswer,
+            Phase::Connecting => Step::Failed("no answer (the connection timed out)".into()),
+            Phase::Writing => Step::Failed("the peer stopped reading (the send timed out)".into()),
+        }
+    }
+
     /// Advances the connection as far as it can go without blocking; `buf` receives the
     /// receiver's replies while draining.
-    pub fn advance(&mut self, me: Me<'_>, buf: &mut [u8]) -> io::Result<Step> {
+    pub fn advance(&mut self, header: &OwnHeader, buf: &mut [u8], now: Instant) -> Step {
+        match self.try_advance(header, buf, now) {
+            Ok(step) => step,
+            Err(_) if self.check => Step::NoAnswer,
+            Err(e) => Step::Failed(net::describe(&e)),
+        }
+    }
+
+    fn try_advance(
+        &mut self,
+        header: &OwnHeader,
+        buf: &mut [u8],
+        now: Instant,
+    ) -> io::Result<Step> {
         if self.phase == Phase::Connecting {
             if let Some(e) = self.stream.take_error()? {
                 return Err(e);
@@ -169,12 +221,8 @@ impl Outbound {
                 return Ok(Step::Answered);
             }
             // The header claims what the receiver sees: our end of this very connection.
-            let own_ip = match me.advertise {
-                Some(ip) => ip,
-                None => self.stream.local_addr()?.ip().to_canonical(),
-            };
-            let own = SocketAddr::new(own_ip, me.listen_port);
-            self.bytes = wire::encode(own, me.name, &self.text, me.format).into_bytes();
+            let local = self.stream.local_addr()?.ip();
+            self.bytes = header.encode(local, &std::mem::take(&mut self.text));
             self.phase = Phase::Writing;
         }
         if self.phase == Phase::Writing {
@@ -190,7 +238,10 @@ impl Outbound {
             if let Err(e) = self.stream.shutdown(Shutdown::Write) {
                 log::debug!("shutdown to {} failed: {e}", self.dest);
             }
-            return Ok(Step::Written);
+            self.phase = Phase::Draining;
+            self.bytes = Vec::new();
+            self.deadline = now + self.linger;
+            return Ok(Step::Sent);
         }
         // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal;
         // a receiver that keeps talking is cut off rather than read forever.

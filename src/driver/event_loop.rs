@@ -1,11 +1,11 @@
 //! The event loop: one `mio::Poll`, moving bytes and executing what the node decides.
 //!
-//! Sources: the listener, every peer connection (a [`Slab`] of them, keyed by token; see
-//! `connection`), stdin, stdout (when it is a slow pipe) and a signal pipe for
-//! SIGINT/SIGTERM. Timers live in a deadline set whose earliest entry is the `poll`
-//! timeout, so an idle peer sleeps in `poll`. Each turn: poll, handle events, fire due
-//! timers, execute the node's effects, start queued sends, then write the journal and
-//! stdout once.
+//! Sources: the listener and every peer connection ([`Connections`]), stdin, stdout (when
+//! it is a slow pipe) and a signal pipe for SIGINT/SIGTERM. The poll timeout is the
+//! earliest of the connections' deadlines and the node's ([`Node::poll_timeout`]), so an
+//! idle peer sleeps in `poll`. Each turn, with one reading of the clock after `poll`:
+//! handle events, read what the budget left over, read the console, fire due timers; then
+//! open connections for what the node hands out, and write the journal and stdout once.
 //!
 //! Rules this loop keeps (see mio's `Poll` docs):
 //! - readiness is edge-triggered: accept, read and write until `WouldBlock`; a connection
@@ -18,15 +18,13 @@
 
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
-use slab::Slab;
 
 use crate::config::Config;
-use crate::driver::connection::{Conn, Inbound, Me, Outbound, Phase, ReadEnd, Step};
+use crate::driver::connections::Connections;
 use crate::driver::journal::Journal;
 use crate::driver::net;
 use crate::driver::stdin::{self, Input};
@@ -36,23 +34,14 @@ use crate::node::commands::Command;
 use crate::node::event::Event;
 use crate::node::history::Replayed;
 use crate::node::liveness::Liveness;
-use crate::node::outbox::{Outbox, Refused, MAX_WAITING};
-use crate::node::timers::{TimerId, Timers};
 use crate::node::{Effect, Node, Settings};
 use crate::ui::render::{Output, Style};
-use crate::wire::{self, Decoder};
+use crate::wire::OwnHeader;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
-
-/// When the last connection closes and the slab had grown to this many slots, the memory
-/// of the burst is given back to the system.
-const SHRINK_AFTER: usize = 1024;
-
-/// Size of the one read buffer shared by every connection.
-const READ_BUF: usize = 64 * 1024;
 
 /// Why the peer could not run.
 #[derive(Debug)]
@@ -93,37 +82,11 @@ pub trait Handler {
     fn on_event(&mut self, event: &Event, commands: &mut Vec<Command>);
 }
 
-/// What a timer entry asks for. An entry is cancelled when what it names goes away, so an
-/// entry that fires always means something.
-#[derive(Debug, Clone, Copy)]
-enum Timer {
-    /// An outbound connection's deadline: send, then linger.
-    Conn { key: usize },
-    /// Close inbound connections idle for too long. Armed while any is open: one
-    /// timer for them all, instead of a timer update per connection under churn.
-    Sweep,
-    /// Try accepting again after running out of descriptors.
-    ResumeAccept,
-    /// Quitting has waited long enough for the `exit` messages.
-    QuitDeadline,
-    /// The node has work due (liveness checks).
-    Node,
-}
-
 /// A running peer.
 pub struct EventLoop {
     poll: Poll,
     events: Events,
-    listener: TcpListener,
-    /// Accepting paused: out of descriptors (resumes on a timer).
-    accept_paused: bool,
-    /// Connections refused at the connection limit since the last report.
-    refused: u64,
-    conns: Slab<Conn>,
-    /// When the loop started: the origin of `Inbound::active_at`.
-    started: Instant,
-    timers: Timers<Timer>,
-    outbox: Outbox,
+    conns: Connections,
     node: Node,
     console: stdin::Console,
     output: Output,
@@ -141,21 +104,10 @@ pub struct EventLoop {
     replayed: Option<Replayed>,
     signals: Signals,
     config: Config,
-    listen_port: u16,
-    /// The `Timer::Node` entry armed for the node's next deadline.
-    node_timer: Option<TimerId>,
-    /// The `Timer::Sweep` entry, armed while inbound connections are open.
-    sweep: Option<TimerId>,
-    /// Inbound connections open.
-    inbound: usize,
-    /// Inbound connections whose read budget ran out with data possibly left: read again
-    /// next turn, without waiting (edge-triggered readiness will not announce it again).
-    more_to_read: Vec<usize>,
+    listening: SocketAddr,
     /// Reused buffers: the loop allocates nothing per event on its hot path.
-    read_buf: Box<[u8]>,
     effects: Vec<Effect>,
     spare: Vec<Effect>,
-    messages: Vec<wire::Message>,
     inputs: Vec<Input>,
 }
 
@@ -166,11 +118,18 @@ impl EventLoop {
             log::debug!("could not raise the descriptor limit: {e}");
         }
         let addr = SocketAddr::new(config.bind, config.port);
-        let mut listener = net::listen(addr).map_err(|e| Error::Bind(addr, e))?;
-        let listen_port = listener.local_addr()?.port();
+        let listener = net::listen(addr).map_err(|e| Error::Bind(addr, e))?;
+        let listening = SocketAddr::new(config.bind, listener.local_addr()?.port());
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let conns = Connections::new(
+            poll.registry().try_clone()?,
+            listener,
+            LISTENER,
+            config.limits.clone(),
+            config.bind,
+            now,
+        )?;
         let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -221,24 +180,23 @@ impl EventLoop {
             Settings {
                 history: config.history,
                 persist: journal.is_some(),
-                name: config.name.clone(),
-                format: config.format,
-                own_ip: config.own_ip(),
+                header: OwnHeader {
+                    name: config.name.clone(),
+                    format: config.format,
+                    port: listening.port(),
+                    claim: config.own_ip(),
+                },
                 static_peers: config.static_peers.clone(),
+                max_in_flight: config.limits.max_in_flight,
+                quit_wait: config.limits.quit_wait,
             },
-            listen_port,
             Liveness::new(config.limits.probe_interval, config.limits.probe_failures),
+            (now, crate::ui::clock::unix_millis(SystemTime::now())),
         );
         Ok(EventLoop {
             poll,
             events: Events::with_capacity(1024),
-            listener,
-            accept_paused: false,
-            refused: 0,
-            conns: Slab::new(),
-            started: Instant::now(),
-            timers: Timers::default(),
-            outbox: Outbox::new(config.limits.max_in_flight),
+            conns,
             node,
             console,
             output: Output::new(style, interactive),
@@ -249,24 +207,18 @@ impl EventLoop {
             journal,
             replayed,
             signals,
-            listen_port,
+            listening,
             config,
-            node_timer: None,
-            sweep: None,
-            inbound: 0,
-            more_to_read: Vec::new(),
-            read_buf: vec![0; READ_BUF].into_boxed_slice(),
             effects: Vec::new(),
             spare: Vec::new(),
             handler: None,
-            messages: Vec::new(),
             inputs: Vec::new(),
         })
     }
 
     /// The address we listen on (with the real port).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.conns.local_addr()
     }
 
     /// Runs like [`EventLoop::run`], handing every event to `handler`, which may answer
@@ -278,28 +230,30 @@ impl EventLoop {
 
     /// Runs until the user quits (or a signal arrives) and the `exit` messages are out.
     pub fn run(mut self) -> Result<(), Error> {
-        let listening = SocketAddr::new(self.config.bind, self.listen_port);
-        self.node
-            .start(listening, Instant::now(), &mut self.effects);
+        let mut now = Instant::now();
+        self.node.start(self.listening, now, &mut self.effects);
         if let Some(replayed) = self.replayed.take() {
-            self.restore(replayed);
+            self.restore(replayed, now);
         }
         if self.interactive {
             self.effects.push(Effect::Show(Event::Menu));
         }
-        self.apply_effects(Instant::now());
+        self.apply_effects(now);
         loop {
-            self.start_sends(Instant::now());
-            self.arm_node_timer();
-            self.flush_output();
-            if self.node.is_quitting() && self.outbox.is_empty() {
+            self.conns.transmit(&mut self.node, now, &mut self.effects);
+            self.apply_effects(now);
+            self.flush_output(now);
+            if self.node.is_finished() {
                 break;
             }
-            let now = Instant::now();
-            let timeout = if self.console.wants_turn() || !self.more_to_read.is_empty() {
-                Some(std::time::Duration::ZERO)
+            let timeout = if self.console.wants_turn() || self.conns.wants_turn() {
+                Some(Duration::ZERO)
             } else {
-                self.timers.timeout(now)
+                let deadline = match (self.conns.next_deadline(), self.node.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                deadline.map(|d| d.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -307,37 +261,14 @@ impl EventLoop {
                 }
                 return Err(e.into());
             }
-            let now = Instant::now();
-            let mut stdin_ready = self.console.wants_turn();
-            // Taken out so that handlers may borrow the whole loop; put back below.
-            let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(now),
-                    STDIN => stdin_ready = true,
-                    SIGNALS => self.on_signal(),
-                    STDOUT => {} // flushed at the top of the next turn
-                    Token(key) => self.on_conn_ready(key, now),
-                }
-                self.apply_effects(now);
-            }
-            self.events = events;
-            for key in std::mem::take(&mut self.more_to_read) {
-                self.read_inbound(key, now);
-            }
-            if stdin_ready {
-                self.read_console(now);
-            }
-            for timer in self.timers.pop_expired(now) {
-                self.on_timer(timer, now);
-            }
-            self.apply_effects(now);
+            now = Instant::now();
+            self.turn(now);
         }
         self.effects.push(Effect::Show(Event::Bye));
-        self.apply_effects(Instant::now());
-        self.flush_output();
+        self.apply_effects(now);
+        self.flush_output(now);
         // Give a slow stdout a moment for the last lines, then leave regardless.
-        let _ = self.stdout.finish(std::time::Duration::from_secs(1));
+        let _ = self.stdout.finish(Duration::from_secs(1));
         let dropped = self.stdout.take_dropped();
         if dropped > 0 {
             log::warn!("{dropped} lines of output were dropped: stdout was not being read");
@@ -345,8 +276,38 @@ impl EventLoop {
         Ok(())
     }
 
+    /// One turn after `poll`: every event, then what was left to read, the console, and
+    /// the timers that are due.
+    fn turn(&mut self, now: Instant) {
+        let mut stdin_ready = self.console.wants_turn();
+        // Taken out so that handlers may borrow the whole loop; put back below.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                STDIN => stdin_ready = true,
+                SIGNALS => self.on_signal(now),
+                STDOUT => {} // flushed at the end of the turn
+                token if self.conns.is_listener(token) => self.conns.accept(now, &mut self.effects),
+                Token(key) => self
+                    .conns
+                    .ready(key, &mut self.node, now, &mut self.effects),
+            }
+            self.apply_effects(now);
+        }
+        self.events = events;
+        self.conns.read_more(&mut self.node, now, &mut self.effects);
+        if stdin_ready {
+            self.read_console(now);
+        }
+        self.conns.on_timers(&mut self.node, now, &mut self.effects);
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.on_timeout(now, &mut self.effects);
+        }
+        self.apply_effects(now);
+    }
+
     /// Brings back what the state directory remembered, telling the user what was skipped.
-    fn restore(&mut self, replayed: Replayed) {
+    fn restore(&mut self, replayed: Replayed, now: Instant) {
         if replayed.torn_tail {
             self.effects.push(Effect::Show(Event::Warning(
                 "the state journal ended with a torn record (a crash while writing); skipped it"
@@ -363,7 +324,7 @@ impl EventLoop {
         self.node.restore(
             replayed,
             self.config.greet_remembered,
-            Instant::now(),
+            now,
             &mut self.effects,
         );
         self.effects.push(Effect::Show(Event::Info(format!(
@@ -391,39 +352,28 @@ impl EventLoop {
                     let mut commands = Vec::new();
                     handler.on_event(&event, &mut commands);
                     for command in commands {
-                        self.node.run(command, now, &mut self.effects);
+                        self.node.execute(command, now, &mut self.effects);
                     }
                 }
                 if self.config.output && !self.stdout_broken {
                     self.output.show(&event);
                 }
             }
-            Effect::Send(out) => match self.outbox.push(out.dest, out.text) {
-                Ok(()) | Err((Refused::Duplicate, _)) => {}
-                Err((Refused::Full, text)) => self.node.on_send_failed(
-                    out.dest,
-                    text,
-                    format!("{MAX_WAITING} messages are already waiting for this peer"),
-                    &mut self.effects,
-                ),
-            },
-            Effect::Check(addr) => self.start_check(addr, now),
-            Effect::Remember(record) => {
+            Effect::Check(addr) => self
+                .conns
+                .check(addr, &mut self.node, now, &mut self.effects),
+            Effect::Persist(record) => {
                 if let Some(journal) = &mut self.journal {
                     journal.push(&record);
                 }
             }
-            Effect::Shutdown => {
-                self.console.detach(self.poll.registry());
-                self.timers
-                    .insert(now + self.config.limits.quit_wait, Timer::QuitDeadline);
-            }
+            Effect::Quitting => self.console.detach(self.poll.registry()),
         }
     }
 
     /// Ends a turn's output: the journal first (so that whatever is shown is already
     /// remembered), then stdout, without blocking.
-    fn flush_output(&mut self) {
+    fn flush_output(&mut self, now: Instant) {
         if let Some(journal) = &mut self.journal {
             let node = &self.node;
             if let Err(e) = journal.flush(|| node.snapshot()) {
@@ -431,7 +381,7 @@ impl EventLoop {
                 self.effects.push(Effect::Show(Event::Warning(format!(
                     "stopped writing the state journal: {e}"
                 ))));
-                self.apply_effects(Instant::now());
+                self.apply_effects(now);
             }
         }
         if self.stdout_broken {
@@ -449,7 +399,7 @@ impl EventLoop {
                 "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
                 self.stdout.limit()
             ))));
-            self.apply_effects(Instant::now());
+            self.apply_effects(now);
             let stdout = &mut self.stdout;
             self.output.drain(None, |bytes| stdout.push(bytes));
         }
@@ -460,28 +410,22 @@ impl EventLoop {
             } else {
                 // Nobody reads us any more: leave politely.
                 log::warn!("stdout failed ({e}); quitting");
-                self.node.quit(Instant::now(), &mut self.effects);
-                self.apply_effects(Instant::now());
+                self.node.quit(now, &mut self.effects);
+                self.apply_effects(now);
             }
         }
     }
 
-    fn on_signal(&mut self) {
-        let count = self.signals.pending().count();
-        if count == 0 {
-            return;
-        }
-        if self.node.is_quitting() {
-            // A second Ctrl-C while quitting: stop waiting.
-            self.give_up_sends("quit was interrupted");
-        } else {
-            self.node.quit(Instant::now(), &mut self.effects);
+    fn on_signal(&mut self, now: Instant) {
+        if self.signals.pending().count() > 0 {
+            // A second Ctrl-C while quitting stops waiting for the `exit` messages.
+            self.node.interrupt(now, &mut self.effects);
         }
     }
 
     fn read_console(&mut self, now: Instant) {
         let mut inputs = std::mem::take(&mut self.inputs);
-        self.console.read(&mut self.read_buf, &mut inputs);
+        self.console.read(self.conns.read_buf(), &mut inputs);
         for input in inputs.drain(..) {
             match input {
                 Input::Line(line) => {
@@ -506,386 +450,4 @@ impl EventLoop {
         }
         self.inputs = inputs;
     }
-
-    fn accept(&mut self, now: Instant) {
-        while !self.accept_paused {
-            match self.listener.accept() {
-                Ok((stream, addr)) if self.conns.len() >= self.config.limits.max_connections => {
-                    // Full: close it at once (the sender sees EOF) rather than let it hang.
-                    drop(stream);
-                    if self.refused == 0 {
-                        self.effects.push(Effect::Show(Event::Warning(format!(
-                            "refusing connections (from {} first): {} are open, the limit (--max-connections)",
-                            addr.ip(),
-                            self.conns.len()
-                        ))));
-                    }
-                    self.refused += 1;
-                }
-                Ok((stream, addr)) => self.add_inbound(stream, addr, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    // Out of descriptors or buffers: pause rather than spin.
-                    log::warn!("accept failed: {}; pausing for 100 ms", net::describe(&e));
-                    self.accept_paused = true;
-                    self.timers.insert(
-                        now + std::time::Duration::from_millis(100),
-                        Timer::ResumeAccept,
-                    );
-                    return;
-                }
-            }
-        }
-    }
-
-    fn resume_accept(&mut self, now: Instant) {
-        if self.accept_paused {
-            self.accept_paused = false;
-            self.accept(now);
-        }
-    }
-
-    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
-            log::warn!("cannot watch a connection from {addr}: {e}");
-            return;
-        }
-        let now_secs = secs_since(self.started, now);
-        entry.insert(Conn::In(Inbound {
-            stream,
-            ip: addr.ip().to_canonical(),
-            active_at: now_secs,
-            line_since: now_secs,
-            decoder: Decoder::new(self.config.limits.max_line),
-        }));
-        self.inbound += 1;
-        if self.sweep.is_none() {
-            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
-        }
-        // Not read now, even if its data is there: registering queues its readiness event
-        // behind those of older connections (epoll's ready list is in order), so that a
-        // sender's back-to-back one-message connections are shown in the order they were
-        // sent: the previous one's EOF arrived before this one's SYN.
-    }
-
-    fn on_conn_ready(&mut self, key: usize, now: Instant) {
-        match self.conns.get(key) {
-            Some(Conn::In(_)) => self.read_inbound(key, now),
-            Some(Conn::Out(_)) => self.drive_outbound(key, now),
-            None => {}
-        }
-    }
-
-    fn read_inbound(&mut self, key: usize, now: Instant) {
-        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
-            return;
-        };
-        let now_secs = secs_since(self.started, now);
-        conn.active_at = now_secs;
-        let end = conn.read(&mut self.read_buf, &mut self.messages);
-        if !self.messages.is_empty() || conn.decoder.buffered() == 0 {
-            // A line was completed (or none is pending): not stalled mid-line.
-            conn.line_since = now_secs;
-        }
-        let ip = conn.ip;
-        for msg in self.messages.drain(..) {
-            log::debug!("from {ip}: {:?} message", msg.dialect);
-            self.node.on_message(ip, msg, now, &mut self.effects);
-        }
-        match end {
-            ReadEnd::Drained => {}
-            ReadEnd::Budget => self.more_to_read.push(key),
-            ReadEnd::Closed => self.close(key),
-            ReadEnd::TooLong(e) => {
-                let warning = format!("closed the connection from {ip}: {e}");
-                self.effects.push(Effect::Show(Event::Warning(warning)));
-                self.close(key);
-            }
-        }
-    }
-
-    /// Starts queued sends while connection slots are free.
-    fn start_sends(&mut self, now: Instant) {
-        while let Some((dest, text)) = self.outbox.start_next() {
-            if let Err((text, reason)) = self.open_outbound(dest, text, false, now) {
-                self.send_failed(dest, text, reason);
-            }
-        }
-        self.apply_effects(now);
-    }
-
-    /// Starts a liveness check of `addr`: a bare connection attempt.
-    fn start_check(&mut self, addr: SocketAddr, now: Instant) {
-        if self.open_outbound(addr, String::new(), true, now).is_err() {
-            self.node.on_check(addr, false, now, &mut self.effects);
-        }
-    }
-
-    /// Opens a non-blocking connection to `dest` from our bound address, carrying `text`
-    /// (or nothing, for a check); on failure hands `text` back with the reason.
-    fn open_outbound(
-        &mut self,
-        dest: SocketAddr,
-        text: String,
-        check: bool,
-        now: Instant,
-    ) -> Result<(), (String, String)> {
-        let from = Some(self.config.bind).filter(|ip| !ip.is_unspecified());
-        let mut stream = match net::connect(dest, from) {
-            Ok(stream) => stream,
-            Err(e) => return Err((text, net::describe(&e))),
-        };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let interest = Interest::WRITABLE | Interest::READABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), interest)
-        {
-            return Err((text, e.to_string()));
-        }
-        let timer = self
-            .timers
-            .insert(now + self.config.limits.send_timeout, Timer::Conn { key });
-        entry.insert(Conn::Out(Box::new(Outbound {
-            stream,
-            check,
-            dest,
-            text,
-            bytes: Vec::new(),
-            written: 0,
-            phase: Phase::Connecting,
-            timer,
-        })));
-        Ok(())
-    }
-
-    fn send_failed(&mut self, dest: SocketAddr, text: String, reason: String) {
-        self.outbox.done(dest);
-        self.node
-            .on_send_failed(dest, text, reason, &mut self.effects);
-    }
-
-    fn drive_outbound(&mut self, key: usize, now: Instant) {
-        let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
-            return;
-        };
-        let me = Me {
-            name: &self.config.name,
-            format: self.config.format,
-            advertise: self.config.advertise,
-            listen_port: self.listen_port,
-        };
-        let result = conn.advance(me, &mut self.read_buf);
-        let dest = conn.dest;
-        match result {
-            Ok(Step::Wait) => {}
-            Ok(Step::Answered) => {
-                self.close(key);
-                self.node.on_check(dest, true, now, &mut self.effects);
-            }
-            Err(_) if conn.check => {
-                self.close(key);
-                self.node.on_check(dest, false, now, &mut self.effects);
-            }
-            Ok(Step::Written) => {
-                conn.phase = Phase::Draining;
-                let text = std::mem::take(&mut conn.text);
-                conn.bytes = Vec::new();
-                self.timers.cancel(conn.timer);
-                conn.timer = self
-                    .timers
-                    .insert(now + self.config.limits.linger, Timer::Conn { key });
-                self.outbox.done(dest);
-                self.node.on_sent(dest, text, now, &mut self.effects);
-                // The receiver may have closed already: look once more.
-                self.drive_outbound(key, now);
-            }
-            Ok(Step::Closed) => self.close(key),
-            Err(e) => {
-                let text = std::mem::take(&mut conn.text);
-                self.close(key);
-                self.send_failed(dest, text, net::describe(&e));
-            }
-        }
-    }
-
-    /// Keeps exactly one timer armed for the node's next deadline.
-    fn arm_node_timer(&mut self) {
-        let wanted = self.node.next_deadline();
-        if self.node_timer.map(TimerId::deadline) == wanted {
-            return;
-        }
-        if let Some(old) = self.node_timer.take() {
-            self.timers.cancel(old);
-        }
-        self.node_timer = wanted.map(|when| self.timers.insert(when, Timer::Node));
-    }
-
-    fn on_timer(&mut self, timer: Timer, now: Instant) {
-        match timer {
-            Timer::ResumeAccept => self.resume_accept(now),
-            Timer::QuitDeadline => self.give_up_sends("still not sent when quitting"),
-            Timer::Node => {
-                self.node_timer = None;
-                self.node.on_tick(now, &mut self.effects);
-            }
-            Timer::Sweep => {
-                self.sweep = None;
-                self.close_idle(now);
-                if self.inbound > 0 {
-                    self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
-                }
-            }
-            Timer::Conn { key } => {
-                let Some(conn) = self.conns.get_mut(key) else {
-                    return;
-                };
-                match conn {
-                    Conn::In(_) => {}
-                    Conn::Out(conn) => {
-                        if conn.phase == Phase::Draining {
-                            self.close(key);
-                        } else if conn.check {
-                            let addr = conn.dest;
-                            self.close(key);
-                            self.node.on_check(addr, false, now, &mut self.effects);
-                        } else {
-                            let dest = conn.dest;
-                            let text = std::mem::take(&mut conn.text);
-                            let reason = match conn.phase {
-                                Phase::Connecting => "no answer (the connection timed out)",
-                                _ => "the peer stopped reading (the send timed out)",
-                            };
-                            self.close(key);
-                            self.send_failed(dest, text, reason.into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// How often idle inbound connections are looked for: a quarter of the idle timeout.
-    fn sweep_period(&self) -> std::time::Duration {
-        (self.config.limits.idle_timeout / 4).max(std::time::Duration::from_secs(1))
-    }
-
-    /// Closes inbound connections silent for the idle timeout (or stalled mid-line).
-    fn close_idle(&mut self, now: Instant) {
-        let idle = self.config.limits.idle_timeout;
-        let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
-        // Times are whole seconds: `< cutoff` never closes a connection early.
-        let Some(cutoff) = secs_since(self.started, now).checked_sub(idle_secs) else {
-            return; // the loop has not run for an idle timeout yet
-        };
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff))
-            .map(|(key, _)| key)
-            .collect();
-        for key in expired {
-            if let Some(Conn::In(conn)) = self.conns.get(key) {
-                let pending = conn.decoder.buffered();
-                if pending > 0 {
-                    self.effects.push(Effect::Show(Event::Warning(format!(
-                        "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
-                        conn.ip,
-                        idle.as_secs()
-                    ))));
-                } else {
-                    log::debug!("closing a silent connection from {}", conn.ip);
-                }
-            }
-            self.close(key);
-        }
-    }
-
-    /// Reports every message not yet written as failed, and empties the outbox.
-    fn give_up_sends(&mut self, reason: &str) {
-        let keys: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(c, Conn::Out(o) if !o.check && o.phase != Phase::Draining))
-            .map(|(k, _)| k)
-            .collect();
-        let now = Instant::now();
-        for key in keys {
-            if let Some(Conn::Out(conn)) = self.conns.get_mut(key) {
-                let (dest, text) = (conn.dest, std::mem::take(&mut conn.text));
-                self.close(key);
-                self.send_failed(dest, text, reason.into());
-            }
-        }
-        for (dest, text) in self.outbox.drain() {
-            self.node
-                .on_send_failed(dest, text, reason.into(), &mut self.effects);
-        }
-        self.apply_effects(now);
-    }
-
-    /// After a burst of connections: frees the slab's slots and returns free heap pages to
-    /// the system, so that the peer's memory goes back near its idle size. Runs only when
-    /// the last of at least [`SHRINK_AFTER`] connections closes, never per event.
-    fn give_back_memory(&mut self) {
-        self.conns.shrink_to_fit();
-        self.more_to_read.shrink_to_fit();
-        self.messages.shrink_to_fit();
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only releases free memory at the top and in the middle of
-        // glibc's heaps; it touches nothing in use.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        log::debug!("gave back the memory of a burst of connections");
-    }
-
-    fn close(&mut self, key: usize) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            let mut stream = match conn {
-                Conn::In(c) => {
-                    self.inbound -= 1;
-                    if self.inbound == 0 {
-                        if let Some(sweep) = self.sweep.take() {
-                            self.timers.cancel(sweep);
-                        }
-                    }
-                    c.stream
-                }
-                Conn::Out(c) => {
-                    // An entry that already fired is gone; cancelling it is a no-op.
-                    self.timers.cancel(c.timer);
-                    c.stream
-                }
-            };
-            if let Err(e) = self.poll.registry().deregister(&mut stream) {
-                log::debug!("deregister failed: {e}");
-            }
-        }
-        if self.conns.is_empty() && self.conns.capacity() >= SHRINK_AFTER {
-            self.give_back_memory();
-        }
-        if self.refused > 0 && self.conns.len() < self.config.limits.max_connections {
-            self.effects.push(Effect::Show(Event::Warning(format!(
-                "accepting again; refused {} connections while at the limit",
-                self.refused
-            ))));
-            self.refused = 0;
-        }
-    }
-}
-
-/// Whole seconds from `start` to `now`, saturating.
-fn secs_since(start: Instant, now: Instant) -> u32 {
-    u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
 }

@@ -1,6 +1,7 @@
 //! The I/O shell: the only code that touches mio, file descriptors, sockets and files.
 
 pub mod connection;
+pub mod connections;
 pub mod event_loop;
 pub mod fdio;
 pub mod journal;

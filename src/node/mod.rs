@@ -1,8 +1,14 @@
-//! The node: the protocol's rules, without any I/O.
+//! The node: the protocol's rules, without any I/O and without a clock.
 //!
-//! The event loop reports what happened (a line typed, a message decoded, a send finished
-//! or failed) and the node answers with [`Effect`]s: show an event, send a message, shut
-//! down. It owns the peer table and the console's menu state. Everything the lab protocol
+//! The driver reports what happened (a line typed, a message decoded, a send finished or
+//! failed, time passed), each input carrying `now`, and the node answers with
+//! [`Effect`]s pushed into a `Vec`: show an event, persist a record, check a peer. It owns
+//! the peer table, the console's menu state and the outbox.
+//!
+//! A driver calls it in this order, each turn: the `on_*` inputs for what happened; then
+//! [`Node::poll_transmit`] until it returns `None`, opening one connection per message;
+//! then [`Node::poll_timeout`] for when to call [`Node::on_timeout`]; and it stops once
+//! [`Node::is_finished`]. Everything the lab protocol
 //! asks for lives here: answering `connect` with `connect_ack` on a new connection (and
 //! never with `connect`), forgetting a peer that says `exit`, greeting static peers,
 //! telling every active peer `exit` on quit, and splitting long messages for receivers
@@ -17,40 +23,41 @@ pub mod peers;
 pub mod timers;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Instant, SystemTime};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use crate::node::commands::{Command, Console};
 use crate::node::event::{Event, From, LeaveReason};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
+use crate::node::outbox::{Outbox, Refused, MAX_WAITING};
 use crate::node::peers::PeerTable;
-use crate::wire::{self, Body, Format};
+use crate::wire::{self, Body, OwnHeader};
 
-/// One message to deliver: the loop opens a connection to `dest`, writes our header
-/// followed by `text`, and closes.
+/// One message to deliver, from [`Node::poll_transmit`]: the driver opens a connection to
+/// `dest`, writes our header ([`Node::header`]) followed by `text`, and reports the end
+/// with [`Node::on_sent`] or [`Node::on_send_failed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
+pub struct Transmit {
     /// The receiver's listening address.
     pub dest: SocketAddr,
     /// The message, without header.
     pub text: String,
 }
 
-/// What the node asks the event loop to do.
+/// What the node asks the driver to do, besides sending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Tell the user.
     Show(Event),
-    /// Deliver a message.
-    Send(Outgoing),
-    /// Persist this record (only with [`Settings::persist`]).
-    Remember(Record),
+    /// Write this record to the journal (only with [`Settings::persist`]).
+    Persist(Record),
     /// Check whether a peer still answers (connect, then close without sending); report
     /// with [`Node::on_check`].
     Check(SocketAddr),
-    /// Stop once the sends already asked for are done (or have timed out).
-    Shutdown,
+    /// Quitting has begun: stop reading the console. The `exit` messages are still to
+    /// go; the driver runs until [`Node::is_finished`].
+    Quitting,
 }
 
 /// What the node needs to know about itself.
@@ -60,29 +67,30 @@ pub struct Settings {
     pub history: usize,
     /// Whether peers and messages are persisted (emit [`Effect::Remember`]).
     pub persist: bool,
-    /// The name put in every header.
-    pub name: String,
-    /// The header form we send in.
-    pub format: Format,
-    /// The IP we claim, when known in advance (`--advertise`, or a specific `--bind`);
-    /// otherwise the loop uses each connection's local address.
-    pub own_ip: Option<IpAddr>,
+    /// Our header: name, form, listening port, claimed IP.
+    pub header: OwnHeader,
     /// Peers to greet with `connect` at start-up.
     pub static_peers: Vec<SocketAddr>,
+    /// Connections carrying messages open at once.
+    pub max_in_flight: usize,
+    /// How long quitting waits for the `exit` messages.
+    pub quit_wait: Duration,
 }
 
 /// The protocol state of one peer.
 #[derive(Debug)]
 pub struct Node {
     me: Settings,
-    listen_port: u16,
     peers: PeerTable,
+    outbox: Outbox,
     liveness: Liveness,
     console: Console,
     history: History,
     /// A moment on both clocks, to turn `Instant`s into wall-clock times.
     epoch: (Instant, i64),
     quitting: bool,
+    /// While quitting: when waiting for the `exit` messages ends.
+    quit_deadline: Option<Instant>,
     /// While quitting: the peers already told `exit`.
     told_exit: HashSet<SocketAddr>,
     /// Whether the user was told that the peer table is full.
@@ -90,21 +98,20 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node that will listen on `listen_port` (the real one, once bound) and check
-    /// its peers' liveness with `liveness`.
-    pub fn new(me: Settings, listen_port: u16, liveness: Liveness) -> Self {
+    /// A node that checks its peers' liveness with `liveness`. `epoch` is one moment on
+    /// both clocks (an `Instant` and Unix milliseconds), to date the history: the node
+    /// reads no clock itself.
+    pub fn new(me: Settings, liveness: Liveness, epoch: (Instant, i64)) -> Self {
         Node {
             history: History::new(me.history),
-            epoch: (
-                Instant::now(),
-                crate::ui::clock::unix_millis(SystemTime::now()),
-            ),
+            epoch,
+            outbox: Outbox::new(me.max_in_flight),
             me,
-            listen_port,
             peers: PeerTable::new(),
             liveness,
             console: Console::new(),
             quitting: false,
+            quit_deadline: None,
             told_exit: HashSet::new(),
             said_table_full: false,
         }
@@ -115,9 +122,25 @@ impl Node {
         &self.peers
     }
 
-    /// Whether quitting has begun (the loop then only waits for the `exit` messages).
+    /// Whether quitting has begun (the driver then only waits for the `exit` messages).
     pub fn is_quitting(&self) -> bool {
         self.quitting
+    }
+
+    /// Whether the driver may stop: quitting, and every message is sent or given up.
+    pub fn is_finished(&self) -> bool {
+        self.quitting && self.outbox.is_empty()
+    }
+
+    /// Our header, to encode each message on its connection.
+    pub fn header(&self) -> &OwnHeader {
+        &self.me.header
+    }
+
+    /// The next message to open a connection for, while the connection budget allows.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let (dest, text) = self.outbox.start_next()?;
+        Some(Transmit { dest, text })
     }
 
     /// What the console should show before the next typed line.
@@ -177,7 +200,7 @@ impl Node {
     /// Records a message in the history (and the journal, when persisting).
     fn log_message(&mut self, entry: Entry, out: &mut Vec<Effect>) {
         if self.me.persist {
-            out.push(Effect::Remember(Record::Message(entry.clone())));
+            out.push(Effect::Persist(Record::Message(entry.clone())));
         }
         self.history.push(entry);
     }
@@ -204,7 +227,7 @@ impl Node {
                 name: from.name.clone(),
             }));
             if self.me.persist {
-                out.push(Effect::Remember(Record::Peer {
+                out.push(Effect::Persist(Record::Peer {
                     addr,
                     name: from.name.clone(),
                 }));
@@ -227,7 +250,7 @@ impl Node {
     pub fn start(&mut self, listening: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
         out.push(Effect::Show(Event::Listening {
             addr: listening,
-            name: self.me.name.clone(),
+            name: self.me.header.name.clone(),
         }));
         for dest in self.me.static_peers.clone() {
             self.peers.add_static(dest);
@@ -235,22 +258,43 @@ impl Node {
         }
     }
 
-    /// When [`Node::on_tick`] next has work (a liveness check).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// When [`Node::on_timeout`] next has work: a liveness check, or, while quitting,
+    /// the end of the wait for the `exit` messages.
+    pub fn poll_timeout(&self) -> Option<Instant> {
         if self.quitting {
-            return None;
+            return self.quit_deadline.filter(|_| !self.outbox.is_empty());
         }
         self.liveness.next_deadline()
     }
 
-    /// Time passed: start the liveness checks that are due.
-    pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+    /// Time passed: start the liveness checks that are due; while quitting, give up on
+    /// the messages still unsent once the quit wait is over.
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if self.quitting {
+            if self.quit_deadline.is_some_and(|deadline| now >= deadline) {
+                self.give_up("still not sent when quitting", out);
+            }
             return;
         }
         let mut due = Vec::new();
         self.liveness.due(now, &mut due);
         out.extend(due.into_iter().map(Effect::Check));
+    }
+
+    /// A signal (Ctrl-C): quit, or, when already quitting, stop waiting.
+    pub fn interrupt(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.quitting {
+            self.give_up("quit was interrupted", out);
+        } else {
+            self.quit(now, out);
+        }
+    }
+
+    /// Reports every message not yet sent (waiting or in flight) as failed.
+    fn give_up(&mut self, reason: &str, out: &mut Vec<Effect>) {
+        for (dest, text) in self.outbox.drain() {
+            self.send_failed(dest, text, reason.into(), out);
+        }
     }
 
     /// The result of an [`Effect::Check`].
@@ -298,14 +342,14 @@ impl Node {
             return;
         }
         match self.console.input(line) {
-            Ok(Some(command)) => self.run(command, now, out),
+            Ok(Some(command)) => self.execute(command, now, out),
             Ok(None) => {}
             Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
         }
     }
 
     /// Executes a console command.
-    pub fn run(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) {
+    pub fn execute(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) {
         match command {
             Command::Send { dest, text } => self.send(dest, &text, now, out),
             Command::All { text } => {
@@ -346,10 +390,11 @@ impl Node {
             return;
         }
         self.quitting = true;
+        self.quit_deadline = Some(now + self.me.quit_wait);
         for dest in self.peers.active() {
             self.say_exit(dest, now, out);
         }
-        out.push(Effect::Shutdown);
+        out.push(Effect::Quitting);
     }
 
     fn say_exit(&mut self, dest: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
@@ -438,13 +483,17 @@ impl Node {
         self.liveness.forget(addr);
         let known = self.peers.remove(addr);
         if known.is_some() && self.me.persist {
-            out.push(Effect::Remember(Record::Gone { addr }));
+            out.push(Effect::Persist(Record::Gone { addr }));
         }
         known
     }
 
-    /// A message reached `dest` in full.
-    pub fn on_sent(&mut self, dest: SocketAddr, text: String, now: Instant, out: &mut Vec<Effect>) {
+    /// The message in flight to `dest` reached it in full. A report for a message the
+    /// node no longer waits for (it gave up) is ignored.
+    pub fn on_sent(&mut self, dest: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        let Some(text) = self.outbox.done(dest) else {
+            return;
+        };
         self.peers.delivered(dest);
         if self.quitting {
             self.say_exit(dest, now, out);
@@ -466,8 +515,14 @@ impl Node {
         out.push(Effect::Show(Event::Sent { dest, text }));
     }
 
-    /// A message could not be delivered.
-    pub fn on_send_failed(
+    /// The message in flight to `dest` could not be delivered.
+    pub fn on_send_failed(&mut self, dest: SocketAddr, reason: String, out: &mut Vec<Effect>) {
+        if let Some(text) = self.outbox.done(dest) {
+            self.send_failed(dest, text, reason, out);
+        }
+    }
+
+    fn send_failed(
         &mut self,
         dest: SocketAddr,
         text: String,
@@ -485,7 +540,7 @@ impl Node {
         // per destination and the table agree.
         let dest = crate::node::peers::canonical(dest);
         if self.peers.sending_to(dest) && self.me.persist {
-            out.push(Effect::Remember(Record::Peer {
+            out.push(Effect::Persist(Record::Peer {
                 addr: dest,
                 name: None,
             }));
@@ -493,7 +548,7 @@ impl Node {
         if self.peers.get(dest).is_some() {
             self.liveness.track(dest, now);
         }
-        let parts = wire::split_for_wire(text, self.header_budget(dest));
+        let parts = wire::split_for_wire(text, self.me.header.budget(dest));
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
                 dest,
@@ -501,30 +556,15 @@ impl Node {
             }));
         }
         for part in parts {
-            out.push(Effect::Send(Outgoing {
-                dest,
-                text: part.to_owned(),
-            }));
+            match self.outbox.push(dest, part.to_owned()) {
+                Ok(()) | Err((Refused::Duplicate, _)) => {}
+                Err((Refused::Full, text)) => {
+                    let reason =
+                        format!("{MAX_WAITING} messages are already waiting for this peer");
+                    self.send_failed(dest, text, reason, out);
+                }
+            }
         }
-    }
-
-    /// The longest header we might put before a message to `dest`: exact when our IP is
-    /// known in advance (and of `dest`'s family, or the connection will not leave from
-    /// it), otherwise sized for the longest address of `dest`'s family.
-    fn header_budget(&self, dest: SocketAddr) -> usize {
-        let known = self.me.own_ip.filter(|ip| ip.is_ipv4() == dest.is_ipv4());
-        let ip = known.unwrap_or(match dest {
-            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(255, 255, 255, 255)),
-            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(
-                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
-            )),
-        });
-        wire::header(
-            SocketAddr::new(ip, self.listen_port),
-            &self.me.name,
-            self.me.format,
-        )
-        .len()
     }
 }
 
@@ -538,18 +578,27 @@ mod tests {
         s.parse().expect("test address")
     }
 
+    fn settings(persist: bool, static_peers: Vec<SocketAddr>) -> Settings {
+        Settings {
+            header: OwnHeader {
+                name: "me".into(),
+                format: crate::wire::Format::Standard,
+                port: 5000,
+                claim: Some("127.0.0.2".parse().expect("ip")),
+            },
+            history: 100,
+            persist,
+            static_peers,
+            max_in_flight: 8,
+            quit_wait: Duration::from_secs(2),
+        }
+    }
+
     fn node() -> Node {
         Node::new(
-            Settings {
-                name: "me".into(),
-                format: Format::Standard,
-                own_ip: Some("127.0.0.2".parse().expect("ip")),
-                history: 100,
-                persist: false,
-                static_peers: vec![addr("127.0.0.9:9000")],
-            },
-            5000,
-            Liveness::new(std::time::Duration::from_secs(30), 3),
+            settings(false, vec![addr("127.0.0.9:9000")]),
+            Liveness::new(Duration::from_secs(30), 3),
+            (Instant::now(), 0),
         )
     }
 
@@ -563,12 +612,16 @@ mod tests {
         }
     }
 
-    fn sends(out: &[Effect]) -> Vec<(SocketAddr, &str)> {
-        out.iter()
-            .filter_map(|e| match e {
-                Effect::Send(o) => Some((o.dest, o.text.as_str())),
-                _ => None,
-            })
+    /// Every message the node hands out now (one per destination at a time).
+    fn sends(n: &mut Node) -> Vec<(SocketAddr, String)> {
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.dest, t.text))
+            .collect()
+    }
+
+    fn sent(list: &[(&str, &str)]) -> Vec<(SocketAddr, String)> {
+        list.iter()
+            .map(|(a, t)| (addr(a), (*t).to_owned()))
             .collect()
     }
 
@@ -578,7 +631,7 @@ mod tests {
         let mut out = Vec::new();
         n.start(addr("127.0.0.2:5000"), Instant::now(), &mut out);
         assert!(matches!(out[0], Effect::Show(Event::Listening { .. })));
-        assert_eq!(sends(&out), vec![(addr("127.0.0.9:9000"), "connect")]);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
         assert_eq!(
             n.peers().get(addr("127.0.0.9:9000")).map(|p| p.status),
             Some(Status::Static)
@@ -596,7 +649,7 @@ mod tests {
             Instant::now(),
             &mut out,
         );
-        assert_eq!(sends(&out), vec![(addr("127.0.0.3:6000"), "connect_ack")]);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "connect_ack")]));
         assert!(n.peers().get(addr("127.0.0.3:6000")).is_some());
     }
 
@@ -611,7 +664,7 @@ mod tests {
             Instant::now(),
             &mut out,
         );
-        assert!(sends(&out).is_empty());
+        assert!(sends(&mut n).is_empty());
         assert_eq!(n.peers().active(), vec![addr("127.0.0.3:6000")]);
     }
 
@@ -655,14 +708,11 @@ mod tests {
         n.on_line("/quit", now, &mut out);
         n.on_line("0", now, &mut out);
         assert_eq!(
-            sends(&out),
-            vec![
-                (addr("127.0.0.3:6000"), "exit"),
-                (addr("127.0.0.4:6000"), "exit")
-            ]
+            sends(&mut n),
+            sent(&[("127.0.0.3:6000", "exit"), ("127.0.0.4:6000", "exit")])
         );
-        assert_eq!(out.last(), Some(&Effect::Shutdown));
-        assert_eq!(out.iter().filter(|e| **e == Effect::Shutdown).count(), 1);
+        assert_eq!(out.last(), Some(&Effect::Quitting));
+        assert_eq!(out.iter().filter(|e| **e == Effect::Quitting).count(), 1);
     }
 
     #[test]
@@ -674,16 +724,131 @@ mod tests {
         n.on_line("/send 127.0.0.5:7000 build finished", now, &mut out);
         n.on_line("/quit", now, &mut out);
         assert_eq!(
-            sends(&out),
-            vec![(dest, "build finished")],
+            sends(&mut n),
+            sent(&[("127.0.0.5:7000", "build finished")]),
             "not active yet"
         );
         out.clear();
-        n.on_sent(dest, "build finished".into(), now, &mut out);
-        assert_eq!(sends(&out), vec![(dest, "exit")]);
+        n.on_sent(dest, now, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "exit")]));
+        assert!(!n.is_finished(), "the exit is in flight");
         out.clear();
-        n.on_sent(dest, "exit".into(), now, &mut out);
-        assert!(sends(&out).is_empty(), "exit is said once");
+        n.on_sent(dest, now, &mut out);
+        assert!(sends(&mut n).is_empty(), "exit is said once");
+        assert!(n.is_finished());
+    }
+
+    /// Two active peers, then quit: the node hands out their `exit` messages.
+    fn quitting_with_two_peers(now: Instant) -> (Node, Vec<Effect>) {
+        let mut n = node();
+        let mut out = Vec::new();
+        for (ip, port) in [("127.0.0.3", 6000), ("127.0.0.4", 6001)] {
+            let from = msg("p", port, Body::ConnectAck);
+            n.on_message(ip.parse().expect("ip"), from, now, &mut out);
+        }
+        n.quit(now, &mut out);
+        (n, out)
+    }
+
+    #[test]
+    fn quit_waits_for_the_exit_messages() {
+        let now = Instant::now();
+        let (mut n, mut out) = quitting_with_two_peers(now);
+        let exits = sends(&mut n);
+        assert_eq!(exits.len(), 2);
+        assert!(n.is_quitting() && !n.is_finished(), "both exits in flight");
+        assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(2)));
+        n.on_sent(exits[0].0, now, &mut out);
+        assert!(!n.is_finished(), "one exit still in flight");
+        n.on_send_failed(exits[1].0, "refused".into(), &mut out);
+        assert!(n.is_finished(), "every exit sent or failed");
+        assert_eq!(n.poll_timeout(), None, "nothing left to wake up for");
+    }
+
+    #[test]
+    fn quit_gives_up_at_its_deadline_and_not_before() {
+        let now = Instant::now();
+        let (mut n, mut out) = quitting_with_two_peers(now);
+        let exits = sends(&mut n);
+        let deadline = n.poll_timeout().expect("a quit deadline");
+        out.clear();
+        n.on_timeout(deadline - Duration::from_millis(1), &mut out);
+        assert!(out.is_empty() && !n.is_finished(), "too early to give up");
+        n.on_timeout(deadline, &mut out);
+        assert!(n.is_finished());
+        let failed: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Show(Event::SendFailed { dest, text, reason }) => {
+                    Some((*dest, text.as_str(), reason.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 2, "{out:?}");
+        assert!(failed
+            .iter()
+            .all(|(_, text, reason)| *text == "exit" && *reason == "still not sent when quitting"));
+        out.clear();
+        n.on_sent(exits[0].0, now, &mut out);
+        assert!(
+            out.is_empty(),
+            "a late report of a given-up message is ignored"
+        );
+    }
+
+    #[test]
+    fn a_second_interrupt_stops_waiting() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        n.on_message(
+            "127.0.0.3".parse().expect("ip"),
+            msg("b", 6000, Body::ConnectAck),
+            now,
+            &mut out,
+        );
+        n.interrupt(now, &mut out);
+        assert!(n.is_quitting() && !n.is_finished());
+        n.interrupt(now, &mut out);
+        assert!(n.is_finished());
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Show(Event::SendFailed { reason, .. }) if reason == "quit was interrupted"
+        )));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_with_a_reason() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let dest = addr("127.0.0.5:7000");
+        for i in 0..MAX_WAITING {
+            n.execute(
+                Command::Send {
+                    dest,
+                    text: format!("m{i}"),
+                },
+                now,
+                &mut out,
+            );
+        }
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, Effect::Show(Event::SendFailed { .. }))));
+        n.execute(
+            Command::Send {
+                dest,
+                text: "one more".into(),
+            },
+            now,
+            &mut out,
+        );
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Show(Event::SendFailed { text, .. }) if text == "one more"
+        )));
     }
 
     #[test]
@@ -692,32 +857,24 @@ mod tests {
         let mut out = Vec::new();
         let now = Instant::now();
         n.on_line("/send 127.0.0.5:7000 hello", now, &mut out);
-        assert_eq!(sends(&out), vec![(addr("127.0.0.5:7000"), "hello")]);
-        n.on_send_failed(
-            addr("127.0.0.5:7000"),
-            "hello".into(),
-            "refused".into(),
-            &mut out,
-        );
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "hello")]));
+        n.on_send_failed(addr("127.0.0.5:7000"), "refused".into(), &mut out);
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Show(Event::SendFailed { text, reason, .. }) if text == "hello" && reason == "refused"
+        )));
         out.clear();
         n.on_line("/all anyone?", now, &mut out);
-        assert!(sends(&out).is_empty());
+        assert!(sends(&mut n).is_empty());
         assert!(matches!(out[0], Effect::Show(Event::Warning(_))));
     }
 
     #[test]
     fn failed_checks_mark_unreachable_then_remove_and_an_answer_brings_back() {
         let mut n = Node::new(
-            Settings {
-                history: 10,
-                persist: true,
-                name: "me".into(),
-                format: Format::Standard,
-                own_ip: None,
-                static_peers: Vec::new(),
-            },
-            5000,
-            Liveness::new(std::time::Duration::from_secs(1), 1),
+            settings(true, Vec::new()),
+            Liveness::new(Duration::from_secs(1), 1),
+            (Instant::now(), 0),
         );
         let mut out = Vec::new();
         let mut now = Instant::now();
@@ -737,9 +894,9 @@ mod tests {
                 })
                 .collect()
         };
-        now += std::time::Duration::from_secs(2);
+        now += Duration::from_secs(2);
         out.clear();
-        n.on_tick(now, &mut out);
+        n.on_timeout(now, &mut out);
         assert_eq!(out, vec![Effect::Check(a)]);
         out.clear();
         n.on_check(a, false, now, &mut out);
@@ -748,16 +905,16 @@ mod tests {
             [Event::PeerUnreachable { failures: 1, .. }]
         ));
         assert!(n.peers().active().is_empty());
-        now += std::time::Duration::from_secs(3);
+        now += Duration::from_secs(3);
         out.clear();
-        n.on_tick(now, &mut out);
+        n.on_timeout(now, &mut out);
         n.on_check(a, true, now, &mut out);
         assert!(matches!(shows(&out)[..], [Event::PeerBack { .. }]));
         assert_eq!(n.peers().active(), vec![a]);
         for _ in 0..20 {
-            now += std::time::Duration::from_secs(10);
+            now += Duration::from_secs(10);
             out.clear();
-            n.on_tick(now, &mut out);
+            n.on_timeout(now, &mut out);
             if out.contains(&Effect::Check(a)) {
                 n.on_check(a, false, now, &mut out);
             }
@@ -773,7 +930,7 @@ mod tests {
                 ..
             }
         )));
-        assert!(out.contains(&Effect::Remember(Record::Gone { addr: a })));
+        assert!(out.contains(&Effect::Persist(Record::Gone { addr: a })));
     }
 
     #[test]

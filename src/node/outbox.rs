@@ -31,7 +31,8 @@ pub enum Refused {
 #[derive(Debug, Default)]
 struct Queue {
     waiting: VecDeque<String>,
-    in_flight: bool,
+    /// The message whose connection is open, kept until it is done.
+    in_flight: Option<String>,
 }
 
 /// Pending messages, per destination.
@@ -65,14 +66,15 @@ impl Outbox {
         if queue.waiting.len() >= MAX_WAITING {
             return Err((Refused::Full, text));
         }
-        if queue.waiting.is_empty() && !queue.in_flight {
+        if queue.waiting.is_empty() && queue.in_flight.is_none() {
             self.ready.push_back(dest);
         }
         queue.waiting.push_back(text);
         Ok(())
     }
 
-    /// The next message to start, if a connection slot is free.
+    /// The next message to start, if a connection slot is free. The outbox keeps it
+    /// (as in flight) until [`Outbox::done`].
     pub fn start_next(&mut self) -> Option<(SocketAddr, String)> {
         if self.in_flight >= self.max_in_flight {
             return None;
@@ -80,36 +82,34 @@ impl Outbox {
         let dest = self.ready.pop_front()?;
         let queue = self.queues.get_mut(&dest)?;
         let text = queue.waiting.pop_front()?;
-        queue.in_flight = true;
+        queue.in_flight = Some(text.clone());
         self.in_flight += 1;
         Some((dest, text))
     }
 
-    /// The connection to `dest` started by [`Outbox::start_next`] is finished, well or not.
-    pub fn done(&mut self, dest: SocketAddr) {
-        let Some(queue) = self.queues.get_mut(&dest) else {
-            return;
-        };
-        if !queue.in_flight {
-            return;
-        }
-        queue.in_flight = false;
+    /// The connection to `dest` started by [`Outbox::start_next`] is finished, well or
+    /// not: hands back its message.
+    pub fn done(&mut self, dest: SocketAddr) -> Option<String> {
+        let queue = self.queues.get_mut(&dest)?;
+        let text = queue.in_flight.take()?;
         self.in_flight -= 1;
         if queue.waiting.is_empty() {
             self.queues.remove(&dest);
         } else {
             self.ready.push_back(dest);
         }
+        Some(text)
     }
 
-    /// Takes every message still waiting (not those in flight), e.g. when giving up on quit.
+    /// Takes every message, waiting or in flight (in flight first), when giving up.
     pub fn drain(&mut self) -> Vec<(SocketAddr, String)> {
         self.ready.clear();
+        self.in_flight = 0;
         let mut left = Vec::new();
-        self.queues.retain(|dest, queue| {
-            left.extend(queue.waiting.drain(..).map(|text| (*dest, text)));
-            queue.in_flight
-        });
+        for (dest, queue) in self.queues.drain() {
+            left.extend(queue.in_flight.into_iter().map(|text| (dest, text)));
+            left.extend(queue.waiting.into_iter().map(|text| (dest, text)));
+        }
         left
     }
 
@@ -193,10 +193,31 @@ mod tests {
     #[test]
     fn done_without_start_is_harmless() {
         let mut ob = Outbox::new(1);
-        ob.done(addr("127.0.0.2:1"));
+        assert_eq!(ob.done(addr("127.0.0.2:1")), None);
         ob.push(addr("127.0.0.2:1"), "x".into()).expect("room");
-        ob.done(addr("127.0.0.2:1"));
+        assert_eq!(ob.done(addr("127.0.0.2:1")), None);
         assert_eq!(ob.in_flight(), 0);
         assert!(ob.start_next().is_some());
+        assert_eq!(ob.done(addr("127.0.0.2:1")), Some("x".into()));
+    }
+
+    #[test]
+    fn drain_gives_back_in_flight_and_waiting_and_frees_every_slot() {
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        let mut ob = Outbox::new(4);
+        for (dest, text) in [(a, "a1"), (a, "a2"), (b, "b1")] {
+            ob.push(dest, text.into()).expect("room");
+        }
+        assert_eq!(ob.start_next(), Some((a, "a1".into())));
+        let mut left = ob.drain();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![(a, "a1".into()), (a, "a2".into()), (b, "b1".into())]
+        );
+        assert!(ob.is_empty());
+        assert_eq!(ob.in_flight(), 0);
+        assert_eq!(ob.start_next(), None);
+        assert_eq!(ob.done(a), None, "a drained message is not done twice");
     }
 }

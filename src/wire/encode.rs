@@ -1,7 +1,7 @@
 //! What we send: our header in the chosen form, and splitting long messages for
 //! receivers that read a single 1024-byte `recv`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{control_word, MAX_WIRE_MESSAGE};
 
@@ -41,6 +41,60 @@ pub fn encode(own: SocketAddr, name: &str, text: &str, format: Format) -> String
     let mut s = header(own, name, format);
     s.push_str(text);
     s
+}
+
+/// Our own header, described once: what [`OwnHeader::encode`] puts before every message we
+/// send, and what [`OwnHeader::budget`] reserves for it when a long message is split.
+///
+/// ```
+/// use peerchat::wire::{Format, OwnHeader};
+///
+/// let me = OwnHeader { name: "alice".into(), format: Format::Standard, port: 5001, claim: None };
+/// let local = "127.0.0.2".parse().unwrap();
+/// assert_eq!(me.encode(local, "hi"), b"127.0.0.2:5001 alice hi");
+/// // Unknown IP: room for the longest IPv4 address.
+/// assert_eq!(me.budget("127.0.0.9:7000".parse().unwrap()), "255.255.255.255:5001 alice ".len());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnHeader {
+    /// The name in every header.
+    pub name: String,
+    /// The header form.
+    pub format: Format,
+    /// Our listening port.
+    pub port: u16,
+    /// The IP we claim when known in advance (`--advertise`, or a specific `--bind`).
+    /// Otherwise, and on a connection of the other address family, we claim the
+    /// connection's local address, which is exactly what the receiver sees.
+    pub claim: Option<IpAddr>,
+}
+
+impl OwnHeader {
+    /// The bytes of one message to send on a connection whose local address is `local`.
+    pub fn encode(&self, local: IpAddr, text: &str) -> Vec<u8> {
+        let local = local.to_canonical();
+        let ip = self.claim.filter(|ip| ip.is_ipv4() == local.is_ipv4());
+        let ip = ip.unwrap_or(local);
+        encode(
+            SocketAddr::new(ip, self.port),
+            &self.name,
+            text,
+            self.format,
+        )
+        .into_bytes()
+    }
+
+    /// The longest header we might put before a message to `dest`: exact when the claimed
+    /// IP is known and of `dest`'s family (a connection to `dest` leaves from that family),
+    /// otherwise sized for the longest address of `dest`'s family.
+    pub fn budget(&self, dest: SocketAddr) -> usize {
+        let known = self.claim.filter(|ip| ip.is_ipv4() == dest.is_ipv4());
+        let ip = known.unwrap_or(match dest {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+        });
+        header(SocketAddr::new(ip, self.port), &self.name, self.format).len()
+    }
 }
 
 /// How far back from a piece's end [`split_for_wire`] looks for a space to cut after.

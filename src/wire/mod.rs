@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 pub use decoder::Decoder;
 pub use dialects::parse_port;
-pub use encode::{encode, header, split_for_wire, Format};
+pub use encode::{encode, header, split_for_wire, Format, OwnHeader};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;

@@ -1,0 +1,443 @@
+//! Every TCP connection of the peer: the listener, a slab of connections keyed by token,
+//! and their timers.
+//!
+//! Inbound connections are accepted (up to the connection limit), read within a budget
+//! per turn and decoded; each decoded message goes to the node. Outbound connections are
+//! opened for what the node hands out ([`crate::node::Node::poll_transmit`]) and for its
+//! liveness checks; each reports its end back to the node. Idle inbound connections are
+//! closed by one sweep timer, not a timer each, so churn costs no timer updates.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::config::Limits;
+use crate::driver::connection::{Conn, Inbound, Outbound, ReadEnd, Step};
+use crate::driver::net;
+use crate::node::event::Event;
+use crate::node::timers::Timers;
+use crate::node::{Effect, Node};
+use crate::wire::{self, Decoder};
+
+/// When the last connection closes and the slab had grown to this many slots, the memory
+/// of the burst is given back to the system.
+const SHRINK_AFTER: usize = 1024;
+
+/// Size of the one read buffer shared by every connection (and the console).
+const READ_BUF: usize = 64 * 1024;
+
+/// What a timer entry asks for. An entry is cancelled when what it names goes away, so an
+/// entry that fires always means something.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// An outbound connection's deadline.
+    Conn { key: usize },
+    /// Close inbound connections idle for too long. Armed while any is open.
+    Sweep,
+    /// Try accepting again after running out of descriptors.
+    ResumeAccept,
+}
+
+/// The listener and every open connection.
+pub struct Connections {
+    registry: Registry,
+    listener: TcpListener,
+    listener_token: Token,
+    conns: Slab<Conn>,
+    timers: Timers<Timer>,
+    limits: Limits,
+    /// The address outgoing connections start from, when one was bound.
+    from: Option<IpAddr>,
+    /// When the driver started: the origin of `Inbound::active_at`.
+    started: Instant,
+    /// Accepting paused: out of descriptors (resumes on a timer).
+    accept_paused: bool,
+    /// Connections refused at the connection limit since the last report.
+    refused: u64,
+    /// The `Timer::Sweep` entry, armed while inbound connections are open.
+    sweep: Option<crate::node::timers::TimerId>,
+    /// Inbound connections open.
+    inbound: usize,
+    /// Inbound connections whose read budget ran out with data possibly left: read again
+    /// next turn without waiting (edge-triggered readiness will not announce it again).
+    more_to_read: Vec<usize>,
+    /// Reused buffers: nothing is allocated per event on the hot path.
+    read_buf: Box<[u8]>,
+    messages: Vec<wire::Message>,
+}
+
+impl Connections {
+    /// Watches `listener` (under `token`) with `registry`; outgoing connections start
+    /// from `bind` unless it is unspecified.
+    pub fn new(
+        registry: Registry,
+        mut listener: TcpListener,
+        token: Token,
+        limits: Limits,
+        bind: IpAddr,
+        now: Instant,
+    ) -> io::Result<Self> {
+        registry.register(&mut listener, token, Interest::READABLE)?;
+        Ok(Connections {
+            registry,
+            listener,
+            listener_token: token,
+            conns: Slab::new(),
+            timers: Timers::default(),
+            limits,
+            from: Some(bind).filter(|ip| !ip.is_unspecified()),
+            started: now,
+            accept_paused: false,
+            refused: 0,
+            sweep: None,
+            inbound: 0,
+            more_to_read: Vec::new(),
+            read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            messages: Vec::new(),
+        })
+    }
+
+    /// Where we listen.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether `token` names the listener.
+    pub fn is_listener(&self, token: Token) -> bool {
+        token == self.listener_token
+    }
+
+    /// The shared read buffer, lent to the console between connection reads.
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        &mut self.read_buf
+    }
+
+    /// Whether some connection has more to read without waiting for an event.
+    pub fn wants_turn(&self) -> bool {
+        !self.more_to_read.is_empty()
+    }
+
+    /// The earliest connection deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Accepts until `WouldBlock`; at the connection limit, closes new ones at once.
+    pub fn accept(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        while !self.accept_paused {
+            match self.listener.accept() {
+                Ok((stream, addr)) if self.conns.len() >= self.limits.max_connections => {
+                    // Full: close it at once (the sender sees EOF) rather than let it hang.
+                    drop(stream);
+                    if self.refused == 0 {
+                        out.push(Effect::Show(Event::Warning(format!(
+                            "refusing connections (from {} first): {} are open, the limit (--max-connections)",
+                            addr.ip(),
+                            self.conns.len()
+                        ))));
+                    }
+                    self.refused += 1;
+                }
+                Ok((stream, addr)) => self.add_inbound(stream, addr, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of descriptors or buffers: pause rather than spin.
+                    log::warn!("accept failed: {}; pausing for 100 ms", net::describe(&e));
+                    self.accept_paused = true;
+                    self.timers
+                        .insert(now + Duration::from_millis(100), Timer::ResumeAccept);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .registry
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot watch a connection from {addr}: {e}");
+            return;
+        }
+        let now_secs = secs_since(self.started, now);
+        entry.insert(Conn::In(Inbound {
+            stream,
+            ip: addr.ip().to_canonical(),
+            active_at: now_secs,
+            line_since: now_secs,
+            decoder: Decoder::new(self.limits.max_line),
+        }));
+        self.inbound += 1;
+        if self.sweep.is_none() {
+            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
+        }
+        // Not read now, even if its data is there: registering queues its readiness event
+        // behind those of older connections (epoll's ready list is in order), so that a
+        // sender's back-to-back one-message connections are shown in the order they were
+        // sent: the previous one's EOF arrived before this one's SYN.
+    }
+
+    /// A readiness event for connection `key`.
+    pub fn ready(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        match self.conns.get(key) {
+            Some(Conn::In(_)) => self.read_inbound(key, node, now, out),
+            Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
+            None => {}
+        }
+    }
+
+    /// Reads again the connections whose budget ran out last turn.
+    pub fn read_more(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        for key in std::mem::take(&mut self.more_to_read) {
+            self.read_inbound(key, node, now, out);
+        }
+    }
+
+    fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now_secs = secs_since(self.started, now);
+        conn.active_at = now_secs;
+        let end = conn.read(&mut self.read_buf, &mut self.messages);
+        if !self.messages.is_empty() || conn.decoder.buffered() == 0 {
+            // A line was completed (or none is pending): not stalled mid-line.
+            conn.line_since = now_secs;
+        }
+        let ip = conn.ip;
+        for msg in self.messages.drain(..) {
+            log::debug!("from {ip}: {:?} message", msg.dialect);
+            node.on_message(ip, msg, now, out);
+        }
+        match end {
+            ReadEnd::Drained => {}
+            ReadEnd::Budget => self.more_to_read.push(key),
+            ReadEnd::Closed => self.close(key, out),
+            ReadEnd::TooLong(e) => {
+                let warning = format!("closed the connection from {ip}: {e}");
+                out.push(Effect::Show(Event::Warning(warning)));
+                self.close(key, out);
+            }
+        }
+    }
+
+    /// Opens a connection for each message the node hands out, while it hands them out.
+    pub fn transmit(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        while let Some(t) = node.poll_transmit() {
+            if let Err(e) = self.open(t.dest, t.text, false, now) {
+                node.on_send_failed(t.dest, net::describe(&e), out);
+            }
+        }
+    }
+
+    /// Starts a liveness check of `addr`: a bare connection attempt.
+    pub fn check(
+        &mut self,
+        addr: SocketAddr,
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.open(addr, String::new(), true, now).is_err() {
+            node.on_check(addr, false, now, out);
+        }
+    }
+
+    fn open(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        check: bool,
+        now: Instant,
+    ) -> io::Result<()> {
+        let times = (now, self.limits.send_timeout, self.limits.linger);
+        let mut conn = Outbound::open(dest, text, check, self.from, times)?;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let interest = Interest::WRITABLE | Interest::READABLE;
+        self.registry
+            .register(&mut conn.stream, Token(key), interest)?;
+        conn.timer = Some(self.timers.insert(conn.deadline(), Timer::Conn { key }));
+        entry.insert(Conn::Out(Box::new(conn)));
+        Ok(())
+    }
+
+    fn drive_outbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        loop {
+            let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
+                return;
+            };
+            let step = conn.advance(node.header(), &mut self.read_buf, now);
+            if !self.finish_step(key, step, node, now, out) {
+                return;
+            }
+        }
+    }
+
+    /// Acts on what an outbound connection reported; `true` when it should be advanced
+    /// again at once (it was just written: the receiver may have closed already).
+    fn finish_step(
+        &mut self,
+        key: usize,
+        step: Step,
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let dest = conn.dest;
+        match step {
+            Step::Wait => return false,
+            Step::Sent => {
+                if let Some(old) = conn.timer.take() {
+                    self.timers.cancel(old);
+                }
+                conn.timer = Some(self.timers.insert(conn.deadline(), Timer::Conn { key }));
+                node.on_sent(dest, now, out);
+                return true;
+            }
+            Step::Closed => self.close(key, out),
+            Step::Answered | Step::NoAnswer => {
+                self.close(key, out);
+                node.on_check(dest, step == Step::Answered, now, out);
+            }
+            Step::Failed(reason) => {
+                self.close(key, out);
+                node.on_send_failed(dest, reason, out);
+            }
+        }
+        false
+    }
+
+    /// Fires the connection timers that are due.
+    pub fn on_timers(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        for timer in self.timers.pop_expired(now) {
+            match timer {
+                Timer::ResumeAccept => {
+                    if self.accept_paused {
+                        self.accept_paused = false;
+                        self.accept(now, out);
+                    }
+                }
+                Timer::Sweep => {
+                    self.sweep = None;
+                    self.close_idle(now, out);
+                    if self.inbound > 0 {
+                        let next = now + self.sweep_period();
+                        self.sweep = Some(self.timers.insert(next, Timer::Sweep));
+                    }
+                }
+                Timer::Conn { key } => {
+                    if let Some(Conn::Out(conn)) = self.conns.get_mut(key) {
+                        conn.timer = None; // it just fired
+                        let step = conn.expire();
+                        self.finish_step(key, step, node, now, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// How often idle inbound connections are looked for: a quarter of the idle timeout.
+    fn sweep_period(&self) -> Duration {
+        (self.limits.idle_timeout / 4).max(Duration::from_secs(1))
+    }
+
+    /// Closes inbound connections silent for the idle timeout (or stalled mid-line).
+    fn close_idle(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let idle = self.limits.idle_timeout;
+        let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
+        // Times are whole seconds: `< cutoff` never closes a connection early.
+        let Some(cutoff) = secs_since(self.started, now).checked_sub(idle_secs) else {
+            return; // the driver has not run for an idle timeout yet
+        };
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff))
+            .map(|(key, _)| key)
+            .collect();
+        for key in expired {
+            if let Some(Conn::In(conn)) = self.conns.get(key) {
+                let pending = conn.decoder.buffered();
+                if pending > 0 {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
+                        conn.ip,
+                        idle.as_secs()
+                    ))));
+                } else {
+                    log::debug!("closing a silent connection from {}", conn.ip);
+                }
+            }
+            self.close(key, out);
+        }
+    }
+
+    /// After a burst of connections: frees the slab's slots and returns free heap pages to
+    /// the system, so that the peer's memory goes back near its idle size. Runs only when
+    /// the last of at least [`SHRINK_AFTER`] connections closes, never per event.
+    fn give_back_memory(&mut self) {
+        self.conns.shrink_to_fit();
+        self.more_to_read.shrink_to_fit();
+        self.messages.shrink_to_fit();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only releases free memory at the top and in the middle of
+        // glibc's heaps; it touches nothing in use.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        log::debug!("gave back the memory of a burst of connections");
+    }
+
+    fn close(&mut self, key: usize, out: &mut Vec<Effect>) {
+        if let Some(conn) = self.conns.try_remove(key) {
+            let mut stream = match conn {
+                Conn::In(c) => {
+                    self.inbound -= 1;
+                    if self.inbound == 0 {
+                        if let Some(sweep) = self.sweep.take() {
+                            self.timers.cancel(sweep);
+                        }
+                    }
+                    c.stream
+                }
+                Conn::Out(c) => {
+                    if let Some(timer) = c.timer {
+                        self.timers.cancel(timer);
+                    }
+                    c.stream
+                }
+            };
+            if let Err(e) = self.registry.deregister(&mut stream) {
+                log::debug!("deregister failed: {e}");
+            }
+        }
+        if self.conns.is_empty() && self.conns.capacity() >= SHRINK_AFTER {
+            self.give_back_memory();
+        }
+        if self.refused > 0 && self.conns.len() < self.limits.max_connections {
+            out.push(Effect::Show(Event::Warning(format!(
+                "accepting again; refused {} connections while at the limit",
+                self.refused
+            ))));
+            self.refused = 0;
+        }
+    }
+}
+
+/// Whole seconds from `start` to `now`, saturating.
+fn secs_since(start: Instant, now: Instant) -> u32 {
+    u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
+}
