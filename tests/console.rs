@@ -1,6 +1,9 @@
-//! Console edge cases (issue 5): stdin as a pipe, a pipe closed without data, a regular
-//! file, `/dev/null`, a closed descriptor, a pasted block, `--headless` at end of input;
-//! stdout as a pipe nobody reads; and the shared descriptors' flags left as they were.
+//! The console in every shape it comes in: stdin as a pipe with commands then end of input
+//! (the messages go out, then the goodbyes), a script piped in, a pipe closed without data,
+//! a regular file, `/dev/null`, a closed descriptor, a pasted block; `--headless`, which
+//! keeps running at end of input until a signal; stdout as a pipe nobody reads (the loop
+//! keeps serving the network and the console, and the dropped lines are counted); and the
+//! descriptors shared with the parent left blocking, as they were.
 //!
 //! Each test owns the address block `127.0.K.*` (K = 90..99 in this file) and listens on
 //! port 0. Every wait has a deadline and waits for an event (an output line, a process
@@ -8,7 +11,7 @@
 
 mod common;
 
-use common::{ip, peerchat_bin, poll_until, Peer, LONG_WAIT, WAIT};
+use common::{exit_within, ip, peerchat_bin, poll_until, proc_open_fds, Peer, LONG_WAIT, WAIT};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -134,7 +137,7 @@ fn pipe_closed_without_data_quits_promptly() {
     // ...and literally `true | peerchat ...`.
     let started = Instant::now();
     let cmd = via_shell(r#"true | "$0" "$@""#, "bob", &ip(b, 3));
-    let mut bob = Peer::start_stdin("true | peerchat", "bob", cmd, Stdio::null());
+    let mut bob = Peer::start("true | peerchat", "bob", cmd, Stdio::null());
     quits_promptly(&mut bob, started);
 }
 
@@ -181,7 +184,7 @@ fn dev_null_quits_at_once() {
 fn closed_stdin_quits_at_once() {
     let started = Instant::now();
     let cmd = via_shell(r#"exec "$0" "$@" <&-"#, "alice", &ip(94, 2));
-    let mut alice = Peer::start_stdin("peerchat <&-", "alice", cmd, Stdio::null());
+    let mut alice = Peer::start("peerchat <&-", "alice", cmd, Stdio::null());
     quits_promptly(&mut alice, started);
 }
 
@@ -229,7 +232,8 @@ fn headless_keeps_running_at_end_of_input_until_sigterm() {
     bob.quit_ok();
 }
 
-/// Kills the child on drop (for a process driven without the harness).
+/// Kills the child on drop: the process of the full-stdout test, whose stdout is a pipe the
+/// test holds and reads itself (the harness's [`Peer`] reads stdout from the start).
 struct Guard(Child);
 
 impl Drop for Guard {
@@ -309,11 +313,7 @@ fn full_stdout_pipe_never_blocks_the_loop_and_drops_are_reported() {
     let messages: Vec<Vec<u8>> = (0..FLOOD)
         .map(|i| format!("f {i:04} {pad}").into_bytes())
         .collect();
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", child.0.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let fds = || proc_open_fds(child.0.id());
     let idle_fds = fds();
     common::flood(&ip(b, 4), stuck.parse().unwrap(), messages, 4);
     // Every flood connection read to its end and closed: every message was taken in.
@@ -376,14 +376,9 @@ fn full_stdout_pipe_never_blocks_the_loop_and_drops_are_reported() {
         }
     }
     drop(in_w); // end of input: quit
-    let deadline = Instant::now() + LONG_WAIT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "peerchat did not quit");
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_within(&mut child.0, LONG_WAIT)
+        .expect("wait")
+        .expect("peerchat did not quit");
     assert!(
         !nonblocking(out_w_probe.as_raw_fd()) && !nonblocking(in_r_probe.as_raw_fd()),
         "after exit, the descriptors shared with the parent are blocking as before"

@@ -1,28 +1,30 @@
-//! Tests of issue 7 ("built to be embedded and scripted"): the `--json` event stream read
-//! by a consumer that parses every line, memory across a `kill -9` with `--state`, IPv6 on
-//! `::1`, and the `ping_bot` example (the library API) against a real peerchat process.
-//! The pseudo-terminal test is in `tests/terminal.rs`.
+//! peerchat built to be embedded and scripted: the `--json` event stream, read by a consumer
+//! that checks every line against the documented schema (valid UTF-8, one object per line,
+//! `v`, `event`, `ts` and each event's fields), including unreachable peers, their return
+//! and their removal; memory across `kill -9` with `--state` (every message shown before
+//! the kill is in `/history` after a restart, a torn last record is survived, remembered
+//! peers are greeted on request); two peers exchanging messages over IPv6 on `::1`; and the
+//! `ping_bot` example (the library API) answering a real peerchat process. The
+//! pseudo-terminal behaviour is in `tests/terminal.rs`.
 //!
 //! Address blocks: `127.0.130.*` to `127.0.135.*` (one per test), plus `::1`; every
-//! listener binds port 0. Every wait has a deadline and waits for an output line or a
-//! connection; nothing sleeps to synchronise.
+//! listener binds port 0. Every wait has a deadline and waits for an output line, a process
+//! exit or a connection; nothing sleeps to synchronise.
 
 mod common;
-mod embed_support;
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::Peer;
-use embed_support::{accept_one, closed_port, connect_from, send_raw, Proc, LONG_WAIT, WAIT};
+use common::{accept_one, closed_addr, connect_from, send_raw, Peer, LONG_WAIT, WAIT};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ fn json_consumer_parses_every_line() {
     let start_ms = unix_millis_now();
     let mut bob = Peer::spawn("bob", "127.0.130.3", &[]);
     let bob_addr = bob.address();
-    let mut alice = Proc::peerchat(
+    let mut alice = Peer::peerchat(
         "alice --json",
         &[
             "-n",
@@ -301,9 +303,8 @@ fn json_consumer_parses_every_line() {
 
     // A new peer with invalid UTF-8 and a header claiming another IP: peer_joined, then
     // a message whose text carries U+FFFD.
-    let carol_ip: IpAddr = "127.0.130.4".parse().unwrap();
     send_raw(
-        carol_ip,
+        "127.0.130.4",
         alice_addr,
         b"127.0.1.1:9 carol bad \xff\xfe bytes \xc3(",
     )
@@ -322,7 +323,7 @@ fn json_consumer_parses_every_line() {
     assert_eq!(text, "bad \u{fffd}\u{fffd} bytes \u{fffd}(");
 
     // A send to a closed port fails, with a reason.
-    let dead = format!("127.0.130.9:{}", closed_port("127.0.130.9"));
+    let dead = closed_addr("127.0.130.9").to_string();
     alice.send_line(&format!("/send {dead} doomed"));
     let failed = alice.expect_event("send_failed", |v| v["addr"] == dead.as_str());
     assert_eq!(failed["text"], "doomed");
@@ -370,11 +371,7 @@ fn json_consumer_parses_every_line() {
     alice.expect_event("help", |_| true);
 
     // A peer's overlong line: a warning (the `error` event).
-    let _ = send_raw(
-        "127.0.130.5".parse().unwrap(),
-        alice_addr,
-        &vec![b'a'; 6000],
-    );
+    let _ = send_raw("127.0.130.5", alice_addr, &vec![b'a'; 6000]);
     let err = alice.expect_event("error", |v| {
         v["message"]
             .as_str()
@@ -389,7 +386,7 @@ fn json_consumer_parses_every_line() {
     assert_eq!(left["name"], "bob");
 
     alice.close_stdin();
-    let status = alice.wait_exit(LONG_WAIT);
+    let status = alice.expect_exit(LONG_WAIT);
     assert!(status.success(), "{}", alice.report(&format!("{status}")));
 
     let events = check_every_line(&alice.raw_lines(), start_ms);
@@ -429,7 +426,7 @@ fn json_consumer_parses_every_line() {
 #[test]
 fn json_reports_unreachable_peers_and_their_return() {
     let start_ms = unix_millis_now();
-    let mut alice = Proc::peerchat(
+    let mut alice = Peer::peerchat(
         "alice --json",
         &[
             "-n",
@@ -452,15 +449,15 @@ fn json_reports_unreachable_peers_and_their_return() {
     let flaky_listener = TcpListener::bind("127.0.131.3:0").unwrap();
     let flaky = flaky_listener.local_addr().unwrap();
     drop(flaky_listener);
-    let gone = format!("127.0.131.4:{}", closed_port("127.0.131.4"));
+    let gone = closed_addr("127.0.131.4").to_string();
     send_raw(
-        flaky.ip(),
+        &flaky.ip().to_string(),
         alice_addr,
         format!("{flaky} flaky here").as_bytes(),
     )
     .unwrap();
     send_raw(
-        "127.0.131.4".parse().unwrap(),
+        "127.0.131.4",
         alice_addr,
         format!("{gone} gone here").as_bytes(),
     )
@@ -494,7 +491,7 @@ fn json_reports_unreachable_peers_and_their_return() {
     assert_eq!(left["name"], "gone", "{left}");
 
     alice.close_stdin();
-    assert!(alice.wait_exit(LONG_WAIT).success());
+    assert!(alice.expect_exit(LONG_WAIT).success());
     let events = check_every_line(&alice.raw_lines(), start_ms);
     assert!(events
         .iter()
@@ -525,9 +522,9 @@ fn burst_number(line: &str, from: &str) -> Option<(usize, usize)> {
 
 /// Starts peerchat with `--state DIR` at `127.0.132.2` (stdin a pipe kept open), returns it
 /// and its listening address.
-fn keeper(dir: &str, round: usize) -> (Proc, SocketAddr) {
+fn keeper(dir: &str, round: usize) -> (Peer, SocketAddr) {
     let label = format!("keeper (round {round})");
-    let mut keeper = Proc::peerchat(
+    let mut keeper = Peer::peerchat(
         &label,
         &[
             "-n",
@@ -566,10 +563,11 @@ fn burst_and_kill(
     // the receiver, so that many are queued in the kernel when the kill comes.
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&sent);
+    let feeder_ip = feeder.ip().to_string();
     let sender = thread::spawn(move || {
         for i in 1..=burst {
             let msg = format!("{feeder} feeder msg-{round}-{i:04}");
-            let Ok(mut stream) = connect_from(feeder.ip(), keeper_addr) else {
+            let Ok(mut stream) = connect_from(&feeder_ip, keeper_addr) else {
                 break; // the receiver was killed
             };
             if stream.write_all(msg.as_bytes()).is_err() {
@@ -581,9 +579,9 @@ fn burst_and_kill(
     keeper.expect(&format!("message {round}-{kill_after}"), LONG_WAIT, |l| {
         burst_number(l, &feeder_s) == Some((round, kill_after))
     });
-    keeper.kill9();
+    keeper.signal(libc::SIGKILL);
     let sent_at_kill = sent.load(Ordering::SeqCst);
-    let status = keeper.wait_exit(WAIT);
+    let status = keeper.expect_exit(WAIT);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
@@ -754,7 +752,7 @@ fn ipv6_peers_exchange_messages_on_loopback() {
     seven.send_line(&format!("/msg {} and back", six.address()));
     six.expect_line(&format!("[seven [::1]:{}] and back", seven.port()));
 
-    // `common::Peer::query` keeps only rows starting with a digit; IPv6 rows start with `[`.
+    // The table read by hand: the row of an IPv6 peer starts with `[::1]:PORT`.
     seven.send_line("/peers");
     seven.send_line("/no-such-command-ends-the-table");
     seven.expect("the query's header", WAIT, |l| l.starts_with("ADDRESS"));
@@ -799,7 +797,7 @@ fn ping_bot_bin() -> PathBuf {
 fn ping_bot_example_answers_a_real_peer() {
     let mut cmd = Command::new(ping_bot_bin());
     cmd.args(["127.0.134.2", "0"]);
-    let mut bot = Proc::start("ping_bot", cmd, false);
+    let mut bot = Peer::launch("ping_bot", cmd, Stdio::null());
     let listening = bot.expect_event("listening", |_| true);
     let bot_addr = listening["addr"].as_str().unwrap_or_default().to_owned();
     assert!(bot_addr.starts_with("127.0.134.2:"), "{listening}");
@@ -820,7 +818,7 @@ fn ping_bot_example_answers_a_real_peer() {
     peer.expect_line(&format!("[pingbot {bot_addr}] pong"));
     peer.send_line(&format!("/send {bot_addr} quit"));
     peer.expect_line(&format!("* pingbot {bot_addr} left (exit)"));
-    let status = bot.wait_exit(LONG_WAIT);
+    let status = bot.expect_exit(LONG_WAIT);
     assert!(
         status.success(),
         "{}",

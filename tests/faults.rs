@@ -1,15 +1,21 @@
-//! Fault tests (issue 5): real `peerchat` processes on loopback meeting dead, stopped and
-//! black-holed peers, floods, garbage, oversized lines, silent and half-closed connections,
-//! and signals.
+//! A peer under faults keeps serving: a killed peer is detected and removed, a stopped one
+//! stalls nobody and is found again, an unreachable one that answers again is back; 10,000
+//! one-message connections all arrive once; garbage, a 10 MB line, 1,000 silent and
+//! half-closed connections leave it serving, and its memory returns near idle afterwards;
+//! SIGTERM and SIGINT quit gracefully, quitting waits at most 2 s for the goodbyes and a
+//! second signal stops the wait; black-holed and non-reading receivers never stall other
+//! sends; idle and stalled connections are closed after `--idle-timeout`, not before; and
+//! beyond `--max-connections` new connections are closed at once until there is room.
 //!
-//! Each test owns the address block `127.0.K.*` (K = 80..89, 110, 111 in this file) and listens on
-//! port 0. Every wait has a deadline and waits for an event: an output line, a process exit,
-//! a descriptor count or a connection result. The only sleeps are the harness's polling of
-//! conditions that print nothing (see `common::poll_until`).
+//! Each test owns the address block `127.0.K.*` (K = 80..89, 110, 111 in this file) and
+//! listens on port 0. Every wait has a deadline and waits for an event: an output line, a
+//! process exit, a descriptor count or a connection result. The only sleeps are the
+//! harness's polling of conditions that print nothing (see `common::poll_until`) and the
+//! pacing of the slow writers in the idle-timeout test.
 
 mod common;
 
-use common::{flood, ip, poll_until, tcp_from, Peer, LONG_WAIT, WAIT};
+use common::{connect_from, flood, ip, poll_until, Peer, LONG_WAIT, WAIT};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,7 +253,7 @@ fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
     let big = thread::spawn({
         let from = ip(b, 4);
         move || -> std::io::Result<()> {
-            let mut s = tcp_from(&from, to).expect("connect for the 10 MB line");
+            let mut s = connect_from(&from, to).expect("connect for the 10 MB line");
             s.set_write_timeout(Some(LONG_WAIT)).unwrap();
             let chunk = vec![b'x'; 1 << 20];
             for _ in 0..10 {
@@ -272,7 +278,7 @@ fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
 
     // 1,000 silent connections, held open.
     let silent: Vec<TcpStream> = (0..1000)
-        .map(|_| tcp_from(&ip(b, 5), to).expect("a silent connection"))
+        .map(|_| connect_from(&ip(b, 5), to).expect("a silent connection"))
         .collect();
     assert!(
         poll_until(LONG_WAIT, || alice.open_fds() >= idle_fds + 1000),
@@ -282,9 +288,9 @@ fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
 
     // Half-closed: shut down for writing with nothing sent, and after a partial line. The
     // partial line is a whole message (closed by EOF); both connections are then closed.
-    let mut empty = tcp_from(&ip(b, 6), to).expect("connect");
+    let mut empty = connect_from(&ip(b, 6), to).expect("connect");
     empty.shutdown(Shutdown::Write).unwrap();
-    let mut partial = tcp_from(&ip(b, 6), to).expect("connect");
+    let mut partial = connect_from(&ip(b, 6), to).expect("connect");
     partial
         .write_all(format!("{}:9 halfer partial line", ip(b, 6)).as_bytes())
         .unwrap();
@@ -301,7 +307,7 @@ fn abuse(alice: &mut Peer, b: u8) -> Vec<TcpStream> {
 
     // Now a normal message, with the silent connections still open.
     let sent = Instant::now();
-    let mut s = tcp_from(&ip(b, 7), to).expect("connect");
+    let mut s = connect_from(&ip(b, 7), to).expect("connect");
     s.write_all(format!("{}:9 normal hello after abuse", ip(b, 7)).as_bytes())
         .unwrap();
     drop(s);
@@ -334,7 +340,7 @@ fn memory_returns_near_idle_after_the_abuse() {
     let b = 84;
     let mut alice = Peer::spawn_log("alice", &ip(b, 2), &[], "info");
     // Warm up: one message through every layer, so that lazily made things exist.
-    let mut s = tcp_from(&ip(b, 7), alice.addr).expect("connect");
+    let mut s = connect_from(&ip(b, 7), alice.addr).expect("connect");
     s.write_all(format!("{}:9 normal warm up", ip(b, 7)).as_bytes())
         .unwrap();
     drop(s);
@@ -350,7 +356,7 @@ fn memory_returns_near_idle_after_the_abuse() {
         "peerchat closed the silent connections: {} descriptors open, {idle_fds} idle",
         alice.open_fds()
     );
-    let mut s = tcp_from(&ip(b, 7), alice.addr).expect("connect");
+    let mut s = connect_from(&ip(b, 7), alice.addr).expect("connect");
     s.write_all(format!("{}:9 normal after", ip(b, 7)).as_bytes())
         .unwrap();
     drop(s);
@@ -511,17 +517,6 @@ fn black_hole_and_non_reading_receiver_never_stall_other_sends() {
     alice.quit_ok();
 }
 
-trait ExpectWithin {
-    fn expect_line_within(&mut self, line: &str, timeout: Duration) -> String;
-}
-
-impl ExpectWithin for Peer {
-    /// Waits for the exact line `line`, at most `timeout`.
-    fn expect_line_within(&mut self, line: &str, timeout: Duration) -> String {
-        self.expect(&format!("the line {line:?}"), timeout, |l| l == line)
-    }
-}
-
 /// Waits until the peer closes `stream` (EOF or reset) or `deadline` passes; returns when.
 fn closed_at(stream: &mut TcpStream, deadline: Instant) -> Option<Instant> {
     let mut buf = [0u8; 64];
@@ -545,15 +540,15 @@ fn idle_and_stalled_connections_are_closed_after_the_timeout_not_before() {
     let mut peer = Peer::spawn("keeper", &ip(b, 2), &["--idle-timeout", "2"]);
     let to: SocketAddr = peer.address().parse().expect("address");
     let opened = Instant::now();
-    let mut silent = tcp_from(&ip(b, 3), to).expect("connect");
-    let mut partial = tcp_from(&ip(b, 4), to).expect("connect");
+    let mut silent = connect_from(&ip(b, 3), to).expect("connect");
+    let mut partial = connect_from(&ip(b, 4), to).expect("connect");
     partial
         .write_all(b"127.0.88.4:9 slow half a li")
         .expect("write");
     // A slowloris: one byte every 300 ms, never a newline; active, but stalled mid-line.
-    let mut trickle = tcp_from(&ip(b, 5), to).expect("connect");
+    let mut trickle = connect_from(&ip(b, 5), to).expect("connect");
     // A persistent sender completing a line every 300 ms: busy, never idle.
-    let mut lively = tcp_from(&ip(b, 6), to).expect("connect");
+    let mut lively = connect_from(&ip(b, 6), to).expect("connect");
     lively.write_all(b"7000\n").expect("write");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -605,7 +600,7 @@ fn idle_and_stalled_connections_are_closed_after_the_timeout_not_before() {
 /// Makes `peer` hear from a peer listening at `addr` (a message claiming that port, sent
 /// from its IP), so that `addr` is active in its table.
 fn introduce(peer: &mut Peer, addr: SocketAddr, name: &str) {
-    let mut s = tcp_from(&addr.ip().to_string(), peer.addr).expect("connect");
+    let mut s = connect_from(&addr.ip().to_string(), peer.addr).expect("connect");
     s.write_all(format!("{addr} {name} hello").as_bytes())
         .expect("write");
     drop(s);
@@ -661,14 +656,14 @@ fn beyond_max_connections_new_ones_are_closed_at_once_until_there_is_room() {
     let b = 110;
     let mut alice = Peer::spawn("alice", &ip(b, 2), &["--max-connections", "3"]);
     let held: Vec<TcpStream> = (0..3)
-        .map(|_| tcp_from(&ip(b, 3), alice.addr).expect("connect"))
+        .map(|_| connect_from(&ip(b, 3), alice.addr).expect("connect"))
         .collect();
     assert!(
         poll_until(WAIT, || alice.open_fds() >= 3 + 7),
         "three connections held"
     );
     // The fourth is accepted and closed at once: its reader sees EOF.
-    let mut extra = tcp_from(&ip(b, 4), alice.addr).expect("connect");
+    let mut extra = connect_from(&ip(b, 4), alice.addr).expect("connect");
     assert!(
         closed_at(&mut extra, Instant::now() + WAIT).is_some(),
         "a connection beyond the limit is closed"
@@ -678,7 +673,7 @@ fn beyond_max_connections_new_ones_are_closed_at_once_until_there_is_room() {
     });
     drop(held);
     alice.expect_line("! accepting again; refused 1 connections while at the limit");
-    let mut s = tcp_from(&ip(b, 5), alice.addr).expect("connect");
+    let mut s = connect_from(&ip(b, 5), alice.addr).expect("connect");
     s.write_all(format!("{}:9 late fine", ip(b, 5)).as_bytes())
         .expect("write");
     drop(s);

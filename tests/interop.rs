@@ -1,5 +1,5 @@
-//! Interoperability tests (issue 4): `peerchat` against the independent Python reference
-//! peers in `tests/peers/`, which behave like the lab's common designs (PROTOCOL.md).
+//! Interoperability: `peerchat` against the independent Python reference peers in
+//! `tests/peers/`, which behave like the lab's common designs (PROTOCOL.md).
 //!
 //! - our messages, short and long, arrive intact at a thread-per-connection receiver and at
 //!   an inline one, both doing a single `recv(1024)` and strict UTF-8 decoding;

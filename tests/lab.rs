@@ -1,7 +1,7 @@
-//! The lab at scale (issue 5): 30 `peerchat` peers on `127.0.100.2` ... `127.0.100.31`,
-//! each greeting a few static peers; every peer sends to every other, every message must
-//! arrive exactly once and every query must list the right peers; then half of them quit
-//! and the others must remove exactly those.
+//! Thirty peers at once, as in a lab: 30 `peerchat` processes on `127.0.100.2` ...
+//! `127.0.100.31`, each greeting a few static peers at start-up; every peer sends to every
+//! other, every message must arrive exactly once and every query must list the right peers;
+//! then half of them quit and the others must remove exactly those.
 //!
 //! Address block `127.0.100.*`, port 0 everywhere. Peers start in parallel (three waves,
 //! since a static peer's port is known only once it listens); every wait has a deadline and
@@ -190,15 +190,4 @@ fn thirty_peers_all_to_all_then_half_quit() {
         peers[s].quit_ok();
     }
     println!("done after {:?}", started.elapsed());
-}
-
-trait ExpectWithin {
-    fn expect_line_within(&mut self, line: &str, timeout: std::time::Duration) -> String;
-}
-
-impl ExpectWithin for Peer {
-    /// Waits for the exact line `line`, at most `timeout`.
-    fn expect_line_within(&mut self, line: &str, timeout: std::time::Duration) -> String {
-        self.expect(&format!("the line {line:?}"), timeout, |l| l == line)
-    }
 }

@@ -1,5 +1,11 @@
-//! End-to-end tests of the peer (issue 3): real `peerchat` processes on loopback, driven
-//! through stdin, observed through their stdout lines.
+//! The peer end to end, as a user drives it: messages between two and three peers, both
+//! ways and in typed order; the `/peers` query (and menu `2`) listing addresses, names and
+//! statuses; `connect` answered with `connect_ack`, and greeting every active peer (menu
+//! `3`, `/connect`); `exit` removing the sender, and quitting (`/quit`, menu `0`, end of
+//! input) telling every active peer; static peers greeted at start-up, an unreachable one
+//! not blocking it; a send to a closed port reported while the peer keeps working; menu `1`,
+//! `/msg` and `/all`; hints for unknown input; and the command line (bad arguments exit 2
+//! with the usage, `--help` and `-V` exit 0, a port in use exits 1).
 //!
 //! Each test owns the address block `127.0.K.*` (K = 10..39 in this file) and listens on
 //! port 0, so tests run in parallel without colliding. Every wait has a deadline; nothing
@@ -7,7 +13,7 @@
 
 mod common;
 
-use common::{ip, run_peerchat, Peer, WAIT};
+use common::{closed_addr, ip, run_peerchat, Peer, WAIT};
 use std::net::TcpListener;
 
 /// How a received chat line looks: `[NAME IP:PORT] TEXT`.
@@ -269,7 +275,7 @@ fn static_peer_is_greeted_at_startup() {
 
 #[test]
 fn unreachable_static_peer_does_not_block_startup() {
-    let closed = closed_port(&ip(26, 9));
+    let closed = closed_addr(&ip(26, 9)).to_string();
     let mut alice = Peer::spawn("alice", &ip(26, 2), &["-s", &closed]);
     alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
         l.starts_with(&format!("! could not send to {closed}:"))
@@ -279,19 +285,11 @@ fn unreachable_static_peer_does_not_block_startup() {
     bob.expect_line(&chat(&alice, "works"));
 }
 
-/// An address on which nothing listens: a port just bound and released.
-fn closed_port(bind_ip: &str) -> String {
-    let listener = TcpListener::bind((bind_ip, 0)).expect("bind a probe port");
-    let addr = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    addr
-}
-
 #[test]
 fn send_to_closed_port_reports_failure_and_keeps_working() {
     let mut alice = Peer::spawn("alice", &ip(18, 2), &[]);
     let mut bob = Peer::spawn("bob", &ip(18, 3), &[]);
-    let closed = closed_port(&ip(18, 9));
+    let closed = closed_addr(&ip(18, 9)).to_string();
     alice.send_line(&format!("/send {closed} anybody?"));
     alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
         l.starts_with(&format!("! could not send to {closed}:"))

@@ -1,16 +1,19 @@
-//! peerchat under a pseudo-terminal (issue 7, "a polished terminal, only where there is
-//! one"): stdin and stdout are the pty's slave, the test types on the master and reads the
-//! screen from it. Checked: a half-typed line survives an incoming message (the message
-//! is printed, then the prompt and the half-typed text again) and runs in full when Enter
-//! is pressed; received lines carry `HH:MM:SS `; colour (SGR `ESC[...m`) is used unless
-//! `NO_COLOR` is set or `--color never` is given; and the terminal's mode (ICANON, ECHO)
-//! is restored when peerchat exits.
+//! peerchat on a terminal: stdin and stdout are a pseudo-terminal's slave, the test types on
+//! the master and reads the screen from it. Checked: a half-typed line survives an incoming
+//! message (the message is printed, then the prompt and the half-typed text again) and runs
+//! in full when Enter is pressed; received lines carry `HH:MM:SS `; colour (SGR `ESC[...m`)
+//! is used unless `NO_COLOR` is set or `--color never` is given; and the terminal's mode
+//! (ICANON, ECHO) is restored when peerchat exits.
+//!
+//! The process on the pty is driven by [`TtyPeer`], which reads the screen as bytes rather
+//! than lines (the harness's [`Peer`] needs stdout to be a pipe); the other peers and the
+//! raw senders come from the harness (`tests/common`).
 //!
 //! Address blocks: `127.0.136.*` to `127.0.138.*`, port 0 everywhere. Every wait has a
-//! deadline and waits for bytes on the screen; nothing sleeps to synchronise.
+//! deadline and waits for bytes on the screen or a process exit; nothing sleeps to
+//! synchronise.
 
 mod common;
-mod embed_support;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,10 +22,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::Peer;
-use embed_support::{has_sgr, send_raw, starts_with_hms, strip_ansi, LONG_WAIT, WAIT};
+use common::{exit_within, send_raw, Peer, LONG_WAIT, WAIT};
 
 /// What the master side has read so far, and whether the slave side is gone.
 type Screen = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
@@ -206,16 +208,9 @@ impl TtyPeer {
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + LONG_WAIT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => {
-                    // Polling a process for its exit: there is no event to wait on.
-                    thread::sleep(Duration::from_millis(10));
-                }
-                other => panic!("{}", self.report(&format!("no exit: {other:?}"))),
-            }
+        match exit_within(&mut self.child, LONG_WAIT) {
+            Ok(Some(status)) => status,
+            other => panic!("{}", self.report(&format!("no exit: {other:?}"))),
         }
     }
 }
@@ -225,6 +220,50 @@ impl Drop for TtyPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Removes ANSI control sequences (`ESC [ ... final`) from `s`.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('\x40'..='\x7e').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `s` holds an SGR (colour) sequence `ESC [ digits;... m`.
+fn has_sgr(s: &str) -> bool {
+    let b = s.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == 0x1b && b.get(i + 1) == Some(&b'[') && {
+            let rest = &b[i + 2..];
+            let end = rest
+                .iter()
+                .position(|c| !(c.is_ascii_digit() || *c == b';'))
+                .unwrap_or(rest.len());
+            rest.get(end) == Some(&b'm')
+        }
+    })
+}
+
+/// Whether `s` starts with a `HH:MM:SS ` timestamp.
+fn starts_with_hms(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 9
+        && b[2] == b':'
+        && b[5] == b':'
+        && b[8] == b' '
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
 }
 
 /// The screen's lines without escape codes, carriage returns removed.
@@ -313,7 +352,7 @@ fn half_typed_line_survives_an_incoming_message() {
 fn no_colour(block_ip: &str, sender_ip: &str, args: &[&str], no_color_env: bool) {
     let mut tty = TtyPeer::spawn("tty", block_ip, args, no_color_env);
     send_raw(
-        sender_ip.parse().unwrap(),
+        sender_ip,
         tty.addr,
         format!("{sender_ip}:9 ghost plain please").as_bytes(),
     )

@@ -1,29 +1,44 @@
-//! The harness shared by the integration tests: real processes on loopback, driven through
-//! stdin and watched through stdout.
+//! The harness of every integration test: real processes on loopback, driven through stdin
+//! and watched through stdout, and connections from chosen loopback addresses.
 //!
-//! [`Peer`] wraps one child process (a `peerchat` or one of the Python reference peers under
-//! `tests/peers/`). A thread reads its stdout into a channel; every line is kept, so that a
-//! failed wait can show everything the process printed (stdout and stderr). Tests synchronise
-//! only on output events, each with a deadline: [`Peer::expect`] waits for the first line
-//! not yet matched by an earlier wait that satisfies a predicate, and panics with the whole
-//! transcript when the deadline passes or the process exits first. Nothing here sleeps to
-//! synchronise.
+//! [`Peer`] is any child process under test: a `peerchat` (plain text or `--json`), one of the
+//! Python reference peers under `tests/peers/`, the `ping_bot` example, a shell pipeline
+//! around peerchat. Its stdin is a pipe the harness holds ([`Peer::send_line`],
+//! [`Peer::write_stdin`], [`Peer::close_stdin`]) or whatever the test hands it (a file,
+//! `/dev/null`, a pipe of its own). Threads read its stdout and stderr; every stdout line is
+//! kept, raw and decoded, so that a failed wait can show everything the process printed.
 //!
-//! Network rule: everything runs on 127.0.0.0/8. Each test uses its own block of addresses,
-//! `127.0.K.2`, `127.0.K.3`, ... (see [`ip`]), with a distinct `K` per test across all test
-//! files, and every listener binds port 0, so parallel tests never collide.
+//! Tests synchronise only on events, each with a deadline. [`Peer::expect`] waits for the
+//! first line, not yet matched by an earlier wait, that satisfies a predicate (the
+//! `expect_*` methods build on it: exact lines, lines in order, many lines, JSON events),
+//! and panics with the whole transcript when the deadline passes or stdout closes first.
+//! [`Peer::wait_exit`] waits for the process's exit (a `pidfd` becoming readable) and then
+//! reads its stdout to the end. Nothing sleeps to synchronise; the one exception is
+//! [`poll_until`], for conditions that no output announces (a descriptor count, a pipe's
+//! fill level), which looks every 10 ms until its deadline.
+//!
+//! Every connection from a chosen source address goes through [`connect_from`], which binds
+//! the source IP with `IP_BIND_ADDRESS_NO_PORT`; [`send_raw`] and [`flood`] build on it.
+//!
+//! Network rule: everything runs on 127.0.0.0/8 (plus `::1` where a test is about IPv6). Each
+//! test uses its own block of addresses, `127.0.K.2`, `127.0.K.3`, ... (see [`ip`]), with a
+//! distinct `K` per test across all test files, and every listener binds port 0, so parallel
+//! tests never collide.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The default deadline of one wait.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -49,18 +64,43 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// One running child process whose stdout is watched line by line.
+/// `peerchat ARGS...`, with `RUST_LOG=debug` unless the test run sets `RUST_LOG`.
+fn peerchat_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(peerchat_bin());
+    cmd.args(args);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "debug");
+    }
+    cmd
+}
+
+/// `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...`.
+fn peerchat_at(name: &str, bind_ip: &str, extra_args: &[&str]) -> Command {
+    let mut cmd = peerchat_cmd(&["-n", name, "--port", "0", "-b", bind_ip]);
+    cmd.args(extra_args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------
+// The process under test
+// ---------------------------------------------------------------------------------------
+
+/// One running child process whose stdout is watched line by line. Killed when dropped.
 pub struct Peer {
-    /// A short name for messages (`alice`, `thread_receiver`...).
+    /// A short name for failure reports (`alice`, `thread_receiver.py`, `alice --json`...).
     pub label: String,
-    /// The name it chats under.
+    /// The name it chats under; empty when the harness was not told (see [`Peer::launch`]).
     pub name: String,
-    /// Where it listens, from its first output line `listening on IP:PORT as NAME`.
+    /// Where it listens, from its first output line `listening on IP:PORT as NAME`;
+    /// `0.0.0.0:0` for a process started with [`Peer::launch`] or [`Peer::peerchat`], which
+    /// do not wait for that line.
     pub addr: SocketAddr,
     child: Child,
     stdin: Option<ChildStdin>,
-    rx: Receiver<String>,
-    /// Every stdout line received so far.
+    rx: Receiver<Vec<u8>>,
+    /// Every stdout line received so far, raw (without the `\n`).
+    raw: Vec<Vec<u8>>,
+    /// The same lines decoded (lossily), without trailing `\r`.
     lines: Vec<String>,
     /// `consumed[i]`: line `i` already satisfied an earlier wait.
     consumed: Vec<bool>,
@@ -69,16 +109,25 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Starts `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...` and waits for its
-    /// listening line.
+    /// Starts `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...` with its stdin a pipe the
+    /// harness holds, and waits for its listening line.
     pub fn spawn(name: &str, bind_ip: &str, extra_args: &[&str]) -> Peer {
-        let mut cmd = Command::new(peerchat_bin());
-        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
-            .args(extra_args);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "debug");
-        }
-        Peer::start(name, name, cmd)
+        Peer::spawn_stdin(name, bind_ip, extra_args, Stdio::piped())
+    }
+
+    /// Like [`Peer::spawn`] with `stdin` as its standard input (a file, `/dev/null`, a pipe
+    /// the test made...) instead of a pipe the harness holds; [`Peer::send_line`] then
+    /// panics.
+    pub fn spawn_stdin(name: &str, bind_ip: &str, extra_args: &[&str], stdin: Stdio) -> Peer {
+        Peer::start(name, name, peerchat_at(name, bind_ip, extra_args), stdin)
+    }
+
+    /// Like [`Peer::spawn`] with `RUST_LOG` set to `log` (for example `warn`, so that a
+    /// flood does not write a debug line per message to stderr).
+    pub fn spawn_log(name: &str, bind_ip: &str, extra_args: &[&str], log: &str) -> Peer {
+        let mut cmd = peerchat_at(name, bind_ip, extra_args);
+        cmd.env("RUST_LOG", log);
+        Peer::start(name, name, cmd, Stdio::piped())
     }
 
     /// Starts `tests/peers/SCRIPT --bind BIND_IP --name NAME EXTRA_ARGS...` (a Python
@@ -90,11 +139,82 @@ impl Peer {
             .arg(script(script_name))
             .args(["--bind", bind_ip, "--name", name])
             .args(extra_args);
-        Peer::start(script_name, name, cmd)
+        Peer::start(script_name, name, cmd, Stdio::piped())
     }
 
-    fn start(label: &str, name: &str, cmd: Command) -> Peer {
-        Peer::start_stdin(label, name, cmd, Stdio::piped())
+    /// Starts `peerchat ARGS...` (exactly these arguments) with its stdin a pipe the harness
+    /// holds, without waiting for anything: for `--json` mode, whose first line is a JSON
+    /// event, and for tests that read the listening line themselves.
+    pub fn peerchat(label: &str, args: &[&str]) -> Peer {
+        Peer::launch(label, peerchat_cmd(args), Stdio::piped())
+    }
+
+    /// Starts `cmd` (any program printing peerchat's listening line first) with `stdin`
+    /// and waits for the listening line.
+    pub fn start(label: &str, name: &str, cmd: Command, stdin: Stdio) -> Peer {
+        let mut peer = Peer::launch(label, cmd, stdin);
+        peer.name = name.to_string();
+        let first = peer.expect("the listening line", LONG_WAIT, |l| {
+            l.starts_with("listening on ")
+        });
+        peer.addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: bad listening line {first:?}"));
+        peer
+    }
+
+    /// Starts `cmd` (any program) with `stdin` (`Stdio::piped()`: a pipe the harness holds)
+    /// and stdout and stderr watched; waits for nothing.
+    pub fn launch(label: &str, mut cmd: Command, stdin: Stdio) -> Peer {
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{label}: cannot start {cmd:?}: {e}"));
+        drop(cmd); // releases the parent's copies of the child's stdio
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        thread::spawn(move || loop {
+            let mut buf = Vec::new();
+            match stdout.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if buf.last() == Some(&b'\n') {
+                        buf.pop();
+                    }
+                    if tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        let mut err_pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            while matches!(err_pipe.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                sink.lock().unwrap().push(line);
+                buf.clear();
+            }
+        });
+        Peer {
+            label: label.to_string(),
+            name: String::new(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            raw: Vec::new(),
+            lines: Vec::new(),
+            consumed: Vec::new(),
+            stdout_closed: false,
+            stderr,
+        }
     }
 
     /// `IP:PORT` where it listens, as text.
@@ -112,6 +232,13 @@ impl Peer {
         self.addr.ip().to_string()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    // --- stdin ---------------------------------------------------------------------------
+
     /// Writes one line (a newline is added) to its stdin.
     pub fn send_line(&mut self, line: &str) {
         let result = match self.stdin.as_mut() {
@@ -121,6 +248,83 @@ impl Peer {
         if let Err(e) = result {
             let report = self.report(&format!("cannot write {line:?} to stdin: {e}"));
             panic!("{report}");
+        }
+    }
+
+    /// Writes `bytes` to its stdin in one `write` call (a pasted block).
+    pub fn write_stdin(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes its stdin (EOF) without waiting for anything.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    // --- stdout ----------------------------------------------------------------------------
+
+    fn push(&mut self, raw: Vec<u8>) {
+        let line = String::from_utf8_lossy(&raw)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        self.lines.push(line);
+        self.raw.push(raw);
+        self.consumed.push(false);
+    }
+
+    /// Takes whatever stdout lines already arrived, without waiting.
+    fn drain(&mut self) {
+        while let Ok(raw) = self.rx.try_recv() {
+            self.push(raw);
+        }
+    }
+
+    /// Waits at most until `deadline` for the next stdout line; false on timeout or once
+    /// stdout is closed.
+    fn receive(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(raw) => {
+                self.push(raw);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stdout_closed = true;
+                false
+            }
+        }
+    }
+
+    /// The index of the first unmatched line at or after `from` satisfying `pred`, which is
+    /// then marked matched; on timeout (or if stdout closes first) an error holding
+    /// everything the process printed so far.
+    fn wait_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        pred: &dyn Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let deadline = Instant::now() + timeout;
+        let mut i = from;
+        loop {
+            while i < self.lines.len() {
+                if !self.consumed[i] && pred(&self.lines[i]) {
+                    self.consumed[i] = true;
+                    return Ok(i);
+                }
+                i += 1;
+            }
+            if self.stdout_closed {
+                return Err(self.report(&format!("stdout closed while waiting for {what}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.report(&format!("timed out after {timeout:?} waiting for {what}")));
+            }
+            self.receive(deadline);
         }
     }
 
@@ -146,7 +350,12 @@ impl Peer {
 
     /// Waits for the exact line `line`.
     pub fn expect_line(&mut self, line: &str) -> String {
-        self.expect(&format!("the line {line:?}"), WAIT, |l| l == line)
+        self.expect_line_within(line, WAIT)
+    }
+
+    /// Waits for the exact line `line`, at most `timeout`.
+    pub fn expect_line_within(&mut self, line: &str, timeout: Duration) -> String {
+        self.expect(&format!("the line {line:?}"), timeout, |l| l == line)
     }
 
     /// Waits for the exact `lines`, in this order: each must come after the previous one
@@ -162,55 +371,89 @@ impl Peer {
         }
     }
 
-    /// The index of the first unmatched line at or after `from` satisfying `pred`.
-    fn wait_from(
+    /// Waits until `count` not yet matched lines satisfy `pred` (marking them matched) and
+    /// returns them in arrival order; panics with the transcript at the deadline. Scans
+    /// each line once, so it suits floods of thousands of lines.
+    pub fn expect_many(
         &mut self,
-        from: usize,
         what: &str,
-        pred: &dyn Fn(&str) -> bool,
+        count: usize,
         timeout: Duration,
-    ) -> Result<usize, String> {
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let deadline = Instant::now() + timeout;
-        let mut i = from;
+        let mut found = Vec::with_capacity(count);
+        let mut i = 0;
         loop {
-            while i < self.lines.len() {
+            while i < self.lines.len() && found.len() < count {
                 if !self.consumed[i] && pred(&self.lines[i]) {
                     self.consumed[i] = true;
-                    return Ok(i);
+                    found.push(self.lines[i].clone());
                 }
                 i += 1;
             }
-            let now = Instant::now();
-            if self.stdout_closed {
-                return Err(self.report(&format!("stdout closed while waiting for {what}")));
+            if found.len() >= count {
+                return found;
             }
-            if now >= deadline {
-                return Err(self.report(&format!("timed out after {timeout:?} waiting for {what}")));
+            let problem = if self.stdout_closed {
+                Some("stdout closed")
+            } else if Instant::now() >= deadline {
+                Some("timed out")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let report = self.report(&format!(
+                    "{problem} while waiting for {count} lines of {what}: got {}",
+                    found.len()
+                ));
+                // The transcript of a flood is long: keep the end, where the news is.
+                let cut = report.len().saturating_sub(20_000);
+                let cut = (cut..report.len())
+                    .find(|&c| report.is_char_boundary(c))
+                    .unwrap_or(0);
+                panic!(
+                    "{} lines of {what} seen of {count}\n...{}",
+                    found.len(),
+                    &report[cut..]
+                );
             }
-            match self.rx.recv_timeout(deadline - now) {
-                Ok(line) => self.push(line),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
-            }
+            self.receive(deadline);
         }
     }
 
-    fn push(&mut self, line: String) {
-        self.lines.push(line);
-        self.consumed.push(false);
+    /// Waits ([`WAIT`]) for a JSON line (`--json` mode) whose object satisfies `pred`;
+    /// panics with the transcript.
+    pub fn expect_json(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let line = self.expect(what, WAIT, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| pred(&v))
+        });
+        serde_json::from_str(&line).expect("matched lines parse")
     }
 
-    /// Takes whatever stdout lines already arrived, without waiting.
-    fn drain(&mut self) {
-        while let Ok(line) = self.rx.try_recv() {
-            self.push(line);
-        }
+    /// Waits for the JSON event `kind` (`"event": KIND`) whose object also satisfies `pred`.
+    pub fn expect_event(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.expect_json(&format!("a {kind:?} event"), |v| {
+            v["event"] == kind && pred(v)
+        })
     }
 
-    /// Every stdout line received so far.
+    /// Every stdout line received so far, decoded.
     pub fn lines(&mut self) -> Vec<String> {
         self.drain();
         self.lines.clone()
+    }
+
+    /// Every stdout line received so far, raw bytes (without the `\n`).
+    pub fn raw_lines(&mut self) -> Vec<Vec<u8>> {
+        self.drain();
+        self.raw.clone()
+    }
+
+    /// The stdout lines received so far that satisfy `pred`, matched or not.
+    pub fn lines_matching(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.drain();
+        self.lines.iter().filter(|l| pred(l)).cloned().collect()
     }
 
     /// Every stderr line received so far.
@@ -225,15 +468,20 @@ impl Peer {
             Ok(Some(status)) => format!("exited: {status}"),
             _ => "still running".to_string(),
         };
+        let at = if self.addr.port() == 0 {
+            String::new()
+        } else {
+            format!("{}, ", self.addr)
+        };
         format!(
-            "{} ({}, {}): {problem}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            "{} ({at}{status}): {problem}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
             self.label,
-            self.addr,
-            status,
             self.lines.join("\n"),
             self.stderr_lines().join("\n"),
         )
     }
+
+    // --- peerchat's query ------------------------------------------------------------------
 
     /// Runs a peerchat query (`/peers`) and returns its rows split on whitespace
     /// (`ADDRESS NAME STATUS SOURCE MSGS LAST-HEARD NOTE...`); empty when it says
@@ -281,6 +529,46 @@ impl Peer {
         self.query().into_iter().find(|row| row[0] == address)
     }
 
+    // --- signals and exit ------------------------------------------------------------------
+
+    /// Sends signal `sig` (`libc::SIGKILL` for `kill -9`, `libc::SIGSTOP`,
+    /// `libc::SIGTERM`...).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; it cannot have been reaped and reused
+        // while `self.child` has not been waited for.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(
+            rc,
+            0,
+            "{}: kill({sig}) failed: {}",
+            self.label,
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit (it was told to quit, or killed), then reads the rest
+    /// of its stdout, to EOF or the same deadline. Errors carry the transcript.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + timeout;
+        let status = match exit_within(&mut self.child, timeout) {
+            Ok(Some(status)) => status,
+            Ok(None) => return Err(self.report(&format!("did not exit within {timeout:?}"))),
+            Err(e) => return Err(self.report(&format!("wait failed: {e}"))),
+        };
+        while !self.stdout_closed && self.receive(deadline) {}
+        Ok(status)
+    }
+
+    /// Like [`Peer::wait_exit`], but panics with the transcript.
+    pub fn expect_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.wait_exit(timeout).unwrap_or_else(|r| panic!("{r}"))
+    }
+
     /// Closes stdin (EOF = quit) and waits for the process to exit; then collects the rest
     /// of its output. Errors carry the transcript.
     pub fn quit(&mut self) -> Result<ExitStatus, String> {
@@ -288,33 +576,20 @@ impl Peer {
         self.wait_exit(LONG_WAIT)
     }
 
-    /// Waits for the process to exit on its own (it was told to quit).
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    // Polling a process for its exit: there is no event to wait on.
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Ok(None) => return Err(self.report(&format!("did not exit within {timeout:?}"))),
-                Err(e) => return Err(self.report(&format!("wait failed: {e}"))),
-            }
-        };
-        while !self.stdout_closed && Instant::now() < deadline {
-            match self.rx.recv_timeout(deadline - Instant::now()) {
-                Ok(line) => self.push(line),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
-            }
-        }
-        Ok(status)
-    }
-
     /// Quits (stdin EOF) and asserts a clean exit (status 0, `* bye` the last line).
     pub fn quit_ok(&mut self) {
         let status = self.quit().unwrap_or_else(|r| panic!("{r}"));
+        self.assert_clean_exit(status);
+    }
+
+    /// Asserts exit status 0 with `* bye` as the last line, after the process was told to
+    /// quit some other way than stdin EOF (a signal, `/quit`, an input that ended).
+    pub fn exit_ok(&mut self, timeout: Duration) {
+        let status = self.expect_exit(timeout);
+        self.assert_clean_exit(status);
+    }
+
+    fn assert_clean_exit(&mut self, status: ExitStatus) {
         let last = self.lines.last().cloned().unwrap_or_default();
         if !status.success() || last != "* bye" {
             let report = self.report(&format!(
@@ -322,6 +597,18 @@ impl Peer {
             ));
             panic!("{report}");
         }
+    }
+
+    // --- /proc readings --------------------------------------------------------------------
+
+    /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`...).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// How many descriptors the process has open (`/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        proc_open_fds(self.child.id())
     }
 }
 
@@ -331,6 +618,81 @@ impl Drop for Peer {
         let _ = self.child.wait();
     }
 }
+
+/// Waits at most `timeout` for `child` to exit and reaps it: `None` if it is still running
+/// at the deadline. Waits on a `pidfd` (readable when the process exits); only where the
+/// kernel has none (before Linux 5.3) does it look every 10 ms instead.
+pub fn exit_within(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    if let Some(status) = child.try_wait()? {
+        return Ok(Some(status));
+    }
+    // SAFETY: pidfd_open(2) of our own child, not reaped yet (try_wait just said so); it
+    // returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    // SAFETY: a descriptor just returned by pidfd_open, owned by nobody else.
+    let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match &pidfd {
+            Some(pidfd) => {
+                let mut pfd = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // Rounded up, so that the wait never ends just before the deadline.
+                let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+                // SAFETY: one valid pollfd. EINTR and timeouts are handled by the loop.
+                unsafe { libc::poll(&mut pfd, 1, ms) };
+            }
+            None => thread::sleep(left.min(Duration::from_millis(10))),
+        }
+    }
+}
+
+/// A field of `/proc/PID/status`, in kB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// How many descriptors process `pid` has open (`/proc/PID/fd`); 0 if it cannot be read.
+pub fn proc_open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; for conditions that no
+/// output line announces (a descriptor count, a pipe's fill level). Returns whether it held.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Short-lived processes
+// ---------------------------------------------------------------------------------------
 
 /// A finished short-lived process.
 #[derive(Debug)]
@@ -362,18 +724,11 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
     };
     let out = collect(Box::new(child.stdout.take().expect("piped stdout")));
     let err = collect(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let status = exit_within(&mut child, timeout).ok().flatten();
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
     match status {
@@ -407,6 +762,10 @@ pub fn py_send(args: &[&str]) -> Finished {
     );
     done
 }
+
+// ---------------------------------------------------------------------------------------
+// The Python reference peers' output
+// ---------------------------------------------------------------------------------------
 
 /// The `key=value` fields of a Python reference peer's output line (the first word,
 /// the event kind, is stored under `event`).
@@ -466,270 +825,49 @@ impl PyMessage {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers for the fault, console and lab tests (tests/faults.rs, tests/console.rs,
-// tests/lab.rs). Appended; the helpers above are unchanged.
+// The network side: connections from chosen addresses, listeners
 // ---------------------------------------------------------------------------------------
 
-impl Peer {
-    /// Starts `peerchat -n NAME --port 0 -b BIND_IP EXTRA_ARGS...` with `stdin` as its
-    /// standard input (a file, `/dev/null`, a pipe the test made...) instead of a pipe the
-    /// harness holds; [`Peer::send_line`] then panics. Waits for the listening line.
-    pub fn spawn_stdin(name: &str, bind_ip: &str, extra_args: &[&str], stdin: Stdio) -> Peer {
-        let mut cmd = Command::new(peerchat_bin());
-        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
-            .args(extra_args);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "debug");
-        }
-        Peer::start_stdin(name, name, cmd, stdin)
-    }
-
-    /// Like [`Peer::spawn`] with `RUST_LOG` set to `log` (for example `warn`, so that a
-    /// flood does not write a debug line per message to stderr).
-    pub fn spawn_log(name: &str, bind_ip: &str, extra_args: &[&str], log: &str) -> Peer {
-        let mut cmd = Command::new(peerchat_bin());
-        cmd.args(["-n", name, "--port", "0", "-b", bind_ip])
-            .args(extra_args)
-            .env("RUST_LOG", log);
-        Peer::start_stdin(name, name, cmd, Stdio::piped())
-    }
-
-    /// Starts `cmd` (any program printing peerchat's listening line first) with `stdin`,
-    /// watching stdout and stderr like [`Peer::spawn`]; waits for the listening line.
-    pub fn start_stdin(label: &str, name: &str, mut cmd: Command, stdin: Stdio) -> Peer {
-        let mut child = cmd
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{label}: cannot start {cmd:?}: {e}"));
-        drop(cmd); // releases the parent's copies of the child's stdio
-        let (tx, rx) = mpsc::channel();
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match stdout.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']).to_string();
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&stderr);
-        let mut err_pipe = BufReader::new(child.stderr.take().expect("piped stderr"));
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            while matches!(err_pipe.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                sink.lock().unwrap().push(line);
-                buf.clear();
-            }
-        });
-        let mut peer = Peer {
-            label: label.to_string(),
-            name: name.to_string(),
-            addr: "0.0.0.0:0".parse().unwrap(),
-            stdin: child.stdin.take(),
-            child,
-            rx,
-            lines: Vec::new(),
-            consumed: Vec::new(),
-            stdout_closed: false,
-            stderr,
-        };
-        let first = peer.expect("the listening line", LONG_WAIT, |l| {
-            l.starts_with("listening on ")
-        });
-        peer.addr = first
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{label}: bad listening line {first:?}"));
-        peer
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends signal `sig` (`libc::SIGKILL`, `libc::SIGSTOP`, `libc::SIGTERM`...).
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid; it cannot have been reaped and reused
-        // while `self.child` has not been waited for.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(
-            rc,
-            0,
-            "{}: kill({sig}) failed: {}",
-            self.label,
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Closes its stdin (EOF) without waiting for anything.
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Writes `bytes` to its stdin in one `write` call (a pasted block).
-    pub fn write_stdin(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes).expect("write to stdin");
-        stdin.flush().expect("flush stdin");
-    }
-
-    /// Waits until `count` not yet matched lines satisfy `pred` (marking them matched) and
-    /// returns them in arrival order; panics with the transcript at the deadline. Scans
-    /// each line once, so it suits floods of thousands of lines.
-    pub fn expect_many(
-        &mut self,
-        what: &str,
-        count: usize,
-        timeout: Duration,
-        pred: impl Fn(&str) -> bool,
-    ) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut found = Vec::with_capacity(count);
-        let mut i = 0;
-        loop {
-            while i < self.lines.len() && found.len() < count {
-                if !self.consumed[i] && pred(&self.lines[i]) {
-                    self.consumed[i] = true;
-                    found.push(self.lines[i].clone());
-                }
-                i += 1;
-            }
-            if found.len() >= count {
-                return found;
-            }
-            let now = Instant::now();
-            let problem = if self.stdout_closed {
-                Some("stdout closed")
-            } else if now >= deadline {
-                Some("timed out")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                let report = self.report(&format!(
-                    "{problem} while waiting for {count} lines of {what}: got {}",
-                    found.len()
-                ));
-                // The transcript of a flood is long: keep the end, where the news is.
-                let cut = report.len().saturating_sub(20_000);
-                let cut = (cut..report.len())
-                    .find(|&c| report.is_char_boundary(c))
-                    .unwrap_or(0);
-                panic!(
-                    "{} lines of {what} seen of {count}\n...{}",
-                    found.len(),
-                    &report[cut..]
-                );
-            }
-            match self.rx.recv_timeout(deadline - now) {
-                Ok(line) => self.push(line),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.stdout_closed = true,
-            }
-        }
-    }
-
-    /// The stdout lines received so far that satisfy `pred`, matched or not.
-    pub fn lines_matching(&mut self, pred: impl Fn(&str) -> bool) -> Vec<String> {
-        self.drain();
-        self.lines.iter().filter(|l| pred(l)).cloned().collect()
-    }
-
-    /// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`...).
-    pub fn status_kib(&self, field: &str) -> u64 {
-        proc_status_kib(self.child.id(), field)
-    }
-
-    /// How many descriptors the process has open (`/proc/PID/fd`).
-    pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// Asserts exit status 0 with `* bye` as the last line, after the process was told to
-    /// quit some other way than stdin EOF (a signal, `/quit`).
-    pub fn exit_ok(&mut self, timeout: Duration) {
-        let status = self.wait_exit(timeout).unwrap_or_else(|r| panic!("{r}"));
-        let last = self.lines.last().cloned().unwrap_or_default();
-        if !status.success() || last != "* bye" {
-            let report = self.report(&format!(
-                "expected exit 0 with `* bye` last, got {status} and last line {last:?}"
-            ));
-            panic!("{report}");
-        }
-    }
-}
-
-/// A field of `/proc/PID/status`, in kB.
-pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// Polls `cond` every 10 ms until it holds or `timeout` passes; for conditions that no
-/// output line announces (a descriptor count, a pipe's fill level). Returns whether it held.
-pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A blocking TCP connection from `from_ip` (port chosen by the system) to `to`, with a
-/// connect timeout of [`WAIT`].
-pub fn tcp_from(from_ip: &str, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+/// connect timeout of [`WAIT`]. The one way the tests connect from a chosen address.
+pub fn connect_from(from_ip: &str, to: SocketAddr) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
-    use std::os::fd::AsRawFd;
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let from: IpAddr = from_ip
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{from_ip:?}: {e}")))?;
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)?;
     // Let `connect` choose the port, unique per destination: a plain bind to port 0
     // reserves a port per source IP, and after a flood (10,000 connections, each leaving
     // a TIME_WAIT behind for a minute) a rerun would run out of them.
     let one: libc::c_int = 1;
     // SAFETY: setsockopt with a valid int option on a socket we own.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::IPPROTO_IP,
             libc::IP_BIND_ADDRESS_NO_PORT,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
-    let from: SocketAddr = format!("{from_ip}:0").parse().expect("an IPv4 address");
-    socket.bind(&from.into())?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
     socket.connect_timeout(&to.into(), WAIT)?;
     Ok(socket.into())
+}
+
+/// Writes `bytes` to `to` on a connection from `from_ip`, shuts down our side and waits
+/// (with a deadline) for the receiver to close: like a lab peer's one-message connection.
+pub fn send_raw(from_ip: &str, to: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+    let mut stream = connect_from(from_ip, to)?;
+    stream.set_read_timeout(Some(WAIT))?;
+    stream.write_all(bytes)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut sink = Vec::new();
+    stream.read_to_end(&mut sink)?;
+    Ok(())
 }
 
 /// Sends each of `messages` on its own connection from `from_ip` to `to` (connect, write,
@@ -744,7 +882,7 @@ pub fn flood(from_ip: &str, to: SocketAddr, messages: Vec<Vec<u8>>, concurrency:
                 let Some(msg) = queue.lock().unwrap().next() else {
                     return;
                 };
-                let mut s = tcp_from(&from_ip, to)
+                let mut s = connect_from(&from_ip, to)
                     .unwrap_or_else(|e| panic!("flood: connect {from_ip} -> {to}: {e}"));
                 s.write_all(&msg)
                     .unwrap_or_else(|e| panic!("flood: write to {to}: {e}"));
@@ -754,4 +892,35 @@ pub fn flood(from_ip: &str, to: SocketAddr, messages: Vec<Vec<u8>>, concurrency:
     for w in workers {
         w.join().expect("a flood worker panicked");
     }
+}
+
+/// Waits at most `timeout` for `listener` to have a connection, accepts it and reads it
+/// to EOF (also with a deadline).
+pub fn accept_one(listener: &TcpListener, timeout: Duration) -> Result<Vec<u8>, String> {
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if n <= 0 {
+        return Err(format!("no connection within {timeout:?}"));
+    }
+    let (mut stream, _) = listener.accept().map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the connection: {e}"))?;
+    Ok(bytes)
+}
+
+/// An address on `ip` where nothing listens: a port just bound by us and released.
+pub fn closed_addr(ip: &str) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).expect("bind a throwaway listener");
+    listener.local_addr().expect("local addr")
 }
