@@ -2,31 +2,31 @@
 //!
 //! # Architecture
 //!
-//! One thread, one [`mio::Poll`], no async runtime, no locks. The loop moves bytes; pure
-//! modules decide what they mean:
+//! One thread, one [`mio::Poll`], no async runtime, no locks. A pure core decides; an I/O
+//! shell executes. The tree says which is which:
 //!
 //! ```text
-//!  stdin ──lines──▶ ┌──────────────┐ ──Effect::Show──▶ output ──▶ stdout
-//!  sockets ─bytes─▶ │  event_loop  │ ──Effect::Send──▶ outbox ──▶ one TCP connection
-//!  signals ───────▶ │ (mio, slab,  │                             per message
-//!  timers ────────▶ │   timers)    │ ◀──── decides ──── node (peer table, console,
-//!                   └──────────────┘                          connect/exit rules)
+//!   stdin, sockets, signals            stdout, journal, sockets
+//!            │                                   ▲
+//!            ▼                                   │
+//!   driver/   event_loop · connections · connection · stdin · stdout · journal · terminal · net
+//!            │  bytes, lines, results,           ▲  effects, messages to transmit,
+//!            │  time passed (`now`)              │  the next deadline
+//!            ▼                                   │
+//!   node/     Node · peers · liveness · outbox · history · commands · event · timers
+//!   wire/     decoder · dialects · json · encode          (pure: no clock, no I/O)
 //! ```
 //!
-//! - [`wire`]: decodes every dialect the lab's peers send, encodes ours. Pure.
-//! - [`node`]: the protocol's rules; takes events, returns [`node::Effect`]s. Pure.
-//! - [`node::peers`]: the peer table, keyed by observed IP plus claimed port. Pure.
-//! - [`node::commands`]: the numbered menu and the `/` commands; [`ui::lineedit`]: keystrokes to
-//!   lines on a terminal. Pure.
-//! - [`node::outbox`]: per-destination ordering and the bound on connections in flight. Pure.
-//! - [`node::liveness`]: when to check which peer, back-off, unreachable, removal. Pure.
-//! - [`node::timers`]: the deadline set that gives `poll` its timeout. Pure.
-//! - [`node::event`] and [`ui::render`]: what the user is told, and its documented layout.
-//! - [`node::history`]: the message history and the records that persist it. Pure.
-//! - [`driver::event_loop`]: the executor; [`driver::stdin`], [`driver::stdout`] (over [`driver::fdio`]), [`driver::net`] and
-//!   [`driver::journal`] (the `--state` directory) are its OS-facing helpers, [`driver::terminal`] sets and restores the
-//!   terminal mode, and [`ui::clock`] formats wall-clock time.
-//! - [`config`] and [`cli`]: how a peer is configured.
+//! - `wire/`: decodes every dialect the lab's peers send (docs/PROTOCOL.md), encodes ours.
+//!   Public, as the one door for fuzzing and for programs that speak the protocol.
+//! - `node/`: the `Node` takes inputs (`on_message`, `on_line`, `on_sent`, `on_timeout`...)
+//!   and answers with effects, the messages to transmit (`poll_transmit`) and when to wake
+//!   it (`poll_timeout`), in the shape of quinn-proto's connections. Its parts: `peers`,
+//!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`.
+//! - `driver/`: the executor of those decisions, and nothing else.
+//! - `ui/`: what the user sees and types: rendering, the line editor, wall-clock formats.
+//! - [`cli`]: the `peerchat` command line, resolved into a [`Config`].
+//! - `sim/` (tests only): many nodes on a virtual clock and network, with faults.
 //!
 //! # Embedding
 //!
@@ -59,16 +59,19 @@
 #![deny(missing_docs)]
 
 pub mod cli;
-pub mod config;
-pub mod driver;
-pub mod node;
-pub mod ui;
+mod config;
+mod driver;
+mod node;
+mod ui;
 pub mod wire;
 
 pub use config::{Config, Limits};
 pub use driver::event_loop::{Error, EventLoop, Handler};
 pub use node::commands::Command;
-pub use node::event::Event;
+pub use node::event::{Event, LeaveReason, Sender};
+pub use node::history::{Direction, Entry};
+pub use node::peers::{Row, Source, Status};
+pub use wire::Format;
 
 /// Runs a peer with `config` until it quits.
 pub fn run(config: Config) -> Result<(), Error> {

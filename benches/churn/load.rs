@@ -26,10 +26,36 @@ pub fn find_id(line: &[u8], tag: &[u8]) -> Option<u32> {
     std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
 }
 
-/// A socket bound to `src` (port chosen at connect time), connecting to `target`,
-/// non-blocking: the same call peerchat makes for its own sends.
+/// A socket bound to `src` (port chosen at connect time, with `IP_BIND_ADDRESS_NO_PORT`,
+/// so that many connections from one source do not each reserve a port at bind),
+/// connecting to `target`, non-blocking. The load generator has its own, independent of
+/// the code under test.
 fn start_connect(src: Ipv4Addr, target: SocketAddr) -> io::Result<TcpStream> {
-    peerchat::driver::net::connect(target, Some(src.into()))
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket, a pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.bind(&SocketAddr::new(src.into(), 0).into())?;
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
 }
 
 /// `Ok(true)` once a non-blocking connect has completed, `Ok(false)` while in progress.

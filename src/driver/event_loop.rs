@@ -88,7 +88,7 @@ pub struct EventLoop {
     events: Events,
     conns: Connections,
     node: Node,
-    console: stdin::Console,
+    console: stdin::ConsoleInput,
     output: Output,
     stdout: Stdout,
     /// Whether a person is at a terminal.
@@ -134,9 +134,9 @@ impl EventLoop {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut console = if config.headless {
-            stdin::Console::closed()
+            stdin::ConsoleInput::closed()
         } else {
-            stdin::Console::attach(poll.registry(), STDIN, config.limits.max_line)
+            stdin::ConsoleInput::attach(poll.registry(), STDIN, config.limits.max_line)
         };
         let stdout_tty = io::stdout().is_terminal();
         // A person at a terminal: prompts, line editing, timestamps. Not with --json, whose

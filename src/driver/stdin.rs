@@ -50,7 +50,7 @@ enum Mode {
 
 /// The console reader.
 #[derive(Debug)]
-pub struct Console {
+pub struct ConsoleInput {
     mode: Mode,
     /// Whether data may remain that no new readiness event will announce.
     more: bool,
@@ -64,7 +64,7 @@ pub struct Console {
     registered: bool,
 }
 
-impl Console {
+impl ConsoleInput {
     /// Starts watching fd 0 with `token`; lines longer than `max_line` are dropped.
     pub fn attach(registry: &Registry, token: Token, max_line: usize) -> Self {
         let mode = match registry.register(&mut SourceFd(&FD), token, Interest::READABLE) {
@@ -74,7 +74,7 @@ impl Console {
                 Mode::AlwaysReady
             }
         };
-        Console {
+        ConsoleInput {
             registered: mode == Mode::Watched,
             mode,
             more: true,
@@ -100,7 +100,7 @@ impl Console {
 
     /// A console that is never read (`--headless`).
     pub fn closed() -> Self {
-        Console {
+        ConsoleInput {
             mode: Mode::Closed,
             more: false,
             partial: Vec::new(),
@@ -249,8 +249,8 @@ fn ready_now() -> bool {
 mod tests {
     use super::*;
 
-    fn console(max_line: usize) -> Console {
-        Console {
+    fn console(max_line: usize) -> ConsoleInput {
+        ConsoleInput {
             mode: Mode::AlwaysReady,
             more: true,
             partial: Vec::new(),

@@ -1,6 +1,6 @@
 //! The console language: the numbered menu and the one-line `/` commands.
 //!
-//! [`Console`] turns typed lines into [`Command`]s. It remembers where a multi-step menu
+//! [`CommandParser`] turns typed lines into [`Command`]s. It remembers where a multi-step menu
 //! dialogue stands (`1` asks for an IP, then a port, then the message), so both
 //! interfaces can be interleaved freely. Pure: no I/O, no clock.
 
@@ -64,29 +64,12 @@ enum Step {
 }
 
 /// Reads typed lines, one at a time, and keeps the menu dialogue's state.
-///
-/// ```
-/// use peerchat::command::{Command, Console};
-///
-/// let mut console = Console::new();
-/// assert_eq!(console.input("/peers"), Ok(Some(Command::Peers)));
-/// // The menu: 1, then IP, port and message on their own lines.
-/// assert_eq!(console.input("1"), Ok(None));
-/// assert_eq!(console.input("127.0.0.3"), Ok(None));
-/// assert_eq!(console.input("5002"), Ok(None));
-/// let dest = "127.0.0.3:5002".parse().unwrap();
-/// assert_eq!(
-///     console.input("hello"),
-///     Ok(Some(Command::Send { dest, text: "hello".into() }))
-/// );
-/// assert!(console.input("/nonsense").is_err());
-/// ```
 #[derive(Debug, Default)]
-pub struct Console {
+pub struct CommandParser {
     step: Step,
 }
 
-impl Console {
+impl CommandParser {
     /// A console waiting for a command.
     pub fn new() -> Self {
         Self::default()
@@ -235,7 +218,7 @@ mod tests {
     use super::*;
 
     fn run(lines: &[&str]) -> Vec<Result<Option<Command>, String>> {
-        let mut console = Console::new();
+        let mut console = CommandParser::new();
         lines.iter().map(|l| console.input(l)).collect()
     }
 
@@ -278,7 +261,7 @@ mod tests {
             ("", Ok(None)),
         ];
         for (line, want) in cases {
-            assert_eq!(&Console::new().input(line), want, "line {line:?}");
+            assert_eq!(&CommandParser::new().input(line), want, "line {line:?}");
         }
     }
 
@@ -297,13 +280,13 @@ mod tests {
             "hello",
             "4",
         ] {
-            assert!(Console::new().input(line).is_err(), "line {line:?}");
+            assert!(CommandParser::new().input(line).is_err(), "line {line:?}");
         }
     }
 
     #[test]
     fn menu_dialogue_asks_ip_port_then_message() {
-        let mut console = Console::new();
+        let mut console = CommandParser::new();
         assert_eq!(console.input("1"), Ok(None));
         assert!(console.prompt().contains("IP"));
         assert_eq!(console.input("127.0.0.3"), Ok(None));
@@ -327,5 +310,24 @@ mod tests {
         assert_eq!(got[2], Ok(Some(Command::Peers)));
         let got = run(&["1", "/peers"]);
         assert_eq!(got[1], Ok(Some(Command::Peers)));
+    }
+
+    #[test]
+    fn commands_and_the_menu_dialogue_interleave() {
+        let mut console = CommandParser::new();
+        assert_eq!(console.input("/peers"), Ok(Some(Command::Peers)));
+        // The menu: 1, then IP, port and message on their own lines.
+        assert_eq!(console.input("1"), Ok(None));
+        assert_eq!(console.input("127.0.0.3"), Ok(None));
+        assert_eq!(console.input("5002"), Ok(None));
+        let dest = "127.0.0.3:5002".parse().expect("test address");
+        assert_eq!(
+            console.input("hello"),
+            Ok(Some(Command::Send {
+                dest,
+                text: "hello".into()
+            }))
+        );
+        assert!(console.input("/nonsense").is_err());
     }
 }

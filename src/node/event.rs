@@ -11,7 +11,7 @@ use crate::node::peers::Row;
 
 /// Who a received message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct From {
+pub struct Sender {
     /// The name in its header, if any.
     pub name: Option<String>,
     /// The IP observed on the socket (trusted).
@@ -22,7 +22,7 @@ pub struct From {
     pub claimed_ip: Option<IpAddr>,
 }
 
-impl From {
+impl Sender {
     /// The peer's identity, when a listening port is known.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.port.map(|port| SocketAddr::new(self.ip, port))
@@ -61,21 +61,21 @@ pub enum Event {
     /// A chat message arrived.
     Message {
         /// Its sender.
-        from: From,
+        from: Sender,
         /// What it says.
         text: String,
     },
     /// A peer said `connect`; `answered` tells whether `connect_ack` went back.
     ConnectFrom {
         /// Its sender.
-        from: From,
+        from: Sender,
         /// Whether we could answer (a listening port was known).
         answered: bool,
     },
     /// A peer answered our `connect`.
     ConnectAck {
         /// Its sender.
-        from: From,
+        from: Sender,
     },
     /// A peer entered the table because it spoke to us.
     PeerJoined {

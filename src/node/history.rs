@@ -76,16 +76,6 @@ impl History {
         let skip = self.entries.len().saturating_sub(n);
         self.entries.iter().skip(skip).cloned().collect()
     }
-
-    /// How many messages are kept.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no message is kept.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// One journal line.
@@ -109,6 +99,7 @@ pub enum Record {
 
 impl Record {
     /// The record as one JSON line, newline included.
+    #[cfg(test)]
     pub fn to_line(&self) -> String {
         let mut line = Vec::new();
         self.write_line(&mut line);

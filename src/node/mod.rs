@@ -26,8 +26,8 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::node::commands::{Command, Console};
-use crate::node::event::{Event, From, LeaveReason};
+use crate::node::commands::{Command, CommandParser};
+use crate::node::event::{Event, LeaveReason, Sender};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
 use crate::node::outbox::{Outbox, Refused, MAX_WAITING};
@@ -84,7 +84,7 @@ pub struct Node {
     peers: PeerTable,
     outbox: Outbox,
     liveness: Liveness,
-    console: Console,
+    console: CommandParser,
     history: History,
     /// A moment on both clocks, to turn `Instant`s into wall-clock times.
     epoch: (Instant, i64),
@@ -109,7 +109,7 @@ impl Node {
             me,
             peers: PeerTable::new(),
             liveness,
-            console: Console::new(),
+            console: CommandParser::new(),
             quitting: false,
             quit_deadline: None,
             told_exit: HashSet::new(),
@@ -118,6 +118,7 @@ impl Node {
     }
 
     /// The peer table, for queries and tests.
+    #[cfg(test)]
     pub fn peers(&self) -> &PeerTable {
         &self.peers
     }
@@ -158,7 +159,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         for (addr, name) in replayed.peers {
-            self.peers.remember(addr, name);
+            self.peers.restore(addr, name);
             if self.peers.get(addr).is_some() {
                 self.liveness.track(addr, now);
             }
@@ -208,7 +209,7 @@ impl Node {
     /// Notes a peer we heard from; announces it when new.
     fn heard(
         &mut self,
-        from: &From,
+        from: &Sender,
         addr: SocketAddr,
         chat: bool,
         now: Instant,
@@ -411,7 +412,7 @@ impl Node {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let from = From {
+        let from = Sender {
             ip: observed.to_canonical(),
             port: msg.port,
             claimed_ip: msg

@@ -119,6 +119,7 @@ impl Outbox {
     }
 
     /// Connections currently in flight.
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }

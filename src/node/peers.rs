@@ -115,21 +115,6 @@ pub struct Row {
 pub const MAX_PEERS: usize = 65_536;
 
 /// Every known peer, ordered by address so that listings are stable.
-///
-/// ```
-/// use std::time::Instant;
-/// use peerchat::peers::{PeerTable, Status};
-///
-/// let mut table = PeerTable::new();
-/// let bob = "127.0.0.3:5002".parse().unwrap();
-/// // bob's header claimed 127.0.1.1; the observed IP is what identifies him.
-/// let claimed = Some("127.0.1.1".parse().unwrap());
-/// assert!(table.heard(bob, Some("bob"), claimed, true, Instant::now()));
-/// assert_eq!(table.active(), vec![bob]);
-/// table.unreachable(bob);
-/// assert_eq!(table.get(bob).map(|p| p.status), Some(Status::Unreachable));
-/// assert!(table.remove(bob).is_some());
-/// ```
 #[derive(Debug, Default)]
 pub struct PeerTable {
     peers: BTreeMap<SocketAddr, Peer>,
@@ -208,7 +193,7 @@ impl PeerTable {
     }
 
     /// Brings back a peer remembered from an earlier run (not active until heard from).
-    pub fn remember(&mut self, addr: SocketAddr, name: Option<String>) {
+    pub fn restore(&mut self, addr: SocketAddr, name: Option<String>) {
         if self.is_full() {
             return;
         }
@@ -265,11 +250,13 @@ impl PeerTable {
     }
 
     /// How many peers are known.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.peers.len()
     }
 
     /// Whether no peer is known.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
     }
@@ -363,7 +350,7 @@ mod tests {
         let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
         table.sending_to(a);
         table.unreachable(a);
-        table.remember(b, Some("b".into()));
+        table.restore(b, Some("b".into()));
         table.answered(a);
         table.answered(b);
         assert_eq!(table.get(a).map(|p| p.status), Some(Status::Active));
@@ -381,5 +368,20 @@ mod tests {
         assert_eq!(table.get(a).map(|p| p.messages), Some(0));
         assert!(table.remove(a).is_some());
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_peer_is_keyed_by_observed_ip_and_can_be_marked_and_removed() {
+        use std::time::Instant;
+
+        let mut table = PeerTable::new();
+        let bob = "127.0.0.3:5002".parse().expect("test address");
+        // bob's header claimed 127.0.1.1; the observed IP is what identifies him.
+        let claimed = Some("127.0.1.1".parse().expect("test address"));
+        assert!(table.heard(bob, Some("bob"), claimed, true, Instant::now()));
+        assert_eq!(table.active(), vec![bob]);
+        table.unreachable(bob);
+        assert_eq!(table.get(bob).map(|p| p.status), Some(Status::Unreachable));
+        assert!(table.remove(bob).is_some());
     }
 }

@@ -7,7 +7,7 @@
 //! for nothing.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Names one armed entry, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,7 @@ pub struct TimerId(Instant, u64);
 
 impl TimerId {
     /// When the entry fires.
+    #[cfg(test)]
     pub fn deadline(self) -> Instant {
         self.0
     }
@@ -51,7 +52,8 @@ impl<T> Timers<T> {
     }
 
     /// How long `poll` may sleep: `None` when nothing is armed (sleep until an event).
-    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+    #[cfg(test)]
+    pub fn timeout(&self, now: Instant) -> Option<std::time::Duration> {
         self.next_deadline()
             .map(|when| when.saturating_duration_since(now))
     }
@@ -79,11 +81,13 @@ impl<T> Timers<T> {
     }
 
     /// How many entries are armed.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether nothing is armed.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -92,6 +96,7 @@ impl<T> Timers<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn empty_set_lets_poll_sleep_forever() {

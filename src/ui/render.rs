@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::node::commands::{HELP, MENU};
-use crate::node::event::{Event, From};
+use crate::node::event::{Event, Sender};
 use crate::node::history::{Direction, Entry};
 use crate::node::peers::Row;
 use crate::ui::clock;
@@ -128,6 +128,7 @@ impl Output {
 }
 
 /// Appends the documented plain rendering of `event` to `out` (`\n`-ended lines).
+#[cfg(test)]
 pub fn render(event: &Event, out: &mut String) {
     render_styled(event, Style::default(), SystemTime::now(), out);
 }
@@ -274,7 +275,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
 /// Appends `event` as one JSON object and a newline (the schema is in the README).
 pub fn json_line(event: &Event, now: SystemTime, out: &mut String) {
     let ts = clock::rfc3339(clock::unix_millis(now));
-    let peer = |from: &From| {
+    let peer = |from: &Sender| {
         json!({
             "name": from.name,
             "addr": from.addr().map(|a| a.to_string()),
@@ -372,7 +373,7 @@ fn entry_json(e: &Entry) -> Value {
 }
 
 /// `NAME IP:PORT`, `?` for what is unknown, plus `(claims IP)` when the header lied.
-fn sender(from: &From, color: bool, out: &mut String) {
+fn sender(from: &Sender, color: bool, out: &mut String) {
     paint(out, color, NAME, |o| {
         escape(from.name.as_deref().unwrap_or("?"), o)
     });
@@ -520,8 +521,8 @@ mod tests {
         s
     }
 
-    fn from(name: Option<&str>, port: Option<u16>, claimed: Option<&str>) -> From {
-        From {
+    fn from(name: Option<&str>, port: Option<u16>, claimed: Option<&str>) -> Sender {
+        Sender {
             name: name.map(Into::into),
             ip: "127.0.0.2".parse().expect("ip"),
             port,

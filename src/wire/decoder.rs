@@ -393,7 +393,7 @@ impl Decoder {
                 Bracketed::Message(m) => self.emit(m, remember, out),
                 Bracketed::Open { who, first } => {
                     if remember {
-                        self.remember(who.clone(), Dialect::Bracketed);
+                        self.set_identity(who.clone(), Dialect::Bracketed);
                     }
                     let mut text = String::new();
                     push_block_line(&mut text, first);
@@ -420,12 +420,12 @@ impl Decoder {
     fn emit(&mut self, m: Message, remember: bool, out: &mut Vec<Message>) {
         let has_header = m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some();
         if remember && has_header {
-            self.remember(Identity::of(&m), m.dialect);
+            self.set_identity(Identity::of(&m), m.dialect);
         }
         out.push(m);
     }
 
-    fn remember(&mut self, who: Identity, dialect: Dialect) {
+    fn set_identity(&mut self, who: Identity, dialect: Dialect) {
         let dialect = if self.opened_with_port {
             Dialect::Persistent
         } else {
