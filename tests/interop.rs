@@ -1,9 +1,9 @@
 //! Interoperability: `peerchat` against the independent Python reference peers in
-//! `tests/peers/`, which behave like the lab's common designs (PROTOCOL.md).
+//! `tests/peers/`, which behave like the lab's common designs (docs/PROTOCOL.md).
 //!
 //! - our messages, short and long, arrive intact at a thread-per-connection receiver and at
 //!   an inline one, both doing a single `recv(1024)` and strict UTF-8 decoding;
-//! - every dialect of PROTOCOL.md section 2, sent by `sender.py`, is shown with the right
+//! - every dialect of docs/PROTOCOL.md, section 2, sent by `sender.py`, is shown with the right
 //!   name, address and text (one test per dialect, from the table in [`dialect`]);
 //! - `connect` from a Python peer gets our `connect_ack` at its listening port, its `exit`
 //!   removes it, and 200 back-to-back connections from it all arrive, in order.

@@ -2,7 +2,7 @@
 """Sends messages to a peer the way the lab's peers do: connect, send, close.
 
 Each MESSAGE argument is one message, written as given: backslash escapes (\\n, \\r\\n,
-\\t, \\x00, \\u00e9) are decoded so that a test can spell any dialect of PROTOCOL.md; with
+\\t, \\x00, \\u00e9) are decoded so that a test can spell any dialect of docs/PROTOCOL.md; with
 --hex each MESSAGE is hex instead (for invalid UTF-8). `{i}` in a message becomes its index
 when --count repeats the messages. By default every message goes on its own TCP connection
 (back to back, the next one only after the previous is closed); --persistent writes them all,

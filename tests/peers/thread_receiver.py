@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A reference lab peer of the most common design: a thread per connection, one recv(1024).
 
-Like most peers on the lab network (see PROTOCOL.md), it reads a SINGLE recv(1024) per
+Like most peers on the lab network (see docs/PROTOCOL.md), it reads a SINGLE recv(1024) per
 connection, decodes it as strict UTF-8 (a message cut inside a character fails here, exactly
 as it does at real peers), and splits the standard header `IP:PORT NAME MESSAGE`. It answers
 an exact `connect` with `connect_ack` on a NEW connection to the sender's claimed listening
