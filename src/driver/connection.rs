@@ -279,4 +279,113 @@ mod tests {
         );
         assert!(std::mem::size_of::<Decoder>() <= 80);
     }
+
+    /// Drives `conn` on a real poll until it reports something other than `Wait`.
+    fn run_until_step(conn: &mut Outbound, header: &OwnHeader, now: Instant) -> Step {
+        let mut poll = mio::Poll::new().expect("poll");
+        let interest = mio::Interest::WRITABLE | mio::Interest::READABLE;
+        poll.registry()
+            .register(&mut conn.stream, mio::Token(0), interest)
+            .expect("register");
+        let mut events = mio::Events::with_capacity(4);
+        let mut buf = [0u8; 1024];
+        loop {
+            match conn.advance(header, &mut buf, now) {
+                Step::Wait => {}
+                step => {
+                    poll.registry()
+                        .deregister(&mut conn.stream)
+                        .expect("deregister");
+                    return step;
+                }
+            }
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .expect("poll");
+            assert!(!events.is_empty(), "no event within 5 s");
+        }
+    }
+
+    fn header() -> OwnHeader {
+        OwnHeader {
+            name: "me".into(),
+            format: crate::wire::Format::Standard,
+            port: 5000,
+            claim: None,
+        }
+    }
+
+    const TIMES: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_message_is_sent_with_our_header_then_lingers_until_the_receiver_closes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let dest = listener.local_addr().expect("addr");
+        let now = Instant::now();
+        let text = "hello there".to_owned();
+        let mut conn = Outbound::open(
+            dest,
+            text,
+            false,
+            None,
+            (now, TIMES, Duration::from_secs(1)),
+        )
+        .expect("open");
+        assert_eq!(conn.deadline(), now + TIMES);
+        assert_eq!(run_until_step(&mut conn, &header(), now), Step::Sent);
+        assert_eq!(
+            conn.deadline(),
+            now + Duration::from_secs(1),
+            "now lingering"
+        );
+        let (mut peer, _) = listener.accept().expect("accept");
+        let mut got = String::new();
+        peer.read_to_string(&mut got)
+            .expect("read until our shutdown");
+        // No --advertise: the header claims the connection's own local address.
+        assert_eq!(got, "127.0.0.1:5000 me hello there");
+        assert_eq!(conn.expire(), Step::Closed, "lingering ends quietly");
+        drop(peer);
+        assert_eq!(run_until_step(&mut conn, &header(), now), Step::Closed);
+    }
+
+    #[test]
+    fn a_refused_message_fails_in_plain_words_and_a_refused_check_is_no_answer() {
+        let dest = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+            l.local_addr().expect("addr")
+        }; // closed again: connections are refused
+        let now = Instant::now();
+        let times = (now, TIMES, TIMES);
+        let mut send = Outbound::open(dest, "x".into(), false, None, times).expect("open");
+        match run_until_step(&mut send, &header(), now) {
+            Step::Failed(reason) => assert!(reason.contains("refused"), "{reason}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        let mut check = Outbound::open(dest, String::new(), true, None, times).expect("open");
+        assert_eq!(run_until_step(&mut check, &header(), now), Step::NoAnswer);
+    }
+
+    #[test]
+    fn a_check_that_connects_is_answered_without_sending_anything() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let dest = listener.local_addr().expect("addr");
+        let now = Instant::now();
+        let mut check =
+            Outbound::open(dest, String::new(), true, None, (now, TIMES, TIMES)).expect("open");
+        assert_eq!(run_until_step(&mut check, &header(), now), Step::Answered);
+        assert_eq!(check.expire(), Step::NoAnswer, "a check never fails a send");
+    }
+
+    #[test]
+    fn expiring_before_the_message_is_written_says_why() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let dest = listener.local_addr().expect("addr");
+        let now = Instant::now();
+        let conn =
+            Outbound::open(dest, "x".into(), false, None, (now, TIMES, TIMES)).expect("open");
+        assert_eq!(
+            conn.expire(),
+            Step::Failed("no answer (the connection timed out)".into())
+        );
+    }
 }
