@@ -572,6 +572,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::history::Direction;
     use crate::node::peers::Status;
     use crate::wire::{Dialect, Message};
 
@@ -953,5 +954,322 @@ mod tests {
         );
         assert!(n.peers().is_empty());
         assert!(matches!(out[0], Effect::Show(Event::Message { .. })));
+    }
+
+    fn shown(out: &[Effect]) -> Vec<&Event> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Show(ev) => Some(ev),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn persisted(out: &[Effect]) -> Vec<&Record> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Persist(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn persisting_node(epoch: (Instant, i64)) -> Node {
+        let liveness = Liveness::new(Duration::from_secs(30), 3);
+        Node::new(
+            settings(true, vec![addr("127.0.0.9:9000")]),
+            liveness,
+            epoch,
+        )
+    }
+
+    #[test]
+    fn a_fresh_node_is_not_quitting_and_the_prompt_follows_the_menu_dialogue() {
+        let mut n = node();
+        let mut out = Vec::new();
+        assert!(!n.is_quitting() && !n.is_finished());
+        let idle = n.prompt();
+        assert_eq!(idle, CommandParser::new().prompt());
+        assert!(!idle.is_empty());
+        n.on_line("1", Instant::now(), &mut out);
+        assert_ne!(n.prompt(), idle, "the menu now asks for an IP");
+    }
+
+    #[test]
+    fn restore_brings_back_peers_as_remembered_and_the_history_and_greets_when_asked() {
+        let now = Instant::now();
+        let bob = addr("127.0.0.3:6000");
+        let entry = Entry {
+            millis: 42,
+            direction: Direction::In,
+            addr: Some(bob),
+            name: Some("bob".into()),
+            text: "from last time".into(),
+        };
+        let replayed = || Replayed {
+            peers: [(bob, Some("bob".to_owned()))].into_iter().collect(),
+            messages: vec![entry.clone()],
+            skipped: 0,
+            torn_tail: false,
+            good_len: 0,
+            records: 2,
+        };
+        let mut out = Vec::new();
+        let mut quiet = node();
+        quiet.restore(replayed(), false, now, &mut out);
+        let peer = quiet.peers().get(bob).expect("bob is back");
+        assert_eq!(peer.status, Status::Remembered);
+        assert_eq!(peer.name.as_deref(), Some("bob"));
+        assert!(sends(&mut quiet).is_empty(), "not greeted unless asked");
+        assert!(
+            quiet.peers().active().is_empty(),
+            "remembered is not active"
+        );
+        quiet.on_line("/history", now, &mut out);
+        assert_eq!(
+            shown(&out).last(),
+            Some(&&Event::History(vec![entry.clone()]))
+        );
+        let mut greeting = node();
+        greeting.restore(replayed(), true, now, &mut out);
+        assert_eq!(sends(&mut greeting), sent(&[("127.0.0.3:6000", "connect")]));
+    }
+
+    #[test]
+    fn snapshot_holds_known_peers_but_not_static_ones_and_the_history() {
+        let now = Instant::now();
+        let mut n = persisting_node((now, 0));
+        let mut out = Vec::new();
+        n.start(addr("127.0.0.2:5000"), now, &mut out);
+        let bob = addr("127.0.0.3:6000");
+        n.on_message(
+            bob.ip(),
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        let snapshot = n.snapshot();
+        assert_eq!(snapshot.len(), 2, "{snapshot:?}");
+        assert_eq!(
+            snapshot[0],
+            Record::Peer {
+                addr: bob,
+                name: Some("bob".into())
+            }
+        );
+        assert!(matches!(&snapshot[1], Record::Message(e) if e.text == "hi"));
+    }
+
+    #[test]
+    fn history_is_dated_from_the_epoch_and_keeps_chat_both_ways_but_not_control_words() {
+        let t0 = Instant::now();
+        let mut n = persisting_node((t0, 1_000_000));
+        let mut out = Vec::new();
+        let bob = addr("127.0.0.3:6000");
+        let later = t0 + Duration::from_millis(1500);
+        n.on_message(
+            bob.ip(),
+            msg("bob", 6000, Body::Chat("hi".into())),
+            later,
+            &mut out,
+        );
+        n.on_line("/send 127.0.0.3:6000 hello bob", later, &mut out);
+        n.on_message(bob.ip(), msg("bob", 6000, Body::Connect), later, &mut out);
+        let first = sends(&mut n);
+        assert_eq!(first, sent(&[("127.0.0.3:6000", "hello bob")]));
+        n.on_sent(bob, t0 + Duration::from_millis(2500), &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "connect_ack")]));
+        n.on_sent(bob, t0 + Duration::from_millis(2600), &mut out);
+        out.clear();
+        n.on_line("/history", later, &mut out);
+        let Some(Event::History(entries)) = shown(&out).last().copied() else {
+            panic!("no history shown: {out:?}");
+        };
+        let got: Vec<_> = entries
+            .iter()
+            .map(|e| (e.millis, e.direction, e.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1_001_500, Direction::In, "hi"),
+                (1_002_500, Direction::Out, "hello bob")
+            ]
+        );
+    }
+
+    #[test]
+    fn what_is_persisted_follows_the_table_and_the_messages() {
+        let now = Instant::now();
+        let mut n = persisting_node((now, 0));
+        let mut out = Vec::new();
+        let bob = addr("127.0.0.3:6000");
+        n.on_message(
+            bob.ip(),
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        let records = persisted(&out);
+        assert!(records.contains(&&Record::Peer {
+            addr: bob,
+            name: Some("bob".into())
+        }));
+        assert!(records
+            .iter()
+            .any(|r| matches!(r, Record::Message(e) if e.text == "hi")));
+        out.clear();
+        n.on_message(
+            bob.ip(),
+            msg("bob", 6000, Body::Chat("again".into())),
+            now,
+            &mut out,
+        );
+        assert_eq!(
+            persisted(&out).len(),
+            1,
+            "a known peer is not persisted again"
+        );
+        out.clear();
+        n.on_line("/send 127.0.0.7:7000 new one", now, &mut out);
+        assert_eq!(
+            persisted(&out),
+            vec![&Record::Peer {
+                addr: addr("127.0.0.7:7000"),
+                name: None
+            }]
+        );
+        out.clear();
+        n.on_line("/send 127.0.0.7:7000 known now", now, &mut out);
+        assert!(persisted(&out).is_empty());
+        n.on_message(bob.ip(), msg("bob", 6000, Body::Exit), now, &mut out);
+        assert_eq!(persisted(&out), vec![&Record::Gone { addr: bob }]);
+        out.clear();
+        n.on_message(bob.ip(), msg("bob", 6000, Body::Exit), now, &mut out);
+        assert!(
+            persisted(&out).is_empty(),
+            "an unknown peer is not forgotten twice"
+        );
+        // Without --state, nothing is persisted at all.
+        let mut plain = node();
+        out.clear();
+        plain.on_message(
+            bob.ip(),
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        plain.on_message(bob.ip(), msg("bob", 6000, Body::Exit), now, &mut out);
+        plain.on_line("/send 127.0.0.7:7000 x", now, &mut out);
+        assert!(persisted(&out).is_empty());
+    }
+
+    #[test]
+    fn a_full_table_says_so_once_and_still_shows_the_message() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let mut port = 1u16;
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let from = Message {
+                    port: Some(port),
+                    ..msg("x", port, Body::ConnectAck)
+                };
+                n.on_message(IpAddr::from([127, 1, a, b]), from, now, &mut out);
+                port = port.wrapping_add(1).max(1);
+            }
+        }
+        let warnings = |out: &[Effect]| {
+            shown(out)
+                .iter()
+                .filter(|e| matches!(e, Event::Warning(w) if w.contains("peer table is full")))
+                .count()
+        };
+        assert_eq!(warnings(&out), 0, "65,536 peers fit");
+        out.clear();
+        for host in 2..4u8 {
+            let from = msg("late", 6000, Body::Chat("still shown".into()));
+            n.on_message(IpAddr::from([127, 2, 0, host]), from, now, &mut out);
+        }
+        assert_eq!(warnings(&out), 1, "said once: {out:?}");
+        let messages = shown(&out)
+            .iter()
+            .filter(|e| matches!(e, Event::Message { text, .. } if text == "still shown"))
+            .count();
+        assert_eq!(messages, 2);
+        assert!(n.peers().get(addr("127.2.0.2:6000")).is_none(), "not kept");
+    }
+
+    #[test]
+    fn a_claimed_ip_is_shown_only_when_it_differs_from_the_observed_one() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        let honest = Message {
+            claimed_ip: Some(observed),
+            ..msg("bob", 6000, Body::Chat("same".into()))
+        };
+        n.on_message(observed, honest, now, &mut out);
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::Chat("other".into())),
+            now,
+            &mut out,
+        );
+        let claims: Vec<_> = shown(&out)
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { from, text } => Some((text.as_str(), from.claimed_ip)),
+                _ => None,
+            })
+            .collect();
+        let other: IpAddr = "127.0.1.1".parse().expect("ip");
+        assert_eq!(claims, vec![("same", None), ("other", Some(other))]);
+    }
+
+    #[test]
+    fn a_long_message_is_split_to_fit_the_header_budget_and_a_short_one_is_not() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let dest = addr("127.0.0.5:7000");
+        n.execute(
+            Command::Send {
+                dest,
+                text: "short".into(),
+            },
+            now,
+            &mut out,
+        );
+        assert!(!shown(&out).iter().any(|e| matches!(e, Event::Split { .. })));
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "short")]));
+        n.on_sent(dest, now, &mut out);
+        out.clear();
+        let long = "word ".repeat(600); // 3,000 bytes
+        n.execute(
+            Command::Send {
+                dest,
+                text: long.clone(),
+            },
+            now,
+            &mut out,
+        );
+        let Some(&Event::Split { parts, .. }) = shown(&out)
+            .into_iter()
+            .find(|e| matches!(e, Event::Split { .. }))
+        else {
+            panic!("no split announced: {out:?}");
+        };
+        let mut got = Vec::new();
+        while let Some(t) = n.poll_transmit() {
+            let wire = n.header().encode("127.0.0.2".parse().expect("ip"), &t.text);
+            assert!(wire.len() <= wire::MAX_WIRE_MESSAGE, "{} bytes", wire.len());
+            got.push(t.text);
+            n.on_sent(dest, now, &mut out);
+        }
+        assert_eq!(got.len(), parts);
+        assert_eq!(got.concat(), long);
     }
 }
