@@ -18,8 +18,13 @@ use crate::driver::net;
 use crate::node::timers::TimerId;
 use crate::wire::{DecodeError, Decoder, Message, OwnHeader};
 
-/// Reads one readiness event may do on one connection before others get their turn.
+/// Reads one readiness event may do on an outbound connection draining replies.
 const READS_PER_TURN: usize = 16;
+
+/// An inbound connection's share of one loop turn, in bytes read: at most this much is
+/// read and decoded (so at most half as many messages) before the next connection's turn.
+/// What is left waits for the next turn.
+pub const TURN_SHARE: usize = 16 * 1024;
 
 /// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub struct Inbound {
     pub line_since: u32,
     /// Bytes to messages, in whatever dialect the peer speaks.
     pub decoder: Decoder,
+    /// Waiting in the queue for its next turn (at most one turn per loop turn).
+    pub queued: bool,
 }
 
 /// Where an outgoing connection stands.
@@ -107,15 +114,18 @@ impl Inbound {
         }
     }
 
-    /// Reads what is available (within a budget) and decodes it into `out`.
+    /// Reads what is available, up to its [`TURN_SHARE`], and decodes it into `out`.
     pub fn read(&mut self, buf: &mut [u8], out: &mut Vec<Message>) -> ReadEnd {
-        for _ in 0..READS_PER_TURN {
-            match self.stream.read(buf) {
+        let mut share = TURN_SHARE;
+        while share > 0 {
+            let len = share.min(buf.len());
+            match self.stream.read(&mut buf[..len]) {
                 Ok(0) => {
                     self.decoder.finish(out);
                     return ReadEnd::Closed;
                 }
                 Ok(n) => {
+                    share -= n;
                     if let Err(e) = self.decoder.feed(&buf[..n], out) {
                         return ReadEnd::TooLong(e);
                     }

@@ -62,9 +62,10 @@ pub struct Connections {
     sweep: Option<crate::node::timers::TimerId>,
     /// Inbound connections open.
     inbound: usize,
-    /// Inbound connections whose read budget ran out with data possibly left: read again
-    /// next turn without waiting (edge-triggered readiness will not announce it again).
-    more_to_read: Vec<usize>,
+    /// Inbound connections waiting for their next turn: their share ran out with data
+    /// possibly left (edge-triggered readiness will not announce it again), or reading was
+    /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
+    queue: Vec<usize>,
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
@@ -95,7 +96,7 @@ impl Connections {
             refused: 0,
             sweep: None,
             inbound: 0,
-            more_to_read: Vec::new(),
+            queue: Vec::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
         })
@@ -116,9 +117,9 @@ impl Connections {
         &mut self.read_buf
     }
 
-    /// Whether some connection has more to read without waiting for an event.
+    /// Whether some connection waits for its turn to read.
     pub fn wants_turn(&self) -> bool {
-        !self.more_to_read.is_empty()
+        !self.queue.is_empty()
     }
 
     /// The earliest connection deadline.
@@ -175,6 +176,7 @@ impl Connections {
             active_at: now_secs,
             line_since: now_secs,
             decoder: Decoder::new(self.limits.max_line),
+            queued: false,
         }));
         self.inbound += 1;
         if self.sweep.is_none() {
@@ -186,19 +188,47 @@ impl Connections {
         // sent: the previous one's EOF arrived before this one's SYN.
     }
 
-    /// A readiness event for connection `key`.
-    pub fn ready(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        match self.conns.get(key) {
+    /// A readiness event for connection `key`. An inbound connection is read now, with
+    /// `read` (its share of this turn), or, without it, queued for a later turn; one already
+    /// queued waits for its turn there.
+    pub fn ready(
+        &mut self,
+        key: usize,
+        read: bool,
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        match self.conns.get_mut(key) {
+            Some(Conn::In(conn)) if conn.queued => {}
+            Some(Conn::In(conn)) if !read => {
+                conn.queued = true;
+                self.queue.push(key);
+            }
             Some(Conn::In(_)) => self.read_inbound(key, node, now, out),
             Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
             None => {}
         }
     }
 
-    /// Reads again the connections whose budget ran out last turn.
-    pub fn read_more(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        for key in std::mem::take(&mut self.more_to_read) {
-            self.read_inbound(key, node, now, out);
+    /// Takes the queue of connections waiting for their turn; give each its turn with
+    /// [`Connections::take_turn`], and what is left back with [`Connections::requeue`].
+    pub fn take_queue(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.queue)
+    }
+
+    /// Puts back connections from [`Connections::take_queue`] that did not get their turn.
+    pub fn requeue(&mut self, keys: &[usize]) {
+        self.queue.extend_from_slice(keys);
+    }
+
+    /// The turn of a queued connection: its share is read.
+    pub fn take_turn(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
+            if conn.queued {
+                conn.queued = false;
+                self.read_inbound(key, node, now, out);
+            }
         }
     }
 
@@ -220,7 +250,10 @@ impl Connections {
         }
         match end {
             ReadEnd::Drained => {}
-            ReadEnd::Budget => self.more_to_read.push(key),
+            ReadEnd::Budget => {
+                conn.queued = true;
+                self.queue.push(key);
+            }
             ReadEnd::Closed => self.close(key, out),
             ReadEnd::TooLong(e) => {
                 let warning = format!("closed the connection from {ip}: {e}");
@@ -390,7 +423,7 @@ impl Connections {
     /// the last of at least [`SHRINK_AFTER`] connections closes, never per event.
     fn give_back_memory(&mut self) {
         self.conns.shrink_to_fit();
-        self.more_to_read.shrink_to_fit();
+        self.queue.shrink_to_fit();
         self.messages.shrink_to_fit();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only releases free memory at the top and in the middle of

@@ -28,7 +28,7 @@ use crate::driver::connections::Connections;
 use crate::driver::journal::Journal;
 use crate::driver::net;
 use crate::driver::stdin::{self, Input};
-use crate::driver::stdout::Stdout;
+use crate::driver::stdout::{Kind, Stdout};
 use crate::driver::terminal::RawInput;
 use crate::node::commands::Command;
 use crate::node::event::Event;
@@ -42,6 +42,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
+
+/// How long a pipe on stdout may take nothing at all before it counts as not being read:
+/// reading the network then resumes, and what does not fit in the buffer is dropped.
+const STDOUT_STALL: Duration = Duration::from_secs(2);
 
 /// Why the peer could not run.
 #[derive(Debug)]
@@ -95,6 +99,8 @@ pub struct EventLoop {
     interactive: bool,
     /// Set once stdout is gone; output is then dropped.
     stdout_broken: bool,
+    /// Since when stdout has been behind without taking a single byte.
+    stalled_since: Option<Instant>,
     /// Set while the terminal is in non-canonical mode; restores it when dropped.
     raw_input: Option<RawInput>,
     /// A program embedding peerchat: sees every event, may issue commands.
@@ -203,6 +209,7 @@ impl EventLoop {
             stdout,
             interactive,
             stdout_broken: false,
+            stalled_since: None,
             raw_input,
             journal,
             replayed,
@@ -243,17 +250,23 @@ impl EventLoop {
             self.conns.transmit(&mut self.node, now, &mut self.effects);
             self.apply_effects(now);
             self.flush_output(now);
+            self.watch_stdout(now);
             if self.node.is_finished() {
                 break;
             }
-            let timeout = if self.console.wants_turn() || self.conns.wants_turn() {
+            let reads_waiting = self.conns.wants_turn() && !self.behind();
+            let timeout = if self.console.wants_turn() || reads_waiting {
                 Some(Duration::ZERO)
             } else {
-                let deadline = match (self.conns.next_deadline(), self.node.poll_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                deadline.map(|d| d.saturating_duration_since(now))
+                [
+                    self.conns.next_deadline(),
+                    self.node.poll_timeout(),
+                    self.stall_deadline(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|d| d.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -276,9 +289,12 @@ impl EventLoop {
         Ok(())
     }
 
-    /// One turn after `poll`: every event, then what was left to read, the console, and
-    /// the timers that are due.
+    /// One turn after `poll`: every event, then the connections queued for their turn
+    /// (round-robin, each at most one share per turn, while stdout keeps up), the console,
+    /// and the timers that are due.
     fn turn(&mut self, now: Instant) {
+        // Queued before this turn; a connection queued during it gets its turn next time.
+        let queue = self.conns.take_queue();
         let mut stdin_ready = self.console.wants_turn();
         // Taken out so that handlers may borrow the whole loop; put back below.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -288,14 +304,24 @@ impl EventLoop {
                 SIGNALS => self.on_signal(now),
                 STDOUT => {} // flushed at the end of the turn
                 token if self.conns.is_listener(token) => self.conns.accept(now, &mut self.effects),
-                Token(key) => self
-                    .conns
-                    .ready(key, &mut self.node, now, &mut self.effects),
+                Token(key) => {
+                    let read = !self.behind();
+                    self.conns
+                        .ready(key, read, &mut self.node, now, &mut self.effects)
+                }
             }
             self.apply_effects(now);
         }
         self.events = events;
-        self.conns.read_more(&mut self.node, now, &mut self.effects);
+        for (i, &key) in queue.iter().enumerate() {
+            if self.behind() {
+                self.conns.requeue(&queue[i..]);
+                break;
+            }
+            self.conns
+                .take_turn(key, &mut self.node, now, &mut self.effects);
+            self.apply_effects(now);
+        }
         if stdin_ready {
             self.read_console(now);
         }
@@ -393,8 +419,10 @@ impl EventLoop {
         });
         let stdout = &mut self.stdout;
         self.output.drain(prompt, |bytes| stdout.push(bytes));
+        let mut flushed = self.stdout.flush();
         let dropped = self.stdout.take_dropped();
-        if dropped > 0 {
+        if dropped > 0 && flushed.is_ok() {
+            // Told at once, not at the next event: an idle peer may have none.
             self.effects.push(Effect::Show(Event::Warning(format!(
                 "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
                 self.stdout.limit()
@@ -402,8 +430,9 @@ impl EventLoop {
             self.apply_effects(now);
             let stdout = &mut self.stdout;
             self.output.drain(None, |bytes| stdout.push(bytes));
+            flushed = self.stdout.flush();
         }
-        if let Err(e) = self.stdout.flush() {
+        if let Err(e) = flushed {
             self.stdout_broken = true;
             if self.config.headless {
                 log::warn!("stdout failed ({e}); running on without output");
@@ -414,6 +443,38 @@ impl EventLoop {
                 self.apply_effects(now);
             }
         }
+    }
+
+    /// Whether stdout is so far behind that reading the network must wait: a reader that
+    /// keeps up, however slowly, then loses nothing (the senders wait, through TCP).
+    fn behind(&self) -> bool {
+        !self.stdout_broken
+            && !self.stdout.is_dropping()
+            && self.output.buffered() + self.stdout.backlog() >= self.config.limits.stdout_buffer
+    }
+
+    /// After each turn's flush: notes whether stdout is behind and taking nothing. A pipe
+    /// that takes nothing for [`STDOUT_STALL`] is not being read: reading resumes and what
+    /// does not fit is dropped (and reported once it drains). A terminal or a file never
+    /// drops.
+    fn watch_stdout(&mut self, now: Instant) {
+        if self.stdout.take_progress() || !self.behind() {
+            self.stalled_since = None;
+        }
+        if self.behind() {
+            let since = *self.stalled_since.get_or_insert(now);
+            if self.stdout.kind() == Kind::Pipe && now >= since + STDOUT_STALL {
+                self.stdout.set_dropping(true);
+            }
+        }
+    }
+
+    /// When a stalled pipe on stdout will count as not being read.
+    fn stall_deadline(&self) -> Option<Instant> {
+        let pipe = self.stdout.kind() == Kind::Pipe && !self.stdout.is_dropping();
+        self.stalled_since
+            .filter(|_| pipe)
+            .map(|since| since + STDOUT_STALL)
     }
 
     fn on_signal(&mut self, now: Instant) {

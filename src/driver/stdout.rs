@@ -3,10 +3,12 @@
 //! stdout may be a pipe that nobody reads for a while (a paused `less`, a stuck consumer).
 //! Its flags are shared with other processes, so they are left alone; instead, each write
 //! of at most one pipe buffer's worth is preceded by a zero-timeout `poll` saying it will
-//! not block. What cannot be written yet waits in a buffer of at most [`Stdout::limit`]
-//! bytes; output beyond that is dropped (and counted, and reported once stdout drains), so
-//! a full stdout costs lines on the screen, never the peer's responsiveness. fd 1 is
-//! watched for writability when epoll accepts it; a regular file is always writable.
+//! not block. What cannot be written yet waits in a buffer; its [`Stdout::backlog`] tells
+//! the loop to read the network more slowly (so that a reader that keeps up loses
+//! nothing). Only when the loop decides that a pipe is not being read at all does it turn
+//! on [`Stdout::set_dropping`]: output beyond [`Stdout::limit`] is then dropped, counted,
+//! and reported as soon as stdout drains. A regular file never blocks and is written
+//! whole; fd 1 is watched for writability when epoll accepts it.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -32,8 +34,22 @@ pub struct Stdout {
     start: usize,
     limit: usize,
     dropped_lines: u64,
-    /// A regular file never blocks: write everything at once, without polling first.
-    regular_file: bool,
+    /// Whether output beyond `limit` is dropped (a pipe nobody reads).
+    dropping: bool,
+    /// Whether some bytes were written since [`Stdout::take_progress`].
+    progress: bool,
+    kind: Kind,
+}
+
+/// What fd 1 is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Never blocks: written whole, without polling first.
+    RegularFile,
+    /// A person's screen: never dropped from, however slow.
+    Terminal,
+    /// A pipe, socket or anything else: may stop being read.
+    Pipe,
 }
 
 /// What a flush achieved.
@@ -57,8 +73,30 @@ impl Stdout {
             start: 0,
             limit,
             dropped_lines: 0,
-            regular_file: is_regular_file(),
+            dropping: false,
+            progress: false,
+            kind: kind(),
         }
+    }
+
+    /// What fd 1 is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.pending.len() - self.start
+    }
+
+    /// Whether output beyond the limit is being dropped.
+    pub fn is_dropping(&self) -> bool {
+        self.dropping
+    }
+
+    /// Turns dropping on (stdout is not being read) or off (it drains again).
+    pub fn set_dropping(&mut self, dropping: bool) {
+        self.dropping = dropping;
     }
 
     /// The bound on unwritten output, in bytes.
@@ -66,8 +104,8 @@ impl Stdout {
         self.limit
     }
 
-    /// Queues `bytes` (whole lines); the lines that do not fit in the buffer are dropped
-    /// and counted.
+    /// Queues `bytes` (whole lines); while dropping, the lines that do not fit in the
+    /// buffer are dropped and counted.
     pub fn push(&mut self, bytes: &[u8]) {
         // Forget what was written already, so that the buffer's memory stays bounded
         // even when a slow reader never lets it empty completely.
@@ -76,7 +114,7 @@ impl Stdout {
             self.start = 0;
         }
         let room = self.limit.saturating_sub(self.pending.len());
-        if bytes.len() <= room {
+        if bytes.len() <= room || !self.dropping {
             self.pending.extend_from_slice(bytes);
             return;
         }
@@ -92,18 +130,25 @@ impl Stdout {
         }
     }
 
-    /// Lines dropped since the last call (to be reported once there is room again).
+    /// Lines dropped since the last call, once stdout has drained to half its limit (so
+    /// that the report is not dropped too); dropping stops then.
     pub fn take_dropped(&mut self) -> u64 {
-        if self.pending.len() - self.start > self.limit / 2 {
-            return 0; // not yet: the report itself would be dropped
+        if self.backlog() > self.limit / 2 {
+            return 0;
         }
+        self.dropping = false;
         std::mem::take(&mut self.dropped_lines)
+    }
+
+    /// Whether some bytes were written since the last call.
+    pub fn take_progress(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
     }
 
     /// Writes as much as stdout takes without blocking.
     pub fn flush(&mut self) -> io::Result<Flushed> {
         while self.start < self.pending.len() {
-            let end = if self.regular_file {
+            let end = if self.kind == Kind::RegularFile {
                 self.pending.len()
             } else if writable_now() {
                 self.pending.len().min(self.start + WRITE_CHUNK)
@@ -112,7 +157,10 @@ impl Stdout {
             };
             match fdio::write(FD, &self.pending[self.start..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.start += n,
+                Ok(n) => {
+                    self.start += n;
+                    self.progress = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
                 Err(e) => return Err(e),
             }
@@ -142,11 +190,17 @@ impl Stdout {
     }
 }
 
-fn is_regular_file() -> bool {
+fn kind() -> Kind {
     // SAFETY: an all-zero `stat` is valid storage; fstat fills it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::fstat(FD, &mut st) } == 0;
-    ok && st.st_mode & libc::S_IFMT == libc::S_IFREG
+    if ok && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+        Kind::RegularFile
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Kind::Terminal
+    } else {
+        Kind::Pipe
+    }
 }
 
 /// Whether a write of up to a pipe buffer to fd 1 would return at once (an error too:
@@ -165,7 +219,9 @@ mod tests {
             start: 0,
             limit,
             dropped_lines: 0,
-            regular_file: false,
+            dropping: true,
+            progress: false,
+            kind: Kind::Pipe,
         }
     }
 
@@ -199,5 +255,19 @@ mod tests {
             s.start = (s.start + 8).min(s.pending.len());
         }
         assert!(s.pending.len() <= 100, "{} bytes held", s.pending.len());
+    }
+
+    #[test]
+    fn nothing_is_dropped_unless_dropping_is_on() {
+        let mut s = stdout(10);
+        s.set_dropping(false);
+        s.push(b"12345\n");
+        s.push(b"abcdefghij\n");
+        assert_eq!(s.backlog(), 17, "beyond the limit, kept");
+        assert_eq!(s.dropped_lines, 0);
+        s.set_dropping(true);
+        s.push(b"xyz\n");
+        assert_eq!(s.dropped_lines, 1);
+        assert_eq!(s.backlog(), 17);
     }
 }

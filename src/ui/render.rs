@@ -64,6 +64,11 @@ impl Output {
         }
     }
 
+    /// Bytes rendered and not yet drained.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Renders `event`; nothing is written until [`Output::drain`].
     pub fn show(&mut self, event: &Event) {
         if self.interactive && self.prompt_visible {
