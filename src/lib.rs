@@ -62,6 +62,8 @@ pub mod cli;
 mod config;
 mod driver;
 mod node;
+#[cfg(test)]
+mod sim;
 mod ui;
 pub mod wire;
 
