@@ -196,7 +196,8 @@ impl EventLoop {
                 max_in_flight: config.limits.max_in_flight,
                 quit_wait: config.limits.quit_wait,
             },
-            Liveness::new(config.limits.probe_interval, config.limits.probe_failures),
+            Liveness::new(config.limits.probe_interval, config.limits.probe_failures)
+                .seeded(jitter_seed()),
             (now, crate::ui::clock::unix_millis(SystemTime::now())),
         );
         Ok(EventLoop {
@@ -511,4 +512,13 @@ impl EventLoop {
         }
         self.inputs = inputs;
     }
+}
+
+/// A seed for this process's liveness jitter: peers started together on one machine get
+/// different ones, so that their checks do not fall in step.
+fn jitter_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(std::process::id()) << 32) ^ u64::from(nanos)
 }

@@ -70,6 +70,13 @@ impl Liveness {
         }
     }
 
+    /// Seeds the jitter, so that peers started alike do not check in step.
+    pub fn seeded(mut self, seed: u64) -> Self {
+        // xorshift needs a state that is not zero.
+        self.rng = seed.max(1);
+        self
+    }
+
     /// Whether checks are on.
     pub fn enabled(&self) -> bool {
         !self.interval.is_zero()

@@ -349,8 +349,18 @@ impl Node {
         }
     }
 
-    /// Executes a console command.
+    /// Executes a console command. While quitting, nothing more is sent: a message would
+    /// reach its peer after our `exit` and bring us back into its table.
     pub fn execute(&mut self, command: Command, now: Instant, out: &mut Vec<Effect>) {
+        if self.quitting
+            && matches!(
+                command,
+                Command::Send { .. } | Command::All { .. } | Command::Connect
+            )
+        {
+            out.push(Effect::Show(Event::Warning("not sent: quitting".into())));
+            return;
+        }
         match command {
             Command::Send { dest, text } => self.send(dest, &text, now, out),
             Command::All { text } => {

@@ -101,12 +101,15 @@ impl Outbox {
         Some(text)
     }
 
-    /// Takes every message, waiting or in flight (in flight first), when giving up.
+    /// Takes every message, waiting or in flight (in flight first), by destination in
+    /// address order, when giving up.
     pub fn drain(&mut self) -> Vec<(SocketAddr, String)> {
         self.ready.clear();
         self.in_flight = 0;
         let mut left = Vec::new();
-        for (dest, queue) in self.queues.drain() {
+        let mut queues: Vec<_> = self.queues.drain().collect();
+        queues.sort_unstable_by_key(|(dest, _)| *dest);
+        for (dest, queue) in queues {
             left.extend(queue.in_flight.into_iter().map(|text| (dest, text)));
             left.extend(queue.waiting.into_iter().map(|text| (dest, text)));
         }

@@ -199,7 +199,9 @@ impl Sim {
             max_in_flight: limits.max_in_flight,
             quit_wait: limits.quit_wait,
         };
-        let liveness = Liveness::new(limits.probe_interval, limits.probe_failures);
+        // Each node its own jitter, as each process seeds its own.
+        let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());
+        let liveness = Liveness::new(limits.probe_interval, limits.probe_failures).seeded(seed | 1);
         self.nodes.push(SimNode {
             node: Node::new(settings, liveness, (self.base, 0)),
             addr,

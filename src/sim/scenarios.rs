@@ -334,8 +334,7 @@ fn a_long_message_is_split_into_wire_sized_parts() {
 /// trims trailing whitespace) drop it: the parts shown concatenate to the original minus
 /// one space per cut. Run with `cargo test --lib sim -- --ignored`.
 #[test]
-#[ignore = "known issue: split parts lose the space at each cut"]
-fn known_issue_split_parts_shown_concatenate_to_the_original() {
+fn split_parts_shown_concatenate_to_the_original() {
     let text = long_text(3000);
     let sim = send_long(std::slice::from_ref(&text));
     let shown = chats_from(&sim, 1, sim.addr(0));

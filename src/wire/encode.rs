@@ -97,7 +97,7 @@ impl OwnHeader {
     }
 }
 
-/// How far back from a piece's end [`split_for_wire`] looks for a space to cut after.
+/// How far back from a piece's end [`split_for_wire`] looks for a space to cut before.
 const SPACE_WINDOW: usize = 64;
 
 /// Splits `text` into pieces such that `header_len + piece.len() <= MAX_WIRE_MESSAGE`,
@@ -160,8 +160,9 @@ pub fn split_for_wire(text: &str, header_len: usize) -> Vec<&str> {
 }
 
 /// Where to end the next piece of `rest` (longer than `budget`): a char boundary at most
-/// `budget` bytes in, just after the last space in the final [`SPACE_WINDOW`] bytes if any;
-/// at least one character.
+/// `budget` bytes in, just before the last space in the final [`SPACE_WINDOW`] bytes if
+/// any; at least one character. The space then leads the next piece, where receivers keep
+/// it (they trim a message's end, not the spacing after its header).
 fn cut_point(rest: &str, budget: usize) -> usize {
     let mut cut = budget;
     while cut > 0 && !rest.is_char_boundary(cut) {
@@ -172,7 +173,7 @@ fn cut_point(rest: &str, budget: usize) -> usize {
     }
     let low = cut.saturating_sub(SPACE_WINDOW);
     match rest.as_bytes()[low..cut].iter().rposition(|&b| b == b' ') {
-        Some(i) => low + i + 1,
-        None => cut,
+        Some(i) if low + i > 0 => low + i,
+        _ => cut,
     }
 }

@@ -809,10 +809,12 @@ fn split_for_wire_cases() {
         [room(30), 1]
     );
 
-    // Cut just after the last space near the end of a piece.
+    // Cut just before the last space near the end of a piece: the space leads the next
+    // piece, where a receiver keeps it (a trailing one would be trimmed and lost).
     let words = format!("{} tail{}", "a".repeat(room(30) - 10), "b".repeat(50));
     let pieces = split_for_wire(&words, 30);
-    assert_eq!(pieces[0], format!("{} ", "a".repeat(room(30) - 10)));
+    assert_eq!(pieces[0], "a".repeat(room(30) - 10));
+    assert!(pieces[1].starts_with(" tail"));
     assert_eq!(pieces.concat(), words);
 
     // A space too far back is not used.
