@@ -119,6 +119,12 @@ fn options() -> Options {
     );
     o.optopt(
         "",
+        "max-per-ip",
+        "most inbound connections open at once from one IP address (default 256)",
+        "N",
+    );
+    o.optopt(
+        "",
         "idle-timeout",
         "close an inbound connection silent this long (default 120)",
         "SECS",
@@ -266,6 +272,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     }
     if let Some(n) = ranged(&m, "max-connections", 1, 1 << 20).map_err(&err)? {
         limits.max_connections = n as usize;
+    }
+    if let Some(n) = ranged(&m, "max-per-ip", 1, 1 << 20).map_err(&err)? {
+        limits.max_per_ip = n as usize;
     }
     if let Some(n) = ranged(&m, "idle-timeout", 1, WEEK).map_err(&err)? {
         limits.idle_timeout = Duration::from_secs(n);

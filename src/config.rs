@@ -16,6 +16,9 @@ pub struct Limits {
     pub max_line: usize,
     /// Most connections open at once; beyond it, new inbound ones are closed at once.
     pub max_connections: usize,
+    /// Most inbound connections open at once from one IP address; beyond it, new ones
+    /// from that address are closed at once (one sender cannot take every slot).
+    pub max_per_ip: usize,
     /// An inbound connection silent this long is closed.
     pub idle_timeout: Duration,
     /// Most outgoing connections in flight at once; further sends queue.
@@ -39,6 +42,7 @@ impl Default for Limits {
         Limits {
             max_line: 64 * 1024,
             max_connections: 16 * 1024,
+            max_per_ip: 256,
             idle_timeout: Duration::from_secs(120),
             max_in_flight: 256,
             send_timeout: Duration::from_secs(5),

@@ -68,6 +68,9 @@ pub fn start(launch: &Launch) -> Result<Running, String> {
         Kind::Peerchat | Kind::PeerchatState => {
             let mut cmd = Command::new(launch.peerchat);
             cmd.args(["--name", "bench", "--port", "0", "--bind", "127.0.0.1"]);
+            // The load generator's few source addresses stand for many senders: 10,000
+            // held connections from 8 addresses are far over the per-address default.
+            cmd.args(["--max-per-ip", "16384"]);
             if launch.kind == Kind::PeerchatState {
                 cmd.arg("--state")
                     .arg(launch.dir.join(format!("state-{}", launch.label)));

@@ -7,6 +7,7 @@
 //! liveness checks; each reports its end back to the node. Idle inbound connections are
 //! closed by one sweep timer, not a timer each, so churn costs no timer updates.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ use crate::wire::{self, Decoder};
 /// When the last connection closes and the slab had grown to this many slots, the memory
 /// of the burst is given back to the system.
 const SHRINK_AFTER: usize = 1024;
+
+/// New connections accepted in one turn; more wait for the next.
+const ACCEPTS_PER_TURN: usize = 128;
 
 /// Size of the one read buffer shared by every connection (and the console).
 const READ_BUF: usize = 64 * 1024;
@@ -56,8 +60,14 @@ pub struct Connections {
     started: Instant,
     /// Accepting paused: out of descriptors (resumes on a timer).
     accept_paused: bool,
+    /// The listener may have connections waiting (readable, and not yet accepted until
+    /// `WouldBlock`).
+    accept_pending: bool,
     /// Connections refused at the connection limit since the last report.
     refused: u64,
+    /// Per remote IP with inbound connections open: how many, and how many were refused
+    /// at the per-address limit since it was last reported.
+    per_ip: HashMap<IpAddr, (u32, u64)>,
     /// The `Timer::Sweep` entry, armed while inbound connections are open.
     sweep: Option<crate::node::timers::TimerId>,
     /// Inbound connections open.
@@ -93,7 +103,9 @@ impl Connections {
             from: Some(bind).filter(|ip| !ip.is_unspecified()),
             started: now,
             accept_paused: false,
+            accept_pending: false,
             refused: 0,
+            per_ip: HashMap::new(),
             sweep: None,
             inbound: 0,
             queue: Vec::new(),
@@ -117,9 +129,9 @@ impl Connections {
         &mut self.read_buf
     }
 
-    /// Whether some connection waits for its turn to read.
+    /// Whether some connection waits for its turn to read, or the listener to accept.
     pub fn wants_turn(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || (self.accept_pending && !self.accept_paused)
     }
 
     /// The earliest connection deadline.
@@ -127,24 +139,26 @@ impl Connections {
         self.timers.next_deadline()
     }
 
-    /// Accepts until `WouldBlock`; at the connection limit, closes new ones at once.
+    /// The listener is readable: new connections are accepted at its next turn.
+    pub fn listener_ready(&mut self) {
+        self.accept_pending = true;
+    }
+
+    /// The listener's turn: accepts up to [`ACCEPTS_PER_TURN`] connections (the rest wait
+    /// for the next turn, so that a storm of connections cannot starve the reading of
+    /// those already open, and one-message connections are read and closed before many
+    /// more pile up). Beyond the limits, new connections are closed at once.
     pub fn accept(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        while !self.accept_paused {
+        if !self.accept_pending || self.accept_paused {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
-                Ok((stream, addr)) if self.conns.len() >= self.limits.max_connections => {
-                    // Full: close it at once (the sender sees EOF) rather than let it hang.
-                    drop(stream);
-                    if self.refused == 0 {
-                        out.push(Effect::Show(Event::Warning(format!(
-                            "refusing connections (from {} first): {} are open, the limit (--max-connections)",
-                            addr.ip(),
-                            self.conns.len()
-                        ))));
-                    }
-                    self.refused += 1;
+                Ok((stream, addr)) => self.admit(stream, addr, now, out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
                 }
-                Ok((stream, addr)) => self.add_inbound(stream, addr, now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
@@ -159,6 +173,68 @@ impl Connections {
         }
     }
 
+    /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
+    /// hang) when its address already holds `--max-per-ip` connections, or when all
+    /// `--max-connections` are open and none can be evicted.
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        let ip = addr.ip().to_canonical();
+        if let Some((open, refused)) = self.per_ip.get_mut(&ip) {
+            if *open as usize >= self.limits.max_per_ip {
+                drop(stream);
+                if *refused == 0 {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "refusing connections from {ip}: {open} are open from it, the limit (--max-per-ip)"
+                    ))));
+                }
+                *refused += 1;
+                return;
+            }
+        }
+        if self.conns.len() >= self.limits.max_connections && !self.evict(now, out) {
+            drop(stream);
+            if self.refused == 0 {
+                out.push(Effect::Show(Event::Warning(format!(
+                    "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
+                    self.conns.len()
+                ))));
+            }
+            self.refused += 1;
+            return;
+        }
+        self.add_inbound(stream, addr, now);
+    }
+
+    /// At the connection limit: closes the inbound connection idle longest among those of
+    /// the address holding the most, if it has been idle at least a second, to make room.
+    /// Whoever holds many idle connections loses them first; a burst of fresh ones is
+    /// never cut short.
+    fn evict(&mut self, now: Instant, out: &mut Vec<Effect>) -> bool {
+        let Some(ip) = self
+            .per_ip
+            .iter()
+            .max_by_key(|(_, (open, _))| *open)
+            .map(|(ip, _)| *ip)
+        else {
+            return false;
+        };
+        let victim = self
+            .conns
+            .iter()
+            .filter_map(|(key, c)| match c {
+                Conn::In(i) if i.ip == ip && !i.queued => Some((key, i.idle_since())),
+                _ => None,
+            })
+            .min_by_key(|(_, since)| *since);
+        match victim {
+            Some((key, since)) if since < secs_since(self.started, now) => {
+                log::debug!("closing an idle connection from {ip} to make room");
+                self.close(key, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -170,9 +246,11 @@ impl Connections {
             return;
         }
         let now_secs = secs_since(self.started, now);
+        let ip = addr.ip().to_canonical();
+        self.per_ip.entry(ip).or_default().0 += 1;
         entry.insert(Conn::In(Inbound {
             stream,
-            ip: addr.ip().to_canonical(),
+            ip,
             active_at: now_secs,
             line_since: now_secs,
             decoder: Decoder::new(self.limits.max_line),
@@ -237,8 +315,12 @@ impl Connections {
             return;
         };
         let now_secs = secs_since(self.started, now);
-        conn.active_at = now_secs;
         let end = conn.read(&mut self.read_buf, &mut self.messages);
+        if !self.messages.is_empty() {
+            // Only a message is activity: blank lines and pieces of a line are not, so
+            // a connection kept open with them is closed at the idle timeout.
+            conn.active_at = now_secs;
+        }
         if !self.messages.is_empty() || conn.decoder.buffered() == 0 {
             // A line was completed (or none is pending): not stalled mid-line.
             conn.line_since = now_secs;
@@ -358,10 +440,8 @@ impl Connections {
         for timer in self.timers.pop_expired(now) {
             match timer {
                 Timer::ResumeAccept => {
-                    if self.accept_paused {
-                        self.accept_paused = false;
-                        self.accept(now, out);
-                    }
+                    self.accept_paused = false;
+                    self.accept_pending = true;
                 }
                 Timer::Sweep => {
                     self.sweep = None;
@@ -439,6 +519,19 @@ impl Connections {
             let mut stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
+                    if let Some((open, refused)) = self.per_ip.get_mut(&c.ip) {
+                        *open -= 1;
+                        if *refused > 0 && (*open as usize) < self.limits.max_per_ip {
+                            out.push(Effect::Show(Event::Warning(format!(
+                                "accepting from {} again; refused {refused} connections from it at the limit",
+                                c.ip
+                            ))));
+                            *refused = 0;
+                        }
+                        if *open == 0 {
+                            self.per_ip.remove(&c.ip);
+                        }
+                    }
                     if self.inbound == 0 {
                         if let Some(sweep) = self.sweep.take() {
                             self.timers.cancel(sweep);

@@ -304,7 +304,7 @@ impl EventLoop {
                 STDIN => stdin_ready = true,
                 SIGNALS => self.on_signal(now),
                 STDOUT => {} // flushed at the end of the turn
-                token if self.conns.is_listener(token) => self.conns.accept(now, &mut self.effects),
+                token if self.conns.is_listener(token) => self.conns.listener_ready(),
                 Token(key) => {
                     let read = !self.behind();
                     self.conns
@@ -314,6 +314,11 @@ impl EventLoop {
             self.apply_effects(now);
         }
         self.events = events;
+        if !self.behind() {
+            // Accepted now, read when their readiness events come, in order.
+            self.conns.accept(now, &mut self.effects);
+            self.apply_effects(now);
+        }
         for (i, &key) in queue.iter().enumerate() {
             if self.behind() {
                 self.conns.requeue(&queue[i..]);
