@@ -428,7 +428,7 @@ impl Node {
             claimed_ip: msg
                 .claimed_ip
                 .filter(|ip| ip.to_canonical() != observed.to_canonical()),
-            name: msg.name,
+            name: msg.name.map(bounded_name),
         };
         let addr = from.addr();
         match msg.body {
@@ -468,14 +468,16 @@ impl Node {
             Body::Exit => {
                 let Some(addr) = addr else {
                     out.push(Effect::Show(Event::Warning(format!(
-                        "{} at {} said exit without telling its port; nothing to remove",
-                        from.name.as_deref().unwrap_or("a peer"),
+                        "a peer at {} said exit without telling its port; nothing to remove",
                         from.ip
                     ))));
                     return;
                 };
-                let known = self.forget(addr, out);
-                let name = from.name.or_else(|| known.and_then(|p| p.name));
+                // Only a peer we knew can leave: an `exit` for any other is not news.
+                let Some(known) = self.forget(addr, out) else {
+                    return;
+                };
+                let name = from.name.or(known.name);
                 out.push(Effect::Show(Event::PeerLeft {
                     addr,
                     name,
@@ -577,6 +579,21 @@ impl Node {
             }
         }
     }
+}
+
+/// Longest peer name kept, in bytes: a longer one is cut (at a character boundary), so
+/// that names cannot fill memory, the table or the screen.
+pub const MAX_NAME: usize = 64;
+
+fn bounded_name(mut name: String) -> String {
+    if name.len() > MAX_NAME {
+        let mut end = MAX_NAME;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    name
 }
 
 #[cfg(test)]
@@ -1281,5 +1298,38 @@ mod tests {
         }
         assert_eq!(got.len(), parts);
         assert_eq!(got.concat(), long);
+    }
+
+    #[test]
+    fn names_are_cut_to_the_bound_at_a_character_boundary() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let long = format!("{}é{}", "a".repeat(MAX_NAME - 1), "b".repeat(60_000));
+        let from = msg(&long, 6000, Body::Chat("hi".into()));
+        n.on_message("127.0.0.3".parse().expect("ip"), from, now, &mut out);
+        let kept = n
+            .peers()
+            .get(addr("127.0.0.3:6000"))
+            .and_then(|p| p.name.clone())
+            .expect("a name");
+        assert_eq!(kept, "a".repeat(MAX_NAME - 1), "é would cross the bound");
+        let shown = shown(&out).iter().find_map(|e| match e {
+            Event::Message { from, .. } => from.name.clone(),
+            _ => None,
+        });
+        assert_eq!(shown, Some(kept));
+        assert_eq!(bounded_name("short".into()), "short");
+        assert_eq!(bounded_name("x".repeat(MAX_NAME)).len(), MAX_NAME);
+    }
+
+    #[test]
+    fn an_exit_from_a_peer_never_known_is_not_news() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let from = msg("ghost", 6000, Body::Exit);
+        n.on_message("127.0.0.3".parse().expect("ip"), from, now, &mut out);
+        assert!(shown(&out).is_empty(), "{out:?}");
     }
 }

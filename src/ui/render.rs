@@ -181,7 +181,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
         Event::PeerJoined { .. } => Ok(()),
         Event::PeerLeft { addr, name, reason } => {
             out.push_str("* ");
-            escape(name.as_deref().unwrap_or("?"), out);
+            push_name(name.as_deref(), out);
             writeln!(out, " {addr} left ({})", reason.as_str())
         }
         Event::PeerUnreachable {
@@ -190,7 +190,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             failures,
         } => {
             out.push_str("* ");
-            escape(name.as_deref().unwrap_or("?"), out);
+            push_name(name.as_deref(), out);
             writeln!(
                 out,
                 " {addr} is not answering ({failures} checks failed in a row)"
@@ -198,7 +198,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
         }
         Event::PeerBack { addr, name } => {
             out.push_str("* ");
-            escape(name.as_deref().unwrap_or("?"), out);
+            push_name(name.as_deref(), out);
             writeln!(out, " {addr} answers again")
         }
         Event::Sent { dest, text } => {
@@ -231,7 +231,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
                 match e.direction {
                     Direction::In => {
                         out.push_str("  [");
-                        escape(e.name.as_deref().unwrap_or("?"), out);
+                        push_name(e.name.as_deref(), out);
                         match e.addr {
                             Some(addr) => {
                                 let _ = write!(out, " {addr}] ");
@@ -379,9 +379,7 @@ fn entry_json(e: &Entry) -> Value {
 
 /// `NAME IP:PORT`, `?` for what is unknown, plus `(claims IP)` when the header lied.
 fn sender(from: &Sender, color: bool, out: &mut String) {
-    paint(out, color, NAME, |o| {
-        escape(from.name.as_deref().unwrap_or("?"), o)
-    });
+    paint(out, color, NAME, |o| push_name(from.name.as_deref(), o));
     out.push(' ');
     push_ip(from.ip, out);
     out.push(':');
@@ -429,24 +427,73 @@ fn push_number(n: u32, out: &mut String) {
     }
 }
 
-/// Copies `text`, escaping control characters (a newline shows as `\n`).
+/// Copies `text`, escaping control characters (a newline shows as `\n`) and the invisible
+/// ones that could make a line lie about itself: bidi controls, zero-width characters,
+/// line and paragraph separators (`\u{202e}`).
 pub fn escape(text: &str, out: &mut String) {
     // Fast path, the usual case: no byte that could start a control character (C0, DEL,
-    // or C1, whose UTF-8 encodings all start with 0xC2). A simple test per byte, which
-    // the compiler vectorises; anything else takes the careful path below.
-    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    // or C1, whose UTF-8 encodings all start with 0xC2) or an invisible one (their
+    // encodings start with 0xD8, 0xE1, 0xE2 or 0xEF). A simple test per byte, which the
+    // compiler vectorises; anything else takes the careful path below.
+    if !text
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || matches!(b, 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef))
+    {
         out.push_str(text);
         return;
     }
     for c in text.chars() {
         match c {
             '\t' => out.push('\t'),
-            c if c.is_control() => {
+            c if c.is_control() || invisible(c) => {
                 let _ = write!(out, "{}", c.escape_default());
             }
             c => out.push(c),
         }
     }
+}
+
+/// Characters that change how a line looks without showing themselves.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// A peer's name as it is shown: bare when it is one plain word, otherwise in double
+/// quotes with `"` and `\` escaped (and control and invisible characters, as in
+/// [`escape`]), so that no name can pass for the address or the text after it; `?` when
+/// the peer gave none.
+fn push_name(name: Option<&str>, out: &mut String) {
+    let Some(name) = name else {
+        out.push('?');
+        return;
+    };
+    let plain = !name.is_empty()
+        && name != "?"
+        && name.chars().all(|c| {
+            !c.is_whitespace()
+                && !c.is_control()
+                && !invisible(c)
+                && !matches!(c, '[' | ']' | '"' | '\\')
+        });
+    if plain {
+        out.push_str(name);
+        return;
+    }
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || invisible(c) => {
+                let _ = write!(out, "{}", c.escape_default());
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn table(rows: &[Row], out: &mut String) {
@@ -458,7 +505,7 @@ fn table(rows: &[Row], out: &mut String) {
         .iter()
         .map(|r| {
             let mut name = String::new();
-            escape(r.name.as_deref().unwrap_or("?"), &mut name);
+            push_name(r.name.as_deref(), &mut name);
             [
                 r.addr.to_string(),
                 name,
@@ -559,6 +606,73 @@ mod tests {
                 want
             );
         }
+    }
+
+    #[test]
+    fn a_name_that_could_pass_for_more_is_quoted_everywhere_it_is_shown() {
+        let liar = "bob 127.0.0.3:33393] 127.0.0.9:7778";
+        let got = line(&Event::Message {
+            from: from(Some(liar), Some(7), None),
+            text: "wire the money".into(),
+        });
+        assert_eq!(
+            got,
+            "[\"bob 127.0.0.3:33393] 127.0.0.9:7778\" 127.0.0.2:7] wire the money\n"
+        );
+        let cases = [
+            ("plain-name_1", "plain-name_1"),
+            ("", "\"\""),
+            ("?", "\"?\""),
+            ("say \"hi\"", "\"say \\\"hi\\\"\""),
+            ("back\\slash", "\"back\\\\slash\""),
+            ("tab\there", "\"tab\\there\""),
+            ("\u{202e}evil", "\"\\u{202e}evil\""),
+            ("zero\u{200b}width", "\"zero\\u{200b}width\""),
+            ("日本語", "日本語"),
+        ];
+        for (name, want) in cases {
+            let mut got = String::new();
+            push_name(Some(name), &mut got);
+            assert_eq!(got, want, "name {name:?}");
+        }
+        let left = line(&Event::PeerLeft {
+            addr: "127.0.0.3:7".parse().expect("addr"),
+            name: Some("a b".into()),
+            reason: crate::node::event::LeaveReason::Exit,
+        });
+        assert_eq!(left, "* \"a b\" 127.0.0.3:7 left (exit)\n");
+        let mut rows = String::new();
+        table(
+            &[Row {
+                addr: "127.0.0.3:7".parse().expect("addr"),
+                name: Some("x]y".into()),
+                status: Status::Active,
+                source: Source::Heard,
+                messages: 1,
+                last_heard: None,
+                claimed_ip: None,
+            }],
+            &mut rows,
+        );
+        assert!(rows.contains("\"x]y\""), "{rows}");
+    }
+
+    #[test]
+    fn invisible_characters_are_escaped_in_text() {
+        for c in [
+            '\u{202e}', '\u{2066}', '\u{200b}', '\u{200d}', '\u{2028}', '\u{2029}', '\u{feff}',
+            '\u{061c}',
+        ] {
+            let mut got = String::new();
+            escape(&format!("a{c}b"), &mut got);
+            assert_eq!(got, format!("a{}b", c.escape_default()), "{:?}", c);
+        }
+        let mut plain = String::new();
+        escape("caf\u{e9} \u{2014} \u{2019}ok", &mut plain);
+        assert_eq!(
+            plain, "caf\u{e9} \u{2014} \u{2019}ok",
+            "visible characters stay"
+        );
     }
 
     #[test]
