@@ -396,3 +396,33 @@ fn no_color_env_turns_colour_off() {
 fn color_never_turns_colour_off() {
     no_colour("127.0.138.2", "127.0.138.3", &["--color", "never"], false);
 }
+
+#[test]
+fn ctrl_backslash_quits_politely_and_puts_the_terminal_back() {
+    let mut bob = Peer::spawn("bob", "127.0.139.3", &[]);
+    let mut tty = TtyPeer::spawn("tty", "127.0.139.2", &[], true);
+    tty.type_keys(format!("/send {} hello\r", bob.address()).as_bytes());
+    bob.expect_line(&format!("[tty {}] hello", tty.addr));
+    assert!(
+        !canonical_with_echo(&tty.slave),
+        "peerchat's own mode while it runs"
+    );
+    // What the terminal does on Ctrl-\ (the test's pty is not the child's controlling
+    // terminal, so the key itself would not signal it).
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(tty.child.id() as libc::pid_t, libc::SIGQUIT) };
+    assert_eq!(rc, 0, "kill");
+    let status = tty.wait_exit();
+    assert!(
+        status.success(),
+        "{}",
+        tty.report("a polite exit, not a core dump")
+    );
+    assert!(
+        canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("ICANON and ECHO restored after SIGQUIT")
+    );
+    bob.expect_line(&format!("* tty {} left (exit)", tty.addr));
+    bob.quit_ok();
+}

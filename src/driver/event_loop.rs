@@ -1,7 +1,7 @@
 //! The event loop: one `mio::Poll`, moving bytes and executing what the node decides.
 //!
 //! Sources: the listener and every peer connection ([`Connections`]), stdin, stdout (when
-//! it is a slow pipe) and a signal pipe for SIGINT/SIGTERM. The poll timeout is the
+//! it is a slow pipe) and a signal pipe for SIGINT, SIGTERM, SIGQUIT and SIGHUP. The poll timeout is the
 //! earliest of the connections' deadlines and the node's ([`Node::poll_timeout`]), so an
 //! idle peer sleeps in `poll`. Each turn, with one reading of the clock after `poll`:
 //! handle events, read what the budget left over, read the console, fire due timers; then
@@ -25,7 +25,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
 use crate::driver::connections::Connections;
-use crate::driver::journal::Journal;
+use crate::driver::journal::{Flushed, Journal};
 use crate::driver::net;
 use crate::driver::stdin::{self, Input};
 use crate::driver::stdout::{Kind, Stdout};
@@ -136,7 +136,9 @@ impl EventLoop {
             config.bind,
             now,
         )?;
-        let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM])?;
+        // SIGQUIT (Ctrl-\) and SIGHUP (the terminal went away) quit like Ctrl-C: through
+        // the loop, so that the terminal is put back and peers are told `exit`.
+        let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut console = if config.headless {
@@ -256,13 +258,15 @@ impl EventLoop {
                 break;
             }
             let reads_waiting = self.conns.wants_turn() && !self.behind();
-            let timeout = if self.console.wants_turn() || reads_waiting {
+            let compacting = self.journal.as_ref().is_some_and(Journal::compacting);
+            let timeout = if self.console.wants_turn() || reads_waiting || compacting {
                 Some(Duration::ZERO)
             } else {
                 [
                     self.conns.next_deadline(),
                     self.node.poll_timeout(),
                     self.stall_deadline(),
+                    self.journal.as_ref().and_then(Journal::retry_at),
                 ]
                 .into_iter()
                 .flatten()
@@ -408,11 +412,21 @@ impl EventLoop {
     fn flush_output(&mut self, now: Instant) {
         if let Some(journal) = &mut self.journal {
             let node = &self.node;
-            if let Err(e) = journal.flush(|| node.snapshot()) {
-                self.journal = None;
-                self.effects.push(Effect::Show(Event::Warning(format!(
-                    "stopped writing the state journal: {e}"
-                ))));
+            let notice = match journal.flush(now, || node.snapshot()) {
+                Flushed::Quietly => None,
+                Flushed::Failed(e) => Some(format!(
+                    "cannot write the state journal ({e}); trying again every second"
+                )),
+                Flushed::Recovered { rewritten: false } => {
+                    Some("the state journal is written again; nothing was lost".to_owned())
+                }
+                Flushed::Recovered { rewritten: true } => Some(
+                    "the state journal is written again (rewritten from what is known now: some messages of the outage are not in it)"
+                        .to_owned(),
+                ),
+            };
+            if let Some(notice) = notice {
+                self.effects.push(Effect::Show(Event::Warning(notice)));
                 self.apply_effects(now);
             }
         }
