@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::node::timers::Timers;
+use crate::node::timers::{TimerId, Timers};
 
 /// Checks allowed in flight at once.
 pub const MAX_CHECKS_IN_FLIGHT: usize = 32;
@@ -35,6 +35,8 @@ pub enum Verdict {
 
 #[derive(Debug)]
 struct Watch {
+    /// Its entry in the schedule (cancelled when the peer is forgotten).
+    entry: TimerId,
     next: Instant,
     failures: u32,
     unreachable_since: Option<Instant>,
@@ -48,8 +50,10 @@ pub struct Liveness {
     failures: u32,
     grace: Duration,
     watches: HashMap<SocketAddr, Watch>,
-    /// Scheduled checks; an entry may be stale (its peer heard from, or forgotten) and is
-    /// then dropped or moved when it comes due, so hearing from a peer costs no tree update.
+    /// Scheduled checks, one entry per watched peer: an entry may be early (its peer heard
+    /// from since) and is then moved when it comes due, so hearing from a peer costs no
+    /// tree update; a forgotten peer's entry is cancelled, so peers that come and go
+    /// leave nothing behind.
     schedule: Timers<SocketAddr>,
     in_flight: usize,
     rng: u64,
@@ -88,16 +92,17 @@ impl Liveness {
             return;
         }
         let next = now + self.jittered(self.interval);
+        let entry = self.schedule.insert(next, addr);
         self.watches.insert(
             addr,
             Watch {
+                entry,
                 next,
                 failures: 0,
                 unreachable_since: None,
                 in_flight: false,
             },
         );
-        self.schedule.insert(next, addr);
     }
 
     /// We heard from `addr`: it is alive; its next check moves back a full interval.
@@ -116,6 +121,8 @@ impl Liveness {
         if let Some(w) = self.watches.remove(&addr) {
             if w.in_flight {
                 self.in_flight -= 1;
+            } else {
+                self.schedule.cancel(w.entry);
             }
         }
     }
@@ -154,8 +161,7 @@ impl Liveness {
             }
             if w.next > horizon {
                 // Heard from since this entry was made: check later.
-                let next = w.next;
-                self.schedule.insert(next, addr);
+                w.entry = self.schedule.insert(w.next, addr);
                 continue;
             }
             w.in_flight = true;
@@ -211,8 +217,7 @@ impl Liveness {
         if verdict == Verdict::Remove {
             self.watches.remove(&addr);
         } else {
-            let next = w.next;
-            self.schedule.insert(next, addr);
+            w.entry = self.schedule.insert(w.next, addr);
         }
         verdict
     }
@@ -375,5 +380,24 @@ mod tests {
         );
         l.result(first[0], true, t0 + 2 * SEC);
         assert_eq!(due(&mut l, t0 + 2 * SEC).len(), 1);
+    }
+
+    #[test]
+    fn peers_that_come_and_go_leave_nothing_scheduled() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        for port in 1..=10_000u16 {
+            let a = SocketAddr::from(([127, 0, 0, 3], port));
+            l.track(a, t0);
+            l.heard(a, t0);
+            l.forget(a);
+        }
+        assert!(l.watches.is_empty());
+        assert!(l.schedule.is_empty(), "{} entries left", l.schedule.len());
+        // One that stays is still checked.
+        let b = addr("127.0.0.4:5");
+        l.track(b, t0);
+        assert_eq!(l.schedule.len(), 1);
+        assert_eq!(due(&mut l, t0 + 20 * SEC), vec![b]);
     }
 }
