@@ -119,6 +119,12 @@ fn options() -> Options {
     );
     o.optopt(
         "",
+        "max-peers-per-ip",
+        "most peers heard from one IP address kept in the table (default 16)",
+        "N",
+    );
+    o.optopt(
+        "",
         "max-per-ip",
         "most inbound connections open at once from one IP address (default 256)",
         "N",
@@ -272,6 +278,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     }
     if let Some(n) = ranged(&m, "max-connections", 1, 1 << 20).map_err(&err)? {
         limits.max_connections = n as usize;
+    }
+    if let Some(n) = ranged(&m, "max-peers-per-ip", 1, 65_536).map_err(&err)? {
+        limits.max_peers_per_ip = n as usize;
     }
     if let Some(n) = ranged(&m, "max-per-ip", 1, 1 << 20).map_err(&err)? {
         limits.max_per_ip = n as usize;

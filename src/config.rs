@@ -31,6 +31,9 @@ pub struct Limits {
     pub quit_wait: Duration,
     /// Most bytes of output waiting for a slow stdout; beyond it lines are dropped.
     pub stdout_buffer: usize,
+    /// Most peers heard from one IP address kept in the table (one machine cannot pose as
+    /// thousands of peers by claiming ports).
+    pub max_peers_per_ip: usize,
     /// How often each known peer is checked for liveness; zero turns checks off.
     pub probe_interval: Duration,
     /// Failed checks in a row that make a peer unreachable.
@@ -49,6 +52,7 @@ impl Default for Limits {
             linger: Duration::from_secs(2),
             quit_wait: Duration::from_secs(2),
             stdout_buffer: 1 << 20,
+            max_peers_per_ip: 16,
             probe_interval: Duration::from_secs(30),
             probe_failures: 3,
         }

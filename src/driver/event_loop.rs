@@ -114,7 +114,9 @@ pub struct EventLoop {
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     effects: Vec<Effect>,
     spare: Vec<Effect>,
-    inputs: Vec<Input>,
+    /// Console input read but not yet taken by the node (it takes typed lines only while
+    /// it has room for more messages to send); stdin is not read again until it is empty.
+    inputs: std::collections::VecDeque<Input>,
 }
 
 impl EventLoop {
@@ -197,6 +199,7 @@ impl EventLoop {
                 static_peers: config.static_peers.clone(),
                 max_in_flight: config.limits.max_in_flight,
                 quit_wait: config.limits.quit_wait,
+                max_peers_per_ip: config.limits.max_peers_per_ip,
             },
             Liveness::new(config.limits.probe_interval, config.limits.probe_failures)
                 .seeded(jitter_seed()),
@@ -222,7 +225,7 @@ impl EventLoop {
             effects: Vec::new(),
             spare: Vec::new(),
             handler: None,
-            inputs: Vec::new(),
+            inputs: std::collections::VecDeque::new(),
         })
     }
 
@@ -259,7 +262,8 @@ impl EventLoop {
             }
             let reads_waiting = self.conns.wants_turn() && !self.behind();
             let compacting = self.journal.as_ref().is_some_and(Journal::compacting);
-            let timeout = if self.console.wants_turn() || reads_waiting || compacting {
+            let console_waiting = self.console_open() && self.console.wants_turn();
+            let timeout = if console_waiting || reads_waiting || compacting {
                 Some(Duration::ZERO)
             } else {
                 [
@@ -333,7 +337,11 @@ impl EventLoop {
             self.apply_effects(now);
         }
         if stdin_ready {
-            self.read_console(now);
+            if self.console_open() {
+                self.read_console(now);
+            } else {
+                self.console.defer();
+            }
         }
         self.conns.on_timers(&mut self.node, now, &mut self.effects);
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
@@ -504,10 +512,28 @@ impl EventLoop {
         }
     }
 
+    /// Whether console input is taken now: the node has room for what a line may send, and
+    /// stdout keeps up with what it may print.
+    fn console_open(&self) -> bool {
+        self.node.wants_input() && !self.behind()
+    }
+
+    /// Reads the console (once what was read before is all taken) and hands lines to the
+    /// node while it takes them.
     fn read_console(&mut self, now: Instant) {
-        let mut inputs = std::mem::take(&mut self.inputs);
-        self.console.read(self.conns.read_buf(), &mut inputs);
-        for input in inputs.drain(..) {
+        if self.inputs.is_empty() {
+            let mut read = Vec::new();
+            self.console.read(self.conns.read_buf(), &mut read);
+            self.inputs.extend(read);
+        } else {
+            self.console.defer();
+        }
+        while let Some(input) = self.inputs.pop_front() {
+            if matches!(input, Input::Line(_)) && !self.console_open() {
+                self.inputs.push_front(input);
+                self.console.defer();
+                break;
+            }
             match input {
                 Input::Line(line) => {
                     let echo = self
@@ -527,9 +553,12 @@ impl EventLoop {
                     self.node.quit(now, &mut self.effects);
                 }
                 Input::Edited => self.output.redraw_prompt(),
+                Input::Unreadable(n) => self.effects.push(Effect::Show(Event::Warning(format!(
+                    "stdin sent {n} bytes without a line break: it is not read any more (quit with Ctrl-C or SIGTERM)"
+                )))),
             }
+            self.apply_effects(now);
         }
-        self.inputs = inputs;
     }
 }
 

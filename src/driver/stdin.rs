@@ -35,7 +35,13 @@ pub enum Input {
     Eof,
     /// The line being typed changed (the terminal line editor is on).
     Edited,
+    /// This many bytes came without a line break: stdin is not text (say `/dev/zero`), and
+    /// it is no longer read. The peer runs on, as with `--headless`.
+    Unreadable(usize),
 }
+
+/// Bytes without a line break after which stdin counts as not text, in lines of the limit.
+const UNREADABLE_LINES: usize = 16;
 
 /// How fd 0 is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +120,12 @@ impl ConsoleInput {
     /// Whether the loop must come back without waiting: input may be left to read.
     pub fn wants_turn(&self) -> bool {
         self.mode != Mode::Closed && self.more
+    }
+
+    /// stdin was ready but is read later (what was read before is not taken yet): the
+    /// loop must come back for it without a new event.
+    pub fn defer(&mut self) {
+        self.more = true;
     }
 
     /// Stops reading (on quit); deregisters from epoll.
@@ -202,6 +214,13 @@ impl ConsoleInput {
             bytes = rest;
             if let Some(skipped) = self.skipping.as_mut() {
                 *skipped += line.len();
+                if *skipped > self.max_line.saturating_mul(UNREADABLE_LINES) {
+                    let skipped = *skipped;
+                    self.mode = Mode::Closed;
+                    self.more = false;
+                    out.push(Input::Unreadable(skipped));
+                    return;
+                }
                 if complete {
                     let skipped = *skipped;
                     self.skipping = None;

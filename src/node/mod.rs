@@ -22,7 +22,7 @@ pub mod outbox;
 pub mod peers;
 pub mod timers;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use crate::node::commands::{Command, CommandParser};
 use crate::node::event::{Event, LeaveReason, Sender};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
-use crate::node::outbox::{Outbox, Refused, MAX_WAITING};
+use crate::node::outbox::{Outbox, Refused, MAX_BYTES, MAX_WAITING};
 use crate::node::peers::PeerTable;
 use crate::wire::{self, Body, OwnHeader};
 
@@ -75,6 +75,8 @@ pub struct Settings {
     pub max_in_flight: usize,
     /// How long quitting waits for the `exit` messages.
     pub quit_wait: Duration,
+    /// Most peers heard from one IP address that the table keeps.
+    pub max_peers_per_ip: usize,
 }
 
 /// The protocol state of one peer.
@@ -95,6 +97,9 @@ pub struct Node {
     told_exit: HashSet<SocketAddr>,
     /// Whether the user was told that the peer table is full.
     said_table_full: bool,
+    /// Automatic replies per peer (peers in the table only): since when it is counted, and
+    /// how many in that interval.
+    replied: HashMap<SocketAddr, (Instant, u32)>,
 }
 
 impl Node {
@@ -106,14 +111,15 @@ impl Node {
             history: History::new(me.history),
             epoch,
             outbox: Outbox::new(me.max_in_flight),
-            me,
-            peers: PeerTable::new(),
+            peers: PeerTable::with_limits(crate::node::peers::MAX_PEERS, me.max_peers_per_ip),
+            replied: HashMap::new(),
             liveness,
             console: CommandParser::new(),
             quitting: false,
             quit_deadline: None,
             told_exit: HashSet::new(),
             said_table_full: false,
+            me,
         }
     }
 
@@ -131,6 +137,14 @@ impl Node {
     /// Whether the driver may stop: quitting, and every message is sent or given up.
     pub fn is_finished(&self) -> bool {
         self.quitting && self.outbox.is_empty()
+    }
+
+    /// Whether the node takes typed lines now: not while quitting, nor while
+    /// [`INPUT_BACKLOG`] of the user's messages already wait for a connection (the driver
+    /// then reads the console later: a script piping thousands of `/send` lines gets them
+    /// all delivered, in order, at the pace of the network).
+    pub fn wants_input(&self) -> bool {
+        !self.quitting && self.outbox.user_waiting() < INPUT_BACKLOG
     }
 
     /// Our header, to encode each message on its connection.
@@ -206,7 +220,8 @@ impl Node {
         self.history.push(entry);
     }
 
-    /// Notes a peer we heard from; announces it when new.
+    /// Notes a peer we heard from; announces it when new. Returns whether it is in the
+    /// table (a peer beyond the table's bounds is shown but not kept, nor answered).
     fn heard(
         &mut self,
         from: &Sender,
@@ -214,12 +229,13 @@ impl Node {
         chat: bool,
         now: Instant,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> bool {
         let name = from.name.as_deref();
         let is_new = self.peers.heard(addr, name, from.claimed_ip, chat, now);
+        self.take_evicted(out);
         if self.peers.get(addr).is_none() {
             self.table_full(out);
-            return;
+            return false;
         }
         self.liveness.heard(addr, now);
         if is_new {
@@ -234,15 +250,28 @@ impl Node {
                 }));
             }
         }
+        true
     }
 
-    /// Says once that the peer table is full and new peers are not remembered.
+    /// Forgets the peers the table evicted to make room.
+    fn take_evicted(&mut self, out: &mut Vec<Effect>) {
+        for addr in self.peers.take_evicted() {
+            self.liveness.forget(addr);
+            self.replied.remove(&addr);
+            if self.me.persist {
+                out.push(Effect::Persist(Record::Gone { addr }));
+            }
+        }
+    }
+
+    /// Says once that peers are being left out of the table.
     fn table_full(&mut self, out: &mut Vec<Effect>) {
         if !self.said_table_full {
             self.said_table_full = true;
             out.push(Effect::Show(Event::Warning(format!(
-                "the peer table is full ({} peers): new peers are shown but not kept",
-                crate::node::peers::MAX_PEERS
+                "the peer table is full ({} peers, at most {} per address): new peers are shown but not kept",
+                crate::node::peers::MAX_PEERS,
+                self.me.max_peers_per_ip
             ))));
         }
     }
@@ -254,7 +283,7 @@ impl Node {
             name: self.me.header.name.clone(),
         }));
         for dest in self.me.static_peers.clone() {
-            self.peers.add_static(dest);
+            self.peers.add_static(dest, now);
             self.send(dest, "connect", now, out);
         }
     }
@@ -451,12 +480,11 @@ impl Node {
                 }
             }
             Body::Connect => {
-                if let Some(addr) = addr {
-                    self.heard(&from, addr, false, now, out);
+                let answered = match addr {
                     // A new connection to its listening port; never `connect` back.
-                    self.send(addr, "connect_ack", now, out);
-                }
-                let answered = addr.is_some();
+                    Some(addr) if self.heard(&from, addr, false, now, out) => self.reply(addr, now),
+                    _ => false,
+                };
                 out.push(Effect::Show(Event::ConnectFrom { from, answered }));
             }
             Body::ConnectAck => {
@@ -487,6 +515,28 @@ impl Node {
         }
     }
 
+    /// Queues `connect_ack` for `addr`, a peer in the table, unless it drew
+    /// [`REPLIES_PER_INTERVAL`] replies within [`REPLY_INTERVAL`] already, or too many
+    /// replies wait: automatic replies are bounded per peer and in all, and never delay
+    /// what the user sends. Returns whether it was queued (or already waits).
+    fn reply(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let (since, count) = self.replied.entry(addr).or_insert((now, 0));
+        if now.saturating_duration_since(*since) >= REPLY_INTERVAL {
+            (*since, *count) = (now, 0);
+        }
+        if *count >= REPLIES_PER_INTERVAL {
+            return false;
+        }
+        match self.outbox.push_reply(addr, "connect_ack".into()) {
+            Ok(()) => {
+                *count += 1;
+                true
+            }
+            Err((Refused::Duplicate, _)) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Removes a peer from the table, the liveness schedule and (when persisting) memory.
     fn forget(
         &mut self,
@@ -494,6 +544,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> Option<crate::node::peers::Peer> {
         self.liveness.forget(addr);
+        self.replied.remove(&addr);
         let known = self.peers.remove(addr);
         if known.is_some() && self.me.persist {
             out.push(Effect::Persist(Record::Gone { addr }));
@@ -552,7 +603,9 @@ impl Node {
         // One form per peer (an IPv4-mapped IPv6 address is the IPv4 peer), so that order
         // per destination and the table agree.
         let dest = crate::node::peers::canonical(dest);
-        if self.peers.sending_to(dest) && self.me.persist {
+        let new = self.peers.sending_to(dest, now);
+        self.take_evicted(out);
+        if new && self.me.persist {
             out.push(Effect::Persist(Record::Peer {
                 addr: dest,
                 name: None,
@@ -576,10 +629,24 @@ impl Node {
                         format!("{MAX_WAITING} messages are already waiting for this peer");
                     self.send_failed(dest, text, reason, out);
                 }
+                Err((Refused::TooMuch | Refused::TooManyReplies, text)) => {
+                    let reason = format!("{} MiB of messages are already waiting", MAX_BYTES >> 20);
+                    self.send_failed(dest, text, reason, out);
+                }
             }
         }
     }
 }
+
+/// The user's messages waiting for a connection beyond which typed lines wait.
+pub const INPUT_BACKLOG: usize = 256;
+
+/// Automatic replies one peer may draw per [`REPLY_INTERVAL`]: more `connect`s from it
+/// meanwhile are shown, not answered.
+pub const REPLIES_PER_INTERVAL: u32 = 5;
+
+/// See [`REPLIES_PER_INTERVAL`].
+pub const REPLY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Longest peer name kept, in bytes: a longer one is cut (at a character boundary), so
 /// that names cannot fill memory, the table or the screen.
@@ -620,6 +687,7 @@ mod tests {
             static_peers,
             max_in_flight: 8,
             quit_wait: Duration::from_secs(2),
+            max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
         }
     }
 
@@ -1331,5 +1399,55 @@ mod tests {
         let from = msg("ghost", 6000, Body::Exit);
         n.on_message("127.0.0.3".parse().expect("ip"), from, now, &mut out);
         assert!(shown(&out).is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_connect_flood_draws_bounded_replies_and_the_users_send_goes_first() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let flooder: IpAddr = "127.0.0.66".parse().expect("ip");
+        for port in 1..=5000u16 {
+            n.on_message(flooder, msg("f", port, Body::Connect), now, &mut out);
+        }
+        // The same peer again and again within the reply interval: a few replies.
+        for _ in 0..100 {
+            n.on_message(flooder, msg("f", 1, Body::Connect), now, &mut out);
+        }
+        n.on_line("/send 127.0.0.5:7000 typed after the flood", now, &mut out);
+        let first = n.poll_transmit().expect("something to send");
+        assert_eq!(
+            first.text, "typed after the flood",
+            "the user's message first"
+        );
+        // Replies use at most half of the 8 connections in flight; each done makes room.
+        assert_eq!(std::iter::from_fn(|| n.poll_transmit()).count(), 4);
+        let mut replies = 4;
+        while replies < 100 {
+            let busy =
+                (1..=5000u16).find(|&p| n.outbox.done(SocketAddr::new(flooder, p)).is_some());
+            if busy.is_none() {
+                break;
+            }
+            replies += std::iter::from_fn(|| n.poll_transmit()).count();
+        }
+        let most = crate::node::peers::MAX_PEERS_PER_IP + REPLIES_PER_INTERVAL as usize - 1;
+        assert!(
+            (crate::node::peers::MAX_PEERS_PER_IP..=most).contains(&replies),
+            "{replies} replies"
+        );
+        let answered = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Show(Event::ConnectFrom { answered: true, .. })))
+            .count();
+        assert_eq!(
+            answered,
+            crate::node::peers::MAX_PEERS_PER_IP + 100,
+            "a reply waits for them"
+        );
+        // After the interval, a peer may draw a reply again.
+        let later = now + REPLY_INTERVAL;
+        n.on_message(flooder, msg("f", 1, Body::Connect), later, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.66:1", "connect_ack")]));
     }
 }

@@ -3,13 +3,19 @@
 //! Every message travels on its own TCP connection. To keep messages to one destination
 //! in the order they were typed, at most one connection per destination is in flight;
 //! to stay within the descriptor budget, at most `max_in_flight` connections are in
-//! flight in all. Destinations take turns first come, first served. Pure bookkeeping:
-//! the event loop asks [`Outbox::start_next`] what to start and reports [`Outbox::done`].
+//! flight in all. Pure bookkeeping, owned by the node: [`Outbox::start_next`] says what
+//! to start, [`Outbox::done`] hands back the message whose connection finished.
 //!
-//! The outbox is bounded: at most [`MAX_WAITING`] messages wait per destination, and a
-//! control word already waiting for a destination is not queued twice (a peer that sends
-//! `connect` a million times from a black-holed port gets one `connect_ack` waiting, not a
-//! million).
+//! What the user asked for goes first. Automatic replies (`connect_ack`) are a class of
+//! their own: a destination whose next message is the user's is always served before one
+//! whose next message is automatic, automatic replies use at most half of the connections
+//! in flight, and at most [`MAX_AUTO_WAITING`] of them wait in all. So a flood of
+//! `connect` never delays a message the user typed.
+//!
+//! The outbox is bounded: at most [`MAX_WAITING`] messages wait per destination,
+//! [`MAX_BYTES`] bytes in all, and a control word already waiting for a destination is
+//! not queued twice (a peer that sends `connect` a million times from a black-holed port
+//! gets one `connect_ack` waiting, not a million).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,6 +25,12 @@ use crate::wire;
 /// Most messages waiting (not yet in flight) for one destination.
 pub const MAX_WAITING: usize = 1024;
 
+/// Most automatic replies waiting, for all destinations together.
+pub const MAX_AUTO_WAITING: usize = 256;
+
+/// Most bytes of messages waiting, for all destinations together.
+pub const MAX_BYTES: usize = 16 << 20;
+
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -26,22 +38,41 @@ pub enum Refused {
     Duplicate,
     /// [`MAX_WAITING`] messages already wait for that destination.
     Full,
+    /// [`MAX_AUTO_WAITING`] automatic replies already wait.
+    TooManyReplies,
+    /// [`MAX_BYTES`] bytes already wait.
+    TooMuch,
+}
+
+/// Who asked for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// The user (typed, a program's command, quitting, greeting configured peers).
+    User,
+    /// An automatic reply.
+    Auto,
 }
 
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: VecDeque<String>,
+    waiting: VecDeque<(Class, String)>,
     /// The message whose connection is open, kept until it is done.
-    in_flight: Option<String>,
+    in_flight: Option<(Class, String)>,
 }
 
 /// Pending messages, per destination.
 #[derive(Debug)]
 pub struct Outbox {
     queues: HashMap<SocketAddr, Queue>,
-    /// Destinations with a waiting message and nothing in flight, in arrival order.
-    ready: VecDeque<SocketAddr>,
+    /// Destinations with nothing in flight whose next message is the user's, in order.
+    ready_user: VecDeque<SocketAddr>,
+    /// Likewise, whose next message is automatic.
+    ready_auto: VecDeque<SocketAddr>,
     in_flight: usize,
+    auto_in_flight: usize,
+    auto_waiting: usize,
+    user_waiting: usize,
+    bytes: usize,
     max_in_flight: usize,
 }
 
@@ -50,39 +81,90 @@ impl Outbox {
     pub fn new(max_in_flight: usize) -> Self {
         Outbox {
             queues: HashMap::new(),
-            ready: VecDeque::new(),
+            ready_user: VecDeque::new(),
+            ready_auto: VecDeque::new(),
             in_flight: 0,
+            auto_in_flight: 0,
+            auto_waiting: 0,
+            user_waiting: 0,
+            bytes: 0,
             max_in_flight: max_in_flight.max(1),
         }
     }
 
-    /// Queues `text` for `dest`, behind anything already queued for it; hands it back
-    /// when refused.
+    /// Queues `text` from the user for `dest`, behind anything already queued for it;
+    /// hands it back when refused.
     pub fn push(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
+        self.queue(dest, Class::User, text)
+    }
+
+    /// Queues an automatic reply for `dest`, behind anything already queued for it.
+    pub fn push_reply(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
+        self.queue(dest, Class::Auto, text)
+    }
+
+    fn queue(
+        &mut self,
+        dest: SocketAddr,
+        class: Class,
+        text: String,
+    ) -> Result<(), (Refused, String)> {
+        if let Some(queue) = self.queues.get(&dest) {
+            let same = |(_, t): &(Class, String)| *t == text;
+            if wire::control_word(&text).is_some() && queue.waiting.iter().any(same) {
+                return Err((Refused::Duplicate, text));
+            }
+            if queue.waiting.len() >= MAX_WAITING {
+                return Err((Refused::Full, text));
+            }
+        }
+        if class == Class::Auto && self.auto_waiting >= MAX_AUTO_WAITING {
+            return Err((Refused::TooManyReplies, text));
+        }
+        if self.bytes + text.len() > MAX_BYTES {
+            return Err((Refused::TooMuch, text));
+        }
         let queue = self.queues.entry(dest).or_default();
-        if wire::control_word(&text).is_some() && queue.waiting.contains(&text) {
-            return Err((Refused::Duplicate, text));
-        }
-        if queue.waiting.len() >= MAX_WAITING {
-            return Err((Refused::Full, text));
-        }
         if queue.waiting.is_empty() && queue.in_flight.is_none() {
-            self.ready.push_back(dest);
+            match class {
+                Class::User => self.ready_user.push_back(dest),
+                Class::Auto => self.ready_auto.push_back(dest),
+            }
         }
-        queue.waiting.push_back(text);
+        match class {
+            Class::Auto => self.auto_waiting += 1,
+            Class::User => self.user_waiting += 1,
+        }
+        self.bytes += text.len();
+        queue.waiting.push_back((class, text));
         Ok(())
     }
 
-    /// The next message to start, if a connection slot is free. The outbox keeps it
-    /// (as in flight) until [`Outbox::done`].
+    /// The next message to start, if a connection slot is free: a destination whose next
+    /// message is the user's first, then automatic replies within half the slots. The
+    /// outbox keeps it (as in flight) until [`Outbox::done`].
     pub fn start_next(&mut self) -> Option<(SocketAddr, String)> {
         if self.in_flight >= self.max_in_flight {
             return None;
         }
-        let dest = self.ready.pop_front()?;
+        let dest = match self.ready_user.pop_front() {
+            Some(dest) => dest,
+            None if self.auto_in_flight < self.max_in_flight.div_ceil(2) => {
+                self.ready_auto.pop_front()?
+            }
+            None => return None,
+        };
         let queue = self.queues.get_mut(&dest)?;
-        let text = queue.waiting.pop_front()?;
-        queue.in_flight = Some(text.clone());
+        let (class, text) = queue.waiting.pop_front()?;
+        self.bytes -= text.len();
+        match class {
+            Class::Auto => {
+                self.auto_waiting -= 1;
+                self.auto_in_flight += 1;
+            }
+            Class::User => self.user_waiting -= 1,
+        }
+        queue.in_flight = Some((class, text.clone()));
         self.in_flight += 1;
         Some((dest, text))
     }
@@ -91,12 +173,17 @@ impl Outbox {
     /// not: hands back its message.
     pub fn done(&mut self, dest: SocketAddr) -> Option<String> {
         let queue = self.queues.get_mut(&dest)?;
-        let text = queue.in_flight.take()?;
+        let (class, text) = queue.in_flight.take()?;
         self.in_flight -= 1;
-        if queue.waiting.is_empty() {
-            self.queues.remove(&dest);
-        } else {
-            self.ready.push_back(dest);
+        if class == Class::Auto {
+            self.auto_in_flight -= 1;
+        }
+        match queue.waiting.front() {
+            None => {
+                self.queues.remove(&dest);
+            }
+            Some((Class::User, _)) => self.ready_user.push_back(dest),
+            Some((Class::Auto, _)) => self.ready_auto.push_back(dest),
         }
         Some(text)
     }
@@ -104,16 +191,26 @@ impl Outbox {
     /// Takes every message, waiting or in flight (in flight first), by destination in
     /// address order, when giving up.
     pub fn drain(&mut self) -> Vec<(SocketAddr, String)> {
-        self.ready.clear();
+        self.ready_user.clear();
+        self.ready_auto.clear();
         self.in_flight = 0;
+        self.auto_in_flight = 0;
+        self.auto_waiting = 0;
+        self.user_waiting = 0;
+        self.bytes = 0;
         let mut left = Vec::new();
         let mut queues: Vec<_> = self.queues.drain().collect();
         queues.sort_unstable_by_key(|(dest, _)| *dest);
         for (dest, queue) in queues {
-            left.extend(queue.in_flight.into_iter().map(|text| (dest, text)));
-            left.extend(queue.waiting.into_iter().map(|text| (dest, text)));
+            left.extend(queue.in_flight.into_iter().map(|(_, text)| (dest, text)));
+            left.extend(queue.waiting.into_iter().map(|(_, text)| (dest, text)));
         }
         left
+    }
+
+    /// The user's messages waiting for a connection.
+    pub fn user_waiting(&self) -> usize {
+        self.user_waiting
     }
 
     /// Whether nothing is queued or in flight.
@@ -223,5 +320,52 @@ mod tests {
         assert_eq!(ob.in_flight(), 0);
         assert_eq!(ob.start_next(), None);
         assert_eq!(ob.done(a), None, "a drained message is not done twice");
+    }
+
+    #[test]
+    fn the_users_messages_go_before_automatic_replies() {
+        let mut ob = Outbox::new(4);
+        for port in 1..=10 {
+            let dest = SocketAddr::from(([127, 0, 0, 3], port));
+            ob.push_reply(dest, "connect_ack".into()).expect("room");
+        }
+        let user = addr("127.0.0.9:1");
+        ob.push(user, "typed".into()).expect("room");
+        assert_eq!(
+            ob.start_next(),
+            Some((user, "typed".into())),
+            "first, though last"
+        );
+        // Replies take at most half of the slots.
+        assert!(ob.start_next().is_some());
+        assert!(ob.start_next().is_some());
+        assert_eq!(ob.start_next(), None, "two replies in flight: half of four");
+        ob.push(addr("127.0.0.9:2"), "more".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((addr("127.0.0.9:2"), "more".into())));
+    }
+
+    #[test]
+    fn automatic_replies_and_bytes_are_bounded_in_all() {
+        let mut ob = Outbox::new(1);
+        for i in 0..MAX_AUTO_WAITING {
+            let dest = SocketAddr::from(([127, 0, 1, (i % 250) as u8], 1 + (i / 250) as u16));
+            ob.push_reply(dest, "connect_ack".into()).expect("room");
+        }
+        let one_more = addr("127.0.2.1:1");
+        assert_eq!(
+            ob.push_reply(one_more, "connect_ack".into()),
+            Err((Refused::TooManyReplies, "connect_ack".into()))
+        );
+        ob.push(one_more, "the user's".into())
+            .expect("the user is not refused");
+        let big = "x".repeat(MAX_BYTES);
+        assert!(matches!(
+            ob.push(addr("127.0.2.2:1"), big),
+            Err((Refused::TooMuch, _))
+        ));
+        // A refusal leaves nothing behind: a fresh outbox stays empty.
+        let mut fresh = Outbox::new(1);
+        let _ = fresh.push(addr("127.0.2.2:1"), "x".repeat(MAX_BYTES + 1));
+        assert!(fresh.is_empty());
     }
 }

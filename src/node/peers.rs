@@ -4,8 +4,14 @@
 //! in its header (docs/PROTOCOL.md, section 4): outgoing connections come from
 //! ephemeral ports, and the IP in a header is often wrong. The claimed IP is kept only to
 //! be shown. Pure data, no I/O; the node decides when entries change.
+//!
+//! The table is bounded twice: at most `max_per_ip` peers heard from one IP address (one
+//! machine cannot pose as thousands of peers by claiming ports), and at most `max_peers`
+//! in all. When it is full, a new peer takes the place of the stalest entry of the address
+//! holding the most, or else of the stalest entry not heard from recently; static peers
+//! are never evicted. The node learns of evictions with [`PeerTable::take_evicted`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -114,10 +120,29 @@ pub struct Row {
 /// Most peers the table holds: any peer can claim many ports, so the table is bounded.
 pub const MAX_PEERS: usize = 65_536;
 
+/// Most peers heard from one IP address, by default.
+pub const MAX_PEERS_PER_IP: usize = 16;
+
+/// An entry heard from within this long is not evicted for a newcomer (unless its
+/// address holds more entries than any other).
+const RECENT: Duration = Duration::from_secs(600);
+
 /// Every known peer, ordered by address so that listings are stable.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerTable {
     peers: BTreeMap<SocketAddr, Peer>,
+    /// Entries per IP address.
+    per_ip: HashMap<IpAddr, u32>,
+    max_peers: usize,
+    max_per_ip: usize,
+    /// Entries evicted to make room, not yet taken by the node.
+    evicted: Vec<SocketAddr>,
+}
+
+impl Default for PeerTable {
+    fn default() -> Self {
+        Self::with_limits(MAX_PEERS, MAX_PEERS_PER_IP)
+    }
 }
 
 /// Puts an address in the one form used as a key (an IPv4-mapped IPv6 address becomes IPv4).
@@ -126,14 +151,93 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 impl PeerTable {
-    /// An empty table.
+    /// An empty table with the default bounds.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty table of at most `max_peers` peers, and at most `max_per_ip` heard from
+    /// one IP address.
+    pub fn with_limits(max_peers: usize, max_per_ip: usize) -> Self {
+        PeerTable {
+            peers: BTreeMap::new(),
+            per_ip: HashMap::new(),
+            max_peers: max_peers.max(1),
+            max_per_ip: max_per_ip.max(1),
+            evicted: Vec::new(),
+        }
+    }
+
+    /// The entries evicted to make room since the last call.
+    pub fn take_evicted(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// Adds an entry for `addr` (known not to be in the table), making room if the table is
+    /// full; `false` when there is no room.
+    fn insert(&mut self, addr: SocketAddr, peer: Peer, now: Instant) -> bool {
+        if self.peers.len() >= self.max_peers && !self.evict(now) {
+            return false;
+        }
+        *self.per_ip.entry(addr.ip()).or_default() += 1;
+        self.peers.insert(addr, peer);
+        true
+    }
+
+    fn forget(&mut self, addr: SocketAddr) -> Option<Peer> {
+        let peer = self.peers.remove(&addr)?;
+        if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&addr.ip());
+            }
+        }
+        Some(peer)
+    }
+
+    /// Makes room for one entry: the stalest evictable entry of the address holding the
+    /// most (when it holds more than one), or else the stalest evictable entry not heard
+    /// from for [`RECENT`]. Static peers are never evicted.
+    fn evict(&mut self, now: Instant) -> bool {
+        let stalest = |entries: &mut dyn Iterator<Item = (&SocketAddr, &Peer)>| {
+            entries
+                .filter(|(_, p)| p.source != Source::Static)
+                .min_by_key(|(_, p)| p.last_heard)
+                .map(|(addr, p)| (*addr, p.last_heard))
+        };
+        let crowded = self
+            .per_ip
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .filter(|(_, n)| **n > 1)
+            .map(|(ip, _)| *ip);
+        let victim = crowded
+            .and_then(|ip| {
+                let range = SocketAddr::new(ip, 0)..=SocketAddr::new(ip, u16::MAX);
+                stalest(&mut self.peers.range(range)).map(|(addr, _)| addr)
+            })
+            .or_else(|| {
+                stalest(&mut self.peers.iter())
+                    .filter(|(_, heard)| {
+                        heard.is_none_or(|t| now.saturating_duration_since(t) >= RECENT)
+                    })
+                    .map(|(addr, _)| addr)
+            });
+        match victim {
+            Some(addr) => {
+                self.forget(addr);
+                self.evicted.push(addr);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records that `addr` spoke to us now; returns true when it was not known before.
     /// `chat` counts the message; control words only refresh the entry. A new peer is not
-    /// added when the table is full ([`MAX_PEERS`]).
+    /// added when its address already holds `max_per_ip` peers, or when the table is full
+    /// and nothing can be evicted.
     pub fn heard(
         &mut self,
         addr: SocketAddr,
@@ -143,14 +247,18 @@ impl PeerTable {
         now: Instant,
     ) -> bool {
         let addr = canonical(addr);
-        if self.is_full() && !self.peers.contains_key(&addr) {
-            return false;
+        let is_new = !self.peers.contains_key(&addr);
+        if is_new {
+            let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
+            if from_ip as usize >= self.max_per_ip
+                || !self.insert(addr, Peer::new(Source::Heard, Status::Active), now)
+            {
+                return false;
+            }
         }
-        let mut is_new = false;
-        let peer = self.peers.entry(addr).or_insert_with(|| {
-            is_new = true;
-            Peer::new(Source::Heard, Status::Active)
-        });
+        let Some(peer) = self.peers.get_mut(&addr) else {
+            return false;
+        };
         if let Some(name) = name {
             if peer.name.as_deref() != Some(name) {
                 peer.name = Some(name.to_owned());
@@ -167,42 +275,38 @@ impl PeerTable {
         is_new
     }
 
-    /// Whether no new peer fits.
-    pub fn is_full(&self) -> bool {
-        self.peers.len() >= MAX_PEERS
-    }
-
     /// Adds a peer configured with `--static-peer` (no effect if already known).
-    pub fn add_static(&mut self, addr: SocketAddr) {
-        self.peers
-            .entry(canonical(addr))
-            .or_insert_with(|| Peer::new(Source::Static, Status::Static));
+    pub fn add_static(&mut self, addr: SocketAddr, now: Instant) {
+        let addr = canonical(addr);
+        if !self.peers.contains_key(&addr) {
+            self.insert(addr, Peer::new(Source::Static, Status::Static), now);
+        }
     }
 
-    /// Notes that we are about to send to `addr`; returns true when it was unknown.
-    pub fn sending_to(&mut self, addr: SocketAddr) -> bool {
-        if self.is_full() && !self.peers.contains_key(&canonical(addr)) {
-            return false;
-        }
-        let mut is_new = false;
-        self.peers.entry(canonical(addr)).or_insert_with(|| {
-            is_new = true;
-            Peer::new(Source::Sent, Status::Contacted)
-        });
-        is_new
+    /// Notes that we are about to send to `addr`; returns true when it was unknown (and
+    /// is now in the table).
+    pub fn sending_to(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let addr = canonical(addr);
+        !self.peers.contains_key(&addr)
+            && self.insert(addr, Peer::new(Source::Sent, Status::Contacted), now)
     }
 
     /// Brings back a peer remembered from an earlier run (not active until heard from).
+    /// Only into room that is free: it never evicts anyone.
     pub fn restore(&mut self, addr: SocketAddr, name: Option<String>) {
-        if self.is_full() {
-            return;
+        let addr = canonical(addr);
+        if !self.peers.contains_key(&addr) {
+            if self.peers.len() >= self.max_peers {
+                return;
+            }
+            let peer = Peer::new(Source::Remembered, Status::Remembered);
+            *self.per_ip.entry(addr.ip()).or_default() += 1;
+            self.peers.insert(addr, peer);
         }
-        let peer = self
-            .peers
-            .entry(canonical(addr))
-            .or_insert_with(|| Peer::new(Source::Remembered, Status::Remembered));
-        if peer.name.is_none() {
-            peer.name = name;
+        if let Some(peer) = self.peers.get_mut(&addr) {
+            if peer.name.is_none() {
+                peer.name = name;
+            }
         }
     }
 
@@ -232,7 +336,7 @@ impl PeerTable {
 
     /// Forgets `addr`, returning what we knew.
     pub fn remove(&mut self, addr: SocketAddr) -> Option<Peer> {
-        self.peers.remove(&canonical(addr))
+        self.forget(canonical(addr))
     }
 
     /// The entry for `addr`, if known.
@@ -333,8 +437,8 @@ mod tests {
         let mut table = PeerTable::new();
         let s = addr("127.0.0.3:6000");
         let t = addr("127.0.0.4:6000");
-        table.add_static(s);
-        table.sending_to(t);
+        table.add_static(s, Instant::now());
+        table.sending_to(t, Instant::now());
         assert!(table.active().is_empty());
         table.delivered(s);
         table.unreachable(t);
@@ -348,7 +452,7 @@ mod tests {
     fn a_check_revives_the_unreachable_but_not_the_remembered() {
         let mut table = PeerTable::new();
         let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
-        table.sending_to(a);
+        table.sending_to(a, Instant::now());
         table.unreachable(a);
         table.restore(b, Some("b".into()));
         table.answered(a);
@@ -383,5 +487,78 @@ mod tests {
         table.unreachable(bob);
         assert_eq!(table.get(bob).map(|p| p.status), Some(Status::Unreachable));
         assert!(table.remove(bob).is_some());
+    }
+
+    #[test]
+    fn one_address_cannot_pose_as_more_than_its_share_of_peers() {
+        let mut table = PeerTable::with_limits(100, 3);
+        let now = Instant::now();
+        let ip = [127, 0, 0, 3];
+        for port in 1..=3 {
+            assert!(table.heard(SocketAddr::from((ip, port)), None, None, false, now));
+        }
+        assert!(!table.heard(SocketAddr::from((ip, 4)), None, None, false, now));
+        assert!(table.get(SocketAddr::from((ip, 4))).is_none());
+        assert!(
+            table.heard(addr("127.0.0.4:1"), None, None, false, now),
+            "another address"
+        );
+        // Removing one makes room for another from the same address.
+        assert!(table.remove(SocketAddr::from((ip, 1))).is_some());
+        assert!(table.heard(SocketAddr::from((ip, 4)), None, None, false, now));
+        assert!(table.take_evicted().is_empty());
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_the_most_crowded_address_never_a_static_peer() {
+        let t0 = Instant::now();
+        let mut table = PeerTable::with_limits(4, 16);
+        let stat = addr("127.0.0.9:1");
+        table.add_static(stat, t0);
+        // Three entries from one address, heard in turn; the first is the stalest.
+        for (port, secs) in [(1, 0), (2, 5), (3, 9)] {
+            let at = t0 + Duration::from_secs(secs);
+            table.heard(
+                SocketAddr::from(([127, 0, 0, 3], port)),
+                None,
+                None,
+                true,
+                at,
+            );
+        }
+        let now = t0 + Duration::from_secs(10);
+        assert!(
+            table.heard(addr("127.0.0.7:1"), None, None, true, now),
+            "a newcomer gets in"
+        );
+        assert_eq!(table.take_evicted(), vec![addr("127.0.0.3:1")]);
+        assert!(table.get(stat).is_some(), "static peers stay");
+        assert_eq!(table.len(), 4);
+    }
+
+    #[test]
+    fn with_one_entry_per_address_only_a_stale_entry_makes_room() {
+        let t0 = Instant::now();
+        let mut table = PeerTable::with_limits(2, 16);
+        table.heard(addr("127.0.0.3:1"), None, None, true, t0);
+        table.heard(
+            addr("127.0.0.4:1"),
+            None,
+            None,
+            true,
+            t0 + Duration::from_secs(1),
+        );
+        let soon = t0 + Duration::from_secs(60);
+        assert!(
+            !table.heard(addr("127.0.0.5:1"), None, None, true, soon),
+            "all recent"
+        );
+        assert!(table.take_evicted().is_empty());
+        let later = t0 + RECENT + Duration::from_secs(1);
+        assert!(table.heard(addr("127.0.0.5:1"), None, None, true, later));
+        assert_eq!(table.take_evicted(), vec![addr("127.0.0.3:1")]);
+        // Restoring never evicts.
+        table.restore(addr("127.0.0.6:1"), None);
+        assert!(table.get(addr("127.0.0.6:1")).is_none());
     }
 }

@@ -198,6 +198,7 @@ impl Sim {
             static_peers: static_peers.clone(),
             max_in_flight: limits.max_in_flight,
             quit_wait: limits.quit_wait,
+            max_peers_per_ip: limits.max_peers_per_ip,
         };
         // Each node its own jitter, as each process seeds its own.
         let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());

@@ -169,8 +169,13 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             sender(from, color, out);
             if *answered {
                 writeln!(out, " (answered connect_ack)")
-            } else {
+            } else if from.port.is_none() {
                 writeln!(out, " (no listening port given, cannot answer)")
+            } else {
+                writeln!(
+                    out,
+                    " (not answered: too many connects from it, or too many peers at its address)"
+                )
             }
         }
         Event::ConnectAck { from } => {
