@@ -113,6 +113,12 @@ fn options() -> Options {
     );
     o.optopt(
         "",
+        "max-unfinished",
+        "most bytes of unfinished lines held for all connections together (default 16777216)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
         "max-connections",
         "most connections open at once; beyond it new ones are closed (default 16384)",
         "N",
@@ -275,6 +281,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     let limits = &mut config.limits;
     if let Some(n) = ranged(&m, "max-line", 1024, 1 << 30).map_err(&err)? {
         limits.max_line = n as usize;
+    }
+    if let Some(n) = ranged(&m, "max-unfinished", 1024, 1 << 40).map_err(&err)? {
+        limits.max_unfinished = n as usize;
     }
     if let Some(n) = ranged(&m, "max-connections", 1, 1 << 20).map_err(&err)? {
         limits.max_connections = n as usize;

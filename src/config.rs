@@ -14,6 +14,9 @@ use crate::wire::Format;
 pub struct Limits {
     /// Longest line accepted from a peer or the console, in bytes.
     pub max_line: usize,
+    /// Most bytes of unfinished lines held for all inbound connections together; beyond
+    /// it, the connection whose line grew is closed.
+    pub max_unfinished: usize,
     /// Most connections open at once; beyond it, new inbound ones are closed at once.
     pub max_connections: usize,
     /// Most inbound connections open at once from one IP address; beyond it, new ones
@@ -44,6 +47,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_line: 64 * 1024,
+            max_unfinished: 16 << 20,
             max_connections: 16 * 1024,
             max_per_ip: 256,
             idle_timeout: Duration::from_secs(120),

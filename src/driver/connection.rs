@@ -22,9 +22,16 @@ use crate::wire::{DecodeError, Decoder, Message, OwnHeader};
 const READS_PER_TURN: usize = 16;
 
 /// An inbound connection's share of one loop turn, in bytes read: at most this much is
-/// read and decoded (so at most half as many messages) before the next connection's turn.
-/// What is left waits for the next turn.
+/// read before the next connection's turn. What is left waits for the next turn.
 pub const TURN_SHARE: usize = 16 * 1024;
+
+/// An inbound connection's share of one loop turn, in messages: once this many are
+/// decoded, the bytes read and not yet decoded wait (in the caller's backlog) for the next
+/// turn, so that a stream of tiny lines costs no more per turn than anyone else.
+pub const TURN_MESSAGES: usize = 256;
+
+/// Bytes decoded at a time, so that a turn stops soon after [`TURN_MESSAGES`].
+const FEED_SLICE: usize = 512;
 
 /// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
 #[derive(Debug)]
@@ -101,6 +108,9 @@ pub enum ReadEnd {
     Closed,
     /// A line grew past the limit: close it and say so.
     TooLong(DecodeError),
+    /// The unfinished lines of all connections grew past their bound, this one's last:
+    /// close it and say so (set by the caller, who sees them all).
+    Unfinished,
 }
 
 impl Inbound {
@@ -114,10 +124,25 @@ impl Inbound {
         }
     }
 
-    /// Reads what is available, up to its [`TURN_SHARE`], and decodes it into `out`.
-    pub fn read(&mut self, buf: &mut [u8], out: &mut Vec<Message>) -> ReadEnd {
+    /// Reads what is available, up to its [`TURN_SHARE`] of bytes and [`TURN_MESSAGES`]
+    /// of messages, and decodes it into `out`. `backlog` holds the bytes read but not
+    /// decoded in an earlier turn (decoded first) and, on return, those of this turn.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        backlog: &mut Vec<u8>,
+        out: &mut Vec<Message>,
+    ) -> ReadEnd {
+        if !backlog.is_empty() {
+            let pending = std::mem::take(backlog);
+            match self.feed(&pending, backlog, out) {
+                Err(e) => return ReadEnd::TooLong(e),
+                Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
+                Ok(()) => {}
+            }
+        }
         let mut share = TURN_SHARE;
-        while share > 0 {
+        while share > 0 && out.len() < TURN_MESSAGES {
             let len = share.min(buf.len());
             match self.stream.read(&mut buf[..len]) {
                 Ok(0) => {
@@ -126,8 +151,10 @@ impl Inbound {
                 }
                 Ok(n) => {
                     share -= n;
-                    if let Err(e) = self.decoder.feed(&buf[..n], out) {
-                        return ReadEnd::TooLong(e);
+                    match self.feed(&buf[..n], backlog, out) {
+                        Err(e) => return ReadEnd::TooLong(e),
+                        Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
+                        Ok(()) => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Drained,
@@ -141,6 +168,27 @@ impl Inbound {
             }
         }
         ReadEnd::Budget
+    }
+
+    /// Decodes `bytes` a slice at a time until [`TURN_MESSAGES`] are out; the rest goes
+    /// to `backlog`.
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        backlog: &mut Vec<u8>,
+        out: &mut Vec<Message>,
+    ) -> Result<(), DecodeError> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if out.len() >= TURN_MESSAGES {
+                backlog.extend_from_slice(rest);
+                return Ok(());
+            }
+            let (now, later) = rest.split_at(rest.len().min(FEED_SLICE));
+            self.decoder.feed(now, out)?;
+            rest = later;
+        }
+        Ok(())
     }
 }
 

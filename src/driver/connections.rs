@@ -76,6 +76,12 @@ pub struct Connections {
     /// possibly left (edge-triggered readiness will not announce it again), or reading was
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
     queue: Vec<usize>,
+    /// Bytes of unfinished lines held by all inbound decoders together, and of the
+    /// backlogs.
+    unfinished: usize,
+    /// Bytes read but not decoded yet (a connection's message share ran out), per
+    /// connection that has any.
+    backlogs: HashMap<usize, Vec<u8>>,
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
@@ -109,6 +115,8 @@ impl Connections {
             sweep: None,
             inbound: 0,
             queue: Vec::new(),
+            unfinished: 0,
+            backlogs: HashMap::new(),
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
         })
@@ -315,7 +323,17 @@ impl Connections {
             return;
         };
         let now_secs = secs_since(self.started, now);
-        let end = conn.read(&mut self.read_buf, &mut self.messages);
+        let mut backlog = self.backlogs.remove(&key).unwrap_or_default();
+        let before = conn.decoder.buffered() + backlog.len();
+        let mut end = conn.read(&mut self.read_buf, &mut backlog, &mut self.messages);
+        let after = conn.decoder.buffered() + backlog.len();
+        self.unfinished = self.unfinished.saturating_sub(before) + after;
+        if !backlog.is_empty() {
+            self.backlogs.insert(key, backlog);
+        }
+        if self.unfinished > self.limits.max_unfinished && after > before {
+            end = ReadEnd::Unfinished;
+        }
         if !self.messages.is_empty() {
             // Only a message is activity: blank lines and pieces of a line are not, so
             // a connection kept open with them is closed at the idle timeout.
@@ -339,6 +357,14 @@ impl Connections {
             ReadEnd::Closed => self.close(key, out),
             ReadEnd::TooLong(e) => {
                 let warning = format!("closed the connection from {ip}: {e}");
+                out.push(Effect::Show(Event::Warning(warning)));
+                self.close(key, out);
+            }
+            ReadEnd::Unfinished => {
+                let warning = format!(
+                    "closed the connection from {ip}: unfinished lines of all connections held more than {} bytes (--max-unfinished)",
+                    self.limits.max_unfinished
+                );
                 out.push(Effect::Show(Event::Warning(warning)));
                 self.close(key, out);
             }
@@ -519,6 +545,9 @@ impl Connections {
             let mut stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
+                    let backlog = self.backlogs.remove(&key).map_or(0, |b| b.len());
+                    let held = c.decoder.buffered() + backlog;
+                    self.unfinished = self.unfinished.saturating_sub(held);
                     if let Some((open, refused)) = self.per_ip.get_mut(&c.ip) {
                         *open -= 1;
                         if *refused > 0 && (*open as usize) < self.limits.max_per_ip {

@@ -262,7 +262,7 @@ impl EventLoop {
             }
             let reads_waiting = self.conns.wants_turn() && !self.behind();
             let compacting = self.journal.as_ref().is_some_and(Journal::compacting);
-            let console_waiting = self.console_open() && self.console.wants_turn();
+            let console_waiting = self.console_open() && self.console_has_more();
             let timeout = if console_waiting || reads_waiting || compacting {
                 Some(Duration::ZERO)
             } else {
@@ -304,7 +304,7 @@ impl EventLoop {
     fn turn(&mut self, now: Instant) {
         // Queued before this turn; a connection queued during it gets its turn next time.
         let queue = self.conns.take_queue();
-        let mut stdin_ready = self.console.wants_turn();
+        let mut stdin_ready = self.console_has_more();
         // Taken out so that handlers may borrow the whole loop; put back below.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
@@ -510,6 +510,11 @@ impl EventLoop {
             // A second Ctrl-C while quitting stops waiting for the `exit` messages.
             self.node.interrupt(now, &mut self.effects);
         }
+    }
+
+    /// Whether console input waits: read and not yet taken, or left to read.
+    fn console_has_more(&self) -> bool {
+        !self.inputs.is_empty() || self.console.wants_turn()
     }
 
     /// Whether console input is taken now: the node has room for what a line may send, and

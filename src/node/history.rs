@@ -44,11 +44,18 @@ pub struct Entry {
     pub text: String,
 }
 
-/// The last messages, oldest first, at most `capacity` of them.
+/// Most bytes of message text the history holds: beyond it the oldest messages go, even
+/// before the count is reached (a thousand messages of 64 KiB would be 64 MiB).
+pub const MAX_HISTORY_BYTES: usize = 4 << 20;
+
+/// The last messages, oldest first, at most `capacity` of them and [`MAX_HISTORY_BYTES`]
+/// of text.
 #[derive(Debug)]
 pub struct History {
     entries: VecDeque<Entry>,
     capacity: usize,
+    /// Bytes of text held.
+    bytes: usize,
 }
 
 impl History {
@@ -57,6 +64,7 @@ impl History {
         History {
             entries: VecDeque::new(),
             capacity,
+            bytes: 0,
         }
     }
 
@@ -65,10 +73,14 @@ impl History {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.len() == self.capacity {
-            self.entries.pop_front();
-        }
+        self.bytes += entry.text.len();
         self.entries.push_back(entry);
+        while self.entries.len() > self.capacity || self.bytes > MAX_HISTORY_BYTES {
+            match self.entries.pop_front() {
+                Some(old) => self.bytes -= old.text.len(),
+                None => break,
+            }
+        }
     }
 
     /// The last `n` messages, oldest first.
@@ -324,5 +336,24 @@ mod tests {
             assert!(r.torn_tail, "cut at {cut}");
             assert_eq!(r.good_len, whole);
         }
+    }
+
+    #[test]
+    fn the_history_is_bounded_in_bytes_too() {
+        let mut h = History::new(1000);
+        let big = |i: i64| Entry {
+            millis: i,
+            direction: Direction::In,
+            addr: None,
+            name: None,
+            text: "x".repeat(64 * 1024),
+        };
+        for i in 0..200 {
+            h.push(big(i));
+        }
+        let kept = h.last(usize::MAX);
+        assert_eq!(kept.len(), MAX_HISTORY_BYTES / (64 * 1024));
+        assert_eq!(kept.last().map(|e| e.millis), Some(199), "the newest stay");
+        assert_eq!(h.bytes, kept.iter().map(|e| e.text.len()).sum::<usize>());
     }
 }
