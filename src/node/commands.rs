@@ -330,4 +330,102 @@ mod tests {
         );
         assert!(console.input("/nonsense").is_err());
     }
+
+    #[test]
+    fn localhost_and_bracketed_ipv6_are_addresses() {
+        assert_eq!(
+            CommandParser::new().input("/send localhost 5002 hi"),
+            send("127.0.0.1:5002", "hi")
+        );
+        assert_eq!(
+            CommandParser::new().input("/send [::1] 7 hi"),
+            send("[::1]:7", "hi")
+        );
+        let got = run(&["1", "LocalHost", "5002", "hi"]);
+        assert_eq!(got[3], send("127.0.0.1:5002", "hi"));
+        let got = run(&["1", "[fe80::1]", "9", "hi"]);
+        assert_eq!(got[3], send("[fe80::1]:9", "hi"));
+    }
+
+    #[test]
+    fn an_empty_message_in_the_dialogue_is_not_sent_and_ends_it() {
+        let mut console = CommandParser::new();
+        for line in ["1", "127.0.0.3", "5002"] {
+            assert_eq!(console.input(line), Ok(None));
+        }
+        assert!(console.input("   ").is_err());
+        assert_eq!(console.prompt(), "> ");
+        assert_eq!(console.input("2"), Ok(Some(Command::Peers)));
+    }
+
+    #[test]
+    fn the_message_typed_in_the_dialogue_is_kept_as_typed() {
+        let got = run(&["1", "127.0.0.3", "5002", "  two  spaces \r"]);
+        assert_eq!(got[3], send("127.0.0.3:5002", "  two  spaces "));
+    }
+
+    #[test]
+    fn a_command_typed_at_the_port_question_abandons_the_dialogue() {
+        let mut console = CommandParser::new();
+        console.input("1").expect("menu");
+        console.input("127.0.0.3").expect("ip");
+        assert_eq!(console.input("/history 3"), Ok(Some(Command::History(3))));
+        assert_eq!(console.prompt(), "> ");
+        console.input("1").expect("menu");
+        console.input("127.0.0.3").expect("ip");
+        assert!(console.input("").is_err(), "an empty line cancels");
+        assert_eq!(console.prompt(), "> ");
+    }
+
+    #[test]
+    fn a_send_needs_a_port_and_text() {
+        for line in [
+            "/send 127.0.0.3",
+            "/send 127.0.0.3 hi",
+            "/send 127.0.0.3 0 hi",
+            "/send 127.0.0.3 5002",
+            "/send 127.0.0.3 5002   ",
+        ] {
+            assert!(CommandParser::new().input(line).is_err(), "line {line:?}");
+        }
+        assert_eq!(
+            CommandParser::new().input("/send 127.0.0.3   5002    x y"),
+            send("127.0.0.3:5002", "x y")
+        );
+    }
+
+    #[test]
+    fn every_alias_is_understood() {
+        let cases = [
+            ("/query", Command::Peers),
+            ("/list", Command::Peers),
+            ("/exit", Command::Quit),
+            ("/q", Command::Quit),
+            ("/h", Command::Help),
+            ("/?", Command::Help),
+            ("/menu", Command::Menu),
+            ("/broadcast  hey", Command::All { text: "hey".into() }),
+            ("/HISTORY 1", Command::History(1)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                CommandParser::new().input(line),
+                Ok(Some(want)),
+                "line {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hint_says_whether_a_command_or_the_menu_was_misread() {
+        let unknown = CommandParser::new()
+            .input("/frobnicate")
+            .expect_err("unknown");
+        assert!(unknown.contains("unknown command /frobnicate"), "{unknown}");
+        let chat = CommandParser::new()
+            .input("hello there")
+            .expect_err("not a command");
+        assert!(!chat.contains("unknown command"), "{chat}");
+        assert!(chat.contains("menu"), "{chat}");
+    }
 }

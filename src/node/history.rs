@@ -83,6 +83,18 @@ impl History {
         }
     }
 
+    /// How many messages are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no message is kept.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The last `n` messages, oldest first.
     pub fn last(&self, n: usize) -> Vec<Entry> {
         let skip = self.entries.len().saturating_sub(n);
@@ -355,5 +367,105 @@ mod tests {
         assert_eq!(kept.len(), MAX_HISTORY_BYTES / (64 * 1024));
         assert_eq!(kept.last().map(|e| e.millis), Some(199), "the newest stay");
         assert_eq!(h.bytes, kept.iter().map(|e| e.text.len()).sum::<usize>());
+    }
+
+    #[test]
+    fn a_history_of_no_capacity_keeps_nothing() {
+        let mut h = History::new(0);
+        assert!(h.is_empty());
+        h.push(entry(1, Direction::In));
+        assert!(h.is_empty());
+        assert_eq!(h.len(), 0);
+        assert!(h.last(5).is_empty());
+    }
+
+    #[test]
+    fn history_counts_what_it_keeps() {
+        let mut h = History::new(2);
+        h.push(entry(1, Direction::Out));
+        assert!(!h.is_empty());
+        assert_eq!(h.len(), 1);
+        h.push(entry(2, Direction::In));
+        h.push(entry(3, Direction::In));
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.last(1), vec![entry(3, Direction::In)]);
+        assert!(h.last(0).is_empty());
+    }
+
+    #[test]
+    fn directions_are_written_as_in_and_out() {
+        assert_eq!(Direction::In.as_str(), "in");
+        assert_eq!(Direction::Out.as_str(), "out");
+        let line = Record::Message(entry(1, Direction::Out)).to_line();
+        assert!(line.contains("\"dir\":\"out\""), "{line}");
+    }
+
+    #[test]
+    fn lines_of_unknown_kind_or_direction_are_not_records() {
+        let good = Record::Message(entry(1, Direction::In)).to_line();
+        assert!(Record::from_line(good.trim_end()).is_some());
+        for bad in [
+            good.replace("\"dir\":\"in\"", "\"dir\":\"sideways\""),
+            good.replace("\"k\":\"msg\"", "\"k\":\"nope\""),
+            good.replace("\"ts\":1", "\"ts\":\"1\""),
+            "{\"k\":\"peer\",\"addr\":\"not an address\"}".to_owned(),
+            "{\"k\":\"gone\"}".to_owned(),
+        ] {
+            assert_eq!(Record::from_line(bad.trim_end()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn replay_keeps_only_the_last_messages_and_counts_records() {
+        let mut journal = String::new();
+        for i in 0..5 {
+            journal += &Record::Message(entry(i, Direction::In)).to_line();
+        }
+        journal += &Record::Gone {
+            addr: "127.0.0.2:1".parse().expect("addr"),
+        }
+        .to_line();
+        let r = replay(journal.as_bytes(), 2);
+        let kept: Vec<i64> = r.messages.iter().map(|e| e.millis).collect();
+        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(r.records, 6);
+        assert_eq!(r.skipped, 0);
+        assert_eq!(r.good_len, journal.len());
+    }
+
+    #[test]
+    fn a_corrupt_last_line_is_a_torn_tail_not_a_skipped_record() {
+        let good = Record::Message(entry(1, Direction::In)).to_line();
+        let journal = format!("{good}{{\"k\":\"msg\",\"ts\":\n");
+        let r = replay(journal.as_bytes(), 10);
+        assert!(r.torn_tail);
+        assert_eq!(r.skipped, 0);
+        assert_eq!(r.records, 1);
+        assert_eq!(r.good_len, good.len(), "the torn line is cut off");
+    }
+
+    #[test]
+    fn a_stray_blank_last_line_is_cut_off() {
+        let good = Record::Message(entry(1, Direction::In)).to_line();
+        let journal = format!("{good}\n");
+        let r = replay(journal.as_bytes(), 10);
+        assert_eq!(r.messages, vec![entry(1, Direction::In)]);
+        assert_eq!(r.good_len, good.len());
+    }
+
+    #[test]
+    fn garbage_before_a_torn_tail_is_cut_off_with_it() {
+        let good = Record::Message(entry(1, Direction::In)).to_line();
+        let journal = format!("{good}garbage\n{{\"k\":\"ms");
+        let r = replay(journal.as_bytes(), 10);
+        assert!(r.torn_tail);
+        assert_eq!(r.skipped, 1);
+        assert_eq!(r.good_len, good.len());
+        assert_eq!(r.messages, vec![entry(1, Direction::In)]);
+    }
+
+    #[test]
+    fn an_empty_journal_holds_nothing() {
+        assert_eq!(replay(b"", 10), Replayed::default());
     }
 }

@@ -271,6 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn checks_are_spread_over_the_jitter_window() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        let mut whens = Vec::new();
+        // Met one at a time, each checked and then gone, so that its check time shows.
+        for a in peers(200) {
+            l.track(a, t0);
+            whens.push(l.next_deadline().expect("scheduled"));
+            assert_eq!(due(&mut l, t0 + 100 * SEC), vec![a]);
+            l.forget(a);
+        }
+        whens.sort();
+        whens.dedup();
+        assert!(whens.len() > 150, "{} distinct times", whens.len());
+        let (first, last) = (whens[0] - t0, whens[whens.len() - 1] - t0);
+        assert!(first >= 8 * SEC && last <= 12 * SEC, "{first:?}..{last:?}");
+        assert!(first < 9 * SEC && last > 11 * SEC, "{first:?}..{last:?}");
+    }
+
+    #[test]
     fn checks_close_together_share_a_wake_up() {
         let mut l = Liveness::new(10 * SEC, 3);
         let t0 = Instant::now();
@@ -361,6 +381,119 @@ mod tests {
         assert_eq!(l.result(a, false, t0 + 2 * SEC), Verdict::Unreachable(1));
         assert_eq!(due(&mut l, t0 + 4 * SEC), vec![a]);
         assert_eq!(l.result(a, true, t0 + 4 * SEC), Verdict::Back);
+    }
+
+    fn peers(n: u16) -> Vec<SocketAddr> {
+        (1..=n)
+            .map(|port| SocketAddr::new([127, 0, 0, 2].into(), port))
+            .collect()
+    }
+
+    #[test]
+    fn forgetting_a_peer_mid_check_frees_its_slot() {
+        let mut l = Liveness::new(SEC, 3);
+        let t0 = Instant::now();
+        for a in peers(40) {
+            l.track(a, t0);
+        }
+        let first = due(&mut l, t0 + 2 * SEC);
+        assert_eq!(first.len(), MAX_CHECKS_IN_FLIGHT);
+        l.forget(first[0]);
+        assert!(l.next_deadline().is_some(), "a slot is free again");
+        assert_eq!(due(&mut l, t0 + 2 * SEC).len(), 1);
+        // The late result of the forgotten peer's check frees nothing more.
+        assert_eq!(l.result(first[0], true, t0 + 2 * SEC), Verdict::Unchanged);
+        assert!(due(&mut l, t0 + 2 * SEC).is_empty());
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn forgetting_every_checked_peer_frees_every_slot() {
+        let mut l = Liveness::new(SEC, 3);
+        let t0 = Instant::now();
+        for a in peers(2 * MAX_CHECKS_IN_FLIGHT as u16) {
+            l.track(a, t0);
+        }
+        for a in due(&mut l, t0 + 2 * SEC) {
+            l.forget(a);
+        }
+        assert_eq!(due(&mut l, t0 + 2 * SEC).len(), MAX_CHECKS_IN_FLIGHT);
+    }
+
+    #[test]
+    fn a_forgotten_peer_is_not_checked() {
+        let mut l = Liveness::new(SEC, 3);
+        let t0 = Instant::now();
+        let [a, b] = [addr("127.0.0.2:1"), addr("127.0.0.2:2")];
+        l.track(a, t0);
+        l.track(b, t0);
+        l.forget(a);
+        assert_eq!(due(&mut l, t0 + 2 * SEC), vec![b]);
+        assert_eq!(l.result(a, false, t0 + 2 * SEC), Verdict::Unchanged);
+    }
+
+    #[test]
+    fn a_check_due_within_a_tenth_of_an_interval_runs_now() {
+        let mut l = Liveness::new(10 * SEC, 3);
+        let t0 = Instant::now();
+        let a = addr("127.0.0.2:1");
+        l.track(a, t0);
+        let when = l.next_deadline().expect("scheduled");
+        assert!(due(&mut l, when - 2 * SEC).is_empty(), "too early");
+        assert!(due(&mut l, when - SEC - SEC / 100).is_empty(), "too early");
+        assert_eq!(due(&mut l, when - SEC), vec![a], "a tenth early is in time");
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_checked_with_doubling_back_off_until_grace_ends() {
+        // One failure makes a peer unreachable; grace is four intervals (40 s).
+        let mut l = Liveness::new(10 * SEC, 1);
+        let a = addr("127.0.0.2:1");
+        let t0 = Instant::now();
+        l.track(a, t0);
+        let mut now = l.next_deadline().expect("scheduled");
+        assert_eq!(due(&mut l, now), vec![a]);
+        let unreachable_at = now;
+        assert_eq!(l.result(a, false, now), Verdict::Unreachable(1));
+        // Gaps of about 1, then 2 intervals (±20%) ...
+        for (factor, expected) in [(1, Verdict::Unchanged), (2, Verdict::Unchanged)] {
+            let next = l.next_deadline().expect("still checked");
+            let gap = next - now;
+            assert!(
+                gap >= 8 * SEC * factor && gap <= 12 * SEC * factor,
+                "gap {gap:?} for back-off x{factor}"
+            );
+            now = next;
+            assert_eq!(due(&mut l, now), vec![a]);
+            assert_eq!(l.result(a, false, now), expected);
+        }
+        // ... then 4 intervals would overshoot the grace period: the last check comes
+        // exactly when it ends, and removes the peer.
+        let last = l.next_deadline().expect("checked once more");
+        assert_eq!(last, unreachable_at + 40 * SEC);
+        assert_eq!(due(&mut l, last), vec![a]);
+        assert_eq!(l.result(a, false, last), Verdict::Remove);
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_answer_resets_the_failure_count() {
+        let mut l = Liveness::new(SEC, 2);
+        let a = addr("127.0.0.2:1");
+        l.track(a, Instant::now());
+        let check = |l: &mut Liveness, answered: bool| {
+            let now = l.next_deadline().expect("scheduled");
+            assert_eq!(due(l, now), vec![a]);
+            let verdict = l.result(a, answered, now);
+            // Until the peer is unreachable, the next check comes an interval (±20%) later.
+            let gap = l.next_deadline().expect("still checked") - now;
+            assert!(gap >= SEC * 8 / 10 && gap <= SEC * 12 / 10, "{gap:?}");
+            verdict
+        };
+        assert_eq!(check(&mut l, false), Verdict::Unchanged);
+        assert_eq!(check(&mut l, true), Verdict::Unchanged);
+        assert_eq!(check(&mut l, false), Verdict::Unchanged, "count restarted");
+        assert_eq!(check(&mut l, false), Verdict::Unreachable(2));
     }
 
     #[test]

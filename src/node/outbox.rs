@@ -368,4 +368,66 @@ mod tests {
         let _ = fresh.push(addr("127.0.2.2:1"), "x".repeat(MAX_BYTES + 1));
         assert!(fresh.is_empty());
     }
+
+    #[test]
+    fn a_zero_limit_still_lets_one_connection_run() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(0);
+        ob.push(a, "x".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((a, "x".into())));
+        assert_eq!(ob.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_message_queued_while_one_is_in_flight_waits_for_it() {
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        let mut ob = Outbox::new(8);
+        ob.push(a, "1".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((a, "1".into())));
+        ob.push(a, "2".into()).expect("room");
+        ob.push(b, "b".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((b, "b".into())), "a is busy");
+        assert_eq!(ob.start_next(), None);
+        assert_eq!(ob.done(a), Some("1".into()));
+        assert!(!ob.is_empty());
+        assert_eq!(ob.start_next(), Some((a, "2".into())));
+        assert_eq!(ob.in_flight(), 2);
+        assert_eq!(ob.done(a), Some("2".into()));
+        assert_eq!(ob.done(b), Some("b".into()));
+        assert_eq!(ob.in_flight(), 0);
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn a_control_word_may_wait_again_once_the_first_has_left() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(1);
+        ob.push(a, "connect".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((a, "connect".into())));
+        assert_eq!(
+            ob.push(a, "connect".into()),
+            Ok(()),
+            "only waiting ones count"
+        );
+    }
+
+    #[test]
+    fn drain_gives_the_in_flight_message_before_the_waiting_ones() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(4);
+        ob.push(a, "1".into()).expect("room");
+        ob.push(a, "2".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((a, "1".into())));
+        ob.push(a, "3".into()).expect("room");
+        assert_eq!(
+            ob.drain(),
+            vec![(a, "1".into()), (a, "2".into()), (a, "3".into())]
+        );
+        ob.push(a, "4".into()).expect("room");
+        assert_eq!(
+            ob.start_next(),
+            Some((a, "4".into())),
+            "slots are free again"
+        );
+    }
 }

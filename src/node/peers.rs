@@ -169,6 +169,12 @@ impl PeerTable {
         }
     }
 
+    /// Whether the table holds `max_peers` entries.
+    #[cfg(test)]
+    pub fn is_full(&self) -> bool {
+        self.peers.len() >= self.max_peers
+    }
+
     /// The entries evicted to make room since the last call.
     pub fn take_evicted(&mut self) -> Vec<SocketAddr> {
         std::mem::take(&mut self.evicted)
@@ -560,5 +566,199 @@ mod tests {
         // Restoring never evicts.
         table.restore(addr("127.0.0.6:1"), None);
         assert!(table.get(addr("127.0.0.6:1")).is_none());
+    }
+
+    /// A table holding exactly [`MAX_PEERS`] peers (127.0.x.y:1 .. ).
+    fn full_table(now: Instant) -> PeerTable {
+        let mut table = PeerTable::new();
+        for i in 0..MAX_PEERS {
+            let ip = std::net::Ipv4Addr::from(0x7f00_0000 + i as u32);
+            assert!(table.heard(SocketAddr::new(ip.into(), 1), None, None, false, now));
+        }
+        table
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let now = Instant::now();
+        let mut table = full_table(now);
+        assert_eq!(table.len(), MAX_PEERS);
+        assert!(table.is_full());
+        let stranger = addr("10.0.0.1:1");
+        assert!(!table.heard(stranger, Some("x"), None, true, now));
+        assert!(!table.sending_to(stranger, Instant::now()));
+        table.restore(stranger, Some("x".into()));
+        assert_eq!(table.get(stranger), None);
+        assert_eq!(table.len(), MAX_PEERS);
+        // Known peers are still updated.
+        let known = addr("127.0.0.0:1");
+        assert!(!table.heard(known, Some("k"), None, true, now));
+        assert_eq!(table.get(known).map(|p| p.messages), Some(1));
+        assert!(!table.sending_to(known, Instant::now()));
+        // Forgetting one makes room for one.
+        assert!(table.remove(known).is_some());
+        assert!(!table.is_full());
+        assert!(table.sending_to(stranger, Instant::now()));
+        assert!(table.is_full());
+    }
+
+    #[test]
+    fn one_below_the_bound_a_peer_still_fits() {
+        let now = Instant::now();
+        let mut table = full_table(now);
+        table.remove(addr("127.0.0.0:1"));
+        assert!(table.heard(addr("10.0.0.1:1"), None, None, true, now));
+        assert_eq!(table.len(), MAX_PEERS);
+    }
+
+    #[test]
+    fn a_remembered_name_does_not_replace_a_known_one() {
+        let mut table = PeerTable::new();
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        table.heard(a, Some("alice"), None, true, Instant::now());
+        table.restore(a, Some("old".into()));
+        assert_eq!(
+            table.get(a).and_then(|p| p.name.clone()),
+            Some("alice".into())
+        );
+        assert_eq!(table.get(a).map(|p| p.status), Some(Status::Active));
+        table.sending_to(b, Instant::now());
+        table.restore(b, Some("bob".into()));
+        assert_eq!(
+            table.get(b).and_then(|p| p.name.clone()),
+            Some("bob".into())
+        );
+        assert_eq!(table.get(b).map(|p| p.source), Some(Source::Sent));
+    }
+
+    #[test]
+    fn a_new_name_replaces_the_old_and_no_name_keeps_it() {
+        let mut table = PeerTable::new();
+        let a = addr("127.0.0.2:1");
+        let now = Instant::now();
+        table.heard(a, Some("old"), None, true, now);
+        table.heard(a, Some("new"), None, true, now);
+        assert_eq!(
+            table.get(a).and_then(|p| p.name.clone()),
+            Some("new".into())
+        );
+        table.heard(a, None, None, true, now);
+        assert_eq!(
+            table.get(a).and_then(|p| p.name.clone()),
+            Some("new".into())
+        );
+    }
+
+    #[test]
+    fn a_claimed_mapped_address_equal_to_the_observed_one_is_not_kept() {
+        let mut table = PeerTable::new();
+        let a = addr("127.0.0.2:1");
+        table.heard(
+            a,
+            None,
+            Some("::ffff:127.0.0.2".parse().expect("ip")),
+            true,
+            Instant::now(),
+        );
+        assert_eq!(table.get(a).and_then(|p| p.claimed_ip), None);
+        table.heard(
+            a,
+            None,
+            Some("::ffff:127.0.0.9".parse().expect("ip")),
+            true,
+            Instant::now(),
+        );
+        assert_eq!(
+            table.get(a).and_then(|p| p.claimed_ip),
+            Some("127.0.0.9".parse().expect("ip"))
+        );
+    }
+
+    #[test]
+    fn mapped_addresses_reach_the_same_entry_everywhere() {
+        let mut table = PeerTable::new();
+        let (v4, mapped) = (addr("127.0.0.2:1"), addr("[::ffff:127.0.0.2]:1"));
+        table.add_static(mapped, Instant::now());
+        assert!(!table.sending_to(v4, Instant::now()));
+        table.delivered(mapped);
+        assert_eq!(table.get(v4).map(|p| p.status), Some(Status::Active));
+        table.unreachable(mapped);
+        assert_eq!(table.get(v4).map(|p| p.status), Some(Status::Unreachable));
+        table.answered(mapped);
+        assert_eq!(table.get(mapped).map(|p| p.status), Some(Status::Active));
+        table.restore(mapped, Some("m".into()));
+        assert_eq!(table.len(), 1);
+        assert!(table.remove(mapped).is_some());
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn static_and_sending_to_leave_known_peers_alone() {
+        let mut table = PeerTable::new();
+        let a = addr("127.0.0.2:1");
+        assert!(table.sending_to(a, Instant::now()));
+        assert!(!table.sending_to(a, Instant::now()), "known already");
+        table.add_static(a, Instant::now());
+        assert_eq!(table.get(a).map(|p| p.source), Some(Source::Sent));
+        assert_eq!(table.get(a).map(|p| p.status), Some(Status::Contacted));
+    }
+
+    #[test]
+    fn rows_show_everything_known_as_of_the_query() {
+        let mut table = PeerTable::new();
+        let t0 = Instant::now();
+        let a = addr("127.0.0.2:1");
+        table.heard(
+            a,
+            Some("ann"),
+            Some("10.1.1.1".parse().expect("ip")),
+            true,
+            t0,
+        );
+        table.restore(addr("127.0.0.3:1"), None);
+        let rows = table.rows(t0 + Duration::from_secs(5));
+        assert_eq!(
+            rows[0],
+            Row {
+                addr: a,
+                name: Some("ann".into()),
+                status: Status::Active,
+                source: Source::Heard,
+                messages: 1,
+                last_heard: Some(Duration::from_secs(5)),
+                claimed_ip: Some("10.1.1.1".parse().expect("ip")),
+            }
+        );
+        assert_eq!(rows[1].last_heard, None);
+        assert_eq!(rows[1].status, Status::Remembered);
+        assert_eq!(rows[1].source, Source::Remembered);
+    }
+
+    #[test]
+    fn statuses_and_sources_are_shown_as_words() {
+        let words: Vec<&str> = [
+            Status::Active,
+            Status::Static,
+            Status::Contacted,
+            Status::Unreachable,
+            Status::Remembered,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(
+            words,
+            ["active", "static", "contacted", "unreachable", "remembered"]
+        );
+        let words: Vec<&str> = [
+            Source::Heard,
+            Source::Static,
+            Source::Sent,
+            Source::Remembered,
+        ]
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+        assert_eq!(words, ["heard", "static", "sent", "remembered"]);
     }
 }

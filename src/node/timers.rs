@@ -147,4 +147,30 @@ mod tests {
             Some(Duration::ZERO)
         );
     }
+
+    #[test]
+    fn pop_first_takes_the_earliest_entry_due_or_not() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        assert_eq!(timers.pop_first(), None);
+        timers.insert(t0 + Duration::from_secs(9), "late");
+        timers.insert(t0 + Duration::from_secs(3), "early");
+        assert_eq!(timers.len(), 2);
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(3)));
+        assert_eq!(timers.pop_first(), Some("early"));
+        assert_eq!(timers.len(), 1);
+        assert!(!timers.is_empty());
+        assert_eq!(timers.pop_first(), Some("late"));
+        assert_eq!(timers.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_deadline_equal_to_now_is_expired_and_a_later_one_is_not() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.insert(t0 + Duration::from_millis(1), "later");
+        timers.insert(t0, "now");
+        assert_eq!(timers.pop_expired(t0), vec!["now"]);
+        assert_eq!(timers.timeout(t0), Some(Duration::from_millis(1)));
+    }
 }

@@ -347,4 +347,282 @@ mod tests {
         assert_eq!(feed(&mut ed, b"\x1b[A"), vec![Edit::Changed]);
         assert_eq!(ed.text(), "second!");
     }
+
+    #[test]
+    fn a_line_of_exactly_the_maximum_length_is_accepted() {
+        let mut ed = LineEditor::new(5);
+        assert_eq!(feed(&mut ed, b"abcde"), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "abcde");
+        assert_eq!(feed(&mut ed, b"f"), vec![], "one byte over: refused");
+        assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Line("abcde".into())]);
+    }
+
+    #[test]
+    fn the_maximum_counts_bytes_and_never_splits_a_character() {
+        let mut ed = LineEditor::new(4);
+        feed(&mut ed, "abc\u{e9}".as_bytes()); // é is two bytes: 5 > 4
+        assert_eq!(ed.text(), "abc");
+        feed(&mut ed, &[0x7f]);
+        feed(&mut ed, "\u{e9}".as_bytes());
+        assert_eq!(ed.text(), "ab\u{e9}");
+    }
+
+    #[test]
+    fn keys_that_change_nothing_report_nothing() {
+        let mut ed = LineEditor::new(100);
+        // On an empty line: Backspace, Delete, Left, Right, Home, End, Ctrl-U/K/W.
+        for keys in [
+            &[0x7f][..],
+            b"\x1b[3~",
+            b"\x1b[D",
+            b"\x1b[C",
+            b"\x1b[H",
+            b"\x1b[F",
+            &[0x15],
+            &[0x0b],
+            &[0x17],
+            &[0x01],
+            &[0x05],
+        ] {
+            assert_eq!(feed(&mut ed, keys), vec![], "{keys:?}");
+        }
+        feed(&mut ed, b"ab");
+        // At the end of a line: Right, End, Delete, Ctrl-K change nothing.
+        for keys in [&b"\x1b[C"[..], b"\x1b[F", b"\x1b[3~", &[0x0b], &[0x05]] {
+            assert_eq!(feed(&mut ed, keys), vec![], "{keys:?}");
+        }
+        // At its start: Left, Home, Backspace, Ctrl-U, Ctrl-W change nothing.
+        feed(&mut ed, &[0x01]);
+        for keys in [
+            &b"\x1b[D"[..],
+            b"\x1b[H",
+            &[0x7f],
+            &[0x15],
+            &[0x17],
+            &[0x01],
+        ] {
+            assert_eq!(feed(&mut ed, keys), vec![], "{keys:?}");
+        }
+        assert_eq!(ed.text(), "ab");
+        assert_eq!(ed.chars_after_cursor(), 2);
+    }
+
+    #[test]
+    fn keys_that_change_the_line_report_it() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"one two");
+        assert_eq!(feed(&mut ed, b"\x1b[D"), vec![Edit::Changed]);
+        assert_eq!(feed(&mut ed, &[0x0b]), vec![Edit::Changed], "Ctrl-K");
+        assert_eq!(ed.text(), "one tw");
+        assert_eq!(feed(&mut ed, &[0x17]), vec![Edit::Changed], "Ctrl-W");
+        assert_eq!(ed.text(), "one ");
+        assert_eq!(feed(&mut ed, &[0x01]), vec![Edit::Changed], "Ctrl-A");
+        assert_eq!(feed(&mut ed, &[0x05]), vec![Edit::Changed], "Ctrl-E");
+        assert_eq!(feed(&mut ed, &[0x15]), vec![Edit::Changed], "Ctrl-U");
+        assert_eq!(ed.text(), "");
+        assert_eq!(
+            feed(&mut ed, &[0x0c]),
+            vec![Edit::Changed],
+            "Ctrl-L redraws"
+        );
+        assert_eq!(feed(&mut ed, b"\t"), vec![Edit::Changed], "Tab");
+        assert_eq!(feed(&mut ed, &[0x7f]), vec![Edit::Changed], "Backspace");
+        assert_eq!(ed.text(), "");
+    }
+
+    #[test]
+    fn ctrl_u_erases_only_before_the_cursor() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"hello world\x1b[D\x1b[D");
+        feed(&mut ed, &[0x15]);
+        assert_eq!(ed.text(), "ld");
+        assert_eq!(ed.chars_after_cursor(), 2);
+        feed(&mut ed, b"o");
+        assert_eq!(ed.text(), "old");
+    }
+
+    #[test]
+    fn ctrl_w_erases_the_word_before_the_cursor_and_its_trailing_blanks() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"/send  hi there  ");
+        feed(&mut ed, &[0x17]);
+        assert_eq!(ed.text(), "/send  hi ");
+        feed(&mut ed, &[0x17]);
+        assert_eq!(ed.text(), "/send  ");
+        feed(&mut ed, &[0x17]);
+        assert_eq!(ed.text(), "");
+        feed(&mut ed, b"ab cd\x1b[D");
+        feed(&mut ed, &[0x17]);
+        assert_eq!(ed.text(), "ab d", "only up to the cursor");
+        assert_eq!(ed.chars_after_cursor(), 1);
+    }
+
+    #[test]
+    fn home_and_end_have_every_usual_spelling() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"abc");
+        for (home, end) in [
+            (&b"\x1b[H"[..], &b"\x1b[F"[..]),
+            (b"\x1bOH", b"\x1bOF"),
+            (b"\x1b[1~", b"\x1b[4~"),
+            (b"\x1b[7~", b"\x1b[8~"),
+            (&[0x01], &[0x05]),
+        ] {
+            feed(&mut ed, home);
+            assert_eq!(ed.chars_after_cursor(), 3, "{home:?}");
+            feed(&mut ed, end);
+            assert_eq!(ed.chars_after_cursor(), 0, "{end:?}");
+        }
+    }
+
+    #[test]
+    fn delete_takes_the_whole_character_under_the_cursor() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, "a\u{e9}b".as_bytes());
+        feed(&mut ed, b"\x1b[D\x1b[D");
+        assert_eq!(ed.chars_after_cursor(), 2);
+        assert_eq!(feed(&mut ed, b"\x1b[3~"), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "ab");
+        feed(&mut ed, b"\x1b[3;5~"); // Ctrl-Delete: the first number decides
+        assert_eq!(ed.text(), "a");
+    }
+
+    #[test]
+    fn cursor_moves_step_over_whole_characters() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, "\u{e9}\u{20ac}x".as_bytes()); // 2, 3 and 1 bytes
+        feed(&mut ed, b"\x1b[D\x1b[D");
+        assert_eq!(ed.chars_after_cursor(), 2);
+        feed(&mut ed, b"|");
+        assert_eq!(ed.text(), "\u{e9}|\u{20ac}x");
+        feed(&mut ed, b"\x1b[C");
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(ed.text(), "\u{e9}|x");
+        feed(&mut ed, &[0x01]);
+        feed(&mut ed, b"\x1b[C");
+        assert_eq!(ed.chars_after_cursor(), 2);
+    }
+
+    #[test]
+    fn backspace_has_both_spellings() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"abc");
+        feed(&mut ed, &[0x08]);
+        assert_eq!(ed.text(), "ab");
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(ed.text(), "a");
+    }
+
+    #[test]
+    fn ctrl_d_ends_input_only_on_an_empty_line() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"x");
+        assert_eq!(feed(&mut ed, &[0x04]), vec![], "ignored mid-line");
+        assert_eq!(ed.text(), "x");
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(feed(&mut ed, b"\x04ignored"), vec![Edit::Eof]);
+        assert_eq!(ed.text(), "");
+    }
+
+    #[test]
+    fn tabs_are_kept_and_other_control_bytes_dropped() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"a\tb\x02\x07c");
+        assert_eq!(ed.text(), "a\tbc");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_dropped() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"a\xffb\xc3\xc3(c");
+        assert_eq!(ed.text(), "ab(c");
+        feed(&mut ed, "\u{1f600}".as_bytes());
+        assert_eq!(ed.text(), "ab(c\u{1f600}", "four-byte characters are whole");
+    }
+
+    #[test]
+    fn unknown_escape_sequences_are_ignored_whole() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"ab");
+        // Insert, and Alt-x (ESC before a letter).
+        assert_eq!(feed(&mut ed, b"\x1b[2~"), vec![]);
+        feed(&mut ed, b"\x1bx");
+        assert_eq!(ed.text(), "ab");
+        assert_eq!(feed(&mut ed, b"\x1b[Z"), vec![], "Shift-Tab");
+        feed(&mut ed, b"c");
+        assert_eq!(ed.text(), "abc");
+        assert_eq!(ed.chars_after_cursor(), 0);
+    }
+
+    #[test]
+    fn recall_skips_blank_and_repeated_lines() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"one\r   \rtwo\rtwo\r\r");
+        feed(&mut ed, b"\x1b[A");
+        assert_eq!(ed.text(), "two");
+        feed(&mut ed, b"\x1b[A");
+        assert_eq!(ed.text(), "one");
+        assert_eq!(feed(&mut ed, b"\x1b[A"), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "one");
+        assert_eq!(ed.chars_after_cursor(), 0, "cursor at the end");
+    }
+
+    #[test]
+    fn down_on_a_new_line_and_up_with_no_history_do_nothing() {
+        let mut ed = LineEditor::new(100);
+        assert_eq!(feed(&mut ed, b"\x1b[A"), vec![]);
+        assert_eq!(feed(&mut ed, b"\x1b[B"), vec![]);
+        feed(&mut ed, b"one\r");
+        assert_eq!(feed(&mut ed, b"\x1b[B"), vec![]);
+        feed(&mut ed, b"\x1b[A");
+        assert_eq!(ed.text(), "one");
+        assert_eq!(feed(&mut ed, b"\x1b[B"), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "");
+        assert_eq!(feed(&mut ed, b"\x1b[B"), vec![]);
+    }
+
+    #[test]
+    fn history_keeps_the_last_hundred_lines() {
+        let mut ed = LineEditor::new(100);
+        for i in 0..=HISTORY {
+            feed(&mut ed, format!("line {i}\r").as_bytes());
+        }
+        for _ in 0..=HISTORY {
+            feed(&mut ed, b"\x1b[A");
+        }
+        assert_eq!(ed.text(), "line 1", "line 0 was forgotten");
+        feed(&mut ed, b"\x1b[B");
+        assert_eq!(ed.text(), "line 2");
+    }
+
+    #[test]
+    fn a_lone_lf_or_cr_ends_a_line_and_crlf_ends_only_one() {
+        let mut ed = LineEditor::new(100);
+        assert_eq!(
+            feed(&mut ed, b"a\rb\nc\r\n\n"),
+            vec![
+                Edit::Changed,
+                Edit::Line("a".into()),
+                Edit::Changed,
+                Edit::Line("b".into()),
+                Edit::Changed,
+                Edit::Line("c".into()),
+                Edit::Line(String::new()),
+            ]
+        );
+        // The CR-LF pair may arrive in two reads.
+        assert_eq!(
+            feed(&mut ed, b"d\r"),
+            vec![Edit::Changed, Edit::Line("d".into())]
+        );
+        assert_eq!(feed(&mut ed, b"\n"), vec![]);
+    }
+
+    #[test]
+    fn enter_drops_a_half_typed_character() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"a\xc3\r");
+        feed(&mut ed, b"\xa9");
+        assert_eq!(ed.text(), "", "the lone continuation byte is not UTF-8");
+    }
 }

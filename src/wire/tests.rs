@@ -996,3 +996,222 @@ fn random_bytes_never_panic_and_stay_bounded() {
         }
     }
 }
+
+#[test]
+fn a_line_of_exactly_the_limit_is_accepted_however_it_arrives() {
+    let limit = 16;
+    let line = b"0123456789abcdef\n";
+    let expected = vec![raw(chat("0123456789abcdef")), raw(chat("next"))];
+    let input = [&line[..], b"next"].concat();
+    for chunk in [1, 5, 8, 15, 16, 17, input.len()] {
+        assert_eq!(
+            decode_chunks(input.chunks(chunk), limit).expect("fits"),
+            expected,
+            "chunks of {chunk}"
+        );
+    }
+    // One byte more is refused, whether or not the newline has come yet.
+    let too_long = Err(DecodeError::LineTooLong { limit });
+    for input in [&b"0123456789abcdefX\n"[..], b"0123456789abcdefX"] {
+        for chunk in [1, 8, 16, input.len()] {
+            assert_eq!(decode_chunks(input.chunks(chunk), limit), too_long);
+        }
+    }
+}
+
+#[test]
+fn our_header_claims_the_configured_ip_only_on_its_own_family() {
+    let me = OwnHeader {
+        name: "me".into(),
+        format: Format::Standard,
+        port: 5001,
+        claim: Some("198.51.100.7".parse().expect("ip")),
+    };
+    let v4_local = "10.0.0.1".parse().expect("ip");
+    let v6_local = "2001:db8::1".parse().expect("ip");
+    let mapped_local = "::ffff:10.0.0.2".parse().expect("ip");
+    assert_eq!(me.encode(v4_local, "hi"), b"198.51.100.7:5001 me hi");
+    assert_eq!(me.encode(mapped_local, "hi"), b"198.51.100.7:5001 me hi");
+    assert_eq!(me.encode(v6_local, "hi"), b"[2001:db8::1]:5001 me hi");
+    let unclaimed = OwnHeader { claim: None, ..me };
+    assert_eq!(unclaimed.encode(v4_local, "hi"), b"10.0.0.1:5001 me hi");
+    assert_eq!(
+        unclaimed.encode(mapped_local, "hi"),
+        b"10.0.0.2:5001 me hi",
+        "a mapped local address is claimed as IPv4"
+    );
+}
+
+#[test]
+fn the_header_budget_covers_every_header_we_might_send() {
+    let v4_dest: SocketAddr = "198.51.100.9:7000".parse().expect("addr");
+    let v6_dest: SocketAddr = "[2001:db8::9]:7000".parse().expect("addr");
+    let locals: [std::net::IpAddr; 4] = [
+        "1.2.3.4".parse().expect("ip"),
+        "255.255.255.254".parse().expect("ip"),
+        "::1".parse().expect("ip"),
+        "fe80:1234:5678:9abc:def0:1234:5678:9abc"
+            .parse()
+            .expect("ip"),
+    ];
+    for format in [Format::Standard, Format::Spaced] {
+        for claim in [None, Some("203.0.113.77".parse().expect("ip"))] {
+            let me = OwnHeader {
+                name: "Ünïcödé".into(),
+                format,
+                port: 65535,
+                claim,
+            };
+            for local in locals {
+                let dest = if local.is_ipv4() { v4_dest } else { v6_dest };
+                let sent = me.encode(local, "").len();
+                assert!(me.budget(dest) >= sent, "{format:?} {claim:?} {local}");
+            }
+        }
+    }
+    // Exact when the claimed IP is known, and sized for the longest address otherwise.
+    let me = OwnHeader {
+        name: "me".into(),
+        format: Format::Standard,
+        port: 5001,
+        claim: Some("10.0.0.1".parse().expect("ip")),
+    };
+    assert_eq!(me.budget(v4_dest), "10.0.0.1:5001 me ".len());
+    assert_eq!(
+        me.budget(v6_dest),
+        "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:5001 me ".len()
+    );
+    let spaced = OwnHeader {
+        claim: None,
+        format: Format::Spaced,
+        ..me
+    };
+    assert_eq!(spaced.budget(v4_dest), "255.255.255.255 5001 me ".len());
+}
+
+#[test]
+fn split_pieces_leave_room_for_the_header() {
+    let text = "x".repeat(3000);
+    for header_len in [0, 1, 100, 1000] {
+        let pieces = split_for_wire(&text, header_len);
+        let room = MAX_WIRE_MESSAGE - header_len;
+        assert_eq!(pieces[0].len(), room, "header {header_len}");
+        assert_eq!(
+            pieces.len(),
+            3000usize.div_ceil(room),
+            "header {header_len}"
+        );
+    }
+}
+
+#[test]
+fn moving_a_cut_to_carry_a_control_word_keeps_every_piece_within_the_limit() {
+    // Tiny budgets (absurd headers) make the pieces short enough to see the moves.
+    let cases = [
+        ("xxxxx xxxxxexit exit  ", MAX_WIRE_MESSAGE - 5),
+        ("a bb exit a connect bb exit x", MAX_WIRE_MESSAGE - 7),
+        // The only visible character of the previous piece is its first: moving the
+        // cut there would leave an empty piece, so the cut stays.
+        ("x exit\u{3000}日本", MAX_WIRE_MESSAGE - 9),
+    ];
+    for (text, header_len) in cases {
+        let pieces = split_for_wire(text, header_len);
+        assert_eq!(pieces.concat(), text);
+        for piece in &pieces {
+            assert!(!piece.is_empty(), "{text:?}: {pieces:?}");
+            assert!(
+                header_len + piece.len() <= MAX_WIRE_MESSAGE,
+                "{text:?}: {pieces:?}"
+            );
+        }
+    }
+}
+
+/// A message of the bracketed block `<1.2.3.4:80> @ t` used below.
+fn block_msg(text: &str) -> Message {
+    m("t", "1.2.3.4", 80, chat(text), Dialect::Bracketed)
+}
+
+#[test]
+fn buffered_counts_the_open_block_and_the_partial_line() {
+    let mut decoder = Decoder::new(LIMIT);
+    let mut out = Vec::new();
+    decoder
+        .feed(b"<1.2.3.4:80> @ t\nhello\nwor", &mut out)
+        .expect("fits");
+    assert!(out.is_empty());
+    assert_eq!(decoder.buffered(), "hello".len() + "wor".len());
+    decoder.finish(&mut out);
+    assert_eq!(decoder.buffered(), 0);
+    assert_eq!(out, vec![block_msg("hello\nwor")]);
+}
+
+#[test]
+fn a_bracketed_block_exactly_at_the_limit_is_one_message() {
+    let limit = 24;
+    let fits = "<1.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbb\n<end>\n";
+    let over = "<1.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbbb\n<end>\n";
+    for chunk in [1, 7, fits.len()] {
+        assert_eq!(
+            decode_chunks(fits.as_bytes().chunks(chunk), limit).expect("fits"),
+            vec![block_msg("aaaaaaaaaa\nbbbbbbbbbbbbb")],
+            "chunks of {chunk}"
+        );
+        assert_eq!(
+            decode_chunks(over.as_bytes().chunks(chunk), limit).expect("fits"),
+            vec![block_msg("aaaaaaaaaa"), block_msg("bbbbbbbbbbbbbb")],
+            "chunks of {chunk}"
+        );
+    }
+    // A CR-LF line that makes the block exactly fill the limit does not split it either.
+    let crlf: [&[u8]; 2] = [b"<1.2.3.4:80> @ t\n0123456789\nabcde\r", b"\n<end>\n"];
+    assert_eq!(
+        decode_chunks(crlf, 16).expect("fits"),
+        vec![block_msg("0123456789\nabcde")]
+    );
+}
+
+#[test]
+fn a_block_split_on_a_blank_line_adds_no_empty_message() {
+    let input = "<1.2.3.4:80> @ t\naaaaaaaaaaaaaaaaaaaa\n     \n<end>\n";
+    assert_eq!(
+        decode_chunks([input.as_bytes()], 24).expect("fits"),
+        vec![block_msg("aaaaaaaaaaaaaaaaaaaa")]
+    );
+}
+
+#[test]
+fn a_json_block_exactly_at_the_limit_is_json() {
+    let input = "{\n\"content\": \"hello\"}\n";
+    let exact = input.len() - 1; // the block's text, without its last newline
+    assert_eq!(
+        decode_chunks([input.as_bytes()], exact).expect("fits"),
+        vec![m("", "", 0, chat("hello"), Dialect::Json)]
+    );
+    // One byte less room: too big to be JSON, read as plain lines.
+    assert_eq!(
+        decode_chunks([input.as_bytes()], exact - 1).expect("lines fit"),
+        vec![raw(chat("{")), raw(chat("\"content\": \"hello\"}"))]
+    );
+}
+
+#[test]
+fn non_string_json_content_is_cut_at_a_character_boundary() {
+    // Shown as `[100.0,…,100.0,"é"]`, 3 bytes longer than the input: the cut at the
+    // input's length falls inside the `é`, and moves back before it.
+    let input = r#"{"content": [1e2,1e2,1e2,1e2,1e2,1e2,1e2,1e2,"é"]}"#;
+    let shown = format!("[{}\"", ["100.0,"; 8].concat());
+    assert_eq!(
+        decode(input),
+        vec![m("", "", 0, chat(&shown), Dialect::Json)]
+    );
+}
+
+#[test]
+fn a_line_that_only_looks_like_json_is_delivered_at_once() {
+    let mut decoder = Decoder::new(LIMIT);
+    let mut out = Vec::new();
+    decoder.feed(b"{oops}\n", &mut out).expect("fits");
+    assert_eq!(out, vec![raw(chat("{oops}"))]);
+    assert_eq!(decoder.buffered(), 0);
+}
