@@ -1,0 +1,159 @@
+//! Sending: the node's side of the outbox. What the user and the protocol want sent is
+//! queued here (split for receivers that read 1024 bytes, automatic replies bounded), the
+//! driver takes it out a connection at a time with [`Node::poll_transmit`], and reports
+//! how each ended.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{Effect, Node};
+use crate::node::event::Event;
+use crate::node::history::{Direction, Entry, Record};
+use crate::node::outbox::{Refused, MAX_BYTES, MAX_WAITING};
+use crate::wire;
+
+/// One message to deliver, from [`Node::poll_transmit`]: the driver opens a connection to
+/// `dest`, writes our header ([`Node::header`]) followed by `text`, and reports the end
+/// with [`Node::on_sent`] or [`Node::on_send_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The receiver's listening address.
+    pub dest: SocketAddr,
+    /// The message, without header.
+    pub text: String,
+}
+
+/// Automatic replies one peer may draw per [`REPLY_INTERVAL`]: more `connect`s from it
+/// meanwhile are shown, not answered.
+pub const REPLIES_PER_INTERVAL: u32 = 5;
+
+/// See [`REPLIES_PER_INTERVAL`].
+pub const REPLY_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// The next message to open a connection for, while the connection budget allows.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let (dest, text) = self.outbox.start_next()?;
+        Some(Transmit { dest, text })
+    }
+
+    /// Reports every message not yet sent (waiting or in flight) as failed.
+    pub(super) fn give_up(&mut self, reason: &str, out: &mut Vec<Effect>) {
+        for (dest, text) in self.outbox.drain() {
+            self.send_failed(dest, text, reason.into(), out);
+        }
+    }
+
+    /// Queues `connect_ack` for `addr`, a peer in the table, unless it drew
+    /// [`REPLIES_PER_INTERVAL`] replies within [`REPLY_INTERVAL`] already, or too many
+    /// replies wait: automatic replies are bounded per peer and in all, and never delay
+    /// what the user sends. Returns whether it was queued (or already waits).
+    pub(super) fn reply(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let (since, count) = self.replied.entry(addr).or_insert((now, 0));
+        if now.saturating_duration_since(*since) >= REPLY_INTERVAL {
+            (*since, *count) = (now, 0);
+        }
+        if *count >= REPLIES_PER_INTERVAL {
+            return false;
+        }
+        match self.outbox.push_reply(addr, "connect_ack".into()) {
+            Ok(()) => {
+                *count += 1;
+                true
+            }
+            Err((Refused::Duplicate, _)) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// The message in flight to `dest` reached it in full. A report for a message the
+    /// node no longer waits for (it gave up) is ignored.
+    pub fn on_sent(&mut self, dest: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        let Some(text) = self.outbox.done(dest) else {
+            return;
+        };
+        self.peers.delivered(dest);
+        if self.quitting {
+            self.say_exit(dest, now, out);
+        }
+        // A peer that left meanwhile (it said `exit` before our answer arrived) stays gone.
+        if self.peers.get(dest).is_some() {
+            self.liveness.heard(dest, now);
+        }
+        if wire::control_word(&text).is_none() {
+            let entry = Entry {
+                millis: self.wall_millis(now),
+                direction: Direction::Out,
+                addr: Some(dest),
+                name: None,
+                text: text.clone(),
+            };
+            self.log_message(entry, out);
+        }
+        out.push(Effect::Show(Event::Sent { dest, text }));
+    }
+
+    /// The message in flight to `dest` could not be delivered.
+    pub fn on_send_failed(&mut self, dest: SocketAddr, reason: String, out: &mut Vec<Effect>) {
+        if let Some(text) = self.outbox.done(dest) {
+            self.send_failed(dest, text, reason, out);
+        }
+    }
+
+    pub(super) fn send_failed(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        reason: String,
+        out: &mut Vec<Effect>,
+    ) {
+        self.peers.unreachable(dest);
+        out.push(Effect::Show(Event::SendFailed { dest, text, reason }));
+    }
+
+    /// Queues `text` for `dest`, split into several messages if its wire form would not
+    /// fit in one 1024-byte `recv`.
+    pub(super) fn send(
+        &mut self,
+        dest: SocketAddr,
+        text: &str,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        // One form per peer (an IPv4-mapped IPv6 address is the IPv4 peer), so that order
+        // per destination and the table agree.
+        let dest = crate::node::peers::canonical(dest);
+        let new = self.peers.sending_to(dest, now);
+        self.take_evicted(out);
+        if new && self.me.persist {
+            out.push(Effect::Persist(Record::Peer {
+                addr: dest,
+                name: None,
+            }));
+        }
+        if self.peers.get(dest).is_some() {
+            self.liveness.track(dest, now);
+        }
+        let parts = wire::split_for_wire(text, self.me.header.budget(dest));
+        if parts.len() > 1 {
+            out.push(Effect::Show(Event::Split {
+                dest,
+                parts: parts.len(),
+            }));
+        }
+        for part in parts {
+            match self.outbox.push(dest, part.to_owned()) {
+                Ok(()) | Err((Refused::Duplicate, _)) => {}
+                Err((Refused::Full, text)) => {
+                    let reason =
+                        format!("{MAX_WAITING} messages are already waiting for this peer");
+                    self.send_failed(dest, text, reason, out);
+                }
+                Err((Refused::TooMuch | Refused::TooManyReplies, text)) => {
+                    let reason = format!("{} MiB of messages are already waiting", MAX_BYTES >> 20);
+                    self.send_failed(dest, text, reason, out);
+                }
+            }
+        }
+    }
+}
