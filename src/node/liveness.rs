@@ -11,7 +11,7 @@
 //!
 //! Pure: the node feeds it the clock and check results; it answers which peers to check.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -26,7 +26,7 @@ pub mod timers;
 #[cfg(test)]
 use sending::{REPLIES_PER_INTERVAL, REPLY_INTERVAL};
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 

@@ -17,7 +17,9 @@
 //! not queued twice (a peer that sends `connect` a million times from a black-holed port
 //! gets one `connect_ack` waiting, not a million).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 
 use crate::wire;

@@ -11,7 +11,9 @@
 //! holding the most, or else of the stalest entry not heard from recently; static peers
 //! are never evicted. The node learns of evictions with [`PeerTable::take_evicted`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
