@@ -88,6 +88,30 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// We heard from it (at `addr`) now.
+    fn refresh(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        claimed_ip: Option<IpAddr>,
+        chat: bool,
+        now: Instant,
+    ) {
+        if let Some(name) = name {
+            if self.name.as_deref() != Some(name) {
+                self.name = Some(name.to_owned());
+            }
+        }
+        self.claimed_ip = claimed_ip
+            .map(|ip| ip.to_canonical())
+            .filter(|ip| *ip != addr.ip());
+        self.status = Status::Active;
+        self.last_heard = Some(now);
+        if chat {
+            self.messages += 1;
+        }
+    }
+
     fn new(source: Source, status: Status) -> Self {
         Peer {
             name: None,
@@ -255,32 +279,24 @@ impl PeerTable {
         now: Instant,
     ) -> bool {
         let addr = canonical(addr);
-        let is_new = !self.peers.contains_key(&addr);
-        if is_new {
-            let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
-            if from_ip as usize >= self.max_per_ip
-                || !self.insert(addr, Peer::new(Source::Heard, Status::Active), now)
-            {
-                return false;
-            }
-        }
-        let Some(peer) = self.peers.get_mut(&addr) else {
+        // One lookup for a peer already known, the usual case.
+        if let Some(peer) = self.peers.get_mut(&addr) {
+            peer.refresh(addr, name, claimed_ip, chat, now);
             return false;
-        };
-        if let Some(name) = name {
-            if peer.name.as_deref() != Some(name) {
-                peer.name = Some(name.to_owned());
+        }
+        let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
+        if from_ip as usize >= self.max_per_ip
+            || !self.insert(addr, Peer::new(Source::Heard, Status::Active), now)
+        {
+            return false;
+        }
+        match self.peers.get_mut(&addr) {
+            Some(peer) => {
+                peer.refresh(addr, name, claimed_ip, chat, now);
+                true
             }
+            None => false,
         }
-        peer.claimed_ip = claimed_ip
-            .map(|ip| ip.to_canonical())
-            .filter(|ip| *ip != addr.ip());
-        peer.status = Status::Active;
-        peer.last_heard = Some(now);
-        if chat {
-            peer.messages += 1;
-        }
-        is_new
     }
 
     /// Adds a peer configured with `--static-peer` (no effect if already known).
