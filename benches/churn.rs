@@ -1,5 +1,6 @@
-//! `cargo bench --bench churn [-- --quick] [-- --no-peerchat]`: peerchat against two baselines
-//! measured in the same run, under connection churn, many held connections, fan-out and idle.
+//! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]`: peerchat
+//! against two baselines measured in the same run, under connection churn, many held
+//! connections, fan-out and idle; then peerchat alone under attack (`hostile`).
 //!
 //! Contenders, each its own process, all driven by the same load generator:
 //! - `peerchat`: the release binary (built here with `cargo build --release`), stdout to a file;
@@ -14,9 +15,23 @@
 //! never because of a speed figure. `--no-peerchat` (or `PEERCHAT_BENCH_NO_PEERCHAT=1`) runs
 //! only the baselines; `PEERCHAT_BENCH_KEEP=1` keeps every contender's stdout and stderr in the
 //! scratch directory (it is always kept when something broke).
+//!
+//! `hostile` (`churn/hostile.rs`, attackers in `churn/attacks.rs`) runs the release peerchat
+//! with its default limits under each attack of `tests/hostile.rs`, scaled up (64 streams of
+//! 1 MiB, one endless stream, 1,000 held slots, 65,535 claimed ports with 60 KB names, a
+//! 65,534-line `CONNECT` flood, 200,000 join/leave cycles), a fresh peer for each, then all
+//! at once. A legitimate sender's 100 one-message connections meanwhile give p50/p99/max
+//! delivery; the peer's peak RSS and its RSS before and after (once settled) are reported
+//! in a second table, printed after the first. `--quick` runs the streams, held slots and
+//! connect flood at a quarter of the size with 20 legitimate messages; `--hostile-only`
+//! runs only this scenario.
 
+#[path = "churn/attacks.rs"]
+mod attacks;
 #[path = "churn/floor.rs"]
 mod floor;
+#[path = "churn/hostile.rs"]
+mod hostile;
 #[path = "churn/load.rs"]
 mod load;
 #[path = "churn/procs.rs"]
@@ -46,15 +61,21 @@ fn main() -> ExitCode {
     }
     let mut quick = false;
     let mut with_peerchat = std::env::var_os("PEERCHAT_BENCH_NO_PEERCHAT").is_none();
+    let mut hostile_only = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--no-peerchat" => with_peerchat = false,
+            "--hostile-only" => hostile_only = true,
             "--bench" => {} // added by `cargo bench`
             other => eprintln!("churn bench: ignoring argument {other:?}"),
         }
     }
-    match bench(quick, with_peerchat) {
+    if hostile_only && !with_peerchat {
+        eprintln!("churn bench: --hostile-only needs peerchat; nothing to run");
+        return ExitCode::FAILURE;
+    }
+    match bench(quick, with_peerchat, hostile_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("churn bench: FAILED: {problem}");
@@ -125,11 +146,11 @@ fn build_peerchat(manifest_dir: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
+fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), String> {
     let began = Instant::now();
     let (old_soft, soft, hard) = procs::raise_fd_limit();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cfg = if quick {
+    let mut cfg = if quick {
         Config {
             churn_runs: 2,
             churn_n: 5_000,
@@ -162,6 +183,12 @@ fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
             idle_for: Duration::from_secs(10),
         }
     };
+    if hostile_only {
+        cfg.churn_runs = 0;
+        cfg.held_runs = 0;
+        cfg.fanout_runs = 0;
+        cfg.idle_runs = 0;
+    }
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
     let peerchat = if with_peerchat {
         build_peerchat(manifest_dir)?
@@ -204,8 +231,10 @@ fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
     // cold machine (page cache, TCP state left by whatever ran before, CPU frequency);
     // in quick mode, with two runs, that alone moved peerchat's median by 15%.
     let mut warm_up = report::Table::default();
-    if let Err(e) = scenarios::churn(&cfg, &env, Kind::Floor, 99, &mut warm_up) {
-        problems.push(format!("warm-up: {e}"));
+    if cfg.churn_runs > 0 {
+        if let Err(e) = scenarios::churn(&cfg, &env, Kind::Floor, 99, &mut warm_up) {
+            problems.push(format!("warm-up: {e}"));
+        }
     }
     for run in 0..cfg.churn_runs {
         let rotated_churn: Vec<Kind> = (0..churn_kinds.len())
@@ -238,6 +267,15 @@ fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
             }
         }
     }
+    // Peerchat alone, with its default limits, under attack.
+    let hostile = with_peerchat.then(|| {
+        let sizes = if quick {
+            hostile::Sizes::quick()
+        } else {
+            hostile::Sizes::full()
+        };
+        hostile::run(&sizes, &env, &mut problems)
+    });
 
     println!();
     println!(
@@ -245,26 +283,39 @@ fn bench(quick: bool, with_peerchat: bool) -> Result<(), String> {
         if quick { " --quick" } else { "" },
         began.elapsed().as_secs_f64()
     );
-    println!(
-        "churn: N={} one-message connections (no new one after {:.0} s), concurrency {}, sources 127.0.0.2–{}; held: K={} for {:.0} s; \
-         fan-out: P={}; idle: {} peers over {:.0} s (per-10 s figures scaled)",
-        cfg.churn_n,
-        cfg.churn_budget.as_secs_f64(),
-        cfg.churn_c,
-        cfg.sources.last().map_or_else(String::new, |a| a.to_string()),
-        cfg.held_k,
-        cfg.hold_for.as_secs_f64(),
-        cfg.fanout_p,
-        cfg.idle_peers,
-        cfg.idle_for.as_secs_f64()
-    );
-    println!();
-    print!("{}", table.render(&churn_kinds));
+    if !hostile_only {
+        println!(
+            "churn: N={} one-message connections (no new one after {:.0} s), concurrency {}, sources 127.0.0.2–{}; held: K={} for {:.0} s; \
+             fan-out: P={}; idle: {} peers over {:.0} s (per-10 s figures scaled)",
+            cfg.churn_n,
+            cfg.churn_budget.as_secs_f64(),
+            cfg.churn_c,
+            cfg.sources.last().map_or_else(String::new, |a| a.to_string()),
+            cfg.held_k,
+            cfg.hold_for.as_secs_f64(),
+            cfg.fanout_p,
+            cfg.idle_peers,
+            cfg.idle_for.as_secs_f64()
+        );
+        println!();
+        print!("{}", table.render(&churn_kinds));
+    }
     check_targets(&table, with_peerchat, &mut notes);
     if !notes.is_empty() {
         println!();
         for note in &notes {
             println!("note: {note}");
+        }
+    }
+    if let Some(hostile) = &hostile {
+        println!();
+        print!("{}", hostile.render());
+        let missed = hostile.target_notes();
+        if !missed.is_empty() {
+            println!();
+            for note in &missed {
+                println!("note: {note}");
+            }
         }
     }
     if problems.is_empty() {

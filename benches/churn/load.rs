@@ -1,8 +1,9 @@
 //! The load generator, the same for every contender: one-message connections at a fixed
 //! concurrency on one mio loop ([`churn`]), idle connections held open ([`hold`]), a single
-//! timed message ([`send_one`]). Every outgoing socket is bound to a source address
-//! (`127.0.0.2`, ...) before connecting, with `IP_BIND_ADDRESS_NO_PORT` so that the kernel picks
-//! the port per 4-tuple and the 28,232 ephemeral ports are not the limit.
+//! timed message ([`send_one`]), and a blocking connection for the hostile scenario's
+//! attackers ([`connect_from`]). Every outgoing socket is bound to a source address
+//! (`127.0.0.2`, ...) before connecting, with `IP_BIND_ADDRESS_NO_PORT` so that the kernel
+//! picks the port per 4-tuple and the 28,232 ephemeral ports are not the limit.
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -56,6 +57,35 @@ fn start_connect(src: Ipv4Addr, target: SocketAddr) -> io::Result<TcpStream> {
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
+}
+
+/// A blocking connection from `src` (port chosen by the kernel) to `target`, set up like
+/// the load generator's own: for attackers that write a lot on few connections.
+pub fn connect_from(
+    src: Ipv4Addr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> io::Result<std::net::TcpStream> {
+    let mut stream = start_connect(src, target)?;
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut stream, Token(0), Interest::WRITABLE)?;
+    let mut events = Events::with_capacity(4);
+    let deadline = Instant::now() + timeout;
+    while !connected(&stream)? {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::Error::new(ErrorKind::TimedOut, "connect timed out"));
+        }
+        match poll.poll(&mut events, Some(deadline - now)) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => other?,
+        }
+    }
+    poll.registry().deregister(&mut stream)?;
+    let stream = std::net::TcpStream::from(stream);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// `Ok(true)` once a non-blocking connect has completed, `Ok(false)` while in progress.

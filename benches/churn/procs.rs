@@ -43,6 +43,9 @@ pub struct Launch<'a> {
     /// `None`: serve (peerchat `--headless`). `Some(targets)`: fan-out; stdin is piped (for
     /// peerchat the targets are learnt from `connect` messages instead).
     pub fan_out: Option<&'a [SocketAddr]>,
+    /// peerchat with its default limits, as a user runs it (the hostile scenario), rather
+    /// than with `--max-per-ip` raised for the load generator's few source addresses.
+    pub default_limits: bool,
 }
 
 /// A running contender.
@@ -70,7 +73,9 @@ pub fn start(launch: &Launch) -> Result<Running, String> {
             cmd.args(["--name", "bench", "--port", "0", "--bind", "127.0.0.1"]);
             // The load generator's few source addresses stand for many senders: 10,000
             // held connections from 8 addresses are far over the per-address default.
-            cmd.args(["--max-per-ip", "16384"]);
+            if !launch.default_limits {
+                cmd.args(["--max-per-ip", "16384"]);
+            }
             if launch.kind == Kind::PeerchatState {
                 cmd.arg("--state")
                     .arg(launch.dir.join(format!("state-{}", launch.label)));
@@ -261,6 +266,11 @@ impl Output {
 /// Resident memory in KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     status_field(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Peak resident memory in KiB (`VmHWM`).
+pub fn hwm_kib(pid: u32) -> Option<u64> {
+    status_field(&format!("/proc/{pid}/status"), "VmHWM:")
 }
 
 fn status_field(path: &str, key: &str) -> Option<u64> {

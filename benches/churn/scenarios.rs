@@ -147,6 +147,7 @@ impl Env<'_> {
             dir: self.dir,
             label,
             fan_out,
+            default_limits: false,
         })
     }
 }
