@@ -127,11 +127,24 @@ impl Inbound {
     /// Reads what is available, up to its [`TURN_SHARE`] of bytes and [`TURN_MESSAGES`]
     /// of messages, and decodes it into `out`. `backlog` holds the bytes read but not
     /// decoded in an earlier turn (decoded first) and, on return, those of this turn.
+    /// Also returns how many bytes were read from the socket.
     pub fn read(
         &mut self,
         buf: &mut [u8],
         backlog: &mut Vec<u8>,
         out: &mut Vec<Message>,
+    ) -> (ReadEnd, usize) {
+        let mut taken = 0;
+        let end = self.read_share(buf, backlog, out, &mut taken);
+        (end, taken)
+    }
+
+    fn read_share(
+        &mut self,
+        buf: &mut [u8],
+        backlog: &mut Vec<u8>,
+        out: &mut Vec<Message>,
+        taken: &mut usize,
     ) -> ReadEnd {
         if !backlog.is_empty() {
             let pending = std::mem::take(backlog);
@@ -151,6 +164,7 @@ impl Inbound {
                 }
                 Ok(n) => {
                     share -= n;
+                    *taken += n;
                     match self.feed(&buf[..n], backlog, out) {
                         Err(e) => return ReadEnd::TooLong(e),
                         Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,

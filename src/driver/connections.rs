@@ -24,9 +24,10 @@ use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
 use crate::wire::{self, Decoder};
 
-/// When the last connection closes and the slab had grown to this many slots, the memory
-/// of the burst is given back to the system.
+/// When the last connection closes and the slab had grown to this many slots, or this
+/// many bytes were read since the last time, the memory of the burst is given back.
 const SHRINK_AFTER: usize = 1024;
+const SHRINK_AFTER_BYTES: usize = 1 << 20;
 
 /// New connections accepted in one turn; more wait for the next.
 const ACCEPTS_PER_TURN: usize = 128;
@@ -82,6 +83,11 @@ pub struct Connections {
     /// Bytes read but not decoded yet (a connection's message share ran out), per
     /// connection that has any.
     backlogs: HashMap<usize, Vec<u8>>,
+    /// Bytes read since memory was last given back.
+    read_since_shrink: usize,
+    /// Memory was given back since [`Connections::take_gave_back`] (the driver then gives
+    /// back its own buffers too).
+    gave_back: bool,
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
@@ -117,6 +123,8 @@ impl Connections {
             queue: Vec::new(),
             unfinished: 0,
             backlogs: HashMap::new(),
+            read_since_shrink: 0,
+            gave_back: false,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
         })
@@ -329,7 +337,8 @@ impl Connections {
             false => self.backlogs.remove(&key).unwrap_or_default(),
         };
         let before = conn.decoder.buffered() + backlog.len();
-        let mut end = conn.read(&mut self.read_buf, &mut backlog, &mut self.messages);
+        let (mut end, taken) = conn.read(&mut self.read_buf, &mut backlog, &mut self.messages);
+        self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
         if !backlog.is_empty() {
@@ -528,13 +537,23 @@ impl Connections {
         }
     }
 
-    /// After a burst of connections: frees the slab's slots and returns free heap pages to
-    /// the system, so that the peer's memory goes back near its idle size. Runs only when
-    /// the last of at least [`SHRINK_AFTER`] connections closes, never per event.
+    /// Whether memory was given back since the last call.
+    pub fn take_gave_back(&mut self) -> bool {
+        std::mem::take(&mut self.gave_back)
+    }
+
+    /// After a burst of connections or of reading: frees the slab's slots and the buffers
+    /// and returns free heap pages to the system, so that the peer's memory goes back near
+    /// its idle size. Runs only when the last connection closes after at least
+    /// [`SHRINK_AFTER`] connections or [`SHRINK_AFTER_BYTES`] read, never per event.
     fn give_back_memory(&mut self) {
         self.conns.shrink_to_fit();
         self.queue.shrink_to_fit();
         self.messages.shrink_to_fit();
+        self.per_ip.shrink_to_fit();
+        self.backlogs.shrink_to_fit();
+        self.read_since_shrink = 0;
+        self.gave_back = true;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only releases free memory at the top and in the middle of
         // glibc's heaps; it touches nothing in use.
@@ -588,7 +607,10 @@ impl Connections {
             // does: sockets are never duplicated here.
             drop(stream);
         }
-        if self.conns.is_empty() && self.conns.capacity() >= SHRINK_AFTER {
+        if self.conns.is_empty()
+            && (self.conns.capacity() >= SHRINK_AFTER
+                || self.read_since_shrink >= SHRINK_AFTER_BYTES)
+        {
             self.give_back_memory();
         }
         if self.refused > 0 && self.conns.len() < self.limits.max_connections {

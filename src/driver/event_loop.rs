@@ -344,6 +344,12 @@ impl EventLoop {
             }
         }
         self.conns.on_timers(&mut self.node, now, &mut self.effects);
+        if self.conns.take_gave_back() {
+            // After a burst: the loop's own buffers go back to their idle size too.
+            self.effects.shrink_to_fit();
+            self.spare.shrink_to_fit();
+            self.inputs.shrink_to_fit();
+        }
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.on_timeout(now, &mut self.effects);
         }
