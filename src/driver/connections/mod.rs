@@ -12,17 +12,19 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+mod accept;
+mod outbound;
+
 use crate::config::Limits;
-use crate::driver::connection::{Conn, Inbound, Outbound, ReadEnd, Step};
-use crate::driver::net;
+use crate::driver::connection::{Conn, ReadEnd};
 use crate::node::event::Event;
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
-use crate::wire::{self, Decoder};
+use crate::wire;
 
 /// When the last connection closes and the slab had grown to this many slots, or this
 /// many bytes were read since the last time, the memory of the burst is given back.
@@ -155,133 +157,6 @@ impl Connections {
         self.timers.next_deadline()
     }
 
-    /// The listener is readable: new connections are accepted at its next turn.
-    pub fn listener_ready(&mut self) {
-        self.accept_pending = true;
-    }
-
-    /// The listener's turn: accepts up to [`ACCEPTS_PER_TURN`] connections (the rest wait
-    /// for the next turn, so that a storm of connections cannot starve the reading of
-    /// those already open, and one-message connections are read and closed before many
-    /// more pile up). Beyond the limits, new connections are closed at once.
-    pub fn accept(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        if !self.accept_pending || self.accept_paused {
-            return;
-        }
-        for _ in 0..ACCEPTS_PER_TURN {
-            match self.listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, now, out),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(e) => {
-                    // Out of descriptors or buffers: pause rather than spin.
-                    log::warn!("accept failed: {}; pausing for 100 ms", net::describe(&e));
-                    self.accept_paused = true;
-                    self.timers
-                        .insert(now + Duration::from_millis(100), Timer::ResumeAccept);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
-    /// hang) when its address already holds `--max-per-ip` connections, or when all
-    /// `--max-connections` are open and none can be evicted.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
-        let ip = addr.ip().to_canonical();
-        if let Some((open, refused)) = self.per_ip.get_mut(&ip) {
-            if *open as usize >= self.limits.max_per_ip {
-                drop(stream);
-                if *refused == 0 {
-                    out.push(Effect::Show(Event::Warning(format!(
-                        "refusing connections from {ip}: {open} are open from it, the limit (--max-per-ip)"
-                    ))));
-                }
-                *refused += 1;
-                return;
-            }
-        }
-        if self.conns.len() >= self.limits.max_connections && !self.evict(now, out) {
-            drop(stream);
-            if self.refused == 0 {
-                out.push(Effect::Show(Event::Warning(format!(
-                    "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
-                    self.conns.len()
-                ))));
-            }
-            self.refused += 1;
-            return;
-        }
-        self.add_inbound(stream, addr, now);
-    }
-
-    /// At the connection limit: closes the inbound connection idle longest among those of
-    /// the address holding the most, if it has been idle at least a second, to make room.
-    /// Whoever holds many idle connections loses them first; a burst of fresh ones is
-    /// never cut short.
-    fn evict(&mut self, now: Instant, out: &mut Vec<Effect>) -> bool {
-        let Some(ip) = self
-            .per_ip
-            .iter()
-            .max_by_key(|(_, (open, _))| *open)
-            .map(|(ip, _)| *ip)
-        else {
-            return false;
-        };
-        let victim = self
-            .conns
-            .iter()
-            .filter_map(|(key, c)| match c {
-                Conn::In(i) if i.ip == ip && !i.queued => Some((key, i.idle_since())),
-                _ => None,
-            })
-            .min_by_key(|(_, since)| *since);
-        match victim {
-            Some((key, since)) if since < secs_since(self.started, now) => {
-                log::debug!("closing an idle connection from {ip} to make room");
-                self.close(key, out);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
-            log::warn!("cannot watch a connection from {addr}: {e}");
-            return;
-        }
-        let now_secs = secs_since(self.started, now);
-        let ip = addr.ip().to_canonical();
-        self.per_ip.entry(ip).or_default().0 += 1;
-        entry.insert(Conn::In(Inbound {
-            stream,
-            ip,
-            active_at: now_secs,
-            line_since: now_secs,
-            decoder: Decoder::new(self.limits.max_line),
-            queued: false,
-        }));
-        self.inbound += 1;
-        if self.sweep.is_none() {
-            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
-        }
-        // Not read now, even if its data is there: registering queues its readiness event
-        // behind those of older connections (epoll's ready list is in order), so that a
-        // sender's back-to-back one-message connections are shown in the order they were
-        // sent: the previous one's EOF arrived before this one's SYN.
-    }
-
     /// A readiness event for connection `key`. An inbound connection is read now, with
     /// `read` (its share of this turn), or, without it, queued for a later turn; one already
     /// queued waits for its turn there.
@@ -382,96 +257,6 @@ impl Connections {
                 self.close(key, out);
             }
         }
-    }
-
-    /// Opens a connection for each message the node hands out, while it hands them out.
-    pub fn transmit(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        while let Some(t) = node.poll_transmit() {
-            if let Err(e) = self.open(t.dest, t.text, false, now) {
-                node.on_send_failed(t.dest, net::describe(&e), out);
-            }
-        }
-    }
-
-    /// Starts a liveness check of `addr`: a bare connection attempt.
-    pub fn check(
-        &mut self,
-        addr: SocketAddr,
-        node: &mut Node,
-        now: Instant,
-        out: &mut Vec<Effect>,
-    ) {
-        if self.open(addr, String::new(), true, now).is_err() {
-            node.on_check(addr, false, now, out);
-        }
-    }
-
-    fn open(
-        &mut self,
-        dest: SocketAddr,
-        text: String,
-        check: bool,
-        now: Instant,
-    ) -> io::Result<()> {
-        let times = (now, self.limits.send_timeout, self.limits.linger);
-        let mut conn = Outbound::open(dest, text, check, self.from, times)?;
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        let interest = Interest::WRITABLE | Interest::READABLE;
-        self.registry
-            .register(&mut conn.stream, Token(key), interest)?;
-        conn.timer = Some(self.timers.insert(conn.deadline(), Timer::Conn { key }));
-        entry.insert(Conn::Out(Box::new(conn)));
-        Ok(())
-    }
-
-    fn drive_outbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        loop {
-            let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
-                return;
-            };
-            let step = conn.advance(node.header(), &mut self.read_buf, now);
-            if !self.finish_step(key, step, node, now, out) {
-                return;
-            }
-        }
-    }
-
-    /// Acts on what an outbound connection reported; `true` when it should be advanced
-    /// again at once (it was just written: the receiver may have closed already).
-    fn finish_step(
-        &mut self,
-        key: usize,
-        step: Step,
-        node: &mut Node,
-        now: Instant,
-        out: &mut Vec<Effect>,
-    ) -> bool {
-        let Some(Conn::Out(conn)) = self.conns.get_mut(key) else {
-            return false;
-        };
-        let dest = conn.dest;
-        match step {
-            Step::Wait => return false,
-            Step::Sent => {
-                if let Some(old) = conn.timer.take() {
-                    self.timers.cancel(old);
-                }
-                conn.timer = Some(self.timers.insert(conn.deadline(), Timer::Conn { key }));
-                node.on_sent(dest, now, out);
-                return true;
-            }
-            Step::Closed => self.close(key, out),
-            Step::Answered | Step::NoAnswer => {
-                self.close(key, out);
-                node.on_check(dest, step == Step::Answered, now, out);
-            }
-            Step::Failed(reason) => {
-                self.close(key, out);
-                node.on_send_failed(dest, reason, out);
-            }
-        }
-        false
     }
 
     /// Fires the connection timers that are due.

@@ -1,0 +1,145 @@
+//! Accepting: the listener's turn, the connection limits (per address and in all) and
+//! making room by evicting the idlest connection of the most crowded address.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::{secs_since, Connections, Timer, ACCEPTS_PER_TURN};
+use crate::driver::connection::{Conn, Inbound};
+use crate::driver::net;
+use crate::node::event::Event;
+use crate::node::Effect;
+use crate::wire::Decoder;
+
+impl Connections {
+    /// The listener is readable: new connections are accepted at its next turn.
+    pub fn listener_ready(&mut self) {
+        self.accept_pending = true;
+    }
+
+    /// The listener's turn: accepts up to [`ACCEPTS_PER_TURN`] connections (the rest wait
+    /// for the next turn, so that a storm of connections cannot starve the reading of
+    /// those already open, and one-message connections are read and closed before many
+    /// more pile up). Beyond the limits, new connections are closed at once.
+    pub fn accept(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if !self.accept_pending || self.accept_paused {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            match self.listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr, now, out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // Out of descriptors or buffers: pause rather than spin.
+                    log::warn!("accept failed: {}; pausing for 100 ms", net::describe(&e));
+                    self.accept_paused = true;
+                    self.timers
+                        .insert(now + Duration::from_millis(100), Timer::ResumeAccept);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
+    /// hang) when its address already holds `--max-per-ip` connections, or when all
+    /// `--max-connections` are open and none can be evicted.
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        let ip = addr.ip().to_canonical();
+        if let Some((open, refused)) = self.per_ip.get_mut(&ip) {
+            if *open as usize >= self.limits.max_per_ip {
+                drop(stream);
+                if *refused == 0 {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "refusing connections from {ip}: {open} are open from it, the limit (--max-per-ip)"
+                    ))));
+                }
+                *refused += 1;
+                return;
+            }
+        }
+        if self.conns.len() >= self.limits.max_connections && !self.evict(now, out) {
+            drop(stream);
+            if self.refused == 0 {
+                out.push(Effect::Show(Event::Warning(format!(
+                    "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
+                    self.conns.len()
+                ))));
+            }
+            self.refused += 1;
+            return;
+        }
+        self.add_inbound(stream, addr, now);
+    }
+
+    /// At the connection limit: closes the inbound connection idle longest among those of
+    /// the address holding the most, if it has been idle at least a second, to make room.
+    /// Whoever holds many idle connections loses them first; a burst of fresh ones is
+    /// never cut short.
+    fn evict(&mut self, now: Instant, out: &mut Vec<Effect>) -> bool {
+        let Some(ip) = self
+            .per_ip
+            .iter()
+            .max_by_key(|(_, (open, _))| *open)
+            .map(|(ip, _)| *ip)
+        else {
+            return false;
+        };
+        let victim = self
+            .conns
+            .iter()
+            .filter_map(|(key, c)| match c {
+                Conn::In(i) if i.ip == ip && !i.queued => Some((key, i.idle_since())),
+                _ => None,
+            })
+            .min_by_key(|(_, since)| *since);
+        match victim {
+            Some((key, since)) if since < secs_since(self.started, now) => {
+                log::debug!("closing an idle connection from {ip} to make room");
+                self.close(key, out);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .registry
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot watch a connection from {addr}: {e}");
+            return;
+        }
+        let now_secs = secs_since(self.started, now);
+        let ip = addr.ip().to_canonical();
+        self.per_ip.entry(ip).or_default().0 += 1;
+        entry.insert(Conn::In(Inbound {
+            stream,
+            ip,
+            active_at: now_secs,
+            line_since: now_secs,
+            decoder: Decoder::new(self.limits.max_line),
+            queued: false,
+        }));
+        self.inbound += 1;
+        if self.sweep.is_none() {
+            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
+        }
+        // Not read now, even if its data is there: registering queues its readiness event
+        // behind those of older connections (epoll's ready list is in order), so that a
+        // sender's back-to-back one-message connections are shown in the order they were
+        // sent: the previous one's EOF arrived before this one's SYN.
+    }
+}
