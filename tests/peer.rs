@@ -450,3 +450,25 @@ fn messages_to_one_destination_arrive_in_typed_order() {
         );
     }
 }
+
+#[test]
+fn a_header_claiming_our_own_address_never_makes_us_our_own_peer() {
+    let mut alice = Peer::spawn("alice", &ip(29, 2), &[]);
+    let from = ip(29, 3);
+    // A peer whose `PING` carries the receiver's own address in its header.
+    let ping = format!("{} pinger PING", alice.address());
+    common::send_raw(&from, alice.addr, ping.as_bytes()).expect("send");
+    alice.expect_line(&format!("[pinger {from}:?] PING"));
+    let connect = format!("{} pinger connect", alice.address());
+    common::send_raw(&from, alice.addr, connect.as_bytes()).expect("send");
+    alice.send_line(&format!("/send {} hello me", alice.address()));
+    alice.expect_line(&format!(
+        "! not sent to {}: that is this peer's own address",
+        alice.address()
+    ));
+    assert!(alice.query().is_empty(), "no peer: not ourselves");
+    alice.send_line("/all anyone?");
+    alice.expect_line("! no active peers to send to");
+    assert!(alice.lines_matching(|l| l.contains("connect from")).is_empty());
+    alice.quit_ok();
+}

@@ -58,7 +58,7 @@ pub enum Effect {
 pub struct Settings {
     /// Messages kept for `/history`.
     pub history: usize,
-    /// Whether peers and messages are persisted (emit [`Effect::Remember`]).
+    /// Whether peers and messages are persisted (emit [`Effect::Persist`]).
     pub persist: bool,
     /// Our header: name, form, listening port, claimed IP.
     pub header: OwnHeader,
@@ -70,6 +70,9 @@ pub struct Settings {
     pub quit_wait: Duration,
     /// Most peers heard from one IP address that the table keeps.
     pub max_peers_per_ip: usize,
+    /// The IP addresses we listen on (with our port, they are us): the bound address,
+    /// or, bound to every address, the machine's.
+    pub own_ips: Vec<IpAddr>,
 }
 
 /// The protocol state of one peer.
@@ -431,6 +434,25 @@ impl Node {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
+        if self.is_us(observed, msg.port)
+            || msg.claimed_ip.is_some_and(|ip| self.is_us(ip, msg.port))
+        {
+            // A header that claims our own listening address (one lab peer's `PING` does
+            // that) is never filed or answered: we would become our own peer. The text is
+            // still shown, under the address it came from.
+            if let Body::Chat(text) = msg.body {
+                if !text.trim().is_empty() {
+                    let from = Sender {
+                        ip: observed.to_canonical(),
+                        port: None,
+                        claimed_ip: None,
+                        name: msg.name.map(bounded_name),
+                    };
+                    out.push(Effect::Show(Event::Message { from, text }));
+                }
+            }
+            return;
+        }
         let from = Sender {
             ip: observed.to_canonical(),
             port: msg.port,
@@ -495,6 +517,13 @@ impl Node {
         }
     }
 
+    /// Whether `ip` with `port` is our own listening address.
+    pub(crate) fn is_us(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        let ip = ip.to_canonical();
+        port == Some(self.me.header.port)
+            && self.me.own_ips.iter().any(|own| own.to_canonical() == ip)
+    }
+
     /// Removes a peer from the table, the liveness schedule and (when persisting) memory.
     fn forget(
         &mut self,
@@ -555,6 +584,7 @@ mod tests {
             max_in_flight: 8,
             quit_wait: Duration::from_secs(2),
             max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
+            own_ips: vec!["127.0.0.2".parse().expect("ip")],
         }
     }
 
@@ -1316,5 +1346,52 @@ mod tests {
         let later = now + REPLY_INTERVAL;
         n.on_message(flooder, msg("f", 1, Body::Connect), later, &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.66:1", "connect_ack")]));
+    }
+
+    #[test]
+    fn a_header_claiming_our_own_address_is_never_a_peer() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let remote: IpAddr = "127.0.0.3".parse().expect("ip");
+        // A remote peer's `PING` puts our own address in its header.
+        let ping = Message {
+            claimed_ip: Some("127.0.0.2".parse().expect("ip")),
+            ..msg("pinger", 5000, Body::Chat("PING".into()))
+        };
+        n.on_message(remote, ping, now, &mut out);
+        let connect = Message {
+            claimed_ip: Some("127.0.0.2".parse().expect("ip")),
+            ..msg("pinger", 5000, Body::Connect)
+        };
+        n.on_message(remote, connect, now, &mut out);
+        // A connection from our own address with our port: ourselves.
+        n.on_message(
+            "127.0.0.2".parse().expect("ip"),
+            msg("me", 5000, Body::Connect),
+            now,
+            &mut out,
+        );
+        assert!(n.peers().is_empty(), "never filed");
+        assert!(sends(&mut n).is_empty(), "never answered");
+        let events: Vec<_> = shown(&out).into_iter().cloned().collect();
+        assert_eq!(events.len(), 1, "only the text: {events:?}");
+        assert!(matches!(
+            &events[0],
+            Event::Message { from, text } if text == "PING" && from.ip == remote && from.port.is_none()
+        ));
+        // Sending to ourselves is refused.
+        out.clear();
+        n.on_line("/send 127.0.0.2:5000 hello me", now, &mut out);
+        assert!(sends(&mut n).is_empty());
+        assert!(matches!(shown(&out)[..], [Event::Warning(w)] if w.contains("own address")));
+        // The same port at another address is another peer.
+        n.on_message(
+            remote,
+            msg("other", 5000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        assert!(n.peers().get(addr("127.0.0.3:5000")).is_some());
     }
 }

@@ -123,6 +123,12 @@ impl Node {
         // One form per peer (an IPv4-mapped IPv6 address is the IPv4 peer), so that order
         // per destination and the table agree.
         let dest = crate::node::peers::canonical(dest);
+        if self.is_us(dest.ip(), Some(dest.port())) {
+            out.push(Effect::Show(Event::Warning(format!(
+                "not sent to {dest}: that is this peer's own address"
+            ))));
+            return;
+        }
         let new = self.peers.sending_to(dest, now);
         self.take_evicted(out);
         if new && self.me.persist {

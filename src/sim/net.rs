@@ -199,6 +199,7 @@ impl Sim {
             max_in_flight: limits.max_in_flight,
             quit_wait: limits.quit_wait,
             max_peers_per_ip: limits.max_peers_per_ip,
+            own_ips: vec![addr.ip()],
         };
         // Each node its own jitter, as each process seeds its own.
         let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());
