@@ -469,6 +469,8 @@ fn a_header_claiming_our_own_address_never_makes_us_our_own_peer() {
     assert!(alice.query().is_empty(), "no peer: not ourselves");
     alice.send_line("/all anyone?");
     alice.expect_line("! no active peers to send to");
-    assert!(alice.lines_matching(|l| l.contains("connect from")).is_empty());
+    assert!(alice
+        .lines_matching(|l| l.contains("connect from"))
+        .is_empty());
     alice.quit_ok();
 }

@@ -89,6 +89,8 @@ pub struct Node {
     quitting: bool,
     /// While quitting: when waiting for the `exit` messages ends.
     quit_deadline: Option<Instant>,
+    /// Static peers that our greeting has not reached yet.
+    ungreeted: HashSet<SocketAddr>,
     /// While quitting: the peers already told `exit`.
     told_exit: HashSet<SocketAddr>,
     /// Whether the user was told that the peer table is full.
@@ -114,6 +116,7 @@ impl Node {
             quitting: false,
             quit_deadline: None,
             told_exit: HashSet::new(),
+            ungreeted: HashSet::new(),
             said_table_full: false,
             me,
         }
@@ -274,6 +277,7 @@ impl Node {
         }));
         for dest in self.me.static_peers.clone() {
             self.peers.add_static(dest, now);
+            self.ungreeted.insert(crate::node::peers::canonical(dest));
             self.send(dest, "connect", now, out);
         }
     }
@@ -319,6 +323,14 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         let name = self.peers.get(addr).and_then(|p| p.name.clone());
+        // A static peer our greeting could not reach (it started after us) is greeted as
+        // soon as it answers, and the user is told.
+        if answered && self.ungreeted.contains(&addr) && !self.quitting {
+            out.push(Effect::Show(Event::Info(format!(
+                "static peer {addr} answers now: greeting it"
+            ))));
+            self.send(addr, "connect", now, out);
+        }
         match self.liveness.result(addr, answered, now) {
             Verdict::Unchanged => {
                 if answered {
@@ -1393,5 +1405,38 @@ mod tests {
             &mut out,
         );
         assert!(n.peers().get(addr("127.0.0.3:5000")).is_some());
+    }
+
+    #[test]
+    fn a_static_peer_that_starts_later_is_greeted_when_it_answers() {
+        let t0 = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let stat = addr("127.0.0.9:9000");
+        n.start(addr("127.0.0.2:5000"), t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_send_failed(stat, "refused".into(), &mut out);
+        out.clear();
+        // Its first check fails: not running yet.
+        let later = t0 + Duration::from_secs(40);
+        n.on_timeout(later, &mut out);
+        assert!(out.contains(&Effect::Check(stat)));
+        n.on_check(stat, false, later, &mut out);
+        assert!(sends(&mut n).is_empty());
+        // It started: the next check is answered, and it is greeted at once.
+        let then = later + Duration::from_secs(40);
+        out.clear();
+        n.on_timeout(then, &mut out);
+        n.on_check(stat, true, then, &mut out);
+        assert!(shown(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Info(i) if i.contains("answers now: greeting it"))));
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_sent(stat, then, &mut out);
+        // Greeted once: a later answer does not greet it again.
+        let after = then + Duration::from_secs(40);
+        n.on_timeout(after, &mut out);
+        n.on_check(stat, true, after, &mut out);
+        assert!(sends(&mut n).is_empty());
     }
 }

@@ -72,6 +72,9 @@ impl Node {
         let Some(text) = self.outbox.done(dest) else {
             return;
         };
+        if text == "connect" {
+            self.ungreeted.remove(&dest);
+        }
         self.peers.delivered(dest);
         if self.quitting {
             self.say_exit(dest, now, out);

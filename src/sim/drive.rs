@@ -203,14 +203,15 @@ impl Sim {
         self.rearm(i);
     }
 
-    /// `connect` goes out only as a start-up greeting, and never answers a `connect`.
+    /// `connect` goes out only to greet a static peer (at start-up, or once more when it
+    /// answers after the greeting could not reach it), and never answers a `connect`.
     fn check_connect(&mut self, i: usize, dest: SocketAddr, connects: &[SocketAddr]) {
         if connects.contains(&dest) {
             let msg = format!("node {i} answered connect from {dest} with connect");
             self.trace.violation(self.now, msg);
         }
         if self.cfg.greetings_only
-            && !(self.nodes[i].static_peers.contains(&dest) && self.trace.first_greeting(i, dest))
+            && !(self.nodes[i].static_peers.contains(&dest) && self.trace.may_greet(i, dest))
         {
             let msg = format!("node {i} sent connect to {dest}, not a first greeting");
             self.trace.violation(self.now, msg);

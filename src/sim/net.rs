@@ -443,6 +443,9 @@ impl Sim {
             return;
         }
         // Accepted: the receiver reads it (first), the sender's write completed.
+        if matches!(&conn.payload, Payload::Message { text, .. } if text == "connect") {
+            self.trace.greeting_arrived(src, dest);
+        }
         let earlier = self.held.remove(&(src, d));
         if conn.fault == Some(Fault::Reorder) && earlier.is_none() {
             let release = Ev::Release(src, d, conn.id);

@@ -71,6 +71,8 @@ pub(crate) struct Trace {
     /// (sender, destination, text) queued and not yet reported sent or failed.
     pub(super) expected: HashMap<(usize, SocketAddr, String), Duration>,
     greeted: HashSet<(usize, SocketAddr)>,
+    /// Greetings (`connect`) that reached their peer.
+    greetings_arrived: HashSet<(usize, SocketAddr)>,
     pub(super) deaths: Vec<Option<Duration>>,
     /// (dead, when, the nodes whose table held it then).
     pub(super) watchers: Vec<(usize, Duration, Vec<usize>)>,
@@ -104,6 +106,7 @@ impl Trace {
             exits: HashMap::new(),
             expected: HashMap::new(),
             greeted: HashSet::new(),
+            greetings_arrived: HashSet::new(),
             deaths: Vec::new(),
             watchers: Vec::new(),
             removals: HashMap::new(),
@@ -354,9 +357,15 @@ impl Trace {
         }
     }
 
-    /// Whether this is node `i`'s first `connect` to `dest`.
-    pub(super) fn first_greeting(&mut self, i: usize, dest: SocketAddr) -> bool {
-        self.greeted.insert((i, dest))
+    /// Whether node `i` may greet `dest` with `connect`: a first greeting, or again while
+    /// no greeting of it has arrived (a static peer that started after it).
+    pub(super) fn may_greet(&mut self, i: usize, dest: SocketAddr) -> bool {
+        self.greeted.insert((i, dest)) || !self.greetings_arrived.contains(&(i, dest))
+    }
+
+    /// A `connect` from node `i` reached `dest`.
+    pub(super) fn greeting_arrived(&mut self, i: usize, dest: SocketAddr) {
+        self.greetings_arrived.insert((i, dest));
     }
 
     pub(super) fn died(&mut self, i: usize, now: Duration, watchers: Vec<usize>) {
