@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             Some(name) => name,
             None => return ExitCode::from(2),
         },
-        None => return missing("--name NAME", args.usage()),
+        None => return missing("--name NAME"),
     };
     let port = match args.port {
         Some(port) => port,
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
                 Err(_) => eprintln!("a port is a number from 0 to 65535"),
             }
         },
-        None => return missing("--port PORT", args.usage()),
+        None => return missing("--port PORT"),
     };
     let config = match args.resolve(name, port) {
         Ok(config) => config,
@@ -59,13 +59,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command-line mistake: its reason on one line, and where the full usage is, so that
+/// the reason does not scroll off the screen.
 fn usage_error(e: &UsageError) -> ExitCode {
-    eprintln!("peerchat: {}\n\n{}", e.message, e.usage);
+    eprintln!(
+        "peerchat: {}\ntry 'peerchat --help' for the usage",
+        e.message
+    );
     ExitCode::from(2)
 }
 
-fn missing(what: &str, usage: &str) -> ExitCode {
-    eprintln!("peerchat: {what} is required when stdin is not a terminal\n\n{usage}");
+fn missing(what: &str) -> ExitCode {
+    eprintln!(
+        "peerchat: {what} is required when stdin is not a terminal\ntry 'peerchat --help' for the usage"
+    );
     ExitCode::from(2)
 }
 

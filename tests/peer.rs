@@ -301,7 +301,7 @@ fn send_to_closed_port_reports_failure_and_keeps_working() {
 }
 
 #[test]
-fn bad_command_line_exits_2_with_usage() {
+fn bad_command_line_exits_2_with_a_one_line_reason() {
     let cases: &[(&str, &[&str])] = &[
         (
             "port out of range",
@@ -345,10 +345,14 @@ fn bad_command_line_exits_2_with_usage() {
             Some(2),
             "{case}: {args:?} gave {done:?}"
         );
-        assert!(
-            done.stderr.to_lowercase().contains("usage"),
-            "{case}: an error and the usage on stderr: {done:?}"
+        let lines: Vec<&str> = done.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "{case}: the reason and a hint, not the whole usage: {done:?}"
         );
+        assert!(lines[0].starts_with("peerchat: "), "{case}: {done:?}");
+        assert!(lines[1].contains("--help"), "{case}: {done:?}");
         assert!(
             done.stdout.is_empty(),
             "{case}: nothing on stdout: {done:?}"
