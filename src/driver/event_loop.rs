@@ -378,9 +378,12 @@ impl EventLoop {
             now,
             &mut self.effects,
         );
-        self.effects.push(Effect::Show(Event::Info(format!(
-            "remembered {peers} peers and {messages} messages"
-        ))));
+        if peers + messages > 0 {
+            // A first run remembers nothing, and says nothing about it.
+            self.effects.push(Effect::Show(Event::Info(format!(
+                "remembered {peers} peers and {messages} messages"
+            ))));
+        }
     }
 
     /// Executes what the node asked for. Executing can produce more effects (a failed
