@@ -521,3 +521,39 @@ fn names_and_text_cannot_make_the_display_lie() {
     assert!(peer.lines_matching(|l| l.contains("ghost")).is_empty());
     legit_sender(&ip(b, 3), peer.addr, |line| shows(&mut peer, line));
 }
+
+#[test]
+fn unfinished_lines_from_one_address_cannot_crowd_out_another_sender() {
+    let b = 161;
+    let mut peer = Peer::spawn_log("target", &ip(b, 2), &[], "error");
+    let to = peer.addr;
+    let attacker = ip(b, 10);
+    // 256 connections, each with 64 KiB of a line that never ends: 16 MiB in all, the
+    // whole default bound, if one address could take it.
+    let held: Vec<TcpStream> = (0..256)
+        .filter_map(|_| {
+            let mut s = connect_from(&attacker, to).ok()?;
+            s.write_all(&vec![b'x'; 65_536]).ok()?;
+            Some(s)
+        })
+        .collect();
+    peer.expect("its share used up", LONG_WAIT, |l| {
+        l.contains(&attacker) && l.contains("--max-unfinished")
+    });
+    // A lab sender that writes without a newline, waits, then closes: its line is
+    // unfinished for a while, and must not be the one that goes.
+    let from = ip(b, 3);
+    let mut slow = connect_from(&from, to).expect("connect");
+    slow.write_all(format!("{from}:9 slow half of a message").as_bytes())
+        .expect("write");
+    legit_sender(&ip(b, 4), to, |line| shows(&mut peer, line));
+    slow.write_all(b", and the rest").expect("write the rest");
+    drop(slow);
+    peer.expect_line(&format!("[slow {from}:9] half of a message, and the rest"));
+    assert!(
+        peer.lines_matching(|l| l.contains("--max-unfinished") && !l.contains(&attacker))
+            .is_empty(),
+        "only the attacker's connections were closed"
+    );
+    drop(held);
+}

@@ -292,7 +292,7 @@ impl EventLoop {
         self.flush_output(now);
         // Give a slow stdout a moment for the last lines, then leave regardless.
         let _ = self.stdout.finish(Duration::from_secs(1));
-        let dropped = self.stdout.take_dropped();
+        let dropped = self.stdout.take_all_dropped();
         if dropped > 0 {
             log::warn!("{dropped} lines of output were dropped: stdout was not being read");
         }

@@ -64,6 +64,8 @@ struct Compaction {
     /// Records that arrived since the snapshot was taken, to follow it.
     since: Vec<u8>,
     since_records: usize,
+    /// It rewrites the journal after records were dropped.
+    rewrite: bool,
 }
 
 /// What a flush did, for the user.
@@ -138,7 +140,9 @@ impl Journal {
 
     /// When the next retry is due, while writes fail.
     pub fn retry_at(&self) -> Option<Instant> {
+        // With nothing to write, there is nothing to retry (until a record arrives).
         self.retry_at
+            .filter(|_| !self.pending.is_empty() || self.lost)
     }
 
     /// Whether a compaction has slices left to write (the driver comes back for them).
@@ -179,18 +183,30 @@ impl Journal {
     }
 
     fn try_flush(&mut self, snapshot: impl FnOnce() -> Vec<Record>) -> io::Result<()> {
-        if self.lost {
+        if self.lost && !self.compaction.as_ref().is_some_and(|c| c.rewrite) {
             // Records were dropped: the journal is rewritten from what is known now (the
-            // dropped records' content included), a slice per turn like any compaction.
+            // dropped records' content included), a slice per turn like any compaction;
+            // they count as lost until the new file has replaced the old one.
             self.pending.clear();
             self.compaction = None;
             self.start_compaction(snapshot())?;
-            self.lost = false;
+            if let Some(c) = &mut self.compaction {
+                c.rewrite = true;
+            }
             return self.compact_slice();
         }
         if !self.pending.is_empty() {
-            self.file.write_all(&self.pending)?;
-            self.pending.clear();
+            // What a partial write took is not written again after an error.
+            while !self.pending.is_empty() {
+                match self.file.write(&self.pending) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
             if self.pending.capacity() > MAX_PENDING {
                 self.pending.shrink_to(64 * 1024);
             }
@@ -214,6 +230,7 @@ impl Journal {
             next: 0,
             since: Vec::new(),
             since_records: 0,
+            rewrite: false,
         });
         Ok(())
     }
@@ -242,6 +259,9 @@ impl Journal {
         self.records = c.snapshot.len() + c.since_records;
         self.base = self.records;
         log::info!("compacted the journal to {} records", self.records);
+        if c.rewrite {
+            self.lost = false;
+        }
         self.compaction = None;
         Ok(())
     }
@@ -434,6 +454,76 @@ mod tests {
         let (_, r) = Journal::open(&dir, 10_000)?;
         assert_eq!(r.messages.len(), 10_000, "the last messages kept are back");
         assert_eq!(r.messages.last().map(|e| e.millis), Some(i - 1));
+        fs::remove_dir_all(&dir)
+    }
+
+    /// A failed write whose records were already appended (here: the compaction's
+    /// new file cannot be created) leaves `retry_at` in the past once it comes due with
+    /// nothing pending; the event loop then polls with a zero timeout forever.
+    #[test]
+    fn a_due_retry_with_nothing_to_write_asks_for_no_wake_up() -> io::Result<()> {
+        let dir = temp_dir("review-spin");
+        let (mut j, _) = Journal::open(&dir, 10)?;
+        fs::create_dir(dir.join("journal.jsonl.tmp"))?; // File::create(tmp) fails: EISDIR
+        let t0 = Instant::now();
+        let mut failed = false;
+        for i in 0..2100 {
+            j.push(&msg(i));
+            if let Flushed::Failed(_) = j.flush(t0, Vec::new) {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "starting the compaction failed");
+        // No new record arrives; the retry comes due and finds nothing to write.
+        let later = t0 + RETRY_AFTER;
+        let _ = j.flush(later, Vec::new);
+        let _ = j.flush(later + Duration::from_millis(1), Vec::new);
+        let now = later + Duration::from_millis(2);
+        assert!(
+            j.retry_at().is_none_or(|at| at > now),
+            "retry_at is {:?} before now: the loop's poll timeout is zero until a record arrives",
+            j.retry_at().map(|at| now - at)
+        );
+        fs::remove_dir_all(&dir)
+    }
+
+    /// Records dropped during an outage, a rewrite that fails in its first slice
+    /// (the disk is still too full for a whole new copy), then small appends work again:
+    /// the user is told "nothing was lost" while the dropped records are gone for good.
+    #[test]
+    fn a_failed_rewrite_is_not_reported_as_nothing_lost() -> io::Result<()> {
+        let dir = temp_dir("review-lost");
+        let (mut j, _) = Journal::open(&dir, 100_000)?;
+        j.push(&msg(1));
+        flush(&mut j, Vec::new)?;
+        let good = OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal.jsonl"))?;
+        j.file = OpenOptions::new().append(true).open("/dev/full")?;
+        j.push(&msg(2));
+        let t0 = Instant::now();
+        assert!(matches!(j.flush(t0, Vec::new), Flushed::Failed(_)));
+        let mut i = 3;
+        while !j.lost {
+            j.push(&msg(i));
+            i += 1;
+        }
+        // The retry rewrites from a snapshot; the new file's first slice fails (disk full).
+        std::os::unix::fs::symlink("/dev/full", dir.join("journal.jsonl.tmp"))?;
+        let first = j.flush(t0 + RETRY_AFTER, || (1..i).map(msg).collect());
+        assert!(matches!(first, Flushed::Quietly), "{first:?}");
+        // A little room again: appends work.
+        j.file = good;
+        j.push(&msg(i));
+        let second = j.flush(t0 + 3 * RETRY_AFTER, || (1..=i).map(msg).collect());
+        drop(j);
+        let (_, r) = Journal::open(&dir, 100_000)?;
+        let kept = r.messages.len();
+        assert!(
+            !matches!(second, Flushed::Recovered { rewritten: false }) || kept as i64 == i,
+            "told {second:?} (\"nothing was lost\") but the journal holds {kept} of {i} messages"
+        );
         fs::remove_dir_all(&dir)
     }
 }

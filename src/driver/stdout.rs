@@ -3,7 +3,8 @@
 //! stdout may be a pipe that nobody reads for a while (a paused `less`, a stuck consumer).
 //! Its flags are shared with other processes, so they are left alone; instead, each write
 //! of at most one pipe buffer's worth is preceded by a zero-timeout `poll` saying it will
-//! not block. What cannot be written yet waits in a buffer; its [`Stdout::backlog`] tells
+//! not block. A terminal may block a write that `poll` allowed (it reports any room at
+//! all), so on a terminal peerchat writes through a second, non-blocking open of it. What cannot be written yet waits in a buffer; its [`Stdout::backlog`] tells
 //! the loop to read the network more slowly (so that a reader that keeps up loses
 //! nothing). Only when the loop decides that a pipe is not being read at all does it turn
 //! on [`Stdout::set_dropping`]: output beyond [`Stdout::limit`] is then dropped, counted,
@@ -38,6 +39,11 @@ pub struct Stdout {
     dropping: bool,
     /// Whether some bytes were written since [`Stdout::take_progress`].
     progress: bool,
+    /// On a terminal: the terminal opened once more, non-blocking. A terminal says it is
+    /// writable when it has any room at all, so a write after `poll` could still block;
+    /// this second open file description never does, and the one shared with the shell
+    /// keeps its flags.
+    twin: Option<std::fs::File>,
     kind: Kind,
 }
 
@@ -75,8 +81,27 @@ impl Stdout {
             dropped_lines: 0,
             dropping: false,
             progress: false,
+            twin: None,
             kind: kind(),
         }
+        .with_twin()
+    }
+
+    /// Opens the non-blocking twin of a terminal (the writer falls back to `poll` first,
+    /// then write, when that fails).
+    fn with_twin(mut self) -> Self {
+        if self.kind == Kind::Terminal {
+            use std::os::unix::fs::OpenOptionsExt;
+            let twin = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open("/proc/self/fd/1");
+            match twin {
+                Ok(file) => self.twin = Some(file),
+                Err(e) => log::debug!("cannot open the terminal again, non-blocking: {e}"),
+            }
+        }
+        self
     }
 
     /// What fd 1 is.
@@ -130,6 +155,11 @@ impl Stdout {
         }
     }
 
+    /// Every line dropped and not reported yet, whatever stdout holds (at exit).
+    pub fn take_all_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_lines)
+    }
+
     /// Lines dropped since the last call, once stdout has drained to half its limit (so
     /// that the report is not dropped too); dropping stops then.
     pub fn take_dropped(&mut self) -> u64 {
@@ -148,6 +178,19 @@ impl Stdout {
     /// Writes as much as stdout takes without blocking.
     pub fn flush(&mut self) -> io::Result<Flushed> {
         while self.start < self.pending.len() {
+            if let Some(twin) = &mut self.twin {
+                match std::io::Write::write(twin, &self.pending[self.start..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.start += n;
+                        self.progress = true;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             let end = if self.kind == Kind::RegularFile {
                 self.pending.len()
             } else if writable_now() {
@@ -221,6 +264,7 @@ mod tests {
             dropped_lines: 0,
             dropping: true,
             progress: false,
+            twin: None,
             kind: Kind::Pipe,
         }
     }

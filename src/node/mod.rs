@@ -495,8 +495,11 @@ impl Node {
             }
             Body::Connect => {
                 let answered = match addr {
-                    // A new connection to its listening port; never `connect` back.
-                    Some(addr) if self.heard(&from, addr, false, now, out) => self.reply(addr, now),
+                    // A new connection to its listening port; never `connect` back. Not
+                    // while quitting: it would reach the peer after our `exit`.
+                    Some(addr) if self.heard(&from, addr, false, now, out) && !self.quitting => {
+                        self.reply(addr, now)
+                    }
                     _ => false,
                 };
                 out.push(Effect::Show(Event::ConnectFrom { from, answered }));
@@ -1438,5 +1441,47 @@ mod tests {
         n.on_timeout(after, &mut out);
         n.on_check(stat, true, after, &mut out);
         assert!(sends(&mut n).is_empty());
+    }
+
+    /// While quitting, a `connect` from a peer already told `exit` is not answered: the
+    /// `connect_ack` would reach it after our `exit` and put us back in its table as
+    /// active, with no second `exit` to follow.
+    #[test]
+    fn no_connect_ack_after_our_exit() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let bob_ip: IpAddr = "127.0.0.3".parse().expect("ip");
+        let carol_ip: IpAddr = "127.0.0.4".parse().expect("ip");
+        let bob = addr("127.0.0.3:6000");
+        n.on_message(
+            bob_ip,
+            msg("bob", 6000, Body::Chat("x".into())),
+            now,
+            &mut out,
+        );
+        n.on_message(
+            carol_ip,
+            msg("carol", 6000, Body::Chat("y".into())),
+            now,
+            &mut out,
+        );
+        n.on_line("/quit", now, &mut out);
+        assert_eq!(
+            sends(&mut n),
+            sent(&[("127.0.0.3:6000", "exit"), ("127.0.0.4:6000", "exit")])
+        );
+        n.on_sent(bob, now, &mut out); // bob has our exit; carol's is still on its way
+        n.on_message(bob_ip, msg("bob", 6000, Body::Connect), now, &mut out);
+        let after = sends(&mut n);
+        let mut tail = Vec::new();
+        if !after.is_empty() {
+            n.on_sent(bob, now, &mut out);
+            tail = sends(&mut n);
+        }
+        assert!(
+            after.is_empty(),
+            "after our exit reached bob we sent {after:?}, then {tail:?}: bob ends with us active"
+        );
     }
 }

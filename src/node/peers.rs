@@ -163,6 +163,9 @@ pub struct PeerTable {
     max_per_ip: usize,
     /// Entries evicted to make room, not yet taken by the node.
     evicted: Vec<SocketAddr>,
+    /// When looking for an entry to evict last found none: no newcomer looks again for a
+    /// second (each look scans the table), unless an entry is removed meanwhile.
+    no_room_at: Option<Instant>,
 }
 
 impl Default for PeerTable {
@@ -192,6 +195,7 @@ impl PeerTable {
             max_peers: max_peers.max(1),
             max_per_ip: max_per_ip.max(1),
             evicted: Vec::new(),
+            no_room_at: None,
         }
     }
 
@@ -209,8 +213,17 @@ impl PeerTable {
     /// Adds an entry for `addr` (known not to be in the table), making room if the table is
     /// full; `false` when there is no room.
     fn insert(&mut self, addr: SocketAddr, peer: Peer, now: Instant) -> bool {
-        if self.peers.len() >= self.max_peers && !self.evict(now) {
-            return false;
+        if self.peers.len() >= self.max_peers {
+            let looked = self
+                .no_room_at
+                .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1));
+            if looked {
+                return false;
+            }
+            if !self.evict(now) {
+                self.no_room_at = Some(now);
+                return false;
+            }
         }
         *self.per_ip.entry(addr.ip()).or_default() += 1;
         self.peers.insert(addr, peer);
@@ -219,6 +232,7 @@ impl PeerTable {
 
     fn forget(&mut self, addr: SocketAddr) -> Option<Peer> {
         let peer = self.peers.remove(&addr)?;
+        self.no_room_at = None;
         if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
             *n -= 1;
             if *n == 0 {
@@ -778,5 +792,48 @@ mod tests {
         .map(|s| s.as_str())
         .collect();
         assert_eq!(words, ["heard", "static", "sent", "remembered"]);
+    }
+
+    /// A full table whose addresses each hold one recent peer (IPv6 makes that cheap) has
+    /// nothing to evict: a newcomer looks for room at most once a second, not once per
+    /// message (each look scans the table).
+    #[test]
+    fn a_full_table_with_nothing_to_evict_is_not_scanned_per_message() {
+        let mut table = PeerTable::with_limits(1000, 16);
+        let now = Instant::now();
+        for i in 0..1000u32 {
+            let ip = std::net::Ipv6Addr::from(0xfd00_u128 << 112 | u128::from(i));
+            assert!(table.heard(
+                SocketAddr::new(ip.into(), 5000),
+                Some("x"),
+                None,
+                false,
+                now
+            ));
+        }
+        let newcomer = |i: u32| {
+            let ip = std::net::Ipv6Addr::from(0xfd01_u128 << 112 | u128::from(i));
+            SocketAddr::new(ip.into(), 5000)
+        };
+        assert!(
+            !table.heard(newcomer(0), None, None, true, now),
+            "nothing to evict"
+        );
+        assert_eq!(table.no_room_at, Some(now), "looked once");
+        let soon = now + Duration::from_millis(500);
+        assert!(!table.heard(newcomer(1), None, None, true, soon));
+        assert_eq!(
+            table.no_room_at,
+            Some(now),
+            "not looked again within a second"
+        );
+        let later = now + Duration::from_millis(1100);
+        assert!(!table.heard(newcomer(2), None, None, true, later));
+        assert_eq!(table.no_room_at, Some(later), "looked again after a second");
+        // A removal makes room at once.
+        assert!(table.remove(newcomer(0)).is_none());
+        let first = std::net::Ipv6Addr::from(0xfd00_u128 << 112);
+        assert!(table.remove(SocketAddr::new(first.into(), 5000)).is_some());
+        assert!(table.heard(newcomer(3), None, None, true, later));
     }
 }

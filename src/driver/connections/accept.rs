@@ -55,7 +55,8 @@ impl Connections {
     /// `--max-connections` are open and none can be evicted.
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
         let ip = addr.ip().to_canonical();
-        if let Some((open, refused)) = self.per_ip.get_mut(&ip) {
+        if let Some(per) = self.per_ip.get_mut(&ip) {
+            let (open, refused) = (&mut per.open, &mut per.refused);
             if *open as usize >= self.limits.max_per_ip {
                 drop(stream);
                 if *refused == 0 {
@@ -89,7 +90,7 @@ impl Connections {
         let Some(ip) = self
             .per_ip
             .iter()
-            .max_by_key(|(_, (open, _))| *open)
+            .max_by_key(|(_, per)| per.open)
             .map(|(ip, _)| *ip)
         else {
             return false;
@@ -124,7 +125,7 @@ impl Connections {
         }
         let now_secs = secs_since(self.started, now);
         let ip = addr.ip().to_canonical();
-        self.per_ip.entry(ip).or_default().0 += 1;
+        self.per_ip.entry(ip).or_default().open += 1;
         entry.insert(Conn::In(Inbound {
             stream,
             ip,

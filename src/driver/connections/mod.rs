@@ -31,6 +31,11 @@ use crate::wire;
 const SHRINK_AFTER: usize = 1024;
 const SHRINK_AFTER_BYTES: usize = 1 << 20;
 
+/// One address may hold this fraction of `--max-unfinished`: one sender cannot use it
+/// all up (with the defaults, 256 connections of one address with a 64 KiB line each
+/// would be all of it).
+const UNFINISHED_SHARES: usize = 4;
+
 /// New connections accepted in one turn; more wait for the next.
 const ACCEPTS_PER_TURN: usize = 128;
 
@@ -47,6 +52,17 @@ enum Timer {
     Sweep,
     /// Try accepting again after running out of descriptors.
     ResumeAccept,
+}
+
+/// What one remote address holds.
+#[derive(Debug, Default)]
+struct PerIp {
+    /// Inbound connections open.
+    open: u32,
+    /// Connections refused at the per-address limit since it was last reported.
+    refused: u64,
+    /// Bytes of unfinished lines and backlogs of its connections.
+    unfinished: usize,
 }
 
 /// The listener and every open connection.
@@ -70,7 +86,7 @@ pub struct Connections {
     refused: u64,
     /// Per remote IP with inbound connections open: how many, and how many were refused
     /// at the per-address limit since it was last reported.
-    per_ip: HashMap<IpAddr, (u32, u64)>,
+    per_ip: HashMap<IpAddr, PerIp>,
     /// The `Timer::Sweep` entry, armed while inbound connections are open.
     sweep: Option<crate::node::timers::TimerId>,
     /// Inbound connections open.
@@ -216,12 +232,30 @@ impl Connections {
         self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
+        let ip = conn.ip;
+        let mut from_ip = 0;
+        if let Some(held) = self.per_ip.get_mut(&ip) {
+            held.unfinished = held.unfinished.saturating_sub(before) + after;
+            from_ip = held.unfinished;
+        }
         if !backlog.is_empty() {
             self.backlogs.insert(key, backlog);
         }
-        if self.unfinished > self.limits.max_unfinished && after > before {
-            end = ReadEnd::Unfinished;
+        if after > before {
+            if from_ip > self.limits.max_unfinished / UNFINISHED_SHARES {
+                // One address may hold only its share: its own line goes.
+                end = ReadEnd::Unfinished;
+            } else if self.unfinished > self.limits.max_unfinished {
+                // Over the bound in all: the largest holder goes, whoever it is.
+                match self.largest_holder() {
+                    Some(victim) if victim != key => self.close_unfinished(victim, out),
+                    _ => end = ReadEnd::Unfinished,
+                }
+            }
         }
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
         if !self.messages.is_empty() {
             // Only a message is activity: blank lines and pieces of a line are not, so
             // a connection kept open with them is closed at the idle timeout.
@@ -231,7 +265,6 @@ impl Connections {
             // A line was completed (or none is pending): not stalled mid-line.
             conn.line_since = now_secs;
         }
-        let ip = conn.ip;
         for msg in self.messages.drain(..) {
             log::debug!("from {ip}: {:?} message", msg.dialect);
             node.on_message(ip, msg, now, out);
@@ -248,14 +281,7 @@ impl Connections {
                 out.push(Effect::Show(Event::Warning(warning)));
                 self.close(key, out);
             }
-            ReadEnd::Unfinished => {
-                let warning = format!(
-                    "closed the connection from {ip}: unfinished lines of all connections held more than {} bytes (--max-unfinished)",
-                    self.limits.max_unfinished
-                );
-                out.push(Effect::Show(Event::Warning(warning)));
-                self.close(key, out);
-            }
+            ReadEnd::Unfinished => self.close_unfinished(key, out),
         }
     }
 
@@ -348,6 +374,32 @@ impl Connections {
         log::debug!("gave back the memory of a burst of connections");
     }
 
+    /// The inbound connection holding the most bytes of unfinished lines and backlog.
+    fn largest_holder(&self) -> Option<usize> {
+        self.conns
+            .iter()
+            .filter_map(|(key, c)| match c {
+                Conn::In(i) => {
+                    let backlog = self.backlogs.get(&key).map_or(0, Vec::len);
+                    Some((key, i.decoder.buffered() + backlog))
+                }
+                Conn::Out(_) => None,
+            })
+            .max_by_key(|(_, held)| *held)
+            .map(|(key, _)| key)
+    }
+
+    /// Closes `key` for holding too much of an unfinished line, and says so.
+    fn close_unfinished(&mut self, key: usize, out: &mut Vec<Effect>) {
+        if let Some(Conn::In(conn)) = self.conns.get(key) {
+            out.push(Effect::Show(Event::Warning(format!(
+                "closed the connection from {}: unfinished lines held more than the bound (--max-unfinished {} bytes, a quarter of it per address)",
+                conn.ip, self.limits.max_unfinished
+            ))));
+        }
+        self.close(key, out);
+    }
+
     fn close(&mut self, key: usize, out: &mut Vec<Effect>) {
         if let Some(conn) = self.conns.try_remove(key) {
             let stream = match conn {
@@ -359,16 +411,17 @@ impl Connections {
                     };
                     let held = c.decoder.buffered() + backlog;
                     self.unfinished = self.unfinished.saturating_sub(held);
-                    if let Some((open, refused)) = self.per_ip.get_mut(&c.ip) {
-                        *open -= 1;
-                        if *refused > 0 && (*open as usize) < self.limits.max_per_ip {
+                    if let Some(per) = self.per_ip.get_mut(&c.ip) {
+                        per.open -= 1;
+                        per.unfinished = per.unfinished.saturating_sub(held);
+                        if per.refused > 0 && (per.open as usize) < self.limits.max_per_ip {
                             out.push(Effect::Show(Event::Warning(format!(
-                                "accepting from {} again; refused {refused} connections from it at the limit",
-                                c.ip
+                                "accepting from {} again; refused {} connections from it at the limit",
+                                c.ip, per.refused
                             ))));
-                            *refused = 0;
+                            per.refused = 0;
                         }
-                        if *open == 0 {
+                        if per.open == 0 {
                             self.per_ip.remove(&c.ip);
                         }
                     }
