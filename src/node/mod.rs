@@ -224,12 +224,12 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let name = from.name.as_deref();
-        let is_new = self.peers.heard(addr, name, from.claimed_ip, chat, now);
+        let noted = self.peers.note(addr, name, from.claimed_ip, chat, now);
         self.take_evicted(out);
-        if self.peers.get(addr).is_none() {
+        let Some(is_new) = noted else {
             self.table_full(out);
             return false;
-        }
+        };
         self.liveness.heard(addr, now);
         if is_new {
             out.push(Effect::Show(Event::PeerJoined {

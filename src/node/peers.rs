@@ -281,9 +281,7 @@ impl PeerTable {
     }
 
     /// Records that `addr` spoke to us now; returns true when it was not known before.
-    /// `chat` counts the message; control words only refresh the entry. A new peer is not
-    /// added when its address already holds `max_per_ip` peers, or when the table is full
-    /// and nothing can be evicted.
+    #[cfg(test)]
     pub fn heard(
         &mut self,
         addr: SocketAddr,
@@ -292,25 +290,36 @@ impl PeerTable {
         chat: bool,
         now: Instant,
     ) -> bool {
+        self.note(addr, name, claimed_ip, chat, now) == Some(true)
+    }
+
+    /// Records that `addr` spoke to us now: `Some(true)` when it was not known before,
+    /// `Some(false)` when it was, `None` when it is not kept (its address already holds
+    /// `max_per_ip` peers, or the table is full and nothing can be evicted). `chat` counts
+    /// the message; control words only refresh the entry.
+    pub fn note(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        claimed_ip: Option<IpAddr>,
+        chat: bool,
+        now: Instant,
+    ) -> Option<bool> {
         let addr = canonical(addr);
         // One lookup for a peer already known, the usual case.
         if let Some(peer) = self.peers.get_mut(&addr) {
             peer.refresh(addr, name, claimed_ip, chat, now);
-            return false;
+            return Some(false);
         }
         let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
         if from_ip as usize >= self.max_per_ip
             || !self.insert(addr, Peer::new(Source::Heard, Status::Active), now)
         {
-            return false;
+            return None;
         }
-        match self.peers.get_mut(&addr) {
-            Some(peer) => {
-                peer.refresh(addr, name, claimed_ip, chat, now);
-                true
-            }
-            None => false,
-        }
+        let peer = self.peers.get_mut(&addr)?;
+        peer.refresh(addr, name, claimed_ip, chat, now);
+        Some(true)
     }
 
     /// Adds a peer configured with `--static-peer` (no effect if already known).
