@@ -200,7 +200,7 @@ impl EventLoop {
                 max_in_flight: config.limits.max_in_flight,
                 quit_wait: config.limits.quit_wait,
                 max_peers_per_ip: config.limits.max_peers_per_ip,
-                own_ips: own_ips(config.bind),
+                own_ips: net::own_ips(config.bind),
             },
             Liveness::new(config.limits.probe_interval, config.limits.probe_failures)
                 .seeded(jitter_seed()),
@@ -584,26 +584,4 @@ fn jitter_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (u64::from(std::process::id()) << 32) ^ u64::from(nanos)
-}
-
-/// The IP addresses we listen on: the bound one, or, bound to every address, the
-/// machine's (its interfaces', and all of loopback's, which every 127.x reaches).
-fn own_ips(bind: std::net::IpAddr) -> Vec<std::net::IpAddr> {
-    if !bind.is_unspecified() {
-        return vec![bind];
-    }
-    let mut ips: Vec<std::net::IpAddr> = match if_addrs::get_if_addrs() {
-        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
-        Err(e) => {
-            log::debug!("cannot list the machine's addresses: {e}");
-            Vec::new()
-        }
-    };
-    ips.extend([
-        std::net::IpAddr::from([127, 0, 0, 1]),
-        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-    ]);
-    ips.sort_unstable();
-    ips.dedup();
-    ips
 }

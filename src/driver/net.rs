@@ -109,6 +109,28 @@ pub fn describe(err: &io::Error) -> String {
     plain.to_owned()
 }
 
+/// The IP addresses we listen on: the bound one, or, bound to every address, the
+/// machine's (its interfaces', and all of loopback's, which every 127.x reaches).
+pub fn own_ips(bind: IpAddr) -> Vec<IpAddr> {
+    if !bind.is_unspecified() {
+        return vec![bind];
+    }
+    let mut ips: Vec<IpAddr> = match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(e) => {
+            log::debug!("cannot list the machine's addresses: {e}");
+            Vec::new()
+        }
+    };
+    ips.extend([
+        IpAddr::from([127, 0, 0, 1]),
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ]);
+    ips.sort_unstable();
+    ips.dedup();
+    ips
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
