@@ -1484,4 +1484,99 @@ mod tests {
             "after our exit reached bob we sent {after:?}, then {tail:?}: bob ends with us active"
         );
     }
+
+    #[test]
+    fn typed_lines_wait_while_the_users_backlog_is_full_or_when_quitting() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        assert!(n.wants_input(), "a fresh node takes lines");
+        let dest = addr("127.0.0.5:7000");
+        for i in 0..INPUT_BACKLOG - 1 {
+            n.on_line(&format!("/send 127.0.0.5:7000 m{i}"), now, &mut out);
+        }
+        assert!(n.wants_input(), "one below the backlog");
+        n.on_line("/send 127.0.0.5:7000 last", now, &mut out);
+        assert!(!n.wants_input(), "{INPUT_BACKLOG} messages wait");
+        // One leaves for its connection: room for one more line.
+        assert_eq!(n.poll_transmit().map(|t| t.text), Some("m0".into()));
+        assert!(n.wants_input());
+        n.on_sent(dest, now, &mut out);
+        n.quit(now, &mut out);
+        assert!(!n.wants_input(), "not while quitting");
+    }
+
+    #[test]
+    fn a_peer_evicted_for_a_newcomer_is_forgotten_in_the_journal_too() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        let mut n = persisting_node((t0, 0));
+        let mut out = Vec::new();
+        // 127.3.0.1 holds two entries, the stalest heard first; every other address one.
+        let (stale, fresh) = (addr("127.3.0.1:1"), addr("127.3.0.1:2"));
+        n.on_message(stale.ip(), msg("s", 1, Body::ConnectAck), t0, &mut out);
+        n.on_message(fresh.ip(), msg("f", 2, Body::ConnectAck), later, &mut out);
+        for i in 0..crate::node::peers::MAX_PEERS - 2 {
+            let ip = std::net::Ipv4Addr::from(0x7f01_0000 + i as u32);
+            n.on_message(ip.into(), msg("x", 1, Body::ConnectAck), later, &mut out);
+        }
+        assert!(n.peers().get(stale).is_some());
+        out.clear();
+        let newcomer = addr("127.4.0.1:1");
+        n.on_message(
+            newcomer.ip(),
+            msg("new", 1, Body::ConnectAck),
+            later,
+            &mut out,
+        );
+        assert!(n.peers().get(newcomer).is_some(), "the newcomer is kept");
+        assert!(n.peers().get(stale).is_none(), "in place of the stalest");
+        assert!(n.peers().get(fresh).is_some());
+        assert_eq!(
+            persisted(&out),
+            vec![
+                &Record::Gone { addr: stale },
+                &Record::Peer {
+                    addr: newcomer,
+                    name: Some("new".into())
+                }
+            ]
+        );
+        // Sending to someone new, once every entry is stale, evicts too and says so.
+        out.clear();
+        let much_later = later + Duration::from_secs(600);
+        n.on_line("/send 127.5.0.1:1 hello", much_later, &mut out);
+        assert!(matches!(
+            persisted(&out)[..],
+            [Record::Gone { .. }, Record::Peer { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_peer_draws_at_most_its_share_of_replies_per_interval() {
+        let t0 = Instant::now();
+        let mut n = node();
+        let bob = addr("127.0.0.3:6000");
+        // Each reply is delivered before the next connect, so none is a duplicate.
+        let connect = |n: &mut Node, at: Instant| {
+            let mut out = Vec::new();
+            n.on_message(bob.ip(), msg("bob", 6000, Body::Connect), at, &mut out);
+            let replies = sends(n);
+            for t in &replies {
+                n.on_sent(t.0, at, &mut out);
+            }
+            let answered = out
+                .iter()
+                .any(|e| matches!(e, Effect::Show(Event::ConnectFrom { answered: true, .. })));
+            assert_eq!(answered, !replies.is_empty(), "{out:?}");
+            replies.len()
+        };
+        for i in 0..REPLIES_PER_INTERVAL {
+            let at = t0 + Duration::from_secs(u64::from(i));
+            assert_eq!(connect(&mut n, at), 1, "reply {i}");
+        }
+        let almost = t0 + REPLY_INTERVAL - Duration::from_millis(1);
+        assert_eq!(connect(&mut n, almost), 0, "shown, not answered");
+        assert_eq!(connect(&mut n, t0 + REPLY_INTERVAL), 1, "a new interval");
+    }
 }

@@ -432,4 +432,74 @@ mod tests {
             "slots are free again"
         );
     }
+
+    #[test]
+    fn the_users_waiting_messages_are_counted_until_they_leave() {
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        let mut ob = Outbox::new(1);
+        assert_eq!(ob.user_waiting(), 0);
+        ob.push(a, "1".into()).expect("room");
+        ob.push(a, "2".into()).expect("room");
+        ob.push_reply(b, "connect_ack".into()).expect("room");
+        assert_eq!(ob.user_waiting(), 2, "replies are not the user's");
+        assert_eq!(ob.start_next(), Some((a, "1".into())));
+        assert_eq!(ob.user_waiting(), 1, "in flight is not waiting");
+        ob.done(a);
+        assert_eq!(ob.start_next(), Some((a, "2".into())));
+        assert_eq!(ob.user_waiting(), 0);
+        ob.done(a);
+        assert_eq!(ob.start_next(), Some((b, "connect_ack".into())));
+        assert_eq!(ob.user_waiting(), 0, "a reply leaving is not the user's");
+        ob.push(a, "3".into()).expect("room");
+        ob.drain();
+        assert_eq!(ob.user_waiting(), 0, "drained");
+    }
+
+    #[test]
+    fn a_reply_that_leaves_makes_room_for_another() {
+        let mut ob = Outbox::new(2);
+        let dest =
+            |i: usize| SocketAddr::from(([127, 0, 1, (i % 250) as u8], 1 + (i / 250) as u16));
+        for i in 0..MAX_AUTO_WAITING {
+            ob.push_reply(dest(i), "connect_ack".into()).expect("room");
+        }
+        let late = addr("127.0.2.1:1");
+        assert!(ob.push_reply(late, "connect_ack".into()).is_err());
+        // One reply starts and finishes: one waits fewer, and the slot is free again.
+        let (first, _) = ob.start_next().expect("a reply starts");
+        assert_eq!(ob.done(first), Some("connect_ack".into()));
+        assert_eq!(ob.push_reply(late, "connect_ack".into()), Ok(()));
+        assert!(ob
+            .push_reply(addr("127.0.2.2:1"), "connect_ack".into())
+            .is_err());
+        // Replies use half of two slots: one at a time, each done making room for the next.
+        for _ in 0..3 {
+            let (d, _) = ob.start_next().expect("a reply starts");
+            assert_eq!(ob.start_next(), None, "one reply at a time");
+            assert_eq!(ob.done(d), Some("connect_ack".into()));
+        }
+        assert_eq!(ob.in_flight(), 0);
+    }
+
+    #[test]
+    fn bytes_in_flight_no_longer_count_against_the_bound() {
+        let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
+        let mut ob = Outbox::new(1);
+        let exactly = "x".repeat(MAX_BYTES);
+        assert_eq!(
+            ob.push(a, exactly.clone()),
+            Ok(()),
+            "exactly the bound fits"
+        );
+        assert!(matches!(ob.push(b, "y".into()), Err((Refused::TooMuch, _))));
+        assert_eq!(
+            ob.start_next().map(|(d, t)| (d, t.len())),
+            Some((a, MAX_BYTES))
+        );
+        assert_eq!(ob.push(b, exactly), Ok(()), "the first is on its way");
+        ob.done(a);
+        assert_eq!(ob.start_next().map(|(d, _)| d), Some(b));
+        ob.done(b);
+        assert!(ob.is_empty());
+    }
 }

@@ -845,4 +845,45 @@ mod tests {
         assert!(table.remove(SocketAddr::new(first.into(), 5000)).is_some());
         assert!(table.heard(newcomer(3), None, None, true, later));
     }
+
+    #[test]
+    fn an_address_counts_its_entries_however_they_came_and_went() {
+        let now = Instant::now();
+        let mut table = PeerTable::with_limits(100, 2);
+        let at = |port| SocketAddr::from(([127, 0, 0, 3], port));
+        // A remembered entry counts against its address.
+        table.restore(at(1), None);
+        assert!(table.heard(at(2), None, None, false, now));
+        assert!(!table.heard(at(3), None, None, false, now), "two already");
+        // Forgetting one frees exactly one place, however many times it is asked.
+        assert!(table.remove(at(1)).is_some());
+        assert!(table.remove(at(1)).is_none());
+        assert!(table.heard(at(3), None, None, false, now));
+        assert!(!table.heard(at(4), None, None, false, now), "two again");
+        // Once every entry is gone, the address starts afresh.
+        table.remove(at(2));
+        table.remove(at(3));
+        assert!(table.heard(at(5), None, None, false, now));
+        assert!(table.heard(at(6), None, None, false, now));
+        assert!(!table.heard(at(7), None, None, false, now));
+    }
+
+    #[test]
+    fn an_entry_becomes_evictable_exactly_when_it_stops_being_recent() {
+        let t0 = Instant::now();
+        let one = || {
+            let mut table = PeerTable::with_limits(1, 16);
+            table.heard(addr("127.0.0.3:1"), None, None, true, t0);
+            table
+        };
+        let mut table = one();
+        let just_before = t0 + RECENT - Duration::from_millis(1);
+        assert!(!table.heard(addr("127.0.0.4:1"), None, None, true, just_before));
+        assert!(table.take_evicted().is_empty());
+        // (A fresh table: one that just found no room looks again only a second later.)
+        let mut table = one();
+        assert!(table.heard(addr("127.0.0.4:1"), None, None, true, t0 + RECENT));
+        assert_eq!(table.take_evicted(), vec![addr("127.0.0.3:1")]);
+        assert!(table.take_evicted().is_empty(), "taken once");
+    }
 }
