@@ -178,10 +178,13 @@ impl Liveness {
         let Some(w) = self.watches.get_mut(&addr) else {
             return Verdict::Unchanged;
         };
-        if w.in_flight {
-            w.in_flight = false;
-            self.in_flight -= 1;
+        if !w.in_flight {
+            // A late result of a check started before the peer was forgotten and tracked
+            // anew: it says nothing about the new watch.
+            return Verdict::Unchanged;
         }
+        w.in_flight = false;
+        self.in_flight -= 1;
         let verdict = if answered {
             let back = w.unreachable_since.is_some();
             w.failures = 0;
@@ -532,5 +535,21 @@ mod tests {
         l.track(b, t0);
         assert_eq!(l.schedule.len(), 1);
         assert_eq!(due(&mut l, t0 + 20 * SEC), vec![b]);
+    }
+
+    #[test]
+    fn a_late_result_does_not_touch_a_watch_made_anew() {
+        let mut l = Liveness::new(10 * SEC, 1);
+        let t0 = Instant::now();
+        let a = addr("127.0.0.3:5");
+        l.track(a, t0);
+        assert_eq!(due(&mut l, t0 + 20 * SEC), vec![a]);
+        l.forget(a); // it said exit while its check was in flight...
+        l.track(a, t0 + 20 * SEC); // ...then came back
+        assert_eq!(l.result(a, false, t0 + 21 * SEC), Verdict::Unchanged);
+        assert_eq!(l.schedule.len(), 1, "one entry for one watch");
+        assert_eq!(l.watches.get(&a).map(|w| w.failures), Some(0));
+        l.forget(a);
+        assert!(l.schedule.is_empty(), "nothing left behind");
     }
 }
