@@ -625,7 +625,7 @@ mod tests {
         let mut table = full_table(now);
         assert_eq!(table.len(), MAX_PEERS);
         assert!(table.is_full());
-        let stranger = addr("10.0.0.1:1");
+        let stranger = addr("203.0.113.1:1");
         assert!(!table.heard(stranger, Some("x"), None, true, now));
         assert!(!table.sending_to(stranger, Instant::now()));
         table.restore(stranger, Some("x".into()));
@@ -648,7 +648,7 @@ mod tests {
         let now = Instant::now();
         let mut table = full_table(now);
         table.remove(addr("127.0.0.0:1"));
-        assert!(table.heard(addr("10.0.0.1:1"), None, None, true, now));
+        assert!(table.heard(addr("203.0.113.1:1"), None, None, true, now));
         assert_eq!(table.len(), MAX_PEERS);
     }
 
@@ -752,7 +752,7 @@ mod tests {
         table.heard(
             a,
             Some("ann"),
-            Some("10.1.1.1".parse().expect("ip")),
+            Some("203.0.113.11".parse().expect("ip")),
             true,
             t0,
         );
@@ -767,7 +767,7 @@ mod tests {
                 source: Source::Heard,
                 messages: 1,
                 last_heard: Some(Duration::from_secs(5)),
-                claimed_ip: Some("10.1.1.1".parse().expect("ip")),
+                claimed_ip: Some("203.0.113.11".parse().expect("ip")),
             }
         );
         assert_eq!(rows[1].last_heard, None);

@@ -167,3 +167,14 @@ impl Sim {
             .any(|&(p, q)| p <= to && q >= from)
     }
 }
+
+/// Fails with every invariant the run broke.
+pub(crate) fn assert_clean(sim: &Sim) {
+    let v = sim.trace.violations();
+    assert!(v.is_empty(), "{v}");
+}
+
+/// What node `i`'s table says of node `of`.
+pub(crate) fn status(sim: &Sim, i: usize, of: usize) -> Option<crate::node::peers::Status> {
+    sim.node(i).peers().get(sim.addr(of)).map(|p| p.status)
+}

@@ -7,30 +7,10 @@ use std::time::Duration;
 
 use crate::node::event::LeaveReason;
 use crate::node::peers::Status;
-use crate::sim::checks::removal_bound;
+use crate::sim::checks::{assert_clean, removal_bound, status};
 use crate::sim::net::{Sim, REFUSED, TIMED_OUT};
-use crate::sim::setup::{Action, Config, Fault, Spec};
+use crate::sim::setup::{mesh, secs, Action, Config, Fault};
 use crate::{Command, Event};
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-/// `n` nodes that all know each other (node i greets every node before it), started at 0.
-fn mesh(cfg: Config, seed: u64, n: usize) -> Sim {
-    let mut sim = Sim::new(cfg, seed);
-    for i in 0..n {
-        let earlier: Vec<usize> = (0..i).collect();
-        sim.add(Spec::new(&format!("n{i}")).greets(&earlier));
-        sim.at(Duration::ZERO, i, Action::Start);
-    }
-    sim
-}
-
-fn assert_clean(sim: &Sim) {
-    let v = sim.trace.violations();
-    assert!(v.is_empty(), "{v}");
-}
 
 /// When node `i` was shown `text`, if it was.
 fn shown_at(sim: &Sim, i: usize, text: &str) -> Option<Duration> {
@@ -60,10 +40,6 @@ fn outcome(sim: &Sim, i: usize, text: &str) -> Option<Result<Duration, String>> 
         } if m == text => Some(Err(reason.clone())),
         _ => None,
     })
-}
-
-fn status(sim: &Sim, i: usize, of: usize) -> Option<Status> {
-    sim.node(i).peers().get(sim.addr(of)).map(|p| p.status)
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::sim::checks::{removal_bound, Detection};
 use crate::sim::net::Sim;
 use crate::sim::rng::Rng;
-use crate::sim::setup::{addr_of, Action, Config, Faults, Spec};
+use crate::sim::setup::{addr_of, secs, Action, Config, Faults, Spec};
 use crate::wire::Format;
 
 /// The seeds a plain `cargo test` runs.
@@ -38,10 +38,6 @@ pub(crate) struct Outcome {
     pub(crate) detection: Detection,
     /// Every broken invariant (empty when all held), naming the seed.
     pub(crate) violations: String,
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
 }
 
 /// Builds, runs and checks the network that `seed` describes.

@@ -9,13 +9,9 @@ use std::time::{Duration, Instant};
 use crate::sim::checks::removal_bound;
 use crate::sim::net::Sim;
 use crate::sim::rng::Rng;
-use crate::sim::setup::{Action, Config, Faults, Spec};
+use crate::sim::setup::{secs, Action, Config, Faults, Spec};
 
 const NODES: usize = 1000;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 /// (min, median, max) of `values`.
 fn spread<T: Ord + Copy + Default>(mut values: Vec<T>) -> (T, T, T) {

@@ -8,33 +8,13 @@ use std::time::Duration;
 
 use crate::node::event::LeaveReason;
 use crate::node::peers::Status;
-use crate::sim::checks::removal_bound;
+use crate::sim::checks::{assert_clean, removal_bound, status};
 use crate::sim::net::{Sim, State, REFUSED};
-use crate::sim::setup::{Action, Config, Spec};
+use crate::sim::setup::{mesh, secs, Action, Config, Spec};
 use crate::{Command, Event};
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
-}
-
-/// `n` nodes that all know each other: node i greets every node before it. All start at 0.
-fn mesh(cfg: Config, seed: u64, n: usize) -> Sim {
-    let mut sim = Sim::new(cfg, seed);
-    for i in 0..n {
-        let earlier: Vec<usize> = (0..i).collect();
-        sim.add(Spec::new(&format!("n{i}")).greets(&earlier));
-        sim.at(Duration::ZERO, i, Action::Start);
-    }
-    sim
-}
-
-fn assert_clean(sim: &Sim) {
-    let v = sim.trace.violations();
-    assert!(v.is_empty(), "{v}");
 }
 
 fn events(sim: &Sim, i: usize) -> impl Iterator<Item = &(Duration, Event)> {
@@ -59,10 +39,6 @@ fn wire_texts(sim: &Sim, src: usize, dest: usize) -> Vec<String> {
         .filter(|w| w.src == src && w.dest == dest)
         .map(|w| w.text.clone())
         .collect()
-}
-
-fn status(sim: &Sim, i: usize, of: usize) -> Option<Status> {
-    sim.node(i).peers().get(sim.addr(of)).map(|p| p.status)
 }
 
 #[test]

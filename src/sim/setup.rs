@@ -152,3 +152,20 @@ pub(crate) enum Fault {
     /// Read after the next connection between the same two nodes.
     Reorder,
 }
+
+/// `s` seconds.
+pub(crate) fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// `n` nodes that all know each other (node i greets every node before it), all
+/// started at 0.
+pub(crate) fn mesh(cfg: Config, seed: u64, n: usize) -> crate::sim::net::Sim {
+    let mut sim = crate::sim::net::Sim::new(cfg, seed);
+    for i in 0..n {
+        let earlier: Vec<usize> = (0..i).collect();
+        sim.add(Spec::new(&format!("n{i}")).greets(&earlier));
+        sim.at(Duration::ZERO, i, Action::Start);
+    }
+    sim
+}

@@ -1027,17 +1027,17 @@ fn our_header_claims_the_configured_ip_only_on_its_own_family() {
         port: 5001,
         claim: Some("198.51.100.7".parse().expect("ip")),
     };
-    let v4_local = "10.0.0.1".parse().expect("ip");
+    let v4_local = "203.0.113.1".parse().expect("ip");
     let v6_local = "2001:db8::1".parse().expect("ip");
-    let mapped_local = "::ffff:10.0.0.2".parse().expect("ip");
+    let mapped_local = "::ffff:203.0.113.2".parse().expect("ip");
     assert_eq!(me.encode(v4_local, "hi"), b"198.51.100.7:5001 me hi");
     assert_eq!(me.encode(mapped_local, "hi"), b"198.51.100.7:5001 me hi");
     assert_eq!(me.encode(v6_local, "hi"), b"[2001:db8::1]:5001 me hi");
     let unclaimed = OwnHeader { claim: None, ..me };
-    assert_eq!(unclaimed.encode(v4_local, "hi"), b"10.0.0.1:5001 me hi");
+    assert_eq!(unclaimed.encode(v4_local, "hi"), b"203.0.113.1:5001 me hi");
     assert_eq!(
         unclaimed.encode(mapped_local, "hi"),
-        b"10.0.0.2:5001 me hi",
+        b"203.0.113.2:5001 me hi",
         "a mapped local address is claimed as IPv4"
     );
 }
@@ -1074,9 +1074,9 @@ fn the_header_budget_covers_every_header_we_might_send() {
         name: "me".into(),
         format: Format::Standard,
         port: 5001,
-        claim: Some("10.0.0.1".parse().expect("ip")),
+        claim: Some("203.0.113.1".parse().expect("ip")),
     };
-    assert_eq!(me.budget(v4_dest), "10.0.0.1:5001 me ".len());
+    assert_eq!(me.budget(v4_dest), "203.0.113.1:5001 me ".len());
     assert_eq!(
         me.budget(v6_dest),
         "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:5001 me ".len()
