@@ -234,9 +234,12 @@ impl Connections {
         self.unfinished = self.unfinished.saturating_sub(before) + after;
         let ip = conn.ip;
         let mut from_ip = 0;
-        if let Some(held) = self.per_ip.get_mut(&ip) {
-            held.unfinished = held.unfinished.saturating_sub(before) + after;
-            from_ip = held.unfinished;
+        if before != after {
+            // Only when something is left unfinished: no lookup per message otherwise.
+            if let Some(held) = self.per_ip.get_mut(&ip) {
+                held.unfinished = held.unfinished.saturating_sub(before) + after;
+                from_ip = held.unfinished;
+            }
         }
         if !backlog.is_empty() {
             self.backlogs.insert(key, backlog);
