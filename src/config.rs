@@ -28,7 +28,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// How long an outgoing connection may take to connect and write.
     pub send_timeout: Duration,
-    /// How long we keep reading unsolicited replies after our message was written.
+    /// How long, once our message is written, we wait for the receiver to close the
+    /// connection (reading what it says back meanwhile) before the next message to it
+    /// leaves: receivers with a thread per connection then show messages in order.
     pub linger: Duration,
     /// How long quitting waits for the `exit` messages to go out.
     pub quit_wait: Duration,
@@ -53,7 +55,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             max_in_flight: 256,
             send_timeout: Duration::from_secs(5),
-            linger: Duration::from_secs(2),
+            linger: Duration::from_millis(250),
             quit_wait: Duration::from_secs(2),
             stdout_buffer: 1 << 20,
             max_peers_per_ip: 16,

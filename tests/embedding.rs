@@ -134,7 +134,7 @@ fn schema(event: &str) -> Option<&'static [(&'static str, Kind)]> {
             ("addr", OptStr),
             ("observed_ip", Str),
             ("claimed_ip", OptStr),
-            ("answered", Bool),
+            ("answering", Bool),
         ],
         "connect_ack" => PEER,
         "peer_joined" | "peer_back" => &[("addr", Str), ("name", OptStr)],
@@ -286,7 +286,7 @@ fn json_consumer_parses_every_line() {
     // bob says connect: answered.
     bob.send_line(&format!("/send {alice_addr} connect"));
     let c = alice.expect_event("connect", |v| v["addr"] == bob_addr.as_str());
-    assert_eq!(c["answered"], true);
+    assert_eq!(c["answering"], true);
 
     // A message each way.
     alice.send_line(&format!("/send {bob_addr} hello bob"));

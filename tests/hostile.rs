@@ -331,7 +331,7 @@ fn a_connect_flood_draws_bounded_replies_and_the_users_message_leaves_first() {
     });
     assert!(settled, "every connect was read");
     let answered = peer
-        .lines_matching(|l| l.ends_with("(answered connect_ack)"))
+        .lines_matching(|l| l.ends_with("(answering with connect_ack)"))
         .len();
     println!("65,534 connects from one address: {answered} answered");
     assert!(

@@ -135,7 +135,10 @@ fn unsolicited_reply_does_not_fail_the_send() {
     for text in ["first", "second"] {
         alice.send_line(&format!("/send {} {text}", receiver.address()));
         assert_eq!(next_py_message(&mut receiver).text, text);
-        alice.expect_line(&format!("* sent to {}: {text}", receiver.address()));
+        alice.expect_line(&format!(
+            "* sent to {}: {text} (it answered: Message received)",
+            receiver.address()
+        ));
     }
     alice.query(); // a round trip through the loop, then look for errors
     let errors: Vec<String> = alice
@@ -191,6 +194,21 @@ impl Dialect {
     }
 }
 
+/// The dialect our decoder reads in what a case's sender wrote (its last message).
+fn dialect_of(wire: &[String], persistent: bool) -> Option<peerchat::wire::Dialect> {
+    let mut got = Vec::new();
+    let mut decoder = peerchat::wire::Decoder::new(4096);
+    for message in wire {
+        if !persistent {
+            decoder.finish(&mut got);
+            decoder = peerchat::wire::Decoder::new(4096);
+        }
+        decoder.feed(message.as_bytes(), &mut got).ok()?;
+    }
+    decoder.finish(&mut got);
+    got.last().map(|m| m.dialect)
+}
+
 fn dialect(block: u8, case: Dialect) {
     let mut alice = Peer::spawn("alice", &ip(block, 2), &[]);
     let mut receiver = Peer::python("thread_receiver.py", "pyrecv", &ip(block, 3), &[]);
@@ -214,11 +232,24 @@ fn dialect(block: u8, case: Dialect) {
     alice.expect_lines_in_order(&shown);
     let sender_addr = fill("{ip}:{port}");
     if case.acked {
+        // Our answer is in the sender's own dialect: it decodes as a `connect_ack` from
+        // alice's listening port, in the dialect the sender spoke.
         let ack = next_py_message(&mut receiver);
+        let mut decoder = peerchat::wire::Decoder::new(4096);
+        let mut got = Vec::new();
+        decoder
+            .feed(&ack.raw, &mut got)
+            .expect("our answer decodes");
+        decoder.finish(&mut got);
+        let what = String::from_utf8_lossy(&ack.raw);
+        assert_eq!(got.len(), 1, "one answer: {what:?}");
+        assert_eq!(got[0].body, peerchat::wire::Body::ConnectAck, "{what:?}");
+        assert_eq!(got[0].port, Some(alice.port()), "{what:?}");
+        let spoke = dialect_of(&wire, case.persistent);
         assert_eq!(
-            (ack.text.as_str(), ack.name.as_str(), ack.port),
-            ("connect_ack", "alice", alice.port().to_string()),
-            "our connect_ack at the sender's listening port"
+            Some(got[0].dialect),
+            spoke,
+            "answered in its dialect: {what:?}"
         );
     }
     if case.gone {
@@ -324,7 +355,7 @@ fn dialect_colon_connect() {
             acked: true,
             ..Dialect::new(
                 &["CONNECT:team7:{port}"],
-                &["* connect from team7 {ip}:{port} (answered connect_ack)"],
+                &["* connect from team7 {ip}:{port} (answering with connect_ack)"],
             )
         },
     );
@@ -338,7 +369,7 @@ fn dialect_colon_connect_port_only() {
             acked: true,
             ..Dialect::new(
                 &["CONNECT:{port}"],
-                &["* connect from ? {ip}:{port} (answered connect_ack)"],
+                &["* connect from ? {ip}:{port} (answering with connect_ack)"],
             )
         },
     );
@@ -388,7 +419,7 @@ fn dialect_persistent_line_based() {
                     "hello three\n",
                 ],
                 &[
-                    "* connect from ? {ip}:{port} (answered connect_ack)",
+                    "* connect from ? {ip}:{port} (answering with connect_ack)",
                     "[? {ip}:{port}] hello one",
                     "[? {ip}:{port}] hello two",
                     "[? {ip}:{port}] hello three",
@@ -435,7 +466,7 @@ fn dialect_json_connect() {
                 &[
                     r#"{"type": "connect", "content": "", "sender_name": "team7", "sender_port": {port}}"#,
                 ],
-                &["* connect from team7 {ip}:{port} (answered connect_ack)"],
+                &["* connect from team7 {ip}:{port} (answering with connect_ack)"],
             )
         },
     );
@@ -482,7 +513,7 @@ fn claimed_ip_differs_from_observed() {
                 ],
                 &[
                     "[team7 {ip}:{port} (claims 127.0.1.1)] hi from debian",
-                    "* connect from team7 {ip}:{port} (claims 127.0.1.1) (answered connect_ack)",
+                    "* connect from team7 {ip}:{port} (claims 127.0.1.1) (answering with connect_ack)",
                 ],
             )
         },
@@ -529,7 +560,7 @@ fn chat_containing_a_control_word_is_chat() {
     let row = alice
         .query_row(&format!("{sender}:5555"))
         .expect("still listed");
-    assert_eq!(row[4], "3", "three chat messages counted: {row:?}");
+    assert_eq!(row[5], "3", "three chat messages counted: {row:?}");
 }
 
 #[test]
@@ -576,7 +607,7 @@ fn python_connect_gets_our_connect_ack_at_its_listening_port() {
         &format!("{header} connect"),
     ]);
     alice.expect_line(&format!(
-        "* connect from pyrecv {} (answered connect_ack)",
+        "* connect from pyrecv {} (answering with connect_ack)",
         receiver.address()
     ));
     let ack = next_py_message(&mut receiver);
@@ -644,7 +675,7 @@ fn two_hundred_back_to_back_connections_all_arrive_in_order() {
         );
     }
     let row = alice.query_row(&format!("{sender}:5555")).expect("listed");
-    assert_eq!(row[4], "200", "{row:?}");
+    assert_eq!(row[5], "200", "{row:?}");
 }
 
 #[test]

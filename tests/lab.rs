@@ -79,7 +79,7 @@ fn thirty_peers_all_to_all_then_half_quit() {
     for (k, hub) in peers.iter_mut().enumerate().take(HUBS) {
         let greeters = (0..PEERS).filter(|&i| statics(i).contains(&k)).count();
         hub.expect_many("`* connect from` lines", greeters, LONG_WAIT, |l| {
-            l.starts_with("* connect from ") && l.ends_with("(answered connect_ack)")
+            l.starts_with("* connect from ") && l.ends_with("(answering with connect_ack)")
         });
     }
     println!("greetings done after {:?}", started.elapsed());
@@ -128,7 +128,7 @@ fn thirty_peers_all_to_all_then_half_quit() {
         for (j, addr) in addrs.iter().enumerate().filter(|(j, _)| *j != i) {
             let row = &listed[addr];
             assert!(
-                row[1] == name(j) && row[2] == "active" && row[4] == "1",
+                row[1] == name(j) && row[2] == "active" && row[5] == "1",
                 "{}: row of {}: {row:?}",
                 name(i),
                 name(j)

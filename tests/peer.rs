@@ -135,19 +135,22 @@ fn query_lists_peers_with_addresses_and_statuses() {
         .find(|r| r[0] == bob.address())
         .expect("bob listed");
     assert_row(bob_row, &bob.address(), "bob", "active", "heard");
-    assert_eq!(bob_row[4], "2", "two messages heard from bob: {bob_row:?}");
+    assert_eq!(bob_row[4], "standard", "bob's dialect: {bob_row:?}");
+    assert_eq!(bob_row[5], "2", "two messages heard from bob: {bob_row:?}");
     let carol_row = rows
         .iter()
         .find(|r| r[0] == carol.address())
         .expect("carol listed");
     // Only sent to, never heard: source `sent`, name unknown, no messages counted; our
-    // message reached it (we waited for `* sent to`), so it is active.
+    // message reached it (we waited for `* sent to`), so it is active; its dialect is not
+    // known (it is sent our default).
     assert!(
-        carol_row.len() >= 5
+        carol_row.len() >= 6
             && carol_row[1] == "?"
             && carol_row[2] == "active"
             && carol_row[3] == "sent"
-            && carol_row[4] == "0",
+            && carol_row[4] == "-"
+            && carol_row[5] == "0",
         "carol was only sent to: {carol_row:?}"
     );
 
@@ -166,7 +169,7 @@ fn connect_gets_connect_ack() {
     let mut bob = Peer::spawn("bob", &ip(13, 3), &[]);
     alice.send_line(&send_cmd(&bob, "connect"));
     bob.expect_line(&format!(
-        "* connect from alice {} (answered connect_ack)",
+        "* connect from alice {} (answering with connect_ack)",
         alice.address()
     ));
     alice.expect_line(&format!("* connect_ack from bob {}", bob.address()));
@@ -185,7 +188,7 @@ fn menu_3_and_slash_connect_greet_all_active_peers() {
     let (mut alice, mut bob, mut carol) = alice_heard_from_bob_and_carol(14, "hi");
 
     let greeted = format!(
-        "* connect from alice {} (answered connect_ack)",
+        "* connect from alice {} (answering with connect_ack)",
         alice.address()
     );
     alice.send_line("3");
@@ -260,7 +263,7 @@ fn static_peer_is_greeted_at_startup() {
     let mut bob = Peer::spawn("bob", &ip(17, 3), &[]);
     let mut alice = Peer::spawn("alice", &ip(17, 2), &["-s", &bob.address()]);
     bob.expect_line(&format!(
-        "* connect from alice {} (answered connect_ack)",
+        "* connect from alice {} (answering with connect_ack)",
         alice.address()
     ));
     alice.expect_line(&format!("* connect_ack from bob {}", bob.address()));

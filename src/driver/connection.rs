@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 
 use crate::driver::net;
 use crate::node::timers::TimerId;
-use crate::wire::{DecodeError, Decoder, Message, OwnHeader};
+use crate::wire::{self, DecodeError, Decoder, Dialect, Message, OwnHeader};
 
 /// Reads one readiness event may do on an outbound connection draining replies.
 const READS_PER_TURN: usize = 16;
@@ -74,10 +74,14 @@ pub struct Outbound {
     check: bool,
     /// The message, without header, until it is encoded.
     text: String,
+    /// The dialect it is encoded in.
+    dialect: Dialect,
     /// The message on the wire, once connected.
     bytes: Vec<u8>,
     /// How much of `bytes` is written.
     written: usize,
+    /// What the receiver said back, up to [`wire::MAX_REPLY`] bytes.
+    reply: Vec<u8>,
     phase: Phase,
     /// When it expires: the send timeout, then, once written, the linger time.
     deadline: Instant,
@@ -122,6 +126,13 @@ impl Inbound {
         } else {
             self.active_at
         }
+    }
+
+    /// Whether the idle timeout spares it: a port-line peer keeps its connection open
+    /// between messages, for as long as its user is silent. Stalling mid-line still
+    /// counts.
+    pub fn keeps_open(&self) -> bool {
+        self.decoder.is_port_line() && self.decoder.buffered() == 0
     }
 
     /// Reads what is available, up to its [`TURN_SHARE`] of bytes and [`TURN_MESSAGES`]
@@ -217,11 +228,14 @@ pub enum Step {
     /// A liveness check failed or timed out.
     NoAnswer,
     /// The whole message was written and the write side shut down; the connection now
-    /// lingers to drain replies, with a new deadline.
+    /// lingers to drain replies, with a new deadline. The next message to the same
+    /// receiver waits until it ends, so that receivers with a thread per connection show
+    /// them in order.
     Sent,
     /// The message could not be delivered, for this reason (in plain words).
     Failed(String),
-    /// The receiver closed after our message, or lingering ended: done.
+    /// The receiver closed after our message, acknowledged it, or lingering ended: the
+    /// message is delivered ([`Outbound::reply`] tells what the receiver said back).
     Closed,
 }
 
@@ -230,7 +244,7 @@ impl Outbound {
     /// `check`, nothing), which must complete within `timeout`.
     pub fn open(
         dest: SocketAddr,
-        text: String,
+        (text, dialect): (String, Dialect),
         check: bool,
         from: Option<IpAddr>,
         (now, timeout, linger): (Instant, Duration, Duration),
@@ -240,13 +254,20 @@ impl Outbound {
             dest,
             check,
             text,
+            dialect,
             bytes: Vec::new(),
             written: 0,
+            reply: Vec::new(),
             phase: Phase::Connecting,
             deadline: now + timeout,
             linger,
             timer: None,
         })
+    }
+
+    /// The first line the receiver said back on this connection, if any.
+    pub fn reply(&self) -> Option<String> {
+        wire::reply_line(&self.reply)
     }
 
     /// When [`Outbound::expire`] is due.
@@ -294,7 +315,8 @@ impl Outbound {
             }
             // The header claims what the receiver sees: our end of this very connection.
             let local = self.stream.local_addr()?.ip();
-            self.bytes = header.encode(local, &std::mem::take(&mut self.text));
+            let text = std::mem::take(&mut self.text);
+            self.bytes = header.encode_in(self.dialect, local, &text);
             self.phase = Phase::Writing;
         }
         if self.phase == Phase::Writing {
@@ -315,16 +337,19 @@ impl Outbound {
             self.deadline = now + self.linger;
             return Ok(Step::Sent);
         }
-        // Draining: unsolicited replies ("ACK from PORT", "Message received") are normal;
-        // a receiver that keeps talking is cut off rather than read forever.
+        // Draining: replies ("ACK from PORT", "Message received") are normal, and kept to
+        // be shown; an acknowledgement ends the wait at once. A receiver that keeps talking
+        // is cut off rather than read forever.
         for _ in 0..READS_PER_TURN {
             match self.stream.read(buf) {
                 Ok(0) => return Ok(Step::Closed),
-                Ok(n) => log::debug!(
-                    "reply from {}: {:?}",
-                    self.dest,
-                    String::from_utf8_lossy(&buf[..n.min(200)])
-                ),
+                Ok(n) => {
+                    let room = wire::MAX_REPLY.saturating_sub(self.reply.len());
+                    self.reply.extend_from_slice(&buf[..n.min(room)]);
+                    if self.reply().is_some_and(|r| wire::is_acknowledgement(&r)) {
+                        return Ok(Step::Closed);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Ok(Step::Closed),
@@ -396,7 +421,7 @@ mod tests {
         let text = "hello there".to_owned();
         let mut conn = Outbound::open(
             dest,
-            text,
+            (text, Dialect::Standard),
             false,
             None,
             (now, TIMES, Duration::from_secs(1)),
@@ -428,12 +453,14 @@ mod tests {
         }; // closed again: connections are refused
         let now = Instant::now();
         let times = (now, TIMES, TIMES);
-        let mut send = Outbound::open(dest, "x".into(), false, None, times).expect("open");
+        let mut send = Outbound::open(dest, ("x".into(), Dialect::Standard), false, None, times)
+            .expect("open");
         match run_until_step(&mut send, &header(), now) {
             Step::Failed(reason) => assert!(reason.contains("refused"), "{reason}"),
             other => panic!("expected a failure, got {other:?}"),
         }
-        let mut check = Outbound::open(dest, String::new(), true, None, times).expect("open");
+        let mut check =
+            Outbound::open(dest, (String::new(), Dialect::Raw), true, None, times).expect("open");
         assert_eq!(run_until_step(&mut check, &header(), now), Step::NoAnswer);
     }
 
@@ -442,8 +469,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         let dest = listener.local_addr().expect("addr");
         let now = Instant::now();
-        let mut check =
-            Outbound::open(dest, String::new(), true, None, (now, TIMES, TIMES)).expect("open");
+        let mut check = Outbound::open(
+            dest,
+            (String::new(), Dialect::Raw),
+            true,
+            None,
+            (now, TIMES, TIMES),
+        )
+        .expect("open");
         assert_eq!(run_until_step(&mut check, &header(), now), Step::Answered);
         assert_eq!(check.expire(), Step::NoAnswer, "a check never fails a send");
     }
@@ -453,8 +486,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         let dest = listener.local_addr().expect("addr");
         let now = Instant::now();
-        let conn =
-            Outbound::open(dest, "x".into(), false, None, (now, TIMES, TIMES)).expect("open");
+        let conn = Outbound::open(
+            dest,
+            ("x".into(), Dialect::Standard),
+            false,
+            None,
+            (now, TIMES, TIMES),
+        )
+        .expect("open");
         assert_eq!(
             conn.expire(),
             Step::Failed("no answer (the connection timed out)".into())

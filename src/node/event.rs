@@ -65,12 +65,14 @@ pub enum Event {
         /// What it says.
         text: String,
     },
-    /// A peer said `connect`; `answered` tells whether `connect_ack` went back.
+    /// A peer said `connect`; `answering` tells whether `connect_ack` is on its way (a
+    /// [`Event::Sent`] or [`Event::SendFailed`] for it follows, in that order).
     ConnectFrom {
         /// Its sender.
         from: Sender,
-        /// Whether we could answer (a listening port was known).
-        answered: bool,
+        /// Whether `connect_ack` was queued for it (a listening port was known, and the
+        /// replies it may draw were not spent).
+        answering: bool,
     },
     /// A peer answered our `connect`.
     ConnectAck {
@@ -109,12 +111,16 @@ pub enum Event {
         /// Its name, if known.
         name: Option<String>,
     },
-    /// A message was written to `dest` in full.
+    /// A message was delivered to `dest`: written in full, and the receiver closed the
+    /// connection, acknowledged it, or the linger ended.
     Sent {
         /// The destination's listening address.
         dest: SocketAddr,
         /// What was sent (without header).
         text: String,
+        /// What the receiver said back on that connection (its first line), if anything:
+        /// `Message received`, `ACK from PORT`, `IP:PORT NAME connected`...
+        reply: Option<String>,
     },
     /// A message could not be sent.
     SendFailed {

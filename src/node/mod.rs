@@ -219,7 +219,7 @@ impl Node {
         &mut self,
         from: &Sender,
         addr: SocketAddr,
-        chat: bool,
+        chat: (bool, wire::Dialect),
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> bool {
@@ -474,12 +474,13 @@ impl Node {
             name: msg.name.map(bounded_name),
         };
         let addr = from.addr();
+        let dialect = msg.dialect;
         match msg.body {
             Body::Chat(text) => {
                 // A header with no text says "I am here": noted, not shown.
                 let shown = !text.trim().is_empty();
                 if let Some(addr) = addr {
-                    self.heard(&from, addr, shown, now, out);
+                    self.heard(&from, addr, (shown, dialect), now, out);
                 }
                 if shown {
                     let entry = Entry {
@@ -494,19 +495,22 @@ impl Node {
                 }
             }
             Body::Connect => {
-                let answered = match addr {
+                let answering = match addr {
                     // A new connection to its listening port; never `connect` back. Not
                     // while quitting: it would reach the peer after our `exit`.
-                    Some(addr) if self.heard(&from, addr, false, now, out) && !self.quitting => {
+                    Some(addr)
+                        if self.heard(&from, addr, (false, dialect), now, out)
+                            && !self.quitting =>
+                    {
                         self.reply(addr, now)
                     }
                     _ => false,
                 };
-                out.push(Effect::Show(Event::ConnectFrom { from, answered }));
+                out.push(Effect::Show(Event::ConnectFrom { from, answering }));
             }
             Body::ConnectAck => {
                 if let Some(addr) = addr {
-                    self.heard(&from, addr, false, now, out);
+                    self.heard(&from, addr, (false, dialect), now, out);
                 }
                 out.push(Effect::Show(Event::ConnectAck { from }));
             }
@@ -562,7 +566,7 @@ pub const INPUT_BACKLOG: usize = 256;
 /// that names cannot fill memory, the table or the screen.
 pub const MAX_NAME: usize = 64;
 
-fn bounded_name(mut name: String) -> String {
+pub(crate) fn bounded_name(mut name: String) -> String {
     if name.len() > MAX_NAME {
         let mut end = MAX_NAME;
         while !name.is_char_boundary(end) {
@@ -663,6 +667,52 @@ mod tests {
     }
 
     #[test]
+    fn each_peer_is_answered_in_the_dialect_it_last_spoke() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let spoke = |d| Message {
+            dialect: d,
+            ..msg("bob", 6000, Body::Connect)
+        };
+        let (spaced, colon) = (
+            "127.0.0.3".parse().expect("ip"),
+            "127.0.0.4".parse().expect("ip"),
+        );
+        n.on_message(spaced, spoke(Dialect::Spaced), now, &mut out);
+        n.on_message(colon, spoke(Dialect::Colon), now, &mut out);
+        // Raw text names no dialect: the peer keeps the one it was heard in.
+        let raw = Message {
+            body: Body::Chat("hi".into()),
+            ..spoke(Dialect::Raw)
+        };
+        n.on_message(colon, raw, now, &mut out);
+        n.execute(
+            Command::Send {
+                dest: addr("127.0.0.5:7000"),
+                text: "never heard".into(),
+            },
+            now,
+            &mut out,
+        );
+        let mut got: Vec<_> = std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.dest, t.dialect))
+            .collect();
+        got.sort_by_key(|(dest, _)| *dest);
+        assert_eq!(
+            got,
+            vec![
+                (addr("127.0.0.3:6000"), Dialect::Spaced),
+                (addr("127.0.0.4:6000"), Dialect::Colon),
+                (addr("127.0.0.5:7000"), Dialect::Standard),
+            ]
+        );
+        let rows = n.peers().rows(now);
+        assert_eq!(rows[0].dialect, Some(Dialect::Spaced));
+        assert_eq!(rows[2].dialect, None, "never heard: our default");
+    }
+
+    #[test]
     fn connect_ack_is_never_answered() {
         let mut n = node();
         let mut out = Vec::new();
@@ -738,11 +788,11 @@ mod tests {
             "not active yet"
         );
         out.clear();
-        n.on_sent(dest, now, &mut out);
+        n.on_sent(dest, None, now, &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "exit")]));
         assert!(!n.is_finished(), "the exit is in flight");
         out.clear();
-        n.on_sent(dest, now, &mut out);
+        n.on_sent(dest, None, now, &mut out);
         assert!(sends(&mut n).is_empty(), "exit is said once");
         assert!(n.is_finished());
     }
@@ -767,7 +817,7 @@ mod tests {
         assert_eq!(exits.len(), 2);
         assert!(n.is_quitting() && !n.is_finished(), "both exits in flight");
         assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(2)));
-        n.on_sent(exits[0].0, now, &mut out);
+        n.on_sent(exits[0].0, None, now, &mut out);
         assert!(!n.is_finished(), "one exit still in flight");
         n.on_send_failed(exits[1].0, "refused".into(), &mut out);
         assert!(n.is_finished(), "every exit sent or failed");
@@ -799,7 +849,7 @@ mod tests {
             .iter()
             .all(|(_, text, reason)| *text == "exit" && *reason == "still not sent when quitting"));
         out.clear();
-        n.on_sent(exits[0].0, now, &mut out);
+        n.on_sent(exits[0].0, None, now, &mut out);
         assert!(
             out.is_empty(),
             "a late report of a given-up message is ignored"
@@ -1084,9 +1134,9 @@ mod tests {
         n.on_message(bob.ip(), msg("bob", 6000, Body::Connect), later, &mut out);
         let first = sends(&mut n);
         assert_eq!(first, sent(&[("127.0.0.3:6000", "hello bob")]));
-        n.on_sent(bob, t0 + Duration::from_millis(2500), &mut out);
+        n.on_sent(bob, None, t0 + Duration::from_millis(2500), &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "connect_ack")]));
-        n.on_sent(bob, t0 + Duration::from_millis(2600), &mut out);
+        n.on_sent(bob, None, t0 + Duration::from_millis(2600), &mut out);
         out.clear();
         n.on_line("/history", later, &mut out);
         let Some(Event::History(entries)) = shown(&out).last().copied() else {
@@ -1252,7 +1302,7 @@ mod tests {
         );
         assert!(!shown(&out).iter().any(|e| matches!(e, Event::Split { .. })));
         assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "short")]));
-        n.on_sent(dest, now, &mut out);
+        n.on_sent(dest, None, now, &mut out);
         out.clear();
         let long = "word ".repeat(600); // 3,000 bytes
         n.execute(
@@ -1274,7 +1324,7 @@ mod tests {
             let wire = n.header().encode("127.0.0.2".parse().expect("ip"), &t.text);
             assert!(wire.len() <= wire::MAX_WIRE_MESSAGE, "{} bytes", wire.len());
             got.push(t.text);
-            n.on_sent(dest, now, &mut out);
+            n.on_sent(dest, None, now, &mut out);
         }
         assert_eq!(got.len(), parts);
         assert_eq!(got.concat(), long);
@@ -1350,7 +1400,15 @@ mod tests {
         );
         let answered = out
             .iter()
-            .filter(|e| matches!(e, Effect::Show(Event::ConnectFrom { answered: true, .. })))
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Show(Event::ConnectFrom {
+                        answering: true,
+                        ..
+                    })
+                )
+            })
             .count();
         assert_eq!(
             answered,
@@ -1435,7 +1493,7 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Event::Info(i) if i.contains("answers now: greeting it"))));
         assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
-        n.on_sent(stat, then, &mut out);
+        n.on_sent(stat, None, then, &mut out);
         // Greeted once: a later answer does not greet it again.
         let after = then + Duration::from_secs(40);
         n.on_timeout(after, &mut out);
@@ -1455,13 +1513,13 @@ mod tests {
             sends(&mut n),
             sent(&[("127.0.0.3:6000", "exit"), ("127.0.0.4:6001", "exit")])
         );
-        n.on_sent(bob, now, &mut out); // bob has our exit; the other is still on its way
+        n.on_sent(bob, None, now, &mut out); // bob has our exit; the other is still on its way
         n.on_message(bob.ip(), msg("bob", 6000, Body::Connect), now, &mut out);
         assert!(sends(&mut n).is_empty(), "nothing follows our exit to bob");
         assert!(out.iter().any(|e| matches!(
             e,
             Effect::Show(Event::ConnectFrom {
-                answered: false,
+                answering: false,
                 ..
             })
         )));
@@ -1483,7 +1541,7 @@ mod tests {
         // One leaves for its connection: room for one more line.
         assert_eq!(n.poll_transmit().map(|t| t.text), Some("m0".into()));
         assert!(n.wants_input());
-        n.on_sent(dest, now, &mut out);
+        n.on_sent(dest, None, now, &mut out);
         n.quit(now, &mut out);
         assert!(!n.wants_input(), "not while quitting");
     }
@@ -1545,11 +1603,17 @@ mod tests {
             n.on_message(bob.ip(), msg("bob", 6000, Body::Connect), at, &mut out);
             let replies = sends(n);
             for t in &replies {
-                n.on_sent(t.0, at, &mut out);
+                n.on_sent(t.0, None, at, &mut out);
             }
-            let answered = out
-                .iter()
-                .any(|e| matches!(e, Effect::Show(Event::ConnectFrom { answered: true, .. })));
+            let answered = out.iter().any(|e| {
+                matches!(
+                    e,
+                    Effect::Show(Event::ConnectFrom {
+                        answering: true,
+                        ..
+                    })
+                )
+            });
             assert_eq!(answered, !replies.is_empty(), "{out:?}");
             replies.len()
         };

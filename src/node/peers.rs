@@ -17,6 +17,8 @@ use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::wire::Dialect;
+
 /// Where we stand with a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -85,18 +87,24 @@ pub struct Peer {
     pub messages: u64,
     /// When we last heard from it.
     pub last_heard: Option<Instant>,
+    /// The dialect of its latest message, which we answer in; `None` until heard.
+    pub dialect: Option<Dialect>,
 }
 
 impl Peer {
-    /// We heard from it (at `addr`) now.
+    /// We heard from it (at `addr`) now, in `dialect`.
     fn refresh(
         &mut self,
         addr: SocketAddr,
         name: Option<&str>,
         claimed_ip: Option<IpAddr>,
-        chat: bool,
+        (chat, dialect): (bool, Dialect),
         now: Instant,
     ) {
+        // Raw text names no dialect: the one we knew stays.
+        if dialect != Dialect::Raw {
+            self.dialect = Some(dialect);
+        }
         if let Some(name) = name {
             if self.name.as_deref() != Some(name) {
                 self.name = Some(name.to_owned());
@@ -120,6 +128,7 @@ impl Peer {
             source,
             messages: 0,
             last_heard: None,
+            dialect: None,
         }
     }
 }
@@ -141,6 +150,8 @@ pub struct Row {
     pub last_heard: Option<Duration>,
     /// The IP it claims, when that differs from the observed one.
     pub claimed_ip: Option<IpAddr>,
+    /// The dialect we answer it in, when we heard it; `None`: our default (`--format`).
+    pub dialect: Option<Dialect>,
 }
 
 /// Most peers the table holds: any peer can claim many ports, so the table is bounded.
@@ -290,19 +301,19 @@ impl PeerTable {
         chat: bool,
         now: Instant,
     ) -> bool {
-        self.note(addr, name, claimed_ip, chat, now) == Some(true)
+        self.note(addr, name, claimed_ip, (chat, Dialect::Standard), now) == Some(true)
     }
 
     /// Records that `addr` spoke to us now: `Some(true)` when it was not known before,
     /// `Some(false)` when it was, `None` when it is not kept (its address already holds
     /// `max_per_ip` peers, or the table is full and nothing can be evicted). `chat` counts
-    /// the message; control words only refresh the entry.
+    /// the message; control words only refresh the entry. `dialect` is how it spoke.
     pub fn note(
         &mut self,
         addr: SocketAddr,
         name: Option<&str>,
         claimed_ip: Option<IpAddr>,
-        chat: bool,
+        chat: (bool, Dialect),
         now: Instant,
     ) -> Option<bool> {
         let addr = canonical(addr);
@@ -353,6 +364,15 @@ impl PeerTable {
         if let Some(peer) = self.peers.get_mut(&addr) {
             if peer.name.is_none() {
                 peer.name = name;
+            }
+        }
+    }
+
+    /// `addr` told its name in a reply on our connection.
+    pub fn named(&mut self, addr: SocketAddr, name: &str) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            if peer.name.as_deref() != Some(name) {
+                peer.name = Some(name.to_owned());
             }
         }
     }
@@ -424,6 +444,7 @@ impl PeerTable {
                 messages: p.messages,
                 last_heard: p.last_heard.map(|t| now.saturating_duration_since(t)),
                 claimed_ip: p.claimed_ip,
+                dialect: p.dialect,
             })
             .collect()
     }
@@ -768,6 +789,7 @@ mod tests {
                 messages: 1,
                 last_heard: Some(Duration::from_secs(5)),
                 claimed_ip: Some("203.0.113.11".parse().expect("ip")),
+                dialect: Some(Dialect::Standard),
             }
         );
         assert_eq!(rows[1].last_heard, None);

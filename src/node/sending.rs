@@ -21,6 +21,8 @@ pub struct Transmit {
     pub dest: SocketAddr,
     /// The message, without header.
     pub text: String,
+    /// The dialect to send it in: the one the receiver last spoke to us.
+    pub dialect: wire::Dialect,
 }
 
 /// Automatic replies one peer may draw per [`REPLY_INTERVAL`]: more `connect`s from it
@@ -34,7 +36,21 @@ impl Node {
     /// The next message to open a connection for, while the connection budget allows.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let (dest, text) = self.outbox.start_next()?;
-        Some(Transmit { dest, text })
+        let dialect = self.dialect_for(dest);
+        Some(Transmit {
+            dest,
+            text,
+            dialect,
+        })
+    }
+
+    /// The dialect `dest` is answered in: the one we last decoded from it, else our
+    /// default (`--format`).
+    pub(super) fn dialect_for(&self, dest: SocketAddr) -> wire::Dialect {
+        self.peers
+            .get(dest)
+            .and_then(|p| p.dialect)
+            .unwrap_or(self.me.header.format.dialect())
     }
 
     /// Reports every message not yet sent (waiting or in flight) as failed.
@@ -66,12 +82,24 @@ impl Node {
         }
     }
 
-    /// The message in flight to `dest` reached it in full. A report for a message the
-    /// node no longer waits for (it gave up) is ignored.
-    pub fn on_sent(&mut self, dest: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+    /// The message in flight to `dest` reached it in full (the receiver closed its
+    /// connection, acknowledged it, or the linger ended), and `reply` is what it said back
+    /// on that connection. A report for a message the node no longer waits for (it gave
+    /// up) is ignored.
+    pub fn on_sent(
+        &mut self,
+        dest: SocketAddr,
+        reply: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(text) = self.outbox.done(dest) else {
             return;
         };
+        // `IP:PORT NAME connected`, on the connection that carried our message: a name.
+        if let Some(name) = reply.and_then(|r| wire::replier_name(r, Some(dest.port()))) {
+            self.peers.named(dest, &crate::node::bounded_name(name));
+        }
         if text == "connect" {
             self.ungreeted.remove(&dest);
         }
@@ -93,7 +121,8 @@ impl Node {
             };
             self.log_message(entry, out);
         }
-        out.push(Effect::Show(Event::Sent { dest, text }));
+        let reply = reply.map(str::to_owned);
+        out.push(Effect::Show(Event::Sent { dest, text, reply }));
     }
 
     /// The message in flight to `dest` could not be delivered.
@@ -143,7 +172,8 @@ impl Node {
         if self.peers.get(dest).is_some() {
             self.liveness.track(dest, now);
         }
-        let parts = wire::split_for_wire(text, self.me.header.budget(dest));
+        let budget = self.me.header.budget_in(self.dialect_for(dest), dest);
+        let parts = wire::split_for_wire(text, budget);
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
                 dest,

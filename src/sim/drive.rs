@@ -33,7 +33,7 @@ impl Sim {
             Ev::Report(_, report) => {
                 let node = &mut self.nodes[i].node;
                 match report {
-                    Report::Sent(dest) => node.on_sent(dest, now, &mut out),
+                    Report::Sent(dest) => node.on_sent(dest, None, now, &mut out),
                     Report::Failed(dest, reason) => node.on_send_failed(dest, reason, &mut out),
                     Report::Check(addr, answered) => node.on_check(addr, answered, now, &mut out),
                 }

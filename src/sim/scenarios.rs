@@ -58,7 +58,7 @@ fn connect_is_answered_with_connect_ack_never_with_connect() {
     assert_eq!(wire_texts(&sim, b, a), ["connect"]);
     assert_eq!(wire_texts(&sim, a, b), ["connect_ack"]);
     let answered = events(&sim, a).any(|(_, e)| {
-        matches!(e, Event::ConnectFrom { from, answered: true }
+        matches!(e, Event::ConnectFrom { from, answering: true }
             if from.addr() == Some(sim.addr(b)) && from.name.as_deref() == Some("bob"))
     });
     assert!(answered, "alice answered bob's connect");

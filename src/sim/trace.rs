@@ -269,7 +269,7 @@ impl Trace {
                     }
                 }
             }
-            Event::Sent { dest, text } | Event::SendFailed { dest, text, .. } => {
+            Event::Sent { dest, text, .. } | Event::SendFailed { dest, text, .. } => {
                 self.expected.remove(&(i, *dest, text.clone()));
             }
             _ => {}

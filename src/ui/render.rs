@@ -164,11 +164,11 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             escape(text, out);
             writeln!(out)
         }
-        Event::ConnectFrom { from, answered } => {
+        Event::ConnectFrom { from, answering } => {
             out.push_str("* connect from ");
             sender(from, color, out);
-            if *answered {
-                writeln!(out, " (answered connect_ack)")
+            if *answering {
+                writeln!(out, " (answering with connect_ack)")
             } else if from.port.is_none() {
                 writeln!(out, " (no listening port given, cannot answer)")
             } else {
@@ -206,9 +206,14 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             push_name(name.as_deref(), out);
             writeln!(out, " {addr} answers again")
         }
-        Event::Sent { dest, text } => {
+        Event::Sent { dest, text, reply } => {
             let _ = write!(out, "* sent to {dest}: ");
             escape(text, out);
+            if let Some(reply) = reply {
+                out.push_str(" (it answered: ");
+                escape(reply, out);
+                out.push(')');
+            }
             writeln!(out)
         }
         Event::SendFailed { dest, text, reason } => {
@@ -298,8 +303,8 @@ pub fn json_line(event: &Event, now: SystemTime, out: &mut String) {
             ("listening", json!({"addr": addr.to_string(), "name": name}))
         }
         Event::Message { from, text } => ("message", with(peer(from), "text", json!(text))),
-        Event::ConnectFrom { from, answered } => {
-            ("connect", with(peer(from), "answered", json!(answered)))
+        Event::ConnectFrom { from, answering } => {
+            ("connect", with(peer(from), "answering", json!(answering)))
         }
         Event::ConnectAck { from } => ("connect_ack", peer(from)),
         Event::PeerJoined { addr, name } => (
@@ -321,7 +326,10 @@ pub fn json_line(event: &Event, now: SystemTime, out: &mut String) {
         Event::PeerBack { addr, name } => {
             ("peer_back", json!({"addr": addr.to_string(), "name": name}))
         }
-        Event::Sent { dest, text } => ("sent", json!({"addr": dest.to_string(), "text": text})),
+        Event::Sent { dest, text, reply } => (
+            "sent",
+            json!({"addr": dest.to_string(), "text": text, "reply": reply}),
+        ),
         Event::SendFailed { dest, text, reason } => (
             "send_failed",
             json!({"addr": dest.to_string(), "text": text, "reason": reason}),
@@ -366,6 +374,7 @@ fn row_json(r: &Row) -> Value {
         "name": r.name,
         "status": r.status.as_str(),
         "source": r.source.as_str(),
+        "dialect": r.dialect.map(|d| d.as_str()),
         "messages": r.messages,
         "last_heard_secs": r.last_heard.map(|d| d.as_secs()),
         "claimed_ip": r.claimed_ip.map(|ip| ip.to_string()),
@@ -506,7 +515,7 @@ fn table(rows: &[Row], out: &mut String) {
         out.push_str("no peers known yet\n");
         return;
     }
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             let mut name = String::new();
@@ -516,6 +525,7 @@ fn table(rows: &[Row], out: &mut String) {
                 name,
                 r.status.as_str().to_owned(),
                 r.source.as_str().to_owned(),
+                r.dialect.map_or("-", |d| d.as_str()).to_owned(),
                 r.messages.to_string(),
                 r.last_heard.map_or_else(|| "-".to_owned(), ago),
                 r.claimed_ip
@@ -528,6 +538,7 @@ fn table(rows: &[Row], out: &mut String) {
         "NAME",
         "STATUS",
         "SOURCE",
+        "DIALECT",
         "MSGS",
         "LAST-HEARD",
         "NOTE",
@@ -538,7 +549,7 @@ fn table(rows: &[Row], out: &mut String) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cols: [&str; 7], out: &mut String| {
+    let line = |cols: [&str; 8], out: &mut String| {
         let mut s = String::new();
         for (i, (cell, w)) in cols.iter().zip(widths).enumerate() {
             if i + 1 == cols.len() {
@@ -656,6 +667,7 @@ mod tests {
                 messages: 1,
                 last_heard: None,
                 claimed_ip: None,
+                dialect: None,
             }],
             &mut rows,
         );
@@ -736,6 +748,7 @@ mod tests {
                 messages: 12,
                 last_heard: Some(Duration::from_secs(75)),
                 claimed_ip: None,
+                dialect: Some(crate::wire::Dialect::Bracketed),
             },
             Row {
                 addr: "127.0.0.4:6000".parse().expect("addr"),
@@ -745,6 +758,7 @@ mod tests {
                 messages: 0,
                 last_heard: None,
                 claimed_ip: Some("127.0.1.1".parse().expect("ip")),
+                dialect: None,
             },
         ];
         let text = line(&Event::Peers(rows));
@@ -753,6 +767,7 @@ mod tests {
         assert!(lines[0].starts_with("ADDRESS"));
         assert!(lines[1].starts_with("127.0.0.3:5002  bob "));
         assert!(lines[1].contains("active") && lines[1].contains("1m ago"));
+        assert!(lines[0].contains("DIALECT") && lines[1].contains(" bracketed "));
         assert!(lines[2].ends_with("claims 127.0.1.1"));
         let col = |l: &str| {
             l.find("STATUS")

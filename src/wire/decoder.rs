@@ -227,6 +227,12 @@ impl Decoder {
         }
     }
 
+    /// Whether the connection opened with a port line: a port-line peer, which keeps its
+    /// connection open and waits for [`super::MESSAGE_RECEIVED`] after each line.
+    pub fn is_port_line(&self) -> bool {
+        self.opened_with_port
+    }
+
     /// Bytes held while waiting for the end of a line or block (never more than the limit).
     pub fn buffered(&self) -> usize {
         self.partial.len() + self.block.as_ref().map_or(0, |b| b.len())

@@ -1,9 +1,11 @@
-//! What we send: our header in the chosen form, and splitting long messages for
-//! receivers that read a single 1024-byte `recv`.
+//! What we send: our message in the dialect its receiver speaks (the one we last decoded
+//! from it, else `--format`), and splitting long messages for receivers that read a single
+//! 1024-byte `recv`.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{control_word, MAX_WIRE_MESSAGE};
+use super::{control_word, Body, Dialect, MAX_WIRE_MESSAGE};
 
 /// The header forms we can send in (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -13,6 +15,16 @@ pub enum Format {
     Standard,
     /// `IP PORT NAME MESSAGE`.
     Spaced,
+}
+
+impl Format {
+    /// The dialect this format stands for: what a peer never heard is sent.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Format::Standard => Dialect::Standard,
+            Format::Spaced => Dialect::Spaced,
+        }
+    }
 }
 
 /// The header that precedes `text` for a sender at `own` called `name`, including the
@@ -70,31 +82,105 @@ pub struct OwnHeader {
 }
 
 impl OwnHeader {
-    /// The bytes of one message to send on a connection whose local address is `local`.
+    /// The bytes of one message to send, in our default form (`--format`), on a connection
+    /// whose local address is `local`.
     pub fn encode(&self, local: IpAddr, text: &str) -> Vec<u8> {
+        self.encode_in(self.format.dialect(), local, text)
+    }
+
+    /// The bytes of one message to send in `dialect` on a connection whose local address is
+    /// `local`: each control word in that dialect's own words (docs/PROTOCOL.md, section 2).
+    ///
+    /// ```
+    /// use peerchat::wire::{Dialect, Format, OwnHeader};
+    ///
+    /// let me = OwnHeader { name: "al".into(), format: Format::Standard, port: 5001, claim: None };
+    /// let local = "127.0.0.2".parse().unwrap();
+    /// let says = |d, text| String::from_utf8(me.encode_in(d, local, text)).unwrap();
+    /// assert_eq!(says(Dialect::Bracketed, "hi"), "<127.0.0.2:5001> @ <al>\nhi\n<end>");
+    /// assert_eq!(says(Dialect::Bracketed, "exit"), "<127.0.0.2:5001> DISCONNECT");
+    /// assert_eq!(says(Dialect::Colon, "connect"), "CONNECT:al:5001");
+    /// assert_eq!(says(Dialect::Persistent, "hi"), "5001\nhi\n");
+    /// ```
+    pub fn encode_in(&self, dialect: Dialect, local: IpAddr, text: &str) -> Vec<u8> {
         let local = local.to_canonical();
         let ip = self.claim.filter(|ip| ip.is_ipv4() == local.is_ipv4());
         let ip = ip.unwrap_or(local);
-        encode(
+        let mut out = Vec::with_capacity(text.len() + 64);
+        write_in(
+            dialect,
             SocketAddr::new(ip, self.port),
             &self.name,
             text,
-            self.format,
-        )
-        .into_bytes()
+            &mut out,
+        );
+        out
     }
 
     /// The longest header we might put before a message to `dest`: exact when the claimed
     /// IP is known and of `dest`'s family (a connection to `dest` leaves from that family),
     /// otherwise sized for the longest address of `dest`'s family.
     pub fn budget(&self, dest: SocketAddr) -> usize {
+        self.budget_in(self.format.dialect(), dest)
+    }
+
+    /// Like [`OwnHeader::budget`], for a message in `dialect`: every byte it adds around
+    /// the text (a header, a trailer, or JSON's quoting of plain text).
+    pub fn budget_in(&self, dialect: Dialect, dest: SocketAddr) -> usize {
         let known = self.claim.filter(|ip| ip.is_ipv4() == dest.is_ipv4());
         let ip = known.unwrap_or(match dest {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
         });
-        header(SocketAddr::new(ip, self.port), &self.name, self.format).len()
+        let mut out = Vec::new();
+        write_in(
+            dialect,
+            SocketAddr::new(ip, self.port),
+            &self.name,
+            "",
+            &mut out,
+        );
+        out.len()
     }
+}
+
+/// Appends `text` from `own` called `name`, in `dialect`, to `out`.
+fn write_in(dialect: Dialect, own: SocketAddr, name: &str, text: &str, out: &mut Vec<u8>) {
+    let (ip, port) = (own.ip(), own.port());
+    let word = control_word(text);
+    // Writing into a Vec cannot fail.
+    let _ = match (dialect, word) {
+        (Dialect::Spaced, _) => write!(out, "{ip} {port} {name} {text}"),
+        (Dialect::Bracketed, Some(Body::Exit)) => write!(out, "<{own}> DISCONNECT"),
+        (Dialect::Bracketed, _) => write!(out, "<{own}> @ <{name}>\n{text}\n<end>"),
+        (Dialect::KeyValue, _) => write!(out, "LISTENING_PORT:{port}|TEAM_NAME:{name}|{text}"),
+        (Dialect::Colon, Some(Body::Connect)) => write!(out, "CONNECT:{name}:{port}"),
+        (Dialect::Colon, Some(Body::ConnectAck)) => write!(out, "ACK:{name}:{port}"),
+        (Dialect::Colon, Some(Body::Exit)) => write!(out, "EXIT:{port}"),
+        (Dialect::Colon, _) => write!(out, "MESSAGE:{name}:{port}:{text}"),
+        (Dialect::Persistent, Some(Body::Connect)) => write!(out, "{port}\nCONNECT\n"),
+        (Dialect::Persistent, Some(Body::Exit)) => write!(out, "{port}\nEXIT\n"),
+        (Dialect::Persistent, _) => write!(out, "{port}\n{text}\n"),
+        (Dialect::Json, word) => {
+            let kind = match word {
+                Some(Body::Connect) => "connect",
+                Some(Body::ConnectAck) => "connect_ack",
+                Some(Body::Exit) => "exit",
+                _ => "message",
+            };
+            let value = serde_json::json!({
+                "type": kind,
+                "content": if word.is_some() { "" } else { text },
+                "sender_name": name,
+                "sender_port": port,
+            });
+            serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::from)
+        }
+        (Dialect::Standard | Dialect::Raw, _) => match ip {
+            IpAddr::V4(v4) => write!(out, "{v4}:{port} {name} {text}"),
+            IpAddr::V6(v6) => write!(out, "[{v6}]:{port} {name} {text}"),
+        },
+    };
 }
 
 /// How far back from a piece's end [`split_for_wire`] looks for a space to cut before.

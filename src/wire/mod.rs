@@ -10,12 +10,16 @@
 //! - [`Decoder`] (`decoder.rs`): framing, blocks, and the order in which dialects are tried;
 //! - `dialects.rs`: the line parsers of the header forms;
 //! - `json.rs`: the JSON dialect;
-//! - `encode.rs`: our own header, and splitting for receivers that read 1024 bytes.
+//! - `encode.rs`: our message in each dialect, and splitting for receivers that read 1024
+//!   bytes;
+//! - `replies.rs`: what receivers say back on our connection, and what we owe a port-line
+//!   sender.
 
 mod decoder;
 mod dialects;
 mod encode;
 mod json;
+mod replies;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +28,7 @@ use std::net::IpAddr;
 pub use decoder::Decoder;
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, Format, OwnHeader};
+pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;
@@ -60,6 +65,22 @@ pub enum Dialect {
     Json,
     /// No header at all: only the socket's address identifies the sender.
     Raw,
+}
+
+impl Dialect {
+    /// The word shown for it in the peer table and in JSON events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Standard => "standard",
+            Dialect::Spaced => "spaced",
+            Dialect::Bracketed => "bracketed",
+            Dialect::KeyValue => "key-value",
+            Dialect::Colon => "colon",
+            Dialect::Persistent => "port-line",
+            Dialect::Json => "json",
+            Dialect::Raw => "raw",
+        }
+    }
 }
 
 /// One decoded message.

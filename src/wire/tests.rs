@@ -1215,3 +1215,57 @@ fn a_line_that_only_looks_like_json_is_delivered_at_once() {
     assert_eq!(out, vec![raw(chat("{oops}"))]);
     assert_eq!(decoder.buffered(), 0);
 }
+
+/// Every dialect we send in reads back, through our own decoder, as what we sent: the same
+/// dialect, our name and port, the text or the control word; and the budget is exactly
+/// what the dialect adds around the text.
+#[test]
+fn each_dialect_we_send_in_decodes_back_to_what_we_sent() {
+    use std::net::IpAddr;
+    let me = OwnHeader {
+        name: "me".into(),
+        format: Format::Standard,
+        port: 7000,
+        claim: None,
+    };
+    let local: IpAddr = "198.51.100.5".parse().expect("ip");
+    let dest: SocketAddr = "198.51.100.9:1".parse().expect("addr");
+    let dialects = [
+        Dialect::Standard,
+        Dialect::Spaced,
+        Dialect::Bracketed,
+        Dialect::KeyValue,
+        Dialect::Colon,
+        Dialect::Persistent,
+        Dialect::Json,
+    ];
+    for dialect in dialects {
+        for (text, body) in [
+            ("hello there", chat("hello there")),
+            ("connect", Body::Connect),
+            ("connect_ack", Body::ConnectAck),
+            ("exit", Body::Exit),
+        ] {
+            let bytes = me.encode_in(dialect, local, text);
+            let mut decoder = Decoder::new(LIMIT);
+            let mut got = Vec::new();
+            decoder.feed(&bytes, &mut got).expect("decodes");
+            decoder.finish(&mut got);
+            let what = format!(
+                "{dialect:?} {text:?}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+            assert_eq!(got.len(), 1, "{what}");
+            assert_eq!(got[0].body, body, "{what}");
+            assert_eq!(got[0].dialect, dialect, "{what}");
+            assert_eq!(got[0].port, Some(7000), "{what}");
+            if body == chat("hello there") {
+                // The port-line form carries no name.
+                let name = (dialect != Dialect::Persistent).then_some("me");
+                assert_eq!(got[0].name.as_deref(), name, "{what}");
+                let added = me.budget_in(dialect, dest);
+                assert!(bytes.len() <= added + text.len(), "{what}: budget {added}");
+            }
+        }
+    }
+}

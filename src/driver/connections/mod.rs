@@ -8,7 +8,7 @@
 //! closed by one sweep timer, not a timer each, so churn costs no timer updates.
 
 use foldhash::{HashMap, HashMapExt};
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ mod accept;
 mod outbound;
 
 use crate::config::Limits;
-use crate::driver::connection::{Conn, ReadEnd};
+use crate::driver::connection::{Conn, Inbound, ReadEnd};
 use crate::node::event::Event;
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
@@ -268,6 +268,9 @@ impl Connections {
             // A line was completed (or none is pending): not stalled mid-line.
             conn.line_since = now_secs;
         }
+        if conn.decoder.is_port_line() {
+            acknowledge_lines(conn, &self.messages);
+        }
         for msg in self.messages.drain(..) {
             log::debug!("from {ip}: {:?} message", msg.dialect);
             node.on_message(ip, msg, now, out);
@@ -331,7 +334,7 @@ impl Connections {
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff))
+            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff && !i.keeps_open()))
             .map(|(key, _)| key)
             .collect();
         for key in expired {
@@ -460,6 +463,22 @@ impl Connections {
                 self.refused
             ))));
             self.refused = 0;
+        }
+    }
+}
+
+/// Writes [`wire::MESSAGE_RECEIVED`] back for each line a port-line peer sent: it waits
+/// for that before it sends its next line. The peer waits for each, so at most a few are
+/// ever outstanding; one that streams lines without reading them finds the socket's
+/// buffer full, and the acknowledgements it does not read are dropped (said in the log).
+fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
+    for _ in messages {
+        match conn.stream.write(crate::wire::MESSAGE_RECEIVED) {
+            Ok(n) if n == crate::wire::MESSAGE_RECEIVED.len() => {}
+            Ok(_) | Err(_) => {
+                log::debug!("could not acknowledge a line from {}", conn.ip);
+                return;
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ impl Connections {
     /// Opens a connection for each message the node hands out, while it hands them out.
     pub fn transmit(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
         while let Some(t) = node.poll_transmit() {
-            if let Err(e) = self.open(t.dest, t.text, false, now) {
+            if let Err(e) = self.open(t.dest, (t.text, t.dialect), false, now) {
                 node.on_send_failed(t.dest, net::describe(&e), out);
             }
         }
@@ -30,7 +30,8 @@ impl Connections {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        if self.open(addr, String::new(), true, now).is_err() {
+        let nothing = (String::new(), crate::wire::Dialect::Raw);
+        if self.open(addr, nothing, true, now).is_err() {
             node.on_check(addr, false, now, out);
         }
     }
@@ -38,7 +39,7 @@ impl Connections {
     fn open(
         &mut self,
         dest: SocketAddr,
-        text: String,
+        text: (String, crate::wire::Dialect),
         check: bool,
         now: Instant,
     ) -> io::Result<()> {
@@ -93,10 +94,15 @@ impl Connections {
                     self.timers.cancel(old);
                 }
                 conn.timer = Some(self.timers.insert(conn.deadline(), Timer::Conn { key }));
-                node.on_sent(dest, now, out);
                 return true;
             }
-            Step::Closed => self.close(key, out),
+            Step::Closed => {
+                // Delivered only now: the next message to this receiver leaves after it
+                // closed (or acknowledged, or the linger ended), never beside this one.
+                let reply = conn.reply();
+                self.close(key, out);
+                node.on_sent(dest, reply.as_deref(), now, out);
+            }
             Step::Answered | Step::NoAnswer => {
                 self.close(key, out);
                 node.on_check(dest, step == Step::Answered, now, out);
