@@ -150,7 +150,7 @@ fn options() -> Options {
     o.optopt(
         "",
         "probe-interval",
-        "check each known peer's liveness this often; 0 = off (default 30)",
+        "check each known peer's liveness this often; 0 = off (default 300)",
         "SECS",
     );
     o.optopt(

@@ -45,6 +45,12 @@ pub struct Limits {
     pub probe_failures: u32,
 }
 
+/// The default liveness interval, in seconds: five minutes. A bare connection is an
+/// error line at several of the lab's peers, so each peerchat checks a peer it has not
+/// heard from or reached at most about 12 times an hour (30 peerchats: one check every
+/// 10 s at each peer), and notices a vanished peer within about 7 minutes.
+pub const DEFAULT_PROBE_SECS: u64 = 300;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -59,7 +65,7 @@ impl Default for Limits {
             quit_wait: Duration::from_secs(2),
             stdout_buffer: 1 << 20,
             max_peers_per_ip: 16,
-            probe_interval: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(DEFAULT_PROBE_SECS),
             probe_failures: 3,
         }
     }
