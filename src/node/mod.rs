@@ -473,7 +473,8 @@ impl Node {
                 .filter(|ip| ip.to_canonical() != observed.to_canonical()),
             name: msg.name.map(bounded_name),
         };
-        let addr = from.addr();
+        // A peer merged into the address it listens at is filed there.
+        let addr = from.addr().map(|a| self.peers.resolve(a));
         let dialect = msg.dialect;
         match msg.body {
             Body::Chat(text) => {
@@ -710,6 +711,74 @@ mod tests {
         let rows = n.peers().rows(now);
         assert_eq!(rows[0].dialect, Some(Dialect::Spaced));
         assert_eq!(rows[2].dialect, None, "never heard: our default");
+    }
+
+    /// A peer that listens at 127.0.0.5:6000 but sends from 127.0.0.6 (claiming .5): its
+    /// observed address refuses; once a message of ours reached .5:6000 the rows merge
+    /// and answers go there, whichever happens first. A claimed IP alone is never sent to.
+    #[test]
+    fn a_peer_sending_from_another_address_gets_one_row_and_answers_that_arrive() {
+        for typed_first in [true, false] {
+            let mut n = node();
+            let mut out = Vec::new();
+            let now = Instant::now();
+            let (sending, listening) = (addr("127.0.0.6:6000"), addr("127.0.0.5:6000"));
+            let said = |body| Message {
+                claimed_ip: Some(listening.ip()),
+                ..msg("relay", 6000, body)
+            };
+            // Types a message to .5, delivered; returns what else was handed out.
+            let type_send = |n: &mut Node, out: &mut Vec<Effect>| {
+                let text = "hello".to_owned();
+                n.execute(
+                    Command::Send {
+                        dest: listening,
+                        text,
+                    },
+                    now,
+                    out,
+                );
+                let mut all = sends(n);
+                let hello = (listening, "hello".to_owned());
+                assert!(all.contains(&hello), "{all:?}");
+                all.retain(|m| *m != hello);
+                n.on_sent(listening, None, now, out);
+                all
+            };
+            n.on_message(sending.ip(), said(Body::Connect), now, &mut out);
+            let others = match typed_first {
+                true => type_send(&mut n, &mut out),
+                false => sends(&mut n),
+            };
+            // Our answer goes to the observed address, never to the unconfirmed claim.
+            assert_eq!(others, sent(&[("127.0.0.6:6000", "connect_ack")]));
+            n.on_send_failed(sending, "refused".into(), &mut out);
+            if !typed_first {
+                assert_eq!(
+                    n.peers().len(),
+                    1,
+                    "not merged before anything confirmed .5"
+                );
+                assert!(type_send(&mut n, &mut out).is_empty());
+            } else {
+                // Merged at the failure: the answer goes where the peer listens.
+                assert_eq!(sends(&mut n), sent(&[("127.0.0.5:6000", "connect_ack")]));
+            }
+            let rows = n.peers().rows(now);
+            assert_eq!(rows.len(), 1, "one row: {rows:?}");
+            assert_eq!(rows[0].addr, listening);
+            assert_eq!(rows[0].name.as_deref(), Some("relay"));
+            assert_eq!(rows[0].status, Status::Active);
+            // What it says from its sending address is filed under its listening one.
+            n.on_message(sending.ip(), said(Body::Connect), now, &mut out);
+            let answers = sends(&mut n);
+            assert!(
+                answers.iter().all(|(dest, _)| *dest == listening),
+                "{answers:?}"
+            );
+            n.on_message(sending.ip(), said(Body::Exit), now, &mut out);
+            assert!(n.peers().is_empty(), "its exit removes the merged row");
+        }
     }
 
     #[test]

@@ -177,6 +177,10 @@ pub struct PeerTable {
     /// When looking for an entry to evict last found none: no newcomer looks again for a
     /// second (each look scans the table), unless an entry is removed meanwhile.
     no_room_at: Option<Instant>,
+    /// Identities merged into another: a peer heard at the key (its sending address, which
+    /// refuses connections) listens at the value (confirmed by a message that reached it).
+    /// At most one per entry; dropped with the entry they point to.
+    aliases: HashMap<SocketAddr, SocketAddr>,
 }
 
 impl Default for PeerTable {
@@ -207,6 +211,7 @@ impl PeerTable {
             max_per_ip: max_per_ip.max(1),
             evicted: Vec::new(),
             no_room_at: None,
+            aliases: HashMap::new(),
         }
     }
 
@@ -244,6 +249,9 @@ impl PeerTable {
     fn forget(&mut self, addr: SocketAddr) -> Option<Peer> {
         let peer = self.peers.remove(&addr)?;
         self.no_room_at = None;
+        if !self.aliases.is_empty() {
+            self.aliases.retain(|_, into| *into != addr);
+        }
         if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
             *n -= 1;
             if *n == 0 {
@@ -366,6 +374,65 @@ impl PeerTable {
                 peer.name = name;
             }
         }
+    }
+
+    /// The identity a peer heard at `addr` is filed under: `addr`, unless it was merged
+    /// into the address it really listens at.
+    pub fn resolve(&self, addr: SocketAddr) -> SocketAddr {
+        let addr = canonical(addr);
+        match self.aliases.is_empty() {
+            true => addr,
+            false => self.aliases.get(&addr).copied().unwrap_or(addr),
+        }
+    }
+
+    /// Where the peer at `refused` (which our message could not reach) may really listen:
+    /// the IP it claims, with its port, when a message of ours reached that address. Never
+    /// an address nothing confirmed: a claimed IP alone is not sent to.
+    pub fn confirmed_elsewhere(&self, refused: SocketAddr) -> Option<SocketAddr> {
+        let claimed = self.peers.get(&canonical(refused))?.claimed_ip?;
+        let other = SocketAddr::new(claimed, refused.port());
+        let peer = self.peers.get(&other)?;
+        (peer.status == Status::Active && peer.source != Source::Heard).then_some(other)
+    }
+
+    /// The entry that claims `reached` (which a message of ours just reached for the first
+    /// time) but whose own address failed: the same listener, heard at its sending address.
+    pub fn refused_claiming(&self, reached: SocketAddr) -> Option<SocketAddr> {
+        let reached = canonical(reached);
+        self.peers
+            .iter()
+            .find(|(addr, p)| {
+                addr.port() == reached.port()
+                    && **addr != reached
+                    && p.status == Status::Unreachable
+                    && p.claimed_ip == Some(reached.ip())
+            })
+            .map(|(addr, _)| *addr)
+    }
+
+    /// Merges the entry at `from` into the one at `into` (its name, its messages, its
+    /// dialect, and when it was heard), and files whatever is heard at `from` under `into`
+    /// from now on. Returns whether both were known.
+    pub fn merge(&mut self, from: SocketAddr, into: SocketAddr) -> bool {
+        let (from, into) = (canonical(from), canonical(into));
+        if from == into || !self.peers.contains_key(&into) {
+            return false;
+        }
+        let Some(old) = self.forget(from) else {
+            return false;
+        };
+        if let Some(peer) = self.peers.get_mut(&into) {
+            peer.name = peer.name.take().or(old.name);
+            peer.messages += old.messages;
+            peer.dialect = peer.dialect.or(old.dialect);
+            peer.last_heard = peer.last_heard.max(old.last_heard);
+            peer.status = Status::Active;
+        }
+        if self.aliases.len() < self.max_peers {
+            self.aliases.insert(from, into);
+        }
+        true
     }
 
     /// `addr` told its name in a reply on our connection.

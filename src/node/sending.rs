@@ -10,6 +10,7 @@ use super::{Effect, Node};
 use crate::node::event::Event;
 use crate::node::history::{Direction, Entry, Record};
 use crate::node::outbox::{Refused, MAX_BYTES, MAX_WAITING};
+use crate::node::peers::Status;
 use crate::wire;
 
 /// One message to deliver, from [`Node::poll_transmit`]: the driver opens a connection to
@@ -103,7 +104,18 @@ impl Node {
         if text == "connect" {
             self.ungreeted.remove(&dest);
         }
+        let confirmed = self
+            .peers
+            .get(dest)
+            .is_some_and(|p| p.status != Status::Active);
         self.peers.delivered(dest);
+        if confirmed {
+            // The first message to reach `dest`: a row heard at another address that
+            // claims this one and refused us is the same listener.
+            if let Some(refused) = self.peers.refused_claiming(dest) {
+                self.merge(refused, dest, out);
+            }
+        }
         if self.quitting {
             self.say_exit(dest, now, out);
         }
@@ -140,7 +152,34 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         self.peers.unreachable(dest);
-        out.push(Effect::Show(Event::SendFailed { dest, text, reason }));
+        let elsewhere = self.peers.confirmed_elsewhere(dest);
+        out.push(Effect::Show(Event::SendFailed {
+            dest,
+            text: text.clone(),
+            reason,
+        }));
+        // It listens at the address it claims, which a message of ours reached: one row,
+        // and the message goes there.
+        if let Some(into) = elsewhere {
+            self.merge(dest, into, out);
+            if !self.quitting || wire::control_word(&text) == Some(wire::Body::Exit) {
+                let _ = self.outbox.push(into, text);
+            }
+        }
+    }
+
+    /// Files the peer heard at `from` under `into`, where it really listens, and says so.
+    pub(super) fn merge(&mut self, from: SocketAddr, into: SocketAddr, out: &mut Vec<Effect>) {
+        if self.peers.merge(from, into) {
+            self.liveness.forget(from);
+            self.replied.remove(&from);
+            if self.me.persist {
+                out.push(Effect::Persist(Record::Gone { addr: from }));
+            }
+            out.push(Effect::Show(Event::Info(format!(
+                "{from} sends from one address and listens at {into}: one row now, answers go to {into}"
+            ))));
+        }
     }
 
     /// Queues `text` for `dest`, split into several messages if its wire form would not
