@@ -216,7 +216,7 @@ fn peer_listening_at_one_address_and_sending_from_another_gets_one_row() {
         },
     );
     relay.send_line(&format!("send {} after the merge", alice.address()));
-    alice.expect(&"the message after the merge".to_string(), WAIT, |l| {
+    alice.expect("the message after the merge", WAIT, |l| {
         l.ends_with("after the merge")
     });
     let rows = alice.query();
