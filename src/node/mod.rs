@@ -781,6 +781,49 @@ mod tests {
         }
     }
 
+    /// The notice at a `connect` says the answer is on its way; what became of it is told
+    /// once the send ends: sent, or failed with the reason, never both.
+    #[test]
+    fn connect_notices_tell_the_truth_in_order() {
+        for delivered in [true, false] {
+            let mut n = node();
+            let mut out = Vec::new();
+            let now = Instant::now();
+            let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+            n.on_message(observed, msg("bob", 6000, Body::Connect), now, &mut out);
+            let bob = addr("127.0.0.3:6000");
+            assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "connect_ack")]));
+            match delivered {
+                true => n.on_sent(bob, None, now, &mut out),
+                false => n.on_send_failed(bob, "refused".into(), &mut out),
+            }
+            let shown: Vec<&Event> = out
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Show(e @ (Event::ConnectFrom { .. } | Event::Sent { .. })) => Some(e),
+                    Effect::Show(e @ Event::SendFailed { .. }) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(shown.len(), 2, "{shown:?}");
+            assert!(matches!(
+                shown[0],
+                Event::ConnectFrom {
+                    answering: true,
+                    ..
+                }
+            ));
+            match delivered {
+                true => {
+                    assert!(matches!(shown[1], Event::Sent { text, .. } if text == "connect_ack"))
+                }
+                false => assert!(
+                    matches!(shown[1], Event::SendFailed { text, .. } if text == "connect_ack")
+                ),
+            }
+        }
+    }
+
     #[test]
     fn connect_ack_is_never_answered() {
         let mut n = node();
