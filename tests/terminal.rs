@@ -9,9 +9,15 @@
 //! than lines (the harness's [`Peer`] needs stdout to be a pipe); the other peers and the
 //! raw senders come from the harness (`tests/common`).
 //!
-//! Address blocks: `127.0.136.*` to `127.0.138.*`, port 0 everywhere. Every wait has a
-//! deadline and waits for bytes on the screen or a process exit; nothing sleeps to
-//! synchronise.
+//! The tests of the line editor look at the screen as a person would: the bytes go through
+//! a terminal emulator (the `vt100` crate) of the pty's size, and the visible rows and the
+//! cursor are asserted (a long line at 40 and 80 columns, a message arriving mid-line,
+//! Ctrl-L, wide characters and a tab, a resize, Ctrl-Z and `fg`, log lines on the same
+//! terminal).
+//!
+//! Address blocks: `127.0.136.*` to `127.0.139.*` and `127.0.0.170` to `127.0.0.179`, port 0
+//! everywhere. Every wait has a deadline and waits for bytes on the screen, a screen state
+//! or a process state; nothing sleeps to synchronise.
 
 mod common;
 
@@ -24,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use common::{exit_within, send_raw, Peer, LONG_WAIT, WAIT};
+use common::{exit_within, poll_until, send_raw, Peer, LONG_WAIT, WAIT};
 
 /// What the master side has read so far, and whether the slave side is gone.
 type Screen = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
@@ -40,13 +46,40 @@ struct TtyPeer {
     seen: usize,
     stderr: Arc<Mutex<Vec<u8>>>,
     addr: SocketAddr,
+    /// The screen as a terminal shows it, and how many bytes it has been fed.
+    emulator: vt100::Parser,
+    fed: usize,
 }
 
-fn openpty() -> (OwnedFd, OwnedFd) {
+/// How a [`TtyPeer`] is started.
+struct Setup<'a> {
+    args: &'a [&'a str],
+    no_color: bool,
+    cols: u16,
+    /// `RUST_LOG` for a run whose stderr is the pty too (otherwise stderr is a pipe and
+    /// `RUST_LOG` is removed).
+    log_on_tty: Option<&'a str>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            args: &[],
+            no_color: true,
+            cols: 200,
+            log_on_tty: None,
+        }
+    }
+}
+
+/// Rows of every pty.
+const ROWS: u16 = 24;
+
+fn openpty(cols: u16) -> (OwnedFd, OwnedFd) {
     let (mut master, mut slave) = (-1, -1);
     let size = libc::winsize {
-        ws_row: 24,
-        ws_col: 200,
+        ws_row: ROWS,
+        ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
@@ -90,7 +123,26 @@ impl TtyPeer {
     /// `NO_COLOR=1` (otherwise it is removed from the environment). Waits for the listening
     /// line and the first prompt (drawn once the terminal is in peerchat's mode).
     fn spawn(name: &str, ip: &str, args: &[&str], no_color: bool) -> TtyPeer {
-        let (master, slave) = openpty();
+        TtyPeer::start(
+            name,
+            ip,
+            Setup {
+                args,
+                no_color,
+                ..Setup::default()
+            },
+        )
+    }
+
+    /// Like [`TtyPeer::spawn`], with everything in `setup`.
+    fn start(name: &str, ip: &str, setup: Setup<'_>) -> TtyPeer {
+        let Setup {
+            args,
+            no_color,
+            cols,
+            log_on_tty,
+        } = setup;
+        let (master, slave) = openpty(cols);
         assert!(
             canonical_with_echo(&slave),
             "a new pty starts canonical with echo"
@@ -100,10 +152,12 @@ impl TtyPeer {
         cmd.args(["-n", name, "-p", "0", "-b", ip])
             .args(args)
             .env("TERM", "xterm")
-            .env_remove("RUST_LOG")
             .stdin(tty(&slave))
-            .stdout(tty(&slave))
-            .stderr(Stdio::piped());
+            .stdout(tty(&slave));
+        match log_on_tty {
+            Some(level) => cmd.env("RUST_LOG", level).stderr(tty(&slave)),
+            None => cmd.env_remove("RUST_LOG").stderr(Stdio::piped()),
+        };
         if no_color {
             cmd.env("NO_COLOR", "1");
         } else {
@@ -112,13 +166,14 @@ impl TtyPeer {
         let mut child = cmd.spawn().expect("start peerchat on the pty");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().expect("piped stderr");
-        thread::spawn(move || {
-            let mut buf = [0; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        if let Some(mut err) = child.stderr.take() {
+            thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = err.read(&mut buf) {
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
         let master = File::from(master);
         let screen: Screen = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
         let (mut reader, shared) = (master.try_clone().expect("dup master"), screen.clone());
@@ -145,9 +200,11 @@ impl TtyPeer {
             seen: 0,
             stderr,
             addr: "0.0.0.0:0".parse().unwrap(),
+            emulator: vt100::Parser::new(nonzero(ROWS), nonzero(cols), 0),
+            fed: 0,
         };
         let text = peer.expect("the listening line and the first prompt", |s| {
-            s.contains("listening on ") && s.ends_with("> ")
+            s.contains("listening on ") && plain_lines(s).last().is_some_and(|l| l == "> ")
         });
         let plain = strip_ansi(&text);
         peer.addr = plain
@@ -199,6 +256,95 @@ impl TtyPeer {
         }
     }
 
+    /// Feeds the emulator what arrived since the last look.
+    fn feed_emulator(&mut self) {
+        let (lock, _) = &*self.screen;
+        let s = lock.lock().unwrap();
+        self.emulator.process(&s.0[self.fed..]);
+        self.fed = s.0.len();
+    }
+
+    /// The visible rows (trailing blanks trimmed) and the cursor (row, column).
+    fn look(&mut self) -> (Vec<String>, (u16, u16)) {
+        self.feed_emulator();
+        let screen = self.emulator.screen();
+        let (_, cols) = screen.size();
+        let rows = screen
+            .rows(0, cols.get())
+            .map(|r| r.trim_end().to_owned())
+            .collect();
+        (rows, screen.cursor_position())
+    }
+
+    /// Waits until the screen satisfies `pred` (given the visible rows and the cursor);
+    /// returns them.
+    fn wait_screen(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&[String], (u16, u16)) -> bool,
+    ) -> (Vec<String>, (u16, u16)) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (rows, cursor) = self.look();
+            if pred(&rows, cursor) {
+                return (rows, cursor);
+            }
+            let (lock, cvar) = &*self.screen;
+            let s = lock.lock().unwrap();
+            let now = Instant::now();
+            if now >= deadline || (s.1 && s.0.len() == self.fed) {
+                drop(s);
+                let why = format!(
+                    "waited {WAIT:?} for the screen to show {what}; it shows (cursor at {cursor:?}):\n{}",
+                    rows.join("\n")
+                );
+                panic!("{}", self.report(&why));
+            }
+            if s.0.len() == self.fed {
+                let _ = cvar.wait_timeout(s, deadline - now).unwrap();
+            }
+        }
+    }
+
+    /// Waits until the cursor's row is `row` with the cursor in column `col`; returns the
+    /// visible rows and the cursor's row number.
+    fn wait_row(&mut self, what: &str, row: &str, col: u16) -> (Vec<String>, u16) {
+        let (rows, (r, _)) = self.wait_screen(what, |rows, (r, c)| {
+            rows.get(usize::from(r)).is_some_and(|l| l == row) && c == col
+        });
+        (rows, r)
+    }
+
+    /// Resizes the pty (as a terminal window does) and tells peerchat with SIGWINCH (the pty
+    /// is not its controlling terminal, so the kernel would not).
+    fn resize(&mut self, cols: u16) {
+        self.feed_emulator();
+        self.emulator.screen_mut().set_size(nonzero(ROWS), nonzero(cols));
+        let size = rustix::termios::Winsize {
+            ws_row: ROWS,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, size).expect("TIOCSWINSZ");
+        self.signal(rustix::process::Signal::WINCH);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// The process state letter from `/proc/PID/stat` (`T` when stopped).
+    fn state(&self) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.trim_start().chars().next())
+            .unwrap_or('?')
+    }
+
     /// Types `bytes` on the keyboard.
     fn type_keys(&mut self, bytes: &[u8]) {
         self.master
@@ -220,6 +366,10 @@ impl Drop for TtyPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn nonzero(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).expect("a size above 0")
 }
 
 /// Removes ANSI control sequences (`ESC [ ... final`) from `s`.
@@ -291,7 +441,7 @@ fn half_typed_line_survives_an_incoming_message() {
     let half = format!("/send {} first half", bob.address());
     tty.type_keys(half.as_bytes());
     tty.expect("the half-typed line after the prompt", |s| {
-        strip_ansi(s).ends_with(&half)
+        plain_lines(s).last().is_some_and(|l| l.ends_with(&half))
     });
 
     // A message arrives: printed on its own line, then the prompt and the half line again.
@@ -360,7 +510,7 @@ fn no_colour(block_ip: &str, sender_ip: &str, args: &[&str], no_color_env: bool)
     let shown = format!("[ghost {sender_ip}:9] plain please");
     let raw = tty.expect("the message and the prompt again", |s| {
         let lines = plain_lines(s);
-        lines.iter().any(|l| l.ends_with(&shown)) && s.ends_with("> ")
+        lines.iter().any(|l| l.ends_with(&shown)) && lines.last().is_some_and(|l| l == "> ")
     });
     let line = plain_lines(&raw)
         .into_iter()
