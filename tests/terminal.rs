@@ -319,7 +319,9 @@ impl TtyPeer {
     /// is not its controlling terminal, so the kernel would not).
     fn resize(&mut self, cols: u16) {
         self.feed_emulator();
-        self.emulator.screen_mut().set_size(nonzero(ROWS), nonzero(cols));
+        self.emulator
+            .screen_mut()
+            .set_size(nonzero(ROWS), nonzero(cols));
         let size = rustix::termios::Winsize {
             ws_row: ROWS,
             ws_col: cols,
@@ -327,7 +329,19 @@ impl TtyPeer {
             ws_ypixel: 0,
         };
         rustix::termios::tcsetwinsize(&self.master, size).expect("TIOCSWINSZ");
+        let before = self.fed;
         self.signal(rustix::process::Signal::WINCH);
+        // peerchat redraws the edited row on SIGWINCH: wait for that before typing on, as a
+        // person would see the window change before typing.
+        let deadline = Instant::now() + WAIT;
+        let (lock, cvar) = &*self.screen;
+        let mut s = lock.lock().unwrap();
+        while s.0.len() == before && !s.1 && Instant::now() < deadline {
+            s = cvar.wait_timeout(s, deadline - Instant::now()).unwrap().0;
+        }
+        let redrawn = s.0.len() > before;
+        drop(s);
+        assert!(redrawn, "{}", self.report("a redraw after SIGWINCH"));
     }
 
     fn signal(&self, signal: rustix::process::Signal) {
@@ -337,8 +351,8 @@ impl TtyPeer {
 
     /// The process state letter from `/proc/PID/stat` (`T` when stopped).
     fn state(&self) -> char {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         stat.rsplit(')')
             .next()
             .and_then(|rest| rest.trim_start().chars().next())
@@ -575,4 +589,281 @@ fn ctrl_backslash_quits_politely_and_puts_the_terminal_back() {
     );
     bob.expect_line(&format!("* tty {} left (exit)", tty.addr));
     bob.quit_ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// The line editor on the screen (vt100), in 127.0.0.170 to 127.0.0.179
+// ---------------------------------------------------------------------------------------
+
+/// A line of `n` characters that shows where any piece of it comes from.
+fn long_text(n: usize) -> String {
+    (0..n)
+        .map(|i| char::from(b'a' + (i / 10 % 26) as u8))
+        .zip((0..n).map(|i| char::from(b'0' + (i % 10) as u8)))
+        .map(|(letter, digit)| if digit == '0' { letter } else { digit })
+        .collect()
+}
+
+/// Asserts that exactly one visible row holds a piece of `text` (the edited row), that no
+/// row was wrapped by the terminal, and returns that row's number.
+fn assert_one_edited_row(tty: &mut TtyPeer, rows: &[String], text: &str, row: u16) {
+    // Any 6 consecutive characters of the typed text identify a fragment of it.
+    let pieces: Vec<&str> = (0..text.len().saturating_sub(6))
+        .map(|i| &text[i..i + 6])
+        .collect();
+    let holding: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| pieces.iter().any(|p| r.contains(p)))
+        .map(|(i, _)| i)
+        .collect();
+    // The edited row neither wraps into the next one nor continues the one before.
+    let wrapped: Vec<u16> = [row.checked_sub(1), Some(row)]
+        .into_iter()
+        .flatten()
+        .filter(|&r| tty.emulator.screen().row_wrapped(r))
+        .collect();
+    assert!(
+        holding == [usize::from(row)] && wrapped.is_empty(),
+        "{}",
+        tty.report(&format!(
+            "only row {row} may show the typed line, unwrapped; rows {holding:?} do, rows {wrapped:?} wrapped:\n{}",
+            rows.join("\n")
+        ))
+    );
+}
+
+fn long_line_scrolls(cols: u16, ip: &str) {
+    let mut tty = TtyPeer::start(
+        "tty",
+        ip,
+        Setup {
+            cols,
+            ..Setup::default()
+        },
+    );
+    let room = usize::from(cols) - 3; // the prompt, and the last column kept free
+    let text = long_text(100);
+    tty.type_keys(text.as_bytes());
+    let tail = format!("> {}", &text[100 - room..]);
+    let (rows, row) = tty.wait_row("the end of the long line", &tail, cols - 1);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // Home: the start of the line, on the same row.
+    tty.type_keys(b"\x1b[H");
+    let head = format!("> {}", &text[..room]);
+    let (rows, at) = tty.wait_row("the start of the long line", &head, 2);
+    assert_eq!(at, row, "the same row");
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // End, then Backspace back across the screen's width: nothing stale left behind.
+    tty.type_keys(b"\x1b[F");
+    tty.type_keys(&[0x7f; 80]);
+    let short = format!("> {}", &text[..20]);
+    let (rows, at) = tty.wait_row("the shortened line", &short, 22);
+    assert_eq!(at, row, "the same row");
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // Ctrl-U, then quit: the editor still works.
+    tty.type_keys(b"\x15/quit\r");
+    assert!(tty.wait_exit().success(), "{}", tty.report("exit status"));
+}
+
+#[test]
+fn a_line_longer_than_the_screen_scrolls_on_one_row_at_40_columns() {
+    long_line_scrolls(40, "127.0.0.170");
+}
+
+#[test]
+fn a_line_longer_than_the_screen_scrolls_on_one_row_at_80_columns() {
+    long_line_scrolls(80, "127.0.0.171");
+}
+
+#[test]
+fn a_message_arriving_mid_line_leaves_no_fragments() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.172",
+        Setup {
+            cols: 40,
+            ..Setup::default()
+        },
+    );
+    let text = long_text(60);
+    tty.type_keys(text.as_bytes());
+    let tail = format!("> {}", &text[60 - 37..]);
+    tty.wait_row("the end of the long line", &tail, 39);
+    send_raw("127.0.0.173", tty.addr, b"127.0.0.173:9 ghost news").expect("send");
+    let shown = "[ghost 127.0.0.173:9] news";
+    let (rows, (row, col)) = tty.wait_screen("the message above the edited row", |rows, (r, c)| {
+        let r = usize::from(r);
+        r > 0 && rows[r] == tail && rows[r - 1].ends_with(shown) && c == 39
+    });
+    assert_eq!(col, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(shown)).count(),
+        1,
+        "{}",
+        rows.join("\n")
+    );
+}
+
+#[test]
+fn ctrl_l_clears_the_screen_and_redraws_the_line() {
+    let mut tty = TtyPeer::start("tty", "127.0.0.174", Setup::default());
+    tty.type_keys("half typed".as_bytes());
+    tty.wait_row("the half line", "> half typed", 12);
+    tty.type_keys(b"\x1b[D\x1b[D\x0c");
+    let (rows, _) = tty.wait_screen("only the edited row, at the top", |rows, cursor| {
+        rows[0] == "> half typed" && rows[1..].iter().all(String::is_empty) && cursor == (0, 10)
+    });
+    assert_eq!(rows[0], "> half typed");
+    // Still editing at the same place.
+    tty.type_keys(b"X");
+    tty.wait_row("the insertion", "> half typXed", 11);
+}
+
+#[test]
+fn wide_characters_and_a_tab_put_the_cursor_under_the_right_character() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.175",
+        Setup {
+            cols: 80,
+            ..Setup::default()
+        },
+    );
+    tty.type_keys("世界abc".as_bytes());
+    tty.wait_row("the wide characters", "> 世界abc", 9);
+    // Home, then Right: past one wide character (two columns) at a time.
+    tty.type_keys(b"\x1b[H");
+    tty.wait_row("Home", "> 世界abc", 2);
+    tty.type_keys(b"\x1b[C");
+    tty.wait_row("one Right", "> 世界abc", 4);
+    tty.type_keys(b"\x1b[C");
+    tty.wait_row("two Rights", "> 世界abc", 6);
+    tty.type_keys(b"\x1b[CX");
+    tty.wait_row("an insertion after a", "> 世界aXbc", 8);
+
+    // A tab reaches the next multiple of 8 columns of the text.
+    tty.type_keys(b"\x05\x15ab\tcd");
+    tty.wait_row("the tab", "> ab      cd", 12);
+    tty.type_keys(b"\x1b[H\x1b[C\x1b[C\x1b[C");
+    tty.wait_row("after the tab", "> ab      cd", 10);
+    tty.type_keys(b"\x1b[D");
+    tty.wait_row("before the tab", "> ab      cd", 4);
+
+    // Wide characters in a line longer than the screen: none cut in half at the edge.
+    tty.resize(21);
+    let wide = "世".repeat(30);
+    tty.type_keys(b"\x05\x15");
+    tty.type_keys(wide.as_bytes());
+    let (rows, row) = tty.wait_row(
+        "the end of the wide line",
+        &format!("> {}", "世".repeat(9)),
+        20,
+    );
+    assert!(
+        rows.iter().filter(|r| r.contains('世')).count() == 1,
+        "{}",
+        tty.report(&format!("one row:\n{}", rows.join("\n")))
+    );
+    assert!(!tty.emulator.screen().row_wrapped(row));
+}
+
+#[test]
+fn a_resize_while_typing_a_long_line_redraws_it_at_the_new_width() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.176",
+        Setup {
+            cols: 80,
+            ..Setup::default()
+        },
+    );
+    let text = long_text(70);
+    tty.type_keys(text.as_bytes());
+    tty.wait_row("the whole line", &format!("> {text}"), 72);
+    tty.resize(40);
+    let tail = format!("> {}", &text[70 - 37..]);
+    let (rows, row) = tty.wait_row("the line's end at 40 columns", &tail, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    tty.type_keys(b"!");
+    let tail = format!("> {}!", &text[70 - 36..]);
+    let (rows, row) = tty.wait_row("a key typed at 40 columns", &tail, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    tty.resize(80);
+    let (rows, row) = tty.wait_row("the whole line again", &format!("> {text}!"), 73);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+}
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
+    let mut tty = TtyPeer::start("tty", "127.0.0.177", Setup::default());
+    tty.type_keys(b"abc");
+    tty.wait_row("the half line", "> abc", 5);
+    assert!(!canonical_with_echo(&tty.slave));
+    // What the terminal does on Ctrl-Z (the pty is not the child's controlling terminal).
+    tty.signal(rustix::process::Signal::TSTP);
+    let stopped = poll_until(WAIT, || tty.state() == 'T');
+    assert!(stopped, "{}", tty.report("stopped after SIGTSTP"));
+    assert!(
+        canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("the terminal given back (ICANON and ECHO) while stopped")
+    );
+    // `fg`.
+    tty.signal(rustix::process::Signal::CONT);
+    let raw = poll_until(WAIT, || !canonical_with_echo(&tty.slave));
+    assert!(raw, "{}", tty.report("peerchat's mode again after SIGCONT"));
+    tty.wait_row("the half line drawn again", "> abc", 5);
+    // Left is a key again, not `^[[D` echoed by the terminal.
+    tty.type_keys(b"\x1b[DX");
+    let (rows, _) = tty.wait_row("an edit in the middle", "> abXc", 5);
+    assert!(
+        !rows.iter().any(|r| r.contains("^[")),
+        "{}",
+        rows.join("\n")
+    );
+    tty.type_keys(b"\x05\x15/quit\r");
+    assert!(tty.wait_exit().success(), "{}", tty.report("exit status"));
+    assert!(canonical_with_echo(&tty.slave), "restored at exit");
+}
+
+#[test]
+fn log_lines_on_the_same_terminal_appear_above_the_prompt() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.178",
+        Setup {
+            cols: 80,
+            log_on_tty: Some("debug"),
+            ..Setup::default()
+        },
+    );
+    tty.type_keys(b"half");
+    tty.wait_row("the half line", "> half", 6);
+    send_raw("127.0.0.179", tty.addr, b"127.0.0.179:9 ghost logged").expect("send");
+    let (rows, (row, _)) = tty.wait_screen(
+        "the message and a log line above the prompt",
+        |rows, (r, c)| {
+            let r = usize::from(r);
+            rows[r] == "> half"
+                && c == 6
+                && rows[..r]
+                    .iter()
+                    .any(|l| l.ends_with("[ghost 127.0.0.179:9] logged"))
+                && rows[..r]
+                    .iter()
+                    .any(|l| l.contains("DEBUG") && l.contains("from 127.0.0.179"))
+        },
+    );
+    let prompts: Vec<&String> = rows.iter().filter(|r| r.contains("> half")).collect();
+    assert_eq!(prompts.len(), 1, "{}", rows.join("\n"));
+    assert!(
+        rows[..usize::from(row)].iter().all(|r| !r.contains("half")),
+        "{}",
+        rows.join("\n")
+    );
 }
