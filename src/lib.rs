@@ -69,6 +69,10 @@ pub mod wire;
 
 pub use config::{Config, Limits};
 pub use driver::event_loop::{Error, EventLoop, Handler};
+/// The writer to give env_logger (or any logger) as its target: stderr, except while
+/// peerchat edits the line on the terminal that stderr is too, when records are printed
+/// above the prompt instead of into the typed line.
+pub use driver::logsink::Writer as LogWriter;
 pub use node::commands::Command;
 pub use node::event::{Event, LeaveReason, Sender};
 pub use node::history::{Direction, Entry};

@@ -11,6 +11,7 @@ use peerchat::cli::{self, Parsed, UsageError};
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
+        .target(env_logger::Target::Pipe(Box::new(peerchat::LogWriter)))
         .init();
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(Parsed::Help(usage)) => {

@@ -9,9 +9,15 @@
 //! than lines (the harness's [`Peer`] needs stdout to be a pipe); the other peers and the
 //! raw senders come from the harness (`tests/common`).
 //!
-//! Address blocks: `127.0.136.*` to `127.0.138.*`, port 0 everywhere. Every wait has a
-//! deadline and waits for bytes on the screen or a process exit; nothing sleeps to
-//! synchronise.
+//! The tests of the line editor look at the screen as a person would: the bytes go through
+//! a terminal emulator (the `vt100` crate) of the pty's size, and the visible rows and the
+//! cursor are asserted (a long line at 40 and 80 columns, a message arriving mid-line,
+//! Ctrl-L, wide characters and a tab, a resize, Ctrl-Z and `fg`, log lines on the same
+//! terminal).
+//!
+//! Address blocks: `127.0.136.*` to `127.0.139.*` and `127.0.0.170` to `127.0.0.179`, port 0
+//! everywhere. Every wait has a deadline and waits for bytes on the screen, a screen state
+//! or a process state; nothing sleeps to synchronise.
 
 mod common;
 
@@ -24,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use common::{exit_within, send_raw, Peer, LONG_WAIT, WAIT};
+use common::{exit_within, poll_until, send_raw, Peer, LONG_WAIT, WAIT};
 
 /// What the master side has read so far, and whether the slave side is gone.
 type Screen = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
@@ -40,13 +46,40 @@ struct TtyPeer {
     seen: usize,
     stderr: Arc<Mutex<Vec<u8>>>,
     addr: SocketAddr,
+    /// The screen as a terminal shows it, and how many bytes it has been fed.
+    emulator: vt100::Parser,
+    fed: usize,
 }
 
-fn openpty() -> (OwnedFd, OwnedFd) {
+/// How a [`TtyPeer`] is started.
+struct Setup<'a> {
+    args: &'a [&'a str],
+    no_color: bool,
+    cols: u16,
+    /// `RUST_LOG` for a run whose stderr is the pty too (otherwise stderr is a pipe and
+    /// `RUST_LOG` is removed).
+    log_on_tty: Option<&'a str>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            args: &[],
+            no_color: true,
+            cols: 200,
+            log_on_tty: None,
+        }
+    }
+}
+
+/// Rows of every pty.
+const ROWS: u16 = 24;
+
+fn openpty(cols: u16) -> (OwnedFd, OwnedFd) {
     let (mut master, mut slave) = (-1, -1);
     let size = libc::winsize {
-        ws_row: 24,
-        ws_col: 200,
+        ws_row: ROWS,
+        ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
@@ -90,7 +123,26 @@ impl TtyPeer {
     /// `NO_COLOR=1` (otherwise it is removed from the environment). Waits for the listening
     /// line and the first prompt (drawn once the terminal is in peerchat's mode).
     fn spawn(name: &str, ip: &str, args: &[&str], no_color: bool) -> TtyPeer {
-        let (master, slave) = openpty();
+        TtyPeer::start(
+            name,
+            ip,
+            Setup {
+                args,
+                no_color,
+                ..Setup::default()
+            },
+        )
+    }
+
+    /// Like [`TtyPeer::spawn`], with everything in `setup`.
+    fn start(name: &str, ip: &str, setup: Setup<'_>) -> TtyPeer {
+        let Setup {
+            args,
+            no_color,
+            cols,
+            log_on_tty,
+        } = setup;
+        let (master, slave) = openpty(cols);
         assert!(
             canonical_with_echo(&slave),
             "a new pty starts canonical with echo"
@@ -100,10 +152,12 @@ impl TtyPeer {
         cmd.args(["-n", name, "-p", "0", "-b", ip])
             .args(args)
             .env("TERM", "xterm")
-            .env_remove("RUST_LOG")
             .stdin(tty(&slave))
-            .stdout(tty(&slave))
-            .stderr(Stdio::piped());
+            .stdout(tty(&slave));
+        match log_on_tty {
+            Some(level) => cmd.env("RUST_LOG", level).stderr(tty(&slave)),
+            None => cmd.env_remove("RUST_LOG").stderr(Stdio::piped()),
+        };
         if no_color {
             cmd.env("NO_COLOR", "1");
         } else {
@@ -112,13 +166,14 @@ impl TtyPeer {
         let mut child = cmd.spawn().expect("start peerchat on the pty");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
-        let mut err = child.stderr.take().expect("piped stderr");
-        thread::spawn(move || {
-            let mut buf = [0; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        if let Some(mut err) = child.stderr.take() {
+            thread::spawn(move || {
+                let mut buf = [0; 4096];
+                while let Ok(n @ 1..) = err.read(&mut buf) {
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
         let master = File::from(master);
         let screen: Screen = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
         let (mut reader, shared) = (master.try_clone().expect("dup master"), screen.clone());
@@ -145,9 +200,11 @@ impl TtyPeer {
             seen: 0,
             stderr,
             addr: "0.0.0.0:0".parse().unwrap(),
+            emulator: vt100::Parser::new(nonzero(ROWS), nonzero(cols), 0),
+            fed: 0,
         };
         let text = peer.expect("the listening line and the first prompt", |s| {
-            s.contains("listening on ") && s.ends_with("> ")
+            s.contains("listening on ") && plain_lines(s).last().is_some_and(|l| l == "> ")
         });
         let plain = strip_ansi(&text);
         peer.addr = plain
@@ -199,6 +256,109 @@ impl TtyPeer {
         }
     }
 
+    /// Feeds the emulator what arrived since the last look.
+    fn feed_emulator(&mut self) {
+        let (lock, _) = &*self.screen;
+        let s = lock.lock().unwrap();
+        self.emulator.process(&s.0[self.fed..]);
+        self.fed = s.0.len();
+    }
+
+    /// The visible rows (trailing blanks trimmed) and the cursor (row, column).
+    fn look(&mut self) -> (Vec<String>, (u16, u16)) {
+        self.feed_emulator();
+        let screen = self.emulator.screen();
+        let (_, cols) = screen.size();
+        let rows = screen
+            .rows(0, cols.get())
+            .map(|r| r.trim_end().to_owned())
+            .collect();
+        (rows, screen.cursor_position())
+    }
+
+    /// Waits until the screen satisfies `pred` (given the visible rows and the cursor);
+    /// returns them.
+    fn wait_screen(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&[String], (u16, u16)) -> bool,
+    ) -> (Vec<String>, (u16, u16)) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (rows, cursor) = self.look();
+            if pred(&rows, cursor) {
+                return (rows, cursor);
+            }
+            let (lock, cvar) = &*self.screen;
+            let s = lock.lock().unwrap();
+            let now = Instant::now();
+            if now >= deadline || (s.1 && s.0.len() == self.fed) {
+                drop(s);
+                let why = format!(
+                    "waited {WAIT:?} for the screen to show {what}; it shows (cursor at {cursor:?}):\n{}",
+                    rows.join("\n")
+                );
+                panic!("{}", self.report(&why));
+            }
+            if s.0.len() == self.fed {
+                let _ = cvar.wait_timeout(s, deadline - now).unwrap();
+            }
+        }
+    }
+
+    /// Waits until the cursor's row is `row` with the cursor in column `col`; returns the
+    /// visible rows and the cursor's row number.
+    fn wait_row(&mut self, what: &str, row: &str, col: u16) -> (Vec<String>, u16) {
+        let (rows, (r, _)) = self.wait_screen(what, |rows, (r, c)| {
+            rows.get(usize::from(r)).is_some_and(|l| l == row) && c == col
+        });
+        (rows, r)
+    }
+
+    /// Resizes the pty (as a terminal window does) and tells peerchat with SIGWINCH (the pty
+    /// is not its controlling terminal, so the kernel would not).
+    fn resize(&mut self, cols: u16) {
+        self.feed_emulator();
+        self.emulator
+            .screen_mut()
+            .set_size(nonzero(ROWS), nonzero(cols));
+        let size = rustix::termios::Winsize {
+            ws_row: ROWS,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&self.master, size).expect("TIOCSWINSZ");
+        let before = self.fed;
+        self.signal(rustix::process::Signal::WINCH);
+        // peerchat redraws the edited row on SIGWINCH: wait for that before typing on, as a
+        // person would see the window change before typing.
+        let deadline = Instant::now() + WAIT;
+        let (lock, cvar) = &*self.screen;
+        let mut s = lock.lock().unwrap();
+        while s.0.len() == before && !s.1 && Instant::now() < deadline {
+            s = cvar.wait_timeout(s, deadline - Instant::now()).unwrap().0;
+        }
+        let redrawn = s.0.len() > before;
+        drop(s);
+        assert!(redrawn, "{}", self.report("a redraw after SIGWINCH"));
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+    }
+
+    /// The process state letter from `/proc/PID/stat` (`T` when stopped).
+    fn state(&self) -> char {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.trim_start().chars().next())
+            .unwrap_or('?')
+    }
+
     /// Types `bytes` on the keyboard.
     fn type_keys(&mut self, bytes: &[u8]) {
         self.master
@@ -220,6 +380,10 @@ impl Drop for TtyPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn nonzero(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).expect("a size above 0")
 }
 
 /// Removes ANSI control sequences (`ESC [ ... final`) from `s`.
@@ -291,7 +455,7 @@ fn half_typed_line_survives_an_incoming_message() {
     let half = format!("/send {} first half", bob.address());
     tty.type_keys(half.as_bytes());
     tty.expect("the half-typed line after the prompt", |s| {
-        strip_ansi(s).ends_with(&half)
+        plain_lines(s).last().is_some_and(|l| l.ends_with(&half))
     });
 
     // A message arrives: printed on its own line, then the prompt and the half line again.
@@ -360,7 +524,7 @@ fn no_colour(block_ip: &str, sender_ip: &str, args: &[&str], no_color_env: bool)
     let shown = format!("[ghost {sender_ip}:9] plain please");
     let raw = tty.expect("the message and the prompt again", |s| {
         let lines = plain_lines(s);
-        lines.iter().any(|l| l.ends_with(&shown)) && s.ends_with("> ")
+        lines.iter().any(|l| l.ends_with(&shown)) && lines.last().is_some_and(|l| l == "> ")
     });
     let line = plain_lines(&raw)
         .into_iter()
@@ -425,4 +589,281 @@ fn ctrl_backslash_quits_politely_and_puts_the_terminal_back() {
     );
     bob.expect_line(&format!("* tty {} left (exit)", tty.addr));
     bob.quit_ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// The line editor on the screen (vt100), in 127.0.0.170 to 127.0.0.179
+// ---------------------------------------------------------------------------------------
+
+/// A line of `n` characters that shows where any piece of it comes from.
+fn long_text(n: usize) -> String {
+    (0..n)
+        .map(|i| char::from(b'a' + (i / 10 % 26) as u8))
+        .zip((0..n).map(|i| char::from(b'0' + (i % 10) as u8)))
+        .map(|(letter, digit)| if digit == '0' { letter } else { digit })
+        .collect()
+}
+
+/// Asserts that exactly one visible row holds a piece of `text` (the edited row), that no
+/// row was wrapped by the terminal, and returns that row's number.
+fn assert_one_edited_row(tty: &mut TtyPeer, rows: &[String], text: &str, row: u16) {
+    // Any 6 consecutive characters of the typed text identify a fragment of it.
+    let pieces: Vec<&str> = (0..text.len().saturating_sub(6))
+        .map(|i| &text[i..i + 6])
+        .collect();
+    let holding: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| pieces.iter().any(|p| r.contains(p)))
+        .map(|(i, _)| i)
+        .collect();
+    // The edited row neither wraps into the next one nor continues the one before.
+    let wrapped: Vec<u16> = [row.checked_sub(1), Some(row)]
+        .into_iter()
+        .flatten()
+        .filter(|&r| tty.emulator.screen().row_wrapped(r))
+        .collect();
+    assert!(
+        holding == [usize::from(row)] && wrapped.is_empty(),
+        "{}",
+        tty.report(&format!(
+            "only row {row} may show the typed line, unwrapped; rows {holding:?} do, rows {wrapped:?} wrapped:\n{}",
+            rows.join("\n")
+        ))
+    );
+}
+
+fn long_line_scrolls(cols: u16, ip: &str) {
+    let mut tty = TtyPeer::start(
+        "tty",
+        ip,
+        Setup {
+            cols,
+            ..Setup::default()
+        },
+    );
+    let room = usize::from(cols) - 3; // the prompt, and the last column kept free
+    let text = long_text(100);
+    tty.type_keys(text.as_bytes());
+    let tail = format!("> {}", &text[100 - room..]);
+    let (rows, row) = tty.wait_row("the end of the long line", &tail, cols - 1);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // Home: the start of the line, on the same row.
+    tty.type_keys(b"\x1b[H");
+    let head = format!("> {}", &text[..room]);
+    let (rows, at) = tty.wait_row("the start of the long line", &head, 2);
+    assert_eq!(at, row, "the same row");
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // End, then Backspace back across the screen's width: nothing stale left behind.
+    tty.type_keys(b"\x1b[F");
+    tty.type_keys(&[0x7f; 80]);
+    let short = format!("> {}", &text[..20]);
+    let (rows, at) = tty.wait_row("the shortened line", &short, 22);
+    assert_eq!(at, row, "the same row");
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+
+    // Ctrl-U, then quit: the editor still works.
+    tty.type_keys(b"\x15/quit\r");
+    assert!(tty.wait_exit().success(), "{}", tty.report("exit status"));
+}
+
+#[test]
+fn a_line_longer_than_the_screen_scrolls_on_one_row_at_40_columns() {
+    long_line_scrolls(40, "127.0.0.170");
+}
+
+#[test]
+fn a_line_longer_than_the_screen_scrolls_on_one_row_at_80_columns() {
+    long_line_scrolls(80, "127.0.0.171");
+}
+
+#[test]
+fn a_message_arriving_mid_line_leaves_no_fragments() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.172",
+        Setup {
+            cols: 40,
+            ..Setup::default()
+        },
+    );
+    let text = long_text(60);
+    tty.type_keys(text.as_bytes());
+    let tail = format!("> {}", &text[60 - 37..]);
+    tty.wait_row("the end of the long line", &tail, 39);
+    send_raw("127.0.0.173", tty.addr, b"127.0.0.173:9 ghost news").expect("send");
+    let shown = "[ghost 127.0.0.173:9] news";
+    let (rows, (row, col)) = tty.wait_screen("the message above the edited row", |rows, (r, c)| {
+        let r = usize::from(r);
+        r > 0 && rows[r] == tail && rows[r - 1].ends_with(shown) && c == 39
+    });
+    assert_eq!(col, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(shown)).count(),
+        1,
+        "{}",
+        rows.join("\n")
+    );
+}
+
+#[test]
+fn ctrl_l_clears_the_screen_and_redraws_the_line() {
+    let mut tty = TtyPeer::start("tty", "127.0.0.174", Setup::default());
+    tty.type_keys("half typed".as_bytes());
+    tty.wait_row("the half line", "> half typed", 12);
+    tty.type_keys(b"\x1b[D\x1b[D\x0c");
+    let (rows, _) = tty.wait_screen("only the edited row, at the top", |rows, cursor| {
+        rows[0] == "> half typed" && rows[1..].iter().all(String::is_empty) && cursor == (0, 10)
+    });
+    assert_eq!(rows[0], "> half typed");
+    // Still editing at the same place.
+    tty.type_keys(b"X");
+    tty.wait_row("the insertion", "> half typXed", 11);
+}
+
+#[test]
+fn wide_characters_and_a_tab_put_the_cursor_under_the_right_character() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.175",
+        Setup {
+            cols: 80,
+            ..Setup::default()
+        },
+    );
+    tty.type_keys("世界abc".as_bytes());
+    tty.wait_row("the wide characters", "> 世界abc", 9);
+    // Home, then Right: past one wide character (two columns) at a time.
+    tty.type_keys(b"\x1b[H");
+    tty.wait_row("Home", "> 世界abc", 2);
+    tty.type_keys(b"\x1b[C");
+    tty.wait_row("one Right", "> 世界abc", 4);
+    tty.type_keys(b"\x1b[C");
+    tty.wait_row("two Rights", "> 世界abc", 6);
+    tty.type_keys(b"\x1b[CX");
+    tty.wait_row("an insertion after a", "> 世界aXbc", 8);
+
+    // A tab reaches the next multiple of 8 columns of the text.
+    tty.type_keys(b"\x05\x15ab\tcd");
+    tty.wait_row("the tab", "> ab      cd", 12);
+    tty.type_keys(b"\x1b[H\x1b[C\x1b[C\x1b[C");
+    tty.wait_row("after the tab", "> ab      cd", 10);
+    tty.type_keys(b"\x1b[D");
+    tty.wait_row("before the tab", "> ab      cd", 4);
+
+    // Wide characters in a line longer than the screen: none cut in half at the edge.
+    tty.resize(21);
+    let wide = "世".repeat(30);
+    tty.type_keys(b"\x05\x15");
+    tty.type_keys(wide.as_bytes());
+    let (rows, row) = tty.wait_row(
+        "the end of the wide line",
+        &format!("> {}", "世".repeat(9)),
+        20,
+    );
+    assert!(
+        rows.iter().filter(|r| r.contains('世')).count() == 1,
+        "{}",
+        tty.report(&format!("one row:\n{}", rows.join("\n")))
+    );
+    assert!(!tty.emulator.screen().row_wrapped(row));
+}
+
+#[test]
+fn a_resize_while_typing_a_long_line_redraws_it_at_the_new_width() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.176",
+        Setup {
+            cols: 80,
+            ..Setup::default()
+        },
+    );
+    let text = long_text(70);
+    tty.type_keys(text.as_bytes());
+    tty.wait_row("the whole line", &format!("> {text}"), 72);
+    tty.resize(40);
+    let tail = format!("> {}", &text[70 - 37..]);
+    let (rows, row) = tty.wait_row("the line's end at 40 columns", &tail, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    tty.type_keys(b"!");
+    let tail = format!("> {}!", &text[70 - 36..]);
+    let (rows, row) = tty.wait_row("a key typed at 40 columns", &tail, 39);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+    tty.resize(80);
+    let (rows, row) = tty.wait_row("the whole line again", &format!("> {text}!"), 73);
+    assert_one_edited_row(&mut tty, &rows, &text, row);
+}
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
+    let mut tty = TtyPeer::start("tty", "127.0.0.177", Setup::default());
+    tty.type_keys(b"abc");
+    tty.wait_row("the half line", "> abc", 5);
+    assert!(!canonical_with_echo(&tty.slave));
+    // What the terminal does on Ctrl-Z (the pty is not the child's controlling terminal).
+    tty.signal(rustix::process::Signal::TSTP);
+    let stopped = poll_until(WAIT, || tty.state() == 'T');
+    assert!(stopped, "{}", tty.report("stopped after SIGTSTP"));
+    assert!(
+        canonical_with_echo(&tty.slave),
+        "{}",
+        tty.report("the terminal given back (ICANON and ECHO) while stopped")
+    );
+    // `fg`.
+    tty.signal(rustix::process::Signal::CONT);
+    let raw = poll_until(WAIT, || !canonical_with_echo(&tty.slave));
+    assert!(raw, "{}", tty.report("peerchat's mode again after SIGCONT"));
+    tty.wait_row("the half line drawn again", "> abc", 5);
+    // Left is a key again, not `^[[D` echoed by the terminal.
+    tty.type_keys(b"\x1b[DX");
+    let (rows, _) = tty.wait_row("an edit in the middle", "> abXc", 5);
+    assert!(
+        !rows.iter().any(|r| r.contains("^[")),
+        "{}",
+        rows.join("\n")
+    );
+    tty.type_keys(b"\x05\x15/quit\r");
+    assert!(tty.wait_exit().success(), "{}", tty.report("exit status"));
+    assert!(canonical_with_echo(&tty.slave), "restored at exit");
+}
+
+#[test]
+fn log_lines_on_the_same_terminal_appear_above_the_prompt() {
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.0.178",
+        Setup {
+            cols: 80,
+            log_on_tty: Some("debug"),
+            ..Setup::default()
+        },
+    );
+    tty.type_keys(b"half");
+    tty.wait_row("the half line", "> half", 6);
+    send_raw("127.0.0.179", tty.addr, b"127.0.0.179:9 ghost logged").expect("send");
+    let (rows, (row, _)) = tty.wait_screen(
+        "the message and a log line above the prompt",
+        |rows, (r, c)| {
+            let r = usize::from(r);
+            rows[r] == "> half"
+                && c == 6
+                && rows[..r]
+                    .iter()
+                    .any(|l| l.ends_with("[ghost 127.0.0.179:9] logged"))
+                && rows[..r]
+                    .iter()
+                    .any(|l| l.contains("DEBUG") && l.contains("from 127.0.0.179"))
+        },
+    );
+    let prompts: Vec<&String> = rows.iter().filter(|r| r.contains("> half")).collect();
+    assert_eq!(prompts.len(), 1, "{}", rows.join("\n"));
+    assert!(
+        rows[..usize::from(row)].iter().all(|r| !r.contains("half")),
+        "{}",
+        rows.join("\n")
+    );
 }

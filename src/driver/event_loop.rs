@@ -1,7 +1,8 @@
 //! The event loop: one `mio::Poll`, moving bytes and executing what the node decides.
 //!
 //! Sources: the listener and every peer connection ([`Connections`]), stdin, stdout (when
-//! it is a slow pipe) and a signal pipe for SIGINT, SIGTERM, SIGQUIT and SIGHUP. The poll timeout is the
+//! it is a slow pipe) and a signal pipe for SIGINT, SIGTERM, SIGQUIT and SIGHUP (quit),
+//! SIGTSTP and SIGCONT (Ctrl-Z and `fg`) and SIGWINCH (the terminal's width changed). The poll timeout is the
 //! earliest of the connections' deadlines and the node's ([`Node::poll_timeout`]), so an
 //! idle peer sleeps in `poll`. Each turn, with one reading of the clock after `poll`:
 //! handle events, read what the budget left over, read the console, fire due timers; then
@@ -140,7 +141,21 @@ impl EventLoop {
         )?;
         // SIGQUIT (Ctrl-\) and SIGHUP (the terminal went away) quit like Ctrl-C: through
         // the loop, so that the terminal is put back and peers are told `exit`.
-        let mut signals = Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGHUP])?;
+        // SIGTSTP (Ctrl-Z) gives the terminal back before stopping, SIGCONT takes it again
+        // and SIGWINCH reads the new width: the line editor redraws after each.
+        use rustix::process::Signal;
+        let mut signals = Signals::new(
+            [
+                Signal::INT,
+                Signal::TERM,
+                Signal::QUIT,
+                Signal::HUP,
+                Signal::TSTP,
+                Signal::CONT,
+                Signal::WINCH,
+            ]
+            .map(Signal::as_raw),
+        )?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut console = if config.headless {
@@ -451,9 +466,22 @@ impl EventLoop {
         if self.stdout_broken {
             return;
         }
+        if self.raw_input.is_some() {
+            let mut logs = String::new();
+            crate::driver::logsink::take(&mut logs);
+            if !logs.is_empty() {
+                self.output.show_text(&logs);
+            }
+        }
+        let cols = self
+            .raw_input
+            .as_ref()
+            .map_or(crate::driver::terminal::DEFAULT_COLS, RawInput::cols);
         let prompt = (self.interactive && !self.node.is_quitting()).then(|| {
-            let (typed, after_cursor) = self.console.editing().unwrap_or(("", 0));
-            (self.node.prompt(), typed, after_cursor)
+            let prompt = self.node.prompt();
+            self.console
+                .editing(prompt, cols)
+                .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
         });
         let stdout = &mut self.stdout;
         self.output.drain(prompt, |bytes| stdout.push(bytes));
@@ -516,10 +544,56 @@ impl EventLoop {
     }
 
     fn on_signal(&mut self, now: Instant) {
-        if self.signals.pending().count() > 0 {
+        use rustix::process::Signal;
+        let mut quit = false;
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            if signal == Signal::WINCH.as_raw() {
+                if let Some(raw) = &mut self.raw_input {
+                    raw.refresh_size();
+                    self.output.redraw_prompt();
+                }
+            } else if signal == Signal::TSTP.as_raw() {
+                self.suspend(now);
+            } else if signal == Signal::CONT.as_raw() {
+                if let Some(raw) = &mut self.raw_input {
+                    raw.resume();
+                    self.output.redraw_prompt();
+                }
+            } else {
+                quit = true;
+            }
+        }
+        if quit {
             // A second Ctrl-C while quitting stops waiting for the `exit` messages.
             self.node.interrupt(now, &mut self.effects);
         }
+    }
+
+    /// Ctrl-Z: erases the edited row and writes what is pending, gives the terminal back and
+    /// stops; once continued, the next flush draws the row again.
+    fn suspend(&mut self, now: Instant) {
+        self.output.redraw_prompt();
+        self.flush_output_without_prompt(now);
+        match &mut self.raw_input {
+            Some(raw) => raw.suspend(),
+            None => {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::STOP,
+                );
+            }
+        }
+    }
+
+    /// Writes what is rendered, without the prompt, waiting a moment for the terminal.
+    fn flush_output_without_prompt(&mut self, _now: Instant) {
+        if self.stdout_broken {
+            return;
+        }
+        let stdout = &mut self.stdout;
+        self.output.drain(None, |bytes| stdout.push(bytes));
+        let _ = self.stdout.finish(Duration::from_millis(200));
     }
 
     /// Whether console input waits: read and not yet taken, or left to read.
@@ -551,6 +625,7 @@ impl EventLoop {
             }
             match input {
                 Input::Line(line) => {
+                    self.console.remember(self.node.prompt(), &line);
                     let echo = self
                         .raw_input
                         .is_some()
@@ -568,6 +643,7 @@ impl EventLoop {
                     self.node.quit(now, &mut self.effects);
                 }
                 Input::Edited => self.output.redraw_prompt(),
+                Input::Clear => self.output.clear_screen(),
                 Input::Unreadable(n) => self.effects.push(Effect::Show(Event::Warning(format!(
                     "stdin sent {n} bytes without a line break: it is not read any more (quit with Ctrl-C or SIGTERM)"
                 )))),

@@ -5,6 +5,7 @@ pub mod connections;
 pub mod event_loop;
 pub mod fdio;
 pub mod journal;
+pub mod logsink;
 pub mod net;
 pub mod stdin;
 pub mod stdout;

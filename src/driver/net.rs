@@ -8,6 +8,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use mio::net::{TcpListener, TcpStream};
+use rustix::io::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The listen backlog we ask for; the kernel caps it at `net.core.somaxconn`.
@@ -41,7 +42,7 @@ pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> 
     }
     match socket.connect(&dest.into()) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) if e.raw_os_error() == Some(Errno::INPROGRESS.raw_os_error()) => {}
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(socket.into()))
@@ -51,6 +52,7 @@ pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> 
 fn set_bind_address_no_port(socket: &Socket) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
+    // Still `unsafe` and `libc`: neither rustix nor socket2 offers IP_BIND_ADDRESS_NO_PORT.
     // SAFETY: a valid socket, a pointer to an int and its size.
     let rc = unsafe {
         libc::setsockopt(
@@ -68,42 +70,42 @@ fn set_bind_address_no_port(socket: &Socket) {
 
 /// Raises the soft limit on open descriptors to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            lim = wanted;
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is RLIM_INFINITY.
+    let (current, maximum) = (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    );
+    if current < maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        )?;
+        return Ok(maximum);
     }
-    Ok(lim.rlim_cur)
+    Ok(current)
 }
 
 /// Why a connection failed, in words a student understands.
 pub fn describe(err: &io::Error) -> String {
-    let plain = match err.raw_os_error() {
-        Some(libc::ECONNREFUSED) => "connection refused (nothing is listening on that port)",
-        Some(libc::ETIMEDOUT) => "no answer (the connection timed out)",
-        Some(libc::EHOSTUNREACH) => "host unreachable",
-        Some(libc::ENETUNREACH) => "network unreachable",
-        Some(libc::ECONNRESET) => "connection reset by the peer",
-        Some(libc::EPIPE) => "the peer closed the connection before reading everything",
-        Some(libc::EADDRNOTAVAIL) => "address not available on this machine",
-        Some(libc::EADDRINUSE) => "address already in use",
-        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
-        Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files",
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let plain = match Errno::from_raw_os_error(code) {
+        Errno::CONNREFUSED => "connection refused (nothing is listening on that port)",
+        Errno::TIMEDOUT => "no answer (the connection timed out)",
+        Errno::HOSTUNREACH => "host unreachable",
+        Errno::NETUNREACH => "network unreachable",
+        Errno::CONNRESET => "connection reset by the peer",
+        Errno::PIPE => "the peer closed the connection before reading everything",
+        Errno::ADDRNOTAVAIL => "address not available on this machine",
+        Errno::ADDRINUSE => "address already in use",
+        Errno::ACCESS | Errno::PERM => "permission denied",
+        Errno::MFILE | Errno::NFILE => "too many open files",
         _ => return err.to_string(),
     };
     plain.to_owned()
@@ -137,7 +139,7 @@ mod tests {
 
     #[test]
     fn describes_common_failures_plainly() {
-        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let refused = io::Error::from_raw_os_error(Errno::CONNREFUSED.raw_os_error());
         assert!(describe(&refused).contains("refused"));
         let other = io::Error::other("odd");
         assert_eq!(describe(&other), "odd");

@@ -1,6 +1,6 @@
 //! Reading the console inside the event loop, without ever blocking it.
 //!
-//! fd 0 is read with raw `read(2)` calls, never through `std::io::Stdin`'s buffer (a line
+//! fd 0 is read with plain `read(2)` calls (through `rustix`), never through `std::io::Stdin`'s buffer (a line
 //! could sit there while epoll stays silent), and its flags are never changed: setting
 //! `O_NONBLOCK` would change the shell's open file description too. Instead every `read`
 //! is preceded by a zero-timeout `poll(2)` that says it will not block. epoll refuses
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use mio::unix::SourceFd;
 
-use crate::driver::fdio;
-use crate::ui::lineedit::{Edit, LineEditor};
+use crate::driver::fdio::{self, PollFlags};
+use crate::ui::lineedit::{self, Edit, LineEditor, View};
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 0;
@@ -35,6 +35,8 @@ pub enum Input {
     Eof,
     /// The line being typed changed (the terminal line editor is on).
     Edited,
+    /// Ctrl-L: clear the screen and draw the line being typed again.
+    Clear,
     /// This many bytes came without a line break: stdin is not text (say `/dev/zero`), and
     /// it is no longer read. The peer runs on, as with `--headless`.
     Unreadable(usize),
@@ -96,12 +98,19 @@ impl ConsoleInput {
         self.editor = Some(LineEditor::new(self.max_line));
     }
 
-    /// The half-typed line and how many characters follow the cursor, when editing
-    /// keystroke by keystroke.
-    pub fn editing(&self) -> Option<(&str, usize)> {
-        self.editor
-            .as_ref()
-            .map(|ed| (ed.text(), ed.chars_after_cursor()))
+    /// The row to draw for the half-typed line after `prompt` on a screen `cols` columns
+    /// wide, when editing keystroke by keystroke.
+    pub fn editing(&self, prompt: &str, cols: usize) -> Option<View> {
+        self.editor.as_ref().map(|ed| ed.view(prompt, cols))
+    }
+
+    /// A line typed at `prompt` was taken: kept for Up/Down unless it answered the menu.
+    pub fn remember(&mut self, prompt: &str, line: &str) {
+        if let Some(ed) = self.editor.as_mut() {
+            if lineedit::worth_remembering(prompt, line) {
+                ed.remember(line);
+            }
+        }
     }
 
     /// A console that is never read (`--headless`).
@@ -150,7 +159,7 @@ impl ConsoleInput {
             if self.mode == Mode::Watched && !ready_now() {
                 return;
             }
-            match fdio::read(FD, buf) {
+            match fdio::read(rustix::stdio::stdin(), buf) {
                 Ok(0) => {
                     self.finish(out);
                     return;
@@ -186,6 +195,7 @@ impl ConsoleInput {
             match edit {
                 Edit::Line(line) => out.push(Input::Line(line)),
                 Edit::Changed => out.push(Input::Edited),
+                Edit::Clear => out.push(Input::Clear),
                 Edit::Eof => {
                     self.mode = Mode::Closed;
                     out.push(Input::Eof);
@@ -260,8 +270,8 @@ fn decode(line: &[u8]) -> String {
 
 /// Whether a `read` on fd 0 would return at once (data, EOF or an error).
 fn ready_now() -> bool {
-    let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
-    fdio::poll(FD, libc::POLLIN, Duration::ZERO) & ready != 0
+    let ready = PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL;
+    fdio::poll(rustix::stdio::stdin(), PollFlags::IN, Duration::ZERO).intersects(ready)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
-use crate::driver::fdio;
+use crate::driver::fdio::{self, PollFlags};
 use mio::{Interest, Registry, Token};
 
 const FD: RawFd = 1;
@@ -94,7 +94,9 @@ impl Stdout {
             use std::os::unix::fs::OpenOptionsExt;
             let twin = std::fs::OpenOptions::new()
                 .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .custom_flags(
+                    (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32,
+                )
                 .open("/proc/self/fd/1");
             match twin {
                 Ok(file) => self.twin = Some(file),
@@ -198,7 +200,7 @@ impl Stdout {
             } else {
                 return Ok(Flushed::Partly);
             };
-            match fdio::write(FD, &self.pending[self.start..end]) {
+            match fdio::write(rustix::stdio::stdout(), &self.pending[self.start..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.start += n;
@@ -228,16 +230,20 @@ impl Stdout {
             if left.is_zero() {
                 return Ok(Flushed::Partly);
             }
-            fdio::poll(FD, libc::POLLOUT, left.min(Duration::from_secs(1)));
+            fdio::poll(
+                rustix::stdio::stdout(),
+                PollFlags::OUT,
+                left.min(Duration::from_secs(1)),
+            );
         }
     }
 }
 
 fn kind() -> Kind {
-    // SAFETY: an all-zero `stat` is valid storage; fstat fills it.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::fstat(FD, &mut st) } == 0;
-    if ok && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+    let regular = rustix::fs::fstat(rustix::stdio::stdout()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+    });
+    if regular {
         Kind::RegularFile
     } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         Kind::Terminal
@@ -249,7 +255,7 @@ fn kind() -> Kind {
 /// Whether a write of up to a pipe buffer to fd 1 would return at once (an error too:
 /// the write then reports it).
 fn writable_now() -> bool {
-    fdio::poll(FD, libc::POLLOUT, Duration::ZERO) != 0
+    !fdio::poll(rustix::stdio::stdout(), PollFlags::OUT, Duration::ZERO).is_empty()
 }
 
 #[cfg(test)]

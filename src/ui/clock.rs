@@ -1,9 +1,14 @@
-//! Wall-clock time as people and programs read it, without a date crate.
+//! Wall-clock time as people and programs read it, through the `jiff` date crate.
 //!
 //! RFC 3339 in UTC for JSON events and the history (`2026-11-25T03:31:47.123Z`), and the
-//! local `HH:MM:SS` for timestamps on a terminal.
+//! local `HH:MM:SS` (and `YYYY-MM-DD HH:MM:SS`) for a terminal, in the system's time zone
+//! (`TZ`, else `/etc/localtime`; UTC when neither can be read).
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis(t: SystemTime) -> i64 {
@@ -13,67 +18,43 @@ pub fn unix_millis(t: SystemTime) -> i64 {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time given in Unix milliseconds.
-pub fn rfc3339(millis: i64) -> String {
-    let secs = millis.div_euclid(1000);
-    let ms = millis.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+/// The instant `millis` after the epoch, clamped to what jiff can represent (years -9999
+/// to 9999).
+fn timestamp(millis: i64) -> Timestamp {
+    Timestamp::from_millisecond(millis).unwrap_or(if millis < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time given in Unix milliseconds.
+pub fn rfc3339(millis: i64) -> String {
+    timestamp(millis)
+        .strftime("%Y-%m-%dT%H:%M:%S.%3fZ")
+        .to_string()
+}
+
+/// The system's time zone, looked up once (the lookup reads files).
+fn local_zone() -> &'static TimeZone {
+    static ZONE: OnceLock<TimeZone> = OnceLock::new();
+    ZONE.get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC))
 }
 
 /// The local time of day, `HH:MM:SS`, for a terminal.
 pub fn local_hms(t: SystemTime) -> String {
-    let (_, time) = local(unix_millis(t));
-    time
+    local_zone()
+        .to_datetime(timestamp(unix_millis(t)))
+        .strftime("%H:%M:%S")
+        .to_string()
 }
 
 /// The local `YYYY-MM-DD HH:MM:SS` of a time given in Unix milliseconds.
 pub fn local_datetime(millis: i64) -> String {
-    let (date, time) = local(millis);
-    format!("{date} {time}")
-}
-
-/// Local (date, time of day); UTC if the C library cannot tell the local zone.
-fn local(millis: i64) -> (String, String) {
-    let secs = millis.div_euclid(1000) as libc::time_t;
-    // SAFETY: an all-zero `tm` is valid; localtime_r writes only into the struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if ok {
-        (
-            format!(
-                "{:04}-{:02}-{:02}",
-                tm.tm_year + 1900,
-                tm.tm_mon + 1,
-                tm.tm_mday
-            ),
-            format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec),
-        )
-    } else {
-        let utc = rfc3339(millis);
-        (utc[..10].to_owned(), utc[11..19].to_owned())
-    }
+    local_zone()
+        .to_datetime(timestamp(millis))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -86,6 +67,14 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_577_507_123), "2026-11-25T03:31:47.123Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert!(
+            rfc3339(i64::MAX).starts_with("9999-12-"),
+            "clamped to the last year"
+        );
+        assert!(
+            rfc3339(i64::MIN).starts_with("-9999-01-0"),
+            "and to the first"
+        );
     }
 
     #[test]
@@ -93,5 +82,12 @@ mod tests {
         let s = local_hms(SystemTime::now());
         assert_eq!(s.len(), 8);
         assert_eq!(&s[2..3], ":");
+        let d = local_datetime(1_795_577_507_123);
+        assert_eq!(d.len(), 19, "{d}");
+        assert_eq!((&d[4..5], &d[10..11], &d[13..14]), ("-", " ", ":"));
+        // Within a day of the UTC date, and the same minutes and seconds in every zone
+        // whose offset is whole quarter hours.
+        assert!(d.starts_with("2026-11-2"), "{d}");
+        assert_eq!(&d[17..], "47");
     }
 }

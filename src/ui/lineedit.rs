@@ -2,11 +2,29 @@
 //! the user types and the half-typed line drawn again after them.
 //!
 //! With the terminal in non-canonical mode, peerchat sees each key as it is typed and
-//! keeps the line itself: printable text (UTF-8) inserted at the cursor, Left/Right,
+//! keeps the line itself: printable text (UTF-8) inserted at the cursor, Left/Right (one
+//! grapheme cluster at a time, so `é` typed as `e` plus a combining accent is one step),
 //! Home/End (and Ctrl-A/Ctrl-E), Backspace and Delete, Ctrl-U / Ctrl-K (erase before /
-//! after the cursor), Ctrl-W (erase a word), Up/Down (earlier lines), Ctrl-L (redraw),
-//! Ctrl-D on an empty line (end of input), Enter. Other escape sequences are recognised
-//! and ignored. Pure: bytes in, edits out.
+//! after the cursor), Ctrl-W (erase a word), Up/Down (earlier lines), Ctrl-L (clear the
+//! screen and redraw), Ctrl-D (delete the character under the cursor; on an empty line, end
+//! of input), Enter. Other escape sequences (F1-F12, Insert, ...) are recognised and
+//! ignored. Pure: bytes in, edits out.
+//!
+//! [`layout`] decides what the edited row shows on a screen `cols` columns wide, as in
+//! linenoise's single-line mode: the prompt, then the window of the line that holds the
+//! cursor, never wider than the screen minus one column (so that the terminal never wraps
+//! it, whatever its wrapping rules). Widths are counted per grapheme cluster with
+//! `unicode-width` (`世` takes two columns, a combining accent none); a tab is shown as
+//! spaces up to the next multiple of 8 columns counted from the start of the typed text
+//! (not of the screen, so that a tab keeps its width however the window scrolls); control
+//! and invisible characters show escaped, as in received messages (`\u{202e}`).
+
+use std::fmt::Write as _;
+
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
+
+use crate::ui::render::escape;
 
 /// What a chunk of key bytes did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +33,8 @@ pub enum Edit {
     Line(String),
     /// The line being typed changed (or should be redrawn).
     Changed,
+    /// Ctrl-L: clear the screen, then draw the line again.
+    Clear,
     /// Ctrl-D on an empty line.
     Eof,
 }
@@ -26,18 +46,21 @@ enum Escape {
     /// Just saw ESC.
     Start,
     /// Inside `ESC [ ...` or `ESC O`, waiting for the final byte; `param` is the first
-    /// number seen (`ESC [ 3 ~` is Delete).
-    Sequence { param: u8 },
+    /// number seen (`ESC [ 3 ~` is Delete, `ESC [ 15 ~` is F5), complete once `;` came.
+    Sequence { param: u16, first_done: bool },
 }
 
 /// Lines kept for Up/Down.
 const HISTORY: usize = 100;
 
+/// Columns between tab stops, counted from the start of the typed text.
+pub const TAB_WIDTH: usize = 8;
+
 /// The line being typed.
 #[derive(Debug, Default)]
 pub struct LineEditor {
     line: String,
-    /// Byte offset of the cursor in `line` (always on a character boundary).
+    /// Byte offset of the cursor in `line` (always on a grapheme cluster boundary).
     cursor: usize,
     /// Bytes of a UTF-8 character not complete yet.
     partial: Vec<u8>,
@@ -47,6 +70,18 @@ pub struct LineEditor {
     /// Earlier lines, oldest first, and which one Up/Down shows (`None`: the new line).
     history: Vec<String>,
     recalled: Option<usize>,
+}
+
+/// What the edited row shows: the prompt and a window of the line, and where the cursor is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The text of the row, at most `cols - 1` columns wide (unless the prompt alone is
+    /// wider).
+    pub row: String,
+    /// Its width in columns.
+    pub width: usize,
+    /// The cursor's column (0 is the first).
+    pub cursor: usize,
 }
 
 impl LineEditor {
@@ -59,13 +94,37 @@ impl LineEditor {
     }
 
     /// What has been typed so far on the current line.
+    #[cfg(test)]
     pub fn text(&self) -> &str {
         &self.line
     }
 
-    /// How many characters lie after the cursor (to put the terminal's cursor back).
+    /// The cursor as a byte offset into [`LineEditor::text`].
+    #[cfg(test)]
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// How many characters lie after the cursor.
+    #[cfg(test)]
     pub fn chars_after_cursor(&self) -> usize {
         self.line[self.cursor..].chars().count()
+    }
+
+    /// The row to draw after `prompt` on a screen `cols` columns wide.
+    pub fn view(&self, prompt: &str, cols: usize) -> View {
+        layout(prompt, &self.line, self.cursor, cols)
+    }
+
+    /// Keeps a finished line for Up/Down (the caller decides which lines are worth it:
+    /// see [`worth_remembering`]).
+    pub fn remember(&mut self, line: &str) {
+        if !line.trim().is_empty() && self.history.last().map(String::as_str) != Some(line) {
+            if self.history.len() == HISTORY {
+                self.history.remove(0);
+            }
+            self.history.push(line.to_owned());
+        }
     }
 
     /// Applies typed bytes; edits are pushed to `out` in order.
@@ -76,15 +135,24 @@ impl LineEditor {
             match self.escape {
                 Escape::Start => {
                     self.escape = if b == b'[' || b == b'O' {
-                        Escape::Sequence { param: 0 }
+                        Escape::Sequence {
+                            param: 0,
+                            first_done: false,
+                        }
                     } else {
                         Escape::None
                     };
                     continue;
                 }
-                Escape::Sequence { param } => {
-                    if b.is_ascii_digit() && param == 0 {
-                        self.escape = Escape::Sequence { param: b - b'0' };
+                Escape::Sequence { param, first_done } => {
+                    if b.is_ascii_digit() && !first_done {
+                        let param = param.saturating_mul(10).saturating_add(u16::from(b - b'0'));
+                        self.escape = Escape::Sequence { param, first_done };
+                    } else if b == b';' {
+                        self.escape = Escape::Sequence {
+                            param,
+                            first_done: true,
+                        };
                     } else if (0x40..=0x7e).contains(&b) {
                         self.escape = Escape::None;
                         changed |= self.key(b, param);
@@ -93,11 +161,14 @@ impl LineEditor {
                 }
                 Escape::None => {}
             }
+            if b < 0x80 || b & 0xc0 != 0x80 {
+                // Anything but a continuation byte ends a half-received character.
+                self.partial.clear();
+            }
             match b {
                 b'\n' if was_cr => {}
                 b'\r' | b'\n' => {
                     self.last_was_cr = b == b'\r';
-                    self.partial.clear();
                     if changed {
                         out.push(Edit::Changed);
                         changed = false;
@@ -124,10 +195,20 @@ impl LineEditor {
                     self.cursor = start;
                 }
                 0x04 if self.line.is_empty() => {
+                    if changed {
+                        out.push(Edit::Changed);
+                    }
                     out.push(Edit::Eof);
                     return;
                 }
-                0x0c => changed = true,
+                0x04 => changed |= self.delete_under(),
+                0x0c => {
+                    if changed {
+                        out.push(Edit::Changed);
+                        changed = false;
+                    }
+                    out.push(Edit::Clear);
+                }
                 0x1b => self.escape = Escape::Start,
                 b'\t' => changed |= self.insert("\t"),
                 0..=0x1f => {}
@@ -153,36 +234,24 @@ impl LineEditor {
     }
 
     /// The final byte of an escape sequence (`param`: its first number, if any).
-    fn key(&mut self, last: u8, param: u8) -> bool {
+    fn key(&mut self, last: u8, param: u16) -> bool {
         match (last, param) {
             (b'D', _) => self.move_to(self.prev_boundary()),
             (b'C', _) => self.move_to(self.next_boundary()),
             (b'H', _) | (b'~', 1 | 7) => self.move_to(0),
             (b'F', _) | (b'~', 4 | 8) => self.move_to(self.line.len()),
-            (b'~', 3) => {
-                let next = self.next_boundary();
-                let changed = next > self.cursor;
-                self.line.drain(self.cursor..next);
-                changed
-            }
+            (b'~', 3) => self.delete_under(),
             (b'A', _) => self.recall(true),
             (b'B', _) => self.recall(false),
             _ => false,
         }
     }
 
-    /// Enter: hands over the line, remembers it for Up/Down.
+    /// Enter: hands over the line.
     fn enter(&mut self) -> String {
-        let line = std::mem::take(&mut self.line);
         self.cursor = 0;
         self.recalled = None;
-        if !line.trim().is_empty() && self.history.last() != Some(&line) {
-            if self.history.len() == HISTORY {
-                self.history.remove(0);
-            }
-            self.history.push(line.clone());
-        }
-        line
+        std::mem::take(&mut self.line)
     }
 
     /// Up (`back`) or Down through earlier lines.
@@ -210,16 +279,16 @@ impl LineEditor {
 
     fn prev_boundary(&self) -> usize {
         self.line[..self.cursor]
-            .char_indices()
+            .grapheme_indices(true)
             .next_back()
             .map_or(0, |(i, _)| i)
     }
 
     fn next_boundary(&self) -> usize {
         self.line[self.cursor..]
-            .chars()
+            .graphemes(true)
             .next()
-            .map_or(self.cursor, |c| self.cursor + c.len_utf8())
+            .map_or(self.cursor, |g| self.cursor + g.len())
     }
 
     fn move_to(&mut self, to: usize) -> bool {
@@ -229,11 +298,17 @@ impl LineEditor {
     }
 
     fn delete_before(&mut self) -> bool {
-        self.partial.clear();
         let prev = self.prev_boundary();
         let changed = prev < self.cursor;
         self.line.drain(prev..self.cursor);
         self.cursor = prev;
+        changed
+    }
+
+    fn delete_under(&mut self) -> bool {
+        let next = self.next_boundary();
+        let changed = next > self.cursor;
+        self.line.drain(self.cursor..next);
         changed
     }
 
@@ -243,7 +318,142 @@ impl LineEditor {
         }
         self.line.insert_str(self.cursor, s);
         self.cursor += s.len();
+        // A combining mark joins the cluster before it: keep the cursor on a boundary.
+        if !self.on_boundary() {
+            self.cursor = self.next_boundary_from_prev();
+        }
         true
+    }
+
+    /// Whether the cursor sits between two grapheme clusters.
+    fn on_boundary(&self) -> bool {
+        self.cursor == self.line.len()
+            || self
+                .line
+                .grapheme_indices(true)
+                .any(|(i, _)| i == self.cursor)
+    }
+
+    /// The end of the cluster that holds the cursor.
+    fn next_boundary_from_prev(&self) -> usize {
+        self.line
+            .grapheme_indices(true)
+            .map(|(i, g)| i + g.len())
+            .find(|&end| end >= self.cursor)
+            .unwrap_or(self.line.len())
+    }
+}
+
+/// Whether a line typed at `prompt` belongs in the Up/Down history: commands and messages
+/// do; the numbered menu's answers (`1`, `2`, `3`, `0` at the main prompt, and the
+/// recipient's address and port it asks for) do not.
+pub fn worth_remembering(prompt: &str, line: &str) -> bool {
+    let answer = line.trim();
+    if prompt.starts_with("Enter the recipient") {
+        return false;
+    }
+    !(prompt == "> " && matches!(answer, "0" | "1" | "2" | "3"))
+}
+
+/// One grapheme cluster as drawn: what is written and how many columns it takes.
+struct Cell<'a> {
+    start: usize,
+    shown: std::borrow::Cow<'a, str>,
+    width: usize,
+}
+
+/// The cells of `text`, tabs expanded from column 0 of the text.
+fn cells(text: &str) -> Vec<Cell<'_>> {
+    let mut col = 0;
+    let mut out = Vec::new();
+    for (start, g) in text.grapheme_indices(true) {
+        let cell = if g == "\t" {
+            let width = TAB_WIDTH - col % TAB_WIDTH;
+            Cell {
+                start,
+                shown: " ".repeat(width).into(),
+                width,
+            }
+        } else {
+            let mut escaped = String::new();
+            escape(g, &mut escaped);
+            if escaped == g {
+                Cell {
+                    start,
+                    shown: g.into(),
+                    width: g.width(),
+                }
+            } else {
+                let width = escaped.width();
+                Cell {
+                    start,
+                    shown: escaped.into(),
+                    width,
+                }
+            }
+        };
+        col += cell.width;
+        out.push(cell);
+    }
+    out
+}
+
+/// The display width of `text` as the editor draws it (tabs, escapes and wide characters
+/// counted).
+#[cfg(test)]
+pub fn display_width(text: &str) -> usize {
+    cells(text).iter().map(|c| c.width).sum()
+}
+
+/// What a row of `cols` columns shows for `prompt` and `text` with the cursor at byte
+/// `cursor`: the prompt, then the part of the text that holds the cursor, as in linenoise's
+/// single-line mode (the window starts at the text's start while the cursor fits, and
+/// otherwise ends just after the cursor). At most `cols - 1` columns are used, so that the
+/// cursor can stand after the last character without the terminal wrapping.
+pub fn layout(prompt: &str, text: &str, cursor: usize, cols: usize) -> View {
+    let cells = cells(text);
+    let pwidth = prompt.width();
+    let room = cols.saturating_sub(1).saturating_sub(pwidth).max(1);
+    // The cell the cursor is on (cells.len() at the end of the line).
+    let at = cells
+        .iter()
+        .position(|c| c.start >= cursor)
+        .unwrap_or(cells.len());
+    let under = cells.get(at).map_or(0, |c| c.width);
+    // Leftmost start such that everything up to and including the cursor's cell fits.
+    let mut start = 0;
+    let mut before: usize = cells[..at].iter().map(|c| c.width).sum();
+    while start < at && before + under > room {
+        before -= cells[start].width;
+        start += 1;
+    }
+    let mut used = 0;
+    let mut end = start;
+    while end < cells.len() && used + cells[end].width <= room {
+        used += cells[end].width;
+        end += 1;
+    }
+    let mut row = String::with_capacity(prompt.len() + text.len());
+    row.push_str(prompt);
+    for c in &cells[start..end] {
+        row.push_str(&c.shown);
+    }
+    View {
+        row,
+        width: pwidth + used,
+        cursor: pwidth + before,
+    }
+}
+
+/// The escape sequences that draw `view` on the current row: carriage return, the row,
+/// erase to the end of the line, then the cursor put in its column.
+pub fn draw(view: &View, out: &mut String) {
+    out.push('\r');
+    out.push_str(&view.row);
+    out.push_str("\x1b[0K");
+    out.push('\r');
+    if view.cursor > 0 {
+        let _ = write!(out, "\x1b[{}C", view.cursor);
     }
 }
 
@@ -251,9 +461,15 @@ impl LineEditor {
 mod tests {
     use super::*;
 
+    /// Feeds `bytes`; every finished line is remembered, as the driver does for commands.
     fn feed(ed: &mut LineEditor, bytes: &[u8]) -> Vec<Edit> {
         let mut out = Vec::new();
         ed.feed(bytes, &mut out);
+        for edit in &out {
+            if let Edit::Line(line) = edit {
+                ed.remember(line);
+            }
+        }
         out
     }
 
@@ -420,11 +636,7 @@ mod tests {
         assert_eq!(feed(&mut ed, &[0x05]), vec![Edit::Changed], "Ctrl-E");
         assert_eq!(feed(&mut ed, &[0x15]), vec![Edit::Changed], "Ctrl-U");
         assert_eq!(ed.text(), "");
-        assert_eq!(
-            feed(&mut ed, &[0x0c]),
-            vec![Edit::Changed],
-            "Ctrl-L redraws"
-        );
+        assert_eq!(feed(&mut ed, &[0x0c]), vec![Edit::Clear], "Ctrl-L redraws");
         assert_eq!(feed(&mut ed, b"\t"), vec![Edit::Changed], "Tab");
         assert_eq!(feed(&mut ed, &[0x7f]), vec![Edit::Changed], "Backspace");
         assert_eq!(ed.text(), "");
@@ -624,5 +836,191 @@ mod tests {
         feed(&mut ed, b"a\xc3\r");
         feed(&mut ed, b"\xa9");
         assert_eq!(ed.text(), "", "the lone continuation byte is not UTF-8");
+    }
+
+    #[test]
+    fn function_keys_do_nothing() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"abc");
+        for key in [
+            &b"\x1b[15~"[..],
+            b"\x1b[17~",
+            b"\x1b[18~",
+            b"\x1b[19~",
+            b"\x1b[20~",
+            b"\x1b[24~",
+            b"\x1bOP",
+            b"\x1bOS",
+            b"\x1b[15;2~",
+        ] {
+            assert_eq!(feed(&mut ed, key), vec![], "{key:?}");
+            assert_eq!(ed.chars_after_cursor(), 0, "{key:?} moved the cursor");
+        }
+        feed(&mut ed, b"\x1b[1;5H"); // Ctrl-Home is still Home
+        assert_eq!(ed.chars_after_cursor(), 3);
+        assert_eq!(ed.text(), "abc");
+    }
+
+    #[test]
+    fn an_incomplete_character_does_not_swallow_the_next_byte() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"\xc3a");
+        assert_eq!(ed.text(), "a");
+        feed(&mut ed, b"\xe4\xb8b");
+        assert_eq!(ed.text(), "ab");
+        feed(&mut ed, b"\xf0\x9f\x98");
+        feed(&mut ed, b"\x1b[D");
+        assert_eq!(
+            ed.chars_after_cursor(),
+            1,
+            "the escape sequence still works"
+        );
+        feed(&mut ed, b"\xe4");
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(
+            ed.text(),
+            "b",
+            "Backspace erases a character, not the half one"
+        );
+    }
+
+    #[test]
+    fn ctrl_d_mid_line_deletes_the_character_under_the_cursor() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, "a世b".as_bytes());
+        feed(&mut ed, b"\x1b[D\x1b[D");
+        assert_eq!(feed(&mut ed, &[0x04]), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "ab");
+        assert_eq!(feed(&mut ed, &[0x04]), vec![Edit::Changed]);
+        assert_eq!(ed.text(), "a");
+        assert_eq!(feed(&mut ed, &[0x04]), vec![], "nothing under the cursor");
+        assert_eq!(ed.text(), "a");
+    }
+
+    #[test]
+    fn menu_answers_are_not_remembered() {
+        assert!(worth_remembering("> ", "/peers"));
+        assert!(worth_remembering("> ", "/send 127.0.0.2:5001 1"));
+        assert!(worth_remembering("Enter your message: ", "2"));
+        assert!(!worth_remembering("> ", "1"));
+        assert!(!worth_remembering("> ", " 0 "));
+        assert!(!worth_remembering(
+            "Enter the recipient's IP address: ",
+            "127.0.0.2"
+        ));
+        assert!(!worth_remembering(
+            "Enter the recipient's port number: ",
+            "5001"
+        ));
+        let mut ed = LineEditor::new(100);
+        let mut out = Vec::new();
+        ed.feed(b"1\r", &mut out);
+        assert_eq!(
+            feed(&mut ed, b"\x1b[A"),
+            vec![],
+            "not remembered by Enter alone"
+        );
+    }
+
+    #[test]
+    fn a_combining_accent_is_one_step_with_its_letter() {
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, "xe\u{301}y".as_bytes());
+        feed(&mut ed, b"\x1b[D\x1b[D");
+        assert_eq!(ed.text()[ed.cursor()..], *"e\u{301}y");
+        feed(&mut ed, &[0x7f]);
+        assert_eq!(ed.text(), "e\u{301}y");
+        feed(&mut ed, b"\x1b[3~");
+        assert_eq!(ed.text(), "y");
+    }
+
+    fn cols_of(v: &View) -> usize {
+        display_width(&v.row)
+    }
+
+    #[test]
+    fn a_short_line_shows_whole_with_the_cursor_after_it() {
+        let v = layout("> ", "hello", 5, 80);
+        assert_eq!(
+            v,
+            View {
+                row: "> hello".into(),
+                width: 7,
+                cursor: 7
+            }
+        );
+        assert_eq!(layout("> ", "hello", 0, 80).cursor, 2);
+    }
+
+    #[test]
+    fn a_long_line_scrolls_to_keep_the_cursor_on_the_screen() {
+        let text: String = ('a'..='z').cycle().take(100).collect();
+        // Cursor at the end: the window ends with the last characters, the cursor after them
+        // in the last usable column.
+        let v = layout("> ", &text, text.len(), 40);
+        assert_eq!(v.row, format!("> {}", &text[100 - 37..]));
+        assert_eq!((v.width, v.cursor), (39, 39));
+        // Home: the start of the line.
+        let v = layout("> ", &text, 0, 40);
+        assert_eq!(v.row, format!("> {}", &text[..37]));
+        assert_eq!(v.cursor, 2);
+        // In the middle: the window ends at the character under the cursor.
+        let v = layout("> ", &text, 50, 40);
+        assert!(v.row.ends_with(&text[50..51]), "{v:?}");
+        assert_eq!(v.cursor, 38);
+    }
+
+    #[test]
+    fn no_row_is_ever_wider_than_the_screen() {
+        let text = "a世界\tb\u{202e}c é😀 ".repeat(12);
+        for cols in [10, 20, 40, 80] {
+            for (cursor, _) in text.char_indices().chain([(text.len(), ' ')]) {
+                let v = layout("> ", &text, cursor, cols);
+                assert!(v.width < cols, "{cols} cols, cursor {cursor}: {v:?}");
+                assert_eq!(cols_of(&v), v.width, "{v:?}");
+                assert!(v.cursor <= v.width && v.cursor < cols, "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let text = "世界abc";
+        assert_eq!(display_width(text), 7);
+        // Home then Right: past one wide character.
+        assert_eq!(layout("> ", text, "世".len(), 80).cursor, 4);
+        assert_eq!(layout("> ", text, "世界".len(), 80).cursor, 6);
+        assert_eq!(layout("> ", text, "世界a".len(), 80).cursor, 7);
+        // A wide character never straddles the window's edge.
+        let long = "世".repeat(30);
+        let v = layout("> ", &long, long.len(), 21);
+        assert_eq!(v.row, format!("> {}", "世".repeat(9)));
+        assert_eq!(v.cursor, 20);
+    }
+
+    #[test]
+    fn a_tab_reaches_the_next_multiple_of_eight() {
+        let text = "ab\tcd";
+        assert_eq!(display_width(text), 10);
+        let v = layout("> ", text, 3, 80);
+        assert_eq!(v.row, "> ab      cd");
+        assert_eq!(v.cursor, 10, "after the tab: column 8 of the text");
+        assert_eq!(layout("> ", "\t", 1, 80).cursor, 10);
+        assert_eq!(display_width("abcdefgh\t"), 16);
+    }
+
+    #[test]
+    fn invisible_characters_show_escaped_and_count_as_shown() {
+        let text = "a\u{202e}b";
+        let v = layout("> ", text, text.len(), 80);
+        assert_eq!(v.row, "> a\\u{202e}b");
+        assert_eq!(v.cursor, 2 + 1 + 8 + 1);
+    }
+
+    #[test]
+    fn drawing_returns_to_the_column_of_the_cursor() {
+        let mut out = String::new();
+        draw(&layout("> ", "abc", 1, 80), &mut out);
+        assert_eq!(out, "\r> abc\x1b[0K\r\x1b[3C");
     }
 }

@@ -18,6 +18,7 @@ use crate::node::event::{Event, Sender};
 use crate::node::history::{Direction, Entry};
 use crate::node::peers::Row;
 use crate::ui::clock;
+use crate::ui::lineedit::{self, View};
 
 /// The version of the JSON event schema (the `v` field of every object).
 pub const JSON_SCHEMA_VERSION: u32 = 1;
@@ -85,20 +86,21 @@ impl Output {
 
     /// The user finished a line. In canonical mode the terminal already moved past the
     /// prompt. When peerchat does the echoing, `echo` holds the prompt and the line: the
-    /// finished line stays on the screen (drawn again if a redraw had erased it) and the
-    /// cursor moves to the next line.
+    /// edited row (perhaps a scrolled window of a long line) is replaced by the whole
+    /// finished line, which the terminal wraps as it likes since it is never redrawn, and
+    /// the cursor moves to the next line.
     pub fn line_typed(&mut self, echo: Option<(&str, &str)>) {
         if let Some((prompt, line)) = echo.filter(|_| self.interactive) {
-            if !self.prompt_visible {
-                self.buf.push_str(prompt);
-                escape(line, &mut self.buf);
-            }
+            self.buf.push_str("\r\x1b[K");
+            self.buf.push_str(prompt);
+            escape(line, &mut self.buf);
             self.buf.push('\n');
         }
         self.prompt_visible = false;
     }
 
-    /// The half-typed line changed: erase the prompt line so that it is drawn anew.
+    /// The half-typed line changed (or the screen's width did, or the terminal was given
+    /// back and taken again): erase the edited row so that it is drawn anew.
     pub fn redraw_prompt(&mut self) {
         if self.interactive && self.prompt_visible {
             self.buf.push_str("\r\x1b[K");
@@ -106,18 +108,32 @@ impl Output {
         }
     }
 
-    /// Hands what was rendered this turn to `sink`, followed by the prompt and the
-    /// half-typed line (with the cursor moved back over `after_cursor` characters) when a
-    /// person is at a terminal and they are not on the screen already; then starts afresh.
-    pub fn drain(&mut self, prompt: Option<(&str, &str, usize)>, sink: impl FnOnce(&[u8])) {
+    /// Ctrl-L: clears the screen; the prompt and the half-typed line are drawn again at the
+    /// top by the next [`Output::drain`].
+    pub fn clear_screen(&mut self) {
+        if self.interactive {
+            self.buf.push_str("\x1b[H\x1b[2J");
+            self.prompt_visible = false;
+        }
+    }
+
+    /// Text that is not an event (log records from this process): printed above the prompt
+    /// like an event, as it is (it is our own).
+    pub fn show_text(&mut self, text: &str) {
+        if self.interactive && self.prompt_visible {
+            self.buf.push_str("\r\x1b[K");
+            self.prompt_visible = false;
+        }
+        self.buf.push_str(text);
+    }
+
+    /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
+    /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
+    /// is at a terminal and it is not on the screen already; then starts afresh.
+    pub fn drain(&mut self, prompt: Option<View>, sink: impl FnOnce(&[u8])) {
         if self.interactive && !self.prompt_visible {
-            if let Some((prompt, typed, after_cursor)) = prompt {
-                self.buf.push_str(prompt);
-                escape(typed, &mut self.buf);
-                if after_cursor > 0 {
-                    // Put the terminal's cursor where the editor's is.
-                    let _ = write!(self.buf, "\x1b[{after_cursor}D");
-                }
+            if let Some(view) = prompt {
+                lineedit::draw(&view, &mut self.buf);
                 self.prompt_visible = true;
             }
         }
@@ -583,6 +599,24 @@ mod tests {
     use super::*;
     use crate::node::peers::{Source, Status};
 
+    fn view(prompt: &str, text: &str, cursor: usize) -> View {
+        lineedit::layout(prompt, text, cursor, 80)
+    }
+
+    #[test]
+    fn ctrl_l_clears_and_log_text_goes_above_the_prompt() {
+        let mut out = Output::new(Style::default(), true);
+        let mut screen = Vec::new();
+        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        out.show_text("[DEBUG x] y\n");
+        out.clear_screen();
+        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        assert_eq!(
+            String::from_utf8_lossy(&screen),
+            "\r> ab\x1b[0K\r\x1b[4C\r\x1b[K[DEBUG x] y\n\x1b[H\x1b[2J\r> ab\x1b[0K\r\x1b[4C"
+        );
+    }
+
     fn line(event: &Event) -> String {
         let mut s = String::new();
         render(event, &mut s);
@@ -782,12 +816,14 @@ mod tests {
     fn prompt_is_erased_and_redrawn_around_incoming_lines() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
         out.show(&Event::Info("news".into()));
-        out.drain(Some(("> ", "hallo", 2)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "hallo", 3)), |b| {
+            screen.extend_from_slice(b)
+        });
         assert_eq!(
             String::from_utf8_lossy(&screen),
-            "> \r\x1b[K* news\n> hallo\x1b[2D"
+            "\r> \x1b[0K\r\x1b[2C\r\x1b[K* news\n\r> hallo\x1b[0K\r\x1b[5C"
         );
     }
 
@@ -795,15 +831,15 @@ mod tests {
     fn a_finished_line_stays_on_the_screen() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(("> ", "/pee", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "/pee", 4)), |b| screen.extend_from_slice(b));
         // The last keys and Enter came in one read: a redraw, then the line.
         out.redraw_prompt();
         out.line_typed(Some(("> ", "/peers")));
         out.show(&Event::Info("listed".into()));
-        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
         assert_eq!(
             String::from_utf8_lossy(&screen),
-            "> /pee\r\x1b[K> /peers\n* listed\n> "
+            "\r> /pee\x1b[0K\r\x1b[6C\r\x1b[K\r\x1b[K> /peers\n* listed\n\r> \x1b[0K\r\x1b[2C"
         );
     }
 
@@ -813,7 +849,7 @@ mod tests {
         let mut screen = Vec::new();
         out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.drain(Some(("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
         assert_eq!(screen, b"! careful\n* bye\n");
     }
 

@@ -372,6 +372,8 @@ impl Connections {
         self.read_since_shrink = 0;
         self.gave_back = true;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // Still `unsafe` and `libc`: malloc_trim is a glibc function, outside what rustix
+        // (system calls) covers, and no safe crate wraps it.
         // SAFETY: malloc_trim only releases free memory at the top and in the middle of
         // glibc's heaps; it touches nothing in use.
         unsafe {
