@@ -2,11 +2,22 @@
 //!
 //! [`CommandParser`] turns typed lines into [`Command`]s. It remembers where a multi-step menu
 //! dialogue stands (`1` asks for an IP, then a port, then the message), so both
-//! interfaces can be interleaved freely. Pure: no I/O, no clock.
+//! interfaces can be interleaved freely, and the current conversation (`/query NAME`), to
+//! which plain lines then go. Names are resolved by the node, which knows the peers. Pure:
+//! no I/O, no clock.
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::wire::parse_port;
+
+/// A peer as the user named it: an address, or a name to look up in the peer table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `IP:PORT` (or `localhost:PORT`, `[v6]:PORT`).
+    Addr(SocketAddr),
+    /// A peer's name, as its headers give it.
+    Name(String),
+}
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +38,22 @@ pub enum Command {
     Peers,
     /// Send `connect` to every active peer.
     Connect,
+    /// Send `connect` to one peer.
+    ConnectTo(Target),
+    /// Send `text` to a peer named by address or name (`/msg`).
+    Msg {
+        /// Who.
+        to: Target,
+        /// What to say.
+        text: String,
+    },
+    /// Send `text` to the peer we last heard a message from.
+    Reply {
+        /// What to say.
+        text: String,
+    },
+    /// Make a peer the current conversation (plain lines go there), or end it (`None`).
+    Query(Option<Target>),
     /// Leave: tell every active peer `exit`, then stop.
     Quit,
     /// Show the last N messages.
@@ -40,11 +67,14 @@ pub enum Command {
 /// The one-screen help text for the console.
 pub const HELP: &str = "\
 menu:  1 send a message   2 query active peers   3 connect to active peers   0 quit
-commands:
-  /send IP:PORT TEXT   send TEXT to one peer (alias /msg; IPv6 as [::1]:PORT)
+commands (Tab completes commands, names and addresses):
+  /send IP:PORT TEXT   send TEXT to one peer (IPv6 as [::1]:PORT, localhost:PORT)
+  /msg NAME TEXT       send TEXT to the peer called NAME (or IP:PORT)
+  /reply TEXT          send TEXT to whoever last sent you a message
+  /query NAME|IP:PORT  talk to one peer: plain lines go there; /query alone ends it
   /all TEXT            send TEXT to every active peer
   /peers               show known peers and their status
-  /connect             send connect to every active peer
+  /connect [NAME|IP:PORT]  send connect to one peer, or to every active peer
   /history [N]         the last N messages sent and received (default 20)
   /quit                tell every active peer exit, then leave
   /help                this text";
@@ -63,11 +93,29 @@ enum Step {
     AskText(SocketAddr),
 }
 
-/// Reads typed lines, one at a time, and keeps the menu dialogue's state.
-#[derive(Debug, Default)]
+/// Reads typed lines, one at a time, and keeps the menu dialogue's state and the current
+/// conversation.
+#[derive(Debug)]
 pub struct CommandParser {
     step: Step,
+    /// The current conversation: where plain lines go.
+    conversation: Option<SocketAddr>,
+    /// The prompt while idle: `> `, or `bob> ` in a conversation.
+    idle_prompt: String,
 }
+
+impl Default for CommandParser {
+    fn default() -> Self {
+        CommandParser {
+            step: Step::Idle,
+            conversation: None,
+            idle_prompt: IDLE_PROMPT.to_owned(),
+        }
+    }
+}
+
+/// The prompt outside any conversation.
+const IDLE_PROMPT: &str = "> ";
 
 impl CommandParser {
     /// A console waiting for a command.
@@ -75,10 +123,24 @@ impl CommandParser {
         Self::default()
     }
 
+    /// Makes `addr` (shown as `label`) the current conversation, or ends it.
+    pub fn converse(&mut self, with: Option<(SocketAddr, &str)>) {
+        self.conversation = with.map(|(addr, _)| addr);
+        self.idle_prompt = match with {
+            Some((_, label)) => format!("{label}> "),
+            None => IDLE_PROMPT.to_owned(),
+        };
+    }
+
+    /// The current conversation, if any.
+    pub fn conversation(&self) -> Option<SocketAddr> {
+        self.conversation
+    }
+
     /// What to show before the next line is typed.
-    pub fn prompt(&self) -> &'static str {
+    pub fn prompt(&self) -> &str {
         match self.step {
-            Step::Idle => "> ",
+            Step::Idle => &self.idle_prompt,
             Step::AskIp => "Enter the recipient's IP address: ",
             Step::AskPort(_) => "Enter the recipient's port number: ",
             Step::AskText(_) => "Enter your message: ",
@@ -135,16 +197,38 @@ impl CommandParser {
             Some((word, rest)) => (word, rest.trim_start()),
             None => (line, ""),
         };
-        let command = match word.to_ascii_lowercase().as_str() {
+        // In a conversation, every line that is not a command goes there (digits too).
+        if let Some(dest) = self.conversation.filter(|_| !word.starts_with('/')) {
+            if line.is_empty() {
+                return Ok(None);
+            }
+            let text = line.to_owned();
+            return Ok(Some(Command::Send { dest, text }));
+        }
+        let word = word.to_ascii_lowercase();
+        let bare = |command: Command| match rest {
+            "" => Ok(command),
+            _ => Err(format!("{word} takes no argument; type /help")),
+        };
+        let command = match word.as_str() {
             "" => return Ok(None),
             "1" => {
+                bare(Command::Menu)?;
                 self.step = Step::AskIp;
                 return Ok(None);
             }
-            "2" | "/peers" | "/query" | "/list" => Command::Peers,
-            "3" | "/connect" => Command::Connect,
-            "0" | "/quit" | "/exit" | "/q" => Command::Quit,
-            "/help" | "/h" | "/?" => Command::Help,
+            "2" | "/peers" | "/list" => bare(Command::Peers)?,
+            "/query" => match rest {
+                "" => Command::Query(None),
+                target => Command::Query(Some(parse_target(target)?)),
+            },
+            "3" => bare(Command::Connect)?,
+            "/connect" => match rest {
+                "" => Command::Connect,
+                target => Command::ConnectTo(parse_target(target)?),
+            },
+            "0" | "/quit" | "/exit" | "/q" => bare(Command::Quit)?,
+            "/help" | "/h" | "/?" => bare(Command::Help)?,
             "/history" => match rest {
                 "" => Command::History(20),
                 n => match n.parse::<usize>() {
@@ -152,8 +236,25 @@ impl CommandParser {
                     _ => return Err("usage: /history [N]  (N a positive number)".into()),
                 },
             },
-            "/menu" => Command::Menu,
-            "/send" | "/msg" => parse_send(rest)?,
+            "/menu" => bare(Command::Menu)?,
+            "/send" => parse_send(rest)?,
+            "/msg" | "/m" => {
+                let (to, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                let text = text.trim_start();
+                if to.is_empty() || text.is_empty() {
+                    return Err("usage: /msg NAME TEXT  (or /msg IP:PORT TEXT)".into());
+                }
+                Command::Msg {
+                    to: parse_target(to)?,
+                    text: text.to_owned(),
+                }
+            }
+            "/reply" | "/r" => match rest {
+                "" => return Err("usage: /reply TEXT".into()),
+                text => Command::Reply {
+                    text: text.to_owned(),
+                },
+            },
             "/all" | "/broadcast" => {
                 if rest.is_empty() {
                     return Err("usage: /all TEXT".into());
@@ -171,13 +272,54 @@ impl CommandParser {
     }
 }
 
-/// `/send IP:PORT TEXT`, also accepting `/send IP PORT TEXT` and `[v6]:PORT`.
+/// A peer as typed: `IP:PORT` (`localhost:PORT`, `[v6]:PORT`), or else a name. A token
+/// that looks like an address but is not a valid one gets a hint.
+fn parse_target(s: &str) -> Result<Target, String> {
+    match parse_addr(s) {
+        Ok(addr) => Ok(Target::Addr(addr)),
+        Err(_) if !looks_like_address(s) => Ok(Target::Name(s.to_owned())),
+        Err(why) => Err(why),
+    }
+}
+
+/// Whether `s` is meant as an address: `host:port` with a digit after the colon, or an IP.
+fn looks_like_address(s: &str) -> bool {
+    parse_ip(s).is_some()
+        || s.rsplit_once(':')
+            .is_some_and(|(_, port)| port.bytes().next().is_some_and(|b| b.is_ascii_digit()))
+}
+
+/// `IP:PORT`, `[v6]:PORT` or `localhost:PORT`; the error says what is wrong in plain words.
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return match addr.port() {
+            0 => Err("port 0 cannot be sent to".into()),
+            _ => Ok(addr),
+        };
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} is not IP:PORT"));
+    };
+    let Some(ip) = parse_ip(host) else {
+        return Err(format!("{host:?} is not an IP address"));
+    };
+    match parse_port(port) {
+        Some(port) => Ok(SocketAddr::new(ip, port)),
+        None => Err(format!("{port:?} is not a port (1-65535)")),
+    }
+}
+
+/// `/send IP:PORT TEXT`, also accepting `/send IP PORT TEXT`, `[v6]:PORT` and
+/// `localhost:PORT`.
 fn parse_send(rest: &str) -> Result<Command, String> {
     const USAGE: &str = "usage: /send IP:PORT TEXT";
     let (first, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
     let after = after.trim_start();
-    let (dest, text) = if let Ok(dest) = first.parse::<SocketAddr>() {
-        (dest, after)
+    let (dest, text) = if first.contains(':') && parse_ip(first).is_none() {
+        (
+            parse_addr(first).map_err(|why| format!("{why}; {USAGE}"))?,
+            after,
+        )
     } else if let Some(ip) = parse_ip(first) {
         let (port, text) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
         match parse_port(port) {
@@ -189,9 +331,6 @@ fn parse_send(rest: &str) -> Result<Command, String> {
     } else {
         return Err(format!("{first:?} is not IP:PORT; {USAGE}"));
     };
-    if dest.port() == 0 {
-        return Err("port 0 cannot be sent to".into());
-    }
     if text.is_empty() {
         return Err(format!("nothing to send; {USAGE}"));
     }
@@ -236,7 +375,33 @@ mod tests {
                 "/send 127.0.0.3:5002 hello there",
                 send("127.0.0.3:5002", "hello there"),
             ),
-            ("/msg 127.0.0.3:5002  hi", send("127.0.0.3:5002", "hi")),
+            (
+                "/msg 127.0.0.3:5002  hi",
+                Ok(Some(Command::Msg {
+                    to: Target::Addr("127.0.0.3:5002".parse().expect("addr")),
+                    text: "hi".into(),
+                })),
+            ),
+            (
+                "/msg bob  hi there",
+                Ok(Some(Command::Msg {
+                    to: Target::Name("bob".into()),
+                    text: "hi there".into(),
+                })),
+            ),
+            ("/send localhost:5002 hi", send("127.0.0.1:5002", "hi")),
+            ("/reply ok", Ok(Some(Command::Reply { text: "ok".into() }))),
+            (
+                "/query bob",
+                Ok(Some(Command::Query(Some(Target::Name("bob".into()))))),
+            ),
+            ("/query", Ok(Some(Command::Query(None)))),
+            (
+                "/connect 127.0.0.12:5012",
+                Ok(Some(Command::ConnectTo(Target::Addr(
+                    "127.0.0.12:5012".parse().expect("addr"),
+                )))),
+            ),
             (
                 "/send 127.0.0.3 5002 spaced",
                 send("127.0.0.3:5002", "spaced"),
@@ -279,9 +444,36 @@ mod tests {
             "/frobnicate",
             "hello",
             "4",
+            "/peers extra",
+            "/quit now",
+            "/help me",
+            "/msg bob",
+            "/msg 127.0.0.3:99999 hi",
+            "/reply",
+            "/query 127.0.0.3:0",
         ] {
             assert!(CommandParser::new().input(line).is_err(), "line {line:?}");
         }
+        // The same words for the same mistake, typed or in the menu.
+        let typed = CommandParser::new().input("/send 127.0.0.2:99999 hi");
+        assert_eq!(
+            typed,
+            Err("\"99999\" is not a port (1-65535); usage: /send IP:PORT TEXT".into())
+        );
+    }
+
+    #[test]
+    fn in_a_conversation_plain_lines_and_digits_go_to_the_peer() {
+        let mut console = CommandParser::new();
+        let bob: SocketAddr = "127.0.0.3:5002".parse().expect("addr");
+        console.converse(Some((bob, "bob")));
+        assert_eq!(console.prompt(), "bob> ");
+        assert_eq!(console.input("hello"), send("127.0.0.3:5002", "hello"));
+        assert_eq!(console.input("0"), send("127.0.0.3:5002", "0"));
+        assert_eq!(console.input("/peers"), Ok(Some(Command::Peers)));
+        console.converse(None);
+        assert_eq!(console.prompt(), "> ");
+        assert!(console.input("hello").is_err());
     }
 
     #[test]
@@ -397,8 +589,17 @@ mod tests {
     #[test]
     fn every_alias_is_understood() {
         let cases = [
-            ("/query", Command::Peers),
+            // Outside a conversation the node answers it with the peer table.
+            ("/query", Command::Query(None)),
             ("/list", Command::Peers),
+            (
+                "/m bob hi",
+                Command::Msg {
+                    to: Target::Name("bob".into()),
+                    text: "hi".into(),
+                },
+            ),
+            ("/r ok", Command::Reply { text: "ok".into() }),
             ("/exit", Command::Quit),
             ("/q", Command::Quit),
             ("/h", Command::Help),

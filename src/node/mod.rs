@@ -30,7 +30,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::node::commands::{Command, CommandParser};
+use crate::node::commands::{Command, CommandParser, Target};
 use crate::node::event::{Event, LeaveReason, Sender};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
@@ -98,6 +98,8 @@ pub struct Node {
     /// Automatic replies per peer (peers in the table only): since when it is counted, and
     /// how many in that interval.
     replied: HashMap<SocketAddr, (Instant, u32)>,
+    /// The peer we last heard a chat message from: where `/reply` goes.
+    last_sender: Option<SocketAddr>,
 }
 
 impl Node {
@@ -118,6 +120,7 @@ impl Node {
             told_exit: HashSet::new(),
             ungreeted: HashSet::new(),
             said_table_full: false,
+            last_sender: None,
             me,
         }
     }
@@ -152,7 +155,7 @@ impl Node {
     }
 
     /// What the console should show before the next typed line.
-    pub fn prompt(&self) -> &'static str {
+    pub fn prompt(&self) -> &str {
         self.console.prompt()
     }
 
@@ -379,7 +382,12 @@ impl Node {
         if self.quitting
             && matches!(
                 command,
-                Command::Send { .. } | Command::All { .. } | Command::Connect
+                Command::Send { .. }
+                    | Command::All { .. }
+                    | Command::Connect
+                    | Command::ConnectTo(_)
+                    | Command::Msg { .. }
+                    | Command::Reply { .. }
             )
         {
             out.push(Effect::Show(Event::Warning("not sent: quitting".into())));
@@ -410,6 +418,40 @@ impl Node {
                     self.send(dest, "connect", now, out);
                 }
             }
+            Command::ConnectTo(target) => match self.resolve(&target) {
+                Ok(dest) => self.send(dest, "connect", now, out),
+                Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+            },
+            Command::Msg { to, text } => match self.resolve(&to) {
+                Ok(dest) => self.send(dest, &text, now, out),
+                Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+            },
+            Command::Reply { text } => match self.last_sender {
+                Some(dest) => self.send(dest, &text, now, out),
+                None => out.push(Effect::Show(Event::Hint(
+                    "nobody has sent you a message yet; /msg NAME TEXT".into(),
+                ))),
+            },
+            Command::Query(Some(target)) => match self.resolve(&target) {
+                Ok(dest) => {
+                    let name = self.peers.get(dest).and_then(|p| p.name.clone());
+                    let label = name.unwrap_or_else(|| dest.to_string());
+                    self.console.converse(Some((dest, &label)));
+                    out.push(Effect::Show(Event::Info(format!(
+                        "talking to {label} ({dest}): plain lines go there; /query alone ends it"
+                    ))));
+                }
+                Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+            },
+            Command::Query(None) => match self.console.conversation() {
+                Some(dest) => {
+                    self.console.converse(None);
+                    out.push(Effect::Show(Event::Info(format!(
+                        "no longer talking to {dest}"
+                    ))));
+                }
+                None => out.push(Effect::Show(Event::Peers(self.peers.rows(now)))),
+            },
             Command::Quit => self.quit(now, out),
             Command::Help => out.push(Effect::Show(Event::Help)),
             Command::History(n) => out.push(Effect::Show(Event::History(self.history.last(n)))),
@@ -484,6 +526,9 @@ impl Node {
                     self.heard(&from, addr, (shown, dialect), now, out);
                 }
                 if shown {
+                    if addr.is_some() {
+                        self.last_sender = addr;
+                    }
                     let entry = Entry {
                         millis: self.wall_millis(now),
                         direction: Direction::In,
@@ -533,6 +578,33 @@ impl Node {
                     name,
                     reason: LeaveReason::Exit,
                 }));
+            }
+        }
+    }
+
+    /// The address of a peer the user named: an address as it is, a name through the table
+    /// (exactly, else ignoring case); a hint when no peer or several peers have that name.
+    fn resolve(&self, target: &Target) -> Result<SocketAddr, String> {
+        let name = match target {
+            Target::Addr(addr) => return Ok(*addr),
+            Target::Name(name) => name,
+        };
+        let mut found = self.peers.named_exactly(name);
+        if found.is_empty() {
+            found = self.peers.named_ignoring_case(name);
+        }
+        match found.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "no peer called {name:?}; /peers lists them, or give IP:PORT"
+            )),
+            several => {
+                let list: Vec<String> = several.iter().map(|a| a.to_string()).collect();
+                Err(format!(
+                    "{} peers are called {name:?}: {}; give IP:PORT",
+                    several.len(),
+                    list.join(", ")
+                ))
             }
         }
     }
@@ -1157,7 +1229,7 @@ mod tests {
         let mut n = node();
         let mut out = Vec::new();
         assert!(!n.is_quitting() && !n.is_finished());
-        let idle = n.prompt();
+        let idle = n.prompt().to_owned();
         assert_eq!(idle, CommandParser::new().prompt());
         assert!(!idle.is_empty());
         n.on_line("1", Instant::now(), &mut out);

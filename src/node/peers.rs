@@ -435,6 +435,24 @@ impl PeerTable {
         true
     }
 
+    /// The peers whose name is exactly `name`, in address order.
+    pub fn named_exactly(&self, name: &str) -> Vec<SocketAddr> {
+        self.find(|n| n == name)
+    }
+
+    /// The peers whose name is `name` in any case, in address order.
+    pub fn named_ignoring_case(&self, name: &str) -> Vec<SocketAddr> {
+        self.find(|n| n.to_lowercase() == name.to_lowercase())
+    }
+
+    fn find(&self, pred: impl Fn(&str) -> bool) -> Vec<SocketAddr> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.name.as_deref().is_some_and(&pred))
+            .map(|(addr, _)| *addr)
+            .collect()
+    }
+
     /// `addr` told its name in a reply on our connection.
     pub fn named(&mut self, addr: SocketAddr, name: &str) {
         if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
