@@ -11,7 +11,11 @@ use peerchat::cli::{self, Parsed, UsageError};
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
+        // Through peerchat's writer, so that records land above the prompt while it edits
+        // the line on the terminal that stderr is too; coloured as env_logger would colour
+        // stderr itself (it cannot tell through a writer).
         .target(env_logger::Target::Pipe(Box::new(peerchat::LogWriter)))
+        .write_style(log_style())
         .init();
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(Parsed::Help(usage)) => {
@@ -57,6 +61,20 @@ fn main() -> ExitCode {
             eprintln!("peerchat: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Colour in log records when stderr is a terminal and neither `NO_COLOR` nor
+/// `RUST_LOG_STYLE=never` says otherwise (`RUST_LOG_STYLE=always` forces it).
+fn log_style() -> env_logger::WriteStyle {
+    let env = |name| std::env::var(name).unwrap_or_default();
+    match env("RUST_LOG_STYLE").as_str() {
+        "always" => env_logger::WriteStyle::Always,
+        "never" => env_logger::WriteStyle::Never,
+        _ if io::stderr().is_terminal() && env("NO_COLOR").is_empty() => {
+            env_logger::WriteStyle::Always
+        }
+        _ => env_logger::WriteStyle::Never,
     }
 }
 

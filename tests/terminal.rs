@@ -310,7 +310,9 @@ impl TtyPeer {
     /// visible rows and the cursor's row number.
     fn wait_row(&mut self, what: &str, row: &str, col: u16) -> (Vec<String>, u16) {
         let (rows, (r, _)) = self.wait_screen(what, |rows, (r, c)| {
-            rows.get(usize::from(r)).is_some_and(|l| l == row) && c == col
+            rows.get(usize::from(r))
+                .is_some_and(|l| l == row.trim_end())
+                && c == col
         });
         (rows, r)
     }
@@ -710,7 +712,7 @@ fn a_message_arriving_mid_line_leaves_no_fragments() {
 }
 
 #[test]
-fn ctrl_l_clears_the_screen_and_redraws_the_line() {
+fn ctrl_l_clears_and_redraws_ctrl_d_deletes_and_up_skips_menu_answers() {
     let mut tty = TtyPeer::start("tty", "127.0.0.174", Setup::default());
     tty.type_keys("half typed".as_bytes());
     tty.wait_row("the half line", "> half typed", 12);
@@ -722,6 +724,26 @@ fn ctrl_l_clears_the_screen_and_redraws_the_line() {
     // Still editing at the same place.
     tty.type_keys(b"X");
     tty.wait_row("the insertion", "> half typXed", 11);
+
+    // Ctrl-D mid-line deletes the character under the cursor.
+    tty.type_keys(b"\x1b[H\x04");
+    tty.wait_row("Ctrl-D at the start", "> alf typXed", 2);
+
+    // Up recalls commands, not the menu's answers.
+    tty.type_keys(b"\x05\x15/peers\r");
+    tty.wait_row("a new prompt after /peers", "> ", 2);
+    tty.type_keys(b"2\r");
+    tty.wait_screen("the menu's table again", |rows, (r, _)| {
+        rows.iter()
+            .filter(|l| l.contains("no peers known yet"))
+            .count()
+            == 2
+            && rows[usize::from(r)] == ">"
+    });
+    tty.type_keys(b"\x1b[A");
+    tty.wait_row("the last command, not the menu answer", "> /peers", 8);
+    tty.type_keys(b"\x1b[A");
+    tty.wait_row("nothing older", "> /peers", 8);
 }
 
 #[test]

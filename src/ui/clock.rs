@@ -7,7 +7,8 @@
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jiff::tz::TimeZone;
+use jiff::civil::DateTime;
+use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 
 /// Milliseconds since the Unix epoch.
@@ -30,9 +31,23 @@ fn timestamp(millis: i64) -> Timestamp {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time given in Unix milliseconds.
 pub fn rfc3339(millis: i64) -> String {
-    timestamp(millis)
-        .strftime("%Y-%m-%dT%H:%M:%S.%3fZ")
-        .to_string()
+    let t = Offset::UTC.to_datetime(timestamp(millis));
+    format!(
+        "{}T{}.{:03}Z",
+        date(t),
+        hms(t),
+        t.subsec_nanosecond() / 1_000_000
+    )
+}
+
+/// `YYYY-MM-DD` (formatted by hand: jiff's `strftime` would add 260 KB to the binary).
+fn date(t: DateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day())
+}
+
+/// `HH:MM:SS`.
+fn hms(t: DateTime) -> String {
+    format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
 /// The system's time zone, looked up once (the lookup reads files).
@@ -43,18 +58,13 @@ fn local_zone() -> &'static TimeZone {
 
 /// The local time of day, `HH:MM:SS`, for a terminal.
 pub fn local_hms(t: SystemTime) -> String {
-    local_zone()
-        .to_datetime(timestamp(unix_millis(t)))
-        .strftime("%H:%M:%S")
-        .to_string()
+    hms(local_zone().to_datetime(timestamp(unix_millis(t))))
 }
 
 /// The local `YYYY-MM-DD HH:MM:SS` of a time given in Unix milliseconds.
 pub fn local_datetime(millis: i64) -> String {
-    local_zone()
-        .to_datetime(timestamp(millis))
-        .strftime("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    let t = local_zone().to_datetime(timestamp(millis));
+    format!("{} {}", date(t), hms(t))
 }
 
 #[cfg(test)]
