@@ -15,7 +15,7 @@
 //! Ctrl-L, wide characters and a tab, a resize, Ctrl-Z and `fg`, log lines on the same
 //! terminal).
 //!
-//! Address blocks: `127.0.136.*` to `127.0.139.*` and `127.0.0.170` to `127.0.0.179`, port 0
+//! Address blocks: `127.0.136.*` to `127.0.139.*` and `127.0.0.168` to `127.0.0.179`, port 0
 //! everywhere. Every wait has a deadline and waits for bytes on the screen, a screen state
 //! or a process state; nothing sleeps to synchronise.
 
@@ -888,4 +888,23 @@ fn log_lines_on_the_same_terminal_appear_above_the_prompt() {
         "{}",
         rows.join("\n")
     );
+}
+
+/// Tab completes a command, then a peer's name; `/query NAME` puts the name in the prompt
+/// and plain lines (a digit too) go to that peer.
+#[test]
+fn tab_completes_commands_and_names_and_query_sets_the_conversation() {
+    let mut bob = Peer::spawn("bob", "127.0.0.168", &[]);
+    let mut tty = TtyPeer::start("tty", "127.0.0.169", Setup::default());
+    let tty_addr = tty.addr.to_string();
+    bob.send_line(&format!("/send {tty_addr} hello"));
+    tty.expect("bob's message", |s| s.contains("] hello"));
+    tty.type_keys(b"/que\t");
+    tty.wait_row("the command completed", "> /query ", 9);
+    tty.type_keys(b"bo\t");
+    tty.wait_row("the name completed", "> /query bob ", 13);
+    tty.type_keys(b"\r");
+    tty.wait_row("the conversation's prompt", "bob> ", 5);
+    tty.type_keys(b"1\r");
+    bob.expect_line(&format!("[tty {tty_addr}] 1"));
 }

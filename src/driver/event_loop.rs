@@ -603,6 +603,21 @@ impl EventLoop {
 
     /// Whether console input is taken now: the node has room for what a line may send, and
     /// stdout keeps up with what it may print.
+    /// Tab: completes the word before the cursor from the node's commands, names and
+    /// addresses; when several remain and nothing more is shared, lists them.
+    fn complete(&mut self) {
+        let Some((word, first)) = self.console.word_to_complete() else {
+            return;
+        };
+        let candidates = self.node.completions(&word, first);
+        if self.console.complete(&candidates) {
+            self.output.redraw_prompt();
+        } else if candidates.len() > 1 {
+            let list = candidates.join("  ");
+            self.effects.push(Effect::Show(Event::Info(list)));
+        }
+    }
+
     fn console_open(&self) -> bool {
         self.node.wants_input() && !self.behind()
     }
@@ -644,6 +659,7 @@ impl EventLoop {
                 }
                 Input::Edited => self.output.redraw_prompt(),
                 Input::Clear => self.output.clear_screen(),
+                Input::Complete => self.complete(),
                 Input::Unreadable(n) => self.effects.push(Effect::Show(Event::Warning(format!(
                     "stdin sent {n} bytes without a line break: it is not read any more (quit with Ctrl-C or SIGTERM)"
                 )))),

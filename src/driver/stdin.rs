@@ -37,6 +37,8 @@ pub enum Input {
     Edited,
     /// Ctrl-L: clear the screen and draw the line being typed again.
     Clear,
+    /// Tab: complete the word before the cursor ([`ConsoleInput::complete`]).
+    Complete,
     /// This many bytes came without a line break: stdin is not text (say `/dev/zero`), and
     /// it is no longer read. The peer runs on, as with `--headless`.
     Unreadable(usize),
@@ -102,6 +104,20 @@ impl ConsoleInput {
     /// wide, when editing keystroke by keystroke.
     pub fn editing(&self, prompt: &str, cols: usize) -> Option<View> {
         self.editor.as_ref().map(|ed| ed.view(prompt, cols))
+    }
+
+    /// The word before the cursor, and whether it starts the line (editing only).
+    pub fn word_to_complete(&self) -> Option<(String, bool)> {
+        let ed = self.editor.as_ref()?;
+        let (word, first) = ed.word_before_cursor();
+        Some((word.to_owned(), first))
+    }
+
+    /// Completes the word before the cursor from `candidates`; whether the line changed.
+    pub fn complete(&mut self, candidates: &[String]) -> bool {
+        self.editor
+            .as_mut()
+            .is_some_and(|ed| ed.complete(candidates))
     }
 
     /// A line typed at `prompt` was taken: kept for Up/Down unless it answered the menu.
@@ -196,6 +212,7 @@ impl ConsoleInput {
                 Edit::Line(line) => out.push(Input::Line(line)),
                 Edit::Changed => out.push(Input::Edited),
                 Edit::Clear => out.push(Input::Clear),
+                Edit::Complete => out.push(Input::Complete),
                 Edit::Eof => {
                     self.mode = Mode::Closed;
                     out.push(Input::Eof);

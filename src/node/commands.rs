@@ -79,6 +79,12 @@ commands (Tab completes commands, names and addresses):
   /quit                tell every active peer exit, then leave
   /help                this text";
 
+/// The commands Tab completes.
+pub const COMMANDS: [&str; 12] = [
+    "/all", "/connect", "/help", "/history", "/menu", "/msg", "/peers", "/query", "/quit",
+    "/reply", "/send", "/list",
+];
+
 /// The menu line shown on a terminal.
 pub const MENU: &str =
     "1 send a message   2 query active peers   3 connect to active peers   0 quit   (/help for commands)";

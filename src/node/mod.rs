@@ -609,6 +609,26 @@ impl Node {
         }
     }
 
+    /// What Tab may complete `word` to: a command when it starts the line with `/`, else
+    /// the peers' names and addresses; sorted, at most [`MAX_COMPLETIONS`].
+    pub fn completions(&self, word: &str, first: bool) -> Vec<String> {
+        let mut found: Vec<String> = if first && word.starts_with('/') {
+            let commands = crate::node::commands::COMMANDS.iter();
+            commands.map(|c| (*c).to_owned()).collect()
+        } else {
+            let rows = self.peers.rows(self.epoch.0);
+            let names = rows.iter().filter_map(|r| r.name.clone());
+            names
+                .chain(rows.iter().map(|r| r.addr.to_string()))
+                .collect()
+        };
+        found.retain(|c| c.starts_with(word));
+        found.sort();
+        found.dedup();
+        found.truncate(MAX_COMPLETIONS);
+        found
+    }
+
     /// Whether `ip` with `port` is our own listening address.
     pub(crate) fn is_us(&self, ip: IpAddr, port: Option<u16>) -> bool {
         let ip = ip.to_canonical();
@@ -631,6 +651,9 @@ impl Node {
         known
     }
 }
+
+/// Most candidates Tab offers at once.
+pub const MAX_COMPLETIONS: usize = 32;
 
 /// The user's messages waiting for a connection beyond which typed lines wait.
 pub const INPUT_BACKLOG: usize = 256;
@@ -894,6 +917,76 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn names_are_resolved_for_msg_query_reply_connect_and_tab() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let (bob, bobby) = (
+            "127.0.0.3".parse().expect("ip"),
+            "127.0.0.4".parse().expect("ip"),
+        );
+        n.on_message(
+            bob,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        n.on_message(
+            bobby,
+            msg("bobby", 6000, Body::Chat("yo".into())),
+            now,
+            &mut out,
+        );
+        let mut hints = |n: &mut Node, line: &str| {
+            let mut out = Vec::new();
+            n.on_line(line, now, &mut out);
+            out.into_iter()
+                .filter_map(|e| match e {
+                    Effect::Show(Event::Hint(h)) => Some(h),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(hints(&mut n, "/msg BOB hello").is_empty(), "any case");
+        assert!(hints(&mut n, "/reply back").is_empty());
+        assert!(hints(&mut n, "/connect bobby").is_empty());
+        assert_eq!(
+            sends(&mut n),
+            sent(&[("127.0.0.3:6000", "hello"), ("127.0.0.4:6000", "back")])
+        );
+        n.on_sent(addr("127.0.0.4:6000"), None, now, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.4:6000", "connect")]));
+        let nobody = hints(&mut n, "/msg carol hi");
+        assert!(nobody[0].contains("no peer called \"carol\""), "{nobody:?}");
+        assert!(hints(&mut n, "/query bob").is_empty());
+        assert_eq!(n.prompt(), "bob> ");
+        assert!(
+            hints(&mut n, "2").is_empty(),
+            "a digit is a message in a conversation"
+        );
+        n.on_sent(addr("127.0.0.3:6000"), None, now, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "2")]));
+        assert!(hints(&mut n, "/query").is_empty());
+        assert_eq!(n.prompt(), "> ");
+        // Two peers called alike in different case: the exact name wins; else a list.
+        n.on_message(
+            bobby,
+            msg("Bob", 6001, Body::Chat("x".into())),
+            now,
+            &mut out,
+        );
+        assert!(hints(&mut n, "/msg bob exact").is_empty());
+        let several = hints(&mut n, "/msg BOB which");
+        assert!(several[0].starts_with("2 peers are called"), "{several:?}");
+        assert_eq!(n.completions("/q", true), ["/query", "/quit"]);
+        assert_eq!(n.completions("bo", false), ["bob", "bobby"]);
+        assert_eq!(
+            n.completions("127.0.0.4", false),
+            ["127.0.0.4:6000", "127.0.0.4:6001"]
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum Edit {
     Clear,
     /// Ctrl-D on an empty line.
     Eof,
+    /// Tab: complete the word before the cursor ([`LineEditor::complete`]).
+    Complete,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,6 +111,44 @@ impl LineEditor {
     #[cfg(test)]
     pub fn chars_after_cursor(&self) -> usize {
         self.line[self.cursor..].chars().count()
+    }
+
+    /// The word before the cursor (back to the previous space), and whether it is the
+    /// line's first word.
+    pub fn word_before_cursor(&self) -> (&str, bool) {
+        let before = &self.line[..self.cursor];
+        let start = before.rfind(' ').map_or(0, |i| i + 1);
+        (&before[start..], before[..start].trim().is_empty())
+    }
+
+    /// Tab, with `candidates` for the word before the cursor (the ones it starts): one is
+    /// put in its place, followed by a space; several extend it to what they share. With no
+    /// candidate, Tab is a tab character. Returns whether the line changed.
+    pub fn complete(&mut self, candidates: &[String]) -> bool {
+        let (word, _) = self.word_before_cursor();
+        let word_len = word.len();
+        let Some(first) = candidates.first() else {
+            return self.insert("\t");
+        };
+        let mut shared = first.as_str();
+        for c in &candidates[1..] {
+            let common = shared
+                .char_indices()
+                .zip(c.chars())
+                .find(|((_, a), b)| a != b)
+                .map_or(shared.len().min(c.len()), |((i, _), _)| i);
+            shared = &shared[..common];
+        }
+        let mut with = shared.to_owned();
+        if candidates.len() == 1 {
+            with.push(' ');
+        }
+        if with.len() <= word_len
+            || !with.starts_with(&self.line[self.cursor - word_len..self.cursor])
+        {
+            return false;
+        }
+        self.insert(&with[word_len..])
     }
 
     /// The row to draw after `prompt` on a screen `cols` columns wide.
@@ -210,7 +250,13 @@ impl LineEditor {
                     out.push(Edit::Clear);
                 }
                 0x1b => self.escape = Escape::Start,
-                b'\t' => changed |= self.insert("\t"),
+                b'\t' => {
+                    if changed {
+                        out.push(Edit::Changed);
+                        changed = false;
+                    }
+                    out.push(Edit::Complete);
+                }
                 0..=0x1f => {}
                 _ => {
                     self.partial.push(b);
@@ -637,7 +683,12 @@ mod tests {
         assert_eq!(feed(&mut ed, &[0x15]), vec![Edit::Changed], "Ctrl-U");
         assert_eq!(ed.text(), "");
         assert_eq!(feed(&mut ed, &[0x0c]), vec![Edit::Clear], "Ctrl-L redraws");
-        assert_eq!(feed(&mut ed, b"\t"), vec![Edit::Changed], "Tab");
+        assert_eq!(
+            feed(&mut ed, b"\t"),
+            vec![Edit::Complete],
+            "Tab asks to complete"
+        );
+        assert!(ed.complete(&[]), "with nothing to complete, Tab is a tab");
         assert_eq!(feed(&mut ed, &[0x7f]), vec![Edit::Changed], "Backspace");
         assert_eq!(ed.text(), "");
     }
@@ -739,8 +790,34 @@ mod tests {
     #[test]
     fn tabs_are_kept_and_other_control_bytes_dropped() {
         let mut ed = LineEditor::new(100);
-        feed(&mut ed, b"a\tb\x02\x07c");
+        let edits = feed(&mut ed, b"a\tb\x02\x07c");
+        assert!(edits.contains(&Edit::Complete), "{edits:?}");
+        assert_eq!(ed.text(), "abc", "Tab waits for the caller's candidates");
+        let mut ed = LineEditor::new(100);
+        feed(&mut ed, b"a");
+        ed.complete(&[]);
+        feed(&mut ed, b"b\x02\x07c");
         assert_eq!(ed.text(), "a\tbc");
+    }
+
+    #[test]
+    fn tab_completes_the_word_before_the_cursor() {
+        let mut ed = LineEditor::new(100);
+        let c = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        feed(&mut ed, b"/ms");
+        assert_eq!(ed.word_before_cursor(), ("/ms", true));
+        assert!(ed.complete(&c(&["/msg"])));
+        assert_eq!(ed.text(), "/msg ", "one candidate: the word and a space");
+        feed(&mut ed, b"bo");
+        assert_eq!(ed.word_before_cursor(), ("bo", false));
+        assert!(
+            ed.complete(&c(&["bob", "bobby"])),
+            "extended to what they share"
+        );
+        assert_eq!(ed.text(), "/msg bob");
+        assert!(!ed.complete(&c(&["bob", "bobby"])), "nothing more shared");
+        assert!(ed.complete(&c(&["bobby"])));
+        assert_eq!(ed.text(), "/msg bobby ");
     }
 
     #[test]
