@@ -940,7 +940,7 @@ mod tests {
             now,
             &mut out,
         );
-        let mut hints = |n: &mut Node, line: &str| {
+        let hints = |n: &mut Node, line: &str| {
             let mut out = Vec::new();
             n.on_line(line, now, &mut out);
             out.into_iter()
