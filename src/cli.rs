@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use getopts::Options;
 
-use crate::config::{check_name, Config};
+pub use crate::config::check_name;
+use crate::config::Config;
 use crate::wire::Format;
 
 /// What the command line asks for.

@@ -32,22 +32,24 @@ fn main() -> ExitCode {
     let interactive = io::stdin().is_terminal();
     let name = match args.name.clone() {
         Some(name) => name,
-        None if interactive => match ask("Enter your name: ") {
-            Some(name) => name,
-            None => return ExitCode::from(2),
+        // A bad answer is explained and asked again.
+        None if interactive => loop {
+            let Some(name) = ask("Enter your name: ") else {
+                return ExitCode::from(2);
+            };
+            match cli::check_name(&name) {
+                Ok(()) => break name,
+                Err(why) => eprintln!("{why}; try again"),
+            }
         },
         None => return missing("--name NAME"),
     };
-    let port = match args.port {
+    let asked_port = args.port.is_none() && interactive;
+    let mut port = match args.port {
         Some(port) => port,
-        None if interactive => loop {
-            let Some(answer) = ask("Enter your port number: ") else {
-                return ExitCode::from(2);
-            };
-            match answer.parse::<u16>() {
-                Ok(port) => break port,
-                Err(_) => eprintln!("a port is a number from 0 to 65535"),
-            }
+        None if interactive => match ask_port() {
+            Some(port) => port,
+            None => return ExitCode::from(2),
         },
         None => return missing("--port PORT"),
     };
@@ -55,11 +57,37 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
-    match peerchat::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("peerchat: {e}");
-            ExitCode::FAILURE
+    loop {
+        let attempt = peerchat::Config {
+            port,
+            ..config.clone()
+        };
+        match peerchat::run(attempt) {
+            Ok(()) => return ExitCode::SUCCESS,
+            // A port typed at the prompt that is taken: say so and ask for another.
+            Err(peerchat::Error::Bind(addr, e)) if asked_port => {
+                eprintln!("cannot listen on {addr}: {e}; try another port");
+                match ask_port() {
+                    Some(p) => port = p,
+                    None => return ExitCode::from(2),
+                }
+            }
+            Err(e) => {
+                eprintln!("peerchat: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
+/// Asks for the port until the answer is one (0 lets the system choose); `None` when
+/// stdin ends.
+fn ask_port() -> Option<u16> {
+    loop {
+        let answer = ask("Enter your port number: ")?;
+        match answer.parse::<u16>() {
+            Ok(port) => return Some(port),
+            Err(_) => eprintln!("a port is a number from 0 to 65535; try again"),
         }
     }
 }

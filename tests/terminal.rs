@@ -59,6 +59,8 @@ struct Setup<'a> {
     /// `RUST_LOG` for a run whose stderr is the pty too (otherwise stderr is a pipe and
     /// `RUST_LOG` is removed).
     log_on_tty: Option<&'a str>,
+    /// Started without a name and a port, so that it asks for them: nothing is awaited.
+    asks: bool,
 }
 
 impl Default for Setup<'_> {
@@ -68,6 +70,7 @@ impl Default for Setup<'_> {
             no_color: true,
             cols: 200,
             log_on_tty: None,
+            asks: false,
         }
     }
 }
@@ -141,6 +144,7 @@ impl TtyPeer {
             no_color,
             cols,
             log_on_tty,
+            asks,
         } = setup;
         let (master, slave) = openpty(cols);
         assert!(
@@ -149,7 +153,10 @@ impl TtyPeer {
         );
         let tty = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty slave"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerchat"));
-        cmd.args(["-n", name, "-p", "0", "-b", ip])
+        if !asks {
+            cmd.args(["-n", name, "-p", "0"]);
+        }
+        cmd.args(["-b", ip])
             .args(args)
             .env("TERM", "xterm")
             .stdin(tty(&slave))
@@ -203,6 +210,9 @@ impl TtyPeer {
             emulator: vt100::Parser::new(nonzero(ROWS), nonzero(cols), 0),
             fed: 0,
         };
+        if asks {
+            return peer;
+        }
         let text = peer.expect("the listening line and the first prompt", |s| {
             s.contains("listening on ") && plain_lines(s).last().is_some_and(|l| l == "> ")
         });
@@ -907,4 +917,42 @@ fn tab_completes_commands_and_names_and_query_sets_the_conversation() {
     tty.wait_row("the conversation's prompt", "bob> ", 5);
     tty.type_keys(b"1\r");
     bob.expect_line(&format!("[tty {tty_addr}] 1"));
+}
+
+/// Bad answers at the start-up prompts are explained and asked again: a name with a space,
+/// then a port that is taken; the peer then starts.
+#[test]
+fn start_up_prompts_ask_again_after_a_bad_answer() {
+    let taken = std::net::TcpListener::bind("127.0.0.167:0").expect("a port to take");
+    let port = taken.local_addr().expect("addr").port();
+    let setup = Setup {
+        asks: true,
+        ..Setup::default()
+    };
+    let mut tty = TtyPeer::start("", "127.0.0.167", setup);
+    tty.expect("the name prompt", |s| s.contains("Enter your name: "));
+    tty.type_keys(b"two words\r");
+    // Each wait looks only past what the previous one matched.
+    tty.expect("the name asked again", |s| s.contains("Enter your name: "));
+    let said = String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
+    assert!(
+        said.contains("one word") && said.contains("try again"),
+        "{said}"
+    );
+    tty.type_keys(b"alice\r");
+    tty.expect("the port prompt", |s| {
+        s.contains("Enter your port number: ")
+    });
+    tty.type_keys(format!("{port}\r").as_bytes());
+    tty.expect("the port asked again", |s| {
+        s.contains("Enter your port number: ")
+    });
+    tty.type_keys(b"0\r");
+    tty.expect("the peer running", |s| {
+        s.contains("listening on 127.0.0.167:")
+    });
+    let said = String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
+    assert!(said.contains("try another port"), "{said}");
+    tty.type_keys(b"/quit\r");
+    assert!(tty.wait_exit().success());
 }
