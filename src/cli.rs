@@ -21,6 +21,8 @@ pub enum Parsed {
     Version,
     /// Run a peer.
     Run(Box<Args>),
+    /// `peerchat send IP:PORT TEXT`: send one message and exit.
+    Send(Box<Config>, SocketAddr, String),
 }
 
 /// A command-line mistake: the message, and the usage text to print after it.
@@ -196,6 +198,7 @@ fn options() -> Options {
 fn usage(o: &Options) -> String {
     let brief = "\
 Usage: peerchat [-n NAME] [-p PORT] [options]
+       peerchat send -n NAME -p PORT IP:PORT TEXT   (one message, then exit 0 or 1)
 
 A peer-to-peer chat peer for lab networks. Type 1/2/3/0 for the menu or /help
 for one-line commands; RUST_LOG=debug shows more on stderr.
@@ -221,9 +224,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     if m.opt_present("version") {
         return Ok(Parsed::Version);
     }
-    if let Some(extra) = m.free.first() {
-        return Err(err(format!("unexpected argument {extra:?}")));
-    }
+    let send = match m.free.first().map(String::as_str) {
+        Some("send") => Some(parse_send_args(&m.free[1..]).map_err(&err)?),
+        Some(extra) => return Err(err(format!("unexpected argument {extra:?}"))),
+        None => None,
+    };
     let mut config = Config::new(String::new());
     if let Some(name) = m.opt_str("name") {
         check_name(&name).map_err(err)?;
@@ -242,16 +247,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
         config.advertise = Some(parse_ip(&ip).map_err(|e| err(format!("--advertise {e}")))?);
     }
     for peer in m.opt_strs("static-peer") {
-        let addr: SocketAddr = peer.parse().map_err(|_| {
-            err(format!(
-                "--static-peer {peer:?}: expected IP:PORT, like 127.0.0.2:5001 or [::1]:5001"
-            ))
-        })?;
-        if addr.port() == 0 {
-            return Err(err(format!(
-                "--static-peer {peer:?}: port 0 cannot be contacted"
-            )));
-        }
+        let addr = resolve_addr(&peer).map_err(|why| err(format!("--static-peer {why}")))?;
         config.static_peers.push(addr);
     }
     if let Some(f) = m.opt_str("format") {
@@ -307,12 +303,63 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     if let Some(n) = ranged(&m, "probe-failures", 1, 1000).map_err(&err)? {
         limits.probe_failures = n as u32;
     }
+    if let Some((dest, text)) = send {
+        let (Some(name), Some(port)) = (m.opt_str("name"), port) else {
+            return Err(err(
+                "peerchat send needs --name and --port: the header tells the receiver who wrote and where to answer".into(),
+            ));
+        };
+        config.name = name;
+        config.port = port;
+        return Ok(Parsed::Send(Box::new(config), dest, text));
+    }
     Ok(Parsed::Run(Box::new(Args {
         name: m.opt_str("name"),
         port,
         config,
         usage,
     })))
+}
+
+/// `send IP:PORT TEXT...`: the destination and the text (the words joined by spaces).
+fn parse_send_args(free: &[String]) -> Result<(SocketAddr, String), String> {
+    const USAGE: &str = "usage: peerchat send -n NAME -p PORT IP:PORT TEXT";
+    let Some((dest, words)) = free.split_first() else {
+        return Err(USAGE.into());
+    };
+    let dest = resolve_addr(dest).map_err(|why| format!("{why}; {USAGE}"))?;
+    let text = words.join(" ");
+    if text.trim().is_empty() {
+        return Err(format!("nothing to send; {USAGE}"));
+    }
+    Ok((dest, text))
+}
+
+/// An address given on the command line: `IP:PORT`, `[v6]:PORT`, `localhost:PORT`, or a
+/// host name, looked up once, now (IPv4 preferred: the lab's peers listen on IPv4).
+fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    match crate::node::commands::parse_addr(s) {
+        Ok(addr) => Ok(addr),
+        Err(why)
+            if s.rsplit_once(':')
+                .is_none_or(|(_, p)| crate::wire::parse_port(p).is_none()) =>
+        {
+            Err(format!("{s:?}: {why}"))
+        }
+        Err(_) => {
+            let found: Vec<SocketAddr> = s
+                .to_socket_addrs()
+                .map_err(|e| format!("{s:?}: cannot find that host ({e})"))?
+                .collect();
+            found
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(found.first())
+                .copied()
+                .ok_or_else(|| format!("{s:?}: that host has no address"))
+        }
+    }
 }
 
 /// Longest accepted timeout or interval, in seconds.

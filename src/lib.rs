@@ -73,6 +73,7 @@ pub use driver::event_loop::{Error, EventLoop, Handler};
 /// peerchat edits the line on the terminal that stderr is too, when records are printed
 /// above the prompt instead of into the typed line.
 pub use driver::logsink::Writer as LogWriter;
+pub use driver::oneshot::send_once;
 pub use node::commands::Command;
 pub use node::event::{Event, LeaveReason, Sender};
 pub use node::history::{Direction, Entry};

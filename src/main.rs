@@ -1,7 +1,9 @@
 //! The `peerchat` binary: command line in, exit status out.
 //!
 //! Exit status: 0 after a normal quit, 1 when the peer cannot run (for example the port
-//! is taken), 2 for a command-line mistake.
+//! is taken) or, driven by a script (stdin not a terminal), when a message it asked for
+//! could not be delivered; 2 for a command-line mistake. `peerchat send`: 0 when the
+//! message was delivered, 1 when it was not.
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -27,6 +29,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Send(config, dest, text)) => {
+            return match peerchat::send_once(&config, dest, &text) {
+                Ok(reply) => {
+                    let answered = reply.map(|r| format!(" (it answered: {r})"));
+                    println!("* sent to {dest}: {text}{}", answered.unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    eprintln!("! could not send to {dest}: {why} (message: {text})");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Err(e) => return usage_error(&e),
     };
     let interactive = io::stdin().is_terminal();
@@ -72,6 +87,7 @@ fn main() -> ExitCode {
                     None => return ExitCode::from(2),
                 }
             }
+            // A script learns that a send failed from the exit status too.
             Err(e) => {
                 eprintln!("peerchat: {e}");
                 return ExitCode::FAILURE;

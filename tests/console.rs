@@ -11,7 +11,10 @@
 
 mod common;
 
-use common::{exit_within, ip, peerchat_bin, poll_until, proc_open_fds, Peer, LONG_WAIT, WAIT};
+use common::{
+    closed_addr, exit_within, ip, peerchat_bin, poll_until, proc_open_fds, run_peerchat, Peer,
+    LONG_WAIT, WAIT,
+};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -412,4 +415,53 @@ fn full_stdout_pipe_never_blocks_the_loop_and_drops_are_reported() {
         shown + dropped >= FLOOD,
         "every message either shown or counted as dropped: {shown} + {dropped} < {FLOOD}"
     );
+}
+
+/// `peerchat send`: one message, without listening; exit 0 once delivered (with what the
+/// receiver said back), 1 with the reason when it could not be.
+#[test]
+fn send_subcommand_exits_0_when_delivered_and_1_when_not() {
+    let b = 93;
+    let mut receiver = Peer::python(
+        "thread_receiver.py",
+        "pyrecv",
+        &ip(b, 5),
+        &["--reply", "Message received"],
+    );
+    let to = receiver.address();
+    let done = run_peerchat(&[
+        "send",
+        "-n",
+        "scripter",
+        "-p",
+        "5999",
+        "-b",
+        &ip(b, 6),
+        &to,
+        "hello",
+        "there",
+    ]);
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.stdout.trim_end(),
+        format!("* sent to {to}: hello there (it answered: Message received)")
+    );
+    let got = receiver.expect("the message", WAIT, |l| l.starts_with("message "));
+    let f = common::fields(&got);
+    assert_eq!(
+        String::from_utf8(common::unhex(&f["raw_hex"])).expect("utf-8"),
+        format!("{}:5999 scripter hello there", ip(b, 6))
+    );
+
+    let closed = closed_addr(&ip(b, 7)).to_string();
+    let failed = run_peerchat(&["send", "-n", "scripter", "-p", "5999", &closed, "anyone?"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("! could not send to {closed}: connection refused")),
+        "{failed:?}"
+    );
+    let usage = run_peerchat(&["send", "127.0.0.1:5", "no name"]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }

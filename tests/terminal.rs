@@ -934,11 +934,9 @@ fn start_up_prompts_ask_again_after_a_bad_answer() {
     tty.type_keys(b"two words\r");
     // Each wait looks only past what the previous one matched.
     tty.expect("the name asked again", |s| s.contains("Enter your name: "));
-    let said = String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
-    assert!(
-        said.contains("one word") && said.contains("try again"),
-        "{said}"
-    );
+    let said = |tty: &TtyPeer| String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
+    let why = poll_until(WAIT, || said(&tty).contains("one word"));
+    assert!(why && said(&tty).contains("try again"), "{}", said(&tty));
     tty.type_keys(b"alice\r");
     tty.expect("the port prompt", |s| {
         s.contains("Enter your port number: ")
@@ -951,8 +949,8 @@ fn start_up_prompts_ask_again_after_a_bad_answer() {
     tty.expect("the peer running", |s| {
         s.contains("listening on 127.0.0.167:")
     });
-    let said = String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
-    assert!(said.contains("try another port"), "{said}");
+    let retold = poll_until(WAIT, || said(&tty).contains("try another port"));
+    assert!(retold, "{}", said(&tty));
     tty.type_keys(b"/quit\r");
     assert!(tty.wait_exit().success());
 }

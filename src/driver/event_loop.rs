@@ -57,6 +57,9 @@ pub enum Error {
     State(std::path::PathBuf, io::Error),
     /// The event loop itself failed.
     Io(io::Error),
+    /// Stdin was not a terminal (a script), and this many of the messages it asked for
+    /// could not be delivered (each was reported as it failed). The run itself went well.
+    Undelivered(usize),
 }
 
 impl std::fmt::Display for Error {
@@ -67,6 +70,9 @@ impl std::fmt::Display for Error {
                 write!(f, "cannot use the state directory {}: {e}", dir.display())
             }
             Error::Io(e) => write!(f, "{e}"),
+            Error::Undelivered(n) => {
+                write!(f, "{n} of the messages asked for could not be delivered")
+            }
         }
     }
 }
@@ -98,6 +104,10 @@ pub struct EventLoop {
     stdout: Stdout,
     /// Whether a person is at a terminal.
     interactive: bool,
+    /// Messages the user asked for that could not be delivered (see [`Error::Undelivered`]).
+    undelivered: usize,
+    /// Driven by a script: stdin is read and is not a terminal.
+    scripted: bool,
     /// Set once stdout is gone; output is then dropped.
     stdout_broken: bool,
     /// Since when stdout has been behind without taking a single byte.
@@ -230,6 +240,8 @@ impl EventLoop {
             output: Output::new(style, interactive),
             stdout,
             interactive,
+            undelivered: 0,
+            scripted: !config.headless && !io::stdin().is_terminal(),
             stdout_broken: false,
             stalled_since: None,
             raw_input,
@@ -311,7 +323,10 @@ impl EventLoop {
         if dropped > 0 {
             log::warn!("{dropped} lines of output were dropped: stdout was not being read");
         }
-        Ok(())
+        match self.undelivered {
+            n if n > 0 && self.scripted => Err(Error::Undelivered(n)),
+            _ => Ok(()),
+        }
     }
 
     /// One turn after `poll`: every event, then the connections queued for their turn
@@ -417,6 +432,11 @@ impl EventLoop {
     fn apply(&mut self, effect: Effect, now: Instant) {
         match effect {
             Effect::Show(event) => {
+                if let Event::SendFailed { text, .. } = &event {
+                    // A message the user asked to send: not a greeting, an answer or `exit`.
+                    let asked = crate::wire::control_word(text).is_none();
+                    self.undelivered += usize::from(asked);
+                }
                 if let Some(handler) = &mut self.handler {
                     let mut commands = Vec::new();
                     handler.on_event(&event, &mut commands);

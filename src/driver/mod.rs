@@ -7,6 +7,7 @@ pub mod fdio;
 pub mod journal;
 pub mod logsink;
 pub mod net;
+pub mod oneshot;
 pub mod stdin;
 pub mod stdout;
 pub mod terminal;

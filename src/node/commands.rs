@@ -67,7 +67,7 @@ pub enum Command {
 /// The one-screen help text for the console.
 pub const HELP: &str = "\
 menu:  1 send a message   2 query active peers   3 connect to active peers   0 quit
-commands (Tab completes commands, names and addresses):
+commands: (Tab completes commands, names and addresses)
   /send IP:PORT TEXT   send TEXT to one peer (IPv6 as [::1]:PORT, localhost:PORT)
   /msg NAME TEXT       send TEXT to the peer called NAME (or IP:PORT)
   /reply TEXT          send TEXT to whoever last sent you a message

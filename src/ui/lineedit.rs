@@ -170,7 +170,10 @@ impl LineEditor {
     /// Applies typed bytes; edits are pushed to `out` in order.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Edit>) {
         let mut changed = false;
-        for &b in bytes {
+        for (i, &b) in bytes.iter().enumerate() {
+            // Tab as the last byte read is a key pressed: complete. Inside a longer read (a
+            // paste) it is text.
+            let last = i + 1 == bytes.len();
             let was_cr = std::mem::replace(&mut self.last_was_cr, false);
             match self.escape {
                 Escape::Start => {
@@ -250,6 +253,7 @@ impl LineEditor {
                     out.push(Edit::Clear);
                 }
                 0x1b => self.escape = Escape::Start,
+                b'\t' if !last => changed |= self.insert("\t"),
                 b'\t' => {
                     if changed {
                         out.push(Edit::Changed);
@@ -790,14 +794,13 @@ mod tests {
     #[test]
     fn tabs_are_kept_and_other_control_bytes_dropped() {
         let mut ed = LineEditor::new(100);
-        let edits = feed(&mut ed, b"a\tb\x02\x07c");
-        assert!(edits.contains(&Edit::Complete), "{edits:?}");
-        assert_eq!(ed.text(), "abc", "Tab waits for the caller's candidates");
-        let mut ed = LineEditor::new(100);
-        feed(&mut ed, b"a");
-        ed.complete(&[]);
-        feed(&mut ed, b"b\x02\x07c");
+        // A tab inside a read (pasted) is text...
+        feed(&mut ed, b"a\tb\x02\x07c");
         assert_eq!(ed.text(), "a\tbc");
+        // ...a tab that ends it is the key: complete, a tab when nothing completes.
+        assert_eq!(feed(&mut ed, b"\t"), vec![Edit::Complete]);
+        assert!(ed.complete(&[]));
+        assert_eq!(ed.text(), "a\tbc\t");
     }
 
     #[test]

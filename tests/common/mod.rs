@@ -582,6 +582,24 @@ impl Peer {
         self.assert_clean_exit(status);
     }
 
+    /// Quits (stdin EOF) after `n` messages it was asked for failed: a script learns it
+    /// from the exit status (1) and one line on stderr; `* bye` is still the last line.
+    pub fn quit_undelivered(&mut self, n: usize) {
+        let status = self.quit().unwrap_or_else(|r| panic!("{r}"));
+        let last = self.lines.last().cloned().unwrap_or_default();
+        let said = format!("{n} of the messages asked for could not be delivered");
+        // Stderr is read by a thread of its own: give it the moment it may need.
+        let told = poll_until(WAIT, || {
+            self.stderr_lines().iter().any(|l| l.contains(&said))
+        });
+        if status.code() != Some(1) || last != "* bye" || !told {
+            let report = self.report(&format!(
+                "expected exit 1, `* bye` last and {said:?} on stderr, got {status} and last line {last:?}"
+            ));
+            panic!("{report}");
+        }
+    }
+
     /// Asserts exit status 0 with `* bye` as the last line, after the process was told to
     /// quit some other way than stdin EOF (a signal, `/quit`, an input that ended).
     pub fn exit_ok(&mut self, timeout: Duration) {
