@@ -236,7 +236,11 @@ pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
         offset += nl + 1;
         match Record::from_line(&line) {
             Some(Record::Peer { addr, name }) => {
-                out.peers.insert(addr, name);
+                // A record without a name (a static peer given again) keeps the one known.
+                let known = out.peers.entry(addr).or_default();
+                if name.is_some() {
+                    *known = name;
+                }
             }
             Some(Record::Gone { addr }) => {
                 out.peers.remove(&addr);
@@ -335,6 +339,19 @@ mod tests {
         assert_eq!(r.skipped, 1);
         assert!(!r.torn_tail);
         assert_eq!(r.good_len, journal.len());
+    }
+
+    #[test]
+    fn a_record_without_a_name_keeps_the_name_remembered() {
+        let a: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        let named = |name: Option<&str>| Record::Peer {
+            addr: a,
+            name: name.map(Into::into),
+        };
+        let journal = named(Some("ann")).to_line() + &named(None).to_line();
+        assert_eq!(replay(journal.as_bytes(), 10).peers[&a].as_deref(), Some("ann"));
+        let journal = journal + &named(Some("anne")).to_line();
+        assert_eq!(replay(journal.as_bytes(), 10).peers[&a].as_deref(), Some("anne"));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct Node {
     quitting: bool,
     /// While quitting: when waiting for the `exit` messages ends.
     quit_deadline: Option<Instant>,
+    /// While quitting: when to say what the wait is for, if it is still going on.
+    quit_notice: Option<Instant>,
     /// Static peers that our greeting has not reached yet.
     ungreeted: HashSet<SocketAddr>,
     /// While quitting: the peers already told `exit`.
@@ -117,6 +119,7 @@ impl Node {
             console: CommandParser::new(),
             quitting: false,
             quit_deadline: None,
+            quit_notice: None,
             told_exit: HashSet::new(),
             ungreeted: HashSet::new(),
             said_table_full: false,
@@ -183,14 +186,12 @@ impl Node {
     }
 
     /// The records that describe what is worth remembering now (for journal compaction):
-    /// the peers the journal would hold (static peers come from the command line each
-    /// time) and the history.
+    /// every peer in the table, static ones included, with its name, and the history.
     pub fn snapshot(&self) -> Vec<Record> {
         let peers = self
             .peers
             .rows(self.epoch.0)
             .into_iter()
-            .filter(|r| r.source != crate::node::peers::Source::Static)
             .map(|r| Record::Peer {
                 addr: r.addr,
                 name: r.name,
@@ -227,6 +228,14 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let name = from.name.as_deref();
+        // Remembering names: a name the journal does not have yet is written (only when
+        // persisting; otherwise this costs nothing per message).
+        let renamed = self.me.persist
+            && name.is_some()
+            && self
+                .peers
+                .get(addr)
+                .is_some_and(|p| p.name.as_deref() != name);
         let noted = self.peers.note(addr, name, from.claimed_ip, chat, now);
         self.take_evicted(out);
         let Some(is_new) = noted else {
@@ -234,6 +243,12 @@ impl Node {
             return false;
         };
         self.liveness.heard(addr, now);
+        if renamed && !is_new {
+            out.push(Effect::Persist(Record::Peer {
+                addr,
+                name: from.name.clone(),
+            }));
+        }
         if is_new {
             out.push(Effect::Show(Event::PeerJoined {
                 addr,
@@ -280,6 +295,11 @@ impl Node {
         }));
         for dest in self.me.static_peers.clone() {
             self.peers.add_static(dest, now);
+            if self.me.persist {
+                // Remembered, so that a later run without `-s` still knows it.
+                let addr = crate::node::peers::canonical(dest);
+                out.push(Effect::Persist(Record::Peer { addr, name: None }));
+            }
             self.ungreeted.insert(crate::node::peers::canonical(dest));
             self.send(dest, "connect", now, out);
         }
@@ -289,7 +309,8 @@ impl Node {
     /// the end of the wait for the `exit` messages.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.quitting {
-            return self.quit_deadline.filter(|_| !self.outbox.is_empty());
+            let next = self.quit_notice.into_iter().chain(self.quit_deadline).min();
+            return next.filter(|_| !self.outbox.is_empty());
         }
         self.liveness.next_deadline()
     }
@@ -298,6 +319,16 @@ impl Node {
     /// the messages still unsent once the quit wait is over.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if self.quitting {
+            if self.quit_notice.is_some_and(|at| now >= at) {
+                self.quit_notice = None;
+                let n = self.outbox.destinations();
+                if n > 0 {
+                    let peers = if n == 1 { "peer" } else { "peers" };
+                    out.push(Effect::Show(Event::Info(format!(
+                        "telling {n} {peers} you left; Ctrl-C to stop waiting"
+                    ))));
+                }
+            }
             if self.quit_deadline.is_some_and(|deadline| now >= deadline) {
                 self.give_up("still not sent when quitting", out);
             }
@@ -468,6 +499,7 @@ impl Node {
         }
         self.quitting = true;
         self.quit_deadline = Some(now + self.me.quit_wait);
+        self.quit_notice = Some(now + QUIT_NOTICE_AFTER);
         for dest in self.peers.active() {
             self.say_exit(dest, now, out);
         }
@@ -651,6 +683,9 @@ impl Node {
         known
     }
 }
+
+/// How long quitting waits in silence: past this, it says what it is waiting for.
+pub const QUIT_NOTICE_AFTER: Duration = Duration::from_millis(400);
 
 /// Most candidates Tab offers at once.
 pub const MAX_COMPLETIONS: usize = 32;
@@ -990,6 +1025,47 @@ mod tests {
     }
 
     #[test]
+    fn quit_says_what_it_waits_for_when_it_takes_a_moment() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            t0,
+            &mut out,
+        );
+        n.quit(t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "exit")]));
+        assert_eq!(n.poll_timeout(), Some(t0 + QUIT_NOTICE_AFTER));
+        let mut later = Vec::new();
+        n.on_timeout(t0 + QUIT_NOTICE_AFTER, &mut later);
+        assert!(
+            matches!(&later[..], [Effect::Show(Event::Info(s))] if s == "telling 1 peer you left; Ctrl-C to stop waiting"),
+            "{later:?}"
+        );
+        assert_eq!(
+            n.poll_timeout(),
+            Some(t0 + Duration::from_secs(2)),
+            "then the deadline"
+        );
+        // Done before the notice: nothing said.
+        let mut n = node();
+        n.on_message(
+            observed,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            t0,
+            &mut out,
+        );
+        n.quit(t0, &mut out);
+        sends(&mut n);
+        n.on_sent(addr("127.0.0.3:6000"), None, t0, &mut out);
+        assert!(n.is_finished());
+        assert_eq!(n.poll_timeout(), None);
+    }
+
+    #[test]
     fn connect_ack_is_never_answered() {
         let mut n = node();
         let mut out = Vec::new();
@@ -1093,6 +1169,12 @@ mod tests {
         let exits = sends(&mut n);
         assert_eq!(exits.len(), 2);
         assert!(n.is_quitting() && !n.is_finished(), "both exits in flight");
+        assert_eq!(
+            n.poll_timeout(),
+            Some(now + QUIT_NOTICE_AFTER),
+            "first the notice"
+        );
+        n.on_timeout(now + QUIT_NOTICE_AFTER, &mut out);
         assert_eq!(n.poll_timeout(), Some(now + Duration::from_secs(2)));
         n.on_sent(exits[0].0, None, now, &mut out);
         assert!(!n.is_finished(), "one exit still in flight");
@@ -1106,6 +1188,7 @@ mod tests {
         let now = Instant::now();
         let (mut n, mut out) = quitting_with_two_peers(now);
         let exits = sends(&mut n);
+        n.on_timeout(now + QUIT_NOTICE_AFTER, &mut out);
         let deadline = n.poll_timeout().expect("a quit deadline");
         out.clear();
         n.on_timeout(deadline - Duration::from_millis(1), &mut out);
@@ -1370,7 +1453,7 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_holds_known_peers_but_not_static_ones_and_the_history() {
+    fn snapshot_holds_known_peers_static_ones_too_and_the_history() {
         let now = Instant::now();
         let mut n = persisting_node((now, 0));
         let mut out = Vec::new();
@@ -1382,16 +1465,28 @@ mod tests {
             now,
             &mut out,
         );
-        let snapshot = n.snapshot();
-        assert_eq!(snapshot.len(), 2, "{snapshot:?}");
-        assert_eq!(
-            snapshot[0],
-            Record::Peer {
-                addr: bob,
-                name: Some("bob".into())
-            }
+        // A new name for a known peer is remembered.
+        out.clear();
+        n.on_message(
+            bob.ip(),
+            msg("robert", 6000, Body::Chat("it's me".into())),
+            now,
+            &mut out,
         );
-        assert!(matches!(&snapshot[1], Record::Message(e) if e.text == "hi"));
+        let renamed = Record::Peer {
+            addr: bob,
+            name: Some("robert".into()),
+        };
+        assert!(out.contains(&Effect::Persist(renamed.clone())), "{out:?}");
+        let snapshot = n.snapshot();
+        assert_eq!(snapshot.len(), 4, "{snapshot:?}");
+        assert_eq!(snapshot[0], renamed);
+        let stat = Record::Peer {
+            addr: addr("127.0.0.9:9000"),
+            name: None,
+        };
+        assert_eq!(snapshot[1], stat, "the static peer is remembered too");
+        assert!(matches!(&snapshot[2], Record::Message(e) if e.text == "hi"));
     }
 
     #[test]

@@ -215,6 +215,11 @@ impl Outbox {
         self.user_waiting
     }
 
+    /// Destinations with something queued or in flight.
+    pub fn destinations(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Whether nothing is queued or in flight.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
