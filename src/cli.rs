@@ -105,6 +105,11 @@ fn options() -> Options {
     );
     o.optflag(
         "",
+        "no-timestamps",
+        "on a terminal, do not put the time before each line",
+    );
+    o.optflag(
+        "",
         "headless",
         "do not read stdin; run until SIGINT or SIGTERM",
     );
@@ -258,6 +263,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
         };
     }
     config.headless = m.opt_present("headless");
+    config.timestamps = !m.opt_present("no-timestamps");
     config.json = m.opt_present("json");
     if let Some(when) = m.opt_str("color") {
         config.color = match when.as_str() {

@@ -96,6 +96,8 @@ pub struct Config {
     pub json: bool,
     /// Colour on stdout: `None` decides from the terminal and `NO_COLOR`.
     pub color: Option<bool>,
+    /// Dates each line on a terminal with the local time (`--no-timestamps` turns it off).
+    pub timestamps: bool,
     /// Where peers and history are kept across restarts (`--state`).
     pub state_dir: Option<PathBuf>,
     /// Greet remembered peers with `connect` at start-up.
@@ -118,6 +120,7 @@ impl Config {
             limits: Limits::default(),
             output: true,
             json: false,
+            timestamps: true,
             color: None,
             state_dir: None,
             greet_remembered: false,

@@ -505,10 +505,12 @@ fn half_typed_line_survives_an_incoming_message() {
     // Finish the line: the whole command runs.
     tty.type_keys(b" and the rest\r");
     bob.expect_line(&format!("[tty {}] first half and the rest", tty.addr));
+    // Dated like every notice on a terminal.
     tty.expect("the sent line", |s| {
+        let sent = format!(" * sent to {}: first half and the rest", bob.address());
         plain_lines(s)
             .iter()
-            .any(|l| l == &format!("* sent to {}: first half and the rest", bob.address()))
+            .any(|l| starts_with_hms(l) && l.ends_with(&sent))
     });
 
     tty.type_keys(b"/quit\r");

@@ -200,7 +200,7 @@ impl EventLoop {
                     && !config.json
                     && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
             }),
-            timestamps: interactive,
+            timestamps: interactive && config.timestamps,
         };
         let stdout = Stdout::attach(poll.registry(), STDOUT, config.limits.stdout_buffer);
         let (journal, replayed) = match &config.state_dir {

@@ -349,9 +349,15 @@ mod tests {
             name: name.map(Into::into),
         };
         let journal = named(Some("ann")).to_line() + &named(None).to_line();
-        assert_eq!(replay(journal.as_bytes(), 10).peers[&a].as_deref(), Some("ann"));
+        assert_eq!(
+            replay(journal.as_bytes(), 10).peers[&a].as_deref(),
+            Some("ann")
+        );
         let journal = journal + &named(Some("anne")).to_line();
-        assert_eq!(replay(journal.as_bytes(), 10).peers[&a].as_deref(), Some("anne"));
+        assert_eq!(
+            replay(journal.as_bytes(), 10).peers[&a].as_deref(),
+            Some("anne")
+        );
     }
 
     #[test]

@@ -293,6 +293,24 @@ impl Node {
             addr: listening,
             name: self.me.header.name.clone(),
         }));
+        if listening.ip().is_unspecified() {
+            // Listening on every address: say which ones classmates can type.
+            let port = listening.port();
+            let reachable: Vec<String> = self
+                .me
+                .own_ips
+                .iter()
+                .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+                .map(|ip| SocketAddr::new(*ip, port).to_string())
+                .collect();
+            let text = match reachable.is_empty() {
+                true => format!(
+                    "no network address found: only this machine can reach you (127.0.0.1:{port})"
+                ),
+                false => format!("others reach you at {}", reachable.join(", ")),
+            };
+            out.push(Effect::Show(Event::Info(text)));
+        }
         for dest in self.me.static_peers.clone() {
             self.peers.add_static(dest, now);
             if self.me.persist {
@@ -1063,6 +1081,31 @@ mod tests {
         n.on_sent(addr("127.0.0.3:6000"), None, t0, &mut out);
         assert!(n.is_finished());
         assert_eq!(n.poll_timeout(), None);
+    }
+
+    #[test]
+    fn listening_on_every_address_says_which_ones_others_can_type() {
+        let mut me = settings(false, vec![]);
+        me.own_ips = ["127.0.0.1", "198.51.100.7"]
+            .map(|ip| ip.parse().expect("ip"))
+            .to_vec();
+        let mut n = Node::new(me, Liveness::new(Duration::ZERO, 3), (Instant::now(), 0));
+        let mut out = Vec::new();
+        n.start(addr("0.0.0.0:5000"), Instant::now(), &mut out);
+        assert!(
+            out.contains(&Effect::Show(Event::Info(
+                "others reach you at 198.51.100.7:5000".into()
+            ))),
+            "{out:?}"
+        );
+        let mut bound = node();
+        out.clear();
+        bound.start(addr("127.0.0.2:5000"), Instant::now(), &mut out);
+        assert!(
+            !out.iter()
+                .any(|e| matches!(e, Effect::Show(Event::Info(_)))),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -164,16 +164,32 @@ fn paint(out: &mut String, on: bool, color: &str, text: impl FnOnce(&mut String)
     }
 }
 
+/// Whether a line is dated when timestamps are on: what happened (messages, sends,
+/// notices, warnings), not the tables, help, hints and framing lines.
+fn dated(event: &Event) -> bool {
+    !matches!(
+        event,
+        Event::Listening { .. }
+            | Event::PeerJoined { .. }
+            | Event::Peers(_)
+            | Event::History(_)
+            | Event::Help
+            | Event::Menu
+            | Event::Hint(_)
+            | Event::Bye
+    )
+}
+
 fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String) {
     let color = style.color;
+    if style.timestamps && dated(event) {
+        paint(out, color, DIM, |o| o.push_str(&clock::local_hms(now)));
+        out.push(' ');
+    }
     // Writing into a String cannot fail.
     let _ = match event {
         Event::Listening { addr, name } => writeln!(out, "listening on {addr} as {name}"),
         Event::Message { from, text } => {
-            if style.timestamps {
-                paint(out, color, DIM, |o| o.push_str(&clock::local_hms(now)));
-                out.push(' ');
-            }
             out.push('[');
             sender(from, color, out);
             out.push_str("] ");
@@ -869,6 +885,28 @@ mod tests {
         assert!(s.contains("\x1b[1;36malice\x1b[0m"), "{s:?}");
         assert!(s.ends_with("] hi\n"));
         assert_eq!(s.as_bytes()[DIM.len() + 2], b':', "{s:?}");
+        // Every notice is dated too; tables and hints are not.
+        let plain = Style {
+            color: false,
+            ..style
+        };
+        let stamped = |event: &Event| {
+            let mut s = String::new();
+            render_styled(event, plain, SystemTime::now(), &mut s);
+            s.as_bytes().get(2) == Some(&b':') && s.as_bytes().get(5) == Some(&b':')
+        };
+        let dest = "127.0.0.3:7".parse().expect("addr");
+        let sent = Event::Sent {
+            dest,
+            text: "x".into(),
+            reply: None,
+        };
+        assert!(stamped(&sent));
+        assert!(stamped(&Event::Warning("w".into())));
+        assert!(stamped(&Event::Info("i".into())));
+        assert!(!stamped(&Event::Peers(vec![])));
+        assert!(!stamped(&Event::Hint("h".into())));
+        assert!(!stamped(&Event::Bye));
     }
 
     #[test]
