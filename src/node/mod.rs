@@ -482,14 +482,19 @@ impl Node {
                     self.heard(&from, addr, shown, now, out);
                 }
                 if shown {
-                    let entry = Entry {
-                        millis: self.wall_millis(now),
-                        direction: Direction::In,
-                        addr,
-                        name: from.name.clone(),
-                        text: text.clone(),
-                    };
-                    self.log_message(entry, out);
+                    let millis = self.wall_millis(now);
+                    if self.me.persist {
+                        out.push(Effect::Persist(Record::Message(Entry {
+                            millis,
+                            direction: Direction::In,
+                            addr,
+                            name: from.name.clone(),
+                            text: text.clone(),
+                        })));
+                    }
+                    // Copied into the history's own strings: no allocation once it is full.
+                    let at = (millis, Direction::In, addr);
+                    self.history.push_copy(at, from.name.as_deref(), &text);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
             }

@@ -393,25 +393,53 @@ fn sender(from: &Sender, color: bool, out: &mut String) {
         None => out.push('?'),
     }
     if let Some(claimed) = from.claimed_ip {
-        let _ = write!(out, " (claims {claimed})");
+        push_claims(claimed, out);
     }
+}
+
+/// ` (claims IP)`, as `write!(out, " (claims {claimed})")` writes it (an IPv6 address
+/// without brackets), with IPv4 written by hand: the formatting machinery cost more than
+/// the rest of the line.
+fn push_claims(claimed: IpAddr, out: &mut String) {
+    out.push_str(" (claims ");
+    match claimed {
+        IpAddr::V4(_) => push_ip(claimed, out),
+        IpAddr::V6(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+    out.push(')');
 }
 
 fn push_ip(ip: IpAddr, out: &mut String) {
     match ip {
         // The common case, without the formatting machinery (it shows in profiles).
         IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_number(u32::from(octet), out);
-            }
+            let [a, b, c, d] = ip.octets();
+            out.reserve(15);
+            push_octet(a, out);
+            push_ascii(b'.', out);
+            push_octet(b, out);
+            push_ascii(b'.', out);
+            push_octet(c, out);
+            push_ascii(b'.', out);
+            push_octet(d, out);
         }
         IpAddr::V6(ip) => {
             let _ = write!(out, "[{ip}]");
         }
     }
+}
+
+/// Appends the decimal digits of an octet.
+fn push_octet(n: u8, out: &mut String) {
+    if n >= 100 {
+        push_ascii(b'0' + n / 100, out);
+    }
+    if n >= 10 {
+        push_ascii(b'0' + n / 10 % 10, out);
+    }
+    push_ascii(b'0' + n % 10, out);
 }
 
 /// Appends the decimal digits of `n`.
@@ -427,9 +455,16 @@ fn push_number(n: u32, out: &mut String) {
             break;
         }
     }
+    out.reserve(digits.len() - i);
     for &d in &digits[i..] {
-        out.push(char::from(d));
+        push_ascii(d, out);
     }
+}
+
+/// Appends one ASCII byte (the cheap case of `String::push`).
+fn push_ascii(b: u8, out: &mut String) {
+    debug_assert!(b.is_ascii());
+    out.push(char::from(b & 0x7f));
 }
 
 /// Copies `text`, escaping control characters (a newline shows as `\n`) and the invisible
@@ -474,14 +509,7 @@ fn push_name(name: Option<&str>, out: &mut String) {
         out.push('?');
         return;
     };
-    let plain = !name.is_empty()
-        && name != "?"
-        && name.chars().all(|c| {
-            !c.is_whitespace()
-                && !c.is_control()
-                && !invisible(c)
-                && !matches!(c, '[' | ']' | '"' | '\\')
-        });
+    let plain = !name.is_empty() && name != "?" && is_plain(name);
     if plain {
         out.push_str(name);
         return;
@@ -499,6 +527,29 @@ fn push_name(name: Option<&str>, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Whether every character of a name can be shown bare: no whitespace, control or
+/// invisible character, no bracket, quote or backslash.
+fn is_plain(name: &str) -> bool {
+    if name.is_ascii() {
+        // Fast path with the same answer: an ASCII character passes exactly when it is
+        // graphic (not a space, not a control) and none of the four.
+        return name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b'"' | b'\\'));
+    }
+    is_plain_slow(name)
+}
+
+/// [`is_plain`] for any text, a character at a time.
+fn is_plain_slow(name: &str) -> bool {
+    name.chars().all(|c| {
+        !c.is_whitespace()
+            && !c.is_control()
+            && !invisible(c)
+            && !matches!(c, '[' | ']' | '"' | '\\')
+    })
 }
 
 fn table(rows: &[Row], out: &mut String) {
@@ -571,6 +622,54 @@ fn ago(d: Duration) -> String {
 mod tests {
     use super::*;
     use crate::node::peers::{Source, Status};
+
+    /// The hand-written number, address and claimed-IP writers, and the ASCII test of
+    /// names, against the formatting machinery and the character-by-character test, over
+    /// many random values.
+    #[test]
+    fn fast_writers_agree_with_the_slow_ones() {
+        let mut rng = crate::sim::rng::Rng::new(21);
+        let mut numbers: Vec<u32> = (0..300).chain([9999, 10000, 65535, u32::MAX]).collect();
+        numbers.extend((0..20_000).map(|_| rng.next_u64() as u32 >> rng.index(32)));
+        for n in numbers {
+            let mut s = String::from("x");
+            push_number(n, &mut s);
+            assert_eq!(s, format!("x{n}"));
+        }
+        for _ in 0..20_000 {
+            let bits = rng.next_u64();
+            let v4 = IpAddr::from(std::net::Ipv4Addr::from(bits as u32 >> (8 * rng.index(4))));
+            let v6 = IpAddr::from(std::net::Ipv6Addr::from(
+                u128::from(bits) << (16 * rng.index(7)),
+            ));
+            for ip in [v4, v6] {
+                let mut s = String::new();
+                push_ip(ip, &mut s);
+                let expected = match ip {
+                    IpAddr::V4(ip) => ip.to_string(),
+                    IpAddr::V6(ip) => format!("[{ip}]"),
+                };
+                assert_eq!(s, expected);
+                let mut s = String::new();
+                push_claims(ip, &mut s);
+                assert_eq!(s, format!(" (claims {ip})"));
+            }
+        }
+        const PIECES: &[&str] = &[
+            "a", "Z", "0", "-", "_", " ", "\t", "\u{7f}", "\u{1}", "[", "]", "\"", "\\", "?",
+            "\u{e9}", "\u{a0}", "\u{202e}", "\u{200b}", "\u{85}", "~", "!", "\u{1c}",
+        ];
+        for _ in 0..50_000 {
+            let name: String = (0..rng.index(6))
+                .map(|_| PIECES[rng.index(PIECES.len())])
+                .collect();
+            assert_eq!(is_plain(&name), is_plain_slow(&name), "{name:?}");
+        }
+        for b in 0u8..=0x7f {
+            let name = char::from(b).to_string();
+            assert_eq!(is_plain(&name), is_plain_slow(&name), "{b:#x}");
+        }
+    }
 
     fn line(event: &Event) -> String {
         let mut s = String::new();

@@ -21,7 +21,7 @@ mod tests;
 
 use std::net::IpAddr;
 
-pub use decoder::Decoder;
+pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, Format, OwnHeader};
 
@@ -111,6 +111,10 @@ pub fn control_word(text: &str) -> Option<Body> {
         ("[peer_quit]", Body::Exit),
     ];
     let t = text.trim();
+    // Most text is none of them: its length says so without comparing.
+    if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
+        return None;
+    }
     WORDS
         .iter()
         .find(|(word, _)| t.eq_ignore_ascii_case(word))

@@ -109,6 +109,8 @@ pub struct Connections {
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
+    /// The strings of messages already shown, for the decoders to take again.
+    spares: wire::Spares,
 }
 
 impl Connections {
@@ -145,6 +147,7 @@ impl Connections {
             gave_back: false,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
+            spares: wire::Spares::default(),
         })
     }
 
@@ -228,7 +231,12 @@ impl Connections {
             false => self.backlogs.remove(&key).unwrap_or_default(),
         };
         let before = conn.decoder.buffered() + backlog.len();
-        let (mut end, taken) = conn.read(&mut self.read_buf, &mut backlog, &mut self.messages);
+        let (mut end, taken) = conn.read(
+            &mut self.read_buf,
+            &mut backlog,
+            &mut self.messages,
+            &mut self.spares,
+        );
         self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
@@ -285,6 +293,17 @@ impl Connections {
                 self.close(key, out);
             }
             ReadEnd::Unfinished => self.close_unfinished(key, out),
+        }
+    }
+
+    /// Takes back the strings of an event that was shown, for the next messages decoded:
+    /// with this, a message costs no allocation in steady state.
+    pub fn recycle(&mut self, event: Event) {
+        if let Event::Message { from, text } = event {
+            self.spares.give(text);
+            if let Some(name) = from.name {
+                self.spares.give(name);
+            }
         }
     }
 
@@ -364,6 +383,7 @@ impl Connections {
         self.conns.shrink_to_fit();
         self.queue.shrink_to_fit();
         self.messages.shrink_to_fit();
+        self.spares.clear();
         self.per_ip.shrink_to_fit();
         self.backlogs.shrink_to_fit();
         self.read_since_shrink = 0;
