@@ -162,7 +162,9 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             sender(from, color, out);
             out.push_str("] ");
             escape(text, out);
-            writeln!(out)
+            // Not `writeln!`: the formatting machinery for one newline shows in profiles.
+            out.push('\n');
+            Ok(())
         }
         Event::ConnectFrom { from, answered } => {
             out.push_str("* connect from ");
@@ -385,13 +387,22 @@ fn entry_json(e: &Entry) -> Value {
 /// `NAME IP:PORT`, `?` for what is unknown, plus `(claims IP)` when the header lied.
 fn sender(from: &Sender, color: bool, out: &mut String) {
     paint(out, color, NAME, |o| push_name(from.name.as_deref(), o));
-    out.push(' ');
-    push_ip(from.ip, out);
-    out.push(':');
-    match from.port {
-        Some(port) => push_number(u32::from(port), out),
-        None => out.push('?'),
+    let mut addr = Ascii::default();
+    addr.byte(b' ');
+    match from.ip {
+        IpAddr::V4(ip) => addr.ipv4(ip),
+        IpAddr::V6(_) => {
+            addr.push_to(out);
+            addr = Ascii::default();
+            push_ip(from.ip, out);
+        }
     }
+    addr.byte(b':');
+    match from.port {
+        Some(port) => addr.number(u32::from(port)),
+        None => addr.byte(b'?'),
+    }
+    addr.push_to(out);
     if let Some(claimed) = from.claimed_ip {
         push_claims(claimed, out);
     }
@@ -401,29 +412,28 @@ fn sender(from: &Sender, color: bool, out: &mut String) {
 /// without brackets), with IPv4 written by hand: the formatting machinery cost more than
 /// the rest of the line.
 fn push_claims(claimed: IpAddr, out: &mut String) {
-    out.push_str(" (claims ");
     match claimed {
-        IpAddr::V4(_) => push_ip(claimed, out),
+        IpAddr::V4(ip) => {
+            let mut note = Ascii::default();
+            note.bytes(b" (claims ");
+            note.ipv4(ip);
+            note.byte(b')');
+            note.push_to(out);
+        }
         IpAddr::V6(ip) => {
-            let _ = write!(out, "{ip}");
+            let _ = write!(out, " (claims {ip})");
         }
     }
-    out.push(')');
 }
 
+/// `IP` for IPv4, `[IP]` for IPv6.
 fn push_ip(ip: IpAddr, out: &mut String) {
     match ip {
         // The common case, without the formatting machinery (it shows in profiles).
         IpAddr::V4(ip) => {
-            let [a, b, c, d] = ip.octets();
-            out.reserve(15);
-            push_octet(a, out);
-            push_ascii(b'.', out);
-            push_octet(b, out);
-            push_ascii(b'.', out);
-            push_octet(c, out);
-            push_ascii(b'.', out);
-            push_octet(d, out);
+            let mut text = Ascii::default();
+            text.ipv4(ip);
+            text.push_to(out);
         }
         IpAddr::V6(ip) => {
             let _ = write!(out, "[{ip}]");
@@ -431,40 +441,82 @@ fn push_ip(ip: IpAddr, out: &mut String) {
     }
 }
 
-/// Appends the decimal digits of an octet.
-fn push_octet(n: u8, out: &mut String) {
-    if n >= 100 {
-        push_ascii(b'0' + n / 100, out);
-    }
-    if n >= 10 {
-        push_ascii(b'0' + n / 10 % 10, out);
-    }
-    push_ascii(b'0' + n % 10, out);
+/// Appends the decimal digits of `n`.
+#[cfg(test)]
+fn push_number(n: u32, out: &mut String) {
+    let mut text = Ascii::default();
+    text.number(n);
+    text.push_to(out);
 }
 
-/// Appends the decimal digits of `n`.
-fn push_number(n: u32, out: &mut String) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// A few ASCII bytes put together on the stack and appended to a string at once: a
+/// `String::push` per digit cost more than the digits.
+#[derive(Default)]
+struct Ascii {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Ascii {
+    /// Appends an ASCII byte (its high bit cleared, so that the buffer is always ASCII;
+    /// dropped if full: the callers stay far below the size).
+    fn byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b & 0x7f;
+            self.len += 1;
         }
     }
-    out.reserve(digits.len() - i);
-    for &d in &digits[i..] {
-        push_ascii(d, out);
-    }
-}
 
-/// Appends one ASCII byte (the cheap case of `String::push`).
-fn push_ascii(b: u8, out: &mut String) {
-    debug_assert!(b.is_ascii());
-    out.push(char::from(b & 0x7f));
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn octet(&mut self, n: u8) {
+        if n >= 100 {
+            self.byte(b'0' + n / 100);
+        }
+        if n >= 10 {
+            self.byte(b'0' + n / 10 % 10);
+        }
+        self.byte(b'0' + n % 10);
+    }
+
+    fn ipv4(&mut self, ip: std::net::Ipv4Addr) {
+        let [a, b, c, d] = ip.octets();
+        self.octet(a);
+        self.byte(b'.');
+        self.octet(b);
+        self.byte(b'.');
+        self.octet(c);
+        self.byte(b'.');
+        self.octet(d);
+    }
+
+    fn number(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[i..]);
+    }
+
+    /// Appends what was put together.
+    fn push_to(&self, out: &mut String) {
+        let ascii = &self.buf[..self.len.min(self.buf.len())];
+        // SAFETY: every byte was written by `byte`, which clears the high bit: ASCII,
+        // hence valid UTF-8. (`str::from_utf8` cost as much as writing the digits.)
+        out.push_str(unsafe { std::str::from_utf8_unchecked(ascii) });
+    }
 }
 
 /// Copies `text`, escaping control characters (a newline shows as `\n`) and the invisible

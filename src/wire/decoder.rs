@@ -497,7 +497,7 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) {
-        let trimmed = line.trim();
+        let trimmed = trim(line);
         if trimmed.is_empty() {
             return;
         }

@@ -7,16 +7,37 @@ use super::{control_word, Body, Dialect, Message};
 
 /// The body of a message text: a control word, or chat with trailing whitespace trimmed.
 pub(super) fn body_of(text: &str, spares: &mut Spares) -> Body {
-    control_word(text).unwrap_or_else(|| Body::Chat(spares.string(text.trim_end())))
+    control_word(text).unwrap_or_else(|| Body::Chat(spares.string(trim_end(text))))
 }
 
-/// Separators between header fields.
-pub(super) fn is_sep(c: char) -> bool {
-    c == ' ' || c == '\t'
+/// `str::trim`, with the usual case first: text that starts and ends with a visible ASCII
+/// character has nothing to trim (Unicode whitespace is either ASCII or starts with a
+/// byte of 0x80 or more), so the character-by-character search is skipped.
+pub(super) fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if visible_ascii(*first) && visible_ascii(*last) => s,
+        [only] if visible_ascii(*only) => s,
+        _ => s.trim(),
+    }
 }
 
+/// `str::trim_end`, with the same shortcut as [`trim`].
+pub(super) fn trim_end(s: &str) -> &str {
+    match s.as_bytes().last() {
+        Some(&last) if visible_ascii(last) => s,
+        _ => s.trim_end(),
+    }
+}
+
+fn visible_ascii(b: u8) -> bool {
+    b.is_ascii_graphic()
+}
+
+/// Skips the separators between header fields: spaces and tabs.
 pub(super) fn skip_seps(s: &str) -> &str {
-    s.trim_start_matches(is_sep)
+    // Separators are single ASCII bytes: skipped bytewise, the same as by character.
+    let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 /// The token at the start of `s` and what follows exactly one separator after it.
@@ -110,7 +131,7 @@ pub(super) fn headed(
     let (name, text) = token(rest);
     let (name, body) = if name.is_empty() {
         (None, Body::Chat(String::new()))
-    } else if text.trim().is_empty() {
+    } else if trim(text).is_empty() {
         match control_word(name) {
             Some(body) => (None, body),
             None => (Some(name), Body::Chat(String::new())),

@@ -110,7 +110,7 @@ pub fn control_word(text: &str) -> Option<Body> {
         ("disconnect", Body::Exit),
         ("[peer_quit]", Body::Exit),
     ];
-    let t = text.trim();
+    let t = dialects::trim(text);
     // Most text is none of them: its length says so without comparing.
     if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
         return None;

@@ -1404,3 +1404,31 @@ fn final_and_reusing_forms_decode_as_feed_and_finish_do() {
         }
     }
 }
+
+#[test]
+fn fast_trims_agree_with_the_standard_ones() {
+    let mut inputs = nasty_strings(16, 100_000);
+    inputs.extend(
+        [
+            "",
+            " ",
+            "a",
+            "\u{a0}",
+            "a\u{a0}",
+            "\u{3000}a",
+            "\t\tx\t",
+            "x\u{85}",
+            "\u{2028}",
+        ]
+        .map(str::to_owned),
+    );
+    for s in &inputs {
+        assert_eq!(super::dialects::trim(s), s.trim(), "{s:?}");
+        assert_eq!(super::dialects::trim_end(s), s.trim_end(), "{s:?}");
+        assert_eq!(
+            super::dialects::skip_seps(s),
+            s.trim_start_matches([' ', '\t']),
+            "{s:?}"
+        );
+    }
+}
