@@ -158,9 +158,9 @@ impl Inbound {
             }
         }
         let mut share = TURN_SHARE;
-        // Bytes at the start of `buf` read this turn and not decoded yet: the start of a
-        // line, while the decoder holds nothing. A one-message connection's line and its
-        // EOF usually come together; the line is then decoded where it is, by
+        // Bytes at the start of `buf` read this turn and not decoded yet (at most a
+        // slice, while the decoder holds nothing). A one-message connection's line and
+        // its EOF usually come together; its last line is then decoded where it is, by
         // `feed_final`, instead of being copied into the decoder (an allocation) first.
         let mut held = 0;
         while share > 0 && out.len() < TURN_MESSAGES {
@@ -176,10 +176,7 @@ impl Inbound {
                     share -= n;
                     *taken += n;
                     let got = held + n;
-                    if got <= FEED_SLICE
-                        && self.decoder.buffered() == 0
-                        && !buf[held..got].contains(&b'\n')
-                    {
+                    if got <= FEED_SLICE && self.decoder.buffered() == 0 {
                         held = got;
                         continue;
                     }

@@ -111,6 +111,9 @@ pub struct Connections {
     messages: Vec<wire::Message>,
     /// The strings of messages already shown, for the decoders to take again.
     spares: wire::Spares,
+    /// The latest `now` and its [`secs_since`] `started`: a turn hands every event the
+    /// same `now`, so the subtraction is done once per turn, not per connection.
+    secs_at: (Instant, u32),
 }
 
 impl Connections {
@@ -148,6 +151,7 @@ impl Connections {
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
             spares: wire::Spares::default(),
+            secs_at: (now, 0),
         })
     }
 
@@ -221,10 +225,10 @@ impl Connections {
     }
 
     fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        let now_secs = self.now_secs(now);
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        let now_secs = secs_since(self.started, now);
         // Most connections never have a backlog: no lookup for them.
         let mut backlog = match self.backlogs.is_empty() {
             true => Vec::new(),
@@ -481,6 +485,16 @@ impl Connections {
             ))));
             self.refused = 0;
         }
+    }
+}
+
+impl Connections {
+    /// Whole seconds from `started` to `now`, remembered for the turn.
+    fn now_secs(&mut self, now: Instant) -> u32 {
+        if self.secs_at.0 != now {
+            self.secs_at = (now, secs_since(self.started, now));
+        }
+        self.secs_at.1
     }
 }
 
