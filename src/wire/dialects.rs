@@ -74,7 +74,14 @@ pub fn parse_port(s: &str) -> Option<u16> {
 /// decimal octets of one to three digits, no leading zero, none above 255), by hand: the
 /// standard parser is general and shows in profiles.
 pub(super) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
-    let b = s.as_bytes();
+    match ipv4_prefix(s.as_bytes())? {
+        (ip, len) if len == s.len() => Some(ip),
+        _ => None,
+    }
+}
+
+/// The dotted-quad address at the start of `b` (see [`parse_ipv4`]) and its length.
+fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
     let mut i = 0;
     for (k, octet) in octets.iter_mut().enumerate() {
@@ -96,7 +103,7 @@ pub(super) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
         }
         *octet = u8::try_from(value).ok()?;
     }
-    (i == b.len()).then(|| Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), i))
 }
 
 /// An IP address, IPv6 optionally in brackets.
@@ -109,8 +116,18 @@ pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
 
 /// `IPv4:PORT` or `[IPv6]:PORT`.
 pub(super) fn parse_sockaddr(s: &str) -> Option<(IpAddr, u16)> {
-    // The last `:` (ports have none, IPv6 addresses many), found by hand: the generic
-    // searcher shows in profiles.
+    if !s.starts_with('[') {
+        // IPv4, in one pass: an address cannot hold a `:`, so the first one must be the
+        // last (if another follows, the port is not digits and both ways fail).
+        let (ip, len) = ipv4_prefix(s.as_bytes())?;
+        let port = s.get(len..)?.strip_prefix(':')?;
+        return Some((IpAddr::V4(ip), parse_port(port)?));
+    }
+    parse_sockaddr_general(s)
+}
+
+/// [`parse_sockaddr`] the plain way: split at the last `:`.
+pub(super) fn parse_sockaddr_general(s: &str) -> Option<(IpAddr, u16)> {
     let colon = s.bytes().rposition(|b| b == b':')?;
     let (ip, port) = (&s[..colon], &s[colon + 1..]);
     let ip = match ip.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {

@@ -1318,6 +1318,11 @@ fn fast_number_parsers_agree_with_the_standard_ones() {
             s.parse::<std::net::Ipv4Addr>().ok(),
             "ipv4 {s:?}"
         );
+        assert_eq!(
+            super::dialects::parse_sockaddr(s),
+            super::dialects::parse_sockaddr_general(s),
+            "sockaddr {s:?}"
+        );
     }
 }
 
