@@ -182,6 +182,11 @@ struct Rare {
 #[derive(Debug, Default)]
 pub struct Spares {
     strings: Vec<String>,
+    /// The boxed state of closed connections' decoders, emptied, with the capacity of
+    /// their partial line (see [`Decoder::recycle`]). Boxes, not values: each goes back
+    /// to a decoder as the box it holds, so taking one allocates nothing.
+    #[allow(clippy::vec_box)]
+    rares: Vec<Box<Rare>>,
 }
 
 impl Spares {
@@ -189,6 +194,9 @@ impl Spares {
     const MAX: usize = 64;
     /// Strings with more capacity than this are dropped rather than kept.
     const MAX_CAPACITY: usize = 4096;
+    /// A decoder's state is kept only when its partial line has at most this capacity
+    /// (all kept together stay within 64 KiB).
+    const MAX_PARTIAL: usize = 1024;
 
     /// Keeps `s` for a later message, unless enough are kept or it is large.
     pub fn give(&mut self, s: String) {
@@ -209,9 +217,10 @@ impl Spares {
         }
     }
 
-    /// Gives the kept strings back to the allocator.
+    /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
         self.strings = Vec::new();
+        self.rares = Vec::new();
     }
 }
 
@@ -270,6 +279,9 @@ impl Decoder {
             if self.partial_len() + rest.len() > self.max_line() {
                 return Err(self.fail());
             }
+            if self.rare.is_none() {
+                self.rare = spares.rares.pop();
+            }
             self.rare().partial.extend_from_slice(rest);
         }
         self.bound_block(out);
@@ -304,6 +316,21 @@ impl Decoder {
         Ok(())
     }
 
+    /// The connection is closed: what this decoder allocated is kept in `spares` for the
+    /// next connection's decoder (a connection whose line and EOF come in separate reads
+    /// holds its line in it meanwhile), unless it is large.
+    pub fn recycle(self, spares: &mut Spares) {
+        if let Some(mut rare) = self.rare {
+            if spares.rares.len() < Spares::MAX && rare.partial.capacity() <= Spares::MAX_PARTIAL {
+                rare.partial.clear();
+                rare.block = None;
+                rare.identity = None;
+                rare.port_line = None;
+                spares.rares.push(rare);
+            }
+        }
+    }
+
     /// The connection reached EOF: flushes whatever is pending as final messages.
     pub fn finish(&mut self, out: &mut Vec<Message>) {
         self.finish_reusing(out, &mut Spares::default());
@@ -316,8 +343,11 @@ impl Decoder {
         }
         if let Some(rare) = self.rare.as_mut() {
             if !rare.partial.is_empty() {
-                let last = std::mem::take(&mut rare.partial);
+                let mut last = std::mem::take(&mut rare.partial);
                 self.line_bytes(&last, false, out, spares);
+                // Its capacity stays with the decoder, for `recycle`.
+                last.clear();
+                self.rare().partial = last;
             }
         }
         // Re-reading a failed JSON block may open a bracketed one: loop until none is left.

@@ -1398,6 +1398,7 @@ fn final_and_reusing_forms_decode_as_feed_and_finish_do() {
             if expected_ok {
                 assert_eq!(got, expected, "{input:?} cut at {cut}");
             }
+            fast.recycle(&mut spares);
             for m in got {
                 if let Body::Chat(text) = m.body {
                     spares.give(text);

@@ -457,6 +457,7 @@ impl Connections {
                             self.timers.cancel(sweep);
                         }
                     }
+                    c.decoder.recycle(&mut self.spares);
                     c.stream
                 }
                 Conn::Out(c) => {
