@@ -42,7 +42,8 @@ pub struct Args {
     /// `--port`, if given.
     pub port: Option<u16>,
     config: Config,
-    usage: String,
+    /// Made when first asked for: building it is most of the cost of parsing.
+    usage: std::cell::OnceCell<String>,
 }
 
 impl Args {
@@ -50,7 +51,7 @@ impl Args {
     pub fn resolve(self, name: String, port: u16) -> Result<Config, UsageError> {
         check_name(&name).map_err(|message| UsageError {
             message,
-            usage: self.usage.clone(),
+            usage: self.usage().to_owned(),
         })?;
         Ok(Config {
             name,
@@ -61,7 +62,7 @@ impl Args {
 
     /// The usage text, for errors found after parsing.
     pub fn usage(&self) -> &str {
-        &self.usage
+        self.usage.get_or_init(|| usage(&options()))
     }
 }
 
@@ -217,14 +218,15 @@ Example (three peers on one machine):
 /// Parses the arguments after the program name.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageError> {
     let o = options();
-    let usage = usage(&o);
+    // The usage text is made only when it is shown (building it costs more than the
+    // rest of the parsing together).
     let err = |message: String| UsageError {
         message,
-        usage: usage.clone(),
+        usage: usage(&o),
     };
     let m = o.parse(args).map_err(|e| err(e.to_string()))?;
     if m.opt_present("help") {
-        return Ok(Parsed::Help(usage));
+        return Ok(Parsed::Help(usage(&o)));
     }
     if m.opt_present("version") {
         return Ok(Parsed::Version);
@@ -323,7 +325,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
         name: m.opt_str("name"),
         port,
         config,
-        usage,
+        usage: std::cell::OnceCell::new(),
     })))
 }
 

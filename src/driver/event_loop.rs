@@ -447,6 +447,7 @@ impl EventLoop {
                 if self.config.output && !self.stdout_broken {
                     self.output.show(&event);
                 }
+                self.conns.recycle(event);
             }
             Effect::Check(addr) => self
                 .conns

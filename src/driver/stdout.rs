@@ -4,7 +4,9 @@
 //! Its flags are shared with other processes, so they are left alone; instead, each write
 //! of at most one pipe buffer's worth is preceded by a zero-timeout `poll` saying it will
 //! not block. A terminal may block a write that `poll` allowed (it reports any room at
-//! all), so on a terminal peerchat writes through a second, non-blocking open of it. What cannot be written yet waits in a buffer; its [`Stdout::backlog`] tells
+//! all), so on a terminal peerchat writes through a second, non-blocking open of it; a
+//! pipe is opened the same way (no `poll` per write then), and only what cannot be
+//! reopened (a socket) falls back to polling. What cannot be written yet waits in a buffer; its [`Stdout::backlog`] tells
 //! the loop to read the network more slowly (so that a reader that keeps up loses
 //! nothing). Only when the loop decides that a pipe is not being read at all does it turn
 //! on [`Stdout::set_dropping`]: output beyond [`Stdout::limit`] is then dropped, counted,
@@ -89,8 +91,12 @@ impl Stdout {
 
     /// Opens the non-blocking twin of a terminal (the writer falls back to `poll` first,
     /// then write, when that fails).
+    /// A pipe gets one too: Linux opens a new file description of the same pipe, whose
+    /// non-blocking writes say "full" by themselves, so that no zero-timeout `poll`
+    /// precedes each write (one system call per message). Where it cannot be opened (a
+    /// socket, a pipe with no reader left), `poll` before each write remains.
     fn with_twin(mut self) -> Self {
-        if self.kind == Kind::Terminal {
+        if matches!(self.kind, Kind::Terminal | Kind::Pipe) {
             use std::os::unix::fs::OpenOptionsExt;
             let twin = std::fs::OpenOptions::new()
                 .write(true)

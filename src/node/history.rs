@@ -83,6 +83,60 @@ impl History {
         }
     }
 
+    /// Adds a copy of a message, like [`History::push`]; once the history is full, the
+    /// oldest entry's strings take the copy, so that a message costs no allocation. They
+    /// are reused only when not much larger than needed: the capacity held stays within
+    /// twice the text held, plus a little per entry.
+    pub fn push_copy(
+        &mut self,
+        (millis, direction, addr): (i64, Direction, Option<SocketAddr>),
+        name: Option<&str>,
+        text: &str,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        let old = match self.entries.len() >= self.capacity {
+            true => self.entries.pop_front(),
+            false => None,
+        };
+        if let Some(old) = &old {
+            self.bytes -= old.text.len();
+        }
+        let fits = |s: &String, len: usize| s.capacity() <= 2 * len + 64;
+        let reused = old.filter(|o| {
+            fits(&o.text, text.len())
+                && o.name
+                    .as_ref()
+                    .is_none_or(|n| fits(n, name.map_or(0, str::len)))
+        });
+        let entry = match reused {
+            Some(mut entry) => {
+                entry.millis = millis;
+                entry.direction = direction;
+                entry.addr = addr;
+                entry.text.clear();
+                entry.text.push_str(text);
+                match (name, &mut entry.name) {
+                    (Some(name), Some(kept)) => {
+                        kept.clear();
+                        kept.push_str(name);
+                    }
+                    (name, kept) => *kept = name.map(str::to_owned),
+                }
+                entry
+            }
+            None => Entry {
+                millis,
+                direction,
+                addr,
+                name: name.map(str::to_owned),
+                text: text.to_owned(),
+            },
+        };
+        self.push(entry);
+    }
+
     /// How many messages are kept.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -86,6 +86,8 @@ pub struct Node {
     history: History,
     /// A moment on both clocks, to turn `Instant`s into wall-clock times.
     epoch: (Instant, i64),
+    /// The latest `now` turned into Unix milliseconds (see `wall_millis`).
+    wall_at: (Instant, i64),
     quitting: bool,
     /// While quitting: when waiting for the `exit` messages ends.
     quit_deadline: Option<Instant>,
@@ -112,6 +114,7 @@ impl Node {
         Node {
             history: History::new(me.history),
             epoch,
+            wall_at: epoch,
             outbox: Outbox::new(me.max_in_flight),
             peers: PeerTable::with_limits(crate::node::peers::MAX_PEERS, me.max_peers_per_ip),
             replied: HashMap::new(),
@@ -204,9 +207,13 @@ impl Node {
         peers.chain(messages).collect()
     }
 
-    fn wall_millis(&self, now: Instant) -> i64 {
-        let since = now.saturating_duration_since(self.epoch.0).as_millis();
-        self.epoch.1 + i64::try_from(since).unwrap_or(0)
+    fn wall_millis(&mut self, now: Instant) -> i64 {
+        // Every message of a loop turn comes with the same `now`: computed once per turn.
+        if self.wall_at.0 != now {
+            let since = now.saturating_duration_since(self.epoch.0).as_millis();
+            self.wall_at = (now, self.epoch.1 + i64::try_from(since).unwrap_or(0));
+        }
+        self.wall_at.1
     }
 
     /// Records a message in the history (and the journal, when persisting).
@@ -579,14 +586,19 @@ impl Node {
                     if addr.is_some() {
                         self.last_sender = addr;
                     }
-                    let entry = Entry {
-                        millis: self.wall_millis(now),
-                        direction: Direction::In,
-                        addr,
-                        name: from.name.clone(),
-                        text: text.clone(),
-                    };
-                    self.log_message(entry, out);
+                    let millis = self.wall_millis(now);
+                    if self.me.persist {
+                        out.push(Effect::Persist(Record::Message(Entry {
+                            millis,
+                            direction: Direction::In,
+                            addr,
+                            name: from.name.clone(),
+                            text: text.clone(),
+                        })));
+                    }
+                    // Copied into the history's own strings: no allocation once it is full.
+                    let at = (millis, Direction::In, addr);
+                    self.history.push_copy(at, from.name.as_deref(), &text);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
             }

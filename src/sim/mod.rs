@@ -23,7 +23,7 @@ mod drive;
 mod faults;
 mod net;
 mod random;
-mod rng;
+pub(crate) mod rng;
 mod scale;
 mod scenarios;
 mod setup;

@@ -194,7 +194,9 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
             sender(from, color, out);
             out.push_str("] ");
             escape(text, out);
-            writeln!(out)
+            // Not `writeln!`: the formatting machinery for one newline shows in profiles.
+            out.push('\n');
+            Ok(())
         }
         Event::ConnectFrom { from, answering } => {
             out.push_str("* connect from ");
@@ -426,28 +428,53 @@ fn entry_json(e: &Entry) -> Value {
 /// `NAME IP:PORT`, `?` for what is unknown, plus `(claims IP)` when the header lied.
 fn sender(from: &Sender, color: bool, out: &mut String) {
     paint(out, color, NAME, |o| push_name(from.name.as_deref(), o));
-    out.push(' ');
-    push_ip(from.ip, out);
-    out.push(':');
-    match from.port {
-        Some(port) => push_number(u32::from(port), out),
-        None => out.push('?'),
+    let mut addr = Ascii::default();
+    addr.byte(b' ');
+    match from.ip {
+        IpAddr::V4(ip) => addr.ipv4(ip),
+        IpAddr::V6(_) => {
+            addr.push_to(out);
+            addr = Ascii::default();
+            push_ip(from.ip, out);
+        }
     }
+    addr.byte(b':');
+    match from.port {
+        Some(port) => addr.number(u32::from(port)),
+        None => addr.byte(b'?'),
+    }
+    addr.push_to(out);
     if let Some(claimed) = from.claimed_ip {
-        let _ = write!(out, " (claims {claimed})");
+        push_claims(claimed, out);
     }
 }
 
+/// ` (claims IP)`, as `write!(out, " (claims {claimed})")` writes it (an IPv6 address
+/// without brackets), with IPv4 written by hand: the formatting machinery cost more than
+/// the rest of the line.
+fn push_claims(claimed: IpAddr, out: &mut String) {
+    match claimed {
+        IpAddr::V4(ip) => {
+            let mut note = Ascii::default();
+            note.bytes(b" (claims ");
+            note.ipv4(ip);
+            note.byte(b')');
+            note.push_to(out);
+        }
+        IpAddr::V6(ip) => {
+            let _ = write!(out, " (claims {ip})");
+        }
+    }
+}
+
+/// `IP` for IPv4, `[IP]` for IPv6.
 fn push_ip(ip: IpAddr, out: &mut String) {
     match ip {
         // The common case, without the formatting machinery (it shows in profiles).
         IpAddr::V4(ip) => {
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_number(u32::from(octet), out);
-            }
+            let mut text = Ascii::default();
+            text.ipv4(ip);
+            text.push_to(out);
         }
         IpAddr::V6(ip) => {
             let _ = write!(out, "[{ip}]");
@@ -456,20 +483,106 @@ fn push_ip(ip: IpAddr, out: &mut String) {
 }
 
 /// Appends the decimal digits of `n`.
+#[cfg(test)]
 fn push_number(n: u32, out: &mut String) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    let mut text = Ascii::default();
+    text.number(n);
+    text.push_to(out);
+}
+
+/// The decimal digits of every octet, and how many there are: looked up rather than
+/// divided out, four times per address.
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut n = 0;
+    while n < 256 {
+        let (h, t, u) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        table[n] = if n >= 100 {
+            ([b'0' + h, b'0' + t, b'0' + u], 3)
+        } else if n >= 10 {
+            ([b'0' + t, b'0' + u, 0], 2)
+        } else {
+            ([b'0' + u, 0, 0], 1)
+        };
+        n += 1;
+    }
+    table
+};
+
+/// A few ASCII bytes put together on the stack and appended to a string at once: a
+/// `String::push` per digit cost more than the digits.
+#[derive(Default)]
+struct Ascii {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Ascii {
+    /// Appends an ASCII byte (its high bit cleared, so that the buffer is always ASCII;
+    /// dropped if full: the callers stay far below the size).
+    fn byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b & 0x7f;
+            self.len += 1;
         }
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.byte(b);
+        }
+    }
+
+    fn octet(&mut self, n: u8) {
+        let (digits, len) = OCTETS[usize::from(n)];
+        // All three bytes are written, and only the digits counted.
+        match self.buf.get_mut(self.len..self.len + 3) {
+            Some(room) => {
+                if let Ok(room) = <&mut [u8; 3]>::try_from(room) {
+                    *room = digits;
+                    self.len += usize::from(len);
+                }
+            }
+            None => digits[..usize::from(len)]
+                .iter()
+                .for_each(|&b| self.byte(b)),
+        }
+    }
+
+    fn ipv4(&mut self, ip: std::net::Ipv4Addr) {
+        let [a, b, c, d] = ip.octets();
+        self.octet(a);
+        self.byte(b'.');
+        self.octet(b);
+        self.byte(b'.');
+        self.octet(c);
+        self.byte(b'.');
+        self.octet(d);
+    }
+
+    fn number(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[i..]);
+    }
+
+    /// Appends what was put together.
+    fn push_to(&self, out: &mut String) {
+        let ascii = &self.buf[..self.len.min(self.buf.len())];
+        // SAFETY: every byte up to `len` was written by `byte`, which clears the high
+        // bit, or by `octet`, from the digits of `OCTETS`: ASCII, hence valid UTF-8.
+        // (`str::from_utf8` cost as much as writing the digits.)
+        out.push_str(unsafe { std::str::from_utf8_unchecked(ascii) });
     }
 }
 
@@ -515,14 +628,7 @@ fn push_name(name: Option<&str>, out: &mut String) {
         out.push('?');
         return;
     };
-    let plain = !name.is_empty()
-        && name != "?"
-        && name.chars().all(|c| {
-            !c.is_whitespace()
-                && !c.is_control()
-                && !invisible(c)
-                && !matches!(c, '[' | ']' | '"' | '\\')
-        });
+    let plain = !name.is_empty() && name != "?" && is_plain(name);
     if plain {
         out.push_str(name);
         return;
@@ -540,6 +646,29 @@ fn push_name(name: Option<&str>, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Whether every character of a name can be shown bare: no whitespace, control or
+/// invisible character, no bracket, quote or backslash.
+fn is_plain(name: &str) -> bool {
+    if name.is_ascii() {
+        // Fast path with the same answer: an ASCII character passes exactly when it is
+        // graphic (not a space, not a control) and none of the four.
+        return name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b'"' | b'\\'));
+    }
+    is_plain_slow(name)
+}
+
+/// [`is_plain`] for any text, a character at a time.
+fn is_plain_slow(name: &str) -> bool {
+    name.chars().all(|c| {
+        !c.is_whitespace()
+            && !c.is_control()
+            && !invisible(c)
+            && !matches!(c, '[' | ']' | '"' | '\\')
+    })
 }
 
 fn table(rows: &[Row], out: &mut String) {
@@ -631,6 +760,54 @@ mod tests {
             String::from_utf8_lossy(&screen),
             "\r> ab\x1b[0K\r\x1b[4C\r\x1b[K[DEBUG x] y\n\x1b[H\x1b[2J\r> ab\x1b[0K\r\x1b[4C"
         );
+    }
+
+    /// The hand-written number, address and claimed-IP writers, and the ASCII test of
+    /// names, against the formatting machinery and the character-by-character test, over
+    /// many random values.
+    #[test]
+    fn fast_writers_agree_with_the_slow_ones() {
+        let mut rng = crate::sim::rng::Rng::new(21);
+        let mut numbers: Vec<u32> = (0..300).chain([9999, 10000, 65535, u32::MAX]).collect();
+        numbers.extend((0..20_000).map(|_| rng.next_u64() as u32 >> rng.index(32)));
+        for n in numbers {
+            let mut s = String::from("x");
+            push_number(n, &mut s);
+            assert_eq!(s, format!("x{n}"));
+        }
+        for _ in 0..20_000 {
+            let bits = rng.next_u64();
+            let v4 = IpAddr::from(std::net::Ipv4Addr::from(bits as u32 >> (8 * rng.index(4))));
+            let v6 = IpAddr::from(std::net::Ipv6Addr::from(
+                u128::from(bits) << (16 * rng.index(7)),
+            ));
+            for ip in [v4, v6] {
+                let mut s = String::new();
+                push_ip(ip, &mut s);
+                let expected = match ip {
+                    IpAddr::V4(ip) => ip.to_string(),
+                    IpAddr::V6(ip) => format!("[{ip}]"),
+                };
+                assert_eq!(s, expected);
+                let mut s = String::new();
+                push_claims(ip, &mut s);
+                assert_eq!(s, format!(" (claims {ip})"));
+            }
+        }
+        const PIECES: &[&str] = &[
+            "a", "Z", "0", "-", "_", " ", "\t", "\u{7f}", "\u{1}", "[", "]", "\"", "\\", "?",
+            "\u{e9}", "\u{a0}", "\u{202e}", "\u{200b}", "\u{85}", "~", "!", "\u{1c}",
+        ];
+        for _ in 0..50_000 {
+            let name: String = (0..rng.index(6))
+                .map(|_| PIECES[rng.index(PIECES.len())])
+                .collect();
+            assert_eq!(is_plain(&name), is_plain_slow(&name), "{name:?}");
+        }
+        for b in 0u8..=0x7f {
+            let name = char::from(b).to_string();
+            assert_eq!(is_plain(&name), is_plain_slow(&name), "{b:#x}");
+        }
     }
 
     fn line(event: &Event) -> String {

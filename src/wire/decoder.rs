@@ -132,24 +132,96 @@ impl Block {
 /// Bytes are buffered until a line is complete, so a multi-byte character cut by a read
 /// boundary is decoded whole; invalid UTF-8 becomes U+FFFD. A connection that sends nothing
 /// yields nothing (a liveness probe). See the module documentation for how lines are read.
+///
+/// The `_reusing` forms and [`Decoder::feed_final`] take the strings of new messages from
+/// [`Spares`] instead of allocating them, and decode a connection's last line without
+/// copying it: with them, a one-message connection costs no allocation in steady state.
 #[derive(Debug)]
 pub struct Decoder {
     /// The limit, as `u32` (4 GiB is plenty) to keep an idle connection's decoder small.
     max_line: u32,
-    partial: Vec<u8>,
-    /// An open bracketed block or incomplete JSON value. Boxed, like the identity: most
-    /// connections never have one, and a small decoder keeps idle connections cheap.
-    block: Option<Box<Block>>,
-    /// The latest header on this connection, and the dialect of header-less lines after it.
-    identity: Option<Box<(Identity, Dialect)>>,
+    /// The partial line, an open block, the latest header, the opening port line: boxed
+    /// together, since most connections never need any of them (a one-message connection
+    /// decodes its only line straight from the read buffer), and a small decoder keeps
+    /// idle connections cheap.
+    rare: Option<Box<Rare>>,
     /// The first non-blank line was a port (the persistent dialect).
     opened_with_port: bool,
     /// A non-blank line was seen.
     seen_line: bool,
-    /// The opening port line, while nothing else followed it.
-    port_line: Option<Box<str>>,
     /// A line was too long: the connection is to be dropped, nothing more is decoded.
     failed: bool,
+}
+
+/// What a decoder holds beyond its flags, when it holds anything.
+#[derive(Debug, Default)]
+struct Rare {
+    /// The unfinished line.
+    partial: Vec<u8>,
+    /// An open bracketed block or incomplete JSON value.
+    block: Option<Box<Block>>,
+    /// The latest header on this connection, and the dialect of header-less lines after it.
+    identity: Option<(Identity, Dialect)>,
+    /// The opening port line, while nothing else followed it.
+    port_line: Option<Box<str>>,
+}
+
+/// Strings given back by whoever is done with decoded messages, taken again for the text
+/// and names of new ones: in steady state, decoding allocates nothing.
+///
+/// ```
+/// use peerchat::wire::{Body, Decoder, Spares};
+///
+/// let mut spares = Spares::default();
+/// let mut out = Vec::new();
+/// Decoder::new(1024).feed_final(b"127.0.0.3:5002 bob hi", &mut out, &mut spares).unwrap();
+/// if let Some(Body::Chat(text)) = out.pop().map(|m| m.body) {
+///     spares.give(text); // the next message's text reuses it
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Spares {
+    strings: Vec<String>,
+    /// The boxed state of closed connections' decoders, emptied, with the capacity of
+    /// their partial line (see [`Decoder::recycle`]). Boxes, not values: each goes back
+    /// to a decoder as the box it holds, so taking one allocates nothing.
+    #[allow(clippy::vec_box)]
+    rares: Vec<Box<Rare>>,
+}
+
+impl Spares {
+    /// At most this many strings are kept.
+    const MAX: usize = 64;
+    /// Strings with more capacity than this are dropped rather than kept.
+    const MAX_CAPACITY: usize = 4096;
+    /// A decoder's state is kept only when its partial line has at most this capacity
+    /// (all kept together stay within 64 KiB).
+    const MAX_PARTIAL: usize = 1024;
+
+    /// Keeps `s` for a later message, unless enough are kept or it is large.
+    pub fn give(&mut self, s: String) {
+        if self.strings.len() < Self::MAX && (1..=Self::MAX_CAPACITY).contains(&s.capacity()) {
+            self.strings.push(s);
+        }
+    }
+
+    /// An owned copy of `text`, in a spare string when there is one.
+    pub(super) fn string(&mut self, text: &str) -> String {
+        match self.strings.pop() {
+            Some(mut s) => {
+                s.clear();
+                s.push_str(text);
+                s
+            }
+            None => text.to_owned(),
+        }
+    }
+
+    /// Gives the kept strings and decoder state back to the allocator.
+    pub fn clear(&mut self) {
+        self.strings = Vec::new();
+        self.rares = Vec::new();
+    }
 }
 
 impl Decoder {
@@ -158,12 +230,9 @@ impl Decoder {
     pub fn new(max_line: usize) -> Self {
         Decoder {
             max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
-            partial: Vec::new(),
-            block: None,
-            identity: None,
+            rare: None,
             opened_with_port: false,
             seen_line: false,
-            port_line: None,
             failed: false,
         }
     }
@@ -174,55 +243,123 @@ impl Decoder {
     /// before the offending line are still pushed; after a failure the decoder holds
     /// nothing and every later call fails too.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Message>) -> Result<(), DecodeError> {
+        self.feed_reusing(bytes, out, &mut Spares::default())
+    }
+
+    /// [`Decoder::feed`], taking the strings of new messages from `spares`.
+    pub fn feed_reusing(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) -> Result<(), DecodeError> {
         if self.failed {
             return Err(self.error());
         }
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
-            if self.partial.len() + line.len() > self.max_line() {
+            if self.partial_len() + line.len() > self.max_line() {
                 return Err(self.fail());
             }
-            if self.partial.is_empty() {
-                self.line_bytes(line, true, out);
-            } else {
-                let mut whole = std::mem::take(&mut self.partial);
-                whole.extend_from_slice(line);
-                self.line_bytes(&whole, true, out);
-                whole.clear();
-                self.partial = whole; // keep the capacity for the next line
+            match self.rare.as_mut() {
+                Some(rare) if !rare.partial.is_empty() => {
+                    let mut whole = std::mem::take(&mut rare.partial);
+                    whole.extend_from_slice(line);
+                    self.line_bytes(&whole, true, out, spares);
+                    whole.clear();
+                    // Keep the capacity for the next line.
+                    self.rare().partial = whole;
+                }
+                _ => self.line_bytes(line, true, out, spares),
             }
             rest = tail;
         }
         if !rest.is_empty() {
-            if self.partial.len() + rest.len() > self.max_line() {
+            if self.partial_len() + rest.len() > self.max_line() {
                 return Err(self.fail());
             }
-            self.partial.extend_from_slice(rest);
+            if self.rare.is_none() {
+                self.rare = spares.rares.pop();
+            }
+            self.rare().partial.extend_from_slice(rest);
         }
         self.bound_block(out);
         Ok(())
     }
 
+    /// The connection's last bytes, then its EOF: the same as [`Decoder::feed_reusing`]
+    /// followed by [`Decoder::finish_reusing`], but the last line, when nothing is held
+    /// before it (a one-message connection), is decoded where it is, never copied.
+    pub fn feed_final(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) -> Result<(), DecodeError> {
+        // Complete lines as `feed` reads them; it leaves no block beyond the limit, so
+        // feeding them apart from the tail changes nothing.
+        let split = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let (lines, tail) = bytes.split_at(split);
+        if !lines.is_empty() || self.failed {
+            self.feed_reusing(lines, out, spares)?;
+        }
+        if self.buffered() == 0 && tail.len() <= self.max_line() {
+            // What `feed` would put in the partial line and `finish` read at once.
+            if !tail.is_empty() {
+                self.line_bytes(tail, false, out, spares);
+            }
+        } else {
+            self.feed_reusing(tail, out, spares)?;
+        }
+        self.finish_reusing(out, spares);
+        Ok(())
+    }
+
+    /// The connection is closed: what this decoder allocated is kept in `spares` for the
+    /// next connection's decoder (a connection whose line and EOF come in separate reads
+    /// holds its line in it meanwhile), unless it is large.
+    pub fn recycle(self, spares: &mut Spares) {
+        if let Some(mut rare) = self.rare {
+            if spares.rares.len() < Spares::MAX && rare.partial.capacity() <= Spares::MAX_PARTIAL {
+                rare.partial.clear();
+                rare.block = None;
+                rare.identity = None;
+                rare.port_line = None;
+                spares.rares.push(rare);
+            }
+        }
+    }
+
     /// The connection reached EOF: flushes whatever is pending as final messages.
     pub fn finish(&mut self, out: &mut Vec<Message>) {
+        self.finish_reusing(out, &mut Spares::default());
+    }
+
+    /// [`Decoder::finish`], taking the strings of new messages from `spares`.
+    pub fn finish_reusing(&mut self, out: &mut Vec<Message>, spares: &mut Spares) {
         if self.failed {
             return;
         }
-        if !self.partial.is_empty() {
-            let last = std::mem::take(&mut self.partial);
-            self.line_bytes(&last, false, out);
+        if let Some(rare) = self.rare.as_mut() {
+            if !rare.partial.is_empty() {
+                let mut last = std::mem::take(&mut rare.partial);
+                self.line_bytes(&last, false, out, spares);
+                // Its capacity stays with the decoder, for `recycle`.
+                last.clear();
+                self.rare().partial = last;
+            }
         }
         // Re-reading a failed JSON block may open a bracketed one: loop until none is left.
-        while let Some(block) = self.block.take() {
+        while let Some(block) = self.take_block() {
             match *block {
-                Block::Json { text, .. } => self.reread(&text, false, out),
+                Block::Json { text, .. } => self.reread(&text, false, out, spares),
                 Block::Bracketed { who, text, emitted } => {
                     close_bracketed(who, text, emitted, out);
                 }
             }
         }
-        if let Some(text) = self.port_line.take() {
+        if let Some(text) = self.rare.as_mut().and_then(|r| r.port_line.take()) {
             out.push(raw_message(Body::Chat(text.into())));
         }
     }
@@ -235,7 +372,26 @@ impl Decoder {
 
     /// Bytes held while waiting for the end of a line or block (never more than the limit).
     pub fn buffered(&self) -> usize {
-        self.partial.len() + self.block.as_ref().map_or(0, |b| b.len())
+        self.rare.as_ref().map_or(0, |r| {
+            r.partial.len() + r.block.as_ref().map_or(0, |b| b.len())
+        })
+    }
+
+    fn partial_len(&self) -> usize {
+        self.rare.as_ref().map_or(0, |r| r.partial.len())
+    }
+
+    /// The rarely needed state, made when first needed.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn take_block(&mut self) -> Option<Box<Block>> {
+        self.rare.as_mut()?.block.take()
+    }
+
+    fn set_block(&mut self, block: Block) {
+        self.rare().block = Some(Box::new(block));
     }
 
     fn error(&self) -> DecodeError {
@@ -247,9 +403,11 @@ impl Decoder {
     /// Drops everything held and refuses further input.
     fn fail(&mut self) -> DecodeError {
         self.failed = true;
-        self.partial = Vec::new();
-        self.block = None;
-        self.port_line = None;
+        if let Some(rare) = self.rare.as_mut() {
+            rare.partial = Vec::new();
+            rare.block = None;
+            rare.port_line = None;
+        }
         self.error()
     }
 
@@ -260,16 +418,18 @@ impl Decoder {
     /// Keeps `buffered() <= max_line` by delivering (or giving up) an open block.
     fn bound_block(&mut self, out: &mut Vec<Message>) {
         while self.buffered() > self.max_line() {
-            match self.block.take().map(|b| *b) {
+            match self.take_block().map(|b| *b) {
                 None => return, // cannot happen: the partial line alone is within the limit
-                Some(Block::Json { text, .. }) => self.reread(&text, true, out),
+                Some(Block::Json { text, .. }) => {
+                    self.reread(&text, true, out, &mut Spares::default());
+                }
                 Some(Block::Bracketed { who, text, emitted }) => {
                     let emitted = flush_bracketed(&who, text, out) || emitted;
-                    self.block = Some(Box::new(Block::Bracketed {
+                    self.set_block(Block::Bracketed {
                         who,
                         text: String::new(),
                         emitted,
-                    }));
+                    });
                 }
             }
         }
@@ -277,19 +437,39 @@ impl Decoder {
 
     /// One complete line, as bytes without its `\n`. `remember` is false for the final line
     /// of a connection, whose identity nobody will ask for (saves a copy of the name).
-    fn line_bytes(&mut self, line: &[u8], remember: bool, out: &mut Vec<Message>) {
+    fn line_bytes(
+        &mut self,
+        line: &[u8],
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        // Valid UTF-8 (the usual case) is checked fast and borrowed; only invalid input
-        // pays for the lossy conversion.
+        if line.is_ascii() {
+            // The usual case, checked a word at a time (`str::from_utf8` costs several
+            // times more on a short line).
+            // SAFETY: ASCII is valid UTF-8.
+            let text = unsafe { std::str::from_utf8_unchecked(line) };
+            return self.line(text, true, remember, out, spares);
+        }
+        // Valid UTF-8 is checked and borrowed; only invalid input pays for the lossy
+        // conversion.
         match std::str::from_utf8(line) {
-            Ok(text) => self.line(text, true, remember, out),
-            Err(_) => self.line(&String::from_utf8_lossy(line), true, remember, out),
+            Ok(text) => self.line(text, true, remember, out, spares),
+            Err(_) => self.line(&String::from_utf8_lossy(line), true, remember, out, spares),
         }
     }
 
     /// One complete line: continues an open block, or is read on its own.
-    fn line(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
-        match self.block.take().map(|b| *b) {
+    fn line(
+        &mut self,
+        line: &str,
+        allow_json: bool,
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) {
+        match self.take_block().map(|b| *b) {
             None => {}
             Some(Block::Bracketed {
                 who,
@@ -310,7 +490,7 @@ impl Decoder {
                         text = String::new();
                     }
                     push_block_line(&mut text, line);
-                    self.block = Some(Box::new(Block::Bracketed { who, text, emitted }));
+                    self.set_block(Block::Bracketed { who, text, emitted });
                     return;
                 }
             }
@@ -321,8 +501,8 @@ impl Decoder {
                 if text.len() + 1 + line.len() > self.max_line() {
                     // Too big to be a sensible JSON message: read what we held as plain
                     // lines (which may open a bracketed block), then this line afresh.
-                    self.reread(&text, remember, out);
-                    self.line(line, allow_json, remember, out);
+                    self.reread(&text, remember, out, spares);
+                    self.line(line, allow_json, remember, out, spares);
                     return;
                 }
                 text.push('\n');
@@ -331,31 +511,40 @@ impl Decoder {
                 if !nesting.may_be_complete() {
                     // Parsing now would fail anyway: parse once, when it can succeed
                     // (re-parsing on every line would cost the square of the block).
-                    self.block = Some(Box::new(Block::Json { text, nesting }));
+                    self.set_block(Block::Json { text, nesting });
                     return;
                 }
                 match parse_json(&text) {
                     JsonRead::Messages(msgs) => {
                         msgs.into_iter().for_each(|m| self.emit(m, remember, out));
                     }
-                    JsonRead::Incomplete | JsonRead::Invalid => self.reread(&text, remember, out),
+                    JsonRead::Incomplete | JsonRead::Invalid => {
+                        self.reread(&text, remember, out, spares);
+                    }
                 }
                 return;
             }
         }
-        self.dispatch(line, allow_json, remember, out);
+        self.dispatch(line, allow_json, remember, out, spares);
     }
 
     /// Lines held for a JSON value that never came: read them as plain lines.
-    fn reread(&mut self, text: &str, remember: bool, out: &mut Vec<Message>) {
+    fn reread(&mut self, text: &str, remember: bool, out: &mut Vec<Message>, spares: &mut Spares) {
         for line in text.split('\n') {
-            self.line(line, false, remember, out);
+            self.line(line, false, remember, out, spares);
         }
     }
 
     /// Reads one line outside any block, trying the dialects in the documented order.
-    fn dispatch(&mut self, line: &str, allow_json: bool, remember: bool, out: &mut Vec<Message>) {
-        let trimmed = line.trim();
+    fn dispatch(
+        &mut self,
+        line: &str,
+        allow_json: bool,
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) {
+        let trimmed = trim(line);
         if trimmed.is_empty() {
             return;
         }
@@ -370,55 +559,69 @@ impl Decoder {
                     claimed_ip: None,
                     port: Some(port),
                 };
-                self.identity = Some(Box::new((who, Dialect::Persistent)));
-                self.port_line = Some(trimmed.into());
+                let rare = self.rare();
+                rare.identity = Some((who, Dialect::Persistent));
+                rare.port_line = Some(trimmed.into());
                 return;
             }
         }
-        self.port_line = None;
-        if allow_json && trimmed.starts_with('{') {
-            match parse_json(trimmed) {
-                JsonRead::Messages(msgs) => {
-                    msgs.into_iter().for_each(|m| self.emit(m, remember, out));
-                    return;
-                }
-                JsonRead::Incomplete => {
-                    let mut nesting = Nesting::default();
-                    nesting.scan(line);
-                    self.block = Some(Box::new(Block::Json {
-                        text: line.to_owned(),
-                        nesting,
-                    }));
-                    return;
-                }
-                JsonRead::Invalid => {}
-            }
+        if let Some(rare) = self.rare.as_mut() {
+            rare.port_line = None;
         }
-        if let Some(parsed) = parse_bracketed(line) {
-            match parsed {
-                Bracketed::Message(m) => self.emit(m, remember, out),
-                Bracketed::Open { who, first } => {
-                    if remember {
-                        self.set_identity(who.clone(), Dialect::Bracketed);
+        // Fast path: a line whose first visible character is a digit can only be standard,
+        // spaced or raw. JSON starts with `{`, bracketed with `<`, key/value and colon
+        // lines with a letter (each of them looks past the same leading whitespace as
+        // `trim`), so trying them would only fail.
+        let by_digit = trimmed.as_bytes()[0].is_ascii_digit();
+        if !by_digit {
+            if allow_json && trimmed.starts_with('{') {
+                match parse_json(trimmed) {
+                    JsonRead::Messages(msgs) => {
+                        msgs.into_iter().for_each(|m| self.emit(m, remember, out));
+                        return;
                     }
-                    let mut text = String::new();
-                    push_block_line(&mut text, first);
-                    self.block = Some(Box::new(Block::Bracketed {
-                        who,
-                        text,
-                        emitted: false,
-                    }));
+                    JsonRead::Incomplete => {
+                        let mut nesting = Nesting::default();
+                        nesting.scan(line);
+                        self.set_block(Block::Json {
+                            text: line.to_owned(),
+                            nesting,
+                        });
+                        return;
+                    }
+                    JsonRead::Invalid => {}
                 }
             }
-            return;
+            if let Some(parsed) = parse_bracketed(line, spares) {
+                match parsed {
+                    Bracketed::Message(m) => self.emit(m, remember, out),
+                    Bracketed::Open { who, first } => {
+                        if remember {
+                            self.set_identity(who.clone(), Dialect::Bracketed);
+                        }
+                        let mut text = String::new();
+                        push_block_line(&mut text, first);
+                        self.set_block(Block::Bracketed {
+                            who,
+                            text,
+                            emitted: false,
+                        });
+                    }
+                }
+                return;
+            }
         }
-        let headed = parse_key_value(line)
-            .or_else(|| parse_colon(line))
-            .or_else(|| parse_standard(line))
-            .or_else(|| parse_spaced(line));
+        let headed = if by_digit {
+            None
+        } else {
+            parse_key_value(line).or_else(|| parse_colon(line))
+        };
+        let headed = headed
+            .or_else(|| parse_standard(line, spares))
+            .or_else(|| parse_spaced(line, spares));
         match headed {
             Some(m) => self.emit(m, remember, out),
-            None => out.push(self.raw(line)),
+            None => out.push(self.raw(line, spares)),
         }
     }
 
@@ -437,13 +640,13 @@ impl Decoder {
         } else {
             dialect
         };
-        self.identity = Some(Box::new((who, dialect)));
+        self.rare().identity = Some((who, dialect));
     }
 
     /// A line with no header: raw text, or a line of the sender this connection announced.
-    fn raw(&self, line: &str) -> Message {
-        let body = body_of(line);
-        match self.identity.as_deref() {
+    fn raw(&self, line: &str, spares: &mut Spares) -> Message {
+        let body = body_of(line, spares);
+        match self.rare.as_ref().and_then(|r| r.identity.as_ref()) {
             Some((who, dialect)) => who.message(body, *dialect),
             None => raw_message(body),
         }

@@ -2,21 +2,42 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::decoder::Identity;
+use super::decoder::{Identity, Spares};
 use super::{control_word, Body, Dialect, Message};
 
 /// The body of a message text: a control word, or chat with trailing whitespace trimmed.
-pub(super) fn body_of(text: &str) -> Body {
-    control_word(text).unwrap_or_else(|| Body::Chat(text.trim_end().to_owned()))
+pub(super) fn body_of(text: &str, spares: &mut Spares) -> Body {
+    control_word(text).unwrap_or_else(|| Body::Chat(spares.string(trim_end(text))))
 }
 
-/// Separators between header fields.
-pub(super) fn is_sep(c: char) -> bool {
-    c == ' ' || c == '\t'
+/// `str::trim`, with the usual case first: text that starts and ends with a visible ASCII
+/// character has nothing to trim (Unicode whitespace is either ASCII or starts with a
+/// byte of 0x80 or more), so the character-by-character search is skipped.
+pub(super) fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if visible_ascii(*first) && visible_ascii(*last) => s,
+        [only] if visible_ascii(*only) => s,
+        _ => s.trim(),
+    }
 }
 
+/// `str::trim_end`, with the same shortcut as [`trim`].
+pub(super) fn trim_end(s: &str) -> &str {
+    match s.as_bytes().last() {
+        Some(&last) if visible_ascii(last) => s,
+        _ => s.trim_end(),
+    }
+}
+
+fn visible_ascii(b: u8) -> bool {
+    b.is_ascii_graphic()
+}
+
+/// Skips the separators between header fields: spaces and tabs.
 pub(super) fn skip_seps(s: &str) -> &str {
-    s.trim_start_matches(is_sep)
+    // Separators are single ASCII bytes: skipped bytewise, the same as by character.
+    let n = s.bytes().take_while(|&b| b == b' ' || b == b'\t').count();
+    &s[n..]
 }
 
 /// The token at the start of `s` and what follows exactly one separator after it.
@@ -31,10 +52,58 @@ pub(super) fn token(s: &str) -> (&str, &str) {
 /// A listening port: ASCII digits only, `1..=65535` (no sign, no spaces). Used for
 /// headers and for what the user types alike.
 pub fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
+    // By hand rather than `str::parse` (it shows in profiles); the same answers, tested
+    // against it: leading zeros are fine, overflow is not a port.
+    let mut port: u32 = 0;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        port = port * 10 + u32::from(b - b'0');
+        if port > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    u16::try_from(port).ok().filter(|&p| p != 0)
+}
+
+/// A dotted-quad IPv4 address, exactly as `str::parse::<Ipv4Addr>` reads it (four
+/// decimal octets of one to three digits, no leading zero, none above 255), by hand: the
+/// standard parser is general and shows in profiles.
+pub(super) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    match ipv4_prefix(s.as_bytes())? {
+        (ip, len) if len == s.len() => Some(ip),
+        _ => None,
+    }
+}
+
+/// The dotted-quad address at the start of `b` (see [`parse_ipv4`]) and its length.
+fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value: u32 = 0;
+        while i < b.len() && i - start < 3 && b[i].is_ascii_digit() {
+            value = value * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && b[start] == b'0') {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    Some((Ipv4Addr::from(octets), i))
 }
 
 /// An IP address, IPv6 optionally in brackets.
@@ -47,29 +116,48 @@ pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
 
 /// `IPv4:PORT` or `[IPv6]:PORT`.
 pub(super) fn parse_sockaddr(s: &str) -> Option<(IpAddr, u16)> {
-    let (ip, port) = s.rsplit_once(':')?;
+    if !s.starts_with('[') {
+        // IPv4, in one pass: an address cannot hold a `:`, so the first one must be the
+        // last (if another follows, the port is not digits and both ways fail).
+        let (ip, len) = ipv4_prefix(s.as_bytes())?;
+        let port = s.get(len..)?.strip_prefix(':')?;
+        return Some((IpAddr::V4(ip), parse_port(port)?));
+    }
+    parse_sockaddr_general(s)
+}
+
+/// [`parse_sockaddr`] the plain way: split at the last `:`.
+pub(super) fn parse_sockaddr_general(s: &str) -> Option<(IpAddr, u16)> {
+    let colon = s.bytes().rposition(|b| b == b':')?;
+    let (ip, port) = (&s[..colon], &s[colon + 1..]);
     let ip = match ip.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
         Some(v6) => IpAddr::V6(v6.parse().ok()?),
-        None => IpAddr::V4(ip.parse::<Ipv4Addr>().ok()?),
+        None => IpAddr::V4(parse_ipv4(ip)?),
     };
     Some((ip, parse_port(port)?))
 }
 
 /// The rest of an address header: `NAME MESSAGE`, see the module's decision rules.
-pub(super) fn headed(dialect: Dialect, ip: IpAddr, port: u16, rest: &str) -> Message {
+pub(super) fn headed(
+    dialect: Dialect,
+    ip: IpAddr,
+    port: u16,
+    rest: &str,
+    spares: &mut Spares,
+) -> Message {
     let (name, text) = token(rest);
     let (name, body) = if name.is_empty() {
         (None, Body::Chat(String::new()))
-    } else if text.trim().is_empty() {
+    } else if trim(text).is_empty() {
         match control_word(name) {
             Some(body) => (None, body),
             None => (Some(name), Body::Chat(String::new())),
         }
     } else {
-        (Some(name), body_of(text))
+        (Some(name), body_of(text, spares))
     };
     Message {
-        name: name.map(str::to_owned),
+        name: name.map(|n| spares.string(n)),
         claimed_ip: Some(ip),
         port: Some(port),
         body,
@@ -78,19 +166,19 @@ pub(super) fn headed(dialect: Dialect, ip: IpAddr, port: u16, rest: &str) -> Mes
 }
 
 /// Standard: `IP:PORT NAME MESSAGE`.
-pub(super) fn parse_standard(line: &str) -> Option<Message> {
+pub(super) fn parse_standard(line: &str, spares: &mut Spares) -> Option<Message> {
     let (addr, rest) = token(skip_seps(line));
     let (ip, port) = parse_sockaddr(addr)?;
-    Some(headed(Dialect::Standard, ip, port, skip_seps(rest)))
+    Some(headed(Dialect::Standard, ip, port, skip_seps(rest), spares))
 }
 
 /// Spaced: `IP PORT NAME MESSAGE`.
-pub(super) fn parse_spaced(line: &str) -> Option<Message> {
+pub(super) fn parse_spaced(line: &str, spares: &mut Spares) -> Option<Message> {
     let (ip, rest) = token(skip_seps(line));
     let ip = parse_ip(ip)?;
     let (port, rest) = token(skip_seps(rest));
     let port = parse_port(port)?;
-    Some(headed(Dialect::Spaced, ip, port, skip_seps(rest)))
+    Some(headed(Dialect::Spaced, ip, port, skip_seps(rest), spares))
 }
 
 /// What a bracketed line is.
@@ -110,7 +198,7 @@ pub(super) fn bracket_addr(line: &str) -> Option<(IpAddr, u16, &str)> {
 }
 
 /// Bracketed: `<IP:PORT> @ <TEAM>`, `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.
-pub(super) fn parse_bracketed(line: &str) -> Option<Bracketed<'_>> {
+pub(super) fn parse_bracketed<'a>(line: &'a str, spares: &mut Spares) -> Option<Bracketed<'a>> {
     let (ip, port, rest) = bracket_addr(line)?;
     let rest = skip_seps(rest);
     let (first, after) = token(rest);
@@ -120,6 +208,7 @@ pub(super) fn parse_bracketed(line: &str) -> Option<Bracketed<'_>> {
             ip,
             port,
             rest,
+            spares,
         )));
     }
     let after = skip_seps(after);
@@ -170,7 +259,7 @@ pub(super) fn parse_key_value(line: &str) -> Option<Message> {
         name: name.map(str::to_owned),
         claimed_ip: None,
         port: Some(port),
-        body: body_of(text.trim_start()),
+        body: body_of(text.trim_start(), &mut Spares::default()),
         dialect: Dialect::KeyValue,
     })
 }

@@ -25,7 +25,7 @@ mod tests;
 
 use std::net::IpAddr;
 
-pub use decoder::Decoder;
+pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
@@ -131,7 +131,11 @@ pub fn control_word(text: &str) -> Option<Body> {
         ("disconnect", Body::Exit),
         ("[peer_quit]", Body::Exit),
     ];
-    let t = text.trim();
+    let t = dialects::trim(text);
+    // Most text is none of them: its length says so without comparing.
+    if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
+        return None;
+    }
     WORDS
         .iter()
         .find(|(word, _)| t.eq_ignore_ascii_case(word))

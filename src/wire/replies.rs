@@ -45,7 +45,7 @@ pub fn is_acknowledgement(line: &str) -> bool {
 /// The name in a `IP:PORT NAME connected` reply, when it is one (and, given `port`, claims
 /// that listening port).
 pub fn replier_name(line: &str, port: Option<u16>) -> Option<String> {
-    let msg = parse_standard(line.trim())?;
+    let msg = parse_standard(line.trim(), &mut super::Spares::default())?;
     let connected = matches!(&msg.body, Body::Chat(t) if t.eq_ignore_ascii_case("connected"));
     (connected && port.is_none_or(|p| msg.port == Some(p))).then_some(msg.name)?
 }

@@ -1216,6 +1216,229 @@ fn a_line_that_only_looks_like_json_is_delivered_at_once() {
     assert_eq!(decoder.buffered(), 0);
 }
 
+/// Random short strings over an alphabet chosen to hit the edges of the fast paths:
+/// digits, dots, colons, brackets, separators, letters of the keywords, multi-byte and
+/// invisible characters, `\r` and `\n`.
+fn nasty_strings(seed: u64, count: usize) -> Vec<String> {
+    const ALPHABET: &[&str] = &[
+        "0",
+        "1",
+        "2",
+        "5",
+        "9",
+        "25",
+        "255",
+        "256",
+        "00",
+        ".",
+        ":",
+        "[",
+        "]",
+        "<",
+        ">",
+        "{",
+        "}",
+        "|",
+        "@",
+        " ",
+        "\t",
+        "\r",
+        "\n",
+        "a",
+        "E",
+        "x",
+        "ff",
+        "::",
+        "exit",
+        "connect",
+        "MESSAGE",
+        "LISTENING_PORT",
+        "\u{e9}",
+        "\u{a0}",
+        "\u{202e}",
+        "\u{3000}",
+        "+",
+        "-",
+        "127.0.0.1",
+        "65535",
+        "65536",
+        "0x1",
+    ];
+    let mut rng = crate::sim::rng::Rng::new(seed);
+    (0..count)
+        .map(|_| {
+            let parts = rng.index(8);
+            (0..parts)
+                .map(|_| ALPHABET[rng.index(ALPHABET.len())])
+                .collect::<String>()
+        })
+        .collect()
+}
+
+#[test]
+fn fast_number_parsers_agree_with_the_standard_ones() {
+    let port_slow = |s: &str| -> Option<u16> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u16>().ok().filter(|&p| p != 0)
+    };
+    let mut inputs = nasty_strings(12, 200_000);
+    for edge in [
+        "",
+        "0",
+        "00",
+        "1",
+        "65535",
+        "65536",
+        "065535",
+        "0000000000080",
+        "99999999999999999999",
+        "1.2.3.4",
+        "0.0.0.0",
+        "255.255.255.255",
+        "256.1.1.1",
+        "01.2.3.4",
+        "1.2.3",
+        "1.2.3.4.",
+        ".1.2.3",
+        "1..2.3",
+        "1.2.3.04",
+        "1234.1.1.1",
+        "1.2.3.4 ",
+        " 1.2.3.4",
+        "１.2.3.4",
+    ] {
+        inputs.push(edge.to_owned());
+    }
+    for s in &inputs {
+        assert_eq!(parse_port(s), port_slow(s), "port {s:?}");
+        assert_eq!(
+            super::dialects::parse_ipv4(s),
+            s.parse::<std::net::Ipv4Addr>().ok(),
+            "ipv4 {s:?}"
+        );
+        assert_eq!(
+            super::dialects::parse_sockaddr(s),
+            super::dialects::parse_sockaddr_general(s),
+            "sockaddr {s:?}"
+        );
+    }
+}
+
+#[test]
+fn the_control_word_length_test_changes_no_answer() {
+    let slow = |text: &str| {
+        let words = [
+            "connect",
+            "connection_request",
+            "handshake",
+            "connect_ack",
+            "exit",
+            "disconnect",
+            "[peer_quit]",
+        ];
+        words.iter().any(|w| text.trim().eq_ignore_ascii_case(w))
+    };
+    let mut inputs = nasty_strings(13, 50_000);
+    inputs.extend(
+        [
+            "EXIT",
+            " Connect_Ack\t",
+            "[PEER_QUIT]",
+            "handShake",
+            "exits",
+            "Connection_Request",
+        ]
+        .map(str::to_owned),
+    );
+    for s in &inputs {
+        assert_eq!(control_word(s).is_some(), slow(s), "{s:?}");
+    }
+}
+
+/// The digit fast path of dispatch, the direct decoding of a last line and the spares:
+/// over random input in random chunkings, `feed_final` and `_reusing` (with strings given
+/// back between messages) decode exactly what `feed` and `finish` do.
+#[test]
+fn final_and_reusing_forms_decode_as_feed_and_finish_do() {
+    let mut rng = crate::sim::rng::Rng::new(14);
+    let mut spares = Spares::default();
+    let mut inputs = nasty_strings(15, 40_000);
+    for line in [
+        "127.0.0.71:9 cg m00001",
+        "  127.0.0.1:80 bob hi",
+        "1.2.3.4 80 bob hi",
+        "5002",
+        "5002\nhello",
+        "9 LISTENING_PORT:5",
+        "127.0.0.1:5 exit",
+        "12 {\"type\":\"x\"}",
+        "\u{a0}127.0.0.1:5 n t",
+    ] {
+        inputs.push(line.to_owned());
+    }
+    for input in &inputs {
+        let bytes = input.as_bytes();
+        for max_line in [8, 1 << 16] {
+            let mut expected = Vec::new();
+            let mut slow = Decoder::new(max_line);
+            let expected_ok = slow.feed(bytes, &mut expected).is_ok();
+            slow.finish(&mut expected);
+
+            // Some bytes first through `feed_reusing`, the rest through `feed_final`.
+            let cut = rng.index(bytes.len() + 1);
+            let mut got = Vec::new();
+            let mut fast = Decoder::new(max_line);
+            let got_ok = fast
+                .feed_reusing(&bytes[..cut], &mut got, &mut spares)
+                .and_then(|()| fast.feed_final(&bytes[cut..], &mut got, &mut spares))
+                .is_ok();
+            assert_eq!(got_ok, expected_ok, "{input:?} cut at {cut}");
+            if expected_ok {
+                assert_eq!(got, expected, "{input:?} cut at {cut}");
+            }
+            fast.recycle(&mut spares);
+            for m in got {
+                if let Body::Chat(text) = m.body {
+                    spares.give(text);
+                }
+                if let Some(name) = m.name {
+                    spares.give(name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_trims_agree_with_the_standard_ones() {
+    let mut inputs = nasty_strings(16, 100_000);
+    inputs.extend(
+        [
+            "",
+            " ",
+            "a",
+            "\u{a0}",
+            "a\u{a0}",
+            "\u{3000}a",
+            "\t\tx\t",
+            "x\u{85}",
+            "\u{2028}",
+        ]
+        .map(str::to_owned),
+    );
+    for s in &inputs {
+        assert_eq!(super::dialects::trim(s), s.trim(), "{s:?}");
+        assert_eq!(super::dialects::trim_end(s), s.trim_end(), "{s:?}");
+        assert_eq!(
+            super::dialects::skip_seps(s),
+            s.trim_start_matches([' ', '\t']),
+            "{s:?}"
+        );
+    }
+}
+
 /// Every dialect we send in reads back, through our own decoder, as what we sent: the same
 /// dialect, our name and port, the text or the control word; and the budget is exactly
 /// what the dialect adds around the text.

@@ -114,6 +114,7 @@ impl Connections {
     }
 
     fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+        let now_secs = self.now_secs(now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -123,7 +124,6 @@ impl Connections {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
         }
-        let now_secs = secs_since(self.started, now);
         let ip = addr.ip().to_canonical();
         self.per_ip.entry(ip).or_default().open += 1;
         entry.insert(Conn::In(Inbound {

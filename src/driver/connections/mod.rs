@@ -109,6 +109,11 @@ pub struct Connections {
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
+    /// The strings of messages already shown, for the decoders to take again.
+    spares: wire::Spares,
+    /// The latest `now` and its [`secs_since`] `started`: a turn hands every event the
+    /// same `now`, so the subtraction is done once per turn, not per connection.
+    secs_at: (Instant, u32),
 }
 
 impl Connections {
@@ -145,6 +150,8 @@ impl Connections {
             gave_back: false,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
+            spares: wire::Spares::default(),
+            secs_at: (now, 0),
         })
     }
 
@@ -218,17 +225,22 @@ impl Connections {
     }
 
     fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        let now_secs = self.now_secs(now);
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        let now_secs = secs_since(self.started, now);
         // Most connections never have a backlog: no lookup for them.
         let mut backlog = match self.backlogs.is_empty() {
             true => Vec::new(),
             false => self.backlogs.remove(&key).unwrap_or_default(),
         };
         let before = conn.decoder.buffered() + backlog.len();
-        let (mut end, taken) = conn.read(&mut self.read_buf, &mut backlog, &mut self.messages);
+        let (mut end, taken) = conn.read(
+            &mut self.read_buf,
+            &mut backlog,
+            &mut self.messages,
+            &mut self.spares,
+        );
         self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
@@ -288,6 +300,17 @@ impl Connections {
                 self.close(key, out);
             }
             ReadEnd::Unfinished => self.close_unfinished(key, out),
+        }
+    }
+
+    /// Takes back the strings of an event that was shown, for the next messages decoded:
+    /// with this, a message costs no allocation in steady state.
+    pub fn recycle(&mut self, event: Event) {
+        if let Event::Message { from, text } = event {
+            self.spares.give(text);
+            if let Some(name) = from.name {
+                self.spares.give(name);
+            }
         }
     }
 
@@ -367,6 +390,7 @@ impl Connections {
         self.conns.shrink_to_fit();
         self.queue.shrink_to_fit();
         self.messages.shrink_to_fit();
+        self.spares.clear();
         self.per_ip.shrink_to_fit();
         self.backlogs.shrink_to_fit();
         self.read_since_shrink = 0;
@@ -438,6 +462,7 @@ impl Connections {
                             self.timers.cancel(sweep);
                         }
                     }
+                    c.decoder.recycle(&mut self.spares);
                     c.stream
                 }
                 Conn::Out(c) => {
@@ -482,6 +507,16 @@ fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
                 return;
             }
         }
+    }
+}
+
+impl Connections {
+    /// Whole seconds from `started` to `now`, remembered for the turn.
+    fn now_secs(&mut self, now: Instant) -> u32 {
+        if self.secs_at.0 != now {
+            self.secs_at = (now, secs_since(self.started, now));
+        }
+        self.secs_at.1
     }
 }
 
