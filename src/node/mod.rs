@@ -1056,18 +1056,19 @@ mod tests {
 
     #[test]
     fn quit_says_what_it_waits_for_when_it_takes_a_moment() {
-        let mut n = node();
         let mut out = Vec::new();
         let t0 = Instant::now();
-        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
-        n.on_message(
-            observed,
-            msg("bob", 6000, Body::Chat("hi".into())),
-            t0,
-            &mut out,
-        );
-        n.quit(t0, &mut out);
-        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "exit")]));
+        // A node that heard bob, quitting: its `exit` to bob handed out.
+        let quitting = |out: &mut Vec<Effect>| {
+            let mut n = node();
+            let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+            let hi = msg("bob", 6000, Body::Chat("hi".into()));
+            n.on_message(observed, hi, t0, out);
+            n.quit(t0, out);
+            assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "exit")]));
+            n
+        };
+        let mut n = quitting(&mut out);
         assert_eq!(n.poll_timeout(), Some(t0 + QUIT_NOTICE_AFTER));
         let mut later = Vec::new();
         n.on_timeout(t0 + QUIT_NOTICE_AFTER, &mut later);
@@ -1081,15 +1082,7 @@ mod tests {
             "then the deadline"
         );
         // Done before the notice: nothing said.
-        let mut n = node();
-        n.on_message(
-            observed,
-            msg("bob", 6000, Body::Chat("hi".into())),
-            t0,
-            &mut out,
-        );
-        n.quit(t0, &mut out);
-        sends(&mut n);
+        let mut n = quitting(&mut out);
         n.on_sent(addr("127.0.0.3:6000"), None, t0, &mut out);
         assert!(n.is_finished());
         assert_eq!(n.poll_timeout(), None);
