@@ -324,6 +324,46 @@ pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
 mod tests {
     use super::*;
 
+    /// `push_copy`, which reuses the oldest entry's strings once the history is full,
+    /// keeps exactly what `push` of a new entry keeps, whatever the sizes (the byte bound
+    /// included), and the strings it reuses stay within twice what they hold plus 64.
+    #[test]
+    fn push_copy_keeps_what_push_keeps() {
+        let mut rng = crate::sim::rng::Rng::new(31);
+        for capacity in [0, 1, 3, 50] {
+            let (mut pushed, mut copied) = (History::new(capacity), History::new(capacity));
+            for i in 0..2_000 {
+                let len = match rng.index(50) {
+                    0 => rng.index(3 << 20),
+                    1..=5 => 0,
+                    _ => rng.index(200),
+                };
+                let text = "t".repeat(len);
+                let name = (rng.index(3) > 0).then(|| "n".repeat(rng.index(40)));
+                let addr = (rng.index(4) > 0).then(|| SocketAddr::from(([127, 0, 0, 3], 9)));
+                pushed.push(Entry {
+                    millis: i,
+                    direction: Direction::In,
+                    addr,
+                    name: name.clone(),
+                    text: text.clone(),
+                });
+                copied.push_copy((i, Direction::In, addr), name.as_deref(), &text);
+                assert_eq!(
+                    copied.entries, pushed.entries,
+                    "capacity {capacity}, step {i}"
+                );
+                assert_eq!(copied.bytes, pushed.bytes);
+                for e in &copied.entries {
+                    assert!(
+                        e.text.capacity() <= 2 * e.text.len() + 64
+                            || e.text.len() == e.text.capacity()
+                    );
+                }
+            }
+        }
+    }
+
     fn entry(i: i64, dir: Direction) -> Entry {
         Entry {
             millis: i,

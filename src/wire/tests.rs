@@ -1439,6 +1439,42 @@ fn fast_trims_agree_with_the_standard_ones() {
     }
 }
 
+/// The digit fast path of dispatch skips the JSON, bracketed, key/value and colon
+/// dialects for a line whose first visible character is a digit: each of them would have
+/// failed on it.
+#[test]
+fn lines_starting_with_a_digit_are_none_of_the_skipped_dialects() {
+    let mut inputs = nasty_strings(17, 100_000);
+    inputs.extend(
+        [
+            "1LISTENING_PORT:5|TEAM_NAME:x|hi",
+            " 2MESSAGE:bob:80:hi",
+            "3<1.2.3.4:5> x",
+            "4{\"type\":\"chat\"}",
+            "\u{a0}5CONNECT:80",
+            "6|LISTENING_PORT:5",
+        ]
+        .map(str::to_owned),
+    );
+    let mut spares = Spares::default();
+    let mut checked = 0;
+    for s in &inputs {
+        let t = super::dialects::trim(s);
+        if !t.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            continue;
+        }
+        checked += 1;
+        assert!(!t.starts_with('{'), "{s:?}");
+        assert!(
+            super::dialects::parse_bracketed(s, &mut spares).is_none(),
+            "{s:?}"
+        );
+        assert!(super::dialects::parse_key_value(s).is_none(), "{s:?}");
+        assert!(super::dialects::parse_colon(s).is_none(), "{s:?}");
+    }
+    assert!(checked > 1000, "only {checked} lines started with a digit");
+}
+
 /// Every dialect we send in reads back, through our own decoder, as what we sent: the same
 /// dialect, our name and port, the text or the control word; and the budget is exactly
 /// what the dialect adds around the text.
