@@ -9,21 +9,25 @@
 //!   stdin, sockets, signals            stdout, journal, sockets
 //!            │                                   ▲
 //!            ▼                                   │
-//!   driver/   event_loop · connections · connection · stdin · stdout · journal · terminal · net
+//!   driver/   event_loop · connections · connection · stdin · stdout · journal · terminal
+//!             · logsink · net · oneshot
 //!            │  bytes, lines, results,           ▲  effects, messages to transmit,
 //!            │  time passed (`now`)              │  the next deadline
 //!            ▼                                   │
 //!   node/     Node · peers · liveness · outbox · history · commands · event · timers
-//!   wire/     decoder · dialects · json · encode          (pure: no clock, no I/O)
+//!   wire/     decoder · dialects · json · encode · replies (pure: no clock, no I/O)
 //! ```
 //!
-//! - `wire/`: decodes every dialect the lab's peers send (docs/PROTOCOL.md), encodes ours.
-//!   Public, as the one door for fuzzing and for programs that speak the protocol.
+//! - `wire/`: decodes every dialect the lab's peers send (docs/PROTOCOL.md), and encodes
+//!   ours in each of them (every peer is answered in the dialect it spoke); what receivers
+//!   say back on our connections. Public, as the one door for fuzzing and for programs that
+//!   speak the protocol.
 //! - `node/`: the `Node` takes inputs (`on_message`, `on_line`, `on_sent`, `on_timeout`...)
 //!   and answers with effects, the messages to transmit (`poll_transmit`) and when to wake
 //!   it (`poll_timeout`), in the shape of quinn-proto's connections. Its parts: `peers`,
 //!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`.
-//! - `driver/`: the executor of those decisions, and nothing else.
+//! - `driver/`: the executor of those decisions, and nothing else (plus `oneshot`, the
+//!   blocking `peerchat send`, which has no loop to run).
 //! - `ui/`: what the user sees and types: rendering, the line editor, wall-clock formats.
 //! - [`cli`]: the `peerchat` command line, resolved into a [`Config`].
 //! - `sim/` (tests only): many nodes on a virtual clock and network, with faults.
