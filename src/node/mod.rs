@@ -675,7 +675,13 @@ impl Node {
         found.retain(|c| c.starts_with(word));
         found.sort();
         found.dedup();
-        found.truncate(MAX_COMPLETIONS);
+        if found.len() > MAX_COMPLETIONS {
+            // Sorted: the first and the last share exactly what all of them share, so
+            // keeping the last keeps Tab from extending the word past one left out.
+            let last = found.pop();
+            found.truncate(MAX_COMPLETIONS - 1);
+            found.extend(last);
+        }
         found
     }
 
@@ -1040,6 +1046,27 @@ mod tests {
             n.completions("127.0.0.4", false),
             ["127.0.0.4:6000", "127.0.0.4:6001"]
         );
+    }
+
+    /// More matches than Tab offers: the candidates kept still share only what all the
+    /// matches share, so Tab never extends the word past another peer's name.
+    #[test]
+    fn tab_never_completes_past_a_name_it_left_out() {
+        let mut n = node();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let names = (0..MAX_COMPLETIONS).map(|i| format!("ax{i:02}"));
+        for (i, name) in names.chain(["ay".to_owned()]).enumerate() {
+            let ip: IpAddr = format!("127.0.3.{}", i + 1).parse().expect("ip");
+            n.on_message(ip, msg(&name, 6000, Body::Chat("hi".into())), now, &mut out);
+        }
+        let found = n.completions("a", false);
+        assert!(found.len() <= MAX_COMPLETIONS, "{}", found.len());
+        let shared = found.iter().fold(found[0].as_str(), |acc, c| {
+            let same = acc.bytes().zip(c.bytes()).take_while(|(a, b)| a == b);
+            &acc[..same.count()]
+        });
+        assert_eq!(shared, "a", "{found:?}");
     }
 
     #[test]
