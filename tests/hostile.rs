@@ -557,3 +557,52 @@ fn unfinished_lines_from_one_address_cannot_crowd_out_another_sender() {
     );
     drop(held);
 }
+
+#[test]
+fn port_lines_do_not_hold_connection_slots() {
+    // A port-line peer keeps one connection open between its messages, and the idle
+    // timeout spares it; an attacker opening many with just a port line must not hold
+    // them all for ever (README: "Connection slots cannot be held").
+    let b = 240;
+    let mut peer = Peer::spawn(
+        "target",
+        &ip(b, 2),
+        &["--idle-timeout", "2", "--max-per-ip", "50"],
+    );
+    let to = peer.addr;
+    let attacker = ip(b, 10);
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = connect_from(&attacker, to).expect("held connection");
+            s.write_all(b"5999\n").expect("port line");
+            s
+        })
+        .collect();
+    assert!(
+        poll_until(WAIT, || peer.open_fds() >= 20),
+        "the 20 are taken"
+    );
+    let mut buf = [0u8; 64];
+    // Drops those the peer closed; keeps those still open (a read would block).
+    let mut still_open = || {
+        held.retain_mut(|s| {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+            match s.read(&mut buf) {
+                Ok(0) => false,
+                Ok(_) => true,
+                Err(e) => matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        });
+        held.len()
+    };
+    let closed = poll_until(Duration::from_secs(8), || still_open() <= 1);
+    assert!(
+        closed,
+        "{} connections that sent only a port line are still open",
+        still_open()
+    );
+    peer.quit_ok();
+}

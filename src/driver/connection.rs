@@ -129,8 +129,8 @@ impl Inbound {
     }
 
     /// Whether the idle timeout spares it: a port-line peer keeps its connection open
-    /// between messages, for as long as its user is silent. Stalling mid-line still
-    /// counts.
+    /// between messages, for as long as its user is silent (one such connection per
+    /// address: see `Connections::close_idle`). Stalling mid-line still counts.
     pub fn keeps_open(&self) -> bool {
         self.decoder.is_port_line() && self.decoder.buffered() == 0
     }

@@ -212,7 +212,7 @@ impl Node {
             self.liveness.track(dest, now);
         }
         let budget = self.me.header.budget_in(self.dialect_for(dest), dest);
-        let parts = wire::split_for_wire(text, budget);
+        let parts = wire::split_in(self.dialect_for(dest), text, budget);
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
                 dest,

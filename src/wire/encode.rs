@@ -183,6 +183,36 @@ fn write_in(dialect: Dialect, own: SocketAddr, name: &str, text: &str, out: &mut
     };
 }
 
+/// Like [`split_for_wire`], for a message sent in `dialect`: JSON escapes quotes,
+/// backslashes and control characters in the text (up to six bytes for one), so a piece
+/// whose escaped form would not fit is split again, at its own rate of escaping, until
+/// every piece's wire form fits in [`MAX_WIRE_MESSAGE`].
+pub fn split_in(dialect: Dialect, text: &str, header_len: usize) -> Vec<&str> {
+    if dialect != Dialect::Json {
+        return split_for_wire(text, header_len);
+    }
+    let room = MAX_WIRE_MESSAGE.saturating_sub(header_len);
+    let mut pieces = Vec::new();
+    split_escaped(text, room, room, &mut pieces);
+    pieces
+}
+
+/// Splits `text` into pieces of at most `raw` bytes, and again any whose escaped form is
+/// longer than `room`.
+fn split_escaped<'a>(text: &'a str, room: usize, raw: usize, out: &mut Vec<&'a str>) {
+    for piece in split_for_wire(text, MAX_WIRE_MESSAGE - raw) {
+        // serde_json's escaping, without the two quotes around the string.
+        let escaped = serde_json::to_string(piece).map_or(piece.len(), |s| s.len() - 2);
+        if escaped <= room || piece.chars().nth(1).is_none() {
+            out.push(piece);
+        } else {
+            // Fewer raw bytes than the piece holds: each sub-piece is shorter, so this ends.
+            let raw = room * piece.len() / escaped;
+            split_escaped(piece, room, raw, out);
+        }
+    }
+}
+
 /// How far back from a piece's end [`split_for_wire`] looks for a space to cut before.
 const SPACE_WINDOW: usize = 64;
 

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
-pub use encode::{encode, header, split_for_wire, Format, OwnHeader};
+pub use encode::{encode, header, split_for_wire, split_in, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.

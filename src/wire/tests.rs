@@ -1528,3 +1528,48 @@ fn each_dialect_we_send_in_decodes_back_to_what_we_sent() {
         }
     }
 }
+
+#[test]
+fn every_piece_of_a_split_message_fits_in_one_recv_in_every_dialect() {
+    let me = OwnHeader {
+        name: "alice".into(),
+        format: Format::Standard,
+        port: 5001,
+        claim: None,
+    };
+    let dest: SocketAddr = "127.0.0.9:7000".parse().expect("addr");
+    let local = "127.0.0.2".parse().expect("ip");
+    let dialects = [
+        Dialect::Standard,
+        Dialect::Spaced,
+        Dialect::Bracketed,
+        Dialect::KeyValue,
+        Dialect::Colon,
+        Dialect::Persistent,
+        Dialect::Json,
+    ];
+    // JSON escapes quotes and backslashes (two bytes each) and control characters (six).
+    let texts = [
+        "\"".repeat(1500),
+        "\\".repeat(700),
+        "\u{1}".repeat(400),
+        format!("say {}", "\" ".repeat(600)),
+    ];
+    for dialect in dialects {
+        for text in &texts {
+            let parts = split_in(dialect, text, me.budget_in(dialect, dest));
+            assert_eq!(parts.concat(), *text);
+            // 3000 escaped bytes: four pieces, not one a character.
+            assert!(
+                parts.len() <= 4,
+                "{dialect:?}: {} pieces of {:?}",
+                parts.len(),
+                &text[..4]
+            );
+            for part in parts {
+                let len = me.encode_in(dialect, local, part).len();
+                assert!(len <= MAX_WIRE_MESSAGE, "{dialect:?}: {len} bytes");
+            }
+        }
+    }
+}

@@ -354,10 +354,24 @@ impl Connections {
         let Some(cutoff) = secs_since(self.started, now).checked_sub(idle_secs) else {
             return; // the driver has not run for an idle timeout yet
         };
+        // A port-line peer keeps one connection open between its messages: one per
+        // address is spared (the one active last), so that port lines cannot hold slots.
+        let mut spared: HashMap<IpAddr, (u32, usize)> = HashMap::new();
+        for (key, c) in self.conns.iter() {
+            if let Conn::In(i) = c {
+                if i.keeps_open() {
+                    let best = spared.entry(i.ip).or_insert((i.active_at, key));
+                    *best = (*best).max((i.active_at, key));
+                }
+            }
+        }
         let expired: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c, Conn::In(i) if i.idle_since() < cutoff && !i.keeps_open()))
+            .filter(|(key, c)| {
+                matches!(c, Conn::In(i) if i.idle_since() < cutoff
+                    && !(i.keeps_open() && spared.get(&i.ip).map(|s| s.1) == Some(*key)))
+            })
             .map(|(key, _)| key)
             .collect();
         for key in expired {
