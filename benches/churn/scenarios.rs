@@ -12,24 +12,41 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub static CHURN_RATE: Metric = Metric {
-    scenario: "churn",
-    name: "delivered msg/s",
-    target: "peerchat ≥ 0.85× floor and > threads",
-    decimals: 0,
-};
-pub static CHURN_P50: Metric = Metric {
-    scenario: "churn",
-    name: "connect+write+close p50 µs",
-    target: "",
-    decimals: 0,
-};
-pub static CHURN_P99: Metric = Metric {
-    scenario: "churn",
-    name: "connect+write+close p99 µs",
-    target: "",
-    decimals: 0,
-};
+/// The churn rows of one concurrency (made at run time: the concurrencies are configured).
+pub struct ChurnMetrics {
+    pub concurrency: usize,
+    pub rate: &'static Metric,
+    pub p50: &'static Metric,
+    pub p99: &'static Metric,
+    pub overflows: &'static Metric,
+}
+
+impl ChurnMetrics {
+    pub fn new(concurrency: usize) -> ChurnMetrics {
+        let scenario: &'static str = Box::leak(format!("churn C={concurrency}").into_boxed_str());
+        let metric =
+            |name: &'static str, target: &'static str, decimals: usize| -> &'static Metric {
+                Box::leak(Box::new(Metric {
+                    scenario,
+                    name,
+                    target,
+                    decimals,
+                }))
+            };
+        ChurnMetrics {
+            concurrency,
+            rate: metric("delivered msg/s", "peerchat ≥ 1.0× floor and > threads", 0),
+            p50: metric("connect+write+close p50 µs", "", 0),
+            p99: metric("connect+write+close p99 µs", "", 0),
+            overflows: metric(
+                "listen-queue overflows per run",
+                "0 where the floor has 0 (each costs a 1 s SYN retry)",
+                0,
+            ),
+        }
+    }
+}
+
 pub static HELD_IDLE_RSS: Metric = Metric {
     scenario: "held",
     name: "RSS before, KiB",
@@ -85,13 +102,6 @@ pub static IDLE_PROBES: Metric = Metric {
     decimals: 0,
 };
 
-pub static CHURN_OVERFLOWS: Metric = Metric {
-    scenario: "churn",
-    name: "listen-queue overflows per run",
-    target: "0 (each costs a 1 s SYN retry)",
-    decimals: 0,
-};
-
 /// `ListenOverflows` from `/proc/net/netstat`: SYNs and handshake ACKs the kernel dropped
 /// because a listener's accept queue was full (system-wide; the bench is the only load).
 fn listen_overflows() -> u64 {
@@ -112,7 +122,8 @@ fn listen_overflows() -> u64 {
 pub struct Config {
     pub churn_runs: usize,
     pub churn_n: u32,
-    pub churn_c: usize,
+    /// The concurrencies churn runs at, each its own rows.
+    pub churn_cs: Vec<usize>,
     /// No new churn message is started after this long (a slow contender sends fewer).
     pub churn_budget: Duration,
     pub sources: Vec<Ipv4Addr>,
@@ -124,6 +135,11 @@ pub struct Config {
     pub idle_runs: usize,
     pub idle_peers: usize,
     pub idle_for: Duration,
+    pub stream_runs: usize,
+    /// Bytes of lines per stream run, for each of `stream::SIZES`.
+    pub stream_bytes: [u64; 3],
+    /// One-message connections counted under callgrind (0: not run).
+    pub callgrind_n: u32,
 }
 
 /// Everything a run needs besides its sizes.
@@ -134,7 +150,7 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    fn start(
+    pub fn start(
         &self,
         kind: Kind,
         label: String,
@@ -148,6 +164,8 @@ impl Env<'_> {
             label,
             fan_out,
             default_limits: false,
+            bind: Ipv4Addr::LOCALHOST,
+            callgrind: None,
         })
     }
 }
@@ -185,10 +203,13 @@ pub fn churn(
     env: &Env,
     kind: Kind,
     run: usize,
+    rows: &ChurnMetrics,
     table: &mut Table,
 ) -> Result<(), String> {
-    let mut c = env.start(kind, format!("churn-{run}-{}", kind.name()), None)?;
-    let tag = format!("r{run}{}x", letter(kind));
+    let cc = rows.concurrency;
+    let label = format!("churn-c{cc}-{run}-{}", kind.name().replace(' ', ""));
+    let mut c = env.start(kind, label, None)?;
+    let tag = format!("r{run}c{cc}{}x", letter(kind));
     let n = cfg.churn_n;
     let result = (|| {
         let overflows_before = listen_overflows();
@@ -198,7 +219,7 @@ pub fn churn(
             &cfg.sources,
             &tag,
             n,
-            cfg.churn_c,
+            cc,
             cfg.churn_budget,
             deadline,
         )
@@ -232,7 +253,7 @@ pub fn churn(
                 .take(5)
                 .collect();
             return Err(format!(
-                "{}: churn run {run}: {unique} of {sent} messages printed within 10 s after sending ({dups} \
+                "{}: churn C={cc} run {run}: {unique} of {sent} messages printed within 10 s after sending ({dups} \
                  duplicates; {} connect errors retried, {} write errors; first missing ids {missing:?})",
                 kind.name(),
                 stats.connect_errors,
@@ -247,12 +268,12 @@ pub fn churn(
             lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
                 .map_or(f64::NAN, |&v| f64::from(v))
         };
-        table.add(&CHURN_RATE, kind, rate);
-        table.add(&CHURN_P50, kind, pct(0.50));
-        table.add(&CHURN_P99, kind, pct(0.99));
-        table.add(&CHURN_OVERFLOWS, kind, overflows as f64);
+        table.add(rows.rate, kind, rate);
+        table.add(rows.p50, kind, pct(0.50));
+        table.add(rows.p99, kind, pct(0.99));
+        table.add(rows.overflows, kind, overflows as f64);
         eprintln!(
-            "  churn  run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  {overflows} listen \
+            "  churn  C={cc:<3} run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  {overflows} listen \
              overflows, {} connect errors retried",
             kind.name(),
             pct(0.50),
