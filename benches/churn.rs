@@ -182,7 +182,7 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             idle_peers: 50,
             idle_for: Duration::from_secs(2),
             stream_runs: 1,
-            stream_bytes: [8 << 20, 32 << 20, 64 << 20],
+            stream_bytes: [16 << 20, 64 << 20, 128 << 20],
             callgrind_n: 300,
         }
     } else {
@@ -201,7 +201,7 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             idle_peers: 50,
             idle_for: Duration::from_secs(10),
             stream_runs: 3,
-            stream_bytes: [128 << 20, 512 << 20, 1 << 30],
+            stream_bytes: [512 << 20, 512 << 20, 512 << 20],
             callgrind_n: 3_000,
         }
     };
