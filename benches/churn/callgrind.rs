@@ -4,7 +4,8 @@
 //! `127.0.0.71:9 cg m00001`, close), no more than [`IN_FLIGHT`] of them unshown at once (the
 //! stdout file is watched), so that the count is of steady work, not of queues. Then SIGTERM,
 //! and the `summary:` (or `totals:`) line of the callgrind file, divided by the number of
-//! messages, start-up and shutdown included.
+//! messages, start-up and shutdown included ([`IR`]). A second run with no message at all
+//! gives the cost of start-up and shutdown alone; [`IR_NET`] is the difference per message.
 
 use crate::load;
 use crate::procs::{self, Kind, Launch};
@@ -31,6 +32,13 @@ pub static IR: Metric = Metric {
     decimals: 0,
 };
 
+pub static IR_NET: Metric = Metric {
+    scenario: "callgrind",
+    name: "Ir per message, less a 0-message run",
+    target: "peerchat ≤ 2,500",
+    decimals: 0,
+};
+
 /// Whether `valgrind` can be run.
 pub fn available() -> bool {
     Command::new("valgrind")
@@ -49,10 +57,26 @@ fn is_ours(line: &[u8]) -> bool {
         && line[line.len() - 5..].iter().all(u8::is_ascii_digit)
 }
 
-/// Runs one contender under callgrind with `n` messages; adds its Ir per message to `table`.
+/// Runs one contender under callgrind with `n` messages, then with none; adds its Ir per
+/// message to `table`.
 pub fn run(env: &Env, kind: Kind, n: u32, table: &mut Table) -> Result<(), String> {
+    let total = count(env, kind, n)?;
+    let per = total as f64 / f64::from(n);
+    table.add(&IR, kind, per);
+    let idle = count(env, kind, 0)?;
+    let net = total.saturating_sub(idle) as f64 / f64::from(n);
+    table.add(&IR_NET, kind, net);
+    eprintln!(
+        "  callgrind {:<8} {n} messages: {total} Ir in all, {per:.0} per message; {idle} Ir with none, so {net:.0} per message",
+        kind.name()
+    );
+    Ok(())
+}
+
+/// Runs one contender under callgrind with `n` messages; the Ir it executed in all.
+fn count(env: &Env, kind: Kind, n: u32) -> Result<u64, String> {
     let name = kind.name();
-    let label = format!("callgrind-{}", name.replace(' ', ""));
+    let label = format!("callgrind-{n}-{}", name.replace(' ', ""));
     let counts = env.dir.join(format!("{label}.callgrind"));
     let mut c = procs::start(&Launch {
         kind,
@@ -109,11 +133,9 @@ pub fn run(env: &Env, kind: Kind, n: u32, table: &mut Table) -> Result<(), Strin
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("{name}: no summary/totals line in {}", counts.display()))?;
-    let per = total as f64 / f64::from(n);
-    table.add(&IR, kind, per);
     eprintln!(
-        "  callgrind {name:<8} {n} messages, {total} Ir in all, {per:.0} Ir per message ({:.1} s)",
+        "  callgrind {name:<8} {n} messages sent in {:.1} s",
         took.as_secs_f64()
     );
-    Ok(())
+    Ok(total)
 }
