@@ -205,12 +205,12 @@ pub fn run(
             thread::sleep(Duration::from_millis(10));
         }
         let pct = shown as f64 * 100.0 / count as f64;
-        table.add(&SHOWN[i], kind, pct);
         let elapsed = done.unwrap_or(grew) - started;
         let mbps = sent_bytes as f64 / 1e6 / elapsed.as_secs_f64();
         if shown == count {
             table.add(&MBPS[i], kind, mbps);
         }
+        table.add(&SHOWN[i], kind, pct);
         eprintln!(
             "  stream {size:>5} B run {run} {name:<8} {count} lines, {shown} shown, {mbps:.1} MB/s"
         );
