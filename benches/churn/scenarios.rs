@@ -274,7 +274,6 @@ pub fn churn(
             }
             notes.push(format!("baseline late or lost: {problem}"));
         }
-        table.add(rows.late, kind, (sent as usize - unique) as f64);
         let overflows = listen_overflows().saturating_sub(overflows_before);
         let rate = unique as f64 / (last - stats.started).as_secs_f64();
         let mut lat = stats.latencies_us;
@@ -287,6 +286,7 @@ pub fn churn(
         table.add(rows.p50, kind, pct(0.50));
         table.add(rows.p99, kind, pct(0.99));
         table.add(rows.overflows, kind, overflows as f64);
+        table.add(rows.late, kind, (sent as usize - unique) as f64);
         eprintln!(
             "  churn  C={cc:<3} run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  {overflows} listen \
              overflows, {} connect errors retried",
