@@ -1,18 +1,29 @@
 //! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]`: peerchat
-//! against two baselines measured in the same run, under connection churn, many held
-//! connections, fan-out and idle; then peerchat alone under attack (`hostile`).
+//! against three baselines measured in the same run, under connection churn (at three
+//! concurrencies), one persistent stream of lines, many held connections, fan-out and idle,
+//! plus the instructions per message under callgrind where valgrind is on PATH; then peerchat
+//! alone under attack (`hostile`).
 //!
 //! Contenders, each its own process, all driven by the same load generator:
 //! - `peerchat`: the release binary (built here with `cargo build --release`), stdout to a file;
 //!   under churn also `peerchat --state`, to show what the journal costs;
 //! - `floor`: the smallest correct single-threaded mio server (`churn/floor.rs`);
-//! - `threads`: a std-only thread-per-connection server (`churn/threads.rs`).
+//! - `threads`: a std-only thread-per-connection server (`churn/threads.rs`);
+//! - `tokio`: a tokio accept-spawn server on the multi-thread runtime, under churn and stream
+//!   only (`churn/tokio_server.rs`; tokio is a dev-dependency).
+//!
+//! `stream` (`churn/stream.rs`): one connection sends 100 B, 1 KiB or 64 KiB lines; MB/s, lines
+//! shown of lines sent (a lost line is an error, in `--quick` too) and CPU per line.
+//! `callgrind` (`churn/callgrind.rs`): peerchat and the floor under `valgrind --tool=callgrind`
+//! with 3,000 paced one-message connections (300 in `--quick`); Ir per message.
 //!
 //! The baselines are this same bench binary re-executed with `PEERCHAT_BENCH_ROLE` set. Every
 //! scenario runs several times with the contenders alternating; one table reports the median,
 //! min–max and ratio to the floor, with the targets beside them. The exit status is non-zero
-//! only when something is broken (a lost message, a process that fails to start or dies),
-//! never because of a speed figure. `--no-peerchat` (or `PEERCHAT_BENCH_NO_PEERCHAT=1`) runs
+//! only when something is broken (a message or line peerchat lost, a line a stream baseline
+//! lost, a process that fails to start or dies), never because of a speed figure; a churn
+//! message a baseline has not shown 10 s after the last send (the thread-per-connection
+//! server's overflowing backlog at C = 256) is counted in the table and noted instead. `--no-peerchat` (or `PEERCHAT_BENCH_NO_PEERCHAT=1`) runs
 //! only the baselines; `PEERCHAT_BENCH_KEEP=1` keeps every contender's stdout and stderr in the
 //! scratch directory (it is always kept when something broke).
 //!
@@ -28,6 +39,8 @@
 
 #[path = "churn/attacks.rs"]
 mod attacks;
+#[path = "churn/callgrind.rs"]
+mod callgrind;
 #[path = "churn/floor.rs"]
 mod floor;
 #[path = "churn/hostile.rs"]
@@ -42,11 +55,15 @@ mod report;
 mod scenarios;
 #[path = "churn/sinks.rs"]
 mod sinks;
+#[path = "churn/stream.rs"]
+mod stream;
 #[path = "churn/threads.rs"]
 mod threads;
+#[path = "churn/tokio_server.rs"]
+mod tokio_server;
 
 use procs::Kind;
-use scenarios::{Config, Env};
+use scenarios::{ChurnMetrics, Config, Env};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -101,6 +118,7 @@ fn run_role(role: &str) -> ExitCode {
         "floor-fanout" => floor::fan_out(&targets),
         "threads" => threads::serve(bind),
         "threads-fanout" => threads::fan_out(&targets),
+        "tokio" => tokio_server::serve(bind),
         other => Err(std::io::Error::other(format!(
             "unknown {ROLE_VAR} {other:?}"
         ))),
@@ -154,7 +172,7 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
         Config {
             churn_runs: 2,
             churn_n: 5_000,
-            churn_c: 32,
+            churn_cs: vec![32],
             churn_budget: Duration::from_secs(2),
             sources: (2..=9).map(|x| Ipv4Addr::new(127, 0, 0, x)).collect(),
             held_runs: 1,
@@ -165,12 +183,15 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             idle_runs: 1,
             idle_peers: 50,
             idle_for: Duration::from_secs(2),
+            stream_runs: 1,
+            stream_bytes: [16 << 20, 64 << 20, 128 << 20],
+            callgrind_n: 300,
         }
     } else {
         Config {
-            churn_runs: 5,
+            churn_runs: 3,
             churn_n: 20_000,
-            churn_c: 64,
+            churn_cs: vec![8, 64, 256],
             churn_budget: Duration::from_secs(5),
             sources: (2..=9).map(|x| Ipv4Addr::new(127, 0, 0, x)).collect(),
             held_runs: 3,
@@ -181,6 +202,9 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             idle_runs: 3,
             idle_peers: 50,
             idle_for: Duration::from_secs(10),
+            stream_runs: 3,
+            stream_bytes: [512 << 20, 512 << 20, 512 << 20],
+            callgrind_n: 3_000,
         }
     };
     if hostile_only {
@@ -188,6 +212,8 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
         cfg.held_runs = 0;
         cfg.fanout_runs = 0;
         cfg.idle_runs = 0;
+        cfg.stream_runs = 0;
+        cfg.callgrind_n = 0;
     }
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
     let peerchat = if with_peerchat {
@@ -227,22 +253,49 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
     if with_peerchat {
         churn_kinds.insert(1, Kind::PeerchatState);
     }
+    churn_kinds.push(Kind::Tokio);
+    let mut stream_kinds = kinds.clone();
+    stream_kinds.push(Kind::Tokio);
+    let churn_rows: Vec<ChurnMetrics> =
+        cfg.churn_cs.iter().map(|&c| ChurnMetrics::new(c)).collect();
     // One unmeasured run first: the first contender measured would otherwise pay for a
     // cold machine (page cache, TCP state left by whatever ran before, CPU frequency);
     // in quick mode, with two runs, that alone moved peerchat's median by 15%.
     let mut warm_up = report::Table::default();
-    if cfg.churn_runs > 0 {
-        if let Err(e) = scenarios::churn(&cfg, &env, Kind::Floor, 99, &mut warm_up) {
+    if let (true, Some(rows)) = (cfg.churn_runs > 0, churn_rows.first()) {
+        if let Err(e) = scenarios::churn(
+            &cfg,
+            &env,
+            Kind::Floor,
+            99,
+            rows,
+            &mut warm_up,
+            &mut Vec::new(),
+        ) {
             problems.push(format!("warm-up: {e}"));
         }
     }
-    for run in 0..cfg.churn_runs {
-        let rotated_churn: Vec<Kind> = (0..churn_kinds.len())
-            .map(|i| churn_kinds[(i + run) % churn_kinds.len()])
-            .collect();
-        for kind in rotated_churn {
-            if let Err(e) = scenarios::churn(&cfg, &env, kind, run, &mut table) {
-                problems.push(e);
+    for rows in &churn_rows {
+        for run in 0..cfg.churn_runs {
+            let rotated_churn: Vec<Kind> = (0..churn_kinds.len())
+                .map(|i| churn_kinds[(i + run) % churn_kinds.len()])
+                .collect();
+            for kind in rotated_churn {
+                if let Err(e) =
+                    scenarios::churn(&cfg, &env, kind, run, rows, &mut table, &mut notes)
+                {
+                    problems.push(e);
+                }
+            }
+        }
+    }
+    for (i, &bytes) in cfg.stream_bytes.iter().enumerate() {
+        for run in 0..cfg.stream_runs {
+            for j in 0..stream_kinds.len() {
+                let kind = stream_kinds[(j + run) % stream_kinds.len()];
+                if let Err(e) = stream::run(&env, kind, i, bytes, run, &mut table) {
+                    problems.push(e);
+                }
             }
         }
     }
@@ -267,6 +320,22 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             }
         }
     }
+    if cfg.callgrind_n > 0 {
+        if callgrind::available() {
+            let mut cg_kinds = vec![Kind::Floor];
+            if with_peerchat {
+                cg_kinds.insert(0, Kind::Peerchat);
+            }
+            for kind in cg_kinds {
+                if let Err(e) = callgrind::run(&env, kind, cfg.callgrind_n, &mut table) {
+                    problems.push(e);
+                }
+            }
+        } else {
+            notes
+                .push("callgrind: valgrind is not on PATH; Ir per message not measured".to_owned());
+        }
+    }
     // Peerchat alone, with its default limits, under attack.
     let hostile = with_peerchat.then(|| {
         let sizes = if quick {
@@ -284,12 +353,13 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
         began.elapsed().as_secs_f64()
     );
     if !hostile_only {
+        let cs: Vec<String> = cfg.churn_cs.iter().map(usize::to_string).collect();
         println!(
             "churn: N={} one-message connections (no new one after {:.0} s), concurrency {}, sources 127.0.0.2–{}; held: K={} for {:.0} s; \
              fan-out: P={}; idle: {} peers over {:.0} s (per-10 s figures scaled)",
             cfg.churn_n,
             cfg.churn_budget.as_secs_f64(),
-            cfg.churn_c,
+            cs.join(", "),
             cfg.sources.last().map_or_else(String::new, |a| a.to_string()),
             cfg.held_k,
             cfg.hold_for.as_secs_f64(),
@@ -297,10 +367,25 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
             cfg.idle_peers,
             cfg.idle_for.as_secs_f64()
         );
+        let mb: Vec<String> = cfg
+            .stream_bytes
+            .iter()
+            .map(|b| format!("{} MiB", b >> 20))
+            .collect();
+        println!(
+            "stream: one connection from {} sending {} of 100 B, 1 KiB, 64 KiB lines, {} run(s); callgrind: {} paced \
+             one-message connections from {} to {} (Ir per message: the run's total ÷ messages, and less a run with none)",
+            stream::SENDER,
+            mb.join(", "),
+            cfg.stream_runs,
+            cfg.callgrind_n,
+            callgrind::SENDER,
+            callgrind::PEER
+        );
         println!();
         print!("{}", table.render(&churn_kinds));
     }
-    check_targets(&table, with_peerchat, &mut notes);
+    check_targets(&table, &churn_rows, with_peerchat, &mut notes);
     if !notes.is_empty() {
         println!();
         for note in &notes {
@@ -337,32 +422,65 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
 }
 
 /// Adds a note for every target peerchat misses (never an error).
-fn check_targets(table: &report::Table, with_peerchat: bool, notes: &mut Vec<String>) {
+fn check_targets(
+    table: &report::Table,
+    churn_rows: &[ChurnMetrics],
+    with_peerchat: bool,
+    notes: &mut Vec<String>,
+) {
     use scenarios::*;
     if !with_peerchat {
         return;
     }
     let get = |m: &'static report::Metric, k: Kind| table.median(m, k);
-    if let (Some(p), Some(f)) = (
-        get(&CHURN_RATE, Kind::Peerchat),
-        get(&CHURN_RATE, Kind::Floor),
-    ) {
-        if p < 0.85 * f {
-            notes.push(format!(
-                "target missed: churn {p:.0} msg/s is {:.3}× the floor (target ≥ 0.85×)",
-                p / f
-            ));
+    for rows in churn_rows {
+        let cc = rows.concurrency;
+        if let (Some(p), Some(f)) = (get(rows.rate, Kind::Peerchat), get(rows.rate, Kind::Floor)) {
+            if p < f {
+                notes.push(format!(
+                    "target missed: churn C={cc} {p:.0} msg/s is {:.3}× the floor (target ≥ 1.0×)",
+                    p / f
+                ));
+            }
+        }
+        if let (Some(p), Some(t)) = (
+            get(rows.rate, Kind::Peerchat),
+            get(rows.rate, Kind::Threads),
+        ) {
+            if p <= t {
+                notes.push(format!(
+                    "target missed: churn C={cc} {p:.0} msg/s is not above thread-per-connection ({t:.0})"
+                ));
+            }
+        }
+        if let (Some(p), Some(f)) = (
+            get(rows.overflows, Kind::Peerchat),
+            get(rows.overflows, Kind::Floor),
+        ) {
+            if p > 0.0 && f == 0.0 {
+                notes.push(format!(
+                    "target missed: churn C={cc} {p:.0} listen overflows per run where the floor has 0"
+                ));
+            }
         }
     }
-    if let (Some(p), Some(t)) = (
-        get(&CHURN_RATE, Kind::Peerchat),
-        get(&CHURN_RATE, Kind::Threads),
-    ) {
-        if p <= t {
-            notes.push(format!(
-                "target missed: churn {p:.0} msg/s is not above thread-per-connection ({t:.0})"
-            ));
+    for (i, size) in stream::SIZES.iter().enumerate() {
+        if let (Some(p), Some(f)) = (
+            get(&stream::MBPS[i], Kind::Peerchat),
+            get(&stream::MBPS[i], Kind::Floor),
+        ) {
+            if p < 0.8 * f {
+                notes.push(format!(
+                    "target missed: stream of {size} B lines {p:.1} MB/s is {:.3}× the floor (target ≥ 0.8×)",
+                    p / f
+                ));
+            }
         }
+    }
+    if let Some(ir) = get(&callgrind::IR_NET, Kind::Peerchat).filter(|&ir| ir > 2500.0) {
+        notes.push(format!(
+            "target missed: {ir:.0} instructions per message under callgrind (target ≤ 2,500)"
+        ));
     }
     if let Some(b) = get(&HELD_PER_CONN, Kind::Peerchat).filter(|&b| b > 256.0) {
         notes.push(format!(

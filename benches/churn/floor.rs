@@ -1,9 +1,11 @@
 //! The floor contender: the smallest correct single-threaded mio programs for the bench's jobs.
 //!
-//! [`serve`] accepts until `WouldBlock`, reads each connection to EOF, writes one line per
-//! message to a buffered stdout (flushed once per batch of events) and closes. It listens with a
-//! large backlog through `socket2`. It approximates what the kernel allows on one core: a peer
-//! that parses, keeps a peer table and prints should stay close to it.
+//! [`serve`] accepts until `WouldBlock`, reads each connection to EOF, writes every complete
+//! line to a buffered stdout as soon as it has arrived (and what is left at EOF as one more
+//! line), flushed once per batch of events, and closes. A one-message connection is one line;
+//! a persistent sender's lines (the `stream` scenario) are written as they come, nothing more.
+//! It listens with a large backlog through `socket2`. It approximates what the kernel allows on
+//! one core: a peer that parses, keeps a peer table and prints should stay close to it.
 //!
 //! [`fan_out`] is the floor for `/all`: it waits for one line on stdin, then opens every
 //! connection at once on one mio loop, writes the message and closes each as it becomes ready.
@@ -34,10 +36,11 @@ pub fn serve(bind: SocketAddr) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     writeln!(out, "listening on {} as floor", listener.local_addr()?)?;
     out.flush()?;
-    // One message buffer per connection; it allocates only when bytes arrive.
+    // Per connection, the unfinished line; it allocates only when bytes arrive without a
+    // newline (a one-message connection, or the tail of a read that ends mid-line).
     let mut conns: Slab<(TcpStream, Vec<u8>)> = Slab::new();
     let mut events = Events::with_capacity(1024);
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 1 << 16];
     loop {
         match poll.poll(&mut events, None) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -64,7 +67,20 @@ pub fn serve(bind: SocketAddr) -> io::Result<()> {
             let finished = loop {
                 match stream.read(&mut buf) {
                     Ok(0) => break true,
-                    Ok(n) => msg.extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        let chunk = &buf[..n];
+                        match chunk.iter().rposition(|&b| b == b'\n') {
+                            Some(end) => {
+                                if !msg.is_empty() {
+                                    out.write_all(msg)?;
+                                    msg.clear();
+                                }
+                                out.write_all(&chunk[..=end])?;
+                                msg.extend_from_slice(&chunk[end + 1..]);
+                            }
+                            None => msg.extend_from_slice(chunk),
+                        }
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => break true,

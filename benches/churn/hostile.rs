@@ -179,6 +179,8 @@ fn run_row(
         label: format!("hostile-{label}"),
         fan_out: None,
         default_limits: true,
+        bind: Ipv4Addr::LOCALHOST,
+        callgrind: None,
     };
     let mut c = match procs::start(&launch) {
         Ok(c) => c,

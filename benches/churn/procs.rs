@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
@@ -18,6 +18,8 @@ pub enum Kind {
     PeerchatState,
     Floor,
     Threads,
+    /// A tokio accept-spawn server (churn and stream only).
+    Tokio,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::PeerchatState => "peerchat --state",
             Kind::Floor => "floor",
             Kind::Threads => "threads",
+            Kind::Tokio => "tokio",
         }
     }
 }
@@ -46,6 +49,11 @@ pub struct Launch<'a> {
     /// peerchat with its default limits, as a user runs it (the hostile scenario), rather
     /// than with `--max-per-ip` raised for the load generator's few source addresses.
     pub default_limits: bool,
+    /// The address to listen on (port chosen by the system).
+    pub bind: Ipv4Addr,
+    /// Run under `valgrind --tool=callgrind`, its counts written to this file (peerchat also
+    /// gets `--probe-interval 0` and `RUST_LOG=error`, as the figures were taken).
+    pub callgrind: Option<&'a Path>,
 }
 
 /// A running contender.
@@ -67,10 +75,24 @@ pub fn start(launch: &Launch) -> Result<Running, String> {
         File::create(&out_path).map_err(|e| format!("create {}: {e}", out_path.display()))?;
     let stderr =
         File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
-    let mut cmd = match launch.kind {
+    let bind = launch.bind.to_string();
+    let program = match launch.kind {
+        Kind::Peerchat | Kind::PeerchatState => launch.peerchat,
+        _ => launch.bench_exe,
+    };
+    let mut cmd = match launch.callgrind {
+        Some(out) => {
+            let mut cmd = Command::new("valgrind");
+            cmd.args(["--tool=callgrind", "--quiet"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    };
+    match launch.kind {
         Kind::Peerchat | Kind::PeerchatState => {
-            let mut cmd = Command::new(launch.peerchat);
-            cmd.args(["--name", "bench", "--port", "0", "--bind", "127.0.0.1"]);
+            cmd.args(["--name", "bench", "--port", "0", "--bind", &bind]);
             // The load generator's few source addresses stand for many senders: 10,000
             // held connections from 8 addresses are far over the per-address default.
             if !launch.default_limits {
@@ -83,25 +105,27 @@ pub fn start(launch: &Launch) -> Result<Running, String> {
             if launch.fan_out.is_none() {
                 cmd.arg("--headless");
             }
-            cmd
+            if launch.callgrind.is_some() {
+                cmd.args(["--probe-interval", "0"]).env("RUST_LOG", "error");
+            }
         }
-        Kind::Floor | Kind::Threads => {
-            let mut cmd = Command::new(launch.bench_exe);
+        Kind::Floor | Kind::Threads | Kind::Tokio => {
             let role = match (launch.kind, launch.fan_out.is_some()) {
                 (Kind::Floor, false) => "floor",
                 (Kind::Floor, true) => "floor-fanout",
-                (_, false) => "threads",
-                (_, true) => "threads-fanout",
+                (Kind::Threads, false) => "threads",
+                (Kind::Threads, true) => "threads-fanout",
+                (_, false) => "tokio",
+                (_, true) => return Err("tokio has no fan-out role".to_owned()),
             };
             cmd.env(crate::ROLE_VAR, role)
-                .env("PEERCHAT_BENCH_BIND", "127.0.0.1:0");
+                .env("PEERCHAT_BENCH_BIND", format!("{bind}:0"));
             if let Some(targets) = launch.fan_out {
                 let list: Vec<String> = targets.iter().map(|a| a.to_string()).collect();
                 cmd.env("PEERCHAT_BENCH_TARGETS", list.join(","));
             }
-            cmd
         }
-    };
+    }
     cmd.stdout(stdout).stderr(stderr);
     cmd.stdin(if launch.fan_out.is_some() {
         Stdio::piped()
@@ -205,6 +229,47 @@ impl Running {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Err(format!(
+            "{} did not exit within 5 s of SIGTERM (killed)",
+            self.kind.name()
+        ))
+    }
+}
+
+impl Running {
+    /// Like [`Running::stop`], and returns the process's whole CPU time (user + system, all
+    /// its threads, start-up included) from `wait4`'s resource usage, to the microsecond.
+    pub fn stop_cpu(mut self) -> Result<Duration, String> {
+        self.alive()?;
+        drop(self.stdin.take());
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is a valid value to be overwritten.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own unreaped child with valid pointers. Once it has reaped
+            // the child, std's `Child` finds no child (ECHILD) and leaves it alone.
+            let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if rc == pid {
+                let tv = |t: libc::timeval| {
+                    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+                };
+                return Ok(tv(usage.ru_utime) + tv(usage.ru_stime));
+            }
+            if rc < 0 {
+                return Err(format!(
+                    "{}: wait4 failed: {}",
+                    self.kind.name(),
+                    io::Error::last_os_error()
+                ));
+            }
+            thread::sleep(Duration::from_millis(2));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

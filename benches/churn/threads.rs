@@ -1,10 +1,11 @@
 //! The thread-per-connection contender, written with std only, the way most lab peers are built.
 //!
 //! [`serve`] accepts on a std listener (default backlog 128) and spawns one thread per
-//! connection that reads to EOF and prints one line through the shared, line-buffered stdout.
+//! connection that reads to EOF through a `BufReader`, printing each line (and what is left at
+//! EOF as one more line) through the shared, line-buffered stdout.
 //! [`fan_out`] waits for `/all TEXT` on stdin and sends to every target from its own thread.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
@@ -24,11 +25,22 @@ pub fn serve(bind: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
-fn handle(mut stream: TcpStream) {
-    let mut msg = Vec::new();
-    if stream.read_to_end(&mut msg).is_ok() && !msg.is_empty() {
-        msg.push(b'\n');
-        let _ = io::stdout().lock().write_all(&msg);
+fn handle(stream: TcpStream) {
+    let mut reader = BufReader::with_capacity(1 << 16, stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if line.last() != Some(&b'\n') {
+                    line.push(b'\n');
+                }
+                if io::stdout().lock().write_all(&line).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
