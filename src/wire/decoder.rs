@@ -257,7 +257,8 @@ impl Decoder {
             return Err(self.error());
         }
         let mut rest = bytes;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        // memchr: a stream of long lines spends most of its decoding looking for `\n`.
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
             if self.partial_len() + line.len() > self.max_line() {
                 return Err(self.fail());
@@ -299,7 +300,7 @@ impl Decoder {
     ) -> Result<(), DecodeError> {
         // Complete lines as `feed` reads them; it leaves no block beyond the limit, so
         // feeding them apart from the tail changes nothing.
-        let split = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let split = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
         let (lines, tail) = bytes.split_at(split);
         if !lines.is_empty() || self.failed {
             self.feed_reusing(lines, out, spares)?;

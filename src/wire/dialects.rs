@@ -33,6 +33,13 @@ fn visible_ascii(b: u8) -> bool {
     b.is_ascii_graphic()
 }
 
+/// `s.split_once(byte)` for an ASCII byte, searched with memchr.
+fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    // An ASCII byte is a whole character: both sides are on character boundaries.
+    let i = memchr::memchr(byte, s.as_bytes())?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
 /// Skips the separators between header fields: spaces and tabs.
 pub(super) fn skip_seps(s: &str) -> &str {
     // Separators are single ASCII bytes: skipped bytewise, the same as by character.
@@ -42,7 +49,8 @@ pub(super) fn skip_seps(s: &str) -> &str {
 
 /// The token at the start of `s` and what follows exactly one separator after it.
 pub(super) fn token(s: &str) -> (&str, &str) {
-    match s.bytes().position(|b| b == b' ' || b == b'\t') {
+    // memchr: on a long header-less line the whole line is searched.
+    match memchr::memchr2(b' ', b'\t', s.as_bytes()) {
         // Separators are one byte long.
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, ""),
@@ -240,7 +248,7 @@ pub(super) fn key_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 
 /// Key/value: `LISTENING_PORT:PORT|TEAM_NAME:TEAM|MESSAGE`; the message may hold `|`.
 pub(super) fn parse_key_value(line: &str) -> Option<Message> {
-    let (first, rest) = match line.split_once('|') {
+    let (first, rest) = match split_at_byte(line, b'|') {
         Some((first, rest)) => (first, Some(rest)),
         None => (line, None),
     };
@@ -267,7 +275,7 @@ pub(super) fn parse_key_value(line: &str) -> Option<Message> {
 /// Colon fields: `MESSAGE:NAME:PORT:TEXT`, `CONNECT:NAME:PORT`, `ACK:NAME:PORT`,
 /// `EXIT:PORT`, `CONNECT:PORT` (and `EXIT:NAME:PORT`, `ACK:PORT`).
 pub(super) fn parse_colon(line: &str) -> Option<Message> {
-    let (keyword, rest) = line.trim_start().split_once(':')?;
+    let (keyword, rest) = split_at_byte(line.trim_start(), b':')?;
     let keyword = keyword.trim_end();
     let (name, port, body) = if keyword.eq_ignore_ascii_case("MESSAGE") {
         let mut fields = rest.splitn(3, ':');
