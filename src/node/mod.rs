@@ -273,6 +273,9 @@ impl Node {
 
     /// Forgets the peers the table evicted to make room.
     fn take_evicted(&mut self, out: &mut Vec<Effect>) {
+        if !self.peers.has_evicted() {
+            return;
+        }
         for addr in self.peers.take_evicted() {
             self.liveness.forget(addr);
             self.replied.remove(&addr);

@@ -221,6 +221,12 @@ impl PeerTable {
         self.peers.len() >= self.max_peers
     }
 
+    /// Whether entries were evicted since the last [`PeerTable::take_evicted`]: a check
+    /// without moving the (usually empty) list, for every message.
+    pub fn has_evicted(&self) -> bool {
+        !self.evicted.is_empty()
+    }
+
     /// The entries evicted to make room since the last call.
     pub fn take_evicted(&mut self) -> Vec<SocketAddr> {
         std::mem::take(&mut self.evicted)

@@ -79,8 +79,11 @@ impl Output {
         }
         if self.style.json {
             json_line(event, SystemTime::now(), &mut self.buf);
-        } else {
+        } else if self.style.timestamps && dated(event) {
             render_styled(event, self.style, SystemTime::now(), &mut self.buf);
+        } else {
+            // No timestamp on this line: no clock reading either (the time is unused).
+            render_styled(event, self.style, SystemTime::UNIX_EPOCH, &mut self.buf);
         }
     }
 
@@ -190,9 +193,11 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
     let _ = match event {
         Event::Listening { addr, name } => writeln!(out, "listening on {addr} as {name}"),
         Event::Message { from, text } => {
-            out.push('[');
-            sender(from, color, out);
-            out.push_str("] ");
+            if color || !message_prefix(from, out) {
+                out.push('[');
+                sender(from, color, out);
+                out.push_str("] ");
+            }
             escape(text, out);
             // Not `writeln!`: the formatting machinery for one newline shows in profiles.
             out.push('\n');
@@ -467,6 +472,39 @@ fn push_claims(claimed: IpAddr, out: &mut String) {
     }
 }
 
+/// `[NAME IP:PORT] ` as `[`, [`sender`] and `] ` write it without colour, put together
+/// on the stack and appended at once, for the usual sender: a plain ASCII name of at most
+/// [`PREFIX_NAME`] bytes, IPv4, no claimed IP. Returns false, writing nothing, otherwise.
+fn message_prefix(from: &Sender, out: &mut String) -> bool {
+    let (Some(name), IpAddr::V4(ip), None) = (from.name.as_deref(), from.ip, from.claimed_ip)
+    else {
+        return false;
+    };
+    if name.len() > PREFIX_NAME || name.is_empty() || name == "?" || !name.is_ascii() {
+        return false;
+    }
+    if !is_plain(name) {
+        return false;
+    }
+    // At most 1 + 24 + 1 + 15 + 1 + 5 + 2 = 49 bytes: within the buffer.
+    let mut line = Ascii::default();
+    line.byte(b'[');
+    line.bytes(name.as_bytes());
+    line.byte(b' ');
+    line.ipv4(ip);
+    line.byte(b':');
+    match from.port {
+        Some(port) => line.number(u32::from(port)),
+        None => line.byte(b'?'),
+    }
+    line.bytes(b"] ");
+    line.push_to(out);
+    true
+}
+
+/// The longest name [`message_prefix`] takes.
+const PREFIX_NAME: usize = 24;
+
 /// `IP` for IPv4, `[IP]` for IPv6.
 fn push_ip(ip: IpAddr, out: &mut String) {
     match ip {
@@ -511,10 +549,18 @@ const OCTETS: [([u8; 3], u8); 256] = {
 
 /// A few ASCII bytes put together on the stack and appended to a string at once: a
 /// `String::push` per digit cost more than the digits.
-#[derive(Default)]
 struct Ascii {
-    buf: [u8; 32],
+    buf: [u8; 64],
     len: usize,
+}
+
+impl Default for Ascii {
+    fn default() -> Self {
+        Ascii {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
 }
 
 impl Ascii {
@@ -528,37 +574,36 @@ impl Ascii {
         }
     }
 
+    /// Appends ASCII bytes, each as [`Ascii::byte`] does (dropped past the end), with
+    /// one bounds check for all of them.
     fn bytes(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.byte(b);
-        }
-    }
-
-    fn octet(&mut self, n: u8) {
-        let (digits, len) = OCTETS[usize::from(n)];
-        // All three bytes are written, and only the digits counted.
-        match self.buf.get_mut(self.len..self.len + 3) {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
             Some(room) => {
-                if let Ok(room) = <&mut [u8; 3]>::try_from(room) {
-                    *room = digits;
-                    self.len += usize::from(len);
+                for (slot, &b) in room.iter_mut().zip(bytes) {
+                    debug_assert!(b.is_ascii());
+                    *slot = b & 0x7f;
                 }
+                self.len += bytes.len();
             }
-            None => digits[..usize::from(len)]
-                .iter()
-                .for_each(|&b| self.byte(b)),
+            None => bytes.iter().for_each(|&b| self.byte(b)),
         }
     }
 
     fn ipv4(&mut self, ip: std::net::Ipv4Addr) {
-        let [a, b, c, d] = ip.octets();
-        self.octet(a);
-        self.byte(b'.');
-        self.octet(b);
-        self.byte(b'.');
-        self.octet(c);
-        self.byte(b'.');
-        self.octet(d);
+        // Put together in a local buffer at fixed bounds (each octet's three table bytes
+        // and a dot; the last dot is not counted), then appended at once.
+        let mut text = [0u8; 16];
+        let mut len = 0;
+        for octet in ip.octets() {
+            let (digits, n) = OCTETS[usize::from(octet)];
+            // `len` is at most 12 here: three octets of at most three digits, and dots.
+            if let Some(room) = text.get_mut(len..len + 4) {
+                room.copy_from_slice(&[digits[0], digits[1], digits[2], b'.']);
+                room[usize::from(n)] = b'.';
+            }
+            len += usize::from(n) + 1;
+        }
+        self.bytes(&text[..len - 1]);
     }
 
     fn number(&mut self, n: u32) {
@@ -841,6 +886,89 @@ mod tests {
             ip: "127.0.0.2".parse().expect("ip"),
             port,
             claimed_ip: claimed.map(|c| c.parse().expect("ip")),
+        }
+    }
+
+    /// The stack-built `[NAME IP:PORT] ` writes what `[`, `sender` and `] ` write, and
+    /// takes every usual sender; IPv4 text is what `Display` writes.
+    #[test]
+    fn the_message_prefix_fast_path_writes_what_sender_writes() {
+        let mut rng = crate::sim::rng::Rng::new(21);
+        let names = [
+            "a",
+            "cg",
+            "alice",
+            "?",
+            "",
+            "bob smith",
+            "x]",
+            "[x",
+            "q\"",
+            "b\\",
+            "\u{e9}t\u{e9}",
+            "tab\there",
+            "\u{202e}rtl",
+            "exactly_twenty_four_byte",
+            "twenty_five_bytes_long_xx",
+            "0123456789012345678901234567890123456789",
+            "a\nb",
+            "~!@#$%^&*()_+",
+        ];
+        let octets = [0u8, 1, 9, 10, 71, 99, 100, 127, 199, 200, 255];
+        for _ in 0..200_000 {
+            let ip: IpAddr = match rng.index(8) {
+                0 => "::1".parse().expect("ip"),
+                _ => IpAddr::from([0; 4].map(|_: u8| octets[rng.index(octets.len())])),
+            };
+            let claimed_ip = match rng.index(4) {
+                0 => Some(IpAddr::from([10, 0, 0, octets[rng.index(octets.len())]])),
+                1 => Some("fe80::2".parse().expect("ip")),
+                _ => None,
+            };
+            let port = match rng.index(6) {
+                0 => None,
+                1 => Some(65535),
+                2 => Some(1),
+                _ => Some(u16::try_from(rng.index(65535) + 1).expect("port")),
+            };
+            let name = match rng.index(10) {
+                0 => None,
+                _ => Some(names[rng.index(names.len())].to_owned()),
+            };
+            let from = Sender {
+                name,
+                ip,
+                port,
+                claimed_ip,
+            };
+            let mut slow = String::from("x");
+            slow.push('[');
+            sender(&from, false, &mut slow);
+            slow.push_str("] ");
+            let mut fast = String::from("x");
+            let took = message_prefix(&from, &mut fast);
+            let usual = from.claimed_ip.is_none()
+                && ip.is_ipv4()
+                && from.name.as_deref().is_some_and(|n| {
+                    !n.is_empty()
+                        && n != "?"
+                        && n.len() <= PREFIX_NAME
+                        && n.is_ascii()
+                        && is_plain(n)
+                });
+            assert_eq!(took, usual, "{from:?}");
+            if took {
+                assert_eq!(fast, slow, "{from:?}");
+            } else {
+                assert_eq!(fast, "x", "{from:?}");
+            }
+            if let IpAddr::V4(v4) = ip {
+                let mut text = Ascii::default();
+                text.ipv4(v4);
+                let mut shown = String::new();
+                text.push_to(&mut shown);
+                assert_eq!(shown, v4.to_string());
+            }
         }
     }
 

@@ -1326,6 +1326,43 @@ fn fast_number_parsers_agree_with_the_standard_ones() {
     }
 }
 
+/// The one-pass standard header reads what the first token read as a socket address
+/// reads, and leaves the same rest.
+#[test]
+fn the_one_pass_standard_header_agrees_with_token_then_sockaddr() {
+    let mut inputs = nasty_strings(17, 300_000);
+    for edge in [
+        "127.0.0.71:9 cg m00001",
+        "127.0.0.71:9",
+        "127.0.0.71:9 ",
+        "127.0.0.71:9\tcg",
+        "127.0.0.71: cg",
+        "127.0.0.71:0 cg",
+        "127.0.0.71:65536 cg",
+        "127.0.0.71:065535 cg",
+        "127.0.0.71:9:9 cg",
+        "127.0.0.71 9 cg",
+        "1.2.3.4:5\u{e9} x",
+        "1.2.3.4:5 \u{e9}",
+        "1.2.3.1234:5 x",
+        "01.2.3.4:5 x",
+        "[::1]:5 x",
+        "[::1]:5",
+        "[::1] x",
+        "255.255.255.255:65535 a b",
+        "256.0.0.1:1 a",
+    ] {
+        inputs.push(edge.to_owned());
+    }
+    for s in &inputs {
+        assert_eq!(
+            super::dialects::standard_header(s),
+            super::dialects::standard_header_general(s),
+            "{s:?}"
+        );
+    }
+}
+
 #[test]
 fn the_control_word_length_test_changes_no_answer() {
     let slow = |text: &str| {
