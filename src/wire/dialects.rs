@@ -127,10 +127,25 @@ fn octet_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
 
 /// An IP address, IPv6 optionally in brackets.
 pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
+    // No address is written longer (`[` + 45 characters of IPv6 with an IPv4 tail + `]`):
+    // a header-less line is not handed to the address parsers whole.
+    if s.len() > MAX_IP_TEXT {
+        return None;
+    }
     match s.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
         Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
         None => s.parse().ok(),
     }
+}
+
+/// The longest text [`parse_ip`] can accept.
+const MAX_IP_TEXT: usize = 47;
+
+/// Whether `s` starts with `word`, ignoring ASCII case.
+fn starts_with_word(s: &str, word: &str) -> bool {
+    s.as_bytes()
+        .get(..word.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(word.as_bytes()))
 }
 
 /// `IPv4:PORT` or `[IPv6]:PORT`.
@@ -302,6 +317,10 @@ pub(super) fn key_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 
 /// Key/value: `LISTENING_PORT:PORT|TEAM_NAME:TEAM|MESSAGE`; the message may hold `|`.
 pub(super) fn parse_key_value(line: &str) -> Option<Message> {
+    // The first field must start with the key: checked before the line is searched.
+    if !starts_with_word(line.trim_start(), "LISTENING_PORT") {
+        return None;
+    }
     let (first, rest) = match split_at_byte(line, b'|') {
         Some((first, rest)) => (first, Some(rest)),
         None => (line, None),
@@ -329,7 +348,15 @@ pub(super) fn parse_key_value(line: &str) -> Option<Message> {
 /// Colon fields: `MESSAGE:NAME:PORT:TEXT`, `CONNECT:NAME:PORT`, `ACK:NAME:PORT`,
 /// `EXIT:PORT`, `CONNECT:PORT` (and `EXIT:NAME:PORT`, `ACK:PORT`).
 pub(super) fn parse_colon(line: &str) -> Option<Message> {
-    let (keyword, rest) = split_at_byte(line.trim_start(), b':')?;
+    // The line must start with one of the keywords: checked before it is searched.
+    let start = line.trim_start();
+    if !["MESSAGE", "CONNECT", "ACK", "EXIT"]
+        .iter()
+        .any(|word| starts_with_word(start, word))
+    {
+        return None;
+    }
+    let (keyword, rest) = split_at_byte(start, b':')?;
     let keyword = keyword.trim_end();
     let (name, port, body) = if keyword.eq_ignore_ascii_case("MESSAGE") {
         let mut fields = rest.splitn(3, ':');

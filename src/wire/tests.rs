@@ -1610,3 +1610,37 @@ fn every_piece_of_a_split_message_fits_in_one_recv_in_every_dialect() {
         }
     }
 }
+
+/// The longest addresses still parse, whatever the shortcuts that refuse longer text, and
+/// the keyword shortcuts of the key/value and colon dialects refuse only what the full
+/// parsers refuse.
+#[test]
+fn shortcuts_refuse_only_what_the_parsers_refuse() {
+    use super::dialects::{parse_colon, parse_ip, parse_key_value};
+    let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+    assert_eq!(longest.len(), 45);
+    assert!(parse_ip(longest).is_some());
+    assert!(parse_ip(&format!("[{longest}]")).is_some());
+    assert!(parse_ip(&format!("[{longest}0]")).is_none());
+    for line in [
+        "  listening_port:5|TEAM_NAME:x|hi",
+        "\u{a0}LISTENING_PORT : 5",
+        "  message : bob : 5 : hi",
+        "ack:5",
+        "Exit:5",
+        "CONNECT   :bob:5",
+    ] {
+        let parsed = parse_key_value(line).is_some() || parse_colon(line).is_some();
+        assert!(parsed, "{line:?}");
+    }
+    for s in nasty_strings(47, 50_000) {
+        let slow = |s: &str| match s.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            Some(v6) => v6
+                .parse::<std::net::Ipv6Addr>()
+                .ok()
+                .map(std::net::IpAddr::V6),
+            None => s.parse().ok(),
+        };
+        assert_eq!(parse_ip(&s), slow(&s), "{s:?}");
+    }
+}
