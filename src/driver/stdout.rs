@@ -216,12 +216,14 @@ impl Stdout {
                 Err(e) => return Err(e),
             }
         }
-        self.pending.clear();
-        self.start = 0;
-        // A burst leaves a big buffer behind: give it back once it is written.
-        if self.pending.capacity() > KEEP_CAPACITY {
+        // A burst leaves a big buffer behind: given back once output is small again (not
+        // after every turn of a stream, which would grow it again by reallocations).
+        if self.pending.capacity() > KEEP_CAPACITY && self.pending.len() <= KEEP_CAPACITY / 2 {
+            self.pending.clear();
             self.pending.shrink_to(KEEP_CAPACITY);
         }
+        self.pending.clear();
+        self.start = 0;
         Ok(Flushed::All)
     }
 

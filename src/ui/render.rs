@@ -142,9 +142,11 @@ impl Output {
         }
         if !self.buf.is_empty() {
             sink(self.buf.as_bytes());
+            // A burst of output leaves a big buffer behind: given back once output is
+            // small again (not after every turn of a stream, which would regrow it).
+            let small = self.buf.len() <= KEEP_CAPACITY / 2;
             self.buf.clear();
-            // A burst of output leaves a big buffer behind: give it back.
-            if self.buf.capacity() > KEEP_CAPACITY {
+            if small && self.buf.capacity() > KEEP_CAPACITY {
                 self.buf.shrink_to(KEEP_CAPACITY);
             }
         }

@@ -182,6 +182,8 @@ struct Rare {
 #[derive(Debug, Default)]
 pub struct Spares {
     strings: Vec<String>,
+    /// The capacity of `strings`, in bytes.
+    kept: usize,
     /// The boxed state of closed connections' decoders, emptied, with the capacity of
     /// their partial line (see [`Decoder::recycle`]). Boxes, not values: each goes back
     /// to a decoder as the box it holds, so taking one allocates nothing.
@@ -190,8 +192,11 @@ pub struct Spares {
 }
 
 impl Spares {
-    /// At most this many strings are kept.
-    const MAX: usize = 64;
+    /// At most this many strings are kept: a name and a text for each message a
+    /// connection's turn may decode, so that a stream of lines allocates nothing either.
+    const MAX: usize = 512;
+    /// At most this many bytes of capacity are kept in all.
+    const MAX_KEPT: usize = 256 * 1024;
     /// Strings with more capacity than this are dropped rather than kept.
     const MAX_CAPACITY: usize = 4096;
     /// A decoder's state is kept only when its partial line has at most this capacity
@@ -200,7 +205,9 @@ impl Spares {
 
     /// Keeps `s` for a later message, unless enough are kept or it is large.
     pub fn give(&mut self, s: String) {
-        if self.strings.len() < Self::MAX && (1..=Self::MAX_CAPACITY).contains(&s.capacity()) {
+        let room = self.strings.len() < Self::MAX && self.kept + s.capacity() <= Self::MAX_KEPT;
+        if room && (1..=Self::MAX_CAPACITY).contains(&s.capacity()) {
+            self.kept += s.capacity();
             self.strings.push(s);
         }
     }
@@ -209,6 +216,7 @@ impl Spares {
     pub(super) fn string(&mut self, text: &str) -> String {
         match self.strings.pop() {
             Some(mut s) => {
+                self.kept -= s.capacity();
                 s.clear();
                 s.push_str(text);
                 s
@@ -220,6 +228,7 @@ impl Spares {
     /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
         self.strings = Vec::new();
+        self.kept = 0;
         self.rares = Vec::new();
     }
 }
