@@ -152,20 +152,20 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         self.peers.unreachable(dest);
-        let elsewhere = self.peers.confirmed_elsewhere(dest);
-        out.push(Effect::Show(Event::SendFailed {
-            dest,
-            text: text.clone(),
-            reason,
-        }));
         // It listens at the address it claims, which a message of ours reached: one row,
-        // and the message goes there.
-        if let Some(into) = elsewhere {
+        // and the message goes there (it is not lost, so not reported as failed).
+        if let Some(into) = self.peers.confirmed_elsewhere(dest) {
             self.merge(dest, into, out);
             if !self.quitting || wire::control_word(&text) == Some(wire::Body::Exit) {
-                let _ = self.outbox.push(into, text);
+                if self.outbox.push(into, text.clone()).is_ok() {
+                    out.push(Effect::Show(Event::Info(format!(
+                        "{dest} refused ({reason}): sending to {into} instead"
+                    ))));
+                    return;
+                }
             }
         }
+        out.push(Effect::Show(Event::SendFailed { dest, text, reason }));
     }
 
     /// Files the peer heard at `from` under `into`, where it really listens, and says so.
