@@ -156,13 +156,12 @@ impl Node {
         // and the message goes there (it is not lost, so not reported as failed).
         if let Some(into) = self.peers.confirmed_elsewhere(dest) {
             self.merge(dest, into, out);
-            if !self.quitting || wire::control_word(&text) == Some(wire::Body::Exit) {
-                if self.outbox.push(into, text.clone()).is_ok() {
-                    out.push(Effect::Show(Event::Info(format!(
-                        "{dest} refused ({reason}): sending to {into} instead"
-                    ))));
-                    return;
-                }
+            let may = !self.quitting || wire::control_word(&text) == Some(wire::Body::Exit);
+            if may && self.outbox.push(into, text.clone()).is_ok() {
+                out.push(Effect::Show(Event::Info(format!(
+                    "{dest} refused ({reason}): sending to {into} instead"
+                ))));
+                return;
             }
         }
         out.push(Effect::Show(Event::SendFailed { dest, text, reason }));
