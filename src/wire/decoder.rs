@@ -267,7 +267,7 @@ impl Decoder {
         }
         let mut rest = bytes;
         // memchr: a stream of long lines spends most of its decoding looking for `\n`.
-        while let Some(pos) = memchr::memchr(b'\n', rest) {
+        while let Some(pos) = super::dialects::find_byte(rest, b'\n') {
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
             if self.partial_len() + line.len() > self.max_line() {
                 return Err(self.fail());
