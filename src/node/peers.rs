@@ -459,6 +459,11 @@ impl PeerTable {
             .collect()
     }
 
+    /// Forgets that `alias` is filed under another address.
+    pub fn drop_alias(&mut self, alias: SocketAddr) {
+        self.aliases.remove(&canonical(alias));
+    }
+
     /// `addr` told its name in a reply on our connection.
     pub fn named(&mut self, addr: SocketAddr, name: &str) {
         if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
