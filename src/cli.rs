@@ -195,6 +195,22 @@ fn options() -> Options {
         "messages kept for /history and in the state (default 1000)",
         "N",
     );
+    o.optflag(
+        "",
+        "discover",
+        "find peerchats on the LAN by UDP multicast, and exchange peer lists with them (off by default)",
+    );
+    o.optopt(
+        "",
+        "discover-group",
+        "with --discover: the multicast group (default 239.255.77.77:5077)",
+        "IP:PORT",
+    );
+    o.optflag(
+        "",
+        "discover-broadcast",
+        "with --discover: broadcast (255.255.255.255) instead of multicast, on the group's port",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -277,6 +293,34 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     config.greet_remembered = m.opt_present("greet-remembered");
     if config.greet_remembered && config.state_dir.is_none() {
         return Err(err("--greet-remembered needs --state DIR".into()));
+    }
+    let group = match m.opt_str("discover-group") {
+        Some(g) => {
+            let addr: SocketAddr = g.parse().map_err(|_| {
+                err(format!(
+                    "--discover-group {g:?}: give IP:PORT, e.g. 239.255.77.77:5077"
+                ))
+            })?;
+            let ok = matches!(addr, SocketAddr::V4(v4) if v4.port() != 0 && (v4.ip().is_multicast() || v4.ip().is_broadcast()));
+            if !ok {
+                return Err(err(format!(
+                    "--discover-group {g:?}: an IPv4 multicast group (224.0.0.0/4) with a port"
+                )));
+            }
+            addr
+        }
+        None => crate::driver::discovery::DEFAULT_GROUP.into(),
+    };
+    let group = match m.opt_present("discover-broadcast") {
+        true => SocketAddr::from((std::net::Ipv4Addr::BROADCAST, group.port())),
+        false => group,
+    };
+    if m.opt_present("discover") {
+        config.discover = Some(group);
+    } else if m.opt_present("discover-group") || m.opt_present("discover-broadcast") {
+        return Err(err(
+            "--discover-group and --discover-broadcast need --discover".into(),
+        ));
     }
     if let Some(n) = ranged(&m, "history", 0, 1_000_000).map_err(&err)? {
         config.history = n as usize;

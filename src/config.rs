@@ -104,6 +104,9 @@ pub struct Config {
     pub greet_remembered: bool,
     /// Messages kept for `/history` (and in the journal).
     pub history: usize,
+    /// LAN discovery (`--discover`): the multicast group (or broadcast address) and port
+    /// of the side channel; `None`: off.
+    pub discover: Option<SocketAddr>,
 }
 
 impl Config {
@@ -125,7 +128,15 @@ impl Config {
             state_dir: None,
             greet_remembered: false,
             history: 1000,
+            discover: None,
         }
+    }
+
+    /// Turns LAN discovery on, with announcements to `group` (a multicast group, or a
+    /// broadcast address).
+    pub fn discover(mut self, group: SocketAddr) -> Self {
+        self.discover = Some(group);
+        self
     }
 
     /// Sets the port to listen on (0: the system chooses).

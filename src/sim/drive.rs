@@ -169,7 +169,8 @@ impl Sim {
                 match effect {
                     Effect::Show(event) => self.trace.show(i, self.now, event, sender),
                     Effect::Check(addr) => self.open(i, addr, None),
-                    Effect::Persist(_) => {}
+                    // The simulated network carries no datagrams (yet): discovery is off.
+                    Effect::Persist(_) | Effect::Datagram { .. } => {}
                     Effect::Quitting => self.trace.quitting(i, self.now),
                 }
             }

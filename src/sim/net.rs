@@ -200,6 +200,7 @@ impl Sim {
             quit_wait: limits.quit_wait,
             max_peers_per_ip: limits.max_peers_per_ip,
             own_ips: vec![addr.ip()],
+            discovery: None,
         };
         // Each node its own jitter, as each process seeds its own.
         let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());

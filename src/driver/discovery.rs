@@ -1,0 +1,151 @@
+//! The discovery socket (`--discover`): one UDP socket, one more source in the loop's
+//! `mio::Poll` (no thread). It joins the multicast group on the interface of `--bind`, or
+//! on each of the machine's interfaces when bound to every address, and sends each
+//! announcement out of every such interface in turn, naming it with `IP_MULTICAST_IF`, so
+//! a host without a multicast route still announces. Loopback is on, so peers on one host
+//! hear each other; the TTL is 1, so nothing leaves the LAN. What the datagrams say and
+//! how often they go is decided in `node::discovery`; this only moves bytes.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
+
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::driver::net;
+use crate::node::discovery::MAX_DATAGRAM;
+use crate::node::{Effect, Node};
+
+/// The default group: administratively scoped (239.255.0.0/16, RFC 2365), so it stays
+/// inside the site.
+pub const DEFAULT_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 77), 5077);
+
+/// Datagrams read per turn at most; the rest wait for the next turn.
+const READS_PER_TURN: usize = 256;
+
+/// The open discovery socket.
+pub struct Udp {
+    socket: UdpSocket,
+    group: SocketAddrV4,
+    /// The interfaces announcements go out of (by their IPv4 address).
+    interfaces: Vec<Ipv4Addr>,
+    buf: Box<[u8]>,
+    /// Whether a read stopped at the per-turn bound (read again without waiting).
+    more: bool,
+}
+
+/// The IPv4 interfaces to use when bound to `bind`: that one, or every non-loopback one
+/// of the machine's (loopback alone when there is none).
+fn interfaces(bind: IpAddr) -> Vec<Ipv4Addr> {
+    let mut found: Vec<Ipv4Addr> = net::own_ips(bind)
+        .into_iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+            _ => None,
+        })
+        .collect();
+    if bind.is_unspecified() && found.iter().any(|ip| !ip.is_loopback()) {
+        found.retain(|ip| !ip.is_loopback());
+    } else if bind.is_unspecified() {
+        found = vec![Ipv4Addr::LOCALHOST];
+    }
+    found
+}
+
+impl Udp {
+    /// Opens the socket on the group's port, joins the group (when it is multicast) and
+    /// registers it with `registry` under `token`.
+    pub fn open(
+        group: SocketAddr,
+        bind: IpAddr,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Self> {
+        let SocketAddr::V4(group) = group else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "discovery takes an IPv4 group or broadcast address",
+            ));
+        };
+        let interfaces = interfaces(bind);
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        // Several peers on one host share the port; each gets every group datagram.
+        socket.set_reuse_address(true)?;
+        socket.set_broadcast(true)?;
+        socket.set_multicast_loop_v4(true)?;
+        socket.set_multicast_ttl_v4(1)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, group.port())).into())?;
+        if group.ip().is_multicast() {
+            let mut joined = 0;
+            let mut last = None;
+            for iface in &interfaces {
+                match socket.join_multicast_v4(group.ip(), iface) {
+                    Ok(()) => joined += 1,
+                    Err(e) => {
+                        log::debug!("discovery: cannot join {} on {iface}: {e}", group.ip());
+                        last = Some(e);
+                    }
+                }
+            }
+            if joined == 0 {
+                return Err(last.unwrap_or_else(|| io::Error::other("no IPv4 interface")));
+            }
+        }
+        let mut socket = UdpSocket::from_std(socket.into());
+        registry.register(&mut socket, token, Interest::READABLE)?;
+        Ok(Udp {
+            socket,
+            group,
+            interfaces,
+            buf: vec![0; MAX_DATAGRAM + 1].into_boxed_slice(),
+            more: false,
+        })
+    }
+
+    /// Sends one datagram: to the group out of each interface in turn, or to one address.
+    /// Datagrams are best effort: a failure is logged, never retried.
+    pub fn send(&self, to: SocketAddr, bytes: &[u8]) {
+        if to != SocketAddr::V4(self.group) || !self.group.ip().is_multicast() {
+            if let Err(e) = self.socket.send_to(bytes, to) {
+                log::debug!("discovery: sending to {to}: {}", net::describe(&e));
+            }
+            return;
+        }
+        for iface in &self.interfaces {
+            let sock = socket2::SockRef::from(&self.socket);
+            if let Err(e) = sock.set_multicast_if_v4(iface) {
+                log::debug!("discovery: IP_MULTICAST_IF {iface}: {e}");
+                continue;
+            }
+            if let Err(e) = self.socket.send_to(bytes, to) {
+                log::debug!("discovery: announcing on {iface}: {}", net::describe(&e));
+            }
+        }
+    }
+
+    /// Whether datagrams are left to read without waiting for readiness.
+    pub fn wants_turn(&self) -> bool {
+        self.more
+    }
+
+    /// Reads what arrived (at most [`READS_PER_TURN`]) and hands it to the node. An
+    /// oversized datagram is read cut and dropped by the node's parser.
+    pub fn read(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        self.more = false;
+        for _ in 0..READS_PER_TURN {
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, from)) => node.on_datagram(from, &self.buf[..n], now, out),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; they are not fatal.
+                    log::debug!("discovery: reading: {e}");
+                }
+            }
+        }
+        self.more = true;
+    }
+}
