@@ -76,6 +76,11 @@ impl Udp {
         socket.set_broadcast(true)?;
         socket.set_multicast_loop_v4(true)?;
         socket.set_multicast_ttl_v4(1)?;
+        // Only the group we joined, not every group another program on the host joined on
+        // this port (Linux delivers those too by default).
+        if let Err(e) = socket.set_multicast_all_v4(false) {
+            log::debug!("discovery: IP_MULTICAST_ALL: {e}");
+        }
         socket.set_nonblocking(true)?;
         socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, group.port())).into())?;
         if group.ip().is_multicast() {

@@ -73,6 +73,9 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most queries waiting to be sent; more are dropped.
 pub const MAX_PENDING: usize = 64;
 
+/// Most peerchats remembered to be asked again in turn.
+pub const MAX_KNOWN: usize = 1024;
+
 /// Most sources whose answers are counted at once: beyond, a new source is not answered
 /// until the window of the counted ones ends (a spoofed flood cannot grow memory).
 pub const MAX_SOURCES: usize = 1024;
@@ -321,6 +324,11 @@ pub struct Discovery {
     /// Sources to query, in order; and those asked, awaiting an answer until the instant.
     to_query: VecDeque<SocketAddr>,
     asked: HashMap<SocketAddr, Instant>,
+    /// The side-channel addresses of peerchats heard (bounded, oldest first), each asked
+    /// once when first heard, then one in turn per [`ANNOUNCE_INTERVAL`]; and the next
+    /// one's index.
+    known: VecDeque<SocketAddr>,
+    turn: usize,
     stats: Stats,
 }
 
@@ -343,6 +351,8 @@ impl Discovery {
             new_peers: Window::new(now),
             to_query: VecDeque::new(),
             asked: HashMap::new(),
+            known: VecDeque::new(),
+            turn: 0,
             stats: Stats::default(),
         }
     }
@@ -386,11 +396,21 @@ impl Discovery {
 
     /// Time passed: the periodic hello, and the queries the rate allows.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.asked.retain(|_, until| *until > now);
         if self.next_announce.is_some_and(|at| now >= at) {
             self.next_announce = Some(now + ANNOUNCE_INTERVAL);
             self.emit(self.group, self.hello.clone(), out);
+            // Gossip: one peerchat in turn is asked again, so that peers it learned since
+            // (across a boundary multicast does not cross) reach us too.
+            if !self.known.is_empty() {
+                self.turn %= self.known.len();
+                let next = self.known[self.turn];
+                if !self.asked.contains_key(&next) {
+                    self.turn += 1;
+                    self.enqueue(next);
+                }
+            }
         }
-        self.asked.retain(|_, until| *until > now);
         while !self.to_query.is_empty() && self.queries.take(QUERIES_PER_WINDOW, now) {
             if let Some(to) = self.to_query.pop_front() {
                 self.asked.insert(to, now + ANSWER_TIMEOUT);
@@ -399,9 +419,27 @@ impl Discovery {
         }
     }
 
-    /// Queues a query to the side-channel address `to` (a peerchat that said hello); sent
-    /// from [`Discovery::on_timeout`], at the rate allowed.
-    pub fn query(&mut self, to: SocketAddr) {
+    /// A peerchat said hello from the side-channel address `from`: the first time, it is
+    /// asked which peers it knows (sent from [`Discovery::on_timeout`], at the rate
+    /// allowed), and it joins the ones asked again in turn.
+    pub fn heard_from(&mut self, from: SocketAddr) {
+        if self.known.contains(&from) {
+            return;
+        }
+        if self.known.len() >= MAX_KNOWN {
+            self.known.pop_front();
+        }
+        self.known.push_back(from);
+        self.enqueue(from);
+    }
+
+    /// A peerchat said bye from `from`: no longer asked.
+    pub fn gone(&mut self, from: SocketAddr) {
+        self.known.retain(|a| *a != from);
+        self.to_query.retain(|a| *a != from);
+    }
+
+    fn enqueue(&mut self, to: SocketAddr) {
         if self.to_query.len() < MAX_PENDING
             && !self.to_query.contains(&to)
             && !self.asked.contains_key(&to)
@@ -763,8 +801,8 @@ mod tests {
         let answer = encode_peers(&[listed(1)], MAX_DATAGRAM);
         // Unasked: dropped.
         assert_eq!(d.on_datagram(bob, &answer, t), None);
-        d.query(bob);
-        d.query(bob);
+        d.heard_from(bob);
+        d.heard_from(bob);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         assert_eq!(out, vec![(bob, padded_query())], "queued once");
@@ -776,7 +814,7 @@ mod tests {
         );
         assert_eq!(d.on_datagram(bob, &answer, t), None, "one answer per query");
         // Too late: dropped.
-        d.query(bob);
+        d.enqueue(bob);
         let t2 = t + Duration::from_secs(1);
         out.clear();
         d.on_timeout(t2, &mut out);
@@ -789,7 +827,7 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         for i in 0..1000u32 {
-            d.query(SocketAddr::new(
+            d.heard_from(SocketAddr::new(
                 IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1))),
                 5077,
             ));
@@ -804,6 +842,37 @@ mod tests {
         assert!(out.is_empty());
         d.on_timeout(t + RATE_WINDOW, &mut out);
         assert_eq!(out.len(), QUERIES_PER_WINDOW as usize);
+    }
+
+    #[test]
+    fn peerchats_heard_are_asked_again_one_in_turn_per_interval() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let mut out = Vec::new();
+        d.start(t, &mut out);
+        let (bob, carol) = (addr("127.0.0.7:5077"), addr("127.0.0.8:5077"));
+        d.heard_from(bob);
+        d.heard_from(carol);
+        d.on_timeout(t, &mut out);
+        out.clear();
+        let mut asked = Vec::new();
+        let mut now = t;
+        for _ in 0..5 {
+            now = d.poll_timeout().expect("announces");
+            d.on_timeout(now, &mut out);
+            asked.extend(
+                out.drain(..)
+                    .filter(|(to, _)| *to != addr(GROUP))
+                    .map(|(to, _)| to),
+            );
+        }
+        // At the repeat (5 s) both were just asked; then one per interval, in turn.
+        assert_eq!(asked, vec![bob, carol, bob, carol]);
+        assert!(now >= t + ANNOUNCE_INTERVAL * 4);
+        d.gone(bob);
+        now = d.poll_timeout().expect("announces");
+        d.on_timeout(now, &mut out);
+        assert!(!out.iter().any(|(to, _)| *to == bob));
     }
 
     #[test]

@@ -766,11 +766,13 @@ impl Node {
         match d.on_datagram(from, bytes, now) {
             None => {}
             Some(Heard::Hello { addr, name }) => {
-                // A peerchat new to us is asked, once, which peers it knows.
-                let new = self.learn(addr, Some(&name), None, Source::Discovered, now, out);
-                if let Some(d) = self.discovery.as_mut().filter(|_| new) {
-                    d.query(from);
+                // A peerchat new to us is asked which peers it knows (not we ourselves).
+                if !self.is_us(addr.ip(), Some(addr.port())) {
+                    if let Some(d) = &mut self.discovery {
+                        d.heard_from(from);
+                    }
                 }
+                self.learn(addr, Some(&name), None, Source::Discovered, now, out);
             }
             Some(Heard::Peers(list)) => {
                 for peer in list.into_iter().filter(|p| p.age <= MAX_AGE) {
@@ -780,6 +782,7 @@ impl Node {
             }
             Some(Heard::Bye { addr }) => {
                 let found = self.peers.get(addr).map(|p| p.source);
+                d.gone(from);
                 if matches!(found, Some(Source::Discovered | Source::Exchanged)) {
                     if let Some(known) = self.forget(addr, out) {
                         out.push(Effect::Show(Event::PeerLeft {
