@@ -1,10 +1,15 @@
-//! The discovery socket (`--discover`): one UDP socket, one more source in the loop's
-//! `mio::Poll` (no thread). It joins the multicast group on the interface of `--bind`, or
-//! on each of the machine's interfaces when bound to every address, and sends each
-//! announcement out of every such interface in turn, naming it with `IP_MULTICAST_IF`, so
-//! a host without a multicast route still announces. Loopback is on, so peers on one host
-//! hear each other; the TTL is 1, so nothing leaves the LAN. What the datagrams say and
-//! how often they go is decided in `node::discovery`; this only moves bytes.
+//! The discovery sockets (`--discover`): two UDP sockets, two more sources in the loop's
+//! `mio::Poll` (no thread). The group socket is bound to the group's port and joins the
+//! group on the interface of `--bind`, or on each of the machine's interfaces when bound
+//! to every address; it only receives. Everything is sent from the other socket, bound to
+//! `--bind` with a port of its own: announcements go out of every interface in turn,
+//! named with `IP_MULTICAST_IF`, so a host without a multicast route still announces; and
+//! since queries and answers go to the source of what they answer, that port of its own is
+//! what makes them reach the right peerchat when several run on one host (they all share
+//! the group's port, and the system hands a unicast datagram to only one of them). Loopback
+//! is on, so peers on one host hear each other; the TTL is 1, so nothing leaves the LAN.
+//! What the datagrams say and how often they go is decided in `node::discovery`; this
+//! only moves bytes.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -25,15 +30,19 @@ pub const DEFAULT_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255
 /// Datagrams read per turn at most; the rest wait for the next turn.
 const READS_PER_TURN: usize = 256;
 
-/// The open discovery socket.
+/// The open discovery sockets.
 pub struct Udp {
+    /// Bound to the group's port, joined to the group: receives announcements.
+    listener: UdpSocket,
+    /// Bound to `--bind` with a port of its own: sends everything, receives answers.
     socket: UdpSocket,
     group: SocketAddrV4,
     /// The interfaces announcements go out of (by their IPv4 address).
     interfaces: Vec<Ipv4Addr>,
     buf: Box<[u8]>,
-    /// Whether a read stopped at the per-turn bound (read again without waiting).
-    more: bool,
+    /// Whether a read of each socket stopped at the per-turn bound (read again without
+    /// waiting).
+    more: [bool; 2],
 }
 
 /// The IPv4 interfaces to use when bound to `bind`: that one, or every non-loopback one
@@ -55,13 +64,13 @@ fn interfaces(bind: IpAddr) -> Vec<Ipv4Addr> {
 }
 
 impl Udp {
-    /// Opens the socket on the group's port, joins the group (when it is multicast) and
-    /// registers it with `registry` under `token`.
+    /// Opens the sockets, joins the group (when it is multicast) and registers them with
+    /// `registry` under `tokens` (the group socket's, the other's).
     pub fn open(
         group: SocketAddr,
         bind: IpAddr,
         registry: &Registry,
-        token: Token,
+        tokens: [Token; 2],
     ) -> io::Result<Self> {
         let SocketAddr::V4(group) = group else {
             return Err(io::Error::new(
@@ -99,14 +108,27 @@ impl Udp {
                 return Err(last.unwrap_or_else(|| io::Error::other("no IPv4 interface")));
             }
         }
+        let mut listener = UdpSocket::from_std(socket.into());
+        registry.register(&mut listener, tokens[0], Interest::READABLE)?;
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_broadcast(true)?;
+        socket.set_multicast_loop_v4(true)?;
+        socket.set_multicast_ttl_v4(1)?;
+        socket.set_nonblocking(true)?;
+        let from = match bind {
+            IpAddr::V4(v4) => v4,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        socket.bind(&SocketAddr::from((from, 0)).into())?;
         let mut socket = UdpSocket::from_std(socket.into());
-        registry.register(&mut socket, token, Interest::READABLE)?;
+        registry.register(&mut socket, tokens[1], Interest::READABLE)?;
         Ok(Udp {
+            listener,
             socket,
             group,
             interfaces,
             buf: vec![0; MAX_DATAGRAM + 1].into_boxed_slice(),
-            more: false,
+            more: [false; 2],
         })
     }
 
@@ -133,15 +155,29 @@ impl Udp {
 
     /// Whether datagrams are left to read without waiting for readiness.
     pub fn wants_turn(&self) -> bool {
-        self.more
+        self.more.iter().any(|m| *m)
     }
 
-    /// Reads what arrived (at most [`READS_PER_TURN`]) and hands it to the node. An
-    /// oversized datagram is read cut and dropped by the node's parser.
-    pub fn read(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        self.more = false;
+    /// Reads both sockets again where a read stopped at the per-turn bound.
+    pub fn read_rest(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        for which in 0..2 {
+            if self.more[which] {
+                self.read(which, node, now, out);
+            }
+        }
+    }
+
+    /// Reads what arrived on socket `which` (0: the group socket; at most
+    /// [`READS_PER_TURN`]) and hands it to the node. An oversized datagram is read cut
+    /// and dropped by the node's parser.
+    pub fn read(&mut self, which: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        let socket = match which {
+            0 => &self.listener,
+            _ => &self.socket,
+        };
+        self.more[which] = false;
         for _ in 0..READS_PER_TURN {
-            match self.socket.recv_from(&mut self.buf) {
+            match socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => node.on_datagram(from, &self.buf[..n], now, out),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -151,6 +187,6 @@ impl Udp {
                 }
             }
         }
-        self.more = true;
+        self.more[which] = true;
     }
 }

@@ -44,7 +44,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
-const DISCOVERY: Token = Token(usize::MAX - 5);
+const DISCOVERY: [Token; 2] = [Token(usize::MAX - 5), Token(usize::MAX - 6)];
 
 /// How long a pipe on stdout may take nothing at all before it counts as not being read:
 /// reading the network then resumes, and what does not fit in the buffer is dropped.
@@ -367,9 +367,10 @@ impl EventLoop {
                 STDIN => stdin_ready = true,
                 SIGNALS => self.on_signal(now),
                 STDOUT => {} // flushed at the end of the turn
-                DISCOVERY => {
+                token if DISCOVERY.contains(&token) => {
                     if let Some(udp) = &mut self.udp {
-                        udp.read(&mut self.node, now, &mut self.effects);
+                        let which = usize::from(token == DISCOVERY[1]);
+                        udp.read(which, &mut self.node, now, &mut self.effects);
                     }
                 }
                 token if self.conns.is_listener(token) => self.conns.listener_ready(),
@@ -403,8 +404,8 @@ impl EventLoop {
                 self.console.defer();
             }
         }
-        if let Some(udp) = self.udp.as_mut().filter(|u| u.wants_turn()) {
-            udp.read(&mut self.node, now, &mut self.effects);
+        if let Some(udp) = &mut self.udp {
+            udp.read_rest(&mut self.node, now, &mut self.effects);
         }
         self.conns.on_timers(&mut self.node, now, &mut self.effects);
         if self.conns.take_gave_back() {
