@@ -206,6 +206,12 @@ fn options() -> Options {
         "with --discover: the multicast group (default 239.255.77.77:5077)",
         "IP:PORT",
     );
+    o.optopt(
+        "",
+        "discover-interval",
+        "with --discover: seconds between announcements (default 600, at least 10)",
+        "SECS",
+    );
     o.optflag(
         "",
         "discover-broadcast",

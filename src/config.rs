@@ -107,6 +107,8 @@ pub struct Config {
     /// LAN discovery (`--discover`): the multicast group (or broadcast address) and port
     /// of the side channel; `None`: off.
     pub discover: Option<SocketAddr>,
+    /// Between periodic announcements (`--discover-interval`).
+    pub discover_interval: Duration,
 }
 
 impl Config {
@@ -129,6 +131,7 @@ impl Config {
             greet_remembered: false,
             history: 1000,
             discover: None,
+            discover_interval: crate::node::discovery::ANNOUNCE_INTERVAL,
         }
     }
 

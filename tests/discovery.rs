@@ -97,12 +97,16 @@ fn millis(event: &Value) -> u64 {
 }
 
 fn start(i: usize) -> Peer {
+    start_with(i, &[])
+}
+
+/// Peer `p{i}` at `127.0.BLOCK.{2+i}` with `--json --discover` and `extra` arguments.
+fn start_with(i: usize, extra: &[&str]) -> Peer {
     let name = format!("p{i}");
     let ip = common::ip(BLOCK, 2 + i as u8);
-    Peer::peerchat(
-        &name,
-        &["-n", &name, "-b", &ip, "-p", "0", "--json", "--discover"],
-    )
+    let mut args = vec!["-n", &name, "-b", &ip, "-p", "0", "--json", "--discover"];
+    args.extend_from_slice(extra);
+    Peer::peerchat(&name, &args)
 }
 
 /// Waits for the listening event; returns it.
@@ -117,7 +121,11 @@ fn listening(peer: &mut Peer) -> Value {
 
 /// Waits until `peer` has `count` peers joined; returns the last one's event.
 fn joined(peer: &mut Peer, count: usize) -> Value {
-    let lines = peer.expect_many("peers joined", count, Duration::from_secs(20), |l| {
+    joined_within(peer, count, Duration::from_secs(20))
+}
+
+fn joined_within(peer: &mut Peer, count: usize, deadline: Duration) -> Value {
+    let lines = peer.expect_many("peers joined", count, deadline, |l| {
         serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "peer_joined")
     });
     let events: Vec<Value> = lines
@@ -179,6 +187,76 @@ fn inner_peers_on_one_lan_find_each_other() {
     late.expect_exit(common::LONG_WAIT);
     for p in &mut peers {
         p.expect_event("peer_left", |v| v["addr"] == late.address());
+    }
+    for p in &mut peers {
+        p.send_line("/quit");
+    }
+    for p in &mut peers {
+        p.expect_exit(common::LONG_WAIT);
+    }
+}
+
+/// Two groups that hear each other's multicast not at all (two multicast groups stand for
+/// two subnets), joined only through one peer of group B that knows one peer of group A:
+/// every peer ends up knowing every other through peer exchange, in a few announce
+/// intervals (10 s here, the shortest `--discover-interval`).
+#[test]
+fn two_groups_joined_by_one_peer_converge_through_exchange() {
+    in_namespace("inner_two_groups_joined_by_one_peer_converge_through_exchange");
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by two_groups_joined_by_one_peer_converge_through_exchange"]
+fn inner_two_groups_joined_by_one_peer_converge_through_exchange() {
+    if !inside() {
+        return;
+    }
+    let group = |g| ["--discover-group", g, "--discover-interval", "10"];
+    let (a, b) = (group("239.255.1.1:5077"), group("239.255.1.2:5077"));
+    let mut a1 = start_with(0, &a);
+    let began = millis(&listening(&mut a1));
+    let a1_addr = a1.address();
+    let bridge_args: Vec<&str> = b.iter().copied().chain(["-s", &a1_addr]).collect();
+    let mut bridge = start_with(1, &bridge_args);
+    listening(&mut bridge);
+    let mut peers = vec![a1, bridge];
+    for i in 2..5 {
+        peers.push(start_with(i, &b));
+    }
+    for i in 5..7 {
+        peers.push(start_with(i, &a));
+    }
+    for p in &mut peers[2..] {
+        listening(p);
+    }
+    let total = peers.len();
+    // The bridge has a1 in its table from the start (a static peer is not announced as
+    // joined): it waits for the others.
+    let done = peers
+        .iter_mut()
+        .enumerate()
+        .map(|(i, p)| {
+            let others = if i == 1 { total - 2 } else { total - 1 };
+            millis(&joined_within(p, others, Duration::from_secs(90)))
+        })
+        .max()
+        .expect("peers");
+    println!(
+        "FIGURE: two groups of {total} peerchats joined by one peer: every table complete in {} ms (interval 10 s)",
+        done.saturating_sub(began)
+    );
+    // Group B's peers learned a1 by exchange, never by its multicast.
+    for p in &mut peers[2..5] {
+        p.send_line("/peers");
+        let a1 = common::ip(BLOCK, 2);
+        p.expect_event("peers", |v| {
+            v["peers"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["addr"].as_str().is_some_and(|s| s.starts_with(&a1))
+                        && r["source"] == "exchanged"
+                })
+            })
+        });
     }
     for p in &mut peers {
         p.send_line("/quit");

@@ -242,7 +242,12 @@ impl EventLoop {
                 quit_wait: config.limits.quit_wait,
                 max_peers_per_ip: config.limits.max_peers_per_ip,
                 own_ips: net::own_ips(config.bind),
-                discovery: udp.as_ref().and(config.discover),
+                discovery: udp.as_ref().and(config.discover).map(|group| {
+                    crate::node::discovery::Plan {
+                        group,
+                        interval: config.discover_interval,
+                    }
+                }),
             },
             Liveness::new(config.limits.probe_interval, config.limits.probe_failures)
                 .seeded(jitter_seed()),

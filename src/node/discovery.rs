@@ -46,8 +46,20 @@ pub const MAX_LISTED: usize = 32;
 /// Peers last heard longer ago than this are neither listed nor taken from an answer.
 pub const MAX_AGE: Duration = Duration::from_secs(600);
 
-/// The interval between periodic hellos (after the start-up pair).
+/// The interval between periodic hellos (after the start-up pair), by default.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The shortest interval `--discover-interval` accepts.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What discovery needs to know: where announcements go, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// The multicast group (or broadcast address) and port.
+    pub group: SocketAddr,
+    /// Between periodic hellos (and re-asked queries); at least [`MIN_INTERVAL`].
+    pub interval: Duration,
+}
 
 /// The second hello after start, in case the first one was lost.
 pub const ANNOUNCE_REPEAT: Duration = Duration::from_secs(5);
@@ -313,6 +325,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Discovery {
     group: SocketAddr,
+    interval: Duration,
     hello: Vec<u8>,
     next_announce: Option<Instant>,
     answers: Window,
@@ -333,11 +346,11 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Discovery on `group` (a multicast or broadcast address) for a peer called `name`
-    /// listening at TCP `port`.
-    pub fn new(group: SocketAddr, name: &str, port: u16, now: Instant) -> Self {
+    /// Discovery as `plan` says, for a peer called `name` listening at TCP `port`.
+    pub fn new(plan: Plan, name: &str, port: u16, now: Instant) -> Self {
         Discovery {
-            group,
+            group: plan.group,
+            interval: plan.interval.max(MIN_INTERVAL),
             hello: Datagram::Hello {
                 name: name.to_owned(),
                 port,
@@ -398,7 +411,7 @@ impl Discovery {
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
         self.asked.retain(|_, until| *until > now);
         if self.next_announce.is_some_and(|at| now >= at) {
-            self.next_announce = Some(now + ANNOUNCE_INTERVAL);
+            self.next_announce = Some(now + self.interval);
             self.emit(self.group, self.hello.clone(), out);
             // Gossip: one peerchat in turn is asked again, so that peers it learned since
             // (across a boundary multicast does not cross) reach us too.
@@ -531,7 +544,11 @@ mod tests {
     const GROUP: &str = "239.255.77.77:5077";
 
     fn disc(now: Instant) -> Discovery {
-        Discovery::new(addr(GROUP), "alice", 5000, now)
+        let plan = Plan {
+            group: addr(GROUP),
+            interval: ANNOUNCE_INTERVAL,
+        };
+        Discovery::new(plan, "alice", 5000, now)
     }
 
     fn listed(i: u32) -> Listed {

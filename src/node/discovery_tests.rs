@@ -35,7 +35,10 @@ fn node(discover: bool) -> Node {
         quit_wait: Duration::from_secs(2),
         max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
         own_ips: vec!["127.0.0.2".parse().expect("ip")],
-        discovery: discover.then(|| addr(GROUP)),
+        discovery: discover.then(|| discovery::Plan {
+            group: addr(GROUP),
+            interval: discovery::ANNOUNCE_INTERVAL,
+        }),
     };
     Node::new(
         me,

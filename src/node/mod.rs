@@ -85,9 +85,8 @@ pub struct Settings {
     /// The IP addresses we listen on (with our port, they are us): the bound address,
     /// or, bound to every address, the machine's.
     pub own_ips: Vec<IpAddr>,
-    /// LAN discovery (`--discover`): the multicast group or broadcast address that
-    /// announcements go to; `None`: off.
-    pub discovery: Option<SocketAddr>,
+    /// LAN discovery (`--discover`): where announcements go and how often; `None`: off.
+    pub discovery: Option<discovery::Plan>,
 }
 
 /// The protocol state of one peer.
@@ -145,7 +144,7 @@ impl Node {
             last_sender: None,
             discovery: me
                 .discovery
-                .map(|group| Discovery::new(group, &me.header.name, me.header.port, epoch.0)),
+                .map(|plan| Discovery::new(plan, &me.header.name, me.header.port, epoch.0)),
             datagrams: Vec::new(),
             me,
         }
