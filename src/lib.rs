@@ -13,7 +13,7 @@
 //!            │  bytes, lines, results,           ▲  effects, messages to transmit,
 //!            │  time passed (`now`)              │  the next deadline
 //!            ▼                                   │
-//!   node/     Node · peers · liveness · outbox · history · commands · event · timers
+//!   node/     Node · peers · liveness · outbox · history · commands · event · timers · discovery
 //!   wire/     decoder · dialects · json · encode          (pure: no clock, no I/O)
 //! ```
 //!
@@ -22,7 +22,8 @@
 //! - `node/`: the `Node` takes inputs (`on_message`, `on_line`, `on_sent`, `on_timeout`...)
 //!   and answers with effects, the messages to transmit (`poll_transmit`) and when to wake
 //!   it (`poll_timeout`), in the shape of quinn-proto's connections. Its parts: `peers`,
-//!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`.
+//!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`, `discovery` (the LAN
+//!   side channel of `--discover`: datagrams in with `on_datagram`, out as effects).
 //! - `driver/`: the executor of those decisions, and nothing else.
 //! - `ui/`: what the user sees and types: rendering, the line editor, wall-clock formats.
 //! - [`cli`]: the `peerchat` command line, resolved into a [`Config`].

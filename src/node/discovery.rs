@@ -44,7 +44,9 @@ pub const MAX_DATAGRAM: usize = 1200;
 pub const MAX_LISTED: usize = 32;
 
 /// Peers last heard longer ago than this are neither listed nor taken from an answer.
-pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// (An announcement refreshes when a peer was last heard, so peerchats on one LAN stay
+/// fresh in a quiet lab.)
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// The interval between periodic hellos (after the start-up pair), by default.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(600);
@@ -82,8 +84,10 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How long an answer to one of our queries is awaited.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most queries waiting to be sent; more are dropped.
-pub const MAX_PENDING: usize = 64;
+/// Most queries waiting to be sent; more are dropped (the peerchats heard are still asked
+/// later, one in turn per interval). On a LAN of many peerchats, this bounds what the
+/// first minutes cost: the first few heard are asked, not all.
+pub const MAX_PENDING: usize = 8;
 
 /// Most peerchats remembered to be asked again in turn.
 pub const MAX_KNOWN: usize = 1024;
@@ -850,6 +854,7 @@ mod tests {
             ));
         }
         assert_eq!(d.to_query.len(), MAX_PENDING);
+        assert!(MAX_PENDING > QUERIES_PER_WINDOW as usize);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         assert_eq!(out.len(), QUERIES_PER_WINDOW as usize);
@@ -858,7 +863,9 @@ mod tests {
         d.on_timeout(t + Duration::from_secs(30), &mut out);
         assert!(out.is_empty());
         d.on_timeout(t + RATE_WINDOW, &mut out);
-        assert_eq!(out.len(), QUERIES_PER_WINDOW as usize);
+        assert_eq!(out.len(), MAX_PENDING - QUERIES_PER_WINDOW as usize);
+        // All 1000 are remembered (up to MAX_KNOWN) and asked later, one per interval.
+        assert_eq!(d.known.len(), MAX_KNOWN.min(1000));
     }
 
     #[test]

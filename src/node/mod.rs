@@ -770,6 +770,7 @@ impl Node {
                     if let Some(d) = &mut self.discovery {
                         d.heard_from(from);
                     }
+                    self.peers.seen(addr, now);
                 }
                 self.learn(addr, Some(&name), None, Source::Discovered, now, out);
             }

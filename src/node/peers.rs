@@ -374,6 +374,14 @@ impl PeerTable {
         Some(true)
     }
 
+    /// `addr` announced itself on the side channel: when it was last heard is now (its
+    /// status stays: only a message or a check says it answers).
+    pub fn seen(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            peer.last_heard = Some(now);
+        }
+    }
+
     /// Adds a peer configured with `--static-peer` (no effect if already known).
     pub fn add_static(&mut self, addr: SocketAddr, now: Instant) {
         let addr = canonical(addr);
