@@ -323,10 +323,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     };
     if m.opt_present("discover") {
         config.discover = Some(group);
-    } else if m.opt_present("discover-group") || m.opt_present("discover-broadcast") {
+    } else if ["discover-group", "discover-broadcast", "discover-interval"]
+        .iter()
+        .any(|o| m.opt_present(o))
+    {
         return Err(err(
-            "--discover-group and --discover-broadcast need --discover".into(),
+            "--discover-group, --discover-broadcast and --discover-interval need --discover".into(),
         ));
+    }
+    let min = crate::node::discovery::MIN_INTERVAL.as_secs();
+    if let Some(n) = ranged(&m, "discover-interval", min, 86_400).map_err(&err)? {
+        config.discover_interval = Duration::from_secs(n);
     }
     if let Some(n) = ranged(&m, "history", 0, 1_000_000).map_err(&err)? {
         config.history = n as usize;
@@ -481,6 +488,56 @@ mod tests {
         assert_eq!(config.format, Format::Spaced);
         assert!(config.headless);
         Ok(())
+    }
+
+    /// The configuration `args` (after `-n a -p 1`) resolve to, or `None` for a usage error.
+    fn config_of(args: &[&str]) -> Option<Config> {
+        let all: Vec<&str> = ["-n", "a", "-p", "1"].iter().chain(args).copied().collect();
+        match run(&all) {
+            Ok(Parsed::Run(parsed)) => parsed.resolve("a".into(), 1).ok(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn discovery_flags() {
+        let off = config_of(&[]).expect("valid");
+        assert_eq!(off.discover, None, "off by default");
+        let on = config_of(&["--discover"]).expect("valid");
+        assert_eq!(
+            on.discover,
+            Some("239.255.77.77:5077".parse().expect("addr"))
+        );
+        assert_eq!(on.discover_interval, Duration::from_secs(600));
+        let custom = config_of(&[
+            "--discover",
+            "--discover-group",
+            "239.255.1.2:6000",
+            "--discover-interval",
+            "10",
+        ])
+        .expect("valid");
+        assert_eq!(
+            custom.discover,
+            Some("239.255.1.2:6000".parse().expect("addr"))
+        );
+        assert_eq!(custom.discover_interval, Duration::from_secs(10));
+        let broadcast = config_of(&["--discover", "--discover-broadcast"]).expect("valid");
+        assert_eq!(
+            broadcast.discover,
+            Some("255.255.255.255:5077".parse().expect("addr"))
+        );
+        for bad in [
+            &["--discover-group", "239.255.1.2:6000"][..],
+            &["--discover-interval", "60"],
+            &["--discover", "--discover-interval", "9"],
+            &["--discover", "--discover-group", "127.0.0.1:5077"],
+            &["--discover", "--discover-group", "239.255.1.2"],
+            &["--discover", "--discover-group", "239.255.1.2:0"],
+            &["--discover", "--discover-group", "[ff02::1]:5077"],
+        ] {
+            assert!(config_of(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -135,6 +135,12 @@ impl Udp {
     /// Sends one datagram: to the group out of each interface in turn, or to one address.
     /// Datagrams are best effort: a failure is logged, never retried.
     pub fn send(&self, to: SocketAddr, bytes: &[u8]) {
+        let first = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
+        log::debug!(
+            "discovery: {} bytes to {to}: {}",
+            bytes.len(),
+            String::from_utf8_lossy(first)
+        );
         if to != SocketAddr::V4(self.group) || !self.group.ip().is_multicast() {
             if let Err(e) = self.socket.send_to(bytes, to) {
                 log::debug!("discovery: sending to {to}: {}", net::describe(&e));
@@ -178,7 +184,14 @@ impl Udp {
         self.more[which] = false;
         for _ in 0..READS_PER_TURN {
             match socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => node.on_datagram(from, &self.buf[..n], now, out),
+                Ok((n, from)) => {
+                    let first = self.buf[..n].split(|b| *b == b'\n').next().unwrap_or(&[]);
+                    log::debug!(
+                        "discovery: {n} bytes from {from}: {}",
+                        String::from_utf8_lossy(first)
+                    );
+                    node.on_datagram(from, &self.buf[..n], now, out);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

@@ -322,3 +322,21 @@ fn a_spoofed_hello_flood_greets_a_bounded_number_of_new_peers() {
     let stats = n.discovery_stats().expect("on");
     assert_eq!(stats.admitted, 10_000);
 }
+
+#[test]
+fn the_node_announces_at_every_interval() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let at = n.poll_timeout().expect("a deadline");
+        out.clear();
+        n.on_timeout(at, &mut out);
+        if !datagrams(&out).is_empty() {
+            times.push(at.duration_since(t).as_secs());
+        }
+    }
+    assert_eq!(times, vec![5, 605, 1205, 1805]);
+}
