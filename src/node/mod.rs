@@ -12,7 +12,8 @@
 //! asks for lives here: answering `connect` with `connect_ack` on a new connection (and
 //! never with `connect`), forgetting a peer that says `exit`, greeting static peers,
 //! telling every active peer `exit` on quit, and splitting long messages for receivers
-//! that read only 1024 bytes.
+//! that read only 1024 bytes. With `--discover`, datagrams of the LAN side channel come in
+//! through [`Node::on_datagram`] and go out as [`Effect::Datagram`] (see [`discovery`]).
 
 pub mod commands;
 pub mod discovery;
@@ -52,8 +53,9 @@ pub enum Effect {
     /// Check whether a peer still answers (connect, then close without sending); report
     /// with [`Node::on_check`].
     Check(SocketAddr),
-    /// Send this datagram on the discovery socket (`--discover`): to the group (each
-    /// interface in turn) when `to` is [`Settings::discovery`], else to `to` alone.
+    /// Send this datagram on the discovery side channel (`--discover`): to the group
+    /// (out of each interface in turn) when `to` is the group of [`Settings::discovery`],
+    /// else to `to` alone.
     Datagram {
         /// The group, or one peerchat's side-channel address.
         to: SocketAddr,
