@@ -196,6 +196,28 @@ fn options() -> Options {
         "messages kept for /history and in the state (default 1000)",
         "N",
     );
+    o.optflag(
+        "",
+        "discover",
+        "find peerchats on the LAN by UDP multicast, and exchange peer lists with them (off by default)",
+    );
+    o.optopt(
+        "",
+        "discover-group",
+        "with --discover: the multicast group (default 239.255.77.77:5077)",
+        "IP:PORT",
+    );
+    o.optopt(
+        "",
+        "discover-interval",
+        "with --discover: seconds between announcements (default 600, at least 10)",
+        "SECS",
+    );
+    o.optflag(
+        "",
+        "discover-broadcast",
+        "with --discover: broadcast (255.255.255.255) instead of multicast, on the group's port",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -279,6 +301,41 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, UsageErr
     config.greet_remembered = m.opt_present("greet-remembered");
     if config.greet_remembered && config.state_dir.is_none() {
         return Err(err("--greet-remembered needs --state DIR".into()));
+    }
+    let group = match m.opt_str("discover-group") {
+        Some(g) => {
+            let addr: SocketAddr = g.parse().map_err(|_| {
+                err(format!(
+                    "--discover-group {g:?}: give IP:PORT, e.g. 239.255.77.77:5077"
+                ))
+            })?;
+            let ok = matches!(addr, SocketAddr::V4(v4) if v4.port() != 0 && (v4.ip().is_multicast() || v4.ip().is_broadcast()));
+            if !ok {
+                return Err(err(format!(
+                    "--discover-group {g:?}: an IPv4 multicast group (224.0.0.0/4) with a port"
+                )));
+            }
+            addr
+        }
+        None => crate::driver::discovery::DEFAULT_GROUP.into(),
+    };
+    let group = match m.opt_present("discover-broadcast") {
+        true => SocketAddr::from((std::net::Ipv4Addr::BROADCAST, group.port())),
+        false => group,
+    };
+    if m.opt_present("discover") {
+        config.discover = Some(group);
+    } else if ["discover-group", "discover-broadcast", "discover-interval"]
+        .iter()
+        .any(|o| m.opt_present(o))
+    {
+        return Err(err(
+            "--discover-group, --discover-broadcast and --discover-interval need --discover".into(),
+        ));
+    }
+    let min = crate::node::discovery::MIN_INTERVAL.as_secs();
+    if let Some(n) = ranged(&m, "discover-interval", min, 86_400).map_err(&err)? {
+        config.discover_interval = Duration::from_secs(n);
     }
     if let Some(n) = ranged(&m, "history", 0, 1_000_000).map_err(&err)? {
         config.history = n as usize;
@@ -433,6 +490,56 @@ mod tests {
         assert_eq!(config.format, Format::Spaced);
         assert!(config.headless);
         Ok(())
+    }
+
+    /// The configuration `args` (after `-n a -p 1`) resolve to, or `None` for a usage error.
+    fn config_of(args: &[&str]) -> Option<Config> {
+        let all: Vec<&str> = ["-n", "a", "-p", "1"].iter().chain(args).copied().collect();
+        match run(&all) {
+            Ok(Parsed::Run(parsed)) => parsed.resolve("a".into(), 1).ok(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn discovery_flags() {
+        let off = config_of(&[]).expect("valid");
+        assert_eq!(off.discover, None, "off by default");
+        let on = config_of(&["--discover"]).expect("valid");
+        assert_eq!(
+            on.discover,
+            Some("239.255.77.77:5077".parse().expect("addr"))
+        );
+        assert_eq!(on.discover_interval, Duration::from_secs(600));
+        let custom = config_of(&[
+            "--discover",
+            "--discover-group",
+            "239.255.1.2:6000",
+            "--discover-interval",
+            "10",
+        ])
+        .expect("valid");
+        assert_eq!(
+            custom.discover,
+            Some("239.255.1.2:6000".parse().expect("addr"))
+        );
+        assert_eq!(custom.discover_interval, Duration::from_secs(10));
+        let broadcast = config_of(&["--discover", "--discover-broadcast"]).expect("valid");
+        assert_eq!(
+            broadcast.discover,
+            Some("255.255.255.255:5077".parse().expect("addr"))
+        );
+        for bad in [
+            &["--discover-group", "239.255.1.2:6000"][..],
+            &["--discover-interval", "60"],
+            &["--discover", "--discover-interval", "9"],
+            &["--discover", "--discover-group", "127.0.0.1:5077"],
+            &["--discover", "--discover-group", "239.255.1.2"],
+            &["--discover", "--discover-group", "239.255.1.2:0"],
+            &["--discover", "--discover-group", "[ff02::1]:5077"],
+        ] {
+            assert!(config_of(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

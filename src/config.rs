@@ -104,6 +104,11 @@ pub struct Config {
     pub greet_remembered: bool,
     /// Messages kept for `/history` (and in the journal).
     pub history: usize,
+    /// LAN discovery (`--discover`): the multicast group (or broadcast address) and port
+    /// of the side channel; `None`: off.
+    pub discover: Option<SocketAddr>,
+    /// Between periodic announcements (`--discover-interval`).
+    pub discover_interval: Duration,
 }
 
 impl Config {
@@ -125,7 +130,16 @@ impl Config {
             state_dir: None,
             greet_remembered: false,
             history: 1000,
+            discover: None,
+            discover_interval: crate::node::discovery::ANNOUNCE_INTERVAL,
         }
+    }
+
+    /// Turns LAN discovery on, with announcements to `group` (a multicast group, or a
+    /// broadcast address).
+    pub fn discover(mut self, group: SocketAddr) -> Self {
+        self.discover = Some(group);
+        self
     }
 
     /// Sets the port to listen on (0: the system chooses).

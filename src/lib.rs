@@ -10,11 +10,12 @@
 //!            │                                   ▲
 //!            ▼                                   │
 //!   driver/   event_loop · connections · connection · stdin · stdout · journal · terminal
-//!             · logsink · net · oneshot
+//!             · discovery · logsink · net · oneshot
 //!            │  bytes, lines, results,           ▲  effects, messages to transmit,
 //!            │  time passed (`now`)              │  the next deadline
 //!            ▼                                   │
 //!   node/     Node · peers · liveness · outbox · history · commands · event · timers
+//!             · discovery
 //!   wire/     decoder · dialects · json · encode · replies (pure: no clock, no I/O)
 //! ```
 //!
@@ -25,7 +26,8 @@
 //! - `node/`: the `Node` takes inputs (`on_message`, `on_line`, `on_sent`, `on_timeout`...)
 //!   and answers with effects, the messages to transmit (`poll_transmit`) and when to wake
 //!   it (`poll_timeout`), in the shape of quinn-proto's connections. Its parts: `peers`,
-//!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`.
+//!   `liveness`, `outbox`, `history`, `commands`, `event`, `timers`, `discovery` (the LAN
+//!   side channel of `--discover`: datagrams in with `on_datagram`, out as effects).
 //! - `driver/`: the executor of those decisions, and nothing else (plus `oneshot`, the
 //!   blocking `peerchat send`, which has no loop to run).
 //! - `ui/`: what the user sees and types: rendering, the line editor, wall-clock formats.

@@ -26,6 +26,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::config::Config;
 use crate::driver::connections::Connections;
+use crate::driver::discovery::Udp;
 use crate::driver::journal::{Flushed, Journal};
 use crate::driver::net;
 use crate::driver::stdin::{self, Input};
@@ -43,6 +44,7 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
+const DISCOVERY: [Token; 2] = [Token(usize::MAX - 5), Token(usize::MAX - 6)];
 
 /// How long a pipe on stdout may take nothing at all before it counts as not being read:
 /// reading the network then resumes, and what does not fit in the buffer is dropped.
@@ -128,6 +130,8 @@ pub struct EventLoop {
     /// Console input read but not yet taken by the node (it takes typed lines only while
     /// it has room for more messages to send); stdin is not read again until it is empty.
     inputs: std::collections::VecDeque<Input>,
+    /// The discovery socket (`--discover`).
+    udp: Option<Udp>,
 }
 
 impl EventLoop {
@@ -211,6 +215,18 @@ impl EventLoop {
             }
             None => (None, None),
         };
+        // Discovery that cannot open its socket is said once and left off; chat still works.
+        let mut udp_failed = None;
+        let udp = config.discover.and_then(|group| {
+            Udp::open(group, config.bind, poll.registry(), DISCOVERY)
+                .map_err(|e| {
+                    udp_failed = Some(format!(
+                        "discovery is off: cannot use {group}: {}",
+                        net::describe(&e)
+                    ))
+                })
+                .ok()
+        });
         let node = Node::new(
             Settings {
                 history: config.history,
@@ -226,12 +242,23 @@ impl EventLoop {
                 quit_wait: config.limits.quit_wait,
                 max_peers_per_ip: config.limits.max_peers_per_ip,
                 own_ips: net::own_ips(config.bind),
+                discovery: udp.as_ref().and(config.discover).map(|group| {
+                    crate::node::discovery::Plan {
+                        group,
+                        interval: config.discover_interval,
+                    }
+                }),
             },
             Liveness::new(config.limits.probe_interval, config.limits.probe_failures)
                 .seeded(jitter_seed()),
             (now, crate::ui::clock::unix_millis(SystemTime::now())),
         );
+        let mut effects = Vec::new();
+        if let Some(why) = udp_failed {
+            effects.push(Effect::Show(Event::Warning(why)));
+        }
         Ok(EventLoop {
+            udp,
             poll,
             events: Events::with_capacity(1024),
             conns,
@@ -250,7 +277,7 @@ impl EventLoop {
             signals,
             listening,
             config,
-            effects: Vec::new(),
+            effects,
             spare: Vec::new(),
             handler: None,
             inputs: std::collections::VecDeque::new(),
@@ -288,7 +315,9 @@ impl EventLoop {
             if self.node.is_finished() {
                 break;
             }
-            let reads_waiting = self.conns.wants_turn() && !self.behind();
+            let reads_waiting = (self.conns.wants_turn()
+                || self.udp.as_ref().is_some_and(Udp::wants_turn))
+                && !self.behind();
             let compacting = self.journal.as_ref().is_some_and(Journal::compacting);
             let console_waiting = self.console_open() && self.console_has_more();
             let timeout = if console_waiting || reads_waiting || compacting {
@@ -343,6 +372,12 @@ impl EventLoop {
                 STDIN => stdin_ready = true,
                 SIGNALS => self.on_signal(now),
                 STDOUT => {} // flushed at the end of the turn
+                token if DISCOVERY.contains(&token) => {
+                    if let Some(udp) = &mut self.udp {
+                        let which = usize::from(token == DISCOVERY[1]);
+                        udp.read(which, &mut self.node, now, &mut self.effects);
+                    }
+                }
                 token if self.conns.is_listener(token) => self.conns.listener_ready(),
                 Token(key) => {
                     let read = !self.behind();
@@ -373,6 +408,9 @@ impl EventLoop {
             } else {
                 self.console.defer();
             }
+        }
+        if let Some(udp) = &mut self.udp {
+            udp.read_rest(&mut self.node, now, &mut self.effects);
         }
         self.conns.on_timers(&mut self.node, now, &mut self.effects);
         if self.conns.take_gave_back() {
@@ -458,6 +496,11 @@ impl EventLoop {
                 }
             }
             Effect::Quitting => self.console.detach(self.poll.registry()),
+            Effect::Datagram { to, bytes } => {
+                if let Some(udp) = &self.udp {
+                    udp.send(to, &bytes);
+                }
+            }
         }
     }
 

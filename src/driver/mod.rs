@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod connections;
+pub mod discovery;
 pub mod event_loop;
 pub mod fdio;
 pub mod journal;

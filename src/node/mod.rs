@@ -12,9 +12,13 @@
 //! asks for lives here: answering `connect` with `connect_ack` on a new connection (and
 //! never with `connect`), forgetting a peer that says `exit`, greeting static peers,
 //! telling every active peer `exit` on quit, and splitting long messages for receivers
-//! that read only 1024 bytes.
+//! that read only 1024 bytes. With `--discover`, datagrams of the LAN side channel come in
+//! through [`Node::on_datagram`] and go out as [`Effect::Datagram`] (see [`discovery`]).
 
 pub mod commands;
+pub mod discovery;
+#[cfg(test)]
+mod discovery_tests;
 pub mod event;
 pub mod history;
 pub mod liveness;
@@ -31,6 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::node::commands::{Command, CommandParser, Target};
+use crate::node::discovery::Discovery;
 use crate::node::event::{Event, LeaveReason, Sender};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
@@ -48,6 +53,15 @@ pub enum Effect {
     /// Check whether a peer still answers (connect, then close without sending); report
     /// with [`Node::on_check`].
     Check(SocketAddr),
+    /// Send this datagram on the discovery side channel (`--discover`): to the group
+    /// (out of each interface in turn) when `to` is the group of [`Settings::discovery`],
+    /// else to `to` alone.
+    Datagram {
+        /// The group, or one peerchat's side-channel address.
+        to: SocketAddr,
+        /// The datagram, at most [`discovery::MAX_DATAGRAM`] bytes.
+        bytes: Vec<u8>,
+    },
     /// Quitting has begun: stop reading the console. The `exit` messages are still to
     /// go; the driver runs until [`Node::is_finished`].
     Quitting,
@@ -73,6 +87,8 @@ pub struct Settings {
     /// The IP addresses we listen on (with our port, they are us): the bound address,
     /// or, bound to every address, the machine's.
     pub own_ips: Vec<IpAddr>,
+    /// LAN discovery (`--discover`): where announcements go and how often; `None`: off.
+    pub discovery: Option<discovery::Plan>,
 }
 
 /// The protocol state of one peer.
@@ -104,6 +120,10 @@ pub struct Node {
     replied: HashMap<SocketAddr, (Instant, u32)>,
     /// The peer we last heard a chat message from: where `/reply` goes.
     last_sender: Option<SocketAddr>,
+    /// LAN discovery and peer exchange, when on.
+    discovery: Option<Discovery>,
+    /// Reused for the datagrams discovery hands out.
+    datagrams: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 impl Node {
@@ -127,6 +147,10 @@ impl Node {
             ungreeted: HashSet::new(),
             said_table_full: false,
             last_sender: None,
+            discovery: me
+                .discovery
+                .map(|plan| Discovery::new(plan, &me.header.name, me.header.port, epoch.0)),
+            datagrams: Vec::new(),
             me,
         }
     }
@@ -331,6 +355,10 @@ impl Node {
             self.ungreeted.insert(crate::node::peers::canonical(dest));
             self.send(dest, "connect", now, out);
         }
+        if let Some(d) = &mut self.discovery {
+            d.start(now, &mut self.datagrams);
+            self.flush_datagrams(out);
+        }
     }
 
     /// When [`Node::on_timeout`] next has work: a liveness check, or, while quitting,
@@ -340,7 +368,12 @@ impl Node {
             let next = self.quit_notice.into_iter().chain(self.quit_deadline).min();
             return next.filter(|_| !self.outbox.is_empty());
         }
-        self.liveness.next_deadline()
+        let discovery = self.discovery.as_ref().and_then(Discovery::poll_timeout);
+        self.liveness
+            .next_deadline()
+            .into_iter()
+            .chain(discovery)
+            .min()
     }
 
     /// Time passed: start the liveness checks that are due; while quitting, give up on
@@ -365,6 +398,10 @@ impl Node {
         let mut due = Vec::new();
         self.liveness.due(now, &mut due);
         out.extend(due.into_iter().map(Effect::Check));
+        if let Some(d) = &mut self.discovery {
+            d.on_timeout(now, &mut self.datagrams);
+            self.flush_datagrams(out);
+        }
     }
 
     /// A signal (Ctrl-C): quit, or, when already quitting, stop waiting.
@@ -530,6 +567,10 @@ impl Node {
         self.quit_notice = Some(now + QUIT_NOTICE_AFTER);
         for dest in self.peers.active() {
             self.say_exit(dest, now, out);
+        }
+        if let Some(d) = &mut self.discovery {
+            d.stop(self.me.header.port, &mut self.datagrams);
+            self.flush_datagrams(out);
         }
         out.push(Effect::Quitting);
     }
@@ -747,6 +788,144 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A datagram on the discovery socket from `from` (only with [`Settings::discovery`]).
+    /// An announcement files its sender as `discovered` and greets it with `connect`, once;
+    /// a peer listed in an answer to our query is filed as `exchanged` and greeted the
+    /// same way; `bye` forgets a peer found this way; a query is answered, to its source,
+    /// within the bounds of [`discovery`].
+    pub fn on_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        use crate::node::discovery::{Heard, Listed, MAX_AGE};
+        use crate::node::peers::Source;
+        if self.quitting {
+            return;
+        }
+        let Some(d) = &mut self.discovery else {
+            return;
+        };
+        match d.on_datagram(from, bytes, now) {
+            None => {}
+            Some(Heard::Hello { addr, name }) => {
+                // A peerchat new to us is asked which peers it knows (not we ourselves).
+                if !self.is_us(addr.ip(), Some(addr.port())) {
+                    if let Some(d) = &mut self.discovery {
+                        d.heard_from(from);
+                    }
+                    self.peers.seen(addr, now);
+                }
+                self.learn(addr, Some(&name), None, Source::Discovered, now, out);
+            }
+            Some(Heard::Peers(list)) => {
+                for peer in list.into_iter().filter(|p| p.age <= MAX_AGE) {
+                    let name = peer.name.as_deref();
+                    self.learn(peer.addr, name, peer.dialect, Source::Exchanged, now, out);
+                }
+            }
+            Some(Heard::Bye { addr }) => {
+                let found = self.peers.get(addr).map(|p| p.source);
+                d.gone(from);
+                if matches!(found, Some(Source::Discovered | Source::Exchanged)) {
+                    if let Some(known) = self.forget(addr, out) {
+                        out.push(Effect::Show(Event::PeerLeft {
+                            addr,
+                            name: known.name,
+                            reason: LeaveReason::Exit,
+                        }));
+                    }
+                }
+            }
+            Some(Heard::Query { limit }) => {
+                let mut rows = self.peers.rows(now);
+                rows.retain(|r| {
+                    r.status == crate::node::peers::Status::Active
+                        && r.last_heard.is_some_and(|age| age <= MAX_AGE)
+                });
+                rows.sort_by_key(|r| r.last_heard);
+                let list: Vec<Listed> = rows
+                    .into_iter()
+                    .map(|r| Listed {
+                        addr: r.addr,
+                        age: r.last_heard.unwrap_or_default(),
+                        dialect: r.dialect,
+                        name: r.name,
+                    })
+                    .collect();
+                if let Some(d) = &mut self.discovery {
+                    d.answer(from, &list, limit, &mut self.datagrams);
+                }
+                self.flush_datagrams(out);
+            }
+        }
+    }
+
+    /// Files a peer learned on the side channel and greets it; whether it was new.
+    fn learn(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        dialect: Option<wire::Dialect>,
+        source: crate::node::peers::Source,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let addr = crate::node::peers::canonical(addr);
+        if self.is_us(addr.ip(), Some(addr.port())) || self.peers.get(addr).is_some() {
+            return false;
+        }
+        if !self
+            .discovery
+            .as_mut()
+            .is_some_and(|d| d.admit_new_peer(now))
+        {
+            return false;
+        }
+        let name = name.map(|n| bounded_name(n.to_owned()));
+        let learned = self
+            .peers
+            .learned(addr, name.as_deref(), dialect, source, now);
+        self.take_evicted(out);
+        match learned {
+            Some(true) => {}
+            Some(false) => return false,
+            None => {
+                self.table_full(out);
+                return false;
+            }
+        }
+        self.liveness.track(addr, now);
+        out.push(Effect::Show(Event::PeerJoined {
+            addr,
+            name: name.clone(),
+        }));
+        if self.me.persist {
+            out.push(Effect::Persist(Record::Peer { addr, name }));
+        }
+        self.send(addr, "connect", now, out);
+        true
+    }
+
+    /// Hands the datagrams discovery produced to the driver.
+    fn flush_datagrams(&mut self, out: &mut Vec<Effect>) {
+        out.extend(
+            self.datagrams
+                .drain(..)
+                .map(|(to, bytes)| Effect::Datagram { to, bytes }),
+        );
+    }
+
+    /// Discovery's counters, for tests.
+    #[cfg(test)]
+    pub fn discovery_stats(&self) -> Option<crate::node::discovery::Stats> {
+        self.discovery.as_ref().map(Discovery::stats)
+    }
+}
+
 /// How long quitting waits in silence: past this, it says what it is waiting for.
 pub const QUIT_NOTICE_AFTER: Duration = Duration::from_millis(400);
 
@@ -798,6 +977,7 @@ mod tests {
             quit_wait: Duration::from_secs(2),
             max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
             own_ips: vec!["127.0.0.2".parse().expect("ip")],
+            discovery: None,
         }
     }
 

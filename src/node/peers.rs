@@ -58,6 +58,10 @@ pub enum Source {
     Sent,
     /// Remembered from an earlier run.
     Remembered,
+    /// It announced itself on the LAN (`--discover`).
+    Discovered,
+    /// Another peerchat listed it when asked which peers it knows (peer exchange).
+    Exchanged,
 }
 
 impl Source {
@@ -68,6 +72,8 @@ impl Source {
             Source::Static => "static",
             Source::Sent => "sent",
             Source::Remembered => "remembered",
+            Source::Discovered => "discovered",
+            Source::Exchanged => "exchanged",
         }
     }
 }
@@ -345,6 +351,41 @@ impl PeerTable {
         let peer = self.peers.get_mut(&addr)?;
         peer.refresh(addr, name, claimed_ip, chat, now);
         Some(true)
+    }
+
+    /// Files a peer learned on the side channel (an announcement, or another peer's list):
+    /// `Some(true)` when it is new (not yet active: our greeting has to reach it first),
+    /// `Some(false)` when known (left as it is), `None` when the table's bounds leave no
+    /// room. The same bounds and eviction as for any peer.
+    pub fn learned(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        dialect: Option<Dialect>,
+        source: Source,
+        now: Instant,
+    ) -> Option<bool> {
+        let addr = canonical(addr);
+        if self.peers.contains_key(&addr) {
+            return Some(false);
+        }
+        let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
+        let mut peer = Peer::new(source, Status::Contacted);
+        peer.name = name.map(str::to_owned);
+        peer.dialect = dialect.filter(|d| *d != Dialect::Raw);
+        peer.last_heard = Some(now);
+        if from_ip as usize >= self.max_per_ip || !self.insert(addr, peer, now) {
+            return None;
+        }
+        Some(true)
+    }
+
+    /// `addr` announced itself on the side channel: when it was last heard is now (its
+    /// status stays: only a message or a check says it answers).
+    pub fn seen(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
+            peer.last_heard = Some(now);
+        }
     }
 
     /// Adds a peer configured with `--static-peer` (no effect if already known).

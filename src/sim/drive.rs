@@ -38,6 +38,9 @@ impl Sim {
                     Report::Check(addr, answered) => node.on_check(addr, answered, now, &mut out),
                 }
             }
+            Ev::Datagram(_, from, bytes) => {
+                self.nodes[i].node.on_datagram(from, &bytes, now, &mut out);
+            }
             Ev::Timeout(_, at) => {
                 if self.nodes[i].armed != Some(at) {
                     self.scratch = out;
@@ -170,6 +173,7 @@ impl Sim {
                     Effect::Show(event) => self.trace.show(i, self.now, event, sender),
                     Effect::Check(addr) => self.open(i, addr, None),
                     Effect::Persist(_) => {}
+                    Effect::Datagram { to, bytes } => self.datagram(i, to, bytes),
                     Effect::Quitting => self.trace.quitting(i, self.now),
                 }
             }
@@ -201,6 +205,24 @@ impl Sim {
         }
         self.scratch = out;
         self.rearm(i);
+    }
+
+    /// Sends a datagram from node `i`: to every member of its group (itself included, as
+    /// with multicast loop) or to the one node at a side-channel address, after the
+    /// network's shortest latency; nothing crosses a partition.
+    fn datagram(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
+        self.datagrams[i] += 1;
+        let at = self.now + self.cfg.latency.0;
+        let from = crate::sim::net::udp_addr(i);
+        let targets: Vec<usize> = match self.members.get(&to) {
+            Some(members) => members.clone(),
+            None => self.udp.get(&to).copied().into_iter().collect(),
+        };
+        for j in targets {
+            if !self.cut(i, j) {
+                self.push(at, Ev::Datagram(j, from, bytes.clone()));
+            }
+        }
     }
 
     /// `connect` goes out only to greet a static peer (at start-up, or once more when it

@@ -16,9 +16,11 @@
 //! - `checks.rs`: end-of-run checks, and the liveness bound;
 //! - `scenarios.rs`: one test per protocol promise; `faults.rs`: scenarios under faults;
 //! - `random.rs`: seeded randomized runs with every fault (`SIM_SEED` replays one);
-//! - `scale.rs`: a 1,000-node run, with figures.
+//! - `scale.rs`: a 1,000-node run, with figures;
+//! - `discovery.rs`: `--discover` on simulated LANs, with figures.
 
 mod checks;
+mod discovery;
 mod drive;
 mod faults;
 mod net;

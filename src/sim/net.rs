@@ -100,6 +100,8 @@ pub(crate) enum Ev {
     /// A held (reordered) connection's wait is over.
     Release(usize, usize, u64),
     Resume(usize),
+    /// A datagram reaches node `.0` from the side-channel address `.1`.
+    Datagram(usize, SocketAddr, Vec<u8>),
     Partition(Vec<usize>),
     Heal,
 }
@@ -155,6 +157,16 @@ pub(crate) struct Sim {
     pub(super) scratch: Vec<Effect>,
     /// Queue entries processed.
     pub(crate) processed: u64,
+    /// Discovery: the nodes in each group, each node by its side-channel address, and the
+    /// datagrams each node sent.
+    pub(super) members: HashMap<SocketAddr, Vec<usize>>,
+    pub(super) udp: HashMap<SocketAddr, usize>,
+    pub(crate) datagrams: Vec<u64>,
+}
+
+/// Node `i`'s side-channel (UDP) address: its IP, a port of its own.
+pub(crate) fn udp_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(addr_of(i).ip(), 40_000)
 }
 
 impl Sim {
@@ -173,6 +185,9 @@ impl Sim {
             index: HashMap::new(),
             side: None,
             held: BTreeMap::new(),
+            members: HashMap::new(),
+            udp: HashMap::new(),
+            datagrams: Vec::new(),
             planned: BTreeMap::new(),
             trace,
             scratch: Vec::new(),
@@ -200,7 +215,16 @@ impl Sim {
             quit_wait: limits.quit_wait,
             max_peers_per_ip: limits.max_peers_per_ip,
             own_ips: vec![addr.ip()],
+            discovery: spec.discover.map(|group| crate::node::discovery::Plan {
+                group,
+                interval: crate::node::discovery::ANNOUNCE_INTERVAL,
+            }),
         };
+        if let Some(group) = spec.discover {
+            self.members.entry(group).or_default().push(i);
+        }
+        self.udp.insert(udp_addr(i), i);
+        self.datagrams.push(0);
         // Each node its own jitter, as each process seeds its own.
         let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());
         let liveness = Liveness::new(limits.probe_interval, limits.probe_failures).seeded(seed | 1);
@@ -314,7 +338,7 @@ impl Sim {
     /// Hands an input to its node, unless the process is gone or stopped.
     pub(super) fn route(&mut self, ev: Ev) {
         let i = match &ev {
-            Ev::Act(i, _) | Ev::Report(i, _) | Ev::Timeout(i, _) => *i,
+            Ev::Act(i, _) | Ev::Report(i, _) | Ev::Timeout(i, _) | Ev::Datagram(i, _, _) => *i,
             // A killed sender's connections die with it, even those already accepted.
             Ev::Deliver(conn) if self.nodes[conn.src].state == State::Killed => return,
             Ev::Deliver(conn) => match conn.to {
@@ -402,7 +426,7 @@ impl Sim {
         }
     }
 
-    fn cut(&self, a: usize, b: usize) -> bool {
+    pub(super) fn cut(&self, a: usize, b: usize) -> bool {
         self.side.as_ref().is_some_and(|side| side[a] != side[b])
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct Spec {
     pub(crate) format: Format,
     /// The IP it claims (`None`: each connection's local address).
     pub(crate) claim: Option<IpAddr>,
+    /// The discovery group it announces to and listens on (`--discover`), if any.
+    pub(crate) discover: Option<SocketAddr>,
 }
 
 impl Spec {
@@ -92,7 +94,14 @@ impl Spec {
             static_peers: Vec::new(),
             format: Format::Standard,
             claim: None,
+            discover: None,
         }
+    }
+
+    /// With discovery on, in `group`.
+    pub(crate) fn discovers(mut self, group: SocketAddr) -> Self {
+        self.discover = Some(group);
+        self
     }
 
     /// With these static peers.

@@ -1,0 +1,910 @@
+//! LAN discovery and peer exchange: the datagrams peerchats send each other on a UDP side
+//! channel, and the rate limits around them. Pure: no clock (every call carries `now`), no
+//! socket; the node decides what a datagram means for the peer table, the driver sends.
+//!
+//! # The datagrams
+//!
+//! UTF-8 text, at most [`MAX_DATAGRAM`] bytes, words separated by single spaces. The first
+//! word is the version tag [`TAG`] (`peerchat1`); a datagram with any other tag, or that
+//! does not parse, is dropped without an answer. Words after the ones described are
+//! ignored (room for later versions).
+//!
+//! ```text
+//! peerchat1 hello NAME PORT      I am NAME, listening for TCP chat at PORT (sent to the group)
+//! peerchat1 bye PORT             the peer listening at PORT on the sender's IP quits
+//! peerchat1 query                which peers do you know? (sent to one peer; may be padded:
+//!                                everything after the first line is ignored, and the
+//!                                answer is never longer than the query, padding included)
+//! peerchat1 peers                the answer, to the query's source only; then one line per
+//! ADDR AGE DIALECT NAME          peer (at most MAX_LISTED): IP:PORT, seconds since it was
+//! ...                            last heard, the dialect it speaks, its name ("-" unknown)
+//! ```
+//!
+//! A hello names a peer at the datagram's source IP and the port it gives. Nothing in a
+//! datagram is answered with a datagram except a query, and a query only to its source,
+//! rate-limited per source and in all, and never with more bytes than it carried: the
+//! channel cannot be used to amplify traffic towards a spoofed address. A `peers` answer
+//! is accepted only from an address we queried within [`ANSWER_TIMEOUT`], once per query.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
+
+use crate::wire::Dialect;
+
+/// The version tag every datagram starts with.
+pub const TAG: &str = "peerchat1";
+
+/// Longest datagram sent or accepted, in bytes: fits an IPv6 minimum-MTU packet.
+pub const MAX_DATAGRAM: usize = 1200;
+
+/// Most peers listed in one answer.
+pub const MAX_LISTED: usize = 32;
+
+/// Peers last heard longer ago than this are neither listed nor taken from an answer.
+/// (An announcement refreshes when a peer was last heard, so peerchats on one LAN stay
+/// fresh in a quiet lab.)
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The interval between periodic hellos (after the start-up pair), by default.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The shortest interval `--discover-interval` accepts.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What discovery needs to know: where announcements go, and how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// The multicast group (or broadcast address) and port.
+    pub group: SocketAddr,
+    /// Between periodic hellos (and re-asked queries); at least [`MIN_INTERVAL`].
+    pub interval: Duration,
+}
+
+/// The second hello after start, in case the first one was lost.
+pub const ANNOUNCE_REPEAT: Duration = Duration::from_secs(5);
+
+/// Answers one source IP may draw per [`RATE_WINDOW`].
+pub const ANSWERS_PER_SOURCE: u32 = 2;
+
+/// Answers in all per [`RATE_WINDOW`].
+pub const ANSWERS_PER_WINDOW: u32 = 60;
+
+/// Queries we send per [`RATE_WINDOW`]; more wait their turn (at most [`MAX_PENDING`]).
+pub const QUERIES_PER_WINDOW: u32 = 6;
+
+/// Peers learned by discovery or exchange (and greeted) per [`RATE_WINDOW`].
+pub const NEW_PEERS_PER_WINDOW: u32 = 256;
+
+/// The window the rate limits count in.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long an answer to one of our queries is awaited.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most queries waiting to be sent; more are dropped (the peerchats heard are still asked
+/// later, one in turn per interval). On a LAN of many peerchats, this bounds what the
+/// first minutes cost: the first few heard are asked, not all.
+pub const MAX_PENDING: usize = 8;
+
+/// Most peerchats remembered to be asked again in turn.
+pub const MAX_KNOWN: usize = 1024;
+
+/// Most sources whose answers are counted at once: beyond, a new source is not answered
+/// until the window of the counted ones ends (a spoofed flood cannot grow memory).
+pub const MAX_SOURCES: usize = 1024;
+
+/// A peer listed in an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Where it listens for TCP chat.
+    pub addr: SocketAddr,
+    /// Since when it was last heard (whole seconds on the wire).
+    pub age: Duration,
+    /// The dialect it speaks, when known.
+    pub dialect: Option<Dialect>,
+    /// Its name, when known.
+    pub name: Option<String>,
+}
+
+/// One datagram of the side channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datagram {
+    /// A peerchat announces itself.
+    Hello {
+        /// Its name (one word).
+        name: String,
+        /// Its TCP listening port.
+        port: u16,
+    },
+    /// A peerchat asks which peers we know.
+    Query,
+    /// A peerchat leaves.
+    Bye {
+        /// Its TCP listening port.
+        port: u16,
+    },
+    /// The answer to a query.
+    Peers(Vec<Listed>),
+}
+
+/// Every dialect, to read a dialect's name back.
+const DIALECTS: [Dialect; 8] = [
+    Dialect::Standard,
+    Dialect::Spaced,
+    Dialect::Bracketed,
+    Dialect::KeyValue,
+    Dialect::Colon,
+    Dialect::Persistent,
+    Dialect::Json,
+    Dialect::Raw,
+];
+
+fn dialect_named(word: &str) -> Option<Dialect> {
+    DIALECTS.into_iter().find(|d| d.as_str() == word)
+}
+
+/// A name as it may go in a datagram: one printable word of at most 64 bytes.
+fn word_name(name: &str) -> Option<&str> {
+    let ok = !name.is_empty()
+        && name != "-"
+        && name.len() <= crate::node::MAX_NAME
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then_some(name)
+}
+
+fn port(word: Option<&str>) -> Option<u16> {
+    word?.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+impl Datagram {
+    /// Reads a datagram; `None` for anything that is not one of ours (never an error to
+    /// report: the channel is open to anyone).
+    pub fn parse(bytes: &[u8]) -> Option<Datagram> {
+        if bytes.len() > MAX_DATAGRAM {
+            return None;
+        }
+        let first = bytes.split(|b| *b == b'\n').next()?;
+        let first = std::str::from_utf8(first).ok()?;
+        let mut words = first.split(' ');
+        if words.next()? != TAG {
+            return None;
+        }
+        match words.next()? {
+            "hello" => {
+                let name = word_name(words.next()?)?.to_owned();
+                let port = port(words.next())?;
+                Some(Datagram::Hello { name, port })
+            }
+            "bye" => Some(Datagram::Bye {
+                port: port(words.next())?,
+            }),
+            "query" => Some(Datagram::Query),
+            "peers" => {
+                let text = std::str::from_utf8(bytes).ok()?;
+                let listed = text
+                    .lines()
+                    .skip(1)
+                    .filter_map(Self::listed)
+                    .take(MAX_LISTED)
+                    .collect();
+                Some(Datagram::Peers(listed))
+            }
+            _ => None,
+        }
+    }
+
+    fn listed(line: &str) -> Option<Listed> {
+        let mut words = line.split(' ');
+        let addr: SocketAddr = words.next()?.parse().ok()?;
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return None;
+        }
+        let age = Duration::from_secs(words.next()?.parse::<u32>().ok()?.into());
+        let dialect = match words.next()? {
+            "-" => None,
+            word => Some(dialect_named(word)?),
+        };
+        let name = match words.next()? {
+            "-" => None,
+            word => Some(word_name(word)?.to_owned()),
+        };
+        Some(Listed {
+            addr,
+            age,
+            dialect,
+            name,
+        })
+    }
+
+    /// The datagram's bytes; an answer is cut to [`MAX_LISTED`] peers and
+    /// [`MAX_DATAGRAM`] bytes (see [`encode_peers`] for a smaller bound).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Datagram::Hello { name, port } => {
+                let name = word_name(name).unwrap_or("-");
+                format!("{TAG} hello {name} {port}").into_bytes()
+            }
+            Datagram::Bye { port } => format!("{TAG} bye {port}").into_bytes(),
+            Datagram::Query => format!("{TAG} query").into_bytes(),
+            Datagram::Peers(list) => encode_peers(list, MAX_DATAGRAM),
+        }
+    }
+}
+
+/// A query padded to [`MAX_DATAGRAM`]: the answer may then be as long as the bound.
+pub fn padded_query() -> Vec<u8> {
+    let mut bytes = Datagram::Query.encode();
+    bytes.push(b'\n');
+    bytes.resize(MAX_DATAGRAM, b'.');
+    bytes
+}
+
+/// An answer listing as many of `list` as fit in `limit` bytes (and [`MAX_LISTED`]).
+pub fn encode_peers(list: &[Listed], limit: usize) -> Vec<u8> {
+    let limit = limit.min(MAX_DATAGRAM);
+    let mut bytes = format!("{TAG} peers").into_bytes();
+    for peer in list.iter().take(MAX_LISTED) {
+        let dialect = peer.dialect.map_or("-", Dialect::as_str);
+        let name = peer.name.as_deref().and_then(word_name).unwrap_or("-");
+        let age = u32::try_from(peer.age.as_secs()).unwrap_or(u32::MAX);
+        let line = format!("\n{} {age} {dialect} {name}", peer.addr);
+        if bytes.len() + line.len() > limit {
+            break;
+        }
+        bytes.extend_from_slice(line.as_bytes());
+    }
+    bytes
+}
+
+/// What an admitted datagram asks of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// A peerchat at `addr` (the source IP, its TCP port) announced itself.
+    Hello {
+        /// Its TCP listening address.
+        addr: SocketAddr,
+        /// Its name.
+        name: String,
+    },
+    /// The peer at `addr` leaves.
+    Bye {
+        /// Its TCP listening address.
+        addr: SocketAddr,
+    },
+    /// Answer the query: with [`encode_peers`], at most `limit` bytes, to the source.
+    Query {
+        /// The query's length: the answer's bound.
+        limit: usize,
+    },
+    /// The answer to one of our queries.
+    Peers(Vec<Listed>),
+}
+
+/// Counts events in a window; `take` says whether one more fits.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since: Instant,
+    count: u32,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Window {
+            since: now,
+            count: 0,
+        }
+    }
+
+    fn take(&mut self, most: u32, now: Instant) -> bool {
+        if now.saturating_duration_since(self.since) >= RATE_WINDOW {
+            *self = Window::new(now);
+        }
+        let ok = self.count < most;
+        if ok {
+            self.count += 1;
+        }
+        ok
+    }
+
+    fn when_free(&self, most: u32) -> Option<Instant> {
+        (self.count >= most).then_some(self.since + RATE_WINDOW)
+    }
+}
+
+/// Counters, for tests and the simulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to the driver.
+    pub sent: u64,
+    /// Datagrams received that were ours and admitted.
+    pub admitted: u64,
+    /// Datagrams received and dropped (garbage, rate limits, unasked answers).
+    pub dropped: u64,
+}
+
+/// The side channel's state: when to announce, whom to query, how much to answer.
+#[derive(Debug)]
+pub struct Discovery {
+    group: SocketAddr,
+    interval: Duration,
+    hello: Vec<u8>,
+    next_announce: Option<Instant>,
+    answers: Window,
+    per_source: HashMap<IpAddr, Window>,
+    /// While `per_source` is full of live windows: until when (no scan before).
+    sources_full_until: Option<Instant>,
+    queries: Window,
+    new_peers: Window,
+    /// Sources to query, in order; and those asked, awaiting an answer until the instant.
+    to_query: VecDeque<SocketAddr>,
+    asked: HashMap<SocketAddr, Instant>,
+    /// The side-channel addresses of peerchats heard (bounded, oldest first), each asked
+    /// once when first heard, then one in turn per [`ANNOUNCE_INTERVAL`]; and the next
+    /// one's index.
+    known: VecDeque<SocketAddr>,
+    turn: usize,
+    stats: Stats,
+}
+
+impl Discovery {
+    /// Discovery as `plan` says, for a peer called `name` listening at TCP `port`.
+    pub fn new(plan: Plan, name: &str, port: u16, now: Instant) -> Self {
+        Discovery {
+            group: plan.group,
+            interval: plan.interval.max(MIN_INTERVAL),
+            hello: Datagram::Hello {
+                name: name.to_owned(),
+                port,
+            }
+            .encode(),
+            next_announce: None,
+            answers: Window::new(now),
+            per_source: HashMap::new(),
+            sources_full_until: None,
+            queries: Window::new(now),
+            new_peers: Window::new(now),
+            to_query: VecDeque::new(),
+            asked: HashMap::new(),
+            known: VecDeque::new(),
+            turn: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The counters so far.
+    #[cfg(test)]
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Start-up: the first hello, to the group.
+    pub fn start(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.next_announce = Some(now + ANNOUNCE_REPEAT);
+        self.emit(self.group, self.hello.clone(), out);
+    }
+
+    /// Quitting: the goodbye, to the group; nothing is announced afterwards.
+    pub fn stop(&mut self, port: u16, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.next_announce = None;
+        self.to_query.clear();
+        self.emit(self.group, Datagram::Bye { port }.encode(), out);
+    }
+
+    fn emit(&mut self, to: SocketAddr, bytes: Vec<u8>, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.stats.sent += 1;
+        out.push((to, bytes));
+    }
+
+    /// When [`Discovery::on_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let query = match self.to_query.is_empty() {
+            true => None,
+            false => Some(
+                self.queries
+                    .when_free(QUERIES_PER_WINDOW)
+                    .unwrap_or(self.queries.since),
+            ),
+        };
+        self.next_announce.into_iter().chain(query).min()
+    }
+
+    /// Time passed: the periodic hello, and the queries the rate allows.
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.asked.retain(|_, until| *until > now);
+        if self.next_announce.is_some_and(|at| now >= at) {
+            self.next_announce = Some(now + self.interval);
+            self.emit(self.group, self.hello.clone(), out);
+            // Gossip: one peerchat in turn is asked again, so that peers it learned since
+            // (across a boundary multicast does not cross) reach us too.
+            if !self.known.is_empty() {
+                self.turn %= self.known.len();
+                let next = self.known[self.turn];
+                if !self.asked.contains_key(&next) {
+                    self.turn += 1;
+                    self.enqueue(next);
+                }
+            }
+        }
+        while !self.to_query.is_empty() && self.queries.take(QUERIES_PER_WINDOW, now) {
+            if let Some(to) = self.to_query.pop_front() {
+                self.asked.insert(to, now + ANSWER_TIMEOUT);
+                self.emit(to, padded_query(), out);
+            }
+        }
+    }
+
+    /// A peerchat said hello from the side-channel address `from`: the first time, it is
+    /// asked which peers it knows (sent from [`Discovery::on_timeout`], at the rate
+    /// allowed), and it joins the ones asked again in turn.
+    pub fn heard_from(&mut self, from: SocketAddr) {
+        if self.known.contains(&from) {
+            return;
+        }
+        if self.known.len() >= MAX_KNOWN {
+            self.known.pop_front();
+        }
+        self.known.push_back(from);
+        self.enqueue(from);
+    }
+
+    /// A peerchat said bye from `from`: no longer asked.
+    pub fn gone(&mut self, from: SocketAddr) {
+        self.known.retain(|a| *a != from);
+        self.to_query.retain(|a| *a != from);
+    }
+
+    fn enqueue(&mut self, to: SocketAddr) {
+        if self.to_query.len() < MAX_PENDING
+            && !self.to_query.contains(&to)
+            && !self.asked.contains_key(&to)
+        {
+            self.to_query.push_back(to);
+        }
+    }
+
+    /// Whether one more peer may be learned (and greeted) from the side channel now.
+    pub fn admit_new_peer(&mut self, now: Instant) -> bool {
+        self.new_peers.take(NEW_PEERS_PER_WINDOW, now)
+    }
+
+    /// A datagram from `from`: what it asks of the node, if it is ours and admitted.
+    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> Option<Heard> {
+        let heard = self.admit(from, bytes, now);
+        match heard {
+            Some(_) => self.stats.admitted += 1,
+            None => self.stats.dropped += 1,
+        }
+        heard
+    }
+
+    fn admit(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> Option<Heard> {
+        if from.port() == 0 || from.ip().is_unspecified() || from.ip().is_multicast() {
+            return None;
+        }
+        let ip = from.ip().to_canonical();
+        match Datagram::parse(bytes)? {
+            Datagram::Hello { name, port } => Some(Heard::Hello {
+                addr: SocketAddr::new(ip, port),
+                name,
+            }),
+            Datagram::Bye { port } => Some(Heard::Bye {
+                addr: SocketAddr::new(ip, port),
+            }),
+            Datagram::Query => self
+                .may_answer(ip, now)
+                .then_some(Heard::Query { limit: bytes.len() }),
+            Datagram::Peers(list) => {
+                let until = self.asked.remove(&from)?;
+                (now <= until).then_some(Heard::Peers(list))
+            }
+        }
+    }
+
+    /// Whether `ip` may have an answer now (per source, then in all).
+    fn may_answer(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if !self.per_source.contains_key(&ip) && self.per_source.len() >= MAX_SOURCES {
+            // Scanning costs: at most once until the oldest counted window ends.
+            if self.sources_full_until.is_some_and(|until| now < until) {
+                return false;
+            }
+            self.per_source
+                .retain(|_, w| now.saturating_duration_since(w.since) < RATE_WINDOW);
+            if self.per_source.len() >= MAX_SOURCES {
+                let oldest = self.per_source.values().map(|w| w.since).min();
+                self.sources_full_until = oldest.map(|t| t + RATE_WINDOW);
+                return false;
+            }
+        }
+        let source = self.per_source.entry(ip).or_insert(Window::new(now));
+        if !source.take(ANSWERS_PER_SOURCE, now) {
+            return false;
+        }
+        self.answers.take(ANSWERS_PER_WINDOW, now)
+    }
+
+    /// Sends the answer to a query admitted by [`Discovery::on_datagram`].
+    pub fn answer(
+        &mut self,
+        to: SocketAddr,
+        list: &[Listed],
+        limit: usize,
+        out: &mut Vec<(SocketAddr, Vec<u8>)>,
+    ) {
+        self.emit(to, encode_peers(list, limit), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    const GROUP: &str = "239.255.77.77:5077";
+
+    fn disc(now: Instant) -> Discovery {
+        let plan = Plan {
+            group: addr(GROUP),
+            interval: ANNOUNCE_INTERVAL,
+        };
+        Discovery::new(plan, "alice", 5000, now)
+    }
+
+    fn listed(i: u32) -> Listed {
+        Listed {
+            addr: SocketAddr::new(
+                IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (i >> 8) as u8, i as u8)),
+                40000 + i as u16,
+            ),
+            age: Duration::from_secs(u64::from(i)),
+            dialect: Some(DIALECTS[i as usize % DIALECTS.len()]),
+            name: Some(format!("peer-with-a-longish-name-{i}")),
+        }
+    }
+
+    #[test]
+    fn every_datagram_reads_back() {
+        let all = [
+            Datagram::Hello {
+                name: "alice".into(),
+                port: 5000,
+            },
+            Datagram::Query,
+            Datagram::Bye { port: 5000 },
+            Datagram::Peers(vec![]),
+            Datagram::Peers((0..5).map(listed).collect()),
+            Datagram::Peers(vec![Listed {
+                addr: addr("[::1]:6000"),
+                age: Duration::ZERO,
+                dialect: None,
+                name: None,
+            }]),
+        ];
+        for d in all {
+            assert_eq!(Datagram::parse(&d.encode()), Some(d.clone()), "{d:?}");
+        }
+        assert_eq!(
+            Datagram::Hello {
+                name: "bob".into(),
+                port: 7
+            }
+            .encode(),
+            b"peerchat1 hello bob 7"
+        );
+        assert_eq!(Datagram::parse(&padded_query()), Some(Datagram::Query));
+        assert_eq!(padded_query().len(), MAX_DATAGRAM);
+    }
+
+    #[test]
+    fn answers_are_bounded_in_bytes_and_peers() {
+        let many: Vec<Listed> = (0..500).map(listed).collect();
+        let full = encode_peers(&many, MAX_DATAGRAM);
+        assert!(full.len() <= MAX_DATAGRAM);
+        let Some(Datagram::Peers(got)) = Datagram::parse(&full) else {
+            panic!("answer does not parse")
+        };
+        assert!(!got.is_empty() && got.len() <= MAX_LISTED);
+        assert_eq!(got[..], many[..got.len()]);
+        // Short names: the peer bound, not the byte bound, stops it.
+        let short: Vec<Listed> = (0..500)
+            .map(|i| Listed {
+                name: None,
+                dialect: None,
+                ..listed(i)
+            })
+            .collect();
+        let Some(Datagram::Peers(got)) = Datagram::parse(&encode_peers(&short, MAX_DATAGRAM))
+        else {
+            panic!("answer does not parse")
+        };
+        assert_eq!(got.len(), MAX_LISTED);
+        // A query of 20 bytes gets at most 20 bytes back; a huge limit is still capped.
+        for limit in [0, 15, 20, 100, 5000] {
+            let answer = encode_peers(&many, limit);
+            assert!(answer.len() <= limit.clamp(15, MAX_DATAGRAM), "{limit}");
+        }
+    }
+
+    #[test]
+    fn garbage_and_near_misses_are_dropped() {
+        let long_name = format!("peerchat1 hello {} 5000", "x".repeat(65));
+        let oversized = {
+            let mut q = Datagram::Query.encode();
+            q.resize(MAX_DATAGRAM + 1, b' ');
+            q
+        };
+        let bad: Vec<&[u8]> = vec![
+            b"",
+            b"\n",
+            b"peerchat1",
+            b"peerchat2 hello bob 5000",
+            b"PEERCHAT1 hello bob 5000",
+            b"peerchat1 hello bob",
+            b"peerchat1 hello bob 0",
+            b"peerchat1 hello bob 65536",
+            b"peerchat1 hello bob -1",
+            b"peerchat1 hello - 5000",
+            b"peerchat1 hello  5000",
+            b"peerchat1  hello bob 5000",
+            b"peerchat1 hello bob\t5000",
+            b"peerchat1 bye",
+            b"peerchat1 bye x",
+            b"peerchat1 shout",
+            b"\xff\xfe peerchat1 hello",
+            b"peerchat1 hello b\xffb 5000",
+            long_name.as_bytes(),
+            &oversized,
+        ];
+        for b in bad {
+            assert_eq!(Datagram::parse(b), None, "{:?}", String::from_utf8_lossy(b));
+        }
+        // Later words are ignored; a bad line in an answer is skipped, not the answer.
+        assert_eq!(
+            Datagram::parse(b"peerchat1 hello bob 5000 future words"),
+            Some(Datagram::Hello {
+                name: "bob".into(),
+                port: 5000
+            })
+        );
+        let answer = b"peerchat1 peers\nnot-an-addr 1 - -\n127.0.0.1:0 1 - -\n224.0.0.1:5 1 - -\n127.0.0.3:5 x - -\n127.0.0.3:5 1 klingon -\n127.0.0.4:5 1 json bob\n";
+        assert_eq!(
+            Datagram::parse(answer),
+            Some(Datagram::Peers(vec![Listed {
+                addr: addr("127.0.0.4:5"),
+                age: Duration::from_secs(1),
+                dialect: Some(Dialect::Json),
+                name: Some("bob".into())
+            }]))
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let words: [&[u8]; 8] = [
+            b"peerchat1 ",
+            b"hello ",
+            b"peers\n",
+            b"query",
+            b"127.0.0.1:5 ",
+            b"\n",
+            b"\xff",
+            b"9 ",
+        ];
+        let mut d = disc(Instant::now());
+        for _ in 0..20_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(next() % 12) {
+                match next() % 3 {
+                    0 => bytes.push(next() as u8),
+                    _ => bytes.extend_from_slice(words[(next() % 8) as usize]),
+                }
+            }
+            let _ = Datagram::parse(&bytes);
+            let _ = d.on_datagram(addr("127.0.0.9:5077"), &bytes, Instant::now());
+        }
+    }
+
+    #[test]
+    fn announces_at_start_again_soon_then_every_interval() {
+        let t0 = Instant::now();
+        let mut d = disc(t0);
+        let mut out = Vec::new();
+        d.start(t0, &mut out);
+        assert_eq!(
+            out,
+            vec![(addr(GROUP), b"peerchat1 hello alice 5000".to_vec())]
+        );
+        assert_eq!(d.poll_timeout(), Some(t0 + ANNOUNCE_REPEAT));
+        // Waking early sends nothing.
+        out.clear();
+        d.on_timeout(t0 + Duration::from_secs(1), &mut out);
+        assert!(out.is_empty());
+        // Over a simulated day, woken every second: 2 + one per interval.
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(86_400) {
+            t += Duration::from_secs(1);
+            d.on_timeout(t, &mut out);
+        }
+        let hours = 24;
+        assert_eq!(out.len() as u64, 86_400 / ANNOUNCE_INTERVAL.as_secs());
+        assert!(out.len() as u64 <= hours * 3600 / ANNOUNCE_INTERVAL.as_secs() + 1);
+        assert_eq!(d.stats().sent, out.len() as u64 + 1);
+        out.clear();
+        d.stop(5000, &mut out);
+        assert_eq!(out, vec![(addr(GROUP), b"peerchat1 bye 5000".to_vec())]);
+        assert_eq!(d.poll_timeout(), None, "nothing after bye");
+    }
+
+    #[test]
+    fn hello_and_bye_name_the_source_ip_never_an_address_in_the_datagram() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        assert_eq!(
+            d.on_datagram(addr("127.0.0.7:5077"), b"peerchat1 hello bob 6000", t),
+            Some(Heard::Hello {
+                addr: addr("127.0.0.7:6000"),
+                name: "bob".into()
+            })
+        );
+        assert_eq!(
+            d.on_datagram(addr("[::ffff:127.0.0.7]:5077"), b"peerchat1 bye 6000", t),
+            Some(Heard::Bye {
+                addr: addr("127.0.0.7:6000")
+            })
+        );
+        for spoofed in ["0.0.0.0:5077", "239.255.77.77:5077", "127.0.0.7:0"] {
+            let got = d.on_datagram(addr(spoofed), b"peerchat1 hello bob 6000", t);
+            assert_eq!(got, None, "{spoofed}");
+        }
+    }
+
+    #[test]
+    fn queries_are_answered_within_their_size_and_rate() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let src = addr("127.0.0.7:5077");
+        // A bare query allows a bare answer: amplification at most 1.
+        let q = Datagram::Query.encode();
+        let Some(Heard::Query { limit }) = d.on_datagram(src, &q, t) else {
+            panic!("query not admitted")
+        };
+        assert_eq!(limit, q.len());
+        let mut out = Vec::new();
+        let many: Vec<Listed> = (0..100).map(listed).collect();
+        d.answer(src, &many, limit, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, src, "answered to the source only");
+        assert!(out[0].1.len() <= q.len());
+        // Per source: ANSWERS_PER_SOURCE a minute, whatever its port.
+        assert!(d.on_datagram(src, &padded_query(), t).is_some());
+        let other_port = addr("127.0.0.7:9");
+        assert_eq!(d.on_datagram(other_port, &padded_query(), t), None);
+        let later = t + RATE_WINDOW;
+        assert!(d.on_datagram(src, &padded_query(), later).is_some());
+    }
+
+    #[test]
+    fn a_spoofed_query_flood_gets_bounded_answers_and_memory() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let mut answered = 0u32;
+        for i in 0..100_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1));
+            let from = SocketAddr::new(IpAddr::V4(ip), 5077);
+            let now = t + Duration::from_millis(u64::from(i) / 10);
+            if d.on_datagram(from, &padded_query(), now).is_some() {
+                answered += 1;
+            }
+        }
+        // 10 s of flood: one window, so at most ANSWERS_PER_WINDOW answers.
+        assert_eq!(answered, ANSWERS_PER_WINDOW);
+        assert!(d.per_source.len() <= MAX_SOURCES);
+        assert_eq!(d.stats().dropped, 100_000 - u64::from(ANSWERS_PER_WINDOW));
+    }
+
+    #[test]
+    fn answers_are_taken_only_from_whom_we_asked_once_and_in_time() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let bob = addr("127.0.0.7:5077");
+        let answer = encode_peers(&[listed(1)], MAX_DATAGRAM);
+        // Unasked: dropped.
+        assert_eq!(d.on_datagram(bob, &answer, t), None);
+        d.heard_from(bob);
+        d.heard_from(bob);
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        assert_eq!(out, vec![(bob, padded_query())], "queued once");
+        // From someone else: dropped.
+        assert_eq!(d.on_datagram(addr("127.0.0.8:5077"), &answer, t), None);
+        assert_eq!(
+            d.on_datagram(bob, &answer, t),
+            Some(Heard::Peers(vec![listed(1)]))
+        );
+        assert_eq!(d.on_datagram(bob, &answer, t), None, "one answer per query");
+        // Too late: dropped.
+        d.enqueue(bob);
+        let t2 = t + Duration::from_secs(1);
+        out.clear();
+        d.on_timeout(t2, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(d.on_datagram(bob, &answer, t2 + ANSWER_TIMEOUT * 2), None);
+    }
+
+    #[test]
+    fn queries_go_out_at_the_documented_rate_and_the_queue_is_bounded() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        for i in 0..1000u32 {
+            d.heard_from(SocketAddr::new(
+                IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1))),
+                5077,
+            ));
+        }
+        assert_eq!(d.to_query.len(), MAX_PENDING);
+        assert!(MAX_PENDING > QUERIES_PER_WINDOW as usize);
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        assert_eq!(out.len(), QUERIES_PER_WINDOW as usize);
+        assert_eq!(d.poll_timeout(), Some(t + RATE_WINDOW));
+        out.clear();
+        d.on_timeout(t + Duration::from_secs(30), &mut out);
+        assert!(out.is_empty());
+        d.on_timeout(t + RATE_WINDOW, &mut out);
+        assert_eq!(out.len(), MAX_PENDING - QUERIES_PER_WINDOW as usize);
+        // All 1000 are remembered (up to MAX_KNOWN) and asked later, one per interval.
+        assert_eq!(d.known.len(), MAX_KNOWN.min(1000));
+    }
+
+    #[test]
+    fn peerchats_heard_are_asked_again_one_in_turn_per_interval() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let mut out = Vec::new();
+        d.start(t, &mut out);
+        let (bob, carol) = (addr("127.0.0.7:5077"), addr("127.0.0.8:5077"));
+        d.heard_from(bob);
+        d.heard_from(carol);
+        d.on_timeout(t, &mut out);
+        out.clear();
+        let mut asked = Vec::new();
+        let mut now = t;
+        for _ in 0..5 {
+            now = d.poll_timeout().expect("announces");
+            d.on_timeout(now, &mut out);
+            asked.extend(
+                out.drain(..)
+                    .filter(|(to, _)| *to != addr(GROUP))
+                    .map(|(to, _)| to),
+            );
+        }
+        // At the repeat (5 s) both were just asked; then one per interval, in turn.
+        assert_eq!(asked, vec![bob, carol, bob, carol]);
+        assert!(now >= t + ANNOUNCE_INTERVAL * 4);
+        d.gone(bob);
+        now = d.poll_timeout().expect("announces");
+        d.on_timeout(now, &mut out);
+        assert!(!out.iter().any(|(to, _)| *to == bob));
+    }
+
+    #[test]
+    fn new_peers_are_admitted_at_a_bounded_rate() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let admitted = (0..10_000).filter(|_| d.admit_new_peer(t)).count();
+        assert_eq!(admitted, NEW_PEERS_PER_WINDOW as usize);
+        assert!(d.admit_new_peer(t + RATE_WINDOW));
+    }
+}

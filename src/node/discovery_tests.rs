@@ -1,0 +1,342 @@
+//! The node's side of LAN discovery and peer exchange: what announcements, goodbyes,
+//! queries and answers do to the peer table and what the node sends back (tests only).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::discovery::{
+    self, encode_peers, padded_query, Datagram, Listed, ANSWERS_PER_WINDOW, MAX_DATAGRAM,
+    NEW_PEERS_PER_WINDOW,
+};
+use super::{Effect, Node, Settings};
+use crate::node::event::Event;
+use crate::node::liveness::Liveness;
+use crate::node::peers::{Source, Status};
+use crate::wire::{Body, Dialect, Message, OwnHeader};
+
+const GROUP: &str = "239.255.77.77:5077";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn node(discover: bool) -> Node {
+    let me = Settings {
+        header: OwnHeader {
+            name: "me".into(),
+            format: crate::wire::Format::Standard,
+            port: 5000,
+            claim: None,
+        },
+        history: 10,
+        persist: false,
+        static_peers: Vec::new(),
+        max_in_flight: 8,
+        quit_wait: Duration::from_secs(2),
+        max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
+        own_ips: vec!["127.0.0.2".parse().expect("ip")],
+        discovery: discover.then(|| discovery::Plan {
+            group: addr(GROUP),
+            interval: discovery::ANNOUNCE_INTERVAL,
+        }),
+    };
+    Node::new(
+        me,
+        Liveness::new(Duration::from_secs(30), 3),
+        (Instant::now(), 0),
+    )
+}
+
+fn datagrams(out: &[Effect]) -> Vec<(SocketAddr, Vec<u8>)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Datagram { to, bytes } => Some((*to, bytes.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sends(n: &mut Node) -> Vec<(SocketAddr, String, Dialect)> {
+    std::iter::from_fn(|| n.poll_transmit())
+        .map(|t| (t.dest, t.text, t.dialect))
+        .collect()
+}
+
+fn hello(name: &str, port: u16) -> Vec<u8> {
+    Datagram::Hello {
+        name: name.into(),
+        port,
+    }
+    .encode()
+}
+
+#[test]
+fn start_announces_and_quit_says_bye_to_the_group() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    assert_eq!(datagrams(&out), vec![(addr(GROUP), hello("me", 5000))]);
+    assert_eq!(n.poll_timeout(), Some(t + discovery::ANNOUNCE_REPEAT));
+    out.clear();
+    n.quit(t, &mut out);
+    assert_eq!(
+        datagrams(&out),
+        vec![(addr(GROUP), b"peerchat1 bye 5000".to_vec())]
+    );
+    out.clear();
+    n.on_datagram(addr("127.0.0.7:5077"), &hello("bob", 6000), t, &mut out);
+    assert!(out.is_empty(), "nothing learned while quitting");
+}
+
+#[test]
+fn without_discover_datagrams_are_ignored_and_none_are_sent() {
+    let mut n = node(false);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    n.on_datagram(addr("127.0.0.7:5077"), &hello("bob", 6000), t, &mut out);
+    n.on_datagram(addr("127.0.0.7:5077"), &padded_query(), t, &mut out);
+    n.quit(t, &mut out);
+    assert!(datagrams(&out).is_empty());
+    assert!(n.peers().is_empty());
+}
+
+#[test]
+fn an_announcement_files_the_peer_as_discovered_and_greets_it_once() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let src = addr("127.0.0.7:5077");
+    let bob = addr("127.0.0.7:6000");
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    assert!(out.contains(&Effect::Show(Event::PeerJoined {
+        addr: bob,
+        name: Some("bob".into())
+    })));
+    let peer = n.peers().get(bob).expect("filed");
+    assert_eq!(
+        (peer.source, peer.status),
+        (Source::Discovered, Status::Contacted)
+    );
+    assert_eq!(
+        sends(&mut n),
+        vec![(bob, "connect".to_owned(), Dialect::Standard)]
+    );
+    n.on_sent(bob, None, t, &mut out);
+    assert_eq!(n.peers().get(bob).map(|p| p.status), Some(Status::Active));
+    // Announced again (the periodic hello): not greeted again.
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    assert!(sends(&mut n).is_empty());
+    // It is asked, once, which peers it knows: a padded query, to the hello's source.
+    out.clear();
+    n.on_timeout(t, &mut out);
+    assert_eq!(datagrams(&out), vec![(src, padded_query())]);
+}
+
+#[test]
+fn our_own_announcement_coming_back_is_ignored() {
+    let mut n = node(true);
+    let mut out = Vec::new();
+    let t = Instant::now();
+    n.on_datagram(addr("127.0.0.2:5077"), &hello("me", 5000), t, &mut out);
+    assert!(n.peers().is_empty());
+    assert!(sends(&mut n).is_empty());
+}
+
+#[test]
+fn a_peer_heard_over_tcp_first_keeps_its_source_and_is_not_greeted_again() {
+    let mut n = node(true);
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let msg = Message {
+        name: Some("bob".into()),
+        claimed_ip: None,
+        port: Some(6000),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    };
+    n.on_message("127.0.0.7".parse().expect("ip"), msg, t, &mut out);
+    n.on_datagram(addr("127.0.0.7:5077"), &hello("bob", 6000), t, &mut out);
+    assert_eq!(
+        n.peers().get(addr("127.0.0.7:6000")).map(|p| p.source),
+        Some(Source::Heard)
+    );
+    assert!(sends(&mut n).is_empty());
+}
+
+#[test]
+fn bye_forgets_a_discovered_peer_but_not_one_known_otherwise() {
+    let mut n = node(true);
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let src = addr("127.0.0.7:5077");
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    n.execute(
+        crate::node::commands::Command::Send {
+            dest: addr("127.0.0.7:7000"),
+            text: "hi".into(),
+        },
+        t,
+        &mut out,
+    );
+    assert_eq!(n.peers().len(), 2);
+    out.clear();
+    n.on_datagram(src, b"peerchat1 bye 6000", t, &mut out);
+    n.on_datagram(src, b"peerchat1 bye 7000", t, &mut out);
+    assert_eq!(n.peers().len(), 1, "the peer we typed to stays");
+    assert!(n.peers().get(addr("127.0.0.7:7000")).is_some());
+    assert!(matches!(
+        out.as_slice(),
+        [Effect::Show(Event::PeerLeft { addr: a, .. })] if *a == addr("127.0.0.7:6000")
+    ));
+}
+
+/// Puts active peers in the table: each said `connect_ack` over TCP.
+fn with_active_peers(n: &mut Node, count: u16, t: Instant) {
+    let mut out = Vec::new();
+    for i in 0..count {
+        let msg = Message {
+            name: Some(format!("p{i}")),
+            claimed_ip: None,
+            port: Some(6000 + i),
+            body: Body::ConnectAck,
+            dialect: Dialect::Colon,
+        };
+        let ip = IpAddr::from([127, 0, 1, (i % 250) as u8 + 1]);
+        n.on_message(ip, msg, t, &mut out);
+    }
+}
+
+#[test]
+fn a_query_is_answered_to_its_source_within_its_size() {
+    let mut n = node(true);
+    let t = Instant::now();
+    with_active_peers(&mut n, 100, t);
+    let src = addr("127.0.0.7:5077");
+    let mut out = Vec::new();
+    n.on_datagram(src, &padded_query(), t, &mut out);
+    let got = datagrams(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, src);
+    assert!(got[0].1.len() <= MAX_DATAGRAM);
+    let Some(Datagram::Peers(list)) = Datagram::parse(&got[0].1) else {
+        panic!("not an answer")
+    };
+    assert!(list.len() >= 10, "{}", list.len());
+    assert!(list.iter().all(|p| p.dialect == Some(Dialect::Colon)));
+    // A bare query: an answer no longer than it.
+    out.clear();
+    let bare = Datagram::Query.encode();
+    n.on_datagram(addr("127.0.0.8:5077"), &bare, t, &mut out);
+    let got = datagrams(&out);
+    assert!(got[0].1.len() <= bare.len());
+}
+
+#[test]
+fn a_spoofed_query_flood_draws_a_bounded_number_of_answers() {
+    let mut n = node(true);
+    let t = Instant::now();
+    with_active_peers(&mut n, 40, t);
+    let mut out = Vec::new();
+    let mut bytes_in = 0usize;
+    for i in 0..20_000u32 {
+        let from = SocketAddr::new(IpAddr::from((0x7f02_0000 + i).to_be_bytes()), 5077);
+        let q = padded_query();
+        bytes_in += q.len();
+        n.on_datagram(from, &q, t + Duration::from_millis(u64::from(i)), &mut out);
+    }
+    let answers = datagrams(&out);
+    // 20 s of flood: one window.
+    assert_eq!(answers.len(), ANSWERS_PER_WINDOW as usize);
+    let bytes_out: usize = answers.iter().map(|(_, b)| b.len()).sum();
+    assert!(
+        bytes_out * 100 < bytes_in,
+        "{bytes_out} out for {bytes_in} in"
+    );
+}
+
+#[test]
+fn an_answer_to_our_query_files_its_peers_as_exchanged_and_greets_each_in_its_dialect() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let src = addr("127.0.0.7:5077");
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    n.on_timeout(t, &mut out);
+    sends(&mut n);
+    let listed = |ip: &str, age, dialect| Listed {
+        addr: addr(ip),
+        age: Duration::from_secs(age),
+        dialect,
+        name: Some("carol".into()),
+    };
+    let answer = encode_peers(
+        &[
+            listed("127.0.0.9:7000", 5, Some(Dialect::Spaced)),
+            listed("127.0.0.2:5000", 5, None),     // us
+            listed("127.0.0.7:6000", 5, None),     // bob, known
+            listed("127.0.0.10:7000", 5000, None), // stale
+        ],
+        MAX_DATAGRAM,
+    );
+    // From someone we did not ask: nothing.
+    n.on_datagram(addr("127.0.0.8:5077"), &answer, t, &mut out);
+    assert_eq!(n.peers().len(), 1);
+    n.on_datagram(src, &answer, t, &mut out);
+    assert_eq!(n.peers().len(), 2);
+    let carol = n.peers().get(addr("127.0.0.9:7000")).expect("filed");
+    assert_eq!(carol.source, Source::Exchanged);
+    assert_eq!(
+        sends(&mut n),
+        vec![(addr("127.0.0.9:7000"), "connect".into(), Dialect::Spaced)]
+    );
+    // The same answer again: not asked for any more.
+    n.on_datagram(src, &answer, t, &mut out);
+    assert!(sends(&mut n).is_empty());
+}
+
+#[test]
+fn discovered_peers_obey_the_table_bounds() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let src = addr("127.0.0.7:5077");
+    for port in 1..=200u16 {
+        n.on_datagram(src, &hello("x", port), t, &mut out);
+    }
+    assert_eq!(n.peers().len(), crate::node::peers::MAX_PEERS_PER_IP);
+}
+
+#[test]
+fn a_spoofed_hello_flood_greets_a_bounded_number_of_new_peers() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    for i in 0..10_000u32 {
+        let from = SocketAddr::new(IpAddr::from((0x7f03_0000 + i).to_be_bytes()), 5077);
+        n.on_datagram(from, &hello("x", 6000), t, &mut out);
+    }
+    assert_eq!(n.peers().len(), NEW_PEERS_PER_WINDOW as usize);
+    let stats = n.discovery_stats().expect("on");
+    assert_eq!(stats.admitted, 10_000);
+}
+
+#[test]
+fn the_node_announces_at_every_interval() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        let at = n.poll_timeout().expect("a deadline");
+        out.clear();
+        n.on_timeout(at, &mut out);
+        if !datagrams(&out).is_empty() {
+            times.push(at.duration_since(t).as_secs());
+        }
+    }
+    assert_eq!(times, vec![5, 605, 1205, 1805]);
+}

@@ -1,0 +1,304 @@
+//! LAN discovery (`--discover`) between real peerchat processes, inside a user and network
+//! namespace that the test makes for itself, so that no multicast ever leaves it.
+//!
+//! Each test here is a pair: the visible test re-runs this binary inside
+//! `unshare -rn` (a namespace with only `lo`, brought up with multicast on) and asks it for
+//! the ignored inner test of the same name, which starts the peerchats (they inherit the
+//! namespace: all of them share one). Where namespaces cannot be made, the visible test
+//! says so on stdout and returns. The inner tests refuse to run outside such a namespace.
+//! Figures (time to a full table) are printed; run with `--nocapture` to see them.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Peer;
+use serde_json::Value;
+
+/// Set for the inner run, inside the namespace.
+const INNER: &str = "PEERCHAT_DISCOVERY_NETNS";
+
+/// The test's block of loopback addresses (see `common::ip`).
+const BLOCK: u8 = 95;
+
+/// Runs the ignored test `name` of this binary inside a fresh user and network namespace;
+/// returns false, having said why, when no namespace can be made here.
+fn in_namespace(name: &str) -> bool {
+    let setup = "ip link set lo up && ip link set lo multicast on";
+    match Command::new("unshare")
+        .args(["-rn", "sh", "-c", setup])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            println!(
+                "SKIPPED {name}: cannot make a network namespace (unshare -rn: {})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return false;
+        }
+        Err(e) => {
+            println!("SKIPPED {name}: cannot run unshare: {e}");
+            return false;
+        }
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script =
+        format!("{setup} && exec \"$0\" --exact \"$1\" --ignored --nocapture --test-threads=1");
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", &script])
+        .arg(exe)
+        .arg(name)
+        .env(INNER, "1")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "inside the namespace, {name} failed:\n{stdout}\n{stderr}"
+    );
+    true
+}
+
+/// Whether this is the inner run, inside a namespace with only `lo` (else it says why it
+/// does nothing). Panics rather than multicast anywhere else.
+fn inside() -> bool {
+    if std::env::var_os(INNER).is_none() {
+        println!("the inner test runs only inside the namespace its outer test makes");
+        return false;
+    }
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("/proc/self/net/dev");
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "refusing to send multicast outside a namespace of the test's own"
+    );
+    true
+}
+
+/// Milliseconds since midnight of a JSON event's `ts` (`...THH:MM:SS.mmmZ`).
+fn millis(event: &Value) -> u64 {
+    let ts = event["ts"].as_str().expect("ts");
+    let time = ts.split('T').nth(1).expect("time").trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let mut next = || parts.next().expect("h:m:s").parse::<f64>().expect("number");
+    let (h, m, s) = (next(), next(), next());
+    ((h * 3600.0 + m * 60.0 + s) * 1000.0).round() as u64
+}
+
+fn start(i: usize) -> Peer {
+    start_with(i, &[])
+}
+
+/// Peer `p{i}` at `127.0.BLOCK.{2+i}` with `--json --discover` and `extra` arguments.
+fn start_with(i: usize, extra: &[&str]) -> Peer {
+    let name = format!("p{i}");
+    let ip = common::ip(BLOCK, 2 + i as u8);
+    let mut args = vec!["-n", &name, "-b", &ip, "-p", "0", "--json", "--discover"];
+    args.extend_from_slice(extra);
+    Peer::peerchat(&name, &args)
+}
+
+/// Waits for the listening event; returns it.
+fn listening(peer: &mut Peer) -> Value {
+    let event = peer.expect_event("listening", |_| true);
+    peer.addr = event["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("listening address");
+    event
+}
+
+/// Waits until `peer` has `count` peers joined; returns the last one's event.
+fn joined(peer: &mut Peer, count: usize) -> Value {
+    joined_within(peer, count, Duration::from_secs(20))
+}
+
+fn joined_within(peer: &mut Peer, count: usize, deadline: Duration) -> Value {
+    let lines = peer.expect_many("peers joined", count, deadline, |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["event"] == "peer_joined")
+    });
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let distinct: BTreeSet<&str> = events.iter().filter_map(|e| e["addr"].as_str()).collect();
+    assert_eq!(distinct.len(), count, "{}: {distinct:?}", peer.label);
+    assert!(!distinct.contains(peer.address().as_str()), "itself");
+    events.last().cloned().expect("at least one")
+}
+
+const PEERS: usize = 20;
+
+#[test]
+fn peers_on_one_lan_find_each_other() {
+    in_namespace("inner_peers_on_one_lan_find_each_other");
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by peers_on_one_lan_find_each_other"]
+fn inner_peers_on_one_lan_find_each_other() {
+    if !inside() {
+        return;
+    }
+    let mut peers: Vec<Peer> = (0..PEERS).map(start).collect();
+    let first = peers
+        .iter_mut()
+        .map(|p| millis(&listening(p)))
+        .min()
+        .expect("peers");
+    let last = peers
+        .iter_mut()
+        .map(|p| millis(&joined(p, PEERS - 1)))
+        .max()
+        .expect("peers");
+    println!(
+        "FIGURE: {PEERS} peerchats started together: every table complete {} ms after the first started",
+        last.saturating_sub(first)
+    );
+    // A newcomer on a LAN of discovering peers sees all of them.
+    let mut late = start(PEERS);
+    let began = millis(&listening(&mut late));
+    let done = millis(&joined(&mut late, PEERS));
+    println!(
+        "FIGURE: a newcomer saw all {PEERS} in {} ms",
+        done.saturating_sub(began)
+    );
+    assert!(
+        done.saturating_sub(began) < 3000,
+        "the newcomer took {} ms",
+        done - began
+    );
+    for p in &mut peers {
+        p.expect_event("peer_joined", |v| v["addr"] == late.address());
+    }
+    // It quits: every peer forgets it.
+    late.send_line("/quit");
+    late.expect_exit(common::LONG_WAIT);
+    for p in &mut peers {
+        p.expect_event("peer_left", |v| v["addr"] == late.address());
+    }
+    for p in &mut peers {
+        p.send_line("/quit");
+    }
+    for p in &mut peers {
+        p.expect_exit(common::LONG_WAIT);
+    }
+}
+
+/// Two groups that hear each other's multicast not at all (two multicast groups stand for
+/// two subnets), joined only through one peer of group B that knows one peer of group A:
+/// every peer ends up knowing every other through peer exchange, in a few announce
+/// intervals (10 s here, the shortest `--discover-interval`).
+#[test]
+fn two_groups_joined_by_one_peer_converge_through_exchange() {
+    in_namespace("inner_two_groups_joined_by_one_peer_converge_through_exchange");
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by two_groups_joined_by_one_peer_converge_through_exchange"]
+fn inner_two_groups_joined_by_one_peer_converge_through_exchange() {
+    if !inside() {
+        return;
+    }
+    let group = |g| ["--discover-group", g, "--discover-interval", "10"];
+    let (a, b) = (group("239.255.1.1:5077"), group("239.255.1.2:5077"));
+    let mut a1 = start_with(0, &a);
+    let began = millis(&listening(&mut a1));
+    let a1_addr = a1.address();
+    let bridge_args: Vec<&str> = b.iter().copied().chain(["-s", &a1_addr]).collect();
+    let mut bridge = start_with(1, &bridge_args);
+    listening(&mut bridge);
+    let mut peers = vec![a1, bridge];
+    for i in 2..5 {
+        peers.push(start_with(i, &b));
+    }
+    for p in &mut peers[2..] {
+        listening(p);
+    }
+    // Group B learns a1 from the bridge's answer, and greets it: a1 hears from all four.
+    joined_within(&mut peers[0], 4, Duration::from_secs(30));
+    // Two more in group A, after a1's start-up announcements: they learn group B when a1
+    // next announces (one interval) and they ask it.
+    let late = peers.len();
+    for i in 5..7 {
+        peers.push(start_with(i, &a));
+    }
+    let late_start = peers[late..]
+        .iter_mut()
+        .map(|p| millis(&listening(p)))
+        .min()
+        .expect("two");
+    let total = peers.len();
+    // Every table complete: each peer has every other joined, except that the bridge has
+    // a1 in its table from the start (a static peer is not announced as joined).
+    let expected = |i: usize| if i == 1 { total - 2 } else { total - 1 };
+    let joined_events = |p: &mut Peer| -> Vec<Value> {
+        p.lines_matching(|l| l.contains("\"peer_joined\""))
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    };
+    let complete = common::poll_until(Duration::from_secs(90), || {
+        peers
+            .iter_mut()
+            .enumerate()
+            .all(|(i, p)| joined_events(p).len() >= expected(i))
+    });
+    if !complete {
+        let mut report = String::new();
+        for p in &mut peers {
+            let got: Vec<String> = joined_events(p)
+                .iter()
+                .map(|e| e["name"].to_string())
+                .collect();
+            report += &format!("{} ({}): {got:?}\n", p.label, p.address());
+        }
+        for p in &mut peers {
+            report += &p.report("not complete");
+        }
+        panic!("tables not complete after 90 s:\n{report}");
+    }
+    let done = peers
+        .iter_mut()
+        .flat_map(joined_events)
+        .map(|e| millis(&e))
+        .max()
+        .expect("events");
+    println!(
+        "FIGURE: two groups of {total} peerchats joined by one peer: every table complete {} ms \
+         after the first started; the two that came last knew everyone {} ms after starting \
+         (interval 10 s)",
+        done.saturating_sub(began),
+        done.saturating_sub(late_start)
+    );
+    // Group B's peers learned a1 by exchange, never by its multicast.
+    for p in &mut peers[2..5] {
+        p.send_line("/peers");
+        let a1 = common::ip(BLOCK, 2);
+        p.expect_event("peers", |v| {
+            v["peers"].as_array().is_some_and(|rows| {
+                rows.iter().any(|r| {
+                    r["addr"].as_str().is_some_and(|s| s.starts_with(&a1))
+                        && r["source"] == "exchanged"
+                })
+            })
+        });
+    }
+    for p in &mut peers {
+        p.send_line("/quit");
+    }
+    for p in &mut peers {
+        p.expect_exit(common::LONG_WAIT);
+    }
+}
