@@ -302,3 +302,55 @@ fn inner_two_groups_joined_by_one_peer_converge_through_exchange() {
         p.expect_exit(common::LONG_WAIT);
     }
 }
+
+/// A `query` sent to the group (not unicast to one peerchat, as ours are) must not be
+/// answered: every peerchat on the LAN hears it, so answering would reflect one spoofed
+/// query towards its source once per peerchat (amplification by the number of peers).
+#[test]
+fn a_query_sent_to_the_group_is_not_answered() {
+    in_namespace("inner_a_query_sent_to_the_group_is_not_answered");
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by a_query_sent_to_the_group_is_not_answered"]
+fn inner_a_query_sent_to_the_group_is_not_answered() {
+    if !inside() {
+        return;
+    }
+    const N: usize = 3;
+    let mut peers: Vec<Peer> = (0..N).map(|i| start(40 + i)).collect();
+    for p in &mut peers {
+        listening(p);
+    }
+    for p in &mut peers {
+        joined(p, N - 1);
+    }
+    let attacker = std::net::UdpSocket::bind((common::ip(BLOCK, 200).as_str(), 0)).expect("bind");
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    attacker.set_multicast_loop_v4(true).expect("loop");
+    // One query, padded, to the group: as if from a victim the attacker spoofs.
+    let mut query = b"peerchat1 query\n".to_vec();
+    query.resize(1200, b'.');
+    attacker
+        .send_to(&query, "239.255.77.77:5077")
+        .expect("sent to the group");
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = attacker.recv_from(&mut buf) {
+            if buf[..n].starts_with(b"peerchat1 peers") {
+                answers += 1;
+            }
+        }
+    }
+    for p in &mut peers {
+        p.send_line("/quit");
+    }
+    for p in &mut peers {
+        p.expect_exit(common::LONG_WAIT);
+    }
+    assert_eq!(answers, 0, "a query to the group drew {answers} answers");
+}

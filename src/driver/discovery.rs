@@ -20,7 +20,7 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::driver::net;
-use crate::node::discovery::MAX_DATAGRAM;
+use crate::node::discovery::{self, MAX_DATAGRAM};
 use crate::node::{Effect, Node};
 
 /// The default group: administratively scoped (239.255.0.0/16, RFC 2365), so it stays
@@ -190,6 +190,11 @@ impl Udp {
                         "discovery: {n} bytes from {from}: {}",
                         String::from_utf8_lossy(first)
                     );
+                    if which == 0 && !discovery::fits_group(&self.buf[..n]) {
+                        // A query to the group would be answered by every peerchat.
+                        log::debug!("discovery: not taken on the group's port");
+                        continue;
+                    }
                     node.on_datagram(from, &self.buf[..n], now, out);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

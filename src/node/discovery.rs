@@ -155,6 +155,15 @@ fn word_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
+/// Whether `addr` can be a peer's address: judged in the canonical form the table files it
+/// under (`[::ffff:0.0.0.0]` is 0.0.0.0, which a TCP connect takes for this host), with a
+/// port, not unspecified, multicast or broadcast.
+fn is_peer_address(addr: SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
 fn port(word: Option<&str>) -> Option<u16> {
     word?.parse::<u16>().ok().filter(|p| *p != 0)
 }
@@ -199,7 +208,7 @@ impl Datagram {
     fn listed(line: &str) -> Option<Listed> {
         let mut words = line.split(' ');
         let addr: SocketAddr = words.next()?.parse().ok()?;
-        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        if !is_peer_address(addr) {
             return None;
         }
         let age = Duration::from_secs(words.next()?.parse::<u32>().ok()?.into());
@@ -232,6 +241,17 @@ impl Datagram {
             Datagram::Peers(list) => encode_peers(list, MAX_DATAGRAM),
         }
     }
+}
+
+/// Whether a datagram that arrived on the group's port may be taken: announcements and
+/// goodbyes only. Queries go to one peerchat's own port and answers come back to ours, so
+/// a query or an answer on the group's port is forged; a query sent to the group would be
+/// answered by every peerchat that hears it, each towards its (spoofable) source.
+pub fn fits_group(bytes: &[u8]) -> bool {
+    matches!(
+        Datagram::parse(bytes),
+        Some(Datagram::Hello { .. } | Datagram::Bye { .. })
+    )
 }
 
 /// A query padded to [`MAX_DATAGRAM`]: the answer may then be as long as the bound.
@@ -481,7 +501,7 @@ impl Discovery {
     }
 
     fn admit(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) -> Option<Heard> {
-        if from.port() == 0 || from.ip().is_unspecified() || from.ip().is_multicast() {
+        if !is_peer_address(from) {
             return None;
         }
         let ip = from.ip().to_canonical();
@@ -714,6 +734,16 @@ mod tests {
             let _ = Datagram::parse(&bytes);
             let _ = d.on_datagram(addr("127.0.0.9:5077"), &bytes, Instant::now());
         }
+    }
+
+    #[test]
+    fn only_announcements_and_goodbyes_are_taken_from_the_group() {
+        assert!(fits_group(b"peerchat1 hello bob 6000"));
+        assert!(fits_group(b"peerchat1 bye 6000"));
+        assert!(!fits_group(&Datagram::Query.encode()));
+        assert!(!fits_group(&padded_query()));
+        assert!(!fits_group(&encode_peers(&[listed(1)], MAX_DATAGRAM)));
+        assert!(!fits_group(b"garbage"));
     }
 
     #[test]
