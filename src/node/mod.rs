@@ -122,6 +122,11 @@ pub struct Node {
     last_sender: Option<SocketAddr>,
     /// LAN discovery and peer exchange, when on.
     discovery: Option<Discovery>,
+    /// Peerchats that said hello, by their TCP address, with the side-channel address to
+    /// ask once our greeting reached them: a forged hello (its source can be anyone's)
+    /// then draws a TCP `connect` to a port that refuses, never a datagram to the victim.
+    /// At most [`MAX_AWAITING_GREETING`].
+    awaiting_greeting: HashMap<SocketAddr, SocketAddr>,
     /// Reused for the datagrams discovery hands out.
     datagrams: Vec<(SocketAddr, Vec<u8>)>,
 }
@@ -150,6 +155,7 @@ impl Node {
             discovery: me
                 .discovery
                 .map(|plan| Discovery::new(plan, &me.header.name, me.header.port, epoch.0)),
+            awaiting_greeting: HashMap::new(),
             datagrams: Vec::new(),
             me,
         }
@@ -812,10 +818,20 @@ impl Node {
         match d.on_datagram(from, bytes, now) {
             None => {}
             Some(Heard::Hello { addr, name }) => {
-                // A peerchat new to us is asked which peers it knows (not we ourselves).
+                // A peerchat new to us is asked which peers it knows (not we ourselves),
+                // once its TCP side answered: at once when we reached it already, else
+                // when our greeting gets there (see `awaiting_greeting`).
                 if !self.is_us(addr.ip(), Some(addr.port())) {
-                    if let Some(d) = &mut self.discovery {
-                        d.heard_from(from);
+                    let reached = self
+                        .peers
+                        .get(addr)
+                        .is_some_and(|p| p.status == crate::node::peers::Status::Active);
+                    if reached {
+                        if let Some(d) = &mut self.discovery {
+                            d.heard_from(from);
+                        }
+                    } else if self.awaiting_greeting.len() < MAX_AWAITING_GREETING {
+                        self.awaiting_greeting.insert(addr, from);
                     }
                     self.peers.seen(addr, now);
                 }
@@ -925,6 +941,9 @@ impl Node {
         self.discovery.as_ref().map(Discovery::stats)
     }
 }
+
+/// Most hellos whose TCP side we have not reached yet, remembered to be asked later.
+pub const MAX_AWAITING_GREETING: usize = 1024;
 
 /// How long quitting waits in silence: past this, it says what it is waiting for.
 pub const QUIT_NOTICE_AFTER: Duration = Duration::from_millis(400);

@@ -103,6 +103,12 @@ impl Node {
         }
         if text == "connect" {
             self.ungreeted.remove(&dest);
+            // A peerchat that said hello listens where it claimed: now it may be asked.
+            if let Some(side) = self.awaiting_greeting.remove(&dest) {
+                if let Some(d) = &mut self.discovery {
+                    d.heard_from(side);
+                }
+            }
         }
         let confirmed = self
             .peers
@@ -152,6 +158,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         self.peers.unreachable(dest);
+        self.awaiting_greeting.remove(&dest);
         // It listens at the address it claims, which a message of ours reached: one row,
         // and the message goes there (it is not lost, so not reported as failed).
         if let Some(into) = self.peers.confirmed_elsewhere(dest) {
