@@ -129,9 +129,11 @@ pub fn own_ips(bind: IpAddr) -> Vec<IpAddr> {
             Vec::new()
         }
     };
+    // The unspecified address stands for "every address": every 127.x reaches us too.
     ips.extend([
         IpAddr::from([127, 0, 0, 1]),
         IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        bind,
     ]);
     ips.sort_unstable();
     ips.dedup();

@@ -410,12 +410,14 @@ fn a_hello_draws_nothing_larger_than_itself_towards_its_source() {
 }
 
 #[test]
-#[ignore = "open: own_ips lists 127.0.0.1 only, but every 127.x reaches us when bound to 0.0.0.0"]
 fn a_listed_loopback_alias_of_ourselves_is_not_greeted() {
-    // Bound to every address (as the driver sets own_ips then: interfaces + 127.0.0.1), a
-    // peer listing 127.0.0.9:OURPORT names us: the connect would reach our own listener.
+    // Bound to every address (as the driver sets own_ips then: interfaces, 127.0.0.1 and
+    // 0.0.0.0), a peer listing 127.0.0.9:OURPORT names us: the connect would reach our
+    // own listener.
     let mut n = node(true);
-    n.me.own_ips = vec!["127.0.0.1".parse().expect("ip")];
+    n.me.own_ips = ["127.0.0.1", "0.0.0.0"]
+        .map(|ip| ip.parse().expect("ip"))
+        .to_vec();
     let t = Instant::now();
     let mut out = Vec::new();
     let src = addr("127.0.0.7:5077");

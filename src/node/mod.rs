@@ -85,7 +85,8 @@ pub struct Settings {
     /// Most peers heard from one IP address that the table keeps.
     pub max_peers_per_ip: usize,
     /// The IP addresses we listen on (with our port, they are us): the bound address,
-    /// or, bound to every address, the machine's.
+    /// or, bound to every address, the machine's and the unspecified address itself
+    /// (which stands for every loopback address).
     pub own_ips: Vec<IpAddr>,
     /// LAN discovery (`--discover`): where announcements go and how often; `None`: off.
     pub discovery: Option<discovery::Plan>,
@@ -774,8 +775,15 @@ impl Node {
     /// Whether `ip` with `port` is our own listening address.
     pub(crate) fn is_us(&self, ip: IpAddr, port: Option<u16>) -> bool {
         let ip = ip.to_canonical();
+        // An unspecified own address means we listen on every address: every loopback
+        // address (and the unspecified one) reaches us too.
+        let everywhere =
+            |own: IpAddr| own.is_unspecified() && (ip.is_loopback() || ip.is_unspecified());
         port == Some(self.me.header.port)
-            && self.me.own_ips.iter().any(|own| own.to_canonical() == ip)
+            && self.me.own_ips.iter().any(|own| {
+                let own = own.to_canonical();
+                own == ip || everywhere(own)
+            })
     }
 
     /// Removes a peer from the table, the liveness schedule and (when persisting) memory.
