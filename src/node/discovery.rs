@@ -130,20 +130,9 @@ pub enum Datagram {
     Peers(Vec<Listed>),
 }
 
-/// Every dialect, to read a dialect's name back.
-const DIALECTS: [Dialect; 8] = [
-    Dialect::Standard,
-    Dialect::Spaced,
-    Dialect::Bracketed,
-    Dialect::KeyValue,
-    Dialect::Colon,
-    Dialect::Persistent,
-    Dialect::Json,
-    Dialect::Raw,
-];
-
+/// The dialect whose name (as in `/peers`) is `word`.
 fn dialect_named(word: &str) -> Option<Dialect> {
-    DIALECTS.into_iter().find(|d| d.as_str() == word)
+    Dialect::ALL.into_iter().find(|d| d.as_str() == word)
 }
 
 /// A name as it may go in a datagram: one printable word of at most 64 bytes.
@@ -582,7 +571,7 @@ mod tests {
                 40000 + i as u16,
             ),
             age: Duration::from_secs(u64::from(i)),
-            dialect: Some(DIALECTS[i as usize % DIALECTS.len()]),
+            dialect: Some(Dialect::ALL[i as usize % Dialect::ALL.len()]),
             name: Some(format!("peer-with-a-longish-name-{i}")),
         }
     }

@@ -68,6 +68,18 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Every dialect, in the order of the documentation.
+    pub const ALL: [Dialect; 8] = [
+        Dialect::Standard,
+        Dialect::Spaced,
+        Dialect::Bracketed,
+        Dialect::KeyValue,
+        Dialect::Colon,
+        Dialect::Persistent,
+        Dialect::Json,
+        Dialect::Raw,
+    ];
+
     /// The word shown for it in the peer table and in JSON events.
     pub fn as_str(self) -> &'static str {
         match self {
