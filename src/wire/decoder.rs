@@ -266,7 +266,8 @@ impl Decoder {
             return Err(self.error());
         }
         let mut rest = bytes;
-        // memchr: a stream of long lines spends most of its decoding looking for `\n`.
+        // A stream of long lines spends most of its decoding looking for `\n`: `find_byte`
+        // hands long slices to memchr.
         while let Some(pos) = super::dialects::find_byte(rest, b'\n') {
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
             if self.partial_len() + line.len() > self.max_line() {

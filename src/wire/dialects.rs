@@ -69,7 +69,7 @@ pub(super) fn skip_seps(s: &str) -> &str {
 
 /// The token at the start of `s` and what follows exactly one separator after it.
 pub(super) fn token(s: &str) -> (&str, &str) {
-    // memchr: on a long header-less line the whole line is searched.
+    // On a long header-less line the whole line is searched: `find_sep` uses memchr then.
     match find_sep(s.as_bytes()) {
         // Separators are one byte long.
         Some(i) => (&s[..i], &s[i + 1..]),
