@@ -238,7 +238,14 @@ impl Inbound {
                 backlog.extend_from_slice(rest);
                 return Ok(());
             }
-            let (now, later) = rest.split_at(rest.len().min(FEED_SLICE));
+            // A slice ends after its last whole line, so that no line is cut (and held
+            // back in pieces) for slicing's sake.
+            let window = &rest[..rest.len().min(FEED_SLICE)];
+            let cut = match window.len() < rest.len() {
+                true => memchr::memrchr(b'\n', window).map_or(window.len(), |i| i + 1),
+                false => window.len(),
+            };
+            let (now, later) = rest.split_at(cut);
             self.decoder.feed_reusing(now, out, spares)?;
             rest = later;
         }

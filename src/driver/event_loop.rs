@@ -487,6 +487,26 @@ impl EventLoop {
                 }
                 self.conns.recycle(event);
             }
+            Effect::ShowLines { from, text } => {
+                if let Some(handler) = &mut self.handler {
+                    // A program sees each line as the message it is.
+                    for line in crate::wire::lines(&text) {
+                        let event = Event::Message {
+                            from: from.clone(),
+                            text: line.to_owned(),
+                        };
+                        let mut commands = Vec::new();
+                        handler.on_event(&event, &mut commands);
+                        for command in commands {
+                            self.node.execute(command, now, &mut self.effects);
+                        }
+                    }
+                }
+                if self.config.output && !self.stdout_broken {
+                    self.output.show_lines(&from, &text);
+                }
+                self.conns.recycle(Event::Message { from, text });
+            }
             Effect::Check(addr) => self
                 .conns
                 .check(addr, &mut self.node, now, &mut self.effects),
@@ -548,7 +568,7 @@ impl EventLoop {
                 .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
         });
         let stdout = &mut self.stdout;
-        self.output.drain(prompt, |bytes| stdout.push(bytes));
+        self.output.drain(prompt, |text| stdout.take(text));
         let mut flushed = self.stdout.flush();
         let dropped = self.stdout.take_dropped();
         if dropped > 0 && flushed.is_ok() {
@@ -559,7 +579,7 @@ impl EventLoop {
             ))));
             self.apply_effects(now);
             let stdout = &mut self.stdout;
-            self.output.drain(None, |bytes| stdout.push(bytes));
+            self.output.drain(None, |text| stdout.take(text));
             flushed = self.stdout.flush();
         }
         if let Err(e) = flushed {
@@ -656,7 +676,7 @@ impl EventLoop {
             return;
         }
         let stdout = &mut self.stdout;
-        self.output.drain(None, |bytes| stdout.push(bytes));
+        self.output.drain(None, |text| stdout.take(text));
         let _ = self.stdout.finish(Duration::from_millis(200));
     }
 

@@ -137,6 +137,22 @@ impl Stdout {
         self.limit
     }
 
+    /// Queues `text` (whole lines) as [`Stdout::push`] does, and gives back an empty
+    /// buffer: when nothing waits, `text` itself becomes what is written, no copy made,
+    /// and the buffer written before is given back.
+    pub fn take(&mut self, mut text: String) -> String {
+        if self.start < self.pending.len() || (self.dropping && text.len() > self.limit) {
+            self.push(text.as_bytes());
+            text.clear();
+            return text;
+        }
+        let mut spare = std::mem::replace(&mut self.pending, text.into_bytes());
+        self.start = 0;
+        spare.clear();
+        // Empty, hence valid UTF-8: this keeps the capacity and never fails.
+        String::from_utf8(spare).unwrap_or_default()
+    }
+
     /// Queues `bytes` (whole lines); while dropping, the lines that do not fit in the
     /// buffer are dropped and counted.
     pub fn push(&mut self, bytes: &[u8]) {

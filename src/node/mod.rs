@@ -48,6 +48,15 @@ use crate::wire::{self, Body, OwnHeader};
 pub enum Effect {
     /// Tell the user.
     Show(Event),
+    /// Tell the user of several messages in a row from one sender: one
+    /// [`Event::Message`] per `\n`-separated line of `text` (each line non-empty).
+    /// Rendered together, at a line's cost each.
+    ShowLines {
+        /// Their sender.
+        from: Sender,
+        /// The messages, one per line.
+        text: String,
+    },
     /// Write this record to the journal (only with [`Settings::persist`]).
     Persist(Record),
     /// Check whether a peer still answers (connect, then close without sending); report
@@ -602,16 +611,18 @@ impl Node {
             // A header that claims our own listening address (one lab peer's `PING` does
             // that) is never filed or answered: we would become our own peer. The text is
             // still shown, under the address it came from.
-            if let Body::Chat(text) = msg.body {
-                if !text.trim().is_empty() {
-                    let from = Sender {
-                        ip: observed.to_canonical(),
-                        port: None,
-                        claimed_ip: None,
-                        name: msg.name.map(bounded_name),
-                    };
+            let from = Sender {
+                ip: observed.to_canonical(),
+                port: None,
+                claimed_ip: None,
+                name: msg.name.map(bounded_name),
+            };
+            match msg.body {
+                Body::Chat(text) if !text.trim().is_empty() => {
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
+                Body::Lines(text) => out.push(Effect::ShowLines { from, text }),
+                _ => {}
             }
             return;
         }
@@ -667,6 +678,29 @@ impl Node {
                     self.history.push_copy(at, from.name.as_deref(), &text);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
+            }
+            Body::Lines(text) => {
+                // Every line is a message, as if each had come alone; the table notes the
+                // sender once.
+                if let Some(addr) = addr {
+                    self.heard(table_from, addr, (true, dialect), now, out);
+                    self.last_sender = Some(addr);
+                }
+                let millis = self.wall_millis(now);
+                let at = (millis, Direction::In, addr);
+                for line in wire::lines(&text) {
+                    if self.me.persist {
+                        out.push(Effect::Persist(Record::Message(Entry {
+                            millis,
+                            direction: Direction::In,
+                            addr,
+                            name: from.name.clone(),
+                            text: line.to_owned(),
+                        })));
+                    }
+                    self.history.push_copy(at, from.name.as_deref(), line);
+                }
+                out.push(Effect::ShowLines { from, text });
             }
             Body::Connect => {
                 let answering = match addr {

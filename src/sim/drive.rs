@@ -171,6 +171,15 @@ impl Sim {
             for effect in out.drain(..) {
                 match effect {
                     Effect::Show(event) => self.trace.show(i, self.now, event, sender),
+                    Effect::ShowLines { from, text } => {
+                        for line in crate::wire::lines(&text) {
+                            let event = crate::node::event::Event::Message {
+                                from: from.clone(),
+                                text: line.to_owned(),
+                            };
+                            self.trace.show(i, self.now, event, sender);
+                        }
+                    }
                     Effect::Check(addr) => self.open(i, addr, None),
                     Effect::Persist(_) => {}
                     Effect::Datagram { to, bytes } => self.datagram(i, to, bytes),

@@ -52,6 +52,8 @@ pub struct Output {
     interactive: bool,
     /// Whether the prompt is the last thing on the screen.
     prompt_visible: bool,
+    /// Where [`Output::show_lines`] puts together the start of its lines (kept).
+    start: String,
 }
 
 impl Output {
@@ -62,6 +64,7 @@ impl Output {
             style,
             interactive: interactive && !style.json,
             prompt_visible: false,
+            start: String::new(),
         }
     }
 
@@ -85,6 +88,50 @@ impl Output {
             // No timestamp on this line: no clock reading either (the time is unused).
             render_styled(event, self.style, SystemTime::UNIX_EPOCH, &mut self.buf);
         }
+    }
+
+    /// Renders one [`Event::Message`] from `from` per `\n`-separated line of `text`, as
+    /// [`Output::show`] would each; the start of the line (timestamp, sender) is put
+    /// together once, and the text checked for characters to escape once.
+    pub fn show_lines(&mut self, from: &Sender, text: &str) {
+        if self.style.json {
+            let mut event = Event::Message {
+                from: from.clone(),
+                text: String::new(),
+            };
+            for line in crate::wire::lines(text) {
+                if let Event::Message { text, .. } = &mut event {
+                    text.clear();
+                    text.push_str(line);
+                }
+                self.show(&event);
+            }
+            return;
+        }
+        if self.interactive && self.prompt_visible {
+            self.buf.push_str("\r\x1b[K");
+            self.prompt_visible = false;
+        }
+        let mut start = std::mem::take(&mut self.start);
+        start.clear();
+        if self.style.timestamps {
+            paint(&mut start, self.style.color, DIM, |o| {
+                o.push_str(&clock::local_hms(SystemTime::now()));
+            });
+            start.push(' ');
+        }
+        message_start(from, self.style.color, &mut start);
+        let plain = !lines_need_care(text.as_bytes());
+        self.buf.reserve(text.len() + 32 * (start.len() + 1));
+        for line in crate::wire::lines(text) {
+            self.buf.push_str(&start);
+            match plain {
+                true => self.buf.push_str(line),
+                false => escape(line, &mut self.buf),
+            }
+            self.buf.push('\n');
+        }
+        self.start = start;
     }
 
     /// The user finished a line. In canonical mode the terminal already moved past the
@@ -133,7 +180,9 @@ impl Output {
     /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
     /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
     /// is at a terminal and it is not on the screen already; then starts afresh.
-    pub fn drain(&mut self, prompt: Option<View>, sink: impl FnOnce(&[u8])) {
+    /// `sink` takes the buffer itself and gives back an empty one (the same, or one it
+    /// held: stdout swaps buffers when it has nothing waiting, instead of copying).
+    pub fn drain(&mut self, prompt: Option<View>, sink: impl FnOnce(String) -> String) {
         if self.interactive && !self.prompt_visible {
             if let Some(view) = prompt {
                 lineedit::draw(&view, &mut self.buf);
@@ -141,7 +190,7 @@ impl Output {
             }
         }
         if !self.buf.is_empty() {
-            sink(self.buf.as_bytes());
+            self.buf = sink(std::mem::take(&mut self.buf));
             // A burst of output leaves a big buffer behind: given back once output is
             // small again (not after every turn of a stream, which would regrow it).
             let small = self.buf.len() <= KEEP_CAPACITY / 2;
@@ -195,11 +244,7 @@ fn render_styled(event: &Event, style: Style, now: SystemTime, out: &mut String)
     let _ = match event {
         Event::Listening { addr, name } => writeln!(out, "listening on {addr} as {name}"),
         Event::Message { from, text } => {
-            if color || !message_prefix(from, out) {
-                out.push('[');
-                sender(from, color, out);
-                out.push_str("] ");
-            }
+            message_start(from, color, out);
             escape(text, out);
             // Not `writeln!`: the formatting machinery for one newline shows in profiles.
             out.push('\n');
@@ -477,6 +522,15 @@ fn push_claims(claimed: IpAddr, out: &mut String) {
 /// `[NAME IP:PORT] ` as `[`, [`sender`] and `] ` write it without colour, put together
 /// on the stack and appended at once, for the usual sender: a plain ASCII name of at most
 /// [`PREFIX_NAME`] bytes, IPv4, no claimed IP. Returns false, writing nothing, otherwise.
+/// `[NAME IP:PORT] `, what a message line starts with (after its timestamp).
+fn message_start(from: &Sender, color: bool, out: &mut String) {
+    if color || !message_prefix(from, out) {
+        out.push('[');
+        sender(from, color, out);
+        out.push_str("] ");
+    }
+}
+
 fn message_prefix(from: &Sender, out: &mut String) -> bool {
     let (Some(name), IpAddr::V4(ip), None) = (from.name.as_deref(), from.ip, from.claimed_ip)
     else {
@@ -660,8 +714,18 @@ pub fn escape(text: &str, out: &mut String) {
 /// bytes at a time without an early exit inside a block, so that the compiler vectorises
 /// it: long lines cost a fraction of an instruction per byte.
 fn needs_care(bytes: &[u8]) -> bool {
+    care_in(bytes, false)
+}
+
+/// [`needs_care`] for lines joined with `\n`: the newlines between them are fine.
+fn lines_need_care(lines: &[u8]) -> bool {
+    care_in(lines, true)
+}
+
+#[inline(always)]
+fn care_in(bytes: &[u8], newlines_ok: bool) -> bool {
     let care = |b: u8| {
-        (b < 0x20)
+        ((b < 0x20) & !(newlines_ok & (b == b'\n')))
             | (b == 0x7f)
             | (b == 0xc2)
             | (b == 0xd8)
@@ -671,7 +735,7 @@ fn needs_care(bytes: &[u8]) -> bool {
     };
     let mut blocks = bytes.chunks_exact(32);
     for block in &mut blocks {
-        if block.iter().fold(false, |seen, &b| seen | care(b)) {
+        if block.iter().fold(0u8, |seen, &b| seen | u8::from(care(b))) != 0 {
             return true;
         }
     }
@@ -818,10 +882,18 @@ mod tests {
     fn ctrl_l_clears_and_log_text_goes_above_the_prompt() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "ab", 2)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         out.show_text("[DEBUG x] y\n");
         out.clear_screen();
-        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "ab", 2)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         assert_eq!(
             String::from_utf8_lossy(&screen),
             "\r> ab\x1b[0K\r\x1b[4C\r\x1b[K[DEBUG x] y\n\x1b[H\x1b[2J\r> ab\x1b[0K\r\x1b[4C"
@@ -1183,10 +1255,16 @@ mod tests {
     fn prompt_is_erased_and_redrawn_around_incoming_lines() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         out.show(&Event::Info("news".into()));
-        out.drain(Some(view("> ", "hallo", 3)), |b| {
-            screen.extend_from_slice(b)
+        out.drain(Some(view("> ", "hallo", 3)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
         });
         assert_eq!(
             String::from_utf8_lossy(&screen),
@@ -1198,12 +1276,20 @@ mod tests {
     fn a_finished_line_stays_on_the_screen() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "/pee", 4)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "/pee", 4)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         // The last keys and Enter came in one read: a redraw, then the line.
         out.redraw_prompt();
         out.line_typed(Some(("> ", "/peers")));
         out.show(&Event::Info("listed".into()));
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         assert_eq!(
             String::from_utf8_lossy(&screen),
             "\r> /pee\x1b[0K\r\x1b[6C\r\x1b[K\r\x1b[K> /peers\n* listed\n\r> \x1b[0K\r\x1b[2C"
@@ -1216,7 +1302,11 @@ mod tests {
         let mut screen = Vec::new();
         out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.drain(Some(view("> ", "", 0)), |mut b| {
+            screen.extend_from_slice(b.as_bytes());
+            b.clear();
+            b
+        });
         assert_eq!(screen, b"! careful\n* bye\n");
     }
 

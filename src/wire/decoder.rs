@@ -151,6 +151,9 @@ pub struct Decoder {
     seen_line: bool,
     /// A line was too long: the connection is to be dropped, nothing more is decoded.
     failed: bool,
+    /// Plain lines in a row after a header come as one [`Body::Lines`] (see
+    /// [`Decoder::group_lines`]).
+    group: bool,
 }
 
 /// What a decoder holds beyond its flags, when it holds anything.
@@ -164,6 +167,10 @@ struct Rare {
     identity: Option<(Identity, Dialect)>,
     /// The opening port line, while nothing else followed it.
     port_line: Option<Box<str>>,
+    /// With [`Decoder::group_lines`]: the length of the output vector just after the last
+    /// plain line of this connection went into it (0: none), so that the next plain line
+    /// joins that message while nothing else was pushed since.
+    run: usize,
 }
 
 /// Strings given back by whoever is done with decoded messages, taken again for the text
@@ -189,6 +196,8 @@ pub struct Spares {
     /// to a decoder as the box it holds, so taking one allocates nothing.
     #[allow(clippy::vec_box)]
     rares: Vec<Box<Rare>>,
+    /// A buffer for the next run of lines.
+    run: String,
 }
 
 impl Spares {
@@ -203,8 +212,18 @@ impl Spares {
     /// (all kept together stay within 64 KiB).
     const MAX_PARTIAL: usize = 1024;
 
-    /// Keeps `s` for a later message, unless enough are kept or it is large.
+    /// A run's buffer ([`Body::Lines`]) is kept when it has at most this capacity.
+    const MAX_RUN: usize = 64 * 1024;
+
+    /// Keeps `s` for a later message, unless enough are kept or it is large (one buffer
+    /// of a [`Body::Lines`], the largest up to 64 KiB, is kept for the next run).
     pub fn give(&mut self, s: String) {
+        if s.capacity() > Self::MAX_CAPACITY {
+            if s.capacity() <= Self::MAX_RUN && s.capacity() > self.run.capacity() {
+                self.run = s;
+            }
+            return;
+        }
         let room = self.strings.len() < Self::MAX && self.kept + s.capacity() <= Self::MAX_KEPT;
         if room && (1..=Self::MAX_CAPACITY).contains(&s.capacity()) {
             self.kept += s.capacity();
@@ -225,8 +244,17 @@ impl Spares {
         }
     }
 
+    /// The kept buffer for a run of lines (empty), or a new one with room for a few.
+    fn run_buffer(&mut self) -> String {
+        let mut run = std::mem::take(&mut self.run);
+        run.clear();
+        run.reserve(Self::MAX_CAPACITY);
+        run
+    }
+
     /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
+        self.run = String::new();
         self.strings = Vec::new();
         self.kept = 0;
         self.rares = Vec::new();
@@ -243,7 +271,30 @@ impl Decoder {
             opened_with_port: false,
             seen_line: false,
             failed: false,
+            group: false,
         }
+    }
+
+    /// This decoder yields the plain lines a sender streams after its header (lines that
+    /// cannot be read as anything but text, in a row, in one call or in consecutive calls
+    /// onto the same vector) as one message with a [`Body::Lines`] body instead of one
+    /// [`Body::Chat`] message each: what each line says is the same, its cost is a line's.
+    /// A single line stays a `Chat`. The caller must not push anything else onto the
+    /// vector between calls while it keeps the messages there (draining it is fine).
+    ///
+    /// ```
+    /// use peerchat::wire::{Body, Decoder};
+    ///
+    /// let mut out = Vec::new();
+    /// let mut decoder = Decoder::new(1024).group_lines();
+    /// decoder.feed(b"127.0.0.3:5002 bob hi\nthere\nyou\n", &mut out).unwrap();
+    /// assert_eq!(out[0].body, Body::Chat("hi".into()));
+    /// assert_eq!(out[1].body, Body::Lines("there\nyou".into()));
+    /// assert_eq!(out[1].name.as_deref(), Some("bob"));
+    /// ```
+    pub fn group_lines(mut self) -> Self {
+        self.group = true;
+        self
     }
 
     /// Feeds bytes as they came off the socket; complete messages are pushed to `out`.
@@ -269,6 +320,13 @@ impl Decoder {
         // A stream of long lines spends most of its decoding looking for `\n`: `find_byte`
         // hands long slices to memchr.
         while let Some(pos) = super::dialects::find_byte(rest, b'\n') {
+            if self.group {
+                let taken = self.extend_run(rest, out, spares);
+                if taken > 0 {
+                    rest = &rest[taken..];
+                    continue;
+                }
+            }
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
             if self.partial_len() + line.len() > self.max_line() {
                 return Err(self.fail());
@@ -297,6 +355,76 @@ impl Decoder {
         }
         self.bound_block(out);
         Ok(())
+    }
+
+    /// With [`Decoder::group_lines`], while the last message out is the run of plain lines
+    /// of this connection's sender (and nothing is held): the complete lines at the start
+    /// of `bytes` that can only be text join it, with none of the per-line work of
+    /// [`Decoder::line_bytes`]. Returns how many bytes were taken (0 when the first line
+    /// needs the general path).
+    fn extend_run(&mut self, bytes: &[u8], out: &mut [Message], spares: &mut Spares) -> usize {
+        let max_line = self.max_line();
+        let Some(rare) = self.rare.as_mut() else {
+            return 0;
+        };
+        let open = rare.run != 0
+            && rare.run == out.len()
+            && rare.partial.is_empty()
+            && rare.block.is_none()
+            && rare.identity.is_some();
+        let Some(Message { body, .. }) = out.last_mut().filter(|_| open) else {
+            return 0;
+        };
+        // The complete lines, checked as UTF-8 at once (invalid UTF-8 takes the general
+        // path, which replaces it; the lines before it are taken here).
+        let whole = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
+        let valid = match std::str::from_utf8(&bytes[..whole]) {
+            Ok(text) => text,
+            Err(e) => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
+                Ok(text) => text,
+                Err(_) => return 0,
+            },
+        };
+        let mut taken = 0;
+        for line in super::lines(valid) {
+            // The last piece follows the last `\n` of `valid`: not a whole line.
+            if taken + line.len() >= valid.len() {
+                break;
+            }
+            let text = line.strip_suffix('\r').unwrap_or(line);
+            let plain = match (text.as_bytes().first(), text.as_bytes().last()) {
+                // Text that cannot open a header, ends visibly (nothing to trim: Unicode
+                // whitespace ends with a byte of 0x80 or more), and is no control word
+                // by its length.
+                (Some(&first), Some(&last)) => {
+                    !super::dialects::may_open_header(first)
+                        && last.is_ascii_graphic()
+                        && text.len() <= max_line
+                        && !matches!(text.len(), 4 | 7 | 9 | 10 | 11 | 18)
+                }
+                _ => false,
+            };
+            if !plain {
+                break;
+            }
+            match body {
+                Body::Lines(run) => {
+                    run.push('\n');
+                    run.push_str(text);
+                }
+                Body::Chat(first) => {
+                    let mut run = spares.run_buffer();
+                    run.push_str(first);
+                    run.push('\n');
+                    run.push_str(text);
+                    spares.give(std::mem::take(first));
+                    *body = Body::Lines(run);
+                }
+                _ => break,
+            }
+            taken += line.len() + 1;
+        }
+        taken
     }
 
     /// The connection's last bytes, then its EOF: the same as [`Decoder::feed_reusing`]
@@ -337,6 +465,7 @@ impl Decoder {
                 rare.block = None;
                 rare.identity = None;
                 rare.port_line = None;
+                rare.run = 0;
                 spares.rares.push(rare);
             }
         }
@@ -578,6 +707,17 @@ impl Decoder {
         }
         if let Some(rare) = self.rare.as_mut() {
             rare.port_line = None;
+            if self.group
+                && rare.identity.is_some()
+                && line
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|&b| !super::dialects::may_open_header(b))
+            {
+                // Text and nothing else (the first byte rules out every header): no
+                // dialect is tried.
+                return self.push_raw(line, out, spares);
+            }
         }
         // Fast path: a line whose first visible character is a digit can only be standard,
         // spaced or raw. JSON starts with `{`, bracketed with `<`, key/value and colon
@@ -632,7 +772,52 @@ impl Decoder {
             .or_else(|| parse_spaced(line, spares));
         match headed {
             Some(m) => self.emit(m, remember, out),
-            None => out.push(self.raw(line, spares)),
+            None => self.push_raw(line, out, spares),
+        }
+    }
+
+    /// Pushes a line with no header: with [`Decoder::group_lines`], a chat line of the
+    /// connection's sender joins the plain lines pushed just before it.
+    fn push_raw(&mut self, line: &str, out: &mut Vec<Message>, spares: &mut Spares) {
+        let grouping = self.group;
+        let Some(rare) = self
+            .rare
+            .as_mut()
+            .filter(|r| grouping && r.identity.is_some())
+        else {
+            out.push(self.raw(line, spares));
+            return;
+        };
+        if control_word(line).is_some() {
+            rare.run = 0;
+            out.push(self.raw(line, spares));
+            return;
+        }
+        let text = trim_end(line);
+        if rare.run != 0 && rare.run == out.len() {
+            if let Some(Message { body, .. }) = out.last_mut() {
+                match body {
+                    Body::Lines(run) => {
+                        run.push('\n');
+                        run.push_str(text);
+                        return;
+                    }
+                    Body::Chat(first) => {
+                        let mut run = std::mem::take(first);
+                        // Room for a few more lines like these, at once.
+                        run.reserve(8 * (text.len() + 1));
+                        run.push('\n');
+                        run.push_str(text);
+                        *body = Body::Lines(run);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out.push(self.raw(line, spares));
+        if let Some(rare) = self.rare.as_mut() {
+            rare.run = out.len();
         }
     }
 
@@ -641,6 +826,8 @@ impl Decoder {
         let has_header = m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some();
         if remember && has_header {
             self.set_identity(Identity::of(&m), m.dialect);
+        } else if let Some(rare) = self.rare.as_mut() {
+            rare.run = 0;
         }
         out.push(m);
     }
@@ -651,7 +838,9 @@ impl Decoder {
         } else {
             dialect
         };
-        self.rare().identity = Some((who, dialect));
+        let rare = self.rare();
+        rare.identity = Some((who, dialect));
+        rare.run = 0;
     }
 
     /// A line with no header: raw text, or a line of the sender this connection announced.

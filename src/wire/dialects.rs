@@ -29,6 +29,21 @@ pub(super) fn trim_end(s: &str) -> &str {
     }
 }
 
+/// Whether a line starting with `b` (with no whitespace before it) could be anything but
+/// header-less text: the start of an address (a decimal or hexadecimal digit, `[` or `:`
+/// of IPv6), of JSON (`{`), of a bracketed header (`<`), or of a keyword (`LISTENING_PORT`,
+/// `MESSAGE`, `CONNECT`; `ACK` and `EXIT` start with hexadecimal digits already). Control
+/// words are told by their whole text, not here. Lines for which this is false are read
+/// as text without trying each dialect.
+pub(super) fn may_open_header(b: u8) -> bool {
+    !b.is_ascii_graphic()
+        || b.is_ascii_hexdigit()
+        || matches!(
+            b.to_ascii_lowercase(),
+            b'{' | b'<' | b'[' | b':' | b'l' | b'm' | b'c'
+        )
+}
+
 fn visible_ascii(b: u8) -> bool {
     b.is_ascii_graphic()
 }

@@ -38,6 +38,11 @@ pub const MAX_WIRE_MESSAGE: usize = 1024;
 pub enum Body {
     /// Ordinary chat text (may be empty only if the sender sent a header with no text).
     Chat(String),
+    /// Several chat messages in a row from one sender, one per line, joined with `\n`
+    /// (each non-empty, as its own [`Body::Chat`] would be). Only a decoder made with
+    /// [`Decoder::group_lines`] yields them: the plain lines a sender streams after its
+    /// header, decoded together so that each costs a line's work, not a message's.
+    Lines(String),
     /// "I am here, please note me": `connect`, `CONNECT:..`, `CONNECTION_REQUEST`, JSON `connect`...
     Connect,
     /// The answer to `connect`: `connect_ack`, `ACK:NAME:PORT`.
@@ -131,6 +136,28 @@ impl std::fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// The messages of a [`Body::Lines`]: its `\n`-separated lines (found with memchr:
+/// `str::split` costs more per short line).
+///
+/// ```
+/// let text = "one\ntwo";
+/// assert_eq!(peerchat::wire::lines(text).collect::<Vec<_>>(), ["one", "two"]);
+/// ```
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let now = rest?;
+        match memchr::memchr(b'\n', now.as_bytes()) {
+            // `\n` is one byte: both sides are on character boundaries.
+            Some(i) => {
+                rest = now.get(i + 1..);
+                now.get(..i)
+            }
+            None => rest.take(),
+        }
+    })
+}
 
 /// The control word `text` is, if its whole trimmed form is one (any case).
 pub fn control_word(text: &str) -> Option<Body> {

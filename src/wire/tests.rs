@@ -1632,3 +1632,99 @@ fn shortcuts_refuse_only_what_the_parsers_refuse() {
 fn sent_dialects() -> impl Iterator<Item = Dialect> {
     Dialect::ALL.into_iter().filter(|d| *d != Dialect::Raw)
 }
+
+/// A decoder that groups lines decodes what one that does not decodes: over random
+/// connections (a header, then plain lines, control words, headers of other dialects,
+/// blocks, broken UTF-8...) in random chunkings, each line of every `Body::Lines` is the
+/// `Body::Chat` message the plain decoder yields for it, from the same sender.
+#[test]
+fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
+    let mut rng = crate::sim::rng::Rng::new(16);
+    let mut spares = Spares::default();
+    let nasty = nasty_strings(17, 20_000);
+    let plain = [
+        "xx yy",
+        "hello world",
+        "x",
+        "zzz\r",
+        "wow \u{e9}t\u{e9}",
+        "hi  ",
+        "connection_request",
+        "Exit",
+        "handshake",
+        "[peer_quit]",
+        "xyz",
+    ];
+    let headers = [
+        "127.0.0.1:5 bob hi\n",
+        "5000\n",
+        "1.2.3.4 80 al x\n",
+        "<127.0.0.1:6> @ <T>\n",
+        "",
+    ];
+    let mut grouped_any = false;
+    for (i, chunk) in nasty.chunks(8).enumerate() {
+        let mut input = headers[i % headers.len()].to_owned();
+        for (j, n) in chunk.iter().enumerate() {
+            match rng.index(3) {
+                0 => input.push_str(n),
+                _ => input.push_str(plain[(i + j) % plain.len()]),
+            }
+            input.push('\n');
+        }
+        if i % 7 == 0 {
+            input.push_str("xx\u{ff}y\n"); // invalid UTF-8 after a run
+            input.push_str("tail");
+        }
+        let mut bytes = input.into_bytes();
+        if i % 7 == 0 {
+            let at = bytes.len() - 7;
+            bytes[at] = 0xff;
+        }
+        for max_line in [8, 1 << 16] {
+            let mut expected = Vec::new();
+            let mut one = Decoder::new(max_line);
+            let expected_ok = one.feed(&bytes, &mut expected).is_ok();
+            one.finish(&mut expected);
+
+            let mut got = Vec::new();
+            let mut grouped = Decoder::new(max_line).group_lines();
+            let mut rest = &bytes[..];
+            let mut got_ok = true;
+            while !rest.is_empty() && got_ok {
+                let take = 1 + rng.index(rest.len().min(200));
+                let (now, later) = rest.split_at(take);
+                got_ok = match later.is_empty() {
+                    true => grouped.feed_final(now, &mut got, &mut spares).is_ok(),
+                    false => grouped.feed_reusing(now, &mut got, &mut spares).is_ok(),
+                };
+                rest = later;
+            }
+            if rest.is_empty() && got_ok && bytes.is_empty() {
+                grouped.finish_reusing(&mut got, &mut spares);
+            }
+            assert_eq!(got_ok, expected_ok, "{bytes:?}");
+            if !expected_ok {
+                continue;
+            }
+            let mut expanded = Vec::new();
+            for m in got {
+                match &m.body {
+                    Body::Lines(text) => {
+                        grouped_any = true;
+                        assert!(text.contains('\n'), "a run of one line: {text:?}");
+                        for line in super::lines(text) {
+                            assert!(!line.is_empty());
+                            let mut each = m.clone();
+                            each.body = Body::Chat(line.to_owned());
+                            expanded.push(each);
+                        }
+                    }
+                    _ => expanded.push(m),
+                }
+            }
+            assert_eq!(expanded, expected, "{:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(grouped_any, "no run was ever made: the test tests nothing");
+}

@@ -131,7 +131,7 @@ impl Connections {
             ip,
             active_at: now_secs,
             line_since: now_secs,
-            decoder: Decoder::new(self.limits.max_line),
+            decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
         }));
         self.inbound += 1;

@@ -513,7 +513,11 @@ impl Connections {
 /// ever outstanding; one that streams lines without reading them finds the socket's
 /// buffer full, and the acknowledgements it does not read are dropped (said in the log).
 fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
-    for _ in messages {
+    let lines = |m: &crate::wire::Message| match &m.body {
+        crate::wire::Body::Lines(text) => crate::wire::lines(text).count(),
+        _ => 1,
+    };
+    for _ in 0..messages.iter().map(lines).sum::<usize>() {
         match conn.stream.write(crate::wire::MESSAGE_RECEIVED) {
             Ok(n) if n == crate::wire::MESSAGE_RECEIVED.len() => {}
             Ok(_) | Err(_) => {
