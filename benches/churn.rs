@@ -1,4 +1,5 @@
-//! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]`: peerchat
+//! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]
+//! [-- --stream-only]`: peerchat
 //! against three baselines measured in the same run, under connection churn (at three
 //! concurrencies), one persistent stream of lines, many held connections, fan-out and idle,
 //! plus the instructions per message under callgrind where valgrind is on PATH; then peerchat
@@ -35,7 +36,7 @@
 //! delivery; the peer's peak RSS and its RSS before and after (once settled) are reported
 //! in a second table, printed after the first. `--quick` runs the streams, held slots and
 //! connect flood at a quarter of the size with 20 legitimate messages; `--hostile-only`
-//! runs only this scenario.
+//! runs only this scenario, `--stream-only` only the streams.
 
 #[path = "churn/attacks.rs"]
 mod attacks;
@@ -79,11 +80,13 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut with_peerchat = std::env::var_os("PEERCHAT_BENCH_NO_PEERCHAT").is_none();
     let mut hostile_only = false;
+    let mut stream_only = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--no-peerchat" => with_peerchat = false,
             "--hostile-only" => hostile_only = true,
+            "--stream-only" => stream_only = true,
             "--bench" => {} // added by `cargo bench`
             other => eprintln!("churn bench: ignoring argument {other:?}"),
         }
@@ -92,7 +95,7 @@ fn main() -> ExitCode {
         eprintln!("churn bench: --hostile-only needs peerchat; nothing to run");
         return ExitCode::FAILURE;
     }
-    match bench(quick, with_peerchat, hostile_only) {
+    match bench(quick, with_peerchat, hostile_only, stream_only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("churn bench: FAILED: {problem}");
@@ -164,7 +167,12 @@ fn build_peerchat(manifest_dir: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), String> {
+fn bench(
+    quick: bool,
+    with_peerchat: bool,
+    hostile_only: bool,
+    stream_only: bool,
+) -> Result<(), String> {
     let began = Instant::now();
     let (old_soft, soft, hard) = procs::raise_fd_limit();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -213,6 +221,13 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
         cfg.fanout_runs = 0;
         cfg.idle_runs = 0;
         cfg.stream_runs = 0;
+        cfg.callgrind_n = 0;
+    }
+    if stream_only {
+        cfg.churn_runs = 0;
+        cfg.held_runs = 0;
+        cfg.fanout_runs = 0;
+        cfg.idle_runs = 0;
         cfg.callgrind_n = 0;
     }
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
@@ -337,7 +352,7 @@ fn bench(quick: bool, with_peerchat: bool, hostile_only: bool) -> Result<(), Str
         }
     }
     // Peerchat alone, with its default limits, under attack.
-    let hostile = with_peerchat.then(|| {
+    let hostile = (with_peerchat && !stream_only).then(|| {
         let sizes = if quick {
             hostile::Sizes::quick()
         } else {
