@@ -30,7 +30,8 @@ pub const TURN_SHARE: usize = 16 * 1024;
 /// turn, so that a stream of tiny lines costs no more per turn than anyone else.
 pub const TURN_MESSAGES: usize = 256;
 
-/// Bytes decoded at a time, so that a turn stops soon after [`TURN_MESSAGES`].
+/// Bytes decoded at a time (and the rest of the line they end in), so that a turn stops
+/// soon after [`TURN_MESSAGES`].
 const FEED_SLICE: usize = 512;
 
 /// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
@@ -238,12 +239,14 @@ impl Inbound {
                 backlog.extend_from_slice(rest);
                 return Ok(());
             }
-            // A slice ends after its last whole line, so that no line is cut (and held
-            // back in pieces) for slicing's sake.
-            let window = &rest[..rest.len().min(FEED_SLICE)];
-            let cut = match window.len() < rest.len() {
-                true => memchr::memrchr(b'\n', window).map_or(window.len(), |i| i + 1),
-                false => window.len(),
+            // A slice ends at the end of a line, the first after `FEED_SLICE` bytes (or
+            // with `rest`), so that no line is cut and held back in pieces for slicing's
+            // sake.
+            let cut = match rest.get(FEED_SLICE..) {
+                Some(after) => {
+                    memchr::memchr(b'\n', after).map_or(rest.len(), |i| FEED_SLICE + i + 1)
+                }
+                None => rest.len(),
             };
             let (now, later) = rest.split_at(cut);
             self.decoder.feed_reusing(now, out, spares)?;

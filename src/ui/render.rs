@@ -92,7 +92,7 @@ impl Output {
 
     /// Renders one [`Event::Message`] from `from` per `\n`-separated line of `text`, as
     /// [`Output::show`] would each; the start of the line (timestamp, sender) is put
-    /// together once, and the text checked for characters to escape once.
+    /// together once.
     pub fn show_lines(&mut self, from: &Sender, text: &str) {
         if self.style.json {
             let mut event = Event::Message {
@@ -121,14 +121,10 @@ impl Output {
             start.push(' ');
         }
         message_start(from, self.style.color, &mut start);
-        let plain = !lines_need_care(text.as_bytes());
         self.buf.reserve(text.len() + 32 * (start.len() + 1));
         for line in crate::wire::lines(text) {
             self.buf.push_str(&start);
-            match plain {
-                true => self.buf.push_str(line),
-                false => escape(line, &mut self.buf),
-            }
+            escape(line, &mut self.buf);
             self.buf.push('\n');
         }
         self.start = start;
@@ -710,36 +706,38 @@ pub fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// Whether `bytes` hold one that may start a control or invisible character. Tested 32
-/// bytes at a time without an early exit inside a block, so that the compiler vectorises
-/// it: long lines cost a fraction of an instruction per byte.
+/// Whether `bytes` hold one that may start a control or invisible character: C0, DEL, or
+/// C1, whose UTF-8 encodings all start with 0xC2, or an invisible one (their encodings
+/// start with 0xD8, 0xE1, 0xE2 or 0xEF).
+///
+/// First a quick test that the compiler vectorises: every byte of visible ASCII
+/// (0x20..=0x7E) is below 0x5F once 0x20 is taken from it (wrapping), every other byte at
+/// or above, so the largest of those differences tells whether any byte is not visible
+/// ASCII. Only then are the bytes looked at one by one. Long lines cost a fraction of an
+/// instruction per byte, short ones a few dozen instructions.
 fn needs_care(bytes: &[u8]) -> bool {
-    care_in(bytes, false)
-}
-
-/// [`needs_care`] for lines joined with `\n`: the newlines between them are fine.
-fn lines_need_care(lines: &[u8]) -> bool {
-    care_in(lines, true)
-}
-
-#[inline(always)]
-fn care_in(bytes: &[u8], newlines_ok: bool) -> bool {
-    let care = |b: u8| {
-        ((b < 0x20) & !(newlines_ok & (b == b'\n')))
-            | (b == 0x7f)
-            | (b == 0xc2)
-            | (b == 0xd8)
-            | (b == 0xe1)
-            | (b == 0xe2)
-            | (b == 0xef)
+    let top = |block: &[u8]| {
+        block
+            .iter()
+            .fold(0u8, |top, &b| top.max(b.wrapping_sub(0x20)))
     };
     let mut blocks = bytes.chunks_exact(32);
+    let mut seen = 0u8;
     for block in &mut blocks {
-        if block.iter().fold(0u8, |seen, &b| seen | u8::from(care(b))) != 0 {
-            return true;
-        }
+        seen = seen.max(top(block));
     }
-    blocks.remainder().iter().any(|&b| care(b))
+    // The rest (fewer than 32 bytes): the last 32 bytes again when there are that many
+    // (a block of the same size), else the few there are.
+    let rest = match bytes.len().checked_sub(32) {
+        Some(start) => &bytes[start..],
+        None => blocks.remainder(),
+    };
+    seen.max(top(rest)) >= 0x5f && bytes.iter().any(|&b| care(b))
+}
+
+/// Whether `b` may start a control or invisible character (see [`needs_care`]).
+fn care(b: u8) -> bool {
+    b < 0x20 || matches!(b, 0x7f | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef)
 }
 
 /// Characters that change how a line looks without showing themselves.
