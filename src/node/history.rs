@@ -48,11 +48,58 @@ pub struct Entry {
 /// before the count is reached (a thousand messages of 64 KiB would be 64 MiB).
 pub const MAX_HISTORY_BYTES: usize = 4 << 20;
 
+/// Room the history's byte buffer gets beyond half again what it is to hold, whenever it
+/// is (re)allocated; twice this is the slack of its bound (see [`History`]).
+const MIN_ROOM: usize = 1024;
+
+/// What the history keeps of a message besides its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    /// As in [`Entry`].
+    millis: i64,
+    /// As in [`Entry`].
+    direction: Direction,
+    /// As in [`Entry`].
+    addr: Option<SocketAddr>,
+    /// Whether the message has a sender's name (which may be empty).
+    named: bool,
+    /// Length of the sender's name in bytes (0 without a name).
+    name_len: usize,
+    /// Length of the text in bytes.
+    text_len: usize,
+}
+
 /// The last messages, oldest first, at most `capacity` of them and [`MAX_HISTORY_BYTES`]
 /// of text.
+///
+/// No allocation per message: a ring of `Meta` (a `VecDeque`, which stops growing once it
+/// holds `capacity` entries) and one byte buffer holding each message's name then text, oldest
+/// first, back to back from `head` to the buffer's end. The newest message's bytes end
+/// where the buffer ends, and each message's bytes end where the next one's begin, so no
+/// offsets are stored. Forgetting the oldest message moves `head` forward; a message is
+/// appended at the end. When the end has no room (`make_room`), with `n` the bytes held
+/// plus the new message's: the bytes held move to the front of the buffer if that leaves
+/// room for the new message and `n / 4` more, else they move to a new buffer of
+/// `n + n / 2 + MIN_ROOM`. Each move of up to `n` bytes so buys room for at least `n / 4`
+/// more, which bounds the copying by a few times the bytes appended, and a history of
+/// messages of about the same size moves its bytes to the front now and then without
+/// allocating.
+///
+/// Memory: after every push, the buffer's capacity is at most twice the bytes held (names
+/// and texts) plus `2 * MIN_ROOM`. It is (re)allocated only at half again what it is to
+/// hold plus `MIN_ROOM`, and at the end of every push its capacity is checked against that
+/// bound and the buffer reallocated smaller when beyond it. That check is what gives
+/// memory back after a burst of huge messages followed by small ones: once the huge ones
+/// are forgotten, the buffer shrinks to the small ones' size. The ring keeps its size (room
+/// for `capacity` entries of 64 bytes, rounded up by its growth). Dropping the history frees two blocks (the ring
+/// and the buffer), whatever it holds.
 #[derive(Debug)]
 pub struct History {
-    entries: VecDeque<Entry>,
+    metas: VecDeque<Meta>,
+    /// Names and texts: those of the messages held are `buf[head..]`.
+    buf: Vec<u8>,
+    /// Where the oldest message's bytes begin in `buf`.
+    head: usize,
     capacity: usize,
     /// Bytes of text held.
     bytes: usize,
@@ -62,31 +109,25 @@ impl History {
     /// An empty history keeping at most `capacity` messages.
     pub fn new(capacity: usize) -> Self {
         History {
-            entries: VecDeque::new(),
+            metas: VecDeque::new(),
+            buf: Vec::new(),
+            head: 0,
             capacity,
             bytes: 0,
         }
     }
 
-    /// Adds a message, forgetting the oldest beyond the capacity.
+    /// Adds a message, forgetting the oldest beyond the bounds: its strings are copied,
+    /// as by [`History::push_copy`].
     pub fn push(&mut self, entry: Entry) {
-        if self.capacity == 0 {
-            return;
-        }
-        self.bytes += entry.text.len();
-        self.entries.push_back(entry);
-        while self.entries.len() > self.capacity || self.bytes > MAX_HISTORY_BYTES {
-            match self.entries.pop_front() {
-                Some(old) => self.bytes -= old.text.len(),
-                None => break,
-            }
-        }
+        let at = (entry.millis, entry.direction, entry.addr);
+        self.push_copy(at, entry.name.as_deref(), &entry.text);
     }
 
-    /// Adds a copy of a message, like [`History::push`]; once the history is full, the
-    /// oldest entry's strings take the copy, so that a message costs no allocation. They
-    /// are reused only when not much larger than needed: the capacity held stays within
-    /// twice the text held, plus a little per entry.
+    /// Adds a copy of a message, forgetting the oldest messages beyond the capacity or the
+    /// byte bound. A text longer than [`MAX_HISTORY_BYTES`] by itself is not kept, and
+    /// every older message is forgotten with it (the bound leaves room for nothing else).
+    /// No allocation once the buffers have grown to what the history holds.
     pub fn push_copy(
         &mut self,
         (millis, direction, addr): (i64, Direction, Option<SocketAddr>),
@@ -96,63 +137,123 @@ impl History {
         if self.capacity == 0 {
             return;
         }
-        let old = match self.entries.len() >= self.capacity {
-            true => self.entries.pop_front(),
-            false => None,
-        };
-        if let Some(old) = &old {
-            self.bytes -= old.text.len();
+        // Once full, one message goes for each that comes; the byte bound may take more.
+        if self.metas.len() >= self.capacity {
+            self.forget_oldest();
         }
-        let fits = |s: &String, len: usize| s.capacity() <= 2 * len + 64;
-        let reused = old.filter(|o| {
-            fits(&o.text, text.len())
-                && o.name
-                    .as_ref()
-                    .is_none_or(|n| fits(n, name.map_or(0, str::len)))
+        while self.bytes.saturating_add(text.len()) > MAX_HISTORY_BYTES && self.forget_oldest() {}
+        if text.len() > MAX_HISTORY_BYTES {
+            self.give_back();
+            return;
+        }
+        let name = name.map(str::as_bytes);
+        let name_len = name.map_or(0, <[u8]>::len);
+        let more = name_len + text.len();
+        if self.buf.capacity() - self.buf.len() < more {
+            self.make_room(more);
+        }
+        self.buf.extend_from_slice(name.unwrap_or_default());
+        self.buf.extend_from_slice(text.as_bytes());
+        self.metas.push_back(Meta {
+            millis,
+            direction,
+            addr,
+            named: name.is_some(),
+            name_len,
+            text_len: text.len(),
         });
-        let entry = match reused {
-            Some(mut entry) => {
-                entry.millis = millis;
-                entry.direction = direction;
-                entry.addr = addr;
-                entry.text.clear();
-                entry.text.push_str(text);
-                match (name, &mut entry.name) {
-                    (Some(name), Some(kept)) => {
-                        kept.clear();
-                        kept.push_str(name);
-                    }
-                    (name, kept) => *kept = name.map(str::to_owned),
-                }
-                entry
-            }
-            None => Entry {
-                millis,
-                direction,
-                addr,
-                name: name.map(str::to_owned),
-                text: text.to_owned(),
-            },
+        self.bytes += text.len();
+        if self.buf.capacity() > 2 * self.held() + 2 * MIN_ROOM {
+            self.give_back();
+        }
+    }
+
+    /// Forgets the oldest message, if any; whether there was one.
+    fn forget_oldest(&mut self) -> bool {
+        let Some(old) = self.metas.pop_front() else {
+            return false;
         };
-        self.push(entry);
+        self.head += old.name_len + old.text_len;
+        self.bytes = self.bytes.saturating_sub(old.text_len);
+        true
+    }
+
+    /// Bytes held (names and texts).
+    fn held(&self) -> usize {
+        self.buf.len().saturating_sub(self.head)
+    }
+
+    /// Makes room for `more` bytes at the end of the buffer, which has less than that.
+    /// Out of line: a full history of small messages comes here once in hundreds.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, more: usize) {
+        let needed = self.held() + more;
+        if needed + needed / 4 <= self.buf.capacity() {
+            let head = self.head.min(self.buf.len());
+            self.buf.copy_within(head.., 0);
+            self.buf.truncate(self.buf.len() - head);
+            self.head = 0;
+        } else {
+            self.reallocate(needed);
+        }
+    }
+
+    /// Reallocates the buffer smaller if it is beyond its bound (see [`History`]).
+    #[cold]
+    #[inline(never)]
+    fn give_back(&mut self) {
+        let held = self.held();
+        if self.buf.capacity() > 2 * held + 2 * MIN_ROOM {
+            self.reallocate(held);
+        }
+    }
+
+    /// Moves the bytes held to the front of a new buffer with room for `needed` bytes and
+    /// half again, plus `MIN_ROOM`.
+    fn reallocate(&mut self, needed: usize) {
+        let mut fresh = Vec::with_capacity(needed + needed / 2 + MIN_ROOM);
+        fresh.extend_from_slice(self.buf.get(self.head..).unwrap_or_default());
+        self.buf = fresh;
+        self.head = 0;
     }
 
     /// How many messages are kept.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.metas.len()
     }
 
     /// Whether no message is kept.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.metas.is_empty()
     }
 
     /// The last `n` messages, oldest first.
     pub fn last(&self, n: usize) -> Vec<Entry> {
-        let skip = self.entries.len().saturating_sub(n);
-        self.entries.iter().skip(skip).cloned().collect()
+        let string = |from: usize, to: usize| {
+            let bytes = self.buf.get(from..to).unwrap_or_default();
+            // Copied from `&str`s, so valid UTF-8: never lossy.
+            String::from_utf8_lossy(bytes).into_owned()
+        };
+        let mut out = Vec::with_capacity(n.min(self.metas.len()));
+        // The newest message's bytes end at the buffer's end; walk back from there.
+        let mut end = self.buf.len();
+        for meta in self.metas.iter().rev().take(n) {
+            let text_at = end.saturating_sub(meta.text_len);
+            let name_at = text_at.saturating_sub(meta.name_len);
+            out.push(Entry {
+                millis: meta.millis,
+                direction: meta.direction,
+                addr: meta.addr,
+                name: meta.named.then(|| string(name_at, text_at)),
+                text: string(text_at, end),
+            });
+            end = name_at;
+        }
+        out.reverse();
+        out
     }
 }
 
@@ -324,44 +425,253 @@ pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
 mod tests {
     use super::*;
 
-    /// `push_copy`, which reuses the oldest entry's strings once the history is full,
-    /// keeps exactly what `push` of a new entry keeps, whatever the sizes (the byte bound
-    /// included), and the strings it reuses stay within twice what they hold plus 64.
-    #[test]
-    fn push_copy_keeps_what_push_keeps() {
-        let mut rng = crate::sim::rng::Rng::new(31);
-        for capacity in [0, 1, 3, 50] {
-            let (mut pushed, mut copied) = (History::new(capacity), History::new(capacity));
-            for i in 0..2_000 {
-                let len = match rng.index(50) {
-                    0 => rng.index(3 << 20),
-                    1..=5 => 0,
-                    _ => rng.index(200),
-                };
-                let text = "t".repeat(len);
-                let name = (rng.index(3) > 0).then(|| "n".repeat(rng.index(40)));
-                let addr = (rng.index(4) > 0).then(|| SocketAddr::from(([127, 0, 0, 3], 9)));
-                pushed.push(Entry {
-                    millis: i,
-                    direction: Direction::In,
-                    addr,
-                    name: name.clone(),
-                    text: text.clone(),
-                });
-                copied.push_copy((i, Direction::In, addr), name.as_deref(), &text);
-                assert_eq!(
-                    copied.entries, pushed.entries,
-                    "capacity {capacity}, step {i}"
-                );
-                assert_eq!(copied.bytes, pushed.bytes);
-                for e in &copied.entries {
-                    assert!(
-                        e.text.capacity() <= 2 * e.text.len() + 64
-                            || e.text.len() == e.text.capacity()
-                    );
+    /// The history as it was kept before it had a byte buffer: whole entries in a deque,
+    /// each pushed and then the oldest dropped while beyond either bound.
+    struct Model {
+        entries: VecDeque<Entry>,
+        capacity: usize,
+        bytes: usize,
+    }
+
+    impl Model {
+        fn push(&mut self, entry: Entry) {
+            if self.capacity == 0 {
+                return;
+            }
+            self.bytes += entry.text.len();
+            self.entries.push_back(entry);
+            while self.entries.len() > self.capacity || self.bytes > MAX_HISTORY_BYTES {
+                match self.entries.pop_front() {
+                    Some(old) => self.bytes -= old.text.len(),
+                    None => break,
                 }
             }
         }
+
+        /// Bytes of names and texts held.
+        fn held(&self) -> usize {
+            let name = |e: &Entry| e.name.as_ref().map_or(0, String::len);
+            self.entries.iter().map(|e| name(e) + e.text.len()).sum()
+        }
+    }
+
+    /// Whether the byte buffer is within its bound: twice what it holds plus a little.
+    fn within_bound(h: &History) -> bool {
+        h.buf.capacity() <= 2 * h.held() + 2 * MIN_ROOM
+    }
+
+    /// Over many pushes (through `push` and `push_copy`) of random sizes, from empty to
+    /// beyond the byte bound, with and without names, ASCII or not, the history holds
+    /// exactly what the deque of entries holds, and its buffer stays within its bound.
+    #[test]
+    fn the_history_holds_what_a_deque_of_entries_holds() {
+        let mut rng = crate::sim::rng::Rng::new(31);
+        let chars = ["t", "\u{e9}", "\u{20ac}", "\u{1f600}"];
+        for capacity in [0, 1, 3, 50, 1000] {
+            let mut h = History::new(capacity);
+            let mut model = Model {
+                entries: VecDeque::new(),
+                capacity,
+                bytes: 0,
+            };
+            for i in 0..3_000 {
+                let len = match rng.index(100) {
+                    0 => rng.index(3 << 20),
+                    1 => MAX_HISTORY_BYTES - 2 + rng.index(4),
+                    2..=9 => 0,
+                    10..=14 => rng.index(64 << 10),
+                    _ => rng.index(200),
+                };
+                let ch = chars[rng.index(chars.len())];
+                let mut text = format!("{i}:");
+                text += &ch.repeat(len.saturating_sub(text.len()) / ch.len());
+                let name = match rng.index(4) {
+                    0 => None,
+                    1 => Some(String::new()),
+                    _ => Some(ch.repeat(rng.index(17))),
+                };
+                let addr = (rng.index(4) > 0).then(|| SocketAddr::from(([127, 0, 0, 3], 9)));
+                let direction = match rng.index(2) {
+                    0 => Direction::In,
+                    _ => Direction::Out,
+                };
+                let e = Entry {
+                    millis: i,
+                    direction,
+                    addr,
+                    name,
+                    text,
+                };
+                match rng.index(2) {
+                    0 => h.push(e.clone()),
+                    _ => h.push_copy((i, direction, addr), e.name.as_deref(), &e.text),
+                }
+                model.push(e);
+                let at = format!("capacity {capacity}, step {i}");
+                assert_eq!(h.len(), model.entries.len(), "{at}");
+                assert_eq!(h.bytes, model.bytes, "{at}");
+                assert_eq!(h.held(), model.held(), "{at}");
+                assert!(
+                    within_bound(&h),
+                    "{at}: {} for {}",
+                    h.buf.capacity(),
+                    h.held()
+                );
+                let n = rng.index(5);
+                let tail = model.entries.len().saturating_sub(n);
+                assert_eq!(h.last(n), Vec::from(model.entries.clone()).split_off(tail));
+                if i % 97 == 0 || model.bytes < 100_000 {
+                    assert_eq!(h.last(usize::MAX), Vec::from(model.entries.clone()), "{at}");
+                }
+            }
+        }
+    }
+
+    /// A message of `len` bytes of text from `bob`, dated `i`.
+    fn sized(i: i64, len: usize) -> Entry {
+        Entry {
+            millis: i,
+            direction: Direction::In,
+            addr: None,
+            name: Some("bob".into()),
+            text: "x".repeat(len),
+        }
+    }
+
+    fn millis(h: &History) -> Vec<i64> {
+        h.last(usize::MAX).iter().map(|e| e.millis).collect()
+    }
+
+    #[test]
+    fn the_oldest_go_first_under_either_bound() {
+        let mut h = History::new(3);
+        let mib = 1 << 20;
+        h.push(sized(1, 10));
+        h.push(sized(2, 2 * mib));
+        h.push(sized(3, 10));
+        assert_eq!(millis(&h), [1, 2, 3]);
+        // The count bound: the oldest goes.
+        h.push(sized(4, mib));
+        assert_eq!(millis(&h), [2, 3, 4]);
+        assert_eq!(h.bytes, 3 * mib + 10);
+        // The byte bound: 4 MiB + 10 is too much, so the oldest goes (and with it 2 MiB).
+        h.push(sized(5, mib));
+        assert_eq!(millis(&h), [3, 4, 5]);
+        assert_eq!(h.bytes, 2 * mib + 10);
+        // 2 MiB + 10 + 3 MiB is too much: two go, though one would do for the count.
+        h.push(sized(6, 3 * mib));
+        assert_eq!(millis(&h), [5, 6]);
+        assert_eq!(h.bytes, 4 * mib);
+        assert!(within_bound(&h));
+    }
+
+    #[test]
+    fn a_text_the_size_of_the_bound_is_kept_alone_and_a_larger_one_not_at_all() {
+        let mut h = History::new(10);
+        h.push(sized(1, 5));
+        h.push(sized(2, MAX_HISTORY_BYTES));
+        assert_eq!(millis(&h), [2]);
+        h.push(sized(3, 0));
+        assert_eq!(millis(&h), [2, 3], "an empty text fits beside it");
+        h.push(sized(4, 1));
+        assert_eq!(millis(&h), [3, 4]);
+        // Too large even alone: not kept, and the others went to make room for it.
+        h.push(sized(5, MAX_HISTORY_BYTES + 1));
+        assert!(h.is_empty());
+        assert_eq!((h.bytes, h.held()), (0, 0));
+        assert!(h.buf.capacity() <= 2 * MIN_ROOM, "its memory is given back");
+        h.push(sized(6, 1));
+        assert_eq!(millis(&h), [6]);
+    }
+
+    #[test]
+    fn names_absent_empty_and_present_are_kept_apart() {
+        let mut h = History::new(10);
+        let names = [
+            None,
+            Some(""),
+            Some("bob"),
+            Some("\u{e9}l\u{e9}onore"),
+            None,
+        ];
+        for (i, name) in (0..).zip(names) {
+            h.push_copy((i, Direction::In, None), name, "hi");
+            h.push_copy((i, Direction::In, None), name, "");
+        }
+        let kept: Vec<(Option<String>, String)> = h
+            .last(usize::MAX)
+            .into_iter()
+            .map(|e| (e.name, e.text))
+            .collect();
+        let expected: Vec<(Option<String>, String)> = names
+            .iter()
+            .flat_map(|n| {
+                [
+                    (n.map(str::to_owned), "hi".into()),
+                    (n.map(str::to_owned), String::new()),
+                ]
+            })
+            .collect();
+        assert_eq!(kept, expected);
+    }
+
+    /// The ring of entries wraps around and the bytes move to the front of the buffer,
+    /// over and over, without the buffer growing or moving once it has grown.
+    #[test]
+    fn a_full_history_wraps_around_without_allocating() {
+        let mut rng = crate::sim::rng::Rng::new(7);
+        let mut h = History::new(100);
+        let mut next = |h: &mut History, i: i64| {
+            let text = "y".repeat(90 + rng.index(21));
+            h.push_copy((i, Direction::Out, None), None, &text);
+        };
+        for i in 0..1_000 {
+            next(&mut h, i);
+        }
+        let (at, capacity, ring) = (h.buf.as_ptr(), h.buf.capacity(), h.metas.capacity());
+        let front = h.head;
+        let mut moved_to_front = 0;
+        for i in 1_000..20_000 {
+            next(&mut h, i);
+            if h.head < front / 2 {
+                moved_to_front += 1;
+            }
+            assert_eq!(h.len(), 100);
+            assert_eq!(h.last(1).first().map(|e| e.millis), Some(i));
+        }
+        assert_eq!(
+            (h.buf.as_ptr(), h.buf.capacity()),
+            (at, capacity),
+            "no allocation"
+        );
+        assert_eq!(h.metas.capacity(), ring);
+        assert!(
+            std::mem::size_of::<Meta>() <= 64,
+            "as History's comment says"
+        );
+        assert!(moved_to_front > 0, "the bytes went back to the front");
+        assert_eq!(millis(&h), (19_900..20_000).collect::<Vec<_>>());
+        assert!(within_bound(&h));
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_burst_of_huge_messages() {
+        let mut h = History::new(1000);
+        for i in 0..100 {
+            h.push(sized(i, 10));
+        }
+        let before = h.buf.capacity();
+        for i in 100..104 {
+            h.push(sized(i, 1 << 20));
+        }
+        assert!(h.buf.capacity() >= 4 << 20);
+        for i in 104..1_104 {
+            h.push(sized(i, 10));
+            assert!(within_bound(&h), "step {i}");
+        }
+        assert_eq!(h.bytes, 10_000, "the huge ones are gone");
+        assert!(h.buf.capacity() <= 2 * 13_000 + 2 * MIN_ROOM);
+        assert!(before <= h.buf.capacity());
     }
 
     fn entry(i: i64, dir: Direction) -> Entry {

@@ -258,10 +258,13 @@ impl Node {
 
     /// Records a message in the history (and the journal, when persisting).
     fn log_message(&mut self, entry: Entry, out: &mut Vec<Effect>) {
+        // The history copies the strings: the entry itself can go to the journal.
+        let at = (entry.millis, entry.direction, entry.addr);
+        self.history
+            .push_copy(at, entry.name.as_deref(), &entry.text);
         if self.me.persist {
-            out.push(Effect::Persist(Record::Message(entry.clone())));
+            out.push(Effect::Persist(Record::Message(entry)));
         }
-        self.history.push(entry);
     }
 
     /// Notes a peer we heard from; announces it when new. Returns whether it is in the
@@ -673,7 +676,7 @@ impl Node {
                             text: text.clone(),
                         })));
                     }
-                    // Copied into the history's own strings: no allocation once it is full.
+                    // Copied into the history's buffer: no allocation once it has grown.
                     let at = (millis, Direction::In, addr);
                     self.history.push_copy(at, from.name.as_deref(), &text);
                     out.push(Effect::Show(Event::Message { from, text }));
