@@ -188,8 +188,13 @@ struct Rare {
 /// ```
 #[derive(Debug, Default)]
 pub struct Spares {
-    strings: Vec<String>,
-    /// The capacity of `strings`, in bytes.
+    /// Kept strings of at most [`Spares::SMALL`] bytes of capacity (mostly names), and
+    /// the larger ones (mostly texts): a new string is taken from the pool that suits its
+    /// length, so that a spare that held a short name is not grown (reallocated) for a
+    /// long text while one that fits is kept.
+    small: Vec<String>,
+    large: Vec<String>,
+    /// The capacity of all kept strings, in bytes.
     kept: usize,
     /// The boxed state of closed connections' decoders, emptied, with the capacity of
     /// their partial line (see [`Decoder::recycle`]). Boxes, not values: each goes back
@@ -208,6 +213,8 @@ impl Spares {
     const MAX_KEPT: usize = 256 * 1024;
     /// Strings with more capacity than this are dropped rather than kept.
     const MAX_CAPACITY: usize = 4096;
+    /// The capacity up to which a string is kept with the small ones.
+    const SMALL: usize = 32;
     /// A decoder's state is kept only when its partial line has at most this capacity
     /// (all kept together stay within 64 KiB).
     const MAX_PARTIAL: usize = 1024;
@@ -218,22 +225,33 @@ impl Spares {
     /// Keeps `s` for a later message, unless enough are kept or it is large (one buffer
     /// of a [`Body::Lines`], the largest up to 64 KiB, is kept for the next run).
     pub fn give(&mut self, s: String) {
-        if s.capacity() > Self::MAX_CAPACITY {
-            if s.capacity() <= Self::MAX_RUN && s.capacity() > self.run.capacity() {
+        let capacity = s.capacity();
+        if capacity > Self::MAX_CAPACITY {
+            if capacity <= Self::MAX_RUN && capacity > self.run.capacity() {
                 self.run = s;
             }
             return;
         }
-        let room = self.strings.len() < Self::MAX && self.kept + s.capacity() <= Self::MAX_KEPT;
-        if room && (1..=Self::MAX_CAPACITY).contains(&s.capacity()) {
-            self.kept += s.capacity();
-            self.strings.push(s);
+        let room = self.small.len() + self.large.len() < Self::MAX
+            && self.kept + capacity <= Self::MAX_KEPT;
+        if room && (1..=Self::MAX_CAPACITY).contains(&capacity) {
+            self.kept += capacity;
+            match capacity <= Self::SMALL {
+                true => self.small.push(s),
+                false => self.large.push(s),
+            }
         }
     }
 
-    /// An owned copy of `text`, in a spare string when there is one.
+    /// An owned copy of `text`, in a spare string when one suits: a small text takes a
+    /// small spare (or a large one when no small one is left), a larger text a large one.
+    #[inline(always)]
     pub(super) fn string(&mut self, text: &str) -> String {
-        match self.strings.pop() {
+        let pool = match text.len() <= Self::SMALL && !self.small.is_empty() {
+            true => &mut self.small,
+            false => &mut self.large,
+        };
+        match pool.pop() {
             Some(mut s) => {
                 self.kept -= s.capacity();
                 s.clear();
@@ -255,7 +273,8 @@ impl Spares {
     /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
         self.run = String::new();
-        self.strings = Vec::new();
+        self.small = Vec::new();
+        self.large = Vec::new();
         self.kept = 0;
         self.rares = Vec::new();
     }
@@ -436,6 +455,22 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) -> Result<(), DecodeError> {
+        // The usual one-message connection: nothing held, one ASCII line and no `\n` (so
+        // no `memrchr`), read as `line_bytes` would read it.
+        if self.rare.is_none() && !self.failed && bytes.len() <= self.max_line() {
+            if let Some(text) = ascii_text::<true>(bytes) {
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                if !text.is_empty() && !self.standard_v4(text, false, out, spares) {
+                    self.dispatch_rest(text, true, false, out, spares);
+                }
+                // What the line left held (a port line, an open JSON or bracketed block)
+                // is flushed at EOF.
+                if self.rare.is_some() {
+                    self.finish_reusing(out, spares);
+                }
+                return Ok(());
+            }
+        }
         // Complete lines as `feed` reads them; it leaves no block beyond the limit, so
         // feeding them apart from the tail changes nothing.
         let split = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
@@ -451,7 +486,11 @@ impl Decoder {
         } else {
             self.feed_reusing(tail, out, spares)?;
         }
-        self.finish_reusing(out, spares);
+        // A decoder that holds nothing (no partial line, block or port line) has nothing
+        // to flush at EOF.
+        if self.rare.is_some() {
+            self.finish_reusing(out, spares);
+        }
         Ok(())
     }
 
@@ -585,11 +624,11 @@ impl Decoder {
         spares: &mut Spares,
     ) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_ascii() {
-            // The usual case, checked a word at a time (`str::from_utf8` costs several
-            // times more on a short line).
-            // SAFETY: ASCII is valid UTF-8.
-            let text = unsafe { std::str::from_utf8_unchecked(line) };
+        if let Some(text) = ascii_text::<false>(line) {
+            if self.rare.as_ref().is_none_or(|r| r.block.is_none()) {
+                // No block to continue: what `line` would do, sooner.
+                return self.dispatch(text, true, remember, out, spares);
+            }
             return self.line(text, true, remember, out, spares);
         }
         // Valid UTF-8 is checked and borrowed; only invalid input pays for the lossy
@@ -684,6 +723,56 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) {
+        if self.standard_v4(line, remember, out, spares) {
+            return;
+        }
+        self.dispatch_rest(line, allow_json, remember, out, spares);
+    }
+
+    /// The fast path of [`Decoder::dispatch`]: a line that starts with a digit is most
+    /// often standard with an IPv4 address, read (and pushed) in one pass before anything
+    /// else. The port line (digits only) cannot be standard, and the dialects tried
+    /// between them cannot start with a digit (see `dispatch_rest`), so reading it first
+    /// changes no answer. Returns whether the line was one.
+    ///
+    /// Inlined in `dispatch` and in `feed_final` (where `remember` is false): one
+    /// connection's only line costs no call more than it must.
+    #[inline(always)]
+    fn standard_v4(
+        &mut self,
+        line: &str,
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) -> bool {
+        if !line.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            || !push_standard_v4(line, out, spares)
+        {
+            return false;
+        }
+        self.seen_line = true;
+        if let Some(rare) = self.rare.as_mut() {
+            rare.port_line = None;
+            rare.run = 0;
+        }
+        if remember {
+            if let Some(m) = out.last() {
+                self.remember_header(m);
+            }
+        }
+        true
+    }
+
+    /// [`Decoder::dispatch`] once [`Decoder::standard_v4`] said no.
+    fn dispatch_rest(
+        &mut self,
+        line: &str,
+        allow_json: bool,
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) {
+        let starts_with_digit = line.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let trimmed = trim(line);
         if trimmed.is_empty() {
             return;
@@ -723,7 +812,7 @@ impl Decoder {
         // spaced or raw. JSON starts with `{`, bracketed with `<`, key/value and colon
         // lines with a letter (each of them looks past the same leading whitespace as
         // `trim`), so trying them would only fail.
-        let by_digit = trimmed.as_bytes()[0].is_ascii_digit();
+        let by_digit = trimmed.as_bytes().first().is_some_and(u8::is_ascii_digit);
         if !by_digit {
             if allow_json && trimmed.starts_with('{') {
                 match parse_json(trimmed) {
@@ -762,14 +851,16 @@ impl Decoder {
                 return;
             }
         }
-        let headed = if by_digit {
-            None
+        let headed = if starts_with_digit {
+            None // `standard_v4` read it: not standard
+        } else if by_digit {
+            parse_standard(line, spares)
         } else {
-            parse_key_value(line).or_else(|| parse_colon(line))
+            parse_key_value(line)
+                .or_else(|| parse_colon(line))
+                .or_else(|| parse_standard(line, spares))
         };
-        let headed = headed
-            .or_else(|| parse_standard(line, spares))
-            .or_else(|| parse_spaced(line, spares));
+        let headed = headed.or_else(|| parse_spaced(line, spares));
         match headed {
             Some(m) => self.emit(m, remember, out),
             None => self.push_raw(line, out, spares),
@@ -821,15 +912,25 @@ impl Decoder {
         }
     }
 
-    /// Pushes a message, remembering its header as the connection's identity.
+    /// Pushes a message, remembering its header as the connection's identity (unless
+    /// `remember` is false: then it is only pushed).
+    #[inline]
     fn emit(&mut self, m: Message, remember: bool, out: &mut Vec<Message>) {
-        let has_header = m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some();
-        if remember && has_header {
-            self.set_identity(Identity::of(&m), m.dialect);
-        } else if let Some(rare) = self.rare.as_mut() {
+        if remember {
+            self.remember_header(&m);
+        }
+        if let Some(rare) = self.rare.as_mut() {
+            // Whatever run of lines was open is no longer the last message out.
             rare.run = 0;
         }
         out.push(m);
+    }
+
+    /// Makes the header of `m`, if it has one, the connection's identity.
+    fn remember_header(&mut self, m: &Message) {
+        if m.name.is_some() || m.port.is_some() || m.claimed_ip.is_some() {
+            self.set_identity(Identity::of(m), m.dialect);
+        }
     }
 
     fn set_identity(&mut self, who: Identity, dialect: Dialect) {
@@ -851,6 +952,17 @@ impl Decoder {
             None => raw_message(body),
         }
     }
+}
+
+/// `bytes` as text when they are ASCII and, with `NO_NEWLINE`, hold no `\n`: the usual
+/// case, checked 8 bytes at a time (`str::from_utf8` costs several times more on a short
+/// line).
+fn ascii_text<const NO_NEWLINE: bool>(bytes: &[u8]) -> Option<&str> {
+    if !plain_ascii::<NO_NEWLINE>(bytes) {
+        return None;
+    }
+    // SAFETY: ASCII is valid UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 /// A message with no header at all.

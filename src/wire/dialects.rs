@@ -3,9 +3,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::decoder::{Identity, Spares};
-use super::{control_word, Body, Dialect, Message};
+use super::{control_word, control_word_trimmed, Body, Dialect, Message};
 
 /// The body of a message text: a control word, or chat with trailing whitespace trimmed.
+#[inline(always)]
 pub(super) fn body_of(text: &str, spares: &mut Spares) -> Body {
     control_word(text).unwrap_or_else(|| Body::Chat(spares.string(trim_end(text))))
 }
@@ -58,6 +59,44 @@ pub(super) fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
         true => hay.iter().position(|&b| b == byte),
         false => memchr::memchr(byte, hay),
     }
+}
+
+/// Whether `b` is all ASCII and, with `NO_NEWLINE`, holds no `\n`. A short slice is read
+/// 8 bytes at a time, the last 8 overlapping the ones before when its length is not a
+/// multiple of 8 (the standard check goes byte by byte there); a long one is left to the
+/// standard check and memchr.
+#[inline]
+pub(super) fn plain_ascii<const NO_NEWLINE: bool>(b: &[u8]) -> bool {
+    if b.len() >= SHORT {
+        return b.is_ascii() && !(NO_NEWLINE && memchr::memchr(b'\n', b).is_some());
+    }
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    // Nonzero when a byte of `w` is not ASCII (its high bit is set) or, with NO_NEWLINE,
+    // is `\n`: the word xor `\n` repeated has a zero byte then, which the classic test
+    // finds (a byte's high bit survives only when subtracting one from the byte borrows,
+    // and only a zero byte starts a borrow).
+    let flags = |w: u64| {
+        let mut found = w & HIGH;
+        if NO_NEWLINE {
+            let x = w ^ NEWLINES;
+            found |= x.wrapping_sub(ONES) & !x & HIGH;
+        }
+        found
+    };
+    let (words, rest) = b.as_chunks::<8>();
+    let mut found = words
+        .iter()
+        .fold(0, |acc, w| acc | flags(u64::from_ne_bytes(*w)));
+    if !rest.is_empty() {
+        found |= match b.last_chunk::<8>() {
+            Some(last) => flags(u64::from_ne_bytes(*last)),
+            // Shorter than a word: a byte at a time (as a word whose other bytes are 0).
+            None => rest.iter().fold(0, |acc, &c| acc | flags(u64::from(c))),
+        };
+    }
+    found == 0
 }
 
 /// Where a separator (space or tab) first is in `hay`.
@@ -124,7 +163,8 @@ pub(super) fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
 }
 
 /// The dotted-quad address at the start of `b` (see [`parse_ipv4`]) and its length.
-fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
+#[inline(always)]
+pub(super) fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let (a, i) = octet_at(b, 0)?;
     let (o2, i) = octet_at(b, dot_at(b, i)?)?;
     let (o3, i) = octet_at(b, dot_at(b, i)?)?;
@@ -132,12 +172,57 @@ fn ipv4_prefix(b: &[u8]) -> Option<(Ipv4Addr, usize)> {
     Some((Ipv4Addr::new(a, o2, o3, o4), i))
 }
 
+/// [`ipv4_prefix`] of the first 16 bytes of a line, with no bounds checks to pay for: an
+/// octet is read from at most three bytes and starts at most four bytes after the one
+/// before (three digits and a `.`), so the fourth starts at index 12 or before and no byte
+/// past index 14 is read. The same answers as [`ipv4_prefix`] (tested).
+#[inline(always)]
+pub(super) fn ipv4_window(w: &[u8; 16]) -> Option<(Ipv4Addr, usize)> {
+    let (o1, i) = window_octet(w, 0)?;
+    let (o2, i) = window_octet(w, window_dot(w, i)?)?;
+    let (o3, i) = window_octet(w, window_dot(w, i)?)?;
+    let (o4, i) = window_octet(w, window_dot(w, i)?)?;
+    Some((Ipv4Addr::new(o1, o2, o3, o4), i))
+}
+
+/// [`octet_at`] in a window; `i` is under 13 (see [`ipv4_window`]).
+#[inline(always)]
+fn window_octet(w: &[u8; 16], i: usize) -> Option<(u8, usize)> {
+    // Every index is under 16: the mask only tells the compiler so.
+    let digit = |i: usize| w[i & 15].wrapping_sub(b'0');
+    let d0 = digit(i);
+    if d0 > 9 {
+        return None;
+    }
+    let d1 = digit(i + 1);
+    if d1 > 9 {
+        return Some((d0, i + 1));
+    }
+    if d0 == 0 {
+        return None; // a leading zero
+    }
+    let d2 = digit(i + 2);
+    if d2 > 9 {
+        return Some((d0 * 10 + d1, i + 2));
+    }
+    let value = u32::from(d0) * 100 + u32::from(d1) * 10 + u32::from(d2);
+    Some((u8::try_from(value).ok()?, i + 3))
+}
+
+/// [`dot_at`] in a window; `i` is under 12 (see [`ipv4_window`]).
+#[inline(always)]
+fn window_dot(w: &[u8; 16], i: usize) -> Option<usize> {
+    (w[i & 15] == b'.').then_some(i + 1)
+}
+
 /// The index after the `.` at `i`.
+#[inline(always)]
 fn dot_at(b: &[u8], i: usize) -> Option<usize> {
     (b.get(i) == Some(&b'.')).then_some(i + 1)
 }
 
 /// The value of an ASCII digit.
+#[inline(always)]
 fn digit(b: Option<&u8>) -> Option<u8> {
     b.map(|d| d.wrapping_sub(b'0')).filter(|&d| d < 10)
 }
@@ -145,6 +230,7 @@ fn digit(b: Option<&u8>) -> Option<u8> {
 /// The octet at `i` (one to three digits, no leading zero, at most 255) and the index
 /// after it; the digits are read unrolled (a loop with its bounds cost more than the
 /// rest of the header).
+#[inline(always)]
 fn octet_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
     let d0 = digit(b.get(i))?;
     let Some(d1) = digit(b.get(i + 1)) else {
@@ -215,22 +301,41 @@ pub(super) fn headed(
     spares: &mut Spares,
 ) -> Message {
     let (name, text) = token(rest);
-    let (name, body) = if name.is_empty() {
-        (None, Body::Chat(String::new()))
-    } else if trim(text).is_empty() {
-        match control_word(name) {
-            Some(body) => (None, body),
-            None => (Some(name), Body::Chat(String::new())),
-        }
-    } else {
-        (Some(name), body_of(text, spares))
-    };
+    let (name, body) = name_and_body(name, text, spares);
     Message {
         name: name.map(|n| spares.string(n)),
         claimed_ip: Some(ip),
         port: Some(port),
         body,
         dialect,
+    }
+}
+
+/// What an address header's `name` token and the `text` after the one separator that
+/// follows it say: the sender's name, if it gave one, and the body.
+#[inline(always)]
+fn name_and_body<'a>(name: &'a str, text: &str, spares: &mut Spares) -> (Option<&'a str>, Body) {
+    if name.is_empty() {
+        return (None, Body::Chat(String::new()));
+    }
+    if let [first, .., last] = text.as_bytes() {
+        if visible_ascii(*first) && visible_ascii(*last) {
+            // The usual text: visible at both ends, so there is nothing to trim (what the
+            // general case below comes to, with each trim skipped).
+            let body = control_word_trimmed(text);
+            return (
+                Some(name),
+                body.unwrap_or_else(|| Body::Chat(spares.string(text))),
+            );
+        }
+    }
+    if trim(text).is_empty() {
+        match control_word(name) {
+            Some(body) => (None, body),
+            None => (Some(name), Body::Chat(String::new())),
+        }
+    } else {
+        (Some(name), body_of(text, spares))
     }
 }
 
@@ -282,6 +387,93 @@ pub(super) fn standard_header_general(s: &str) -> Option<(IpAddr, u16, &str)> {
     let (addr, rest) = token(s);
     let (ip, port) = parse_sockaddr(addr)?;
     Some((ip, port, rest))
+}
+
+/// A standard line that starts with its IPv4 address (no separator before it), pushed to
+/// `out` as [`parse_standard`] reads it; false, with nothing pushed, when the line is not
+/// one. The decoder tries this first on lines that start with a digit: its fields read in
+/// one pass ([`standard_v4_fields`]) and the message pushed here, it costs a fraction of
+/// the general path.
+#[inline(always)]
+pub(super) fn push_standard_v4(line: &str, out: &mut Vec<Message>, spares: &mut Spares) -> bool {
+    let Some((ip, port, name, text)) = standard_v4_fields(line) else {
+        return false;
+    };
+    let (name, body) = name_and_body(name, text, spares);
+    out.push(Message {
+        name: name.map(|n| spares.string(n)),
+        claimed_ip: Some(IpAddr::V4(ip)),
+        port: Some(port),
+        body,
+        dialect: Dialect::Standard,
+    });
+    true
+}
+
+/// The fields of a standard line that starts with its IPv4 address: the address, the port,
+/// the name (empty when there is none) and what follows the one separator after the name.
+/// In one forward pass over the bytes: the address stops at its last digit (read from a
+/// window, [`ipv4_window`], when the line has 16 bytes), the port at a separator, the name
+/// at the next one; nothing is scanned twice. On lines that start with a digit, the same
+/// answers as [`standard_fields_general`] (tested).
+#[inline(always)]
+pub(super) fn standard_v4_fields(line: &str) -> Option<(Ipv4Addr, u16, &str, &str)> {
+    let b = line.as_bytes();
+    let (ip, mut i) = match b.first_chunk::<16>() {
+        Some(window) => ipv4_window(window)?,
+        None => ipv4_prefix(b)?,
+    };
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    let digits = i;
+    let mut port: u32 = 0;
+    while let Some(&c) = b.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d >= 10 {
+            break;
+        }
+        port = port * 10 + u32::from(d);
+        if port > u32::from(u16::MAX) {
+            return None;
+        }
+        i += 1;
+    }
+    if i == digits || port == 0 {
+        return None;
+    }
+    let port = u16::try_from(port).ok()?;
+    match b.get(i) {
+        None => return Some((ip, port, "", "")),
+        Some(b' ' | b'\t') => i += 1,
+        Some(_) => return None, // the port is not digits only
+    }
+    while let Some(b' ' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    let name_start = i;
+    while let Some(&c) = b.get(i) {
+        if c == b' ' || c == b'\t' {
+            break;
+        }
+        i += 1;
+    }
+    // The name starts after a one-byte separator and ends at one or at the end of the
+    // line: both on character boundaries.
+    let (head, tail) = line.split_at_checked(i)?;
+    let name = head.get(name_start..)?;
+    Some((ip, port, name, tail.get(1..).unwrap_or("")))
+}
+
+/// The fields of a standard line the plain way: separators skipped, the first token read
+/// as a socket address, separators skipped again, then the name token and what follows
+/// the one separator after it.
+#[cfg(test)]
+pub(super) fn standard_fields_general(line: &str) -> Option<(IpAddr, u16, &str, &str)> {
+    let (ip, port, rest) = standard_header_general(skip_seps(line))?;
+    let (name, text) = token(skip_seps(rest));
+    Some((ip, port, name, text))
 }
 
 /// Spaced: `IP PORT NAME MESSAGE`.

@@ -160,7 +160,24 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The control word `text` is, if its whole trimmed form is one (any case).
+#[inline]
 pub fn control_word(text: &str) -> Option<Body> {
+    control_word_trimmed(dialects::trim(text))
+}
+
+/// [`control_word`] for text known to have nothing to trim.
+#[inline]
+fn control_word_trimmed(t: &str) -> Option<Body> {
+    // Most text is none of them: its length says so without comparing (and this much is
+    // small enough to be inlined where it is asked).
+    if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
+        return None;
+    }
+    control_word_of(t)
+}
+
+/// The control word the trimmed text `t` is, if any.
+fn control_word_of(t: &str) -> Option<Body> {
     const WORDS: [(&str, Body); 7] = [
         ("connect", Body::Connect),
         ("connection_request", Body::Connect),
@@ -170,11 +187,6 @@ pub fn control_word(text: &str) -> Option<Body> {
         ("disconnect", Body::Exit),
         ("[peer_quit]", Body::Exit),
     ];
-    let t = dialects::trim(text);
-    // Most text is none of them: its length says so without comparing.
-    if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
-        return None;
-    }
     WORDS
         .iter()
         .find(|(word, _)| t.eq_ignore_ascii_case(word))

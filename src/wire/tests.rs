@@ -1402,6 +1402,7 @@ fn final_and_reusing_forms_decode_as_feed_and_finish_do() {
     let mut rng = crate::sim::rng::Rng::new(14);
     let mut spares = Spares::default();
     let mut inputs = nasty_strings(15, 40_000);
+    inputs.extend(standard_like(19, 20_000));
     for line in [
         "127.0.0.71:9 cg m00001",
         "  127.0.0.1:80 bob hi",
@@ -1727,4 +1728,275 @@ fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
         }
     }
     assert!(grouped_any, "no run was ever made: the test tests nothing");
+}
+
+/// Lines shaped like standard headers with every field sometimes wrong: plausible and
+/// broken addresses, ports, separators, names and texts, some followed by a piece of
+/// [`nasty_strings`]. Most start with a digit, so they take the IPv4 fast path; about a
+/// third are valid standard lines, short and long (the address is read from a 16-byte
+/// window when the line has 16 bytes).
+fn standard_like(seed: u64, count: usize) -> Vec<String> {
+    const ADDRS: &[&str] = &[
+        "127.0.0.71",
+        "1.2.3.4",
+        "255.255.255.255",
+        "0.0.0.0",
+        "100.200.250.199",
+        "9.99.199.249",
+        "256.1.1.1",
+        "1.2.3.256",
+        "01.2.3.4",
+        "1.2.3.04",
+        "1.2.3",
+        "1.2.3.4.5",
+        "1234.1.1.1",
+        "1.2.3.1234",
+        "1..2.3",
+        "9",
+        "",
+        "[::1]",
+        " 1.2.3.4",
+    ];
+    const COLONS: &[&str] = &[":", ":", ":", ":", " ", "::", "", "."];
+    const PORTS: &[&str] = &[
+        "9", "5002", "65535", "65536", "0", "00080", "", "9x", "99999999", "1\u{e9}",
+    ];
+    const SEPS: &[&str] = &["", " ", " ", " ", "\t", "  ", " \t", "\u{a0}", "\r"];
+    const NAMES: &[&str] = &[
+        "cg",
+        "bob",
+        "",
+        "exit",
+        "EXIT",
+        "connect_ack",
+        "h\u{e9}",
+        "x\u{3000}",
+        "[peer_quit]",
+        "a:b",
+        "a_name_longer_than_sixteen",
+    ];
+    const TEXTS: &[&str] = &[
+        "m00042",
+        "",
+        "hello there",
+        " exit",
+        "exit",
+        "exit ",
+        "  hi  ",
+        "\u{3000}",
+        "x\u{85}",
+        "h\u{e9}llo",
+        "\r",
+        "disconnect",
+        "a\tb",
+        "{\"type\":1}",
+        "a text of more than thirty-two bytes, for the large spares",
+    ];
+    let mut rng = crate::sim::rng::Rng::new(seed);
+    let nasty = nasty_strings(seed + 1, count);
+    // The first entries of each list are the usual ones: taken half the time.
+    let mut pick = |list: &[&'static str], usual: usize| match rng.index(2) {
+        0 => list[rng.index(usual)],
+        _ => list[rng.index(list.len())],
+    };
+    nasty
+        .iter()
+        .enumerate()
+        .map(|(i, tail)| {
+            let mut line = String::new();
+            for part in [
+                pick(ADDRS, 6),
+                pick(COLONS, 1),
+                pick(PORTS, 3),
+                pick(SEPS, 2),
+                pick(NAMES, 2),
+                pick(SEPS, 2),
+                pick(TEXTS, 3),
+            ] {
+                line.push_str(part);
+            }
+            if i % 4 == 0 {
+                line.push_str(tail);
+            }
+            line
+        })
+        .collect()
+}
+
+/// The IPv4 fast path of the standard dialect reads every line that starts with a digit
+/// as the general parser does (fields, message, or refusal), and a line it reads is never
+/// a port line, which `dispatch` would otherwise have tried first.
+#[test]
+fn the_ipv4_standard_fast_path_agrees_with_the_general_parser() {
+    use super::dialects::{
+        parse_standard, push_standard_v4, standard_fields_general, standard_v4_fields, trim,
+    };
+    let mut inputs = standard_like(20, 100_000);
+    inputs.extend(nasty_strings(21, 100_000));
+    for edge in [
+        "127.0.0.71:9 cg m00042",
+        "127.0.0.71:9 cg",
+        "127.0.0.71:9 exit",
+        "127.0.0.71:9 cg exit",
+        "127.0.0.71:9  cg  two spaces",
+        "127.0.0.71:9\tcg\t\ttabs",
+        "127.0.0.71:9",
+        "127.0.0.71:9 ",
+        "127.0.0.71:9 cg \u{3000}",
+        "127.0.0.71:9 cg h\u{e9}llo",
+        "1.2.3.4:5 x",
+        "255.255.255.255:65535 a b",
+        "255.255.255.255:65536 a b",
+        "255.255.255.2555:1 a",
+        "1.2.3.4:5:6 a",
+        "5002",
+        "1.2.3.4 5 bob hi",
+    ] {
+        inputs.push(edge.to_owned());
+    }
+    let mut spares = Spares::default();
+    let mut out = Vec::new();
+    let mut checked = 0;
+    let mut read = 0;
+    for s in &inputs {
+        if !s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            continue;
+        }
+        checked += 1;
+        let fields = standard_v4_fields(s)
+            .map(|(ip, port, name, text)| (std::net::IpAddr::V4(ip), port, name, text));
+        assert_eq!(fields, standard_fields_general(s), "{s:?}");
+        let expected = parse_standard(s, &mut Spares::default());
+        let pushed = push_standard_v4(s, &mut out, &mut spares);
+        assert_eq!(pushed, expected.is_some(), "{s:?}");
+        if pushed {
+            read += 1;
+            assert_eq!(out.pop(), expected, "{s:?}");
+            assert_eq!(parse_port(trim(s)), None, "{s:?}");
+        }
+        assert!(out.is_empty(), "{s:?}");
+        // Strings given back, so that later messages take spares of every size.
+        if let Some(m) = expected {
+            if let Body::Chat(text) = m.body {
+                spares.give(text);
+            }
+            if let Some(name) = m.name {
+                spares.give(name);
+            }
+        }
+    }
+    assert!(
+        checked > 50_000,
+        "only {checked} lines started with a digit"
+    );
+    assert!(read > 10_000, "only {read} lines were standard");
+}
+
+/// The address read from a 16-byte window is the one read from the line, over windows of
+/// digits, dots and the odd other byte.
+#[test]
+fn the_address_window_reads_as_the_prefix_parser_does() {
+    use super::dialects::{ipv4_prefix, ipv4_window};
+    const BYTES: &[u8] = b"0000111225569....:: a";
+    let mut rng = crate::sim::rng::Rng::new(22);
+    // Four runs of one to four digits, mostly joined by dots, then anything.
+    let mut windows: Vec<[u8; 16]> = (0..300_000)
+        .map(|_| {
+            let mut bytes = Vec::new();
+            for octet in 0..4 {
+                if octet > 0 {
+                    bytes.push(match rng.index(8) {
+                        0 => BYTES[rng.index(BYTES.len())],
+                        _ => b'.',
+                    });
+                }
+                for _ in 0..1 + rng.index(4) {
+                    bytes.push(BYTES[rng.index(13)]);
+                }
+            }
+            std::array::from_fn(|i| match bytes.get(i) {
+                Some(&b) => b,
+                None => BYTES[rng.index(BYTES.len())],
+            })
+        })
+        .collect();
+    for edge in [
+        b"255.255.255.255:",
+        b"255.255.255.2555",
+        b"1.2.3.4:5 cg m00",
+        b"127.0.0.71:9 cg ",
+        b"0.0.0.0.0.0.0.0.",
+        b"999.999.999.999.",
+        b"1.1.1.1111111111",
+    ] {
+        windows.push(*edge);
+    }
+    let mut read = 0;
+    for w in &windows {
+        let expected = ipv4_prefix(w);
+        read += usize::from(expected.is_some());
+        assert_eq!(ipv4_window(w), expected, "{:?}", String::from_utf8_lossy(w));
+    }
+    assert!(read > 10_000, "only {read} windows held an address");
+}
+
+/// The word-at-a-time check says what `is_ascii` and a search for `\n` say, whatever the
+/// length and wherever the odd byte is.
+#[test]
+fn the_plain_ascii_check_agrees_with_its_definition() {
+    use super::dialects::plain_ascii;
+    for len in 0..80 {
+        let clean = vec![b'a'; len];
+        assert!(plain_ascii::<true>(&clean) && plain_ascii::<false>(&clean));
+        for at in 0..len {
+            for odd in [b'\n', 0x80, 0xc3, 0xff, 0x00, b'\r', 0x0b, 0x8a] {
+                let mut bytes = clean.clone();
+                bytes[at] = odd;
+                let ascii = bytes.is_ascii();
+                assert_eq!(plain_ascii::<false>(&bytes), ascii, "{bytes:?}");
+                let plain = ascii && !bytes.contains(&b'\n');
+                assert_eq!(plain_ascii::<true>(&bytes), plain, "{bytes:?}");
+            }
+        }
+    }
+    let mut rng = crate::sim::rng::Rng::new(23);
+    for _ in 0..50_000 {
+        let len = rng.index(200);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| match rng.index(40) {
+                0 => b'\n',
+                1 => 0x80 | rng.index(128) as u8,
+                _ => rng.index(128) as u8,
+            })
+            .collect();
+        let ascii = bytes.is_ascii();
+        assert_eq!(plain_ascii::<false>(&bytes), ascii, "{bytes:?}");
+        let plain = ascii && !bytes.contains(&b'\n');
+        assert_eq!(plain_ascii::<true>(&bytes), plain, "{bytes:?}");
+    }
+}
+
+/// A short text takes a small spare and a long one a large spare, so neither grows (a
+/// spare that held a name is not reallocated for a long text while a large one is kept).
+#[test]
+fn spares_give_each_text_a_string_of_its_size() {
+    let mut spares = Spares::default();
+    let long = "x".repeat(100);
+    spares.give(String::with_capacity(100));
+    spares.give(String::with_capacity(2));
+    // The name given last is not taken for the long text.
+    let s = spares.string(&long);
+    assert_eq!((s.as_str(), s.capacity()), (long.as_str(), 100));
+    let s = spares.string("ab");
+    assert_eq!((s.as_str(), s.capacity()), ("ab", 2));
+    // With no small spare left, a short text takes a large one rather than allocating.
+    spares.give(String::with_capacity(100));
+    let s = spares.string("ab");
+    assert_eq!((s.as_str(), s.capacity()), ("ab", 100));
+    // A long text with only small spares left gets a new string and leaves them be.
+    spares.give(String::with_capacity(8));
+    let s = spares.string(&long);
+    assert_eq!(s, long);
+    let s = spares.string("abcdefgh");
+    assert_eq!((s.as_str(), s.capacity()), ("abcdefgh", 8));
 }
