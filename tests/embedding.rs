@@ -848,3 +848,47 @@ fn ping_bot_example_answers_a_real_peer() {
     );
     peer.quit_ok();
 }
+
+/// The plain lines a sender streams after its header are each a message: one `message`
+/// event per line in `--json`, one line each in text, in order, from the header's sender,
+/// with control characters escaped, and the control word on a line of its own still a
+/// control word (the lines are decoded together, which must change nothing of this).
+#[test]
+fn each_streamed_line_is_a_message_of_its_own() {
+    let sender = "127.0.140.3";
+    let stream = |to: SocketAddr| {
+        let mut s = connect_from(sender, to).expect("connect");
+        s.write_all(b"127.0.140.3:9 st first\nsecond\nthird \x1b[31m\nx\n\nlast one\nconnect\n")
+            .expect("write the stream");
+    };
+    let texts = ["first", "second", "third \u{1b}[31m", "x", "last one"];
+
+    let mut json = Peer::peerchat(
+        "json",
+        &["-n", "j", "-p", "0", "-b", "127.0.140.2", "--json"],
+    );
+    let listening = json.expect_event("listening", |_| true);
+    let addr: SocketAddr = listening["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("listening addr: {listening}"));
+    stream(addr);
+    for text in texts {
+        let m = json.expect_event("message", |_| true);
+        assert_eq!(m["text"], text, "{m}");
+        assert_eq!(m["name"], "st", "{m}");
+        assert_eq!(m["addr"], "127.0.140.3:9", "{m}");
+    }
+    json.expect_event("connect", |v| v["addr"] == "127.0.140.3:9");
+
+    let mut plain = Peer::spawn("t", "127.0.140.4", &[]);
+    stream(plain.address().parse().expect("an address"));
+    let shown: Vec<String> = ["first", "second", "third \\u{1b}[31m", "x", "last one"]
+        .iter()
+        .map(|t| format!("[st {sender}:9] {t}"))
+        .collect();
+    plain.expect_lines_in_order(&shown);
+    plain.expect("the connect line", LONG_WAIT, |l| {
+        l.starts_with("* connect from st 127.0.140.3:9")
+    });
+}
