@@ -40,6 +40,9 @@ const DIM: &str = "\x1b[2m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 
+/// The longest line start [`Output`] keeps for the next message.
+const KEEP_START: usize = 128;
+
 /// Buffer capacity kept between turns; more is given back after a burst.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
@@ -52,8 +55,48 @@ pub struct Output {
     interactive: bool,
     /// Whether the prompt is the last thing on the screen.
     prompt_visible: bool,
-    /// Where [`Output::show_lines`] puts together the start of its lines (kept).
+    /// The start of the last message line rendered (`[NAME IP:PORT] `, in the style) and
+    /// whom it was for: the next message from the same sender (most often the case: a
+    /// peer's messages come one after another) reuses it instead of writing it anew.
     start: String,
+    start_for: StartKey,
+    /// Where [`Output::show_lines`] puts together the start of its lines (kept).
+    lines_start: String,
+}
+
+/// Whom [`Output::start`] was rendered for: a [`Sender`], kept in strings that are reused
+/// (no allocation when the sender changes).
+#[derive(Debug, Default)]
+struct StartKey {
+    valid: bool,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    claimed_ip: Option<IpAddr>,
+    named: bool,
+    name: String,
+}
+
+impl StartKey {
+    fn is(&self, from: &Sender) -> bool {
+        self.valid
+            && self.ip == Some(from.ip)
+            && self.port == from.port
+            && self.claimed_ip == from.claimed_ip
+            && match &from.name {
+                Some(name) => self.named && self.name == *name,
+                None => !self.named,
+            }
+    }
+
+    fn set(&mut self, from: &Sender) {
+        self.valid = true;
+        self.ip = Some(from.ip);
+        self.port = from.port;
+        self.claimed_ip = from.claimed_ip;
+        self.named = from.name.is_some();
+        self.name.clear();
+        self.name.push_str(from.name.as_deref().unwrap_or_default());
+    }
 }
 
 impl Output {
@@ -65,7 +108,26 @@ impl Output {
             interactive: interactive && !style.json,
             prompt_visible: false,
             start: String::new(),
+            start_for: StartKey::default(),
+            lines_start: String::new(),
         }
+    }
+
+    /// Appends the start of a message line from `from` (see [`Output::start`]).
+    fn message_start(&mut self, from: &Sender) {
+        if !self.start_for.is(from) {
+            self.start.clear();
+            message_start(from, self.style.color, &mut self.start);
+            if self.start.len() > KEEP_START {
+                // A long name or an IPv6 claim: not worth keeping.
+                self.buf.push_str(&self.start);
+                self.start = String::new();
+                self.start_for.valid = false;
+                return;
+            }
+            self.start_for.set(from);
+        }
+        self.buf.push_str(&self.start);
     }
 
     /// Bytes rendered and not yet drained.
@@ -82,6 +144,13 @@ impl Output {
         }
         if self.style.json {
             json_line(event, SystemTime::now(), &mut self.buf);
+        } else if let Event::Message { from, text } = event {
+            if self.style.timestamps {
+                self.timestamp();
+            }
+            self.message_start(from);
+            escape(text, &mut self.buf);
+            self.buf.push('\n');
         } else if self.style.timestamps && dated(event) {
             render_styled(event, self.style, SystemTime::now(), &mut self.buf);
         } else {
@@ -112,22 +181,31 @@ impl Output {
             self.buf.push_str("\r\x1b[K");
             self.prompt_visible = false;
         }
-        let mut start = std::mem::take(&mut self.start);
-        start.clear();
+        // The timestamp and the sender, once: every line gets a copy.
+        let at = self.buf.len();
         if self.style.timestamps {
-            paint(&mut start, self.style.color, DIM, |o| {
-                o.push_str(&clock::local_hms(SystemTime::now()));
-            });
-            start.push(' ');
+            self.timestamp();
         }
-        message_start(from, self.style.color, &mut start);
+        self.message_start(from);
+        let mut start = std::mem::take(&mut self.lines_start);
+        start.clear();
+        start.push_str(self.buf.get(at..).unwrap_or_default());
+        self.buf.truncate(at);
         self.buf.reserve(text.len() + 32 * (start.len() + 1));
         for line in crate::wire::lines(text) {
             self.buf.push_str(&start);
             escape(line, &mut self.buf);
             self.buf.push('\n');
         }
-        self.start = start;
+        self.lines_start = start;
+    }
+
+    /// The time before a received line, when timestamps are on.
+    fn timestamp(&mut self) {
+        paint(&mut self.buf, self.style.color, DIM, |o| {
+            o.push_str(&clock::local_hms(SystemTime::now()));
+        });
+        self.buf.push(' ');
     }
 
     /// The user finished a line. In canonical mode the terminal already moved past the
@@ -1118,6 +1196,84 @@ mod tests {
             &mut rows,
         );
         assert!(rows.contains("\"x]y\""), "{rows}");
+    }
+
+    /// The line start kept from one message to the next is the one of its sender: senders
+    /// that differ in one field only, one after another, each get their own.
+    #[test]
+    fn a_kept_line_start_is_only_reused_for_the_same_sender() {
+        let base = Sender {
+            name: Some("bob".into()),
+            ip: "127.0.0.3".parse().unwrap(),
+            port: Some(5002),
+            claimed_ip: None,
+        };
+        let senders = [
+            base.clone(),
+            Sender {
+                name: Some("bob2".into()),
+                ..base.clone()
+            },
+            Sender {
+                name: None,
+                ..base.clone()
+            },
+            Sender {
+                name: Some(String::new()),
+                ..base.clone()
+            },
+            Sender {
+                port: None,
+                ..base.clone()
+            },
+            Sender {
+                port: Some(5003),
+                ..base.clone()
+            },
+            Sender {
+                ip: "127.0.0.4".parse().unwrap(),
+                ..base.clone()
+            },
+            Sender {
+                claimed_ip: Some("198.51.100.7".parse().unwrap()),
+                ..base.clone()
+            },
+            Sender {
+                name: Some("x".repeat(200)),
+                ..base.clone()
+            },
+            Sender {
+                ip: "::1".parse().unwrap(),
+                ..base.clone()
+            },
+        ];
+        for color in [false, true] {
+            let style = Style {
+                color,
+                ..Style::default()
+            };
+            let mut out = Output::new(style, false);
+            let mut expected = String::new();
+            for (i, from) in senders.iter().chain(senders.iter().rev()).enumerate() {
+                for _ in 0..2 {
+                    let event = Event::Message {
+                        from: from.clone(),
+                        text: format!("m{i}"),
+                    };
+                    out.show(&event);
+                    render_styled(&event, style, SystemTime::UNIX_EPOCH, &mut expected);
+                }
+                out.show_lines(from, "a\nb");
+                for text in ["a", "b"] {
+                    let event = Event::Message {
+                        from: from.clone(),
+                        text: text.into(),
+                    };
+                    render_styled(&event, style, SystemTime::UNIX_EPOCH, &mut expected);
+                }
+            }
+            assert_eq!(out.buf, expected);
+        }
     }
 
     #[test]
