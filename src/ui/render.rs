@@ -194,6 +194,8 @@ impl Output {
         self.buf.reserve(text.len() + 32 * (start.len() + 1));
         for line in crate::wire::lines(text) {
             self.buf.push_str(&start);
+            // Checked line by line: the quick test of `escape` is vectorised, one that
+            // allowed the newlines between lines was not.
             escape(line, &mut self.buf);
             self.buf.push('\n');
         }

@@ -36,14 +36,27 @@ pub(super) fn trim_end(s: &str) -> &str {
 /// `MESSAGE`, `CONNECT`; `ACK` and `EXIT` start with hexadecimal digits already). Control
 /// words are told by their whole text, not here. Lines for which this is false are read
 /// as text without trying each dialect.
+#[inline]
 pub(super) fn may_open_header(b: u8) -> bool {
-    !b.is_ascii_graphic()
-        || b.is_ascii_hexdigit()
-        || matches!(
-            b.to_ascii_lowercase(),
-            b'{' | b'<' | b'[' | b':' | b'l' | b'm' | b'c'
-        )
+    OPENS_HEADER[usize::from(b)]
 }
+
+/// [`may_open_header`] for every byte, worked out once.
+static OPENS_HEADER: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = !c.is_ascii_graphic()
+            || c.is_ascii_hexdigit()
+            || matches!(
+                c.to_ascii_lowercase(),
+                b'{' | b'<' | b'[' | b':' | b'l' | b'm' | b'c'
+            );
+        b += 1;
+    }
+    table
+};
 
 fn visible_ascii(b: u8) -> bool {
     b.is_ascii_graphic()

@@ -145,16 +145,21 @@ impl std::error::Error for DecodeError {}
 /// assert_eq!(peerchat::wire::lines(text).collect::<Vec<_>>(), ["one", "two"]);
 /// ```
 pub fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
+    // One searcher for the whole text: cheaper per line than a `memchr` call each.
+    let mut ends = memchr::memchr_iter(b'\n', text.as_bytes());
+    let mut start = Some(0);
     std::iter::from_fn(move || {
-        let now = rest?;
-        match memchr::memchr(b'\n', now.as_bytes()) {
-            // `\n` is one byte: both sides are on character boundaries.
-            Some(i) => {
-                rest = now.get(i + 1..);
-                now.get(..i)
+        let from = start?;
+        // `\n` is one byte: both sides are on character boundaries.
+        match ends.next() {
+            Some(end) => {
+                start = Some(end + 1);
+                text.get(from..end)
             }
-            None => rest.take(),
+            None => {
+                start = None;
+                text.get(from..)
+            }
         }
     })
 }
