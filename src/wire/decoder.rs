@@ -418,7 +418,8 @@ impl Decoder {
                 (Some(&first), Some(&last)) => {
                     !super::dialects::may_open_header(first)
                         && last.is_ascii_graphic()
-                        && text.len() <= max_line
+                        // The limit counts a `\r` before the `\n`, as `feed` does.
+                        && line.len() <= max_line
                         && !matches!(text.len(), 4 | 7 | 9 | 10 | 11 | 18)
                 }
                 _ => false,
