@@ -1145,6 +1145,32 @@ mod tests {
         }
     }
 
+    /// Every byte value at every position of every length up to 66 (two blocks and a
+    /// remainder), and the bytes at the edges of both tests at every position of every
+    /// length up to 200, among the highest visible byte (`~`, where the quick test's bound
+    /// lies). (Every byte at every position up to 200, among `~` and among spaces, was
+    /// checked once: 47 s unoptimised.)
+    #[test]
+    fn the_care_test_agrees_with_care_for_every_byte_at_every_position() {
+        const EDGES: [u8; 16] = [
+            0x00, 0x09, 0x1f, 0x20, 0x5e, 0x5f, 0x7e, 0x7f, 0x80, 0xc1, 0xc2, 0xd8, 0xe1, 0xe2,
+            0xef, 0xff,
+        ];
+        let all: Vec<u8> = (0..=u8::MAX).collect();
+        for len in 0..200 {
+            let mut bytes = vec![b'~'; len];
+            assert!(!needs_care(&bytes), "{len}");
+            for at in 0..len {
+                let values = if len <= 66 { &all[..] } else { &EDGES[..] };
+                for &b in values {
+                    bytes[at] = b;
+                    assert_eq!(needs_care(&bytes), care(b), "{b:#x} at {at} of {len}");
+                }
+                bytes[at] = b'~';
+            }
+        }
+    }
+
     #[test]
     fn invisible_characters_are_escaped_in_text() {
         for c in [
