@@ -186,10 +186,11 @@ impl Output {
             }
         }
         if !self.buf.is_empty() {
-            self.buf = sink(std::mem::take(&mut self.buf));
             // A burst of output leaves a big buffer behind: given back once output is
-            // small again (not after every turn of a stream, which would regrow it).
+            // small again (not after every turn of a stream, which would regrow it). What
+            // this turn rendered says which: the buffer `sink` gives back is empty.
             let small = self.buf.len() <= KEEP_CAPACITY / 2;
+            self.buf = sink(std::mem::take(&mut self.buf));
             self.buf.clear();
             if small && self.buf.capacity() > KEEP_CAPACITY {
                 self.buf.shrink_to(KEEP_CAPACITY);
@@ -1169,6 +1170,33 @@ mod tests {
                 bytes[at] = b'~';
             }
         }
+    }
+
+    /// A turn of a stream that renders more than the kept capacity keeps the buffer it
+    /// gets back for the next turn (stdout hands back the one it wrote, as large): it is
+    /// given back only once output is small again, not regrown every turn.
+    #[test]
+    fn a_large_turn_keeps_its_buffer_and_a_small_one_gives_it_back() {
+        let mut out = Output::new(Style::default(), false);
+        let swap = |b: String| -> String {
+            let mut back = String::with_capacity(b.capacity());
+            back.push_str("written");
+            back.clear();
+            back
+        };
+        let long = "x".repeat(100);
+        for _ in 0..400 {
+            out.show(&Event::Info(long.clone()));
+        }
+        out.drain(None, swap);
+        assert!(out.buf.capacity() > KEEP_CAPACITY, "{}", out.buf.capacity());
+        out.show(&Event::Info(long.clone()));
+        out.drain(None, swap);
+        assert!(
+            out.buf.capacity() <= KEEP_CAPACITY,
+            "{}",
+            out.buf.capacity()
+        );
     }
 
     #[test]
