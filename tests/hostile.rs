@@ -16,7 +16,8 @@
 //! - a script piping 10,000 `/send` lines: all delivered, in order; stdin that is not text
 //!   costs no busy loop;
 //! - a second peer on the same `--state` directory: refused, naming the holder;
-//! - names and text that try to make the display lie: quoted and escaped.
+//! - names and text that try to make the display lie: quoted and escaped;
+//! - a port-line peer streaming short lines: one acknowledgement and one count per line.
 //!
 //! Address blocks `127.0.150.*` to `127.0.169.*`, one per test.
 
@@ -605,4 +606,47 @@ fn port_lines_do_not_hold_connection_slots() {
         still_open()
     );
     peer.quit_ok();
+}
+
+/// A port-line peer that streams short lines in one write (read by peerchat as runs of
+/// lines): one `Message received` per line, no more and no fewer, every line shown, and
+/// the table counts every one.
+#[test]
+fn a_port_line_stream_gets_one_acknowledgement_per_line_and_counts_each() {
+    let b = 162;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+    let from = ip(b, 10);
+    const LINES: usize = 3000;
+    let mut wire = String::from("6000\n");
+    for i in 0..LINES {
+        wire.push_str(&format!("w{i:04}\n"));
+    }
+    let mut s = connect_from(&from, alice.addr).expect("connect");
+    s.write_all(wire.as_bytes()).expect("write");
+    let ack = b"Message received\n";
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(LONG_WAIT)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    while got.len() < LINES * ack.len() {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("after {} bytes of acks: {e}", got.len()),
+        }
+    }
+    assert_eq!(got, ack.repeat(LINES), "one ack per line");
+    let last = format!("w{:04}", LINES - 1);
+    let shown = alice.expect_many("the lines", LINES, WAIT, |l| l.contains("] w"));
+    assert!(
+        shown.last().is_some_and(|l| l.ends_with(&last)),
+        "{shown:?}"
+    );
+    let row = alice.query_row(&format!("{from}:6000")).expect("listed");
+    assert_eq!(row[5], LINES.to_string(), "messages counted: {row:?}");
+    // Nothing more arrives: not one ack too many.
+    s.set_nonblocking(true).expect("nonblocking");
+    match s.read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("more after the acks: {other:?}"),
+    }
 }

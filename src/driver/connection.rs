@@ -27,7 +27,9 @@ pub const TURN_SHARE: usize = 16 * 1024;
 
 /// An inbound connection's share of one loop turn, in messages: once this many are
 /// decoded, the bytes read and not yet decoded wait (in the caller's backlog) for the next
-/// turn, so that a stream of tiny lines costs no more per turn than anyone else.
+/// turn, so that a stream of tiny lines costs no more per turn than anyone else. Lines
+/// count, not entries of the vector: a run of lines ([`wire::Body::Lines`]) is one entry
+/// but a message per line for everything after the decoder.
 pub const TURN_MESSAGES: usize = 256;
 
 /// Bytes decoded at a time (and the rest of the line they end in), so that a turn stops
@@ -161,9 +163,11 @@ impl Inbound {
         spares: &mut Spares,
         taken: &mut usize,
     ) -> ReadEnd {
+        // Lines decoded this turn (the `\n` fed): a run of lines is one message in `out`.
+        let mut lines = 0;
         if !backlog.is_empty() {
             let pending = std::mem::take(backlog);
-            match self.feed(&pending, backlog, out, spares) {
+            match self.feed(&pending, backlog, out, spares, &mut lines) {
                 Err(e) => return ReadEnd::TooLong(e),
                 Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
                 Ok(()) => {}
@@ -175,7 +179,7 @@ impl Inbound {
         // its EOF usually come together; its last line is then decoded where it is, by
         // `feed_final`, instead of being copied into the decoder (an allocation) first.
         let mut held = 0;
-        while share > 0 && out.len() < TURN_MESSAGES {
+        while share > 0 && out.len().max(lines) < TURN_MESSAGES {
             let len = held + share.min(buf.len() - held);
             match self.stream.read(&mut buf[held..len]) {
                 Ok(0) => {
@@ -193,14 +197,14 @@ impl Inbound {
                         continue;
                     }
                     held = 0;
-                    match self.feed(&buf[..got], backlog, out, spares) {
+                    match self.feed(&buf[..got], backlog, out, spares, &mut lines) {
                         Err(e) => return ReadEnd::TooLong(e),
                         Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
                         Ok(()) => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return match self.feed(&buf[..held], backlog, out, spares) {
+                    return match self.feed(&buf[..held], backlog, out, spares, &mut lines) {
                         Err(e) => ReadEnd::TooLong(e),
                         Ok(()) => ReadEnd::Drained,
                     };
@@ -218,24 +222,25 @@ impl Inbound {
         }
         // Nothing is held here (holding stops at the first bytes of a turn that fit in a
         // slice, well within the share), but should it be, it is decoded.
-        match self.feed(&buf[..held], backlog, out, spares) {
+        match self.feed(&buf[..held], backlog, out, spares, &mut lines) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
         }
     }
 
-    /// Decodes `bytes` a slice at a time until [`TURN_MESSAGES`] are out; the rest goes
-    /// to `backlog`.
+    /// Decodes `bytes` a slice at a time until [`TURN_MESSAGES`] are out, or as many
+    /// lines were fed (counted in `lines`); the rest goes to `backlog`.
     fn feed(
         &mut self,
         bytes: &[u8],
         backlog: &mut Vec<u8>,
         out: &mut Vec<Message>,
         spares: &mut Spares,
+        lines: &mut usize,
     ) -> Result<(), DecodeError> {
         let mut rest = bytes;
         while !rest.is_empty() {
-            if out.len() >= TURN_MESSAGES {
+            if out.len().max(*lines) >= TURN_MESSAGES {
                 backlog.extend_from_slice(rest);
                 return Ok(());
             }
@@ -250,6 +255,7 @@ impl Inbound {
             };
             let (now, later) = rest.split_at(cut);
             self.decoder.feed_reusing(now, out, spares)?;
+            *lines += memchr::memchr_iter(b'\n', now).count();
             rest = later;
         }
         Ok(())
@@ -418,6 +424,55 @@ mod tests {
             std::mem::size_of::<Conn>()
         );
         assert!(std::mem::size_of::<Decoder>() <= 16);
+    }
+
+    /// An inbound connection over loopback from a peer that sends nothing more.
+    fn inbound() -> (Inbound, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let peer =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (ours, addr) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let conn = Inbound {
+            stream: TcpStream::from_std(ours),
+            ip: addr.ip(),
+            active_at: 0,
+            line_since: 0,
+            decoder: Decoder::new(64 * 1024).group_lines(),
+            queued: false,
+        };
+        (conn, peer)
+    }
+
+    /// A run of lines is one message in the vector, but each of its lines is a message
+    /// for the node, the screen, the journal and a port-line peer's acknowledgements: a
+    /// turn decodes about [`TURN_MESSAGES`] lines of a stream of tiny lines, not its whole
+    /// share of bytes (8,000 lines in one turn, where one message a line gave 256).
+    #[test]
+    fn a_turn_decodes_its_share_of_lines_even_when_they_come_as_one_run() {
+        let (mut conn, _peer) = inbound();
+        let mut pending = b"127.0.0.1:5 bob hi\n".to_vec();
+        for _ in 0..8000 {
+            pending.extend_from_slice(b"a\n");
+        }
+        let mut backlog = pending;
+        let (mut out, mut spares) = (Vec::new(), Spares::default());
+        let mut buf = vec![0; TURN_SHARE];
+        let (end, _) = conn.read(&mut buf, &mut backlog, &mut out, &mut spares);
+        assert!(matches!(end, ReadEnd::Budget), "{end:?}");
+        let lines: usize = out
+            .iter()
+            .map(|m| match &m.body {
+                crate::wire::Body::Lines(text) => wire::lines(text).count(),
+                _ => 1,
+            })
+            .sum();
+        // One slice (512 bytes and the rest of its line) may overshoot the share.
+        assert!(
+            (TURN_MESSAGES..=TURN_MESSAGES + FEED_SLICE / 2).contains(&lines),
+            "{lines} lines decoded in one turn"
+        );
+        assert!(!backlog.is_empty());
     }
 
     /// Drives `conn` on a real poll until it reports something other than `Wait`.

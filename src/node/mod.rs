@@ -273,7 +273,7 @@ impl Node {
         &mut self,
         from: &Sender,
         addr: SocketAddr,
-        chat: (bool, wire::Dialect),
+        chat: (u64, wire::Dialect),
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> bool {
@@ -660,7 +660,7 @@ impl Node {
                 // A header with no text says "I am here": noted, not shown.
                 let shown = !text.trim().is_empty();
                 if let Some(addr) = addr {
-                    self.heard(table_from, addr, (shown, dialect), now, out);
+                    self.heard(table_from, addr, (u64::from(shown), dialect), now, out);
                 }
                 if shown {
                     if addr.is_some() {
@@ -684,9 +684,10 @@ impl Node {
             }
             Body::Lines(text) => {
                 // Every line is a message, as if each had come alone; the table notes the
-                // sender once.
+                // sender once, and counts each.
                 if let Some(addr) = addr {
-                    self.heard(table_from, addr, (true, dialect), now, out);
+                    let lines = wire::lines(&text).count() as u64;
+                    self.heard(table_from, addr, (lines, dialect), now, out);
                     self.last_sender = Some(addr);
                 }
                 let millis = self.wall_millis(now);
@@ -710,7 +711,7 @@ impl Node {
                     // A new connection to its listening port; never `connect` back. Not
                     // while quitting: it would reach the peer after our `exit`.
                     Some(addr)
-                        if self.heard(table_from, addr, (false, dialect), now, out)
+                        if self.heard(table_from, addr, (0, dialect), now, out)
                             && !self.quitting =>
                     {
                         self.reply(addr, now)
@@ -721,7 +722,7 @@ impl Node {
             }
             Body::ConnectAck => {
                 if let Some(addr) = addr {
-                    self.heard(table_from, addr, (false, dialect), now, out);
+                    self.heard(table_from, addr, (0, dialect), now, out);
                 }
                 out.push(Effect::Show(Event::ConnectAck { from }));
             }
@@ -1087,6 +1088,26 @@ mod tests {
             n.peers().get(addr("127.0.0.9:9000")).map(|p| p.status),
             Some(Status::Static)
         );
+    }
+
+    /// A run of lines is a message per line for the peer table as for the history: its
+    /// count of messages received is the one the same lines one by one would give.
+    #[test]
+    fn a_run_of_lines_counts_a_message_per_line_in_the_peer_table() {
+        let observed: IpAddr = "127.0.0.3".parse().expect("ip");
+        let now = Instant::now();
+        let count = |bodies: Vec<Body>| {
+            let (mut n, mut out) = (node(), Vec::new());
+            for body in bodies {
+                n.on_message(observed, msg("bob", 6000, body), now, &mut out);
+            }
+            let rows = n.peers().rows(now);
+            rows.iter().map(|r| r.messages).sum::<u64>()
+        };
+        let one_by_one = ["hi", "a", "b", "c"].map(|t| Body::Chat(t.into()));
+        let grouped = vec![Body::Chat("hi".into()), Body::Lines("a\nb\nc".into())];
+        assert_eq!(count(one_by_one.to_vec()), 4);
+        assert_eq!(count(grouped), 4);
     }
 
     #[test]

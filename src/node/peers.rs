@@ -98,13 +98,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// We heard from it (at `addr`) now, in `dialect`.
+    /// We heard from it (at `addr`) now, in `dialect`: `chats` chat messages (a run of
+    /// lines is one per line), or none (a control word).
     fn refresh(
         &mut self,
         addr: SocketAddr,
         name: Option<&str>,
         claimed_ip: Option<IpAddr>,
-        (chat, dialect): (bool, Dialect),
+        (chats, dialect): (u64, Dialect),
         now: Instant,
     ) {
         // Raw text names no dialect: the one we knew stays.
@@ -121,9 +122,7 @@ impl Peer {
             .filter(|ip| *ip != addr.ip());
         self.status = Status::Active;
         self.last_heard = Some(now);
-        if chat {
-            self.messages += 1;
-        }
+        self.messages = self.messages.saturating_add(chats);
     }
 
     fn new(source: Source, status: Status) -> Self {
@@ -321,19 +320,21 @@ impl PeerTable {
         chat: bool,
         now: Instant,
     ) -> bool {
-        self.note(addr, name, claimed_ip, (chat, Dialect::Standard), now) == Some(true)
+        let chats = u64::from(chat);
+        self.note(addr, name, claimed_ip, (chats, Dialect::Standard), now) == Some(true)
     }
 
     /// Records that `addr` spoke to us now: `Some(true)` when it was not known before,
     /// `Some(false)` when it was, `None` when it is not kept (its address already holds
     /// `max_per_ip` peers, or the table is full and nothing can be evicted). `chat` counts
-    /// the message; control words only refresh the entry. `dialect` is how it spoke.
+    /// the chat messages (one per line of a run; none for a control word, which only
+    /// refreshes the entry) and says in which dialect it spoke.
     pub fn note(
         &mut self,
         addr: SocketAddr,
         name: Option<&str>,
         claimed_ip: Option<IpAddr>,
-        chat: (bool, Dialect),
+        chat: (u64, Dialect),
         now: Instant,
     ) -> Option<bool> {
         let addr = canonical(addr);

@@ -394,6 +394,29 @@ impl Decoder {
         let Some(Message { body, .. }) = out.last_mut().filter(|_| open) else {
             return 0;
         };
+        // Text that cannot open a header, ends visibly (nothing to trim: Unicode
+        // whitespace ends with a byte of 0x80 or more), and is no control word by its
+        // length; `line` is a whole line without its `\n`. The limit counts a `\r` before
+        // the `\n`, as `feed` does.
+        let plain = |line: &[u8]| {
+            let text = line.strip_suffix(b"\r").unwrap_or(line);
+            match (text.first(), text.last()) {
+                (Some(&first), Some(&last)) => {
+                    !super::dialects::may_open_header(first)
+                        && last.is_ascii_graphic()
+                        && line.len() <= max_line
+                        && !matches!(text.len(), 4 | 7 | 9 | 10 | 11 | 18)
+                }
+                _ => false,
+            }
+        };
+        // The first line is looked at before the UTF-8 check of all of them: a line that
+        // takes the general path costs no check of the lines after it (which would cost the
+        // square of a slice of such lines).
+        match super::dialects::find_byte(bytes, b'\n') {
+            Some(end) if plain(&bytes[..end]) => {}
+            _ => return 0,
+        }
         // The complete lines, checked as UTF-8 at once (invalid UTF-8 takes the general
         // path, which replaces it; the lines before it are taken here).
         let whole = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
@@ -410,22 +433,10 @@ impl Decoder {
             if taken + line.len() >= valid.len() {
                 break;
             }
-            let text = line.strip_suffix('\r').unwrap_or(line);
-            let plain = match (text.as_bytes().first(), text.as_bytes().last()) {
-                // Text that cannot open a header, ends visibly (nothing to trim: Unicode
-                // whitespace ends with a byte of 0x80 or more), and is no control word
-                // by its length.
-                (Some(&first), Some(&last)) => {
-                    !super::dialects::may_open_header(first)
-                        && last.is_ascii_graphic()
-                        && text.len() <= max_line
-                        && !matches!(text.len(), 4 | 7 | 9 | 10 | 11 | 18)
-                }
-                _ => false,
-            };
-            if !plain {
+            if !plain(line.as_bytes()) {
                 break;
             }
+            let text = line.strip_suffix('\r').unwrap_or(line);
             match body {
                 Body::Lines(run) => {
                     run.push('\n');

@@ -2000,3 +2000,141 @@ fn spares_give_each_text_a_string_of_its_size() {
     let s = spares.string("abcdefgh");
     assert_eq!((s.as_str(), s.capacity()), ("abcdefgh", 8));
 }
+
+/// The grouped decoder against the plain one as the driver feeds it: random chunks, the
+/// vector drained after some feeds (the same decoder then feeds again), `feed_final` or
+/// `finish` or neither at the end, and lines around the limit with and without `\r`.
+#[test]
+fn grouped_lines_agree_with_plain_lines_when_drained_between_feeds() {
+    let mut rng = crate::sim::rng::Rng::new(99);
+    let pieces: &[&str] = &[
+        "xx yy",
+        "hello",
+        "x",
+        "zzz\r",
+        "wow \u{e9}",
+        "hi  ",
+        "exit",
+        "Exit\r",
+        " exit",
+        "{",
+        "{\"type\":\"chat\",",
+        "\"content\":\"j\"}",
+        "}",
+        "<end>",
+        "<127.0.0.1:6> @ <T>",
+        "127.0.0.1:5 bob hi",
+        "1.2.3.4 80 al x",
+        "5000",
+        "1abc",
+        "",
+        " ",
+        "\u{a0}exit",
+        "zz\u{a0}",
+        "LISTENING_PORT:5|TEAM_NAME:t|m",
+        "MESSAGE:b:5:t",
+        "qqqqqqqq",
+        "qqqqqqqq\r",
+        "qqqqqqq\r",
+        "qqqqqqqqq",
+        "pp\u{e9}pp",
+        "handshake",
+        "[peer_quit]",
+        "rr\u{7f}",
+        "\u{1b}[0m",
+    ];
+    for iter in 0..20_000 {
+        let mut input = Vec::new();
+        let n = 1 + rng.index(12);
+        for _ in 0..n {
+            match rng.index(12) {
+                0 => input.extend_from_slice(b"xx\xffy"),
+                1 => input.extend_from_slice(&vec![b'q'; 1 + rng.index(600)]),
+                2 => {
+                    let len =
+                        [8usize, 9, 16, 18, 19, 20, 21, 24, 25, 26, 599, 600, 601][rng.index(13)];
+                    input.extend_from_slice(&vec![b'q'; len]);
+                    if rng.index(2) == 0 {
+                        input.push(b'\r');
+                    }
+                }
+                _ => input.extend_from_slice(pieces[rng.index(pieces.len())].as_bytes()),
+            }
+            if rng.index(10) != 0 {
+                input.push(b'\n');
+            }
+        }
+        let max_line = [8, 20, 25, 600, 1 << 16][iter % 5];
+        let mut expected = Vec::new();
+        let mut one = Decoder::new(max_line);
+        let expected_ok = one.feed(&input, &mut expected).is_ok();
+        let final_style = rng.index(3);
+        if final_style != 2 {
+            one.finish(&mut expected);
+        }
+        let mut spares = Spares::default();
+        let mut got_all = Vec::new();
+        let mut got = Vec::new();
+        let mut grouped = Decoder::new(max_line).group_lines();
+        let mut rest = &input[..];
+        let mut ok = true;
+        while !rest.is_empty() && ok {
+            let take = 1 + rng.index(rest.len().min(300));
+            let (now, later) = rest.split_at(take);
+            ok = if later.is_empty() && final_style == 0 {
+                grouped.feed_final(now, &mut got, &mut spares).is_ok()
+            } else {
+                grouped.feed_reusing(now, &mut got, &mut spares).is_ok()
+            };
+            rest = later;
+            if rng.index(2) == 0 {
+                got_all.append(&mut got);
+            }
+        }
+        if ok && final_style == 1 {
+            grouped.finish_reusing(&mut got, &mut spares);
+        }
+        got_all.append(&mut got);
+        assert_eq!(
+            ok,
+            expected_ok,
+            "{:?} max {max_line}",
+            String::from_utf8_lossy(&input)
+        );
+        if !ok {
+            continue;
+        }
+        let mut expanded = Vec::new();
+        for m in got_all {
+            match &m.body {
+                Body::Lines(text) => {
+                    for line in super::lines(text) {
+                        let mut each = m.clone();
+                        each.body = Body::Chat(line.to_owned());
+                        expanded.push(each);
+                    }
+                }
+                _ => expanded.push(m),
+            }
+        }
+        assert_eq!(
+            expanded,
+            expected,
+            "{:?} max {max_line}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
+
+/// The limit counts the `\r` of a `\r\n` line in a run too: a line of exactly the limit
+/// then `\r\n` is too long for both decoders.
+#[test]
+fn a_run_line_counts_its_carriage_return_against_the_limit() {
+    let input = b"127.0.0.1:5 bob hi\nab\ncd\nqqqqqqqqqqqqqqqqqqqq\r\n";
+    let mut a = Vec::new();
+    let ra = Decoder::new(20).feed(input, &mut a);
+    let mut b = Vec::new();
+    let rb = Decoder::new(20).group_lines().feed(input, &mut b);
+    assert!(ra.is_err(), "{a:?}");
+    assert!(rb.is_err(), "{b:?}");
+}
