@@ -254,8 +254,7 @@ impl Inbound {
                 None => rest.len(),
             };
             let (now, later) = rest.split_at(cut);
-            self.decoder.feed_reusing(now, out, spares)?;
-            *lines += memchr::memchr_iter(b'\n', now).count();
+            *lines += self.decoder.feed_lines(now, out, spares)?;
             rest = later;
         }
         Ok(())

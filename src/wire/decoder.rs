@@ -332,20 +332,34 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) -> Result<(), DecodeError> {
+        self.feed_lines(bytes, out, spares).map(|_| ())
+    }
+
+    /// [`Decoder::feed_reusing`], returning how many lines were completed (the `\n` in
+    /// `bytes`): what the driver's turn counts, a run of lines being one message out.
+    pub(crate) fn feed_lines(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) -> Result<usize, DecodeError> {
         if self.failed {
             return Err(self.error());
         }
+        let mut lines = 0;
         let mut rest = bytes;
         // A stream of long lines spends most of its decoding looking for `\n`: `find_byte`
         // hands long slices to memchr.
         while let Some(pos) = super::dialects::find_byte(rest, b'\n') {
             if self.group {
-                let taken = self.extend_run(rest, out, spares);
+                let (taken, run) = self.extend_run(rest, out, spares);
                 if taken > 0 {
                     rest = &rest[taken..];
+                    lines += run;
                     continue;
                 }
             }
+            lines += 1;
             let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
             if self.partial_len() + line.len() > self.max_line() {
                 return Err(self.fail());
@@ -373,18 +387,23 @@ impl Decoder {
             self.rare().partial.extend_from_slice(rest);
         }
         self.bound_block(out);
-        Ok(())
+        Ok(lines)
     }
 
     /// With [`Decoder::group_lines`], while the last message out is the run of plain lines
     /// of this connection's sender (and nothing is held): the complete lines at the start
     /// of `bytes` that can only be text join it, with none of the per-line work of
-    /// [`Decoder::line_bytes`]. Returns how many bytes were taken (0 when the first line
-    /// needs the general path).
-    fn extend_run(&mut self, bytes: &[u8], out: &mut [Message], spares: &mut Spares) -> usize {
+    /// [`Decoder::line_bytes`]. Returns how many bytes and lines were taken (none when
+    /// the first line needs the general path).
+    fn extend_run(
+        &mut self,
+        bytes: &[u8],
+        out: &mut [Message],
+        spares: &mut Spares,
+    ) -> (usize, usize) {
         let max_line = self.max_line();
         let Some(rare) = self.rare.as_mut() else {
-            return 0;
+            return (0, 0);
         };
         let open = rare.run != 0
             && rare.run == out.len()
@@ -392,7 +411,7 @@ impl Decoder {
             && rare.block.is_none()
             && rare.identity.is_some();
         let Some(Message { body, .. }) = out.last_mut().filter(|_| open) else {
-            return 0;
+            return (0, 0);
         };
         // Text that cannot open a header, ends visibly (nothing to trim: Unicode
         // whitespace ends with a byte of 0x80 or more), and is no control word by its
@@ -415,7 +434,7 @@ impl Decoder {
         // square of a slice of such lines).
         match super::dialects::find_byte(bytes, b'\n') {
             Some(end) if plain(&bytes[..end]) => {}
-            _ => return 0,
+            _ => return (0, 0),
         }
         // The complete lines, checked as UTF-8 at once (invalid UTF-8 takes the general
         // path, which replaces it; the lines before it are taken here).
@@ -424,10 +443,10 @@ impl Decoder {
             Ok(text) => text,
             Err(e) => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
                 Ok(text) => text,
-                Err(_) => return 0,
+                Err(_) => return (0, 0),
             },
         };
-        let mut taken = 0;
+        let (mut taken, mut lines) = (0, 0);
         for line in super::lines(valid) {
             // The last piece follows the last `\n` of `valid`: not a whole line.
             if taken + line.len() >= valid.len() {
@@ -453,8 +472,9 @@ impl Decoder {
                 _ => break,
             }
             taken += line.len() + 1;
+            lines += 1;
         }
-        taken
+        (taken, lines)
     }
 
     /// The connection's last bytes, then its EOF: the same as [`Decoder::feed_reusing`]
