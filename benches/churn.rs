@@ -502,6 +502,11 @@ fn check_targets(
             "target missed: {b:.0} B resident per held connection (target ≤ 256 B)"
         ));
     }
+    if let Some(b) = get(&HELD_MARGINAL, Kind::Peerchat).filter(|&b| b > 64.0) {
+        notes.push(format!(
+            "target missed: {b:.0} B resident per held connection from K/2 to K (target ≤ 64 B)"
+        ));
+    }
     if let Some(kib) = get(&HELD_IDLE_RSS, Kind::Peerchat).filter(|&k| k >= 4096.0) {
         notes.push(format!(
             "target missed: idle peerchat resident {kib:.0} KiB (target < 4096 KiB)"
