@@ -686,7 +686,7 @@ impl Node {
                 // Every line is a message, as if each had come alone; the table notes the
                 // sender once, and counts each.
                 if let Some(addr) = addr {
-                    let lines = wire::lines(&text).count() as u64;
+                    let lines = wire::line_count(&text) as u64;
                     self.heard(table_from, addr, (lines, dialect), now, out);
                     self.last_sender = Some(addr);
                 }
