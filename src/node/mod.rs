@@ -684,15 +684,13 @@ impl Node {
             }
             Body::Lines(text) => {
                 // Every line is a message, as if each had come alone; the table notes the
-                // sender once, and counts each.
-                if let Some(addr) = addr {
-                    let lines = wire::line_count(&text) as u64;
-                    self.heard(table_from, addr, (lines, dialect), now, out);
-                    self.last_sender = Some(addr);
-                }
+                // sender once, and counts each (counted here, where the lines are walked
+                // anyway: a count of its own cost as much again).
                 let millis = self.wall_millis(now);
                 let at = (millis, Direction::In, addr);
+                let mut lines = 0;
                 for line in wire::lines(&text) {
+                    lines += 1;
                     if self.me.persist {
                         out.push(Effect::Persist(Record::Message(Entry {
                             millis,
@@ -703,6 +701,10 @@ impl Node {
                         })));
                     }
                     self.history.push_copy(at, from.name.as_deref(), line);
+                }
+                if let Some(addr) = addr {
+                    self.heard(table_from, addr, (lines, dialect), now, out);
+                    self.last_sender = Some(addr);
                 }
                 out.push(Effect::ShowLines { from, text });
             }

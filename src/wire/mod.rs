@@ -164,12 +164,6 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// How many lines [`lines`] yields for `text`: its `\n` plus one, counted in a loop the
-/// compiler vectorises (a search per line costs several times more).
-pub fn line_count(text: &str) -> usize {
-    1 + text.bytes().filter(|&b| b == b'\n').count()
-}
-
 /// The control word `text` is, if its whole trimmed form is one (any case).
 #[inline]
 pub fn control_word(text: &str) -> Option<Body> {

@@ -2138,14 +2138,3 @@ fn a_run_line_counts_its_carriage_return_against_the_limit() {
     assert!(ra.is_err(), "{a:?}");
     assert!(rb.is_err(), "{b:?}");
 }
-
-#[test]
-fn line_count_is_the_number_of_lines_lines_yields() {
-    for text in ["", "a", "a\nb", "\n", "a\n\nb\n", "\u{e9}\n\u{e9}"] {
-        assert_eq!(
-            super::line_count(text),
-            super::lines(text).count(),
-            "{text:?}"
-        );
-    }
-}

@@ -514,7 +514,7 @@ impl Connections {
 /// buffer full, and the acknowledgements it does not read are dropped (said in the log).
 fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
     let lines = |m: &crate::wire::Message| match &m.body {
-        crate::wire::Body::Lines(text) => crate::wire::line_count(text),
+        crate::wire::Body::Lines(text) => crate::wire::lines(text).count(),
         _ => 1,
     };
     for _ in 0..messages.iter().map(lines).sum::<usize>() {
