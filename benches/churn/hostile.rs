@@ -61,7 +61,7 @@ impl Tally {
             self.lefts += 1;
         } else if l.starts_with(b"* connect from ") {
             self.connects += 1;
-            self.answered += u64::from(l.ends_with(b"(answered connect_ack)"));
+            self.answered += u64::from(l.ends_with(b"(answering with connect_ack)"));
         }
     }
 
