@@ -256,6 +256,28 @@ impl Node {
         self.wall_at.1
     }
 
+    /// Records a received message in the history, copied into its buffer (no allocation
+    /// once it has grown), and in the journal when persisting.
+    fn keep_received(
+        &mut self,
+        (millis, addr): (i64, Option<SocketAddr>),
+        name: Option<&str>,
+        text: &str,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.me.persist {
+            out.push(Effect::Persist(Record::Message(Entry {
+                millis,
+                direction: Direction::In,
+                addr,
+                name: name.map(str::to_owned),
+                text: text.to_owned(),
+            })));
+        }
+        self.history
+            .push_copy((millis, Direction::In, addr), name, text);
+    }
+
     /// Records a message in the history (and the journal, when persisting).
     fn log_message(&mut self, entry: Entry, out: &mut Vec<Effect>) {
         // The history copies the strings: the entry itself can go to the journal.
@@ -667,18 +689,7 @@ impl Node {
                         self.last_sender = addr;
                     }
                     let millis = self.wall_millis(now);
-                    if self.me.persist {
-                        out.push(Effect::Persist(Record::Message(Entry {
-                            millis,
-                            direction: Direction::In,
-                            addr,
-                            name: from.name.clone(),
-                            text: text.clone(),
-                        })));
-                    }
-                    // Copied into the history's buffer: no allocation once it has grown.
-                    let at = (millis, Direction::In, addr);
-                    self.history.push_copy(at, from.name.as_deref(), &text);
+                    self.keep_received((millis, addr), from.name.as_deref(), &text, out);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
             }
@@ -687,20 +698,10 @@ impl Node {
                 // sender once, and counts each (counted here, where the lines are walked
                 // anyway: a count of its own cost as much again).
                 let millis = self.wall_millis(now);
-                let at = (millis, Direction::In, addr);
                 let mut lines = 0;
                 for line in wire::lines(&text) {
                     lines += 1;
-                    if self.me.persist {
-                        out.push(Effect::Persist(Record::Message(Entry {
-                            millis,
-                            direction: Direction::In,
-                            addr,
-                            name: from.name.clone(),
-                            text: line.to_owned(),
-                        })));
-                    }
-                    self.history.push_copy(at, from.name.as_deref(), line);
+                    self.keep_received((millis, addr), from.name.as_deref(), line, out);
                 }
                 if let Some(addr) = addr {
                     self.heard(table_from, addr, (lines, dialect), now, out);
