@@ -256,8 +256,7 @@ impl Output {
     /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
     /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
     /// is at a terminal and it is not on the screen already; then starts afresh.
-    /// `sink` takes the buffer itself and gives back an empty one (the same, or one it
-    /// held: stdout swaps buffers when it has nothing waiting, instead of copying).
+    /// `sink` takes the buffer and gives it back emptied (stdout copies what it holds).
     pub fn drain(&mut self, prompt: Option<View>, sink: impl FnOnce(String) -> String) {
         if self.interactive && !self.prompt_visible {
             if let Some(view) = prompt {
@@ -1331,7 +1330,7 @@ mod tests {
     }
 
     /// A turn of a stream that renders more than the kept capacity keeps the buffer it
-    /// gets back for the next turn (stdout hands back the one it wrote, as large): it is
+    /// gets back for the next turn (a sink may hand back another buffer, as large): it is
     /// given back only once output is small again, not regrown every turn.
     #[test]
     fn a_large_turn_keeps_its_buffer_and_a_small_one_gives_it_back() {
