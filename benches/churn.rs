@@ -215,20 +215,16 @@ fn bench(
             callgrind_n: 3_000,
         }
     };
-    if hostile_only {
-        cfg.churn_runs = 0;
-        cfg.held_runs = 0;
-        cfg.fanout_runs = 0;
-        cfg.idle_runs = 0;
-        cfg.stream_runs = 0;
-        cfg.callgrind_n = 0;
-    }
-    if stream_only {
+    // One scenario alone: the others do not run (the streams run with `--stream-only`).
+    if hostile_only || stream_only {
         cfg.churn_runs = 0;
         cfg.held_runs = 0;
         cfg.fanout_runs = 0;
         cfg.idle_runs = 0;
         cfg.callgrind_n = 0;
+        if hostile_only {
+            cfg.stream_runs = 0;
+        }
     }
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
     let peerchat = if with_peerchat {

@@ -568,7 +568,7 @@ impl EventLoop {
                 .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
         });
         let stdout = &mut self.stdout;
-        self.output.drain(prompt, |text| stdout.take(text));
+        self.output.drain(prompt, |bytes| stdout.push(bytes));
         let mut flushed = self.stdout.flush();
         let dropped = self.stdout.take_dropped();
         if dropped > 0 && flushed.is_ok() {
@@ -579,7 +579,7 @@ impl EventLoop {
             ))));
             self.apply_effects(now);
             let stdout = &mut self.stdout;
-            self.output.drain(None, |text| stdout.take(text));
+            self.output.drain(None, |bytes| stdout.push(bytes));
             flushed = self.stdout.flush();
         }
         if let Err(e) = flushed {
@@ -676,7 +676,7 @@ impl EventLoop {
             return;
         }
         let stdout = &mut self.stdout;
-        self.output.drain(None, |text| stdout.take(text));
+        self.output.drain(None, |bytes| stdout.push(bytes));
         let _ = self.stdout.finish(Duration::from_millis(200));
     }
 

@@ -137,17 +137,6 @@ impl Stdout {
         self.limit
     }
 
-    /// Queues `text` (whole lines) as [`Stdout::push`] does, and gives it back emptied, for
-    /// the next turn's rendering. Copied, not swapped in: handing the rendered buffer over
-    /// and taking the written one back saved nothing measurable on short lines and cost a
-    /// third more CPU on a stream of 64 KiB lines (400 MB into a file: 0.70-0.99 s copied,
-    /// 1.04-1.27 s swapped).
-    pub fn take(&mut self, mut text: String) -> String {
-        self.push(text.as_bytes());
-        text.clear();
-        text
-    }
-
     /// Queues `bytes` (whole lines); while dropping, the lines that do not fit in the
     /// buffer are dropped and counted.
     pub fn push(&mut self, bytes: &[u8]) {

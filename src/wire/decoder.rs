@@ -424,7 +424,7 @@ impl Decoder {
                     !super::dialects::may_open_header(first)
                         && last.is_ascii_graphic()
                         && line.len() <= max_line
-                        && !matches!(text.len(), 4 | 7 | 9 | 10 | 11 | 18)
+                        && !super::may_be_control_word(text.len())
                 }
                 _ => false,
             }

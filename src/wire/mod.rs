@@ -175,10 +175,17 @@ pub fn control_word(text: &str) -> Option<Body> {
 fn control_word_trimmed(t: &str) -> Option<Body> {
     // Most text is none of them: its length says so without comparing (and this much is
     // small enough to be inlined where it is asked).
-    if !matches!(t.len(), 4 | 7 | 9 | 10 | 11 | 18) {
+    if !may_be_control_word(t.len()) {
         return None;
     }
     control_word_of(t)
+}
+
+/// Whether trimmed text of `len` bytes may be a control word: the lengths of those of
+/// [`control_word_of`].
+#[inline]
+pub(super) fn may_be_control_word(len: usize) -> bool {
+    matches!(len, 4 | 7 | 9 | 10 | 11 | 18)
 }
 
 /// The control word the trimmed text `t` is, if any.
