@@ -21,19 +21,37 @@ use crate::wire::{self, DecodeError, Decoder, Dialect, Message, OwnHeader, Spare
 /// Reads one readiness event may do on an outbound connection draining replies.
 const READS_PER_TURN: usize = 16;
 
-/// An inbound connection's share of one loop turn, in bytes read: at most this much is
-/// read before the next connection's turn. What is left waits for the next turn.
-pub const TURN_SHARE: usize = 16 * 1024;
+/// How much one inbound connection may read and decode in one loop turn; what is left waits
+/// for its next turn, so that no sender starves another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Bytes read: at most this much before the next connection's turn.
+    pub bytes: usize,
+    /// Lines decoded: once this many are out, the bytes read and not yet decoded wait (in
+    /// the caller's backlog), so that a stream of tiny lines costs no more per turn than
+    /// anyone else. Lines count, not entries of the vector: a run of lines
+    /// ([`wire::Body::Lines`]) is one entry but a message per line for everything after
+    /// the decoder.
+    pub lines: usize,
+}
 
-/// An inbound connection's share of one loop turn, in messages: once this many are
-/// decoded, the bytes read and not yet decoded wait (in the caller's backlog) for the next
-/// turn, so that a stream of tiny lines costs no more per turn than anyone else. Lines
-/// count, not entries of the vector: a run of lines ([`wire::Body::Lines`]) is one entry
-/// but a message per line for everything after the decoder.
-pub const TURN_MESSAGES: usize = 256;
+impl Share {
+    /// A turn's share while other connections have work too.
+    pub const SHARED: Share = Share {
+        bytes: 16 * 1024,
+        lines: 256,
+    };
+    /// A turn's share while no other connection has work: a turn has fixed costs (a
+    /// poll, a write to stdout, a TCP window update) that a lone stream pays four times
+    /// less often per byte with four times the share, and nobody waits behind it.
+    pub const ALONE: Share = Share {
+        bytes: 64 * 1024,
+        lines: 1024,
+    };
+}
 
 /// Bytes decoded at a time (and the rest of the line they end in), so that a turn stops
-/// soon after [`TURN_MESSAGES`].
+/// soon after its share of lines.
 const FEED_SLICE: usize = 512;
 
 /// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
@@ -138,25 +156,29 @@ impl Inbound {
         self.decoder.is_port_line() && self.decoder.buffered() == 0
     }
 
-    /// Reads what is available, up to its [`TURN_SHARE`] of bytes and [`TURN_MESSAGES`]
-    /// of messages, and decodes it into `out`, taking the strings of new messages from
-    /// `spares`. `backlog` holds the bytes read but not decoded in an earlier turn (decoded
+    /// Reads what is available, up to its `share` of bytes and lines, and decodes it into
+    /// `out`, taking the strings of new messages from `spares`. `backlog` holds the bytes read but not decoded in an earlier turn (decoded
     /// first) and, on return, those of this turn. Also returns how many bytes were read
     /// from the socket.
     pub fn read(
         &mut self,
+        share: Share,
         buf: &mut [u8],
         backlog: &mut Vec<u8>,
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) -> (ReadEnd, usize) {
         let mut taken = 0;
-        let end = self.read_share(buf, backlog, out, spares, &mut taken);
+        let end = self.read_share(share, buf, backlog, out, spares, &mut taken);
         (end, taken)
     }
 
     fn read_share(
         &mut self,
+        Share {
+            bytes,
+            lines: max_lines,
+        }: Share,
         buf: &mut [u8],
         backlog: &mut Vec<u8>,
         out: &mut Vec<Message>,
@@ -167,19 +189,19 @@ impl Inbound {
         let mut lines = 0;
         if !backlog.is_empty() {
             let pending = std::mem::take(backlog);
-            match self.feed(&pending, backlog, out, spares, &mut lines) {
+            match self.feed(&pending, backlog, out, spares, (&mut lines, max_lines)) {
                 Err(e) => return ReadEnd::TooLong(e),
                 Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
                 Ok(()) => {}
             }
         }
-        let mut share = TURN_SHARE;
+        let mut share = bytes;
         // Bytes at the start of `buf` read this turn and not decoded yet (at most a
         // slice, while the decoder holds nothing). A one-message connection's line and
         // its EOF usually come together; its last line is then decoded where it is, by
         // `feed_final`, instead of being copied into the decoder (an allocation) first.
         let mut held = 0;
-        while share > 0 && out.len().max(lines) < TURN_MESSAGES {
+        while share > 0 && out.len().max(lines) < max_lines {
             let len = held + share.min(buf.len() - held);
             match self.stream.read(&mut buf[held..len]) {
                 Ok(0) => {
@@ -197,14 +219,20 @@ impl Inbound {
                         continue;
                     }
                     held = 0;
-                    match self.feed(&buf[..got], backlog, out, spares, &mut lines) {
+                    match self.feed(&buf[..got], backlog, out, spares, (&mut lines, max_lines)) {
                         Err(e) => return ReadEnd::TooLong(e),
                         Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
                         Ok(()) => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return match self.feed(&buf[..held], backlog, out, spares, &mut lines) {
+                    return match self.feed(
+                        &buf[..held],
+                        backlog,
+                        out,
+                        spares,
+                        (&mut lines, max_lines),
+                    ) {
                         Err(e) => ReadEnd::TooLong(e),
                         Ok(()) => ReadEnd::Drained,
                     };
@@ -222,13 +250,13 @@ impl Inbound {
         }
         // Nothing is held here (holding stops at the first bytes of a turn that fit in a
         // slice, well within the share), but should it be, it is decoded.
-        match self.feed(&buf[..held], backlog, out, spares, &mut lines) {
+        match self.feed(&buf[..held], backlog, out, spares, (&mut lines, max_lines)) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
         }
     }
 
-    /// Decodes `bytes` a slice at a time until [`TURN_MESSAGES`] are out, or as many
+    /// Decodes `bytes` a slice at a time until `max_lines` messages are out, or as many
     /// lines were fed (counted in `lines`); the rest goes to `backlog`.
     fn feed(
         &mut self,
@@ -236,11 +264,11 @@ impl Inbound {
         backlog: &mut Vec<u8>,
         out: &mut Vec<Message>,
         spares: &mut Spares,
-        lines: &mut usize,
+        (lines, max_lines): (&mut usize, usize),
     ) -> Result<(), DecodeError> {
         let mut rest = bytes;
         while !rest.is_empty() {
-            if out.len().max(*lines) >= TURN_MESSAGES {
+            if out.len().max(*lines) >= max_lines {
                 backlog.extend_from_slice(rest);
                 return Ok(());
             }
@@ -445,33 +473,74 @@ mod tests {
 
     /// A run of lines is one message in the vector, but each of its lines is a message
     /// for the node, the screen, the journal and a port-line peer's acknowledgements: a
-    /// turn decodes about [`TURN_MESSAGES`] lines of a stream of tiny lines, not its whole
+    /// turn decodes about its share of lines of a stream of tiny lines, not its whole
     /// share of bytes (8,000 lines in one turn, where one message a line gave 256).
     #[test]
     fn a_turn_decodes_its_share_of_lines_even_when_they_come_as_one_run() {
-        let (mut conn, _peer) = inbound();
-        let mut pending = b"127.0.0.1:5 bob hi\n".to_vec();
-        for _ in 0..8000 {
-            pending.extend_from_slice(b"a\n");
+        for share in [Share::SHARED, Share::ALONE] {
+            let (mut conn, _peer) = inbound();
+            let mut pending = b"127.0.0.1:5 bob hi\n".to_vec();
+            for _ in 0..8000 {
+                pending.extend_from_slice(b"a\n");
+            }
+            let mut backlog = pending;
+            let (mut out, mut spares) = (Vec::new(), Spares::default());
+            let mut buf = vec![0; share.bytes];
+            let (end, _) = conn.read(share, &mut buf, &mut backlog, &mut out, &mut spares);
+            assert!(matches!(end, ReadEnd::Budget), "{end:?}");
+            let lines: usize = out
+                .iter()
+                .map(|m| match &m.body {
+                    crate::wire::Body::Lines(text) => wire::lines(text).count(),
+                    _ => 1,
+                })
+                .sum();
+            // One slice (512 bytes and the rest of its line) may overshoot the share.
+            assert!(
+                (share.lines..=share.lines + FEED_SLICE / 2).contains(&lines),
+                "{lines} lines decoded in one turn of {share:?}"
+            );
+            assert!(!backlog.is_empty());
         }
-        let mut backlog = pending;
-        let (mut out, mut spares) = (Vec::new(), Spares::default());
-        let mut buf = vec![0; TURN_SHARE];
-        let (end, _) = conn.read(&mut buf, &mut backlog, &mut out, &mut spares);
-        assert!(matches!(end, ReadEnd::Budget), "{end:?}");
-        let lines: usize = out
-            .iter()
-            .map(|m| match &m.body {
-                crate::wire::Body::Lines(text) => wire::lines(text).count(),
-                _ => 1,
-            })
-            .sum();
-        // One slice (512 bytes and the rest of its line) may overshoot the share.
-        assert!(
-            (TURN_MESSAGES..=TURN_MESSAGES + FEED_SLICE / 2).contains(&lines),
-            "{lines} lines decoded in one turn"
-        );
-        assert!(!backlog.is_empty());
+    }
+
+    /// A turn reads at most its share of bytes from the socket, however much is waiting
+    /// and however large the buffer: the rest waits for the connection's next turn.
+    #[test]
+    fn a_turn_reads_at_most_its_share_of_bytes() {
+        for share in [Share::SHARED, Share::ALONE] {
+            let (mut conn, mut peer) = inbound();
+            // Long lines, so that the share of lines is not what stops the turn.
+            let mut line = vec![b'x'; 999];
+            line.push(b'\n');
+            let mut sent = b"127.0.0.1:5 bob hi\n".to_vec();
+            while sent.len() < 3 * share.bytes {
+                sent.extend_from_slice(&line);
+            }
+            let total = sent.len();
+            let writer = std::thread::spawn(move || peer.write_all(&sent));
+            let (mut out, mut spares, mut backlog) = (Vec::new(), Spares::default(), Vec::new());
+            let mut buf = vec![0; 4 * share.bytes];
+            let mut taken = 0;
+            // Loopback delivers in pieces: turns until one runs out of its share.
+            loop {
+                let (end, n) = conn.read(share, &mut buf, &mut backlog, &mut out, &mut spares);
+                assert!(n <= share.bytes, "{n} bytes read in one turn of {share:?}");
+                taken += n;
+                if matches!(end, ReadEnd::Budget) {
+                    assert_eq!(n, share.bytes, "a turn that ran out of its share");
+                    break;
+                }
+                assert!(
+                    taken < total,
+                    "every byte read and no turn ran out of its share"
+                );
+                out.clear();
+            }
+            // Closing ends the write of what was not read (an error then, which is fine).
+            drop(conn);
+            let _ = writer.join().expect("writer");
+        }
     }
 
     /// Drives `conn` on a real poll until it reports something other than `Wait`.

@@ -367,6 +367,10 @@ impl EventLoop {
         let mut stdin_ready = self.console_has_more();
         // Taken out so that handlers may borrow the whole loop; put back below.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        // A connection alone with work reads a larger share (fewer turns, each with a
+        // poll and a write): nobody waits behind it.
+        let ready = events.iter().filter(|e| self.conns.owns(e.token()));
+        self.conns.set_contenders(queue.len() + ready.count());
         for event in events.iter() {
             match event.token() {
                 STDIN => stdin_ready = true,

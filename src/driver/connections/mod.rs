@@ -20,7 +20,7 @@ mod accept;
 mod outbound;
 
 use crate::config::Limits;
-use crate::driver::connection::{Conn, Inbound, ReadEnd};
+use crate::driver::connection::{Conn, Inbound, ReadEnd, Share};
 use crate::node::event::Event;
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
@@ -39,8 +39,9 @@ const UNFINISHED_SHARES: usize = 4;
 /// New connections accepted in one turn; more wait for the next.
 const ACCEPTS_PER_TURN: usize = 128;
 
-/// Size of the one read buffer shared by every connection (and the console).
-const READ_BUF: usize = 64 * 1024;
+/// Size of the one read buffer shared by every connection (and the console): the largest
+/// share of a turn.
+const READ_BUF: usize = Share::ALONE.bytes;
 
 /// What a timer entry asks for. An entry is cancelled when what it names goes away, so an
 /// entry that fires always means something.
@@ -106,6 +107,8 @@ pub struct Connections {
     /// Memory was given back since [`Connections::take_gave_back`] (the driver then gives
     /// back its own buffers too).
     gave_back: bool,
+    /// How much a connection reads in its turn: set each turn by [`Connections::set_contenders`].
+    share: Share,
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
@@ -148,6 +151,7 @@ impl Connections {
             backlogs: HashMap::new(),
             read_since_shrink: 0,
             gave_back: false,
+            share: Share::SHARED,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
             spares: wire::Spares::default(),
@@ -168,6 +172,20 @@ impl Connections {
     /// The shared read buffer, lent to the console between connection reads.
     pub fn read_buf(&mut self) -> &mut [u8] {
         &mut self.read_buf
+    }
+
+    /// Whether `token` is one of the connections' (not the listener's).
+    pub fn owns(&self, token: Token) -> bool {
+        self.conns.contains(token.0)
+    }
+
+    /// How many connections have work this turn (readiness events, turns queued): one
+    /// alone reads [`Share::ALONE`], any more [`Share::SHARED`] each.
+    pub fn set_contenders(&mut self, contenders: usize) {
+        self.share = match contenders {
+            0 | 1 => Share::ALONE,
+            _ => Share::SHARED,
+        };
     }
 
     /// Whether some connection waits for its turn to read, or the listener to accept.
@@ -236,6 +254,7 @@ impl Connections {
         };
         let before = conn.decoder.buffered() + backlog.len();
         let (mut end, taken) = conn.read(
+            self.share,
             &mut self.read_buf,
             &mut backlog,
             &mut self.messages,
