@@ -50,9 +50,9 @@ impl Share {
     };
 }
 
-/// Bytes decoded at a time (and the rest of the line they end in), so that a turn stops
-/// soon after its share of lines.
-const FEED_SLICE: usize = 512;
+/// Bytes read at the start of a turn that are held, not decoded yet, in case the next read
+/// says EOF (a one-message connection's line is then decoded where it is).
+const HOLD: usize = 512;
 
 /// An inbound connection: bytes in, messages out. Kept small: thousands may sit idle.
 #[derive(Debug)]
@@ -196,8 +196,8 @@ impl Inbound {
             }
         }
         let mut share = bytes;
-        // Bytes at the start of `buf` read this turn and not decoded yet (at most a
-        // slice, while the decoder holds nothing). A one-message connection's line and
+        // Bytes at the start of `buf` read this turn and not decoded yet (at most
+        // [`HOLD`], while the decoder holds nothing). A one-message connection's line and
         // its EOF usually come together; its last line is then decoded where it is, by
         // `feed_final`, instead of being copied into the decoder (an allocation) first.
         let mut held = 0;
@@ -214,7 +214,7 @@ impl Inbound {
                     share -= n;
                     *taken += n;
                     let got = held + n;
-                    if got <= FEED_SLICE && self.decoder.buffered() == 0 {
+                    if got <= HOLD && self.decoder.buffered() == 0 {
                         held = got;
                         continue;
                     }
@@ -248,16 +248,16 @@ impl Inbound {
                 }
             }
         }
-        // Nothing is held here (holding stops at the first bytes of a turn that fit in a
-        // slice, well within the share), but should it be, it is decoded.
+        // Nothing is held here (holding stops at the first bytes of a turn that fit in
+        // [`HOLD`], well within the share), but should it be, it is decoded.
         match self.feed(&buf[..held], backlog, out, spares, (&mut lines, max_lines)) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
         }
     }
 
-    /// Decodes `bytes` a slice at a time until `max_lines` messages are out, or as many
-    /// lines were fed (counted in `lines`); the rest goes to `backlog`.
+    /// Decodes `bytes` until `max_lines` messages are out, or as many lines were fed
+    /// (counted in `lines`); the rest goes to `backlog`.
     fn feed(
         &mut self,
         bytes: &[u8],
@@ -266,24 +266,15 @@ impl Inbound {
         spares: &mut Spares,
         (lines, max_lines): (&mut usize, usize),
     ) -> Result<(), DecodeError> {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if out.len().max(*lines) >= max_lines {
-                backlog.extend_from_slice(rest);
-                return Ok(());
-            }
-            // A slice ends at the end of a line, the first after `FEED_SLICE` bytes (or
-            // with `rest`), so that no line is cut and held back in pieces for slicing's
-            // sake.
-            let cut = match rest.get(FEED_SLICE..) {
-                Some(after) => {
-                    memchr::memchr(b'\n', after).map_or(rest.len(), |i| FEED_SLICE + i + 1)
-                }
-                None => rest.len(),
-            };
-            let (now, later) = rest.split_at(cut);
-            *lines += self.decoder.feed_lines(now, out, spares)?;
-            rest = later;
+        let room = max_lines.saturating_sub(out.len().max(*lines));
+        let (fed, taken) = match room {
+            0 => (0, 0),
+            room => self.decoder.feed_lines(bytes, out, spares, room)?,
+        };
+        *lines += fed;
+        // What is left after the turn's share of lines waits for the next turn.
+        if let Some(rest) = bytes.get(taken..).filter(|rest| !rest.is_empty()) {
+            backlog.extend_from_slice(rest);
         }
         Ok(())
     }
@@ -491,15 +482,11 @@ mod tests {
             let lines: usize = out
                 .iter()
                 .map(|m| match &m.body {
-                    crate::wire::Body::Lines(text) => wire::lines(text).count(),
+                    crate::wire::Body::Lines(run) => run.line_count(),
                     _ => 1,
                 })
                 .sum();
-            // One slice (512 bytes and the rest of its line) may overshoot the share.
-            assert!(
-                (share.lines..=share.lines + FEED_SLICE / 2).contains(&lines),
-                "{lines} lines decoded in one turn of {share:?}"
-            );
+            assert_eq!(lines, share.lines, "lines decoded in one turn of {share:?}");
             assert!(!backlog.is_empty());
         }
     }

@@ -491,10 +491,10 @@ impl EventLoop {
                 }
                 self.conns.recycle(event);
             }
-            Effect::ShowLines { from, text } => {
+            Effect::ShowLines { from, lines } => {
                 if let Some(handler) = &mut self.handler {
                     // A program sees each line as the message it is.
-                    for line in crate::wire::lines(&text) {
+                    for line in lines.lines() {
                         let event = Event::Message {
                             from: from.clone(),
                             text: line.to_owned(),
@@ -507,9 +507,9 @@ impl EventLoop {
                     }
                 }
                 if self.config.output && !self.stdout_broken {
-                    self.output.show_lines(&from, &text);
+                    self.output.show_lines(&from, &lines);
                 }
-                self.conns.recycle(Event::Message { from, text });
+                self.conns.recycle_lines(from, lines);
             }
             Effect::Check(addr) => self
                 .conns

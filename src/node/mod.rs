@@ -49,13 +49,13 @@ pub enum Effect {
     /// Tell the user.
     Show(Event),
     /// Tell the user of several messages in a row from one sender: one
-    /// [`Event::Message`] per `\n`-separated line of `text` (each line non-empty).
-    /// Rendered together, at a line's cost each.
+    /// [`Event::Message`] per line of `lines` (each line non-empty). Rendered together,
+    /// at a line's cost each.
     ShowLines {
         /// Their sender.
         from: Sender,
         /// The messages, one per line.
-        text: String,
+        lines: wire::Run,
     },
     /// Write this record to the journal (only with [`Settings::persist`]).
     Persist(Record),
@@ -646,7 +646,7 @@ impl Node {
                 Body::Chat(text) if !text.trim().is_empty() => {
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
-                Body::Lines(text) => out.push(Effect::ShowLines { from, text }),
+                Body::Lines(lines) => out.push(Effect::ShowLines { from, lines }),
                 _ => {}
             }
             return;
@@ -693,21 +693,19 @@ impl Node {
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
             }
-            Body::Lines(text) => {
+            Body::Lines(lines) => {
                 // Every line is a message, as if each had come alone; the table notes the
-                // sender once, and counts each (counted here, where the lines are walked
-                // anyway: a count of its own cost as much again).
+                // sender once, and counts each.
                 let millis = self.wall_millis(now);
-                let mut lines = 0;
-                for line in wire::lines(&text) {
-                    lines += 1;
+                for line in lines.lines() {
                     self.keep_received((millis, addr), from.name.as_deref(), line, out);
                 }
                 if let Some(addr) = addr {
-                    self.heard(table_from, addr, (lines, dialect), now, out);
+                    let count = lines.line_count() as u64;
+                    self.heard(table_from, addr, (count, dialect), now, out);
                     self.last_sender = Some(addr);
                 }
-                out.push(Effect::ShowLines { from, text });
+                out.push(Effect::ShowLines { from, lines });
             }
             Body::Connect => {
                 let answering = match addr {

@@ -171,8 +171,8 @@ impl Sim {
             for effect in out.drain(..) {
                 match effect {
                     Effect::Show(event) => self.trace.show(i, self.now, event, sender),
-                    Effect::ShowLines { from, text } => {
-                        for line in crate::wire::lines(&text) {
+                    Effect::ShowLines { from, lines } => {
+                        for line in lines.lines() {
                             let event = crate::node::event::Event::Message {
                                 from: from.clone(),
                                 text: line.to_owned(),

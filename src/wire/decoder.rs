@@ -49,7 +49,7 @@ use std::net::IpAddr;
 
 use super::dialects::*;
 use super::json::*;
-use super::{control_word, Body, DecodeError, Dialect, Message};
+use super::{control_word, Body, DecodeError, Dialect, Message, Run};
 
 /// Who is talking on a connection, as the last header on it said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,8 +201,10 @@ pub struct Spares {
     /// to a decoder as the box it holds, so taking one allocates nothing.
     #[allow(clippy::vec_box)]
     rares: Vec<Box<Rare>>,
-    /// A buffer for the next run of lines.
-    run: String,
+    /// The buffers for the next run of lines.
+    run: Run,
+    /// Where the lines a run is extended with end (reused).
+    ends: Vec<usize>,
 }
 
 impl Spares {
@@ -219,17 +221,14 @@ impl Spares {
     /// (all kept together stay within 64 KiB).
     const MAX_PARTIAL: usize = 1024;
 
-    /// A run's buffer ([`Body::Lines`]) is kept when it has at most this capacity.
-    const MAX_RUN: usize = 64 * 1024;
+    /// A run's buffer ([`Body::Lines`]) is kept when it has at most this capacity: a
+    /// turn's lines read alone (64 KiB) and a backlog's.
+    const MAX_RUN: usize = 128 * 1024;
 
-    /// Keeps `s` for a later message, unless enough are kept or it is large (one buffer
-    /// of a [`Body::Lines`], the largest up to 64 KiB, is kept for the next run).
+    /// Keeps `s` for a later message, unless enough are kept or it is large.
     pub fn give(&mut self, s: String) {
         let capacity = s.capacity();
         if capacity > Self::MAX_CAPACITY {
-            if capacity <= Self::MAX_RUN && capacity > self.run.capacity() {
-                self.run = s;
-            }
             return;
         }
         let room = self.small.len() + self.large.len() < Self::MAX
@@ -262,17 +261,24 @@ impl Spares {
         }
     }
 
-    /// The kept buffer for a run of lines (empty), or a new one with room for a few.
-    fn run_buffer(&mut self) -> String {
-        let mut run = std::mem::take(&mut self.run);
-        run.clear();
-        run.reserve(Self::MAX_CAPACITY);
-        run
+    /// Keeps the buffers of a [`Body::Lines`] for the next run, when they are larger
+    /// than those kept (up to 128 KiB of text).
+    pub fn give_run(&mut self, run: Run) {
+        let capacity = run.capacity();
+        if capacity <= Self::MAX_RUN && capacity > self.run.capacity() {
+            self.run = run;
+        }
+    }
+
+    /// A run whose first line is `first`, in the kept buffers (or new ones).
+    fn start_run(&mut self, first: &str) -> Run {
+        let (text, ends) = std::mem::take(&mut self.run).into_parts();
+        Run::start(text, ends, first)
     }
 
     /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
-        self.run = String::new();
+        self.run = Run::default();
         self.small = Vec::new();
         self.large = Vec::new();
         self.kept = 0;
@@ -332,17 +338,20 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) -> Result<(), DecodeError> {
-        self.feed_lines(bytes, out, spares).map(|_| ())
+        self.feed_lines(bytes, out, spares, usize::MAX).map(|_| ())
     }
 
-    /// [`Decoder::feed_reusing`], returning how many lines were completed (the `\n` in
-    /// `bytes`): what the driver's turn counts, a run of lines being one message out.
+    /// [`Decoder::feed_reusing`] of at most `max_lines` lines (the `\n` in `bytes`): what
+    /// the driver's turn counts, a run of lines being one message out. Returns how many
+    /// lines were completed and how many bytes were taken; the bytes after the last line
+    /// taken are left to the caller once `max_lines` are.
     pub(crate) fn feed_lines(
         &mut self,
         bytes: &[u8],
         out: &mut Vec<Message>,
         spares: &mut Spares,
-    ) -> Result<usize, DecodeError> {
+        max_lines: usize,
+    ) -> Result<(usize, usize), DecodeError> {
         if self.failed {
             return Err(self.error());
         }
@@ -351,8 +360,12 @@ impl Decoder {
         // A stream of long lines spends most of its decoding looking for `\n`: `find_byte`
         // hands long slices to memchr.
         while let Some(pos) = super::dialects::find_byte(rest, b'\n') {
+            if lines >= max_lines {
+                self.bound_block(out);
+                return Ok((lines, bytes.len() - rest.len()));
+            }
             if self.group {
-                let (taken, run) = self.extend_run(rest, out, spares);
+                let (taken, run) = self.extend_run(rest, out, spares, max_lines - lines);
                 if taken > 0 {
                     rest = &rest[taken..];
                     lines += run;
@@ -387,19 +400,20 @@ impl Decoder {
             self.rare().partial.extend_from_slice(rest);
         }
         self.bound_block(out);
-        Ok(lines)
+        Ok((lines, bytes.len()))
     }
 
     /// With [`Decoder::group_lines`], while the last message out is the run of plain lines
     /// of this connection's sender (and nothing is held): the complete lines at the start
     /// of `bytes` that can only be text join it, with none of the per-line work of
-    /// [`Decoder::line_bytes`]. Returns how many bytes and lines were taken (none when
-    /// the first line needs the general path).
+    /// [`Decoder::line_bytes`], at most `max_lines` of them. Returns how many bytes and
+    /// lines were taken (none when the first line needs the general path).
     fn extend_run(
         &mut self,
         bytes: &[u8],
         out: &mut [Message],
         spares: &mut Spares,
+        max_lines: usize,
     ) -> (usize, usize) {
         let max_line = self.max_line();
         let Some(rare) = self.rare.as_mut() else {
@@ -436,43 +450,77 @@ impl Decoder {
             Some(end) if plain(&bytes[..end]) => {}
             _ => return (0, 0),
         }
-        // The complete lines, checked as UTF-8 at once (invalid UTF-8 takes the general
-        // path, which replaces it; the lines before it are taken here).
+        // The complete lines: visible ASCII between the `\n`s (the usual case, one
+        // vectorised pass, and nothing to escape on the screen), or else checked as UTF-8
+        // at once (invalid UTF-8 takes the general path, which replaces it; the lines
+        // before it are taken here).
         let whole = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
-        let valid = match std::str::from_utf8(&bytes[..whole]) {
-            Ok(text) => text,
-            Err(e) => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
+        let visible = super::run::visible_lines(&bytes[..whole]);
+        let valid = match visible {
+            // SAFETY: ASCII is valid UTF-8.
+            true => unsafe { std::str::from_utf8_unchecked(&bytes[..whole]) },
+            false => match std::str::from_utf8(&bytes[..whole]) {
                 Ok(text) => text,
-                Err(_) => return (0, 0),
+                Err(e) => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
+                    Ok(text) => text,
+                    Err(_) => return (0, 0),
+                },
             },
         };
-        let (mut taken, mut lines) = (0, 0);
+        if let Body::Lines(run) = body {
+            if !run.has_room(valid.len()) {
+                return (0, 0);
+            }
+        }
+        // The plain lines at the start of `valid`: how many bytes (each `\n` included),
+        // where each ends (kept in `spares.ends`), and whether any ends with `\r` (which
+        // the run leaves out).
+        let (mut taken, mut cr) = (0, false);
+        let ends = &mut spares.ends;
+        ends.clear();
         for line in super::lines(valid) {
             // The last piece follows the last `\n` of `valid`: not a whole line.
-            if taken + line.len() >= valid.len() {
+            if taken + line.len() >= valid.len()
+                || ends.len() == max_lines
+                || !plain(line.as_bytes())
+            {
                 break;
             }
-            if !plain(line.as_bytes()) {
-                break;
-            }
-            let text = line.strip_suffix('\r').unwrap_or(line);
-            match body {
-                Body::Lines(run) => {
-                    run.push('\n');
-                    run.push_str(text);
-                }
-                Body::Chat(first) => {
-                    let mut run = spares.run_buffer();
-                    run.push_str(first);
-                    run.push('\n');
-                    run.push_str(text);
-                    spares.give(std::mem::take(first));
-                    *body = Body::Lines(run);
-                }
-                _ => break,
-            }
+            cr |= line.ends_with('\r');
             taken += line.len() + 1;
-            lines += 1;
+            ends.push(taken - 1);
+        }
+        let lines = ends.len();
+        if lines == 0 {
+            return (0, 0);
+        }
+        // The run the lines join (the first line, a chat message until now, starts it).
+        let run = match body {
+            Body::Lines(run) => run,
+            Body::Chat(first) => {
+                let run = spares.start_run(first);
+                spares.give(std::mem::take(first));
+                *body = Body::Lines(run);
+                match body {
+                    Body::Lines(run) => run,
+                    _ => return (0, 0),
+                }
+            }
+            _ => return (0, 0),
+        };
+        // Joined with `\n` as they came: copied at once, unless a `\r` is to go.
+        let text = &valid[..taken - 1];
+        match cr {
+            false => {
+                run.reserve(taken, lines);
+                let ends = spares.ends[..lines - 1].iter().copied();
+                run.push_joined(text, ends, visible);
+            }
+            true => {
+                for line in super::lines(text) {
+                    run.push_line(line.strip_suffix('\r').unwrap_or(line));
+                }
+            }
         }
         (taken, lines)
     }
@@ -919,17 +967,14 @@ impl Decoder {
         if rare.run != 0 && rare.run == out.len() {
             if let Some(Message { body, .. }) = out.last_mut() {
                 match body {
-                    Body::Lines(run) => {
-                        run.push('\n');
-                        run.push_str(text);
+                    Body::Lines(run) if run.has_room(text.len()) => {
+                        run.push_line(text);
                         return;
                     }
                     Body::Chat(first) => {
-                        let mut run = std::mem::take(first);
-                        // Room for a few more lines like these, at once.
-                        run.reserve(8 * (text.len() + 1));
-                        run.push('\n');
-                        run.push_str(text);
+                        let mut run = spares.start_run(first);
+                        spares.give(std::mem::take(first));
+                        run.push_line(text);
                         *body = Body::Lines(run);
                         return;
                     }

@@ -20,6 +20,7 @@ mod dialects;
 mod encode;
 mod json;
 mod replies;
+mod run;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, split_in, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
+pub use run::Run;
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;
@@ -38,11 +40,11 @@ pub const MAX_WIRE_MESSAGE: usize = 1024;
 pub enum Body {
     /// Ordinary chat text (may be empty only if the sender sent a header with no text).
     Chat(String),
-    /// Several chat messages in a row from one sender, one per line, joined with `\n`
-    /// (each non-empty, as its own [`Body::Chat`] would be). Only a decoder made with
-    /// [`Decoder::group_lines`] yields them: the plain lines a sender streams after its
-    /// header, decoded together so that each costs a line's work, not a message's.
-    Lines(String),
+    /// Several chat messages in a row from one sender, one per line (each non-empty, as
+    /// its own [`Body::Chat`] would be). Only a decoder made with [`Decoder::group_lines`]
+    /// yields them: the plain lines a sender streams after its header, decoded together
+    /// so that each costs a line's work, not a message's.
+    Lines(Run),
     /// "I am here, please note me": `connect`, `CONNECT:..`, `CONNECTION_REQUEST`, JSON `connect`...
     Connect,
     /// The answer to `connect`: `connect_ack`, `ACK:NAME:PORT`.

@@ -1692,12 +1692,27 @@ fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
             let mut grouped = Decoder::new(max_line).group_lines();
             let mut rest = &bytes[..];
             let mut got_ok = true;
+            // As the driver feeds it: a few lines at a time (a turn's share), what is left
+            // after them fed again first with the next bytes (its backlog).
+            let mut backlog = Vec::new();
             while !rest.is_empty() && got_ok {
                 let take = 1 + rng.index(rest.len().min(200));
                 let (now, later) = rest.split_at(take);
+                let mut pending = std::mem::take(&mut backlog);
+                pending.extend_from_slice(now);
                 got_ok = match later.is_empty() {
-                    true => grouped.feed_final(now, &mut got, &mut spares).is_ok(),
-                    false => grouped.feed_reusing(now, &mut got, &mut spares).is_ok(),
+                    true => grouped.feed_final(&pending, &mut got, &mut spares).is_ok(),
+                    false => {
+                        let limit = 1 + rng.index(8);
+                        match grouped.feed_lines(&pending, &mut got, &mut spares, limit) {
+                            Ok((lines, taken)) => {
+                                assert!(lines <= limit, "{lines} lines fed, at most {limit}");
+                                backlog.extend_from_slice(&pending[taken..]);
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
                 };
                 rest = later;
             }
@@ -1711,10 +1726,17 @@ fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
             let mut expanded = Vec::new();
             for m in got {
                 match &m.body {
-                    Body::Lines(text) => {
+                    Body::Lines(run) => {
                         grouped_any = true;
-                        assert!(text.contains('\n'), "a run of one line: {text:?}");
-                        for line in super::lines(text) {
+                        assert!(run.line_count() > 1, "a run of one line: {run:?}");
+                        // The ends the decoder kept are those of the text's lines.
+                        let by_ends: Vec<&str> = run.lines().collect();
+                        let by_search: Vec<&str> = super::lines(run.text()).collect();
+                        assert_eq!(by_ends, by_search);
+                        // A run said visible has nothing to escape: it is shown as it is.
+                        let ascii = |l: &&str| l.bytes().all(|b| (0x20..=0x7e).contains(&b));
+                        assert!(!run.is_visible() || by_ends.iter().all(ascii), "{run:?}");
+                        for line in run.lines() {
                             assert!(!line.is_empty());
                             let mut each = m.clone();
                             each.body = Body::Chat(line.to_owned());
@@ -2107,8 +2129,12 @@ fn grouped_lines_agree_with_plain_lines_when_drained_between_feeds() {
         let mut expanded = Vec::new();
         for m in got_all {
             match &m.body {
-                Body::Lines(text) => {
-                    for line in super::lines(text) {
+                Body::Lines(run) => {
+                    assert_eq!(
+                        run.lines().collect::<Vec<_>>(),
+                        super::lines(run.text()).collect::<Vec<_>>()
+                    );
+                    for line in run.lines() {
                         let mut each = m.clone();
                         each.body = Body::Chat(line.to_owned());
                         expanded.push(each);

@@ -21,7 +21,7 @@ mod outbound;
 
 use crate::config::Limits;
 use crate::driver::connection::{Conn, Inbound, ReadEnd, Share};
-use crate::node::event::Event;
+use crate::node::event::{Event, Sender};
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
 use crate::wire;
@@ -333,6 +333,14 @@ impl Connections {
         }
     }
 
+    /// Likewise for the strings of a run of lines that was shown.
+    pub fn recycle_lines(&mut self, from: Sender, lines: wire::Run) {
+        self.spares.give_run(lines);
+        if let Some(name) = from.name {
+            self.spares.give(name);
+        }
+    }
+
     /// Fires the connection timers that are due.
     pub fn on_timers(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
         for timer in self.timers.pop_expired(now) {
@@ -533,7 +541,7 @@ impl Connections {
 /// buffer full, and the acknowledgements it does not read are dropped (said in the log).
 fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
     let lines = |m: &crate::wire::Message| match &m.body {
-        crate::wire::Body::Lines(text) => crate::wire::lines(text).count(),
+        crate::wire::Body::Lines(run) => run.line_count(),
         _ => 1,
     };
     for _ in 0..messages.iter().map(lines).sum::<usize>() {
