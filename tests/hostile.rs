@@ -17,7 +17,9 @@
 //!   costs no busy loop;
 //! - a second peer on the same `--state` directory: refused, naming the holder;
 //! - names and text that try to make the display lie: quoted and escaped;
-//! - a port-line peer streaming short lines: one acknowledgement and one count per line.
+//! - a port-line peer streaming short lines: one acknowledgement and one count per line;
+//! - bursts of blank lines beyond a turn's share from two senders at once: the lines left
+//!   for the next turn are shown although the senders then fall silent.
 //!
 //! Address blocks `127.0.150.*` to `127.0.169.*`, one per test.
 
@@ -648,5 +650,41 @@ fn a_port_line_stream_gets_one_acknowledgement_per_line_and_counts_each() {
     match s.read(&mut buf) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("more after the acks: {other:?}"),
+    }
+}
+
+/// Two senders' bursts arrive in the same poll, so each reads the smaller share of a turn
+/// (256 lines); a burst of fewer than 512 bytes is held whole and decoded when the next
+/// read would block, and its lines beyond the share wait in the connection's backlog.
+/// They must get a turn of their own although the socket is drained and the sender says
+/// nothing more (a turn that ended "drained" left them there until the sender spoke again).
+#[test]
+fn lines_beyond_a_turn_s_share_are_shown_when_the_sender_falls_silent() {
+    let b = 163;
+    let mut peer = Peer::spawn_log("target", &ip(b, 2), &[], "warn");
+    let to: SocketAddr = peer.address().parse().expect("address");
+    let mut senders = Vec::new();
+    for (host, name) in [(10, "alice"), (11, "bob")] {
+        let from = ip(b, host);
+        let mut s = connect_from(&from, to).expect("connects");
+        s.write_all(format!("{from}:9 {name} hello\n").as_bytes())
+            .expect("header");
+        peer.expect("the header", WAIT, |l| l.ends_with("hello"));
+        senders.push((name, s));
+    }
+    for round in 0..20 {
+        // Both bursts at once: 400 blank lines, then a line to see.
+        for (name, s) in &mut senders {
+            let mut burst = b"\n".repeat(400);
+            burst.extend_from_slice(format!("{name}-{round}\n").as_bytes());
+            assert!(burst.len() <= 512);
+            s.write_all(&burst).expect("burst");
+        }
+        for (name, _) in &senders {
+            let want = format!("{name}-{round}");
+            peer.expect("the line after the blank ones", WAIT, |l| {
+                l.ends_with(&want)
+            });
+        }
     }
 }

@@ -234,6 +234,9 @@ impl Inbound {
                         (&mut lines, max_lines),
                     ) {
                         Err(e) => ReadEnd::TooLong(e),
+                        // Lines beyond the turn's share wait in the backlog: the socket is
+                        // drained, so no event will come for them; the queue brings them.
+                        Ok(()) if !backlog.is_empty() => ReadEnd::Budget,
                         Ok(()) => ReadEnd::Drained,
                     };
                 }

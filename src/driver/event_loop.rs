@@ -369,7 +369,7 @@ impl EventLoop {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         // A connection alone with work reads a larger share (fewer turns, each with a
         // poll and a write): nobody waits behind it.
-        let ready = events.iter().filter(|e| self.conns.owns(e.token()));
+        let ready = events.iter().filter(|e| self.conns.brings_work(e.token()));
         self.conns.set_contenders(queue.len() + ready.count());
         for event in events.iter() {
             match event.token() {

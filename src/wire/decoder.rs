@@ -443,56 +443,56 @@ impl Decoder {
                 _ => false,
             }
         };
-        // The first line is looked at before the UTF-8 check of all of them: a line that
-        // takes the general path costs no check of the lines after it (which would cost the
-        // square of a slice of such lines).
-        match super::dialects::find_byte(bytes, b'\n') {
-            Some(end) if plain(&bytes[..end]) => {}
-            _ => return (0, 0),
-        }
-        // The complete lines: visible ASCII between the `\n`s (the usual case, one
-        // vectorised pass, and nothing to escape on the screen), or else checked as UTF-8
-        // at once (invalid UTF-8 takes the general path, which replaces it; the lines
-        // before it are taken here).
-        let whole = memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1);
-        let visible = super::run::visible_lines(&bytes[..whole]);
-        let valid = match visible {
-            // SAFETY: ASCII is valid UTF-8.
-            true => unsafe { std::str::from_utf8_unchecked(&bytes[..whole]) },
-            false => match std::str::from_utf8(&bytes[..whole]) {
-                Ok(text) => text,
-                Err(e) => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
-                    Ok(text) => text,
-                    Err(_) => return (0, 0),
-                },
-            },
-        };
-        if let Body::Lines(run) = body {
-            if !run.has_room(valid.len()) {
-                return (0, 0);
-            }
-        }
-        // The plain lines at the start of `valid`: how many bytes (each `\n` included),
-        // where each ends (kept in `spares.ends`), and whether any ends with `\r` (which
-        // the run leaves out).
+        // The plain lines at the start of `bytes`, at most `max_lines`: how many bytes
+        // (each `\n` included), where each ends (kept in `spares.ends`), and whether any
+        // ends with `\r` (which the run leaves out). Found before anything is checked as
+        // text, so that only what is taken is checked: checking all that follows each
+        // time would cost the square of a read whose plain lines alternate with others.
         let (mut taken, mut cr) = (0, false);
         let ends = &mut spares.ends;
         ends.clear();
-        for line in super::lines(valid) {
-            // The last piece follows the last `\n` of `valid`: not a whole line.
-            if taken + line.len() >= valid.len()
-                || ends.len() == max_lines
-                || !plain(line.as_bytes())
-            {
+        for end in memchr::memchr_iter(b'\n', bytes) {
+            let line = &bytes[taken..end];
+            if ends.len() == max_lines || !plain(line) {
                 break;
             }
-            cr |= line.ends_with('\r');
-            taken += line.len() + 1;
-            ends.push(taken - 1);
+            cr |= line.ends_with(b"\r");
+            ends.push(end);
+            taken = end + 1;
         }
-        let lines = ends.len();
-        if lines == 0 {
+        if ends.is_empty() {
             return (0, 0);
+        }
+        // Visible ASCII between the `\n`s (the usual case, one vectorised pass, and
+        // nothing to escape on the screen), or else checked as UTF-8 (invalid UTF-8 takes
+        // the general path, which replaces it; the whole lines before it are taken here).
+        let visible = super::run::visible_lines(&bytes[..taken]);
+        let text = match visible {
+            // SAFETY: ASCII is valid UTF-8.
+            true => unsafe { std::str::from_utf8_unchecked(&bytes[..taken - 1]) },
+            false => {
+                let checked = match std::str::from_utf8(&bytes[..taken]) {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        // The lines whose `\n` comes before the first invalid byte.
+                        let valid = ends.partition_point(|&end| end < e.valid_up_to());
+                        ends.truncate(valid);
+                        taken = ends.last().map_or(0, |&end| end + 1);
+                        std::str::from_utf8(&bytes[..taken]).ok()
+                    }
+                };
+                // Without the last `\n` (a character boundary).
+                match checked.and_then(|text| text.get(..taken.checked_sub(1)?)) {
+                    Some(text) => text,
+                    None => return (0, 0),
+                }
+            }
+        };
+        let lines = ends.len();
+        if let Body::Lines(run) = body {
+            if !run.has_room(taken) {
+                return (0, 0);
+            }
         }
         // The run the lines join (the first line, a chat message until now, starts it).
         let run = match body {
@@ -509,7 +509,6 @@ impl Decoder {
             _ => return (0, 0),
         };
         // Joined with `\n` as they came: copied at once, unless a `\r` is to go.
-        let text = &valid[..taken - 1];
         match cr {
             false => {
                 run.reserve(taken, lines);

@@ -174,9 +174,15 @@ impl Connections {
         &mut self.read_buf
     }
 
-    /// Whether `token` is one of the connections' (not the listener's).
-    pub fn owns(&self, token: Token) -> bool {
-        self.conns.contains(token.0)
+    /// Whether a readiness event for `token` brings one more connection with work: one of
+    /// the connections', and not one already queued for its turn (edge-triggered
+    /// readiness announces new data on a connection that still has its backlog).
+    pub fn brings_work(&self, token: Token) -> bool {
+        match self.conns.get(token.0) {
+            Some(Conn::In(conn)) => !conn.queued,
+            Some(Conn::Out(_)) => true,
+            None => false,
+        }
     }
 
     /// How many connections have work this turn (readiness events, turns queued): one
@@ -568,4 +574,59 @@ impl Connections {
 /// Whole seconds from `start` to `now`, saturating.
 fn secs_since(start: Instant, now: Instant) -> u32 {
     u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection that is queued for its turn and announced again by a readiness event
+    /// (new data, edge-triggered) is one connection with work, not two: alone, it gets
+    /// the larger share.
+    #[test]
+    fn a_queued_connection_announced_again_is_not_a_second_contender() {
+        let poll = mio::Poll::new().expect("poll");
+        let registry = poll.registry().try_clone().expect("registry");
+        let listener = TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let now = Instant::now();
+        let unspecified = IpAddr::from([0, 0, 0, 0]);
+        let mut conns = Connections::new(
+            registry,
+            listener,
+            Token(usize::MAX - 1),
+            Limits::default(),
+            unspecified,
+            now,
+        )
+        .expect("connections");
+        let _peers: Vec<std::net::TcpStream> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let mut effects = Vec::new();
+        // The kernel completes the handshakes before `connect` returns: accept both.
+        while conns.conns.len() < 2 {
+            conns.listener_ready();
+            conns.accept(now, &mut effects);
+        }
+        let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
+        assert!(keys.iter().all(|&k| conns.brings_work(Token(k))));
+        assert!(!conns.brings_work(Token(usize::MAX - 1)), "the listener");
+        // The first waits in the queue for its turn (its share ran out, say).
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(keys[0]) {
+            conn.queued = true;
+            conns.queue.push(keys[0]);
+        }
+        assert!(!conns.brings_work(Token(keys[0])));
+        assert!(conns.brings_work(Token(keys[1])));
+        let queue = conns.take_queue();
+        // This turn: the queued one, and a readiness event for it again.
+        let ready = usize::from(conns.brings_work(Token(keys[0])));
+        conns.set_contenders(queue.len() + ready);
+        assert_eq!(conns.share, Share::ALONE);
+        // Events for both: the other one has work too.
+        let ready = keys.iter().filter(|&&k| conns.brings_work(Token(k)));
+        conns.set_contenders(queue.len() + ready.count());
+        assert_eq!(conns.share, Share::SHARED);
+    }
 }
