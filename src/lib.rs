@@ -16,7 +16,7 @@
 //!            ▼                                   │
 //!   node/     Node · peers · liveness · outbox · history · commands · event · timers
 //!             · discovery
-//!   wire/     decoder · dialects · json · encode · replies (pure: no clock, no I/O)
+//!   wire/     decoder · dialects · json · encode · replies · run (pure: no clock, no I/O)
 //! ```
 //!
 //! - `wire/`: decodes every dialect the lab's peers send (docs/PROTOCOL.md), and encodes

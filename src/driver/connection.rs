@@ -157,9 +157,9 @@ impl Inbound {
     }
 
     /// Reads what is available, up to its `share` of bytes and lines, and decodes it into
-    /// `out`, taking the strings of new messages from `spares`. `backlog` holds the bytes read but not decoded in an earlier turn (decoded
-    /// first) and, on return, those of this turn. Also returns how many bytes were read
-    /// from the socket.
+    /// `out`, taking the strings of new messages from `spares`. `backlog` holds the bytes
+    /// read but not decoded in an earlier turn (decoded first) and, on return, those of
+    /// this turn. Also returns how many bytes were read from the socket.
     pub fn read(
         &mut self,
         share: Share,

@@ -279,6 +279,7 @@ impl Spares {
     /// Gives the kept strings and decoder state back to the allocator.
     pub fn clear(&mut self) {
         self.run = Run::default();
+        self.ends = Vec::new();
         self.small = Vec::new();
         self.large = Vec::new();
         self.kept = 0;

@@ -13,7 +13,8 @@
 //! - `encode.rs`: our message in each dialect, and splitting for receivers that read 1024
 //!   bytes;
 //! - `replies.rs`: what receivers say back on our connection, and what we owe a port-line
-//!   sender.
+//!   sender;
+//! - [`Run`] (`run.rs`): a sender's streamed lines decoded together, with where each ends.
 
 mod decoder;
 mod dialects;
