@@ -774,7 +774,7 @@ impl Ascii {
 pub fn escape(text: &str, out: &mut String) {
     // Fast path, the usual case: no byte that could start a control character (C0, DEL,
     // or C1, whose UTF-8 encodings all start with 0xC2) or an invisible one (their
-    // encodings start with 0xD8, 0xE1, 0xE2 or 0xEF); anything else takes the careful
+    // encodings start with 0xD8, 0xE1, 0xE2, 0xE3 or 0xEF); anything else takes the careful
     // path below.
     if !needs_care(text.as_bytes()) {
         out.push_str(text);
@@ -793,7 +793,7 @@ pub fn escape(text: &str, out: &mut String) {
 
 /// Whether `bytes` hold one that may start a control or invisible character: C0, DEL, or
 /// C1, whose UTF-8 encodings all start with 0xC2, or an invisible one (their encodings
-/// start with 0xD8, 0xE1, 0xE2 or 0xEF).
+/// start with 0xD8, 0xE1, 0xE2, 0xE3 or 0xEF).
 ///
 /// First a quick test that the compiler vectorises: every byte of visible ASCII
 /// (0x20..=0x7E) is below 0x5F once 0x20 is taken from it (wrapping), every other byte at
@@ -822,14 +822,17 @@ fn needs_care(bytes: &[u8]) -> bool {
 
 /// Whether `b` may start a control or invisible character (see [`needs_care`]).
 fn care(b: u8) -> bool {
-    b < 0x20 || matches!(b, 0x7f | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef)
+    b < 0x20 || matches!(b, 0x7f | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xe3 | 0xef)
 }
 
-/// Characters that change how a line looks without showing themselves.
+/// Characters that change how a line looks without showing themselves, and the Hangul
+/// fillers, which show as blank space that is not whitespace (a name made of them looks
+/// empty).
 fn invisible(c: char) -> bool {
     matches!(c,
-        '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{206f}' | '\u{feff}')
+        '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{feff}'
+        | '\u{ffa0}')
 }
 
 /// A peer's name as it is shown: bare when it is one plain word, otherwise in double
@@ -1278,9 +1281,9 @@ mod tests {
     #[test]
     fn the_vectorised_care_test_agrees_with_the_byte_by_byte_one() {
         let slow = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .any(|&b| b < 0x20 || b == 0x7f || matches!(b, 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef))
+            bytes.iter().any(|&b| {
+                b < 0x20 || b == 0x7f || matches!(b, 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xe3 | 0xef)
+            })
         };
         let mut rng = crate::sim::rng::Rng::new(7);
         for _ in 0..20_000 {
@@ -1348,11 +1351,23 @@ mod tests {
         );
     }
 
+    /// A name of Hangul fillers looks empty (or like spaces) but is no whitespace: it is
+    /// quoted, and each filler escaped, so that it cannot pass for no name at all.
+    #[test]
+    fn a_name_of_hangul_fillers_is_quoted_and_escaped() {
+        for filler in ['\u{3164}', '\u{115f}', '\u{1160}', '\u{ffa0}'] {
+            let mut got = String::new();
+            push_name(Some(&format!("{filler}{filler}")), &mut got);
+            let one = filler.escape_default().to_string();
+            assert_eq!(got, format!("\"{one}{one}\""), "{filler:?}");
+        }
+    }
+
     #[test]
     fn invisible_characters_are_escaped_in_text() {
         for c in [
             '\u{202e}', '\u{2066}', '\u{200b}', '\u{200d}', '\u{2028}', '\u{2029}', '\u{feff}',
-            '\u{061c}',
+            '\u{061c}', '\u{3164}', '\u{115f}', '\u{1160}', '\u{ffa0}',
         ] {
             let mut got = String::new();
             escape(&format!("a{c}b"), &mut got);
