@@ -140,8 +140,9 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// The messages of a [`Body::Lines`]: its `\n`-separated lines (found with memchr:
-/// `str::split` costs more per short line).
+/// The `\n`-separated lines of `text` (found with memchr: `str::split` costs more per
+/// short line). The lines of a [`Body::Lines`] need no search: [`Run::lines`] walks the
+/// ends its decoder found.
 ///
 /// ```
 /// let text = "one\ntwo";
