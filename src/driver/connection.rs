@@ -59,8 +59,9 @@ const HOLD: usize = 512;
 pub struct Inbound {
     /// The socket.
     pub stream: TcpStream,
-    /// The peer's IP as observed on the socket (the trusted half of its identity).
-    pub ip: IpAddr,
+    /// Its address's entry in `Connections::per_ip`: the IP observed on the socket (the
+    /// trusted half of its identity), and what that address holds.
+    pub slot: usize,
     /// Seconds since the loop started when it last sent something (whole seconds are
     /// plenty for an idle timeout, and a quarter of the size of an `Instant`).
     pub active_at: u32,
@@ -243,7 +244,7 @@ impl Inbound {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Deliver what did arrive, then drop the broken connection.
-                    log::debug!("connection from {} failed: {e}", self.ip);
+                    log::debug!("an inbound connection failed: {e}");
                     return match self.decoder.feed_final(&buf[..held], out, spares) {
                         Ok(()) => ReadEnd::Closed,
                         Err(e) => ReadEnd::TooLong(e),
@@ -452,11 +453,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         let peer =
             std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (ours, addr) = listener.accept().expect("accept");
+        let (ours, _) = listener.accept().expect("accept");
         ours.set_nonblocking(true).expect("nonblocking");
         let conn = Inbound {
             stream: TcpStream::from_std(ours),
-            ip: addr.ip(),
+            slot: 0,
             active_at: 0,
             line_since: 0,
             decoder: Decoder::new(64 * 1024).group_lines(),

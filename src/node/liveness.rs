@@ -109,6 +109,9 @@ impl Liveness {
 
     /// We heard from `addr`: it is alive; its next check moves back a full interval.
     pub fn heard(&mut self, addr: SocketAddr, now: Instant) {
+        if !self.enabled() {
+            return; // nothing is watched: no lookup per message
+        }
         if let Some(w) = self.watches.get_mut(&addr) {
             w.failures = 0;
             w.unreachable_since = None;

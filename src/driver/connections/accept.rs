@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::{secs_since, Connections, Timer, ACCEPTS_PER_TURN};
+use super::{secs_since, Connections, PerIp, Timer, ACCEPTS_PER_TURN, IDLE_SLOTS};
 use crate::driver::connection::{Conn, Inbound};
 use crate::driver::net;
 use crate::node::event::Event;
@@ -54,8 +54,13 @@ impl Connections {
     /// hang) when its address already holds `--max-per-ip` connections, or when all
     /// `--max-connections` are open and none can be evicted.
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+        if self.idle_slots > self.inbound.max(IDLE_SLOTS) {
+            self.prune_idle_slots();
+        }
         let ip = addr.ip().to_canonical();
-        if let Some(per) = self.per_ip.get_mut(&ip) {
+        // The one lookup of the address for this connection: the rest goes by index.
+        let slot = self.ip_slots.get(&ip).copied();
+        if let Some(per) = slot.and_then(|slot| self.per_ip.get_mut(slot)) {
             let (open, refused) = (&mut per.open, &mut per.refused);
             if *open as usize >= self.limits.max_per_ip {
                 drop(stream);
@@ -79,7 +84,7 @@ impl Connections {
             self.refused += 1;
             return;
         }
-        self.add_inbound(stream, addr, now);
+        self.add_inbound(stream, addr, slot, now);
     }
 
     /// At the connection limit: closes the inbound connection idle longest among those of
@@ -87,11 +92,11 @@ impl Connections {
     /// Whoever holds many idle connections loses them first; a burst of fresh ones is
     /// never cut short.
     fn evict(&mut self, now: Instant, out: &mut Vec<Effect>) -> bool {
-        let Some(ip) = self
+        let Some((slot, ip)) = self
             .per_ip
             .iter()
             .max_by_key(|(_, per)| per.open)
-            .map(|(ip, _)| *ip)
+            .map(|(slot, per)| (slot, per.ip))
         else {
             return false;
         };
@@ -99,7 +104,7 @@ impl Connections {
             .conns
             .iter()
             .filter_map(|(key, c)| match c {
-                Conn::In(i) if i.ip == ip && !i.queued => Some((key, i.idle_since())),
+                Conn::In(i) if i.slot == slot && !i.queued => Some((key, i.idle_since())),
                 _ => None,
             })
             .min_by_key(|(_, since)| *since);
@@ -113,7 +118,15 @@ impl Connections {
         }
     }
 
-    fn add_inbound(&mut self, mut stream: TcpStream, addr: SocketAddr, now: Instant) {
+    /// Keeps an accepted connection; `slot` is its address's entry in `per_ip`, if it has
+    /// one (found by `admit`; eviction only closes connections, it never removes entries).
+    fn add_inbound(
+        &mut self,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        slot: Option<usize>,
+        now: Instant,
+    ) {
         let now_secs = self.now_secs(now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -124,11 +137,30 @@ impl Connections {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
         }
-        let ip = addr.ip().to_canonical();
-        self.per_ip.entry(ip).or_default().open += 1;
+        let slot = match slot {
+            Some(slot) => slot,
+            None => {
+                let ip = addr.ip().to_canonical();
+                let slot = self.per_ip.insert(PerIp {
+                    ip,
+                    open: 0,
+                    refused: 0,
+                    unfinished: 0,
+                });
+                self.ip_slots.insert(ip, slot);
+                self.idle_slots += 1;
+                slot
+            }
+        };
+        if let Some(per) = self.per_ip.get_mut(slot) {
+            if per.open == 0 {
+                self.idle_slots -= 1;
+            }
+            per.open += 1;
+        }
         entry.insert(Conn::In(Inbound {
             stream,
-            ip,
+            slot,
             active_at: now_secs,
             line_since: now_secs,
             decoder: Decoder::new(self.limits.max_line).group_lines(),

@@ -36,6 +36,9 @@ const SHRINK_AFTER_BYTES: usize = 1 << 20;
 /// would be all of it).
 const UNFINISHED_SHARES: usize = 4;
 
+/// Entries of addresses with no connection open kept at least (see `Connections::idle_slots`).
+const IDLE_SLOTS: usize = 64;
+
 /// New connections accepted in one turn; more wait for the next.
 const ACCEPTS_PER_TURN: usize = 128;
 
@@ -56,8 +59,10 @@ enum Timer {
 }
 
 /// What one remote address holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PerIp {
+    /// The address.
+    ip: IpAddr,
     /// Inbound connections open.
     open: u32,
     /// Connections refused at the per-address limit since it was last reported.
@@ -86,8 +91,18 @@ pub struct Connections {
     /// Connections refused at the connection limit since the last report.
     refused: u64,
     /// Per remote IP with inbound connections open: how many, and how many were refused
-    /// at the per-address limit since it was last reported.
-    per_ip: HashMap<IpAddr, PerIp>,
+    /// at the per-address limit since it was last reported. In a slab, so that each
+    /// connection reaches its address's entry by index (`Inbound::slot`): an address is
+    /// looked up once per connection, when it is accepted.
+    per_ip: Slab<PerIp>,
+    /// Where each address's entry is in `per_ip`.
+    ip_slots: HashMap<IpAddr, usize>,
+    /// Entries of `per_ip` with no connection open. They are kept for the address's next
+    /// connection (a sender of one-message connections would otherwise have its entry
+    /// removed and added again each time) and pruned once they outnumber the inbound
+    /// connections open and [`IDLE_SLOTS`]: at most twice as many entries as
+    /// connections, or that many more.
+    idle_slots: usize,
     /// The `Timer::Sweep` entry, armed while inbound connections are open.
     sweep: Option<crate::node::timers::TimerId>,
     /// Inbound connections open.
@@ -143,7 +158,9 @@ impl Connections {
             accept_paused: false,
             accept_pending: false,
             refused: 0,
-            per_ip: HashMap::new(),
+            per_ip: Slab::new(),
+            ip_slots: HashMap::new(),
+            idle_slots: 0,
             sweep: None,
             inbound: 0,
             queue: Vec::new(),
@@ -269,14 +286,14 @@ impl Connections {
         self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
-        let ip = conn.ip;
+        let Some(per) = self.per_ip.get_mut(conn.slot) else {
+            return; // never: an open connection's address has its entry
+        };
+        let ip = per.ip;
         let mut from_ip = 0;
         if before != after {
-            // Only when something is left unfinished: no lookup per message otherwise.
-            if let Some(held) = self.per_ip.get_mut(&ip) {
-                held.unfinished = held.unfinished.saturating_sub(before) + after;
-                from_ip = held.unfinished;
-            }
+            per.unfinished = per.unfinished.saturating_sub(before) + after;
+            from_ip = per.unfinished;
         }
         if !backlog.is_empty() {
             self.backlogs.insert(key, backlog);
@@ -389,11 +406,11 @@ impl Connections {
         };
         // A port-line peer keeps one connection open between its messages: one per
         // address is spared (the one active last), so that port lines cannot hold slots.
-        let mut spared: HashMap<IpAddr, (u32, usize)> = HashMap::new();
+        let mut spared: HashMap<usize, (u32, usize)> = HashMap::new();
         for (key, c) in self.conns.iter() {
             if let Conn::In(i) = c {
                 if i.keeps_open() {
-                    let best = spared.entry(i.ip).or_insert((i.active_at, key));
+                    let best = spared.entry(i.slot).or_insert((i.active_at, key));
                     *best = (*best).max((i.active_at, key));
                 }
             }
@@ -403,21 +420,21 @@ impl Connections {
             .iter()
             .filter(|(key, c)| {
                 matches!(c, Conn::In(i) if i.idle_since() < cutoff
-                    && !(i.keeps_open() && spared.get(&i.ip).map(|s| s.1) == Some(*key)))
+                    && !(i.keeps_open() && spared.get(&i.slot).map(|s| s.1) == Some(*key)))
             })
             .map(|(key, _)| key)
             .collect();
         for key in expired {
             if let Some(Conn::In(conn)) = self.conns.get(key) {
                 let pending = conn.decoder.buffered();
+                let ip = self.ip_of(conn);
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
-                        "closed the connection from {}: it stalled for {} s with {pending} bytes of an unfinished line",
-                        conn.ip,
+                        "closed the connection from {ip}: it stalled for {} s with {pending} bytes of an unfinished line",
                         idle.as_secs()
                     ))));
                 } else {
-                    log::debug!("closing a silent connection from {}", conn.ip);
+                    log::debug!("closing a silent connection from {ip}");
                 }
             }
             self.close(key, out);
@@ -438,7 +455,9 @@ impl Connections {
         self.queue.shrink_to_fit();
         self.messages.shrink_to_fit();
         self.spares.clear();
+        self.prune_idle_slots();
         self.per_ip.shrink_to_fit();
+        self.ip_slots.shrink_to_fit();
         self.backlogs.shrink_to_fit();
         self.read_since_shrink = 0;
         self.gave_back = true;
@@ -473,7 +492,7 @@ impl Connections {
         if let Some(Conn::In(conn)) = self.conns.get(key) {
             out.push(Effect::Show(Event::Warning(format!(
                 "closed the connection from {}: unfinished lines held more than the bound (--max-unfinished {} bytes, a quarter of it per address)",
-                conn.ip, self.limits.max_unfinished
+                self.ip_of(conn), self.limits.max_unfinished
             ))));
         }
         self.close(key, out);
@@ -490,18 +509,20 @@ impl Connections {
                     };
                     let held = c.decoder.buffered() + backlog;
                     self.unfinished = self.unfinished.saturating_sub(held);
-                    if let Some(per) = self.per_ip.get_mut(&c.ip) {
+                    // By index: no lookup of the address (its entry stays when it has no
+                    // connection left, for its next one; see `idle_slots`).
+                    if let Some(per) = self.per_ip.get_mut(c.slot) {
                         per.open -= 1;
                         per.unfinished = per.unfinished.saturating_sub(held);
                         if per.refused > 0 && (per.open as usize) < self.limits.max_per_ip {
                             out.push(Effect::Show(Event::Warning(format!(
                                 "accepting from {} again; refused {} connections from it at the limit",
-                                c.ip, per.refused
+                                per.ip, per.refused
                             ))));
                             per.refused = 0;
                         }
                         if per.open == 0 {
-                            self.per_ip.remove(&c.ip);
+                            self.idle_slots += 1;
                         }
                     }
                     if self.inbound == 0 {
@@ -554,7 +575,7 @@ fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
         match conn.stream.write(crate::wire::MESSAGE_RECEIVED) {
             Ok(n) if n == crate::wire::MESSAGE_RECEIVED.len() => {}
             Ok(_) | Err(_) => {
-                log::debug!("could not acknowledge a line from {}", conn.ip);
+                log::debug!("could not acknowledge a line (connection {})", conn.slot);
                 return;
             }
         }
@@ -562,6 +583,26 @@ fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
 }
 
 impl Connections {
+    /// The address an inbound connection comes from.
+    fn ip_of(&self, conn: &Inbound) -> IpAddr {
+        self.per_ip
+            .get(conn.slot)
+            .map_or(IpAddr::from([0, 0, 0, 0]), |per| per.ip)
+    }
+
+    /// Forgets the entries of addresses with no connection open (see `idle_slots`).
+    fn prune_idle_slots(&mut self) {
+        let ip_slots = &mut self.ip_slots;
+        self.per_ip.retain(|_, per| {
+            let keep = per.open > 0;
+            if !keep {
+                ip_slots.remove(&per.ip);
+            }
+            keep
+        });
+        self.idle_slots = 0;
+    }
+
     /// Whole seconds from `started` to `now`, remembered for the turn.
     fn now_secs(&mut self, now: Instant) -> u32 {
         if self.secs_at.0 != now {
@@ -580,26 +621,96 @@ fn secs_since(start: Instant, now: Instant) -> u32 {
 mod tests {
     use super::*;
 
-    /// A connection that is queued for its turn and announced again by a readiness event
-    /// (new data, edge-triggered) is one connection with work, not two: alone, it gets
-    /// the larger share.
-    #[test]
-    fn a_queued_connection_announced_again_is_not_a_second_contender() {
+    /// Connections over loopback, accepted by a fresh `Connections` with the default limits.
+    fn fresh() -> (Connections, SocketAddr) {
         let poll = mio::Poll::new().expect("poll");
         let registry = poll.registry().try_clone().expect("registry");
         let listener = TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let now = Instant::now();
         let unspecified = IpAddr::from([0, 0, 0, 0]);
-        let mut conns = Connections::new(
+        let conns = Connections::new(
             registry,
             listener,
             Token(usize::MAX - 1),
             Limits::default(),
             unspecified,
-            now,
+            Instant::now(),
         )
         .expect("connections");
+        (conns, addr)
+    }
+
+    /// Connects from `from` and accepts; the key of the new connection.
+    fn accept_from(conns: &mut Connections, to: SocketAddr, from: IpAddr) -> usize {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.bind(&SocketAddr::new(from, 0).into()).expect("bind");
+        socket.connect(&to.into()).expect("connect");
+        let before: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
+        let mut effects = Vec::new();
+        // The kernel completes the handshake before `connect` returns.
+        while conns.conns.len() == before.len() {
+            conns.listener_ready();
+            conns.accept(Instant::now(), &mut effects);
+        }
+        drop(socket);
+        conns
+            .conns
+            .iter()
+            .map(|(key, _)| key)
+            .find(|key| !before.contains(key))
+            .expect("a new connection")
+    }
+
+    /// An address's entry outlives its last connection, for the next one (no lookup but
+    /// one per connection), yet entries of addresses gone are pruned: a sender of
+    /// one-message connections from ever new addresses cannot make them pile up.
+    #[test]
+    fn the_entries_of_addresses_gone_stay_bounded() {
+        let (mut conns, to) = fresh();
+        let mut effects = Vec::new();
+        let one = IpAddr::from([127, 0, 170, 1]);
+        let first = accept_from(&mut conns, to, one);
+        let second = accept_from(&mut conns, to, one);
+        assert_eq!(conns.per_ip.len(), 1, "one entry per address");
+        assert_eq!(conns.per_ip.iter().map(|(_, p)| p.open).sum::<u32>(), 2);
+        conns.close(first, &mut effects);
+        conns.close(second, &mut effects);
+        assert_eq!(conns.per_ip.len(), 1, "kept for the next connection");
+        assert_eq!(conns.idle_slots, 1);
+        let again = accept_from(&mut conns, to, one);
+        assert_eq!(
+            (conns.per_ip.len(), conns.idle_slots),
+            (1, 0),
+            "the same entry"
+        );
+        for i in 2..=200u8 {
+            let key = accept_from(&mut conns, to, IpAddr::from([127, 0, 170, i]));
+            conns.close(key, &mut effects);
+            assert!(
+                conns.per_ip.len() <= IDLE_SLOTS + 2,
+                "{} entries",
+                conns.per_ip.len()
+            );
+            assert_eq!(conns.ip_slots.len(), conns.per_ip.len());
+        }
+        let (slot, per) = conns
+            .per_ip
+            .iter()
+            .find(|(_, p)| p.ip == one)
+            .expect("kept");
+        assert_eq!((per.open, conns.ip_slots.get(&one)), (1, Some(&slot)));
+        assert!(matches!(conns.conns.get(again), Some(Conn::In(c)) if c.slot == slot));
+        assert!(effects.is_empty(), "{effects:?}");
+    }
+
+    /// A connection that is queued for its turn and announced again by a readiness event
+    /// (new data, edge-triggered) is one connection with work, not two: alone, it gets
+    /// the larger share.
+    #[test]
+    fn a_queued_connection_announced_again_is_not_a_second_contender() {
+        let (mut conns, addr) = fresh();
+        let now = Instant::now();
         let _peers: Vec<std::net::TcpStream> = (0..2)
             .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
             .collect();
