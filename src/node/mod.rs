@@ -266,16 +266,27 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         if self.me.persist {
-            out.push(Effect::Persist(Record::Message(Entry {
-                millis,
-                direction: Direction::In,
-                addr,
-                name: name.map(str::to_owned),
-                text: text.to_owned(),
-            })));
+            self.persist_received((millis, addr), name, text, out);
         }
         self.history
             .push_copy((millis, Direction::In, addr), name, text);
+    }
+
+    /// The journal's record of a message received.
+    fn persist_received(
+        &self,
+        (millis, addr): (i64, Option<SocketAddr>),
+        name: Option<&str>,
+        text: &str,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Persist(Record::Message(Entry {
+            millis,
+            direction: Direction::In,
+            addr,
+            name: name.map(str::to_owned),
+            text: text.to_owned(),
+        })));
     }
 
     /// Records a message in the history (and the journal, when persisting).
@@ -697,9 +708,16 @@ impl Node {
                 // Every line is a message, as if each had come alone; the table notes the
                 // sender once, and counts each.
                 let millis = self.wall_millis(now);
-                for line in lines.lines() {
-                    self.keep_received((millis, addr), from.name.as_deref(), line, out);
+                if self.me.persist {
+                    for line in lines.lines() {
+                        self.persist_received((millis, addr), from.name.as_deref(), line, out);
+                    }
                 }
+                // One copy of the run into the history, not one per line.
+                let at = (millis, Direction::In, addr);
+                let name = from.name.as_deref();
+                self.history
+                    .push_lines(at, name, lines.text(), lines.line_count());
                 if let Some(addr) = addr {
                     let count = lines.line_count() as u64;
                     self.heard(table_from, addr, (count, dialect), now, out);
