@@ -460,7 +460,17 @@ impl EventLoop {
 
     /// Executes what the node asked for. Executing can produce more effects (a failed
     /// check, a handler's command), so this runs until none are left.
+    #[inline]
     fn apply_effects(&mut self, now: Instant) {
+        // Called several times a turn, most often with nothing to do: that check alone
+        // stays inline (the whole is a large function to enter and leave).
+        if !self.effects.is_empty() {
+            self.apply_all(now);
+        }
+    }
+
+    #[inline(never)]
+    fn apply_all(&mut self, now: Instant) {
         while !self.effects.is_empty() {
             let mut batch = std::mem::replace(&mut self.effects, std::mem::take(&mut self.spare));
             for effect in batch.drain(..) {

@@ -202,7 +202,14 @@ impl History {
         name: Option<&str>,
         text: &str,
     ) {
-        self.push_lines(at, name, text, 1);
+        if self.capacity == 0 {
+            return;
+        }
+        // Once full, one message goes for each that comes; the byte bounds may take more.
+        if self.count >= self.capacity {
+            self.forget_messages(1);
+        }
+        self.keep(at, name, text, (1, 0));
     }
 
     /// Adds a copy of `lines` messages from one sender at once: with `lines` above 1,
@@ -213,7 +220,7 @@ impl History {
     /// under the byte bounds.
     pub fn push_lines(
         &mut self,
-        (millis, direction, addr): (i64, Direction, Option<SocketAddr>),
+        at: (i64, Direction, Option<SocketAddr>),
         name: Option<&str>,
         text: &str,
         lines: usize,
@@ -225,6 +232,19 @@ impl History {
         // Those of this run beyond the capacity are dropped once it is in.
         let excess = (self.count + lines).saturating_sub(self.capacity);
         let beyond = self.forget_messages(excess);
+        self.keep(at, name, text, (lines, beyond));
+    }
+
+    /// Adds a copy of `lines` messages, the first `dropped` of them forgotten already,
+    /// within the byte bounds (room was made under the capacity).
+    #[inline(always)]
+    fn keep(
+        &mut self,
+        (millis, direction, addr): (i64, Direction, Option<SocketAddr>),
+        name: Option<&str>,
+        text: &str,
+        (lines, beyond): (usize, usize),
+    ) {
         let name_bytes = name.map_or(&[][..], str::as_bytes);
         let more = name_bytes.len().saturating_add(text.len());
         if (self.bytes.saturating_add(text.len()) > MAX_HISTORY_BYTES
@@ -343,6 +363,7 @@ impl History {
 
     /// Forgets the `n` oldest messages, or all there are; how many of the `n` were not
     /// there.
+    #[inline]
     fn forget_messages(&mut self, mut n: usize) -> usize {
         while n > 0 {
             let Some(oldest) = self.metas.front_mut() else {

@@ -801,6 +801,26 @@ pub fn escape(text: &str, out: &mut String) {
 /// ASCII. Only then are the bytes looked at one by one. Long lines cost a fraction of an
 /// instruction per byte, short ones a few dozen instructions.
 fn needs_care(bytes: &[u8]) -> bool {
+    // Up to 16 bytes (a short chat line): two words that overlap cover them, each tested
+    // at once; a loop's setup would cost more than the test.
+    let words = match bytes.len() {
+        8..=16 => bytes
+            .first_chunk::<8>()
+            .zip(bytes.last_chunk::<8>())
+            .map(|(a, b)| (u64::from_le_bytes(*a), u64::from_le_bytes(*b))),
+        4..=7 => bytes
+            .first_chunk::<4>()
+            .zip(bytes.last_chunk::<4>())
+            .map(|(a, b)| {
+                let word =
+                    u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << 32;
+                (word, word)
+            }),
+        _ => None,
+    };
+    if let Some((a, b)) = words {
+        return !(visible_word(a) && visible_word(b)) && bytes.iter().any(|&b| care(b));
+    }
     let top = |block: &[u8]| {
         block
             .iter()
@@ -818,6 +838,17 @@ fn needs_care(bytes: &[u8]) -> bool {
         None => blocks.remainder(),
     };
     seen.max(top(rest)) >= 0x5f && bytes.iter().any(|&b| care(b))
+}
+
+/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): none below 0x20
+/// (the borrow of taking 0x20 from each reaches its top bit only then, for bytes below
+/// 0x80), none above 0x7E (adding 1 sets the top bit only then, or it is set already).
+fn visible_word(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = word.wrapping_sub(ONES * 0x20) & !word;
+    let above = word.wrapping_add(ONES) | word;
+    (below | above) & TOPS == 0
 }
 
 /// Whether `b` may start a control or invisible character (see [`needs_care`]).
@@ -1304,7 +1335,7 @@ mod tests {
     }
 
     /// Every byte value at every position of every length up to 66 (two blocks and a
-    /// remainder), and the bytes at the edges of both tests at every position of every
+    /// remainder; up to 17 among spaces too), and the bytes at the edges of both tests at every position of every
     /// length up to 200, among the highest visible byte (`~`, where the quick test's bound
     /// lies). (Every byte at every position up to 200, among `~` and among spaces, was
     /// checked once: 47 s unoptimised.)
@@ -1316,15 +1347,20 @@ mod tests {
         ];
         let all: Vec<u8> = (0..=u8::MAX).collect();
         for len in 0..200 {
-            let mut bytes = vec![b'~'; len];
-            assert!(!needs_care(&bytes), "{len}");
-            for at in 0..len {
-                let values = if len <= 66 { &all[..] } else { &EDGES[..] };
-                for &b in values {
-                    bytes[at] = b;
-                    assert_eq!(needs_care(&bytes), care(b), "{b:#x} at {at} of {len}");
+            // Short lines are tested word by word: among spaces too (the lowest visible
+            // byte, where the word test's other bound lies).
+            let among: &[u8] = if len <= 17 { b"~ " } else { b"~" };
+            for &fill in among {
+                let mut bytes = vec![fill; len];
+                assert!(!needs_care(&bytes), "{len}");
+                for at in 0..len {
+                    let values = if len <= 66 { &all[..] } else { &EDGES[..] };
+                    for &b in values {
+                        bytes[at] = b;
+                        assert_eq!(needs_care(&bytes), care(b), "{b:#x} at {at} of {len}");
+                    }
+                    bytes[at] = fill;
                 }
-                bytes[at] = b'~';
             }
         }
     }

@@ -5,7 +5,8 @@
 //! per turn and decoded; each decoded message goes to the node. Outbound connections are
 //! opened for what the node hands out ([`crate::node::Node::poll_transmit`]) and for its
 //! liveness checks; each reports its end back to the node. Idle inbound connections are
-//! closed by one sweep timer, not a timer each, so churn costs no timer updates.
+//! closed by one sweep timer, not a timer each, so churn costs no timer updates (the sweep
+//! stays armed between one connection and the next).
 
 use foldhash::{HashMap, HashMapExt};
 use std::io::{self, Write};
@@ -103,7 +104,11 @@ pub struct Connections {
     /// connections open and [`IDLE_SLOTS`]: at most twice as many entries as
     /// connections, or that many more.
     idle_slots: usize,
-    /// The `Timer::Sweep` entry, armed while inbound connections are open.
+    /// The `Timer::Sweep` entry, armed while inbound connections are open. It is not
+    /// cancelled when the last one closes (one-message connections one after another
+    /// would insert and cancel it each time): it fires once more, finds none, and is not
+    /// armed again until the next connection comes. An idle peer wakes up once, a quarter
+    /// of the idle timeout after its last connection closed, then no more.
     sweep: Option<crate::node::timers::TimerId>,
     /// Inbound connections open.
     inbound: usize,
@@ -523,11 +528,6 @@ impl Connections {
                         }
                         if per.open == 0 {
                             self.idle_slots += 1;
-                        }
-                    }
-                    if self.inbound == 0 {
-                        if let Some(sweep) = self.sweep.take() {
-                            self.timers.cancel(sweep);
                         }
                     }
                     c.decoder.recycle(&mut self.spares);
