@@ -73,16 +73,22 @@ impl Connections {
                 return;
             }
         }
-        if self.conns.len() >= self.limits.max_connections && !self.evict(now, out) {
-            drop(stream);
-            if self.refused == 0 {
-                out.push(Effect::Show(Event::Warning(format!(
-                    "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
-                    self.conns.len()
-                ))));
+        let mut slot = slot;
+        if self.conns.len() >= self.limits.max_connections {
+            if !self.evict(now, out) {
+                drop(stream);
+                if self.refused == 0 {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
+                        self.conns.len()
+                    ))));
+                }
+                self.refused += 1;
+                return;
             }
-            self.refused += 1;
-            return;
+            // Evicting closed a connection, and closing the last one may prune the entries
+            // of addresses with none open, this one's too: looked up again.
+            slot = self.ip_slots.get(&ip).copied();
         }
         self.add_inbound(stream, addr, slot, now);
     }

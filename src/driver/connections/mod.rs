@@ -292,7 +292,15 @@ impl Connections {
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
         let Some(per) = self.per_ip.get_mut(conn.slot) else {
-            return; // never: an open connection's address has its entry
+            // Never: an open connection's address has its entry. Should it not, what was
+            // decoded is not shown under another's address: dropped with the connection.
+            log::warn!("a connection lost its address's entry; closing it");
+            self.messages.clear();
+            if !backlog.is_empty() {
+                self.backlogs.insert(key, backlog); // for `close` to count it out
+            }
+            self.close(key, out);
+            return;
         };
         let ip = per.ip;
         let mut from_ip = 0;
@@ -623,6 +631,11 @@ mod tests {
 
     /// Connections over loopback, accepted by a fresh `Connections` with the default limits.
     fn fresh() -> (Connections, SocketAddr) {
+        fresh_with(Limits::default())
+    }
+
+    /// Likewise with `limits`.
+    fn fresh_with(limits: Limits) -> (Connections, SocketAddr) {
         let poll = mio::Poll::new().expect("poll");
         let registry = poll.registry().try_clone().expect("registry");
         let listener = TcpListener::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
@@ -632,7 +645,7 @@ mod tests {
             registry,
             listener,
             Token(usize::MAX - 1),
-            Limits::default(),
+            limits,
             unspecified,
             Instant::now(),
         )
@@ -648,18 +661,17 @@ mod tests {
         socket.connect(&to.into()).expect("connect");
         let before: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
         let mut effects = Vec::new();
-        // The kernel completes the handshake before `connect` returns.
-        while conns.conns.len() == before.len() {
-            conns.listener_ready();
-            conns.accept(Instant::now(), &mut effects);
-        }
+        // The kernel completes the handshake before `connect` returns: one accept takes it.
+        conns.listener_ready();
+        conns.accept(Instant::now(), &mut effects);
         drop(socket);
-        conns
-            .conns
-            .iter()
-            .map(|(key, _)| key)
-            .find(|key| !before.contains(key))
-            .expect("a new connection")
+        let mut keys = conns.conns.iter().map(|(key, _)| key);
+        match conns.conns.len() {
+            // It evicted the only one (and took its key, perhaps).
+            1 => keys.next(),
+            _ => keys.find(|key| !before.contains(key)),
+        }
+        .expect("a new connection")
     }
 
     /// An address's entry outlives its last connection, for the next one (no lookup but
@@ -702,6 +714,41 @@ mod tests {
         assert_eq!((per.open, conns.ip_slots.get(&one)), (1, Some(&slot)));
         assert!(matches!(conns.conns.get(again), Some(Conn::In(c)) if c.slot == slot));
         assert!(effects.is_empty(), "{effects:?}");
+    }
+
+    /// At the connection limit, a newcomer evicts the idle connection of its own address,
+    /// the last one open; closing it gives back the memory of a burst and prunes the
+    /// entries of addresses with none open, this one's too: the newcomer still gets an
+    /// entry of its own (its messages were left undecoded, then shown under the next
+    /// sender's address, when it kept the pruned one).
+    #[test]
+    fn a_newcomer_that_evicts_the_last_connection_of_its_address_keeps_an_entry() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let (mut conns, to) = fresh_with(limits);
+        let ip = IpAddr::from([127, 0, 170, 201]);
+        let first = accept_from(&mut conns, to, ip);
+        // Idle for a while, after a burst that is to be given back when the last closes.
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(first) {
+            (conn.active_at, conn.line_since) = (0, 0);
+        }
+        conns.started -= Duration::from_secs(5);
+        conns.read_since_shrink = SHRINK_AFTER_BYTES;
+        let second = accept_from(&mut conns, to, ip);
+        assert_eq!(conns.conns.len(), 1, "the first was evicted");
+        assert!(conns.conns.get(first).is_none() || first == second);
+        let Some(Conn::In(conn)) = conns.conns.get(second) else {
+            panic!("the newcomer is open");
+        };
+        let per = conns.per_ip.get(conn.slot).expect("its entry");
+        assert_eq!((per.ip, per.open), (ip, 1));
+        assert_eq!(conns.ip_slots.get(&ip), Some(&conn.slot));
+        assert!(
+            conns.gave_back,
+            "the burst was given back (the entries pruned)"
+        );
     }
 
     /// A connection that is queued for its turn and announced again by a readiness event
