@@ -228,6 +228,15 @@ impl History {
         if self.capacity == 0 || lines == 0 {
             return;
         }
+        if lines > 1 && text.len() > MAX_HISTORY_BYTES {
+            // Larger than the byte bound (a line near `--max-line` when that is set near
+            // it, and the lines after it): whole, it would not be kept at all; line by
+            // line, the newest are.
+            for line in text.split('\n') {
+                self.push_copy(at, name, line);
+            }
+            return;
+        }
         // Once full, one message goes for each that comes; the byte bounds may take more.
         // Those of this run beyond the capacity are dropped once it is in.
         let excess = (self.count + lines).saturating_sub(self.capacity);
@@ -915,6 +924,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A run larger than the byte bound is kept as its lines would be one by one: the
+    /// newest, not nothing.
+    #[test]
+    fn a_run_beyond_the_byte_bound_keeps_its_newest_lines() {
+        let mut lines = vec!["y".repeat(4_150_000)];
+        lines.extend((0..50).map(|i| format!("{i:03}") + &"z".repeat(997)));
+        let (mut run, mut one_by_one) = (History::new(1000), History::new(1000));
+        for h in [&mut run, &mut one_by_one] {
+            h.push_copy((0, Direction::In, None), Some("bob"), "before");
+        }
+        let at = (1, Direction::In, None);
+        run.push_lines(at, Some("carol"), &lines.join("\n"), lines.len());
+        for line in &lines {
+            one_by_one.push_copy(at, Some("carol"), line);
+        }
+        let kept = run.last(usize::MAX);
+        assert_eq!(kept, one_by_one.last(usize::MAX));
+        assert_eq!(kept.last().map(|e| &e.text[..3]), Some("049"));
+        assert!(kept.len() >= 50, "{}", kept.len());
     }
 
     /// A message of `len` bytes of text from `bob`, dated `i`.
