@@ -97,7 +97,7 @@ impl Meta {
 
     /// Messages it holds that are not forgotten.
     fn kept(&self) -> usize {
-        (self.lines - self.dropped) as usize
+        self.lines.saturating_sub(self.dropped) as usize
     }
 }
 
@@ -308,7 +308,7 @@ impl History {
             lines,
             dropped,
         });
-        self.count += (lines - dropped) as usize;
+        self.count += lines.saturating_sub(dropped) as usize;
         self.bytes += text.len();
         self.held += more;
         if self.buf.capacity() > 2 * self.held + 2 * MIN_ROOM {

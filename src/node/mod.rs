@@ -266,7 +266,7 @@ impl Node {
         out: &mut Vec<Effect>,
     ) {
         if self.me.persist {
-            self.persist_received((millis, addr), name, text, out);
+            Self::persist_received((millis, addr), name, text, out);
         }
         self.history
             .push_copy((millis, Direction::In, addr), name, text);
@@ -274,7 +274,6 @@ impl Node {
 
     /// The journal's record of a message received.
     fn persist_received(
-        &self,
         (millis, addr): (i64, Option<SocketAddr>),
         name: Option<&str>,
         text: &str,
@@ -710,7 +709,7 @@ impl Node {
                 let millis = self.wall_millis(now);
                 if self.me.persist {
                     for line in lines.lines() {
-                        self.persist_received((millis, addr), from.name.as_deref(), line, out);
+                        Self::persist_received((millis, addr), from.name.as_deref(), line, out);
                     }
                 }
                 // One copy of the run into the history, not one per line.

@@ -125,7 +125,7 @@ impl Connections {
     }
 
     /// Keeps an accepted connection; `slot` is its address's entry in `per_ip`, if it has
-    /// one (found by `admit`; eviction only closes connections, it never removes entries).
+    /// one (found by `admit`, and found again after an eviction, which may prune entries).
     fn add_inbound(
         &mut self,
         mut stream: TcpStream,

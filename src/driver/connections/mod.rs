@@ -583,7 +583,7 @@ fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
         match conn.stream.write(crate::wire::MESSAGE_RECEIVED) {
             Ok(n) if n == crate::wire::MESSAGE_RECEIVED.len() => {}
             Ok(_) | Err(_) => {
-                log::debug!("could not acknowledge a line (connection {})", conn.slot);
+                log::debug!("could not acknowledge a line to a port-line peer");
                 return;
             }
         }
