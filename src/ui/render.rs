@@ -795,60 +795,12 @@ pub fn escape(text: &str, out: &mut String) {
 /// C1, whose UTF-8 encodings all start with 0xC2, or an invisible one (their encodings
 /// start with 0xD8, 0xE1, 0xE2, 0xE3 or 0xEF).
 ///
-/// First a quick test that the compiler vectorises: every byte of visible ASCII
-/// (0x20..=0x7E) is below 0x5F once 0x20 is taken from it (wrapping), every other byte at
-/// or above, so the largest of those differences tells whether any byte is not visible
-/// ASCII. Only then are the bytes looked at one by one. Long lines cost a fraction of an
-/// instruction per byte, short ones a few dozen instructions.
+/// First the quick test a run's lines get too ([`crate::wire::visible_ascii`], vectorised,
+/// or two words for a short line): only a line that is not all visible ASCII has its bytes
+/// looked at one by one. Long lines cost a fraction of an instruction per byte, short ones
+/// a few.
 fn needs_care(bytes: &[u8]) -> bool {
-    // Up to 16 bytes (a short chat line): two words that overlap cover them, each tested
-    // at once; a loop's setup would cost more than the test.
-    let words = match bytes.len() {
-        8..=16 => bytes
-            .first_chunk::<8>()
-            .zip(bytes.last_chunk::<8>())
-            .map(|(a, b)| (u64::from_le_bytes(*a), u64::from_le_bytes(*b))),
-        4..=7 => bytes
-            .first_chunk::<4>()
-            .zip(bytes.last_chunk::<4>())
-            .map(|(a, b)| {
-                let word =
-                    u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << 32;
-                (word, word)
-            }),
-        _ => None,
-    };
-    if let Some((a, b)) = words {
-        return !(visible_word(a) && visible_word(b)) && bytes.iter().any(|&b| care(b));
-    }
-    let top = |block: &[u8]| {
-        block
-            .iter()
-            .fold(0u8, |top, &b| top.max(b.wrapping_sub(0x20)))
-    };
-    let mut blocks = bytes.chunks_exact(32);
-    let mut seen = 0u8;
-    for block in &mut blocks {
-        seen = seen.max(top(block));
-    }
-    // The rest (fewer than 32 bytes): the last 32 bytes again when there are that many
-    // (a block of the same size), else the few there are.
-    let rest = match bytes.len().checked_sub(32) {
-        Some(start) => &bytes[start..],
-        None => blocks.remainder(),
-    };
-    seen.max(top(rest)) >= 0x5f && bytes.iter().any(|&b| care(b))
-}
-
-/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): none below 0x20
-/// (the borrow of taking 0x20 from each reaches its top bit only then, for bytes below
-/// 0x80), none above 0x7E (adding 1 sets the top bit only then, or it is set already).
-fn visible_word(word: u64) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = word.wrapping_sub(ONES * 0x20) & !word;
-    let above = word.wrapping_add(ONES) | word;
-    (below | above) & TOPS == 0
+    !crate::wire::visible_ascii::<false>(bytes) && bytes.iter().any(|&b| care(b))
 }
 
 /// Whether `b` may start a control or invisible character (see [`needs_care`]).

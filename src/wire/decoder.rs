@@ -467,7 +467,7 @@ impl Decoder {
         // Visible ASCII between the `\n`s (the usual case, one vectorised pass, and
         // nothing to escape on the screen), or else checked as UTF-8 (invalid UTF-8 takes
         // the general path, which replaces it; the whole lines before it are taken here).
-        let visible = super::run::visible_lines(&bytes[..taken]);
+        let visible = super::run::visible_ascii::<true>(&bytes[..taken]);
         let text = match visible {
             // SAFETY: ASCII is valid UTF-8.
             true => unsafe { std::str::from_utf8_unchecked(&bytes[..taken - 1]) },

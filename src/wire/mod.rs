@@ -31,6 +31,7 @@ pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, split_in, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
+pub(crate) use run::visible_ascii;
 pub use run::Run;
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.

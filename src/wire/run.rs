@@ -142,16 +142,42 @@ impl From<&str> for Run {
 
 /// Whether `line` is visible ASCII, 0x20..=0x7E.
 fn is_visible(line: &str) -> bool {
-    !line.contains('\n') && visible_lines(line.as_bytes())
+    visible_ascii::<false>(line.as_bytes())
 }
 
-/// Whether every byte of `bytes` is visible ASCII (0x20..=0x7E) or `\n`. One pass the
+/// Whether every byte of `bytes` is visible ASCII (0x20..=0x7E), or `\n` too with
+/// `NEWLINES` (the lines of a run; the screen's escaping asks without). One pass the
 /// compiler vectorises: less 0x20 (wrapping), a visible byte is below 0x5F and any other
-/// at or above; a `\n` counts as 0. The largest of those, kept per lane of 32 (a fold
-/// into one value was not vectorised: 0.5 ns a byte against 0.06), says whether any byte
-/// is neither.
-pub(crate) fn visible_lines(bytes: &[u8]) -> bool {
-    let flag = |b: u8| b.wrapping_sub(0x20) & 0u8.wrapping_sub(u8::from(b != b'\n'));
+/// at or above (a `\n` allowed counts as 0). The largest of those, kept per lane of 32 (a
+/// fold into one value was not vectorised: 0.5 ns a byte against 0.06), says whether any
+/// byte is neither; the bytes after the last block of 32 are the last 32 again when there
+/// are that many. Without `NEWLINES`, 4 to 16 bytes (a short chat line) are tested as two
+/// overlapping words instead: a loop's setup would cost more than the test.
+pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
+    if !NEWLINES {
+        let words = match bytes.len() {
+            8..=16 => bytes
+                .first_chunk::<8>()
+                .zip(bytes.last_chunk::<8>())
+                .map(|(a, b)| (u64::from_le_bytes(*a), u64::from_le_bytes(*b))),
+            4..=7 => bytes
+                .first_chunk::<4>()
+                .zip(bytes.last_chunk::<4>())
+                .map(|(a, b)| {
+                    let word =
+                        u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << 32;
+                    (word, word)
+                }),
+            _ => None,
+        };
+        if let Some((a, b)) = words {
+            return visible_word(a) && visible_word(b);
+        }
+    }
+    let flag = |b: u8| match NEWLINES {
+        true => b.wrapping_sub(0x20) & 0u8.wrapping_sub(u8::from(b != b'\n')),
+        false => b.wrapping_sub(0x20),
+    };
     let mut lanes = [0u8; 32];
     let mut blocks = bytes.chunks_exact(32);
     for block in &mut blocks {
@@ -159,8 +185,23 @@ pub(crate) fn visible_lines(bytes: &[u8]) -> bool {
             *lane = (*lane).max(flag(b));
         }
     }
-    let top = blocks.remainder().iter().map(|&b| flag(b)).fold(0, u8::max);
+    let rest = match bytes.len().checked_sub(32) {
+        Some(start) => &bytes[start..],
+        None => blocks.remainder(),
+    };
+    let top = rest.iter().map(|&b| flag(b)).fold(0, u8::max);
     lanes.iter().fold(top, |top, &lane| top.max(lane)) < 0x5f
+}
+
+/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): none below 0x20
+/// (the borrow of taking 0x20 from each reaches its top bit only then, for bytes below
+/// 0x80), none above 0x7E (adding 1 sets the top bit only then, or it is set already).
+fn visible_word(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
+    let below = word.wrapping_sub(ONES * 0x20) & !word;
+    let above = word.wrapping_add(ONES) | word;
+    (below | above) & TOPS == 0
 }
 
 /// Two runs are equal when their lines are (the ends follow from the text).
