@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{accept_one, closed_addr, connect_from, send_raw, Peer, LONG_WAIT, WAIT};
+use common::{accept_one, closed_addr, connect_from, poll_until, send_raw, Peer, LONG_WAIT, WAIT};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -394,11 +394,13 @@ fn json_consumer_parses_every_line() {
         "{}",
         alice.report(&format!("{status}"))
     );
+    // Stderr is read by a thread of its own: its last line may come just after the exit.
+    let said = "1 of the messages asked for could not be delivered";
     assert!(
-        alice
+        poll_until(WAIT, || alice
             .stderr_lines()
             .iter()
-            .any(|l| l.contains("1 of the messages asked for could not be delivered")),
+            .any(|l| l.contains(said))),
         "{:?}",
         alice.stderr_lines()
     );
