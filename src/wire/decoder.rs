@@ -446,28 +446,30 @@ impl Decoder {
         };
         // The plain lines at the start of `bytes`, at most `max_lines`: how many bytes
         // (each `\n` included), where each ends (kept in `spares.ends`), and whether any
-        // ends with `\r` (which the run leaves out). Found before anything is checked as
-        // text, so that only what is taken is checked: checking all that follows each
+        // ends with `\r` (which the run leaves out). The scan stops at the first line not
+        // taken, so that only what is taken is checked: checking all that follows each
         // time would cost the square of a read whose plain lines alternate with others.
         let (mut taken, mut cr) = (0, false);
         let ends = &mut spares.ends;
         ends.clear();
-        for end in memchr::memchr_iter(b'\n', bytes) {
-            let line = &bytes[taken..end];
+        let clean = super::scan::newlines(bytes, |end| {
+            let line = bytes.get(taken..end).unwrap_or_default();
             if ends.len() == max_lines || !plain(line) {
-                break;
+                return false;
             }
             cr |= line.ends_with(b"\r");
             ends.push(end);
             taken = end + 1;
-        }
+            true
+        });
         if ends.is_empty() {
             return (0, 0);
         }
-        // Visible ASCII between the `\n`s (the usual case, one vectorised pass, and
-        // nothing to escape on the screen), or else checked as UTF-8 (invalid UTF-8 takes
-        // the general path, which replaces it; the whole lines before it are taken here).
-        let visible = super::run::visible_ascii::<true>(&bytes[..taken]);
+        // Visible ASCII between the `\n`s (the usual case: the scan vouches for it, and
+        // there is nothing to escape on the screen), or else checked as UTF-8 (invalid
+        // UTF-8 takes the general path, which replaces it; the whole lines before it are
+        // taken here).
+        let visible = clean || super::run::visible_ascii::<true>(&bytes[..taken]);
         let text = match visible {
             // SAFETY: ASCII is valid UTF-8.
             true => unsafe { std::str::from_utf8_unchecked(&bytes[..taken - 1]) },

@@ -14,7 +14,8 @@
 //!   bytes;
 //! - `replies.rs`: what receivers say back on our connection, and what we owe a port-line
 //!   sender;
-//! - [`Run`] (`run.rs`): a sender's streamed lines decoded together, with where each ends.
+//! - [`Run`] (`run.rs`): a sender's streamed lines decoded together, with where each ends;
+//! - `scan.rs`: where a read's lines end and whether they are visible ASCII, in one pass.
 
 mod decoder;
 mod dialects;
@@ -22,6 +23,7 @@ mod encode;
 mod json;
 mod replies;
 mod run;
+mod scan;
 #[cfg(test)]
 mod tests;
 
