@@ -582,7 +582,7 @@ impl EventLoop {
                 .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
         });
         let stdout = &mut self.stdout;
-        self.output.drain(prompt, |bytes| stdout.push(bytes));
+        self.output.drain(prompt, |bytes| stdout.push_owned(bytes));
         let mut flushed = self.stdout.flush();
         let dropped = self.stdout.take_dropped();
         if dropped > 0 && flushed.is_ok() {
@@ -593,7 +593,7 @@ impl EventLoop {
             ))));
             self.apply_effects(now);
             let stdout = &mut self.stdout;
-            self.output.drain(None, |bytes| stdout.push(bytes));
+            self.output.drain(None, |bytes| stdout.push_owned(bytes));
             flushed = self.stdout.flush();
         }
         if let Err(e) = flushed {
@@ -690,7 +690,7 @@ impl EventLoop {
             return;
         }
         let stdout = &mut self.stdout;
-        self.output.drain(None, |bytes| stdout.push(bytes));
+        self.output.drain(None, |bytes| stdout.push_owned(bytes));
         let _ = self.stdout.finish(Duration::from_millis(200));
     }
 

@@ -163,6 +163,22 @@ impl Stdout {
         }
     }
 
+    /// Queues `bytes` as [`Stdout::push`] does, taking them: when nothing waits, the
+    /// buffers are swapped instead of copied, and `bytes` is left empty (holding the
+    /// written buffer's memory for the next turn's output).
+    pub fn push_owned(&mut self, bytes: &mut Vec<u8>) {
+        // What `push` would keep whole.
+        let whole = bytes.len() <= self.limit || !self.dropping;
+        if self.start == self.pending.len() && whole {
+            self.pending.clear();
+            self.start = 0;
+            std::mem::swap(&mut self.pending, bytes);
+        } else {
+            self.push(bytes);
+        }
+        bytes.clear();
+    }
+
     /// Every line dropped and not reported yet, whatever stdout holds (at exit).
     pub fn take_all_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped_lines)
@@ -327,5 +343,35 @@ mod tests {
         s.push(b"xyz\n");
         assert_eq!(s.dropped_lines, 1);
         assert_eq!(s.backlog(), 17);
+    }
+
+    /// A turn's output is swapped in when nothing waits (the caller gets the written
+    /// buffer back, empty), copied after what waits, and dropped from as `push` would.
+    #[test]
+    fn owned_output_is_swapped_in_only_when_nothing_waits() {
+        let mut s = stdout(10);
+        s.pending = Vec::with_capacity(64);
+        let mut turn = b"1234\n".to_vec();
+        let turn_memory = turn.as_ptr();
+        s.push_owned(&mut turn);
+        assert_eq!(
+            (s.pending.as_slice(), s.pending.as_ptr()),
+            (&b"1234\n"[..], turn_memory)
+        );
+        assert!(
+            turn.is_empty() && turn.capacity() == 64,
+            "the old buffer comes back"
+        );
+        turn.extend_from_slice(b"ab\n");
+        s.push_owned(&mut turn);
+        assert_eq!(s.pending, b"1234\nab\n", "copied after what waits");
+        assert!(turn.is_empty());
+        s.start = s.pending.len();
+        turn.extend_from_slice(b"12345\n67890\n");
+        s.push_owned(&mut turn);
+        assert_eq!(
+            (s.pending.as_slice(), s.dropped_lines),
+            (&b"12345\n"[..], 1)
+        );
     }
 }
