@@ -192,15 +192,25 @@ impl Output {
         let text = lines.text();
         self.buf
             .reserve(text.len() + lines.line_count() * (start.len() + 1));
-        let visible = lines.is_visible();
-        for line in lines.lines() {
-            self.buf.push_str(&start);
-            // A run the decoder found visible ASCII has nothing to escape.
-            match visible {
-                true => self.buf.push_str(line),
-                false => escape(line, &mut self.buf),
+        if lines.is_visible() {
+            // A run the decoder found visible ASCII has nothing to escape: each line goes
+            // out with the `\n` that follows it in the text, one copy.
+            let mut from = 0;
+            for &end in lines.ends() {
+                let end = end as usize + 1;
+                self.buf.push_str(&start);
+                self.buf.push_str(text.get(from..end).unwrap_or_default());
+                from = end;
             }
+            self.buf.push_str(&start);
+            self.buf.push_str(text.get(from..).unwrap_or_default());
             self.buf.push('\n');
+        } else {
+            for line in lines.lines() {
+                self.buf.push_str(&start);
+                escape(line, &mut self.buf);
+                self.buf.push('\n');
+            }
         }
         self.lines_start = start;
     }
@@ -1250,13 +1260,16 @@ mod tests {
                     out.show(&event);
                     render_styled(&event, style, SystemTime::UNIX_EPOCH, &mut expected);
                 }
-                out.show_lines(from, &Run::from("a\nb"));
-                for text in ["a", "b"] {
-                    let event = Event::Message {
-                        from: from.clone(),
-                        text: text.into(),
-                    };
-                    render_styled(&event, style, SystemTime::UNIX_EPOCH, &mut expected);
+                // Visible runs of one line and more, and one with a byte to escape.
+                for text in ["a\nb", "one", "a\nbb\nccc", "bell\u{7}\nb"] {
+                    out.show_lines(from, &Run::from(text));
+                    for line in text.split('\n') {
+                        let event = Event::Message {
+                            from: from.clone(),
+                            text: line.into(),
+                        };
+                        render_styled(&event, style, SystemTime::UNIX_EPOCH, &mut expected);
+                    }
                 }
             }
             assert_eq!(out.buf, expected);

@@ -66,6 +66,12 @@ impl Run {
         })
     }
 
+    /// Where each line but the last ends in [`Run::text`]: the offset of the `\n` after
+    /// it. (So `text[..=end]` pieces are lines with their `\n`, ready to write out.)
+    pub(crate) fn ends(&self) -> &[u32] {
+        &self.ends
+    }
+
     /// Gives its buffers up, to start another run with them (see [`Run::start`]).
     pub(crate) fn into_parts(self) -> (String, Vec<u32>) {
         (self.text, self.ends)
