@@ -366,7 +366,7 @@ impl Decoder {
                 return Ok((lines, bytes.len() - rest.len()));
             }
             if self.group {
-                let (taken, run) = self.extend_run(rest, out, spares, max_lines - lines);
+                let (taken, run) = self.extend_run(rest, pos, out, spares, max_lines - lines);
                 if taken > 0 {
                     rest = &rest[taken..];
                     lines += run;
@@ -407,11 +407,13 @@ impl Decoder {
     /// With [`Decoder::group_lines`], while the last message out is the run of plain lines
     /// of this connection's sender (and nothing is held): the complete lines at the start
     /// of `bytes` that can only be text join it, with none of the per-line work of
-    /// [`Decoder::line_bytes`], at most `max_lines` of them. Returns how many bytes and
-    /// lines were taken (none when the first line needs the general path).
+    /// [`Decoder::line_bytes`], at most `max_lines` of them; `first` is where the first
+    /// `\n` of `bytes` is. Returns how many bytes and lines were taken (none when the
+    /// first line needs the general path).
     fn extend_run(
         &mut self,
         bytes: &[u8],
+        first: usize,
         out: &mut [Message],
         spares: &mut Spares,
         max_lines: usize,
@@ -452,7 +454,7 @@ impl Decoder {
         let (mut taken, mut cr) = (0, false);
         let ends = &mut spares.ends;
         ends.clear();
-        let clean = super::scan::newlines(bytes, |end| {
+        let clean = super::scan::newlines(bytes, first, |end| {
             let line = bytes.get(taken..end).unwrap_or_default();
             if ends.len() == max_lines || !plain(line) {
                 return false;

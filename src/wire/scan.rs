@@ -1,33 +1,37 @@
 //! Where the lines of a read end, and whether they are visible ASCII, in one pass: the
 //! decoder's inner loop on a stream of plain lines (`Decoder::extend_run`).
 //!
-//! Looking for each `\n` with its own `memchr` call and then testing the lines for
-//! visibility in a second pass cost about 190 instructions per 100-byte line; one pass
-//! over 32 bytes at a time that yields both costs about a third of that. On x86_64 the
-//! pass uses SSE2, which every x86_64 CPU has (the architecture's baseline, so there is
-//! nothing to detect at run time); elsewhere `memchr` finds the ends and visibility is
-//! left to the caller.
+//! Short lines: looking for each `\n` with its own `memchr` call and then testing the
+//! lines for visibility in a second pass costs more per line than one pass over 32 bytes
+//! at a time that yields both (callgrind, a stream of 100-byte lines: 30 instructions a
+//! line less). Long lines: `memchr` (128 bytes a step with AVX2) and the second pass cost
+//! less per byte than the one pass (1 KiB lines: 312 instructions a line less), which
+//! uses only SSE2: every x86_64 CPU has it (the architecture's baseline, so there is
+//! nothing to detect at run time). So the length of the first line picks the way; off
+//! x86_64, `memchr` always, and visibility is left to the caller.
+
+/// A first line this long or longer (`\n` excluded) is taken as a sign of long lines,
+/// which `memchr` finds faster.
+const LONG: usize = 256;
 
 /// Calls `line(end)` with the offset of each `\n` in `bytes`, in order, until it returns
-/// false or the bytes end. Returns true only when every byte up to the last `\n` that
-/// `line` accepted is visible ASCII (0x20..=0x7E) or `\n`; false says nothing (bytes
-/// after that `\n` may be what was not visible, or the pass did not look), so the caller
-/// tests the bytes it took itself then.
-pub(super) fn newlines(bytes: &[u8], line: impl FnMut(usize) -> bool) -> bool {
+/// false or the bytes end; `first` is where the first `\n` is, if known (the length of
+/// the first line picks the way to look). Returns true only when every byte up to the
+/// last `\n` that `line` accepted is visible ASCII (0x20..=0x7E) or `\n`; false says
+/// nothing (bytes after that `\n` may be what was not visible, or the pass did not
+/// look), so the caller tests the bytes it took itself then.
+pub(super) fn newlines(bytes: &[u8], first: usize, line: impl FnMut(usize) -> bool) -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
+    if first < LONG {
         // SAFETY: SSE2 is part of the x86_64 baseline: every CPU this code runs on has
         // the target feature `newlines_sse2` is compiled for.
-        unsafe { newlines_sse2(bytes, line) }
+        return unsafe { newlines_sse2(bytes, line) };
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        newlines_memchr(bytes, line)
-    }
+    let _ = first;
+    newlines_memchr(bytes, line)
 }
 
 /// [`newlines`] with `memchr`: it never vouches for visibility.
-#[cfg(any(test, not(target_arch = "x86_64")))]
 fn newlines_memchr(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
     for end in memchr::memchr_iter(b'\n', bytes) {
         if !line(end) {
@@ -119,7 +123,7 @@ mod tests {
     }
 
     fn fast(bytes: &[u8], line: &mut dyn FnMut(usize) -> bool) -> bool {
-        newlines(bytes, line)
+        newlines(bytes, 0, line)
     }
 
     fn slow(bytes: &[u8], line: &mut dyn FnMut(usize) -> bool) -> bool {
