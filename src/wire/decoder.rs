@@ -434,9 +434,11 @@ impl Decoder {
         // whitespace ends with a byte of 0x80 or more), and is no control word by its
         // length; `line` is a whole line without its `\n`. The limit counts a `\r` before
         // the `\n`, as `feed` does.
+        // Whether the line is plain, and whether it ends with `\r`.
         let plain = |line: &[u8]| {
-            let text = line.strip_suffix(b"\r").unwrap_or(line);
-            match (text.first(), text.last()) {
+            let cr = line.last() == Some(&b'\r');
+            let text = &line[..line.len() - usize::from(cr)];
+            let plain = match (text.first(), text.last()) {
                 (Some(&first), Some(&last)) => {
                     !super::dialects::may_open_header(first)
                         && last.is_ascii_graphic()
@@ -444,7 +446,8 @@ impl Decoder {
                         && !super::may_be_control_word(text.len())
                 }
                 _ => false,
-            }
+            };
+            (plain, cr)
         };
         // The plain lines at the start of `bytes`, at most `max_lines`: how many bytes
         // (each `\n` included), where each ends (kept in `spares.ends`), and whether any
@@ -456,10 +459,11 @@ impl Decoder {
         ends.clear();
         let clean = super::scan::newlines(bytes, first, |end| {
             let line = bytes.get(taken..end).unwrap_or_default();
-            if ends.len() == max_lines || !plain(line) {
+            let (is_plain, ends_cr) = plain(line);
+            if ends.len() == max_lines || !is_plain {
                 return false;
             }
-            cr |= line.ends_with(b"\r");
+            cr |= ends_cr;
             ends.push(end);
             taken = end + 1;
             true

@@ -49,15 +49,11 @@ fn newlines_memchr(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
 #[target_feature(enable = "sse2")]
 fn newlines_sse2(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
     use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
-    // A vector from 16 bytes; no pointer, no alignment (compiles to one unaligned load).
-    let load = |half: &[u8; 16]| -> __m128i {
-        let (lo, hi) = half.split_at(8);
-        let word = |b: &[u8]| i64::from_le_bytes(b.try_into().unwrap_or_default());
-        _mm_set_epi64x(word(hi), word(lo))
-    };
+    // SAFETY: reads the 16 bytes of `half`; an unaligned load needs no alignment.
+    let load = |half: &[u8; 16]| -> __m128i { unsafe { _mm_loadu_si128(half.as_ptr().cast()) } };
     let newline = _mm_set1_epi8(b'\n' as i8);
     // Visible ASCII as signed bytes: above 0x1F and below 0x7F (0x80 and up are negative).
     let (below, above) = (_mm_set1_epi8(0x1f), _mm_set1_epi8(0x7f));
@@ -70,9 +66,9 @@ fn newlines_sse2(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
     let (steps, rest) = bytes.as_chunks::<32>();
     let mut base = 0;
     for step in steps {
-        let (a, b) = step.split_at(16);
-        let (Ok(a), Ok(b)) = (<&[u8; 16]>::try_from(a), <&[u8; 16]>::try_from(b)) else {
-            break; // never: 32 bytes split at 16
+        let (halves, _) = step.as_chunks::<16>();
+        let [a, b] = halves else {
+            break; // never: 32 bytes are two halves of 16
         };
         let (a, b) = (load(a), load(b));
         let (nl_a, nl_b) = (_mm_cmpeq_epi8(a, newline), _mm_cmpeq_epi8(b, newline));
