@@ -12,6 +12,7 @@
 
 /// A first line this long or longer (`\n` excluded) is taken as a sign of long lines,
 /// which `memchr` finds faster.
+#[cfg(target_arch = "x86_64")]
 const LONG: usize = 256;
 
 /// Calls `line(end)` with the offset of each `\n` in `bytes`, in order, until it returns
@@ -27,6 +28,7 @@ pub(super) fn newlines(bytes: &[u8], first: usize, line: impl FnMut(usize) -> bo
         // the target feature `newlines_sse2` is compiled for.
         return unsafe { newlines_sse2(bytes, line) };
     }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = first;
     newlines_memchr(bytes, line)
 }
