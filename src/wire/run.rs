@@ -180,6 +180,30 @@ pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
             return visible_word(a) && visible_word(b);
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= AVX2_FROM && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: this CPU has AVX2, checked just above.
+        return unsafe { visible_lanes_avx2::<NEWLINES>(bytes) };
+    }
+    visible_lanes::<NEWLINES>(bytes)
+}
+
+/// From this many bytes on, [`visible_ascii`] uses AVX2 where the CPU has it: the same
+/// pass compiled for 32-byte vectors, which also blend in one instruction (with SSE2 alone
+/// the `\n` exemption takes three): 1 KiB lines cost 0.72 instructions a byte with SSE2.
+#[cfg(target_arch = "x86_64")]
+const AVX2_FROM: usize = 128;
+
+/// [`visible_lanes`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn visible_lanes_avx2<const NEWLINES: bool>(bytes: &[u8]) -> bool {
+    visible_lanes::<NEWLINES>(bytes)
+}
+
+/// The pass of [`visible_ascii`] over lanes of 32 bytes.
+#[inline(always)]
+fn visible_lanes<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     let flag = |b: u8| match NEWLINES {
         true => b.wrapping_sub(0x20) & 0u8.wrapping_sub(u8::from(b != b'\n')),
         false => b.wrapping_sub(0x20),
@@ -259,6 +283,43 @@ mod tests {
             run.push_joined(odd, std::iter::empty(), false);
             run.push_line("fine again");
             assert!(!run.is_visible(), "{odd:?}");
+        }
+    }
+
+    /// Every length to well past where AVX2 takes over, one odd byte at every place
+    /// (among visible bytes and `\n`s): the answer is the byte-by-byte one.
+    #[test]
+    fn the_visibility_pass_agrees_with_the_byte_by_byte_test() {
+        let model = |bytes: &[u8], newlines: bool| {
+            bytes
+                .iter()
+                .all(|&b| (0x20..=0x7e).contains(&b) || (newlines && b == b'\n'))
+        };
+        let odd = [0x00, b'\n', b'\t', 0x1f, b' ', b'~', 0x7f, 0x80, 0xc3, 0xff];
+        for len in 0..300 {
+            let base: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i % 37 == 5 {
+                        b'\n'
+                    } else {
+                        b'!' + (i % 90) as u8
+                    }
+                })
+                .collect();
+            for at in 0..=len {
+                for o in odd {
+                    let mut bytes = base.clone();
+                    if let Some(b) = bytes.get_mut(at) {
+                        *b = o;
+                    }
+                    let (with, without) = (
+                        visible_ascii::<true>(&bytes),
+                        visible_ascii::<false>(&bytes),
+                    );
+                    assert_eq!(with, model(&bytes, true), "len {len} {o:#x} at {at}");
+                    assert_eq!(without, model(&bytes, false), "len {len} {o:#x} at {at}");
+                }
+            }
         }
     }
 
