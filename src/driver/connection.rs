@@ -42,11 +42,14 @@ impl Share {
         lines: 256,
     };
     /// A turn's share while no other connection has work: a turn has fixed costs (a
-    /// poll, a write to stdout, a TCP window update) that a lone stream pays four times
-    /// less often per byte with four times the share, and nobody waits behind it.
+    /// poll, a write to stdout, a TCP window update) that a lone stream pays sixteen times
+    /// less often per byte with sixteen times the share, and nobody waits behind it.
+    /// Measured on a stream of 300 MB of 100 B lines into a file (medians of 5): 64 KiB a
+    /// turn 570 MB/s and 383 ms of system time, 128 KiB 607 and 308, 256 KiB 712 and 268,
+    /// 512 KiB 677 and 273 (the floor reading until `WouldBlock`: 839 and 329).
     pub const ALONE: Share = Share {
-        bytes: 64 * 1024,
-        lines: 1024,
+        bytes: 256 * 1024,
+        lines: 4096,
     };
 }
 
