@@ -127,6 +127,9 @@ pub struct EventLoop {
     /// Reused buffers: the loop allocates nothing per event on its hot path.
     effects: Vec<Effect>,
     spare: Vec<Effect>,
+    /// A burst's memory was given back: the output buffers follow once stdout has
+    /// written what the burst's last turn rendered.
+    give_back_output: bool,
     /// Console input read but not yet taken by the node (it takes typed lines only while
     /// it has room for more messages to send); stdin is not read again until it is empty.
     inputs: std::collections::VecDeque<Input>,
@@ -279,6 +282,7 @@ impl EventLoop {
             config,
             effects,
             spare: Vec::new(),
+            give_back_output: false,
             handler: None,
             inputs: std::collections::VecDeque::new(),
         })
@@ -422,6 +426,7 @@ impl EventLoop {
             self.effects.shrink_to_fit();
             self.spare.shrink_to_fit();
             self.inputs.shrink_to_fit();
+            self.give_back_output = true;
         }
         if self.node.poll_timeout().is_some_and(|t| t <= now) {
             self.node.on_timeout(now, &mut self.effects);
@@ -595,6 +600,11 @@ impl EventLoop {
             let stdout = &mut self.stdout;
             self.output.drain(None, |bytes| stdout.push_owned(bytes));
             flushed = self.stdout.flush();
+        }
+        if self.give_back_output && self.stdout.backlog() == 0 {
+            self.give_back_output = false;
+            self.output.give_back();
+            self.stdout.give_back();
         }
         if let Err(e) = flushed {
             self.stdout_broken = true;

@@ -179,6 +179,16 @@ impl Stdout {
         bytes.clear();
     }
 
+    /// Gives back the memory of a burst of output: the buffer, when nothing waits in it,
+    /// keeps `KEEP_CAPACITY` at most (a swapped-in turn's buffer may be far larger).
+    pub fn give_back(&mut self) {
+        if self.start == self.pending.len() {
+            self.pending.clear();
+            self.start = 0;
+            self.pending.shrink_to(KEEP_CAPACITY);
+        }
+    }
+
     /// Every line dropped and not reported yet, whatever stdout holds (at exit).
     pub fn take_all_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped_lines)
@@ -373,5 +383,23 @@ mod tests {
             (s.pending.as_slice(), s.dropped_lines),
             (&b"12345\n"[..], 1)
         );
+    }
+
+    /// A burst's buffer is given back once written, not while something waits in it.
+    #[test]
+    fn a_written_burst_gives_its_buffer_back() {
+        let mut s = stdout(1 << 20);
+        let mut turn = vec![b'x'; 4 * KEEP_CAPACITY];
+        s.push_owned(&mut turn);
+        s.give_back();
+        assert_eq!(s.backlog(), 4 * KEEP_CAPACITY, "nothing written yet: kept");
+        s.start = s.pending.len();
+        s.give_back();
+        assert!(
+            s.pending.capacity() <= KEEP_CAPACITY,
+            "{}",
+            s.pending.capacity()
+        );
+        assert_eq!(s.backlog(), 0);
     }
 }

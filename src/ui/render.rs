@@ -266,6 +266,14 @@ impl Output {
         self.buf.push_str(text);
     }
 
+    /// Gives back the memory of a burst of output (the loop's buffers go back to their
+    /// idle size after a burst): the buffer, when empty, keeps `KEEP_CAPACITY` at most.
+    pub fn give_back(&mut self) {
+        if self.buf.is_empty() {
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
+    }
+
     /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
     /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
     /// is at a terminal and it is not on the screen already; then starts afresh.

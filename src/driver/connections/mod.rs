@@ -482,6 +482,8 @@ impl Connections {
         unsafe {
             libc::malloc_trim(0);
         }
+        #[cfg(target_os = "linux")]
+        forget_pages(&mut self.read_buf);
         log::debug!("gave back the memory of a burst of connections");
     }
 
@@ -556,7 +558,8 @@ impl Connections {
         }
         if self.conns.is_empty()
             && (self.conns.capacity() >= SHRINK_AFTER
-                || self.read_since_shrink >= SHRINK_AFTER_BYTES)
+                || self.read_since_shrink >= SHRINK_AFTER_BYTES
+                || self.messages.capacity() > Share::SHARED.lines)
         {
             self.give_back_memory();
         }
@@ -566,6 +569,28 @@ impl Connections {
                 self.refused
             ))));
             self.refused = 0;
+        }
+    }
+}
+
+/// Gives the whole pages of `buf` back to the system: the next touch finds them zeroed.
+/// For the read buffer, whose contents never outlive a read, after a burst: a lone
+/// stream's turns fill all of its 256 KiB, which would otherwise stay resident.
+#[cfg(target_os = "linux")]
+fn forget_pages(buf: &mut [u8]) {
+    // SAFETY: sysconf only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = buf.as_mut_ptr() as usize;
+    let (from, to) = (
+        start.next_multiple_of(page.max(1)),
+        (start + buf.len()) / page.max(1) * page.max(1),
+    );
+    if to > from {
+        // SAFETY: `from..to` lies within `buf`, held exclusively here; MADV_DONTNEED on
+        // private anonymous memory (the heap or an anonymous mapping) only drops the
+        // contents, which are not read before being written again.
+        unsafe {
+            libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED);
         }
     }
 }
