@@ -410,6 +410,36 @@ fn a_persistent_sender_into_a_regular_file_loses_no_line() {
 }
 
 #[test]
+fn a_lone_stream_of_tiny_lines_is_not_taken_for_unfinished_ones() {
+    // A lone connection's turn reads more than it decodes when the lines are tiny; what
+    // waits in its backlog must stay within its address's share of a low
+    // `--max-unfinished` (a quarter of 256 KiB here), or the sender is cut off.
+    let b = 164;
+    let mut peer = FilePeer::spawn("target", &ip(b, 2), &["--max-unfinished", "262144"]);
+    let from = ip(b, 10);
+    const LINES: usize = 300_000;
+    let mut wire = format!("{from}:9 s first\n").into_bytes();
+    for _ in 0..LINES {
+        wire.extend_from_slice(b"a\n");
+    }
+    wire.extend_from_slice(b"last\n");
+    let mut s = connect_from(&from, peer.addr).expect("connect");
+    s.write_all(&wire).expect("write");
+    drop(s);
+    assert!(
+        peer.find(|l| l.ends_with("] last")).is_some(),
+        "the last line arrived"
+    );
+    let text = peer.text();
+    let shown = text.lines().filter(|l| l.ends_with("] a")).count();
+    assert_eq!(shown, LINES, "every line in the file");
+    assert!(
+        !text.contains("--max-unfinished"),
+        "not closed as unfinished"
+    );
+}
+
+#[test]
 fn a_script_of_ten_thousand_sends_delivers_them_all_in_order() {
     let b = 157;
     let mut bob = Peer::spawn_log("bob", &ip(b, 3), &[], "error");

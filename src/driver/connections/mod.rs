@@ -208,10 +208,18 @@ impl Connections {
     }
 
     /// How many connections have work this turn (readiness events, turns queued): one
-    /// alone reads [`Share::ALONE`], any more [`Share::SHARED`] each.
+    /// alone reads [`Share::ALONE`], any more [`Share::SHARED`] each. A lone turn reads no
+    /// more than an eighth of `--max-unfinished`, though (and no less than a shared turn):
+    /// what it reads beyond its share of lines waits in its backlog, which counts against
+    /// its address's quarter of that bound, and a stream of complete short lines must not
+    /// be taken for unfinished ones.
     pub fn set_contenders(&mut self, contenders: usize) {
         self.share = match contenders {
-            0 | 1 => Share::ALONE,
+            0 | 1 => Share {
+                bytes: (self.limits.max_unfinished / UNFINISHED_SHARES / 2)
+                    .clamp(Share::SHARED.bytes, Share::ALONE.bytes),
+                ..Share::ALONE
+            },
             _ => Share::SHARED,
         };
     }
