@@ -587,11 +587,13 @@ impl Connections {
 #[cfg(target_os = "linux")]
 fn forget_pages(buf: &mut [u8]) {
     // SAFETY: sysconf only reads a system constant.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .unwrap_or(4096)
+        .max(1);
     let start = buf.as_mut_ptr() as usize;
     let (from, to) = (
-        start.next_multiple_of(page.max(1)),
-        (start + buf.len()) / page.max(1) * page.max(1),
+        start.next_multiple_of(page),
+        (start + buf.len()) / page * page,
     );
     if to > from {
         // SAFETY: `from..to` lies within `buf`, held exclusively here; MADV_DONTNEED on
