@@ -79,7 +79,12 @@ struct FilePeer {
 
 impl FilePeer {
     fn spawn(tag: &str, bind_ip: &str, args: &[&str]) -> FilePeer {
-        let path = std::env::temp_dir().join(format!("peerchat-{tag}-{}.out", std::process::id()));
+        // One file per peer: the tests of this binary run at once, and a shared file
+        // would be truncated under another test's peer.
+        let path = std::env::temp_dir().join(format!(
+            "peerchat-{tag}-{bind_ip}-{}.out",
+            std::process::id()
+        ));
         let out = File::create(&path).expect("stdout file");
         let reader = File::open(&path).expect("open the stdout file");
         let child = Command::new(peerchat_bin())
@@ -415,7 +420,7 @@ fn a_lone_stream_of_tiny_lines_is_not_taken_for_unfinished_ones() {
     // waits in its backlog must stay within its address's share of a low
     // `--max-unfinished` (a quarter of 256 KiB here), or the sender is cut off.
     let b = 164;
-    let mut peer = FilePeer::spawn("target", &ip(b, 2), &["--max-unfinished", "262144"]);
+    let mut peer = FilePeer::spawn("tiny", &ip(b, 2), &["--max-unfinished", "262144"]);
     let from = ip(b, 10);
     const LINES: usize = 300_000;
     let mut wire = format!("{from}:9 s first\n").into_bytes();
