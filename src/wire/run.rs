@@ -202,20 +202,18 @@ const AVX2_FROM: usize = 128;
 #[target_feature(enable = "avx2")]
 fn visible_avx2<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     use std::arch::x86_64::{
-        _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
-        _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_sub_epi8,
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_set1_epi8, _mm256_setzero_si256,
     };
-    let (space, newline) = (_mm256_set1_epi8(0x20), _mm256_set1_epi8(b'\n' as i8));
-    // Per lane, the largest byte less 0x20 (wrapping), a `\n` allowed counting as 0.
+    let newline = _mm256_set1_epi8(b'\n' as i8);
     let mut top = _mm256_setzero_si256();
     let mut fold = |block: &[u8; 32]| {
         // SAFETY: reads the 32 bytes of `block`; an unaligned load needs no alignment.
         let v = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
-        let mut flag = _mm256_sub_epi8(v, space);
-        if NEWLINES {
-            flag = _mm256_andnot_si256(_mm256_cmpeq_epi8(v, newline), flag);
-        }
-        top = _mm256_max_epu8(top, flag);
+        let allowed = match NEWLINES {
+            true => _mm256_cmpeq_epi8(v, newline),
+            false => _mm256_setzero_si256(),
+        };
+        top = fold_visible(top, v, allowed);
     };
     let (blocks, rest) = bytes.as_chunks::<32>();
     blocks.iter().for_each(&mut fold);
@@ -224,6 +222,35 @@ fn visible_avx2<const NEWLINES: bool>(bytes: &[u8]) -> bool {
         Some(_) => {}
         None => return visible_lanes::<NEWLINES>(bytes),
     }
+    all_visible(top)
+}
+
+/// One step of the AVX2 visibility test (here and in the stream scan): `v` less 0x20
+/// (wrapping), its `allowed` lanes (a `\n`) counted as 0, folded into `top`, the lanes'
+/// largest so far. A visible byte gives 0..=0x5E, any other byte more.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn fold_visible(
+    top: std::arch::x86_64::__m256i,
+    v: std::arch::x86_64::__m256i,
+    allowed: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::{
+        _mm256_andnot_si256, _mm256_max_epu8, _mm256_set1_epi8, _mm256_sub_epi8,
+    };
+    let flag = _mm256_sub_epi8(v, _mm256_set1_epi8(0x20));
+    _mm256_max_epu8(top, _mm256_andnot_si256(allowed, flag))
+}
+
+/// Whether every byte folded into `top` by [`fold_visible`] was visible (or allowed).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn all_visible(top: std::arch::x86_64::__m256i) -> bool {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_max_epu8, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
     let limit = _mm256_set1_epi8(0x5e);
     _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(top, limit), limit)) == -1
 }

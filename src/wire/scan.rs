@@ -44,23 +44,18 @@ fn newlines_memchr(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
 }
 
 /// [`newlines`] 32 bytes a step: one vector compared with `\n` gives a 32-bit mask of
-/// the ends in the step, walked bit by bit; the same vector less 0x20 (wrapping), with
-/// its `\n` lanes zeroed, is folded into the lanes' largest so far, which stay within
-/// 0..=0x5E while every byte was visible ASCII or `\n`. The last bytes (fewer than 32)
-/// go one by one.
+/// the ends in the step, walked bit by bit; the same vector goes through the visibility
+/// test's step (`run::fold_visible`, its `\n` lanes allowed). The last bytes (fewer than
+/// 32) go one by one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn newlines_avx2(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
+    use super::run::{all_visible, fold_visible};
     use std::arch::x86_64::{
-        __m256i, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8,
-        _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_sub_epi8,
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+        _mm256_setzero_si256,
     };
     let newline = _mm256_set1_epi8(b'\n' as i8);
-    let space = _mm256_set1_epi8(0x20);
-    let visible = _mm256_set1_epi8(0x5e);
-    let clean = |top: __m256i| {
-        _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(top, visible), visible)) == -1
-    };
     let mut top = _mm256_setzero_si256();
     let (steps, rest) = bytes.as_chunks::<32>();
     let mut base = 0;
@@ -68,12 +63,12 @@ fn newlines_avx2(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
         // SAFETY: reads the 32 bytes of `step`; an unaligned load needs no alignment.
         let v = unsafe { _mm256_loadu_si256(step.as_ptr().cast()) };
         let nl = _mm256_cmpeq_epi8(v, newline);
-        top = _mm256_max_epu8(top, _mm256_andnot_si256(nl, _mm256_sub_epi8(v, space)));
+        top = fold_visible(top, v, nl);
         // The sign bit of each lane.
         let mut ends = _mm256_movemask_epi8(nl) as u32;
         while ends != 0 {
             if !line(base + ends.trailing_zeros() as usize) {
-                return clean(top);
+                return all_visible(top);
             }
             ends &= ends - 1;
         }
@@ -89,7 +84,7 @@ fn newlines_avx2(bytes: &[u8], mut line: impl FnMut(usize) -> bool) -> bool {
             tail_clean &= (0x20..0x7f).contains(&b);
         }
     }
-    tail_clean && clean(top)
+    tail_clean && all_visible(top)
 }
 
 #[cfg(test)]
