@@ -397,9 +397,18 @@ impl EventLoop {
         }
         self.events = events;
         if !self.behind() {
-            // Accepted now, read when their readiness events come, in order.
+            // Accepted now; read now when no older connection is open, otherwise when
+            // their readiness events come, in order.
             self.conns.accept(now, &mut self.effects);
             self.apply_effects(now);
+            let accepted = self.conns.take_accepted();
+            for &key in &accepted {
+                let read = !self.behind();
+                self.conns
+                    .ready(key, read, &mut self.node, now, &mut self.effects);
+                self.apply_effects(now);
+            }
+            self.conns.accepted_read(accepted);
         }
         for (i, &key) in queue.iter().enumerate() {
             if self.behind() {

@@ -346,11 +346,18 @@ impl Node {
         true
     }
 
-    /// Forgets the peers the table evicted to make room.
+    /// Forgets the peers the table evicted to make room (a check per message, inline; the
+    /// forgetting is rare).
+    #[inline]
     fn take_evicted(&mut self, out: &mut Vec<Effect>) {
-        if !self.peers.has_evicted() {
-            return;
+        if self.peers.has_evicted() {
+            self.forget_evicted(out);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn forget_evicted(&mut self, out: &mut Vec<Effect>) {
         for addr in self.peers.take_evicted() {
             self.liveness.forget(addr);
             self.replied.remove(&addr);
@@ -653,7 +660,7 @@ impl Node {
                 name: msg.name.map(bounded_name),
             };
             match msg.body {
-                Body::Chat(text) if !text.trim().is_empty() => {
+                Body::Chat(text) if !wire::is_blank(&text) => {
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
                 Body::Lines(lines) => out.push(Effect::ShowLines { from, lines }),
@@ -690,7 +697,7 @@ impl Node {
         match msg.body {
             Body::Chat(text) => {
                 // A header with no text says "I am here": noted, not shown.
-                let shown = !text.trim().is_empty();
+                let shown = !wire::is_blank(&text);
                 if let Some(addr) = addr {
                     self.heard(table_from, addr, (u64::from(shown), dialect), now, out);
                 }
@@ -829,17 +836,21 @@ impl Node {
     }
 
     /// Whether `ip` with `port` is our own listening address.
+    #[inline]
     pub(crate) fn is_us(&self, ip: IpAddr, port: Option<u16>) -> bool {
+        // Another port, the usual case, is told before the address is looked at.
+        if port != Some(self.me.header.port) {
+            return false;
+        }
         let ip = ip.to_canonical();
         // An unspecified own address means we listen on every address: every loopback
         // address (and the unspecified one) reaches us too.
         let everywhere =
             |own: IpAddr| own.is_unspecified() && (ip.is_loopback() || ip.is_unspecified());
-        port == Some(self.me.header.port)
-            && self.me.own_ips.iter().any(|own| {
-                let own = own.to_canonical();
-                own == ip || everywhere(own)
-            })
+        self.me.own_ips.iter().any(|own| {
+            let own = own.to_canonical();
+            own == ip || everywhere(own)
+        })
     }
 
     /// Removes a peer from the table, the liveness schedule and (when persisting) memory.

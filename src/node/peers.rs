@@ -17,7 +17,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::wire::Dialect;
+use crate::wire::{self, Dialect};
 
 /// Where we stand with a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,11 @@ impl Peer {
             self.dialect = Some(dialect);
         }
         if let Some(name) = name {
-            if self.name.as_deref() != Some(name) {
+            if !self
+                .name
+                .as_deref()
+                .is_some_and(|known| wire::same_text(known, name))
+            {
                 self.name = Some(name.to_owned());
             }
         }

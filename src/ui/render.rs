@@ -83,7 +83,7 @@ impl StartKey {
             && self.port == from.port
             && self.claimed_ip == from.claimed_ip
             && match &from.name {
-                Some(name) => self.named && self.name == *name,
+                Some(name) => self.named && crate::wire::same_text(&self.name, name),
                 None => !self.named,
             }
     }

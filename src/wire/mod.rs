@@ -33,8 +33,8 @@ pub use decoder::{Decoder, Spares};
 pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, split_in, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
-pub(crate) use run::visible_ascii;
 pub use run::Run;
+pub(crate) use run::{same_text, visible_ascii};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;
@@ -169,6 +169,22 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
             }
         }
     })
+}
+
+/// Whether `text` holds nothing but whitespace (`str::trim` would leave nothing), with the
+/// usual case first: text that starts with a visible ASCII character is not blank, and
+/// no character is looked at past it.
+///
+/// ```
+/// assert!(peerchat::wire::is_blank(" \t\u{a0}"));
+/// assert!(!peerchat::wire::is_blank("hi "));
+/// ```
+#[inline]
+pub fn is_blank(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(b) if b.is_ascii_graphic() => false,
+        _ => text.trim().is_empty(),
+    }
 }
 
 /// The control word `text` is, if its whole trimmed form is one (any case).

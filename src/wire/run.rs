@@ -188,6 +188,31 @@ pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     visible_lanes::<NEWLINES>(bytes)
 }
 
+/// `a == b`, with short texts (names, mostly) compared as at most two overlapping words
+/// each instead of by a call to `memcmp`, which costs more than the comparison.
+#[inline]
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    match n {
+        0 => true,
+        // The first, middle and last bytes are all of them.
+        1..=3 => a.first() == b.first() && a.get(n / 2) == b.get(n / 2) && a.last() == b.last(),
+        4..=7 => {
+            a.first_chunk::<4>() == b.first_chunk::<4>()
+                && a.last_chunk::<4>() == b.last_chunk::<4>()
+        }
+        8..=16 => {
+            a.first_chunk::<8>() == b.first_chunk::<8>()
+                && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        _ => a == b,
+    }
+}
+
 /// From this many bytes on, [`visible_ascii`] uses AVX2 where the CPU has it: 32-byte
 /// vectors, in a loop of three instructions a vector (five with `\n` allowed). The
 /// portable pass, compiled for SSE2, takes three times as many for `\n` allowed (1 KiB
@@ -300,6 +325,27 @@ impl Eq for Run {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every pair of texts to 20 bytes that differ at one place (or in length) compares
+    /// as `==` does.
+    #[test]
+    fn same_text_answers_as_equality_does() {
+        let base: String = (0..20u8).map(|i| char::from(b'a' + i)).collect();
+        for len in 0..=20 {
+            let a = &base[..len];
+            assert!(same_text(a, a));
+            for other in 0..=20 {
+                assert_eq!(same_text(a, &base[..other]), len == other, "{len} {other}");
+            }
+            for at in 0..len {
+                let mut b = a.as_bytes().to_vec();
+                b[at] = b'Z';
+                let b = String::from_utf8(b).expect("ASCII");
+                assert!(!same_text(a, &b), "{a:?} {b:?}");
+            }
+        }
+        assert!(same_text("nämé", "nämé") && !same_text("nämé", "näme"));
+    }
 
     #[test]
     fn lines_pushed_one_by_one_or_joined_come_back_as_they_went_in() {

@@ -2164,3 +2164,23 @@ fn a_run_line_counts_its_carriage_return_against_the_limit() {
     assert!(ra.is_err(), "{a:?}");
     assert!(rb.is_err(), "{b:?}");
 }
+
+/// Blank is what `str::trim` leaves nothing of: ASCII and Unicode whitespace alike.
+#[test]
+fn blank_text_is_what_trim_leaves_nothing_of() {
+    for text in [
+        "",
+        " ",
+        "\t\n",
+        "\u{a0}",
+        "\u{3000} ",
+        " x",
+        "x",
+        "\u{a0}é",
+        "é",
+        "\u{200b}",
+        ".",
+    ] {
+        assert_eq!(super::is_blank(text), text.trim().is_empty(), "{text:?}");
+    }
+}

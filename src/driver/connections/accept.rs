@@ -29,9 +29,15 @@ impl Connections {
         if !self.accept_pending || self.accept_paused {
             return;
         }
+        // With no inbound connection open, those accepted now are read at once.
+        let lone = self.inbound == 0;
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, now, out),
+                Ok((stream, addr)) => {
+                    if let (Some(key), true) = (self.admit(stream, addr, now, out), lone) {
+                        self.accepted.push(key);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
                     return;
@@ -52,14 +58,21 @@ impl Connections {
 
     /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
     /// hang) when its address already holds `--max-per-ip` connections, or when all
-    /// `--max-connections` are open and none can be evicted.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, now: Instant, out: &mut Vec<Effect>) {
+    /// `--max-connections` are open and none can be evicted. The key of the connection
+    /// kept.
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> Option<usize> {
         if self.idle_slots > self.inbound.max(IDLE_SLOTS) {
             self.prune_idle_slots();
         }
         let ip = addr.ip().to_canonical();
         // The one lookup of the address for this connection: the rest goes by index.
-        let slot = self.ip_slots.get(&ip).copied();
+        let slot = self.slot_of(ip);
         if let Some(per) = slot.and_then(|slot| self.per_ip.get_mut(slot)) {
             let (open, refused) = (&mut per.open, &mut per.refused);
             if *open as usize >= self.limits.max_per_ip {
@@ -70,7 +83,7 @@ impl Connections {
                     ))));
                 }
                 *refused += 1;
-                return;
+                return None;
             }
         }
         let mut slot = slot;
@@ -84,13 +97,13 @@ impl Connections {
                     ))));
                 }
                 self.refused += 1;
-                return;
+                return None;
             }
             // Evicting closed a connection, and closing the last one may prune the entries
             // of addresses with none open, this one's too: looked up again.
-            slot = self.ip_slots.get(&ip).copied();
+            slot = self.slot_of(ip);
         }
-        self.add_inbound(stream, addr, slot, now);
+        self.add_inbound(stream, addr, slot, now)
     }
 
     /// At the connection limit: closes the inbound connection idle longest among those of
@@ -126,13 +139,14 @@ impl Connections {
 
     /// Keeps an accepted connection; `slot` is its address's entry in `per_ip`, if it has
     /// one (found by `admit`, and found again after an eviction, which may prune entries).
+    /// Its key, unless it could not be watched.
     fn add_inbound(
         &mut self,
         mut stream: TcpStream,
         addr: SocketAddr,
         slot: Option<usize>,
         now: Instant,
-    ) {
+    ) -> Option<usize> {
         let now_secs = self.now_secs(now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -141,7 +155,7 @@ impl Connections {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::warn!("cannot watch a connection from {addr}: {e}");
-            return;
+            return None;
         }
         let slot = match slot {
             Some(slot) => slot,
@@ -154,6 +168,7 @@ impl Connections {
                     unfinished: 0,
                 });
                 self.ip_slots.insert(ip, slot);
+                self.last_slot = slot;
                 self.idle_slots += 1;
                 slot
             }
@@ -176,9 +191,11 @@ impl Connections {
         if self.sweep.is_none() {
             self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
         }
-        // Not read now, even if its data is there: registering queues its readiness event
-        // behind those of older connections (epoll's ready list is in order), so that a
-        // sender's back-to-back one-message connections are shown in the order they were
-        // sent: the previous one's EOF arrived before this one's SYN.
+        // Read at once when no older connection is open (`Connections::take_accepted`).
+        // Otherwise not read now, even if its data is there: registering queues its
+        // readiness event behind those of older connections (epoll's ready list is in
+        // order), so that a sender's back-to-back one-message connections are shown in the
+        // order they were sent: the previous one's EOF arrived before this one's SYN.
+        Some(key)
     }
 }

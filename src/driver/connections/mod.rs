@@ -98,6 +98,10 @@ pub struct Connections {
     per_ip: Slab<PerIp>,
     /// Where each address's entry is in `per_ip`.
     ip_slots: HashMap<IpAddr, usize>,
+    /// The entry of the address last accepted from, tried before `ip_slots` (a sender's
+    /// connections tend to come one after another); checked against the entry's address,
+    /// since entries are pruned and their slots reused.
+    last_slot: usize,
     /// Entries of `per_ip` with no connection open. They are kept for the address's next
     /// connection (a sender of one-message connections would otherwise have its entry
     /// removed and added again each time) and pruned once they outnumber the inbound
@@ -116,6 +120,9 @@ pub struct Connections {
     /// possibly left (edge-triggered readiness will not announce it again), or reading was
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
     queue: Vec<usize>,
+    /// Connections accepted this turn while no other inbound connection was open, in the
+    /// order they came: read at once ([`Connections::take_accepted`]).
+    accepted: Vec<usize>,
     /// Bytes of unfinished lines held by all inbound decoders together, and of the
     /// backlogs.
     unfinished: usize,
@@ -165,10 +172,12 @@ impl Connections {
             refused: 0,
             per_ip: Slab::new(),
             ip_slots: HashMap::new(),
+            last_slot: 0,
             idle_slots: 0,
             sweep: None,
             inbound: 0,
             queue: Vec::new(),
+            accepted: Vec::new(),
             unfinished: 0,
             backlogs: HashMap::new(),
             read_since_shrink: 0,
@@ -255,6 +264,27 @@ impl Connections {
             Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
             None => {}
         }
+    }
+
+    /// Takes the connections accepted this turn while no other was open, to be read at once
+    /// ([`Connections::ready`]); give the list back with [`Connections::accepted_read`].
+    /// No older connection can have a message to show before theirs (a sender's
+    /// connection is in the listener's queue only after what it sent on the one before
+    /// reached its socket), so nothing is gained by waiting a turn for their readiness
+    /// events: a one-message connection costs one poll and one turn, not two. They share
+    /// the turn as any connections with work do.
+    pub fn take_accepted(&mut self) -> Vec<usize> {
+        if !self.accepted.is_empty() {
+            self.set_contenders(self.accepted.len());
+        }
+        std::mem::take(&mut self.accepted)
+    }
+
+    /// Gives back the list [`Connections::take_accepted`] took, emptied (its buffer is
+    /// kept: no allocation per connection).
+    pub fn accepted_read(&mut self, mut accepted: Vec<usize>) {
+        accepted.clear();
+        self.accepted = accepted;
     }
 
     /// Takes the queue of connections waiting for their turn; give each its turn with
@@ -346,9 +376,18 @@ impl Connections {
         if conn.decoder.is_port_line() {
             acknowledge_lines(conn, &self.messages);
         }
-        for msg in self.messages.drain(..) {
-            log::debug!("from {ip}: {:?} message", msg.dialect);
-            node.on_message(ip, msg, now, out);
+        if self.messages.len() == 1 {
+            // One message, the usual case: taken without a `Drain`, whose drop costs
+            // more here than moving the message out.
+            if let Some(msg) = self.messages.pop() {
+                log::debug!("from {ip}: {:?} message", msg.dialect);
+                node.on_message(ip, msg, now, out);
+            }
+        } else {
+            for msg in self.messages.drain(..) {
+                log::debug!("from {ip}: {:?} message", msg.dialect);
+                node.on_message(ip, msg, now, out);
+            }
         }
         match end {
             ReadEnd::Drained => {}
@@ -646,6 +685,21 @@ impl Connections {
         self.idle_slots = 0;
     }
 
+    /// The entry of `ip` in `per_ip`, if it has one: the last address's first, then by
+    /// lookup.
+    fn slot_of(&mut self, ip: IpAddr) -> Option<usize> {
+        if self
+            .per_ip
+            .get(self.last_slot)
+            .is_some_and(|per| per.ip == ip)
+        {
+            return Some(self.last_slot);
+        }
+        let slot = self.ip_slots.get(&ip).copied()?;
+        self.last_slot = slot;
+        Some(slot)
+    }
+
     /// Whole seconds from `started` to `now`, remembered for the turn.
     fn now_secs(&mut self, now: Instant) -> u32 {
         if self.secs_at.0 != now {
@@ -784,6 +838,42 @@ mod tests {
             conns.gave_back,
             "the burst was given back (the entries pruned)"
         );
+    }
+
+    /// Connections accepted while no inbound connection was open are read at once, in the
+    /// order they came, sharing the turn; once one is open, newcomers wait for their
+    /// readiness events (behind those of the older one).
+    #[test]
+    fn only_connections_accepted_with_none_open_are_read_at_once() {
+        let (mut conns, addr) = fresh();
+        let now = Instant::now();
+        let mut effects = Vec::new();
+        let _first: Vec<std::net::TcpStream> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        // The kernel completes the handshakes before `connect` returns: accept both.
+        while conns.conns.len() < 2 {
+            conns.listener_ready();
+            conns.accept(now, &mut effects);
+        }
+        let accepted = conns.take_accepted();
+        let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
+        assert_eq!(accepted, keys, "both, in the order accepted");
+        assert_eq!(conns.share, Share::SHARED, "two share the turn");
+        let buffer = accepted.as_ptr();
+        conns.accepted_read(accepted);
+        assert!(conns.accepted.is_empty());
+        assert_eq!(conns.accepted.as_ptr(), buffer, "the list's buffer is kept");
+        let _later = std::net::TcpStream::connect(addr).expect("connect");
+        while conns.conns.len() < 3 {
+            conns.listener_ready();
+            conns.accept(now, &mut effects);
+        }
+        assert!(
+            conns.take_accepted().is_empty(),
+            "older connections are open: the newcomer waits for its event"
+        );
+        assert!(effects.is_empty(), "{effects:?}");
     }
 
     /// A connection that is queued for its turn and announced again by a readiness event
