@@ -1,5 +1,5 @@
 //! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]
-//! [-- --stream-only]`: peerchat
+//! [-- --stream-only] [-- --callgrind-only]`: peerchat
 //! against three baselines measured in the same run, under connection churn (at three
 //! concurrencies), one persistent stream of lines, many held connections, fan-out and idle,
 //! plus the instructions per message under callgrind where valgrind is on PATH; then peerchat
@@ -36,7 +36,8 @@
 //! delivery; the peer's peak RSS and its RSS before and after (once settled) are reported
 //! in a second table, printed after the first. `--quick` runs the streams, held slots and
 //! connect flood at a quarter of the size with 20 legitimate messages; `--hostile-only`
-//! runs only this scenario, `--stream-only` only the streams.
+//! runs only this scenario, `--stream-only` only the streams, `--callgrind-only` only the
+//! instructions per message.
 
 #[path = "churn/attacks.rs"]
 mod attacks;
@@ -81,12 +82,14 @@ fn main() -> ExitCode {
     let mut with_peerchat = std::env::var_os("PEERCHAT_BENCH_NO_PEERCHAT").is_none();
     let mut hostile_only = false;
     let mut stream_only = false;
+    let mut callgrind_only = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--no-peerchat" => with_peerchat = false,
             "--hostile-only" => hostile_only = true,
             "--stream-only" => stream_only = true,
+            "--callgrind-only" => callgrind_only = true,
             "--bench" => {} // added by `cargo bench`
             other => eprintln!("churn bench: ignoring argument {other:?}"),
         }
@@ -95,7 +98,12 @@ fn main() -> ExitCode {
         eprintln!("churn bench: --hostile-only needs peerchat; nothing to run");
         return ExitCode::FAILURE;
     }
-    match bench(quick, with_peerchat, hostile_only, stream_only) {
+    let only = Only {
+        hostile: hostile_only,
+        stream: stream_only,
+        callgrind: callgrind_only,
+    };
+    match bench(quick, with_peerchat, only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("churn bench: FAILED: {problem}");
@@ -167,12 +175,21 @@ fn build_peerchat(manifest_dir: &str) -> Result<PathBuf, String> {
     }
 }
 
-fn bench(
-    quick: bool,
-    with_peerchat: bool,
-    hostile_only: bool,
-    stream_only: bool,
-) -> Result<(), String> {
+/// The one scenario to run alone, if any (several flags run those scenarios).
+#[derive(Clone, Copy)]
+struct Only {
+    hostile: bool,
+    stream: bool,
+    callgrind: bool,
+}
+
+impl Only {
+    fn any(self) -> bool {
+        self.hostile || self.stream || self.callgrind
+    }
+}
+
+fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
     let began = Instant::now();
     let (old_soft, soft, hard) = procs::raise_fd_limit();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -215,15 +232,17 @@ fn bench(
             callgrind_n: 3_000,
         }
     };
-    // One scenario alone: the others do not run (the streams run with `--stream-only`).
-    if hostile_only || stream_only {
+    // One scenario alone: the others do not run.
+    if only.any() {
         cfg.churn_runs = 0;
         cfg.held_runs = 0;
         cfg.fanout_runs = 0;
         cfg.idle_runs = 0;
-        cfg.callgrind_n = 0;
-        if hostile_only {
+        if !only.stream {
             cfg.stream_runs = 0;
+        }
+        if !only.callgrind {
+            cfg.callgrind_n = 0;
         }
     }
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
@@ -348,7 +367,7 @@ fn bench(
         }
     }
     // Peerchat alone, with its default limits, under attack.
-    let hostile = (with_peerchat && !stream_only).then(|| {
+    let hostile = (with_peerchat && (only.hostile || !only.any())).then(|| {
         let sizes = if quick {
             hostile::Sizes::quick()
         } else {
@@ -363,7 +382,7 @@ fn bench(
         if quick { " --quick" } else { "" },
         began.elapsed().as_secs_f64()
     );
-    if !hostile_only {
+    if !only.hostile {
         let cs: Vec<String> = cfg.churn_cs.iter().map(usize::to_string).collect();
         println!(
             "churn: N={} one-message connections (no new one after {:.0} s), concurrency {}, sources 127.0.0.2–{}; held: K={} for {:.0} s; \
