@@ -16,7 +16,8 @@
 //! `stream` (`churn/stream.rs`): one connection sends 100 B, 1 KiB or 64 KiB lines; MB/s, lines
 //! shown of lines sent (a lost line is an error, in `--quick` too) and CPU per line.
 //! `callgrind` (`churn/callgrind.rs`): peerchat and the floor under `valgrind --tool=callgrind`
-//! with 3,000 paced one-message connections (300 in `--quick`); Ir per message.
+//! with 3,000 paced one-message connections, five runs each, alternating (300 once in `--quick`);
+//! Ir per message.
 //!
 //! The baselines are this same bench binary re-executed with `PEERCHAT_BENCH_ROLE` set. Every
 //! scenario runs several times with the contenders alternating; one table reports the median,
@@ -211,6 +212,7 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             stream_runs: 1,
             stream_bytes: [16 << 20, 64 << 20, 128 << 20],
             callgrind_n: 300,
+            callgrind_runs: 1,
         }
     } else {
         Config {
@@ -230,6 +232,7 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             stream_runs: 3,
             stream_bytes: [512 << 20, 512 << 20, 512 << 20],
             callgrind_n: 3_000,
+            callgrind_runs: 5,
         }
     };
     // One scenario alone: the others do not run.
@@ -356,10 +359,13 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             if with_peerchat {
                 cg_kinds.insert(0, Kind::Peerchat);
             }
-            for kind in cg_kinds {
-                if let Err(e) = callgrind::run(&env, kind, cfg.callgrind_n, &mut table) {
-                    problems.push(e);
-                }
+            if let Err(e) = callgrind::run(
+                &env,
+                &cg_kinds,
+                (cfg.callgrind_n, cfg.callgrind_runs),
+                &mut table,
+            ) {
+                problems.push(e);
             }
         } else {
             notes
@@ -404,13 +410,14 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             .collect();
         println!(
             "stream: one connection from {} sending {} of 100 B, 1 KiB, 64 KiB lines, {} run(s); callgrind: {} paced \
-             one-message connections from {} to {} (Ir per message: the run's total ÷ messages, and less a run with none)",
+             one-message connections from {} to {}, {} run(s) (Ir per message: the run's total ÷ messages, and less a run with none)",
             stream::SENDER,
             mb.join(", "),
             cfg.stream_runs,
             cfg.callgrind_n,
             callgrind::SENDER,
-            callgrind::PEER
+            callgrind::PEER,
+            cfg.callgrind_runs
         );
         println!();
         print!("{}", table.render(&churn_kinds));

@@ -57,26 +57,42 @@ fn is_ours(line: &[u8]) -> bool {
         && line[line.len() - 5..].iter().all(u8::is_ascii_digit)
 }
 
-/// Runs one contender under callgrind with `n` messages, then with none; adds its Ir per
-/// message to `table`.
-pub fn run(env: &Env, kind: Kind, n: u32, table: &mut Table) -> Result<(), String> {
-    let total = count(env, kind, n)?;
-    let per = total as f64 / f64::from(n);
-    table.add(&IR, kind, per);
-    let idle = count(env, kind, 0)?;
-    let net = total.saturating_sub(idle) as f64 / f64::from(n);
-    table.add(&IR_NET, kind, net);
-    eprintln!(
-        "  callgrind {:<8} {n} messages: {total} Ir in all, {per:.0} per message; {idle} Ir with none, so {net:.0} per message",
-        kind.name()
-    );
+/// Runs each contender under callgrind with no message, then `runs` times with `n`
+/// messages, the contenders alternating; adds each run's Ir per message to `table` (which
+/// reports their median and range).
+pub fn run(
+    env: &Env,
+    kinds: &[Kind],
+    (n, runs): (u32, usize),
+    table: &mut Table,
+) -> Result<(), String> {
+    let mut idle = Vec::new();
+    for &kind in kinds {
+        idle.push(count(env, kind, 0, 0)?);
+    }
+    for run in 0..runs {
+        for i in 0..kinds.len() {
+            let at = (i + run) % kinds.len();
+            let kind = kinds[at];
+            let total = count(env, kind, n, run)?;
+            let per = total as f64 / f64::from(n);
+            table.add(&IR, kind, per);
+            let net = total.saturating_sub(idle[at]) as f64 / f64::from(n);
+            table.add(&IR_NET, kind, net);
+            eprintln!(
+                "  callgrind {:<8} {n} messages: {total} Ir in all, {per:.0} per message; {} Ir with none, so {net:.0} per message",
+                kind.name(),
+                idle[at]
+            );
+        }
+    }
     Ok(())
 }
 
 /// Runs one contender under callgrind with `n` messages; the Ir it executed in all.
-fn count(env: &Env, kind: Kind, n: u32) -> Result<u64, String> {
+fn count(env: &Env, kind: Kind, n: u32, run: usize) -> Result<u64, String> {
     let name = kind.name();
-    let label = format!("callgrind-{n}-{}", name.replace(' ', ""));
+    let label = format!("callgrind-{n}-{}-{run}", name.replace(' ', ""));
     let counts = env.dir.join(format!("{label}.callgrind"));
     let mut c = procs::start(&Launch {
         kind,

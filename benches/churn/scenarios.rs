@@ -156,6 +156,10 @@ pub struct Config {
     pub stream_bytes: [u64; 3],
     /// One-message connections counted under callgrind (0: not run).
     pub callgrind_n: u32,
+    /// Runs of `callgrind_n` per contender: how many one-message connections a turn
+    /// takes depends on timing (the sender against a peer slowed down 50 times), and with
+    /// it the count per message, by a quarter from run to run.
+    pub callgrind_runs: usize,
 }
 
 /// Everything a run needs besides its sizes.
