@@ -5,7 +5,8 @@
 //! input) telling every active peer; static peers greeted at start-up, an unreachable one
 //! not blocking it; a send to a closed port reported while the peer keeps working; menu `1`,
 //! `/msg` and `/all`; hints for unknown input; and the command line (bad arguments exit 2
-//! with the usage, `--help` and `-V` exit 0, a port in use exits 1).
+//! with the usage, `--help` and `-V` exit 0, a port in use exits 1); and a connection read
+//! in the turn that accepted it still heard from later.
 //!
 //! Each test owns the address block `127.0.K.*` (K = 10..39 in this file) and listens on
 //! port 0, so tests run in parallel without colliding. Every wait has a deadline; nothing
@@ -479,5 +480,31 @@ fn a_header_claiming_our_own_address_never_makes_us_our_own_peer() {
     assert!(alice
         .lines_matching(|l| l.contains("connect from"))
         .is_empty());
+    alice.quit_ok();
+}
+
+/// A connection that comes while no other is open is read in the turn that accepted it,
+/// before it is registered with the poll; one that stays open after that first read is
+/// registered then, so what it sends later is read too (and so is a second sender's
+/// message meanwhile, and the end of the first connection).
+#[test]
+fn a_connection_read_as_it_is_accepted_is_still_heard_from_later() {
+    use std::io::Write;
+    let mut alice = Peer::spawn("alice", &ip(30, 2), &[]);
+    let from = ip(30, 3);
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    stream
+        .write_all(format!("{from}:9 slow first\n").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[slow {from}:9] first"));
+    // Read once already, and open: only its readiness events can bring the rest.
+    let other = ip(30, 4);
+    common::send_raw(&other, alice.addr, format!("{other}:9 quick hi").as_bytes()).expect("send");
+    alice.expect_line(&format!("[quick {other}:9] hi"));
+    stream.write_all(b"second\n").expect("write");
+    alice.expect_line(&format!("[slow {from}:9] second"));
+    stream.write_all(b"third").expect("write");
+    drop(stream);
+    alice.expect_line(&format!("[slow {from}:9] third"));
     alice.quit_ok();
 }

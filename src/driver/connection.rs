@@ -75,6 +75,10 @@ pub struct Inbound {
     pub decoder: Decoder,
     /// Waiting in the queue for its next turn (at most one turn per loop turn).
     pub queued: bool,
+    /// Registered with the poll. A connection read in the turn that accepted it is
+    /// registered only once a read finds nothing more to take: a one-message connection
+    /// read to its end then costs no `epoll_ctl` at all.
+    pub watched: bool,
 }
 
 /// Where an outgoing connection stands.
@@ -465,6 +469,7 @@ mod tests {
             line_since: 0,
             decoder: Decoder::new(64 * 1024).group_lines(),
             queued: false,
+            watched: true,
         };
         (conn, peer)
     }

@@ -34,7 +34,7 @@ impl Connections {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
-                    if let (Some(key), true) = (self.admit(stream, addr, now, out), lone) {
+                    if let (Some(key), true) = (self.admit(stream, addr, lone, now, out), lone) {
                         self.accepted.push(key);
                     }
                 }
@@ -59,11 +59,12 @@ impl Connections {
     /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
     /// hang) when its address already holds `--max-per-ip` connections, or when all
     /// `--max-connections` are open and none can be evicted. The key of the connection
-    /// kept.
+    /// kept; one to be read at once (`read_now`) is not registered with the poll yet.
     fn admit(
         &mut self,
         stream: TcpStream,
         addr: SocketAddr,
+        read_now: bool,
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> Option<usize> {
@@ -103,7 +104,7 @@ impl Connections {
             // of addresses with none open, this one's too: looked up again.
             slot = self.slot_of(ip);
         }
-        self.add_inbound(stream, addr, slot, now)
+        self.add_inbound(stream, addr, (slot, !read_now), now)
     }
 
     /// At the connection limit: closes the inbound connection idle longest among those of
@@ -139,23 +140,26 @@ impl Connections {
 
     /// Keeps an accepted connection; `slot` is its address's entry in `per_ip`, if it has
     /// one (found by `admit`, and found again after an eviction, which may prune entries).
-    /// Its key, unless it could not be watched.
+    /// Registered with the poll if `watch` (otherwise by the read that first finds nothing
+    /// more: see `Inbound::watched`). Its key, unless it could not be watched.
     fn add_inbound(
         &mut self,
         mut stream: TcpStream,
         addr: SocketAddr,
-        slot: Option<usize>,
+        (slot, watch): (Option<usize>, bool),
         now: Instant,
     ) -> Option<usize> {
         let now_secs = self.now_secs(now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(&mut stream, Token(key), Interest::READABLE)
-        {
-            log::warn!("cannot watch a connection from {addr}: {e}");
-            return None;
+        if watch {
+            if let Err(e) = self
+                .registry
+                .register(&mut stream, Token(key), Interest::READABLE)
+            {
+                log::warn!("cannot watch a connection from {addr}: {e}");
+                return None;
+            }
         }
         let slot = match slot {
             Some(slot) => slot,
@@ -186,6 +190,7 @@ impl Connections {
             line_since: now_secs,
             decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
+            watched: watch,
         }));
         self.inbound += 1;
         if self.sweep.is_none() {

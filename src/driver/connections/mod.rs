@@ -390,6 +390,23 @@ impl Connections {
             }
         }
         match end {
+            ReadEnd::Drained if !conn.watched => {
+                // Read in the turn that accepted it, and not at its end: from now on its
+                // readiness events say when more comes (registering reports data that
+                // arrived since the read, so none is missed).
+                match self
+                    .registry
+                    .register(&mut conn.stream, Token(key), Interest::READABLE)
+                {
+                    Ok(()) => conn.watched = true,
+                    Err(e) => {
+                        out.push(Effect::Show(Event::Warning(format!(
+                            "closed the connection from {ip}: cannot watch it: {e}"
+                        ))));
+                        self.close(key, out);
+                    }
+                }
+            }
             ReadEnd::Drained => {}
             ReadEnd::Budget => {
                 conn.queued = true;
