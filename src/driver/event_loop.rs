@@ -365,7 +365,7 @@ impl EventLoop {
     /// and the timers that are due.
     fn turn(&mut self, now: Instant) {
         // Queued before this turn; a connection queued during it gets its turn next time.
-        let queue = self.conns.take_queue();
+        let mut queue = self.conns.take_queue();
         let mut stdin_ready = self.console_has_more();
         // Taken out so that handlers may borrow the whole loop; put back below.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -385,6 +385,15 @@ impl EventLoop {
                     }
                 }
                 token if self.conns.is_listener(token) => self.conns.listener_ready(),
+                Token(key) if !queue.is_empty() && !self.behind() => {
+                    // Older connections wait for their turn: this one is read after them.
+                    if self.conns.wait_behind(key) {
+                        queue.push(key);
+                    } else {
+                        self.conns
+                            .ready(key, true, &mut self.node, now, &mut self.effects);
+                    }
+                }
                 Token(key) => {
                     let read = !self.behind();
                     self.conns

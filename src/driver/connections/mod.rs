@@ -270,9 +270,10 @@ impl Connections {
     /// ([`Connections::ready`]); give the list back with [`Connections::accepted_read`].
     /// No older connection can have a message to show before theirs (a sender's
     /// connection is in the listener's queue only after what it sent on the one before
-    /// reached its socket), so nothing is gained by waiting a turn for their readiness
-    /// events: a one-message connection costs one poll and one turn, not two. They share
-    /// the turn as any connections with work do.
+    /// reached that socket, unless it sent more than the socket's receive window: see
+    /// the README), so nothing is gained by waiting a turn for their readiness events: a
+    /// one-message connection costs one poll and one turn, not two. They share the turn
+    /// as any connections with work do.
     pub fn take_accepted(&mut self) -> Vec<usize> {
         if !self.accepted.is_empty() {
             self.set_contenders(self.accepted.len());
@@ -293,9 +294,26 @@ impl Connections {
         std::mem::take(&mut self.queue)
     }
 
-    /// Puts back connections from [`Connections::take_queue`] that did not get their turn.
+    /// Puts back connections from [`Connections::take_queue`] that did not get their turn,
+    /// ahead of those queued since: they waited longer (and a sender's older connection
+    /// keeps its place before its newer one).
     pub fn requeue(&mut self, keys: &[usize]) {
-        self.queue.extend_from_slice(keys);
+        self.queue.splice(0..0, keys.iter().copied());
+    }
+
+    /// Marks inbound connection `key` as waiting for its turn in this turn's queue (the
+    /// caller appends it there), when it is not waiting already: a readiness event that
+    /// comes while older connections wait is served after them, so that a sender whose
+    /// earlier connection was deferred (stdout behind) is not read out of order. False
+    /// for anything else (an outbound connection is driven at once).
+    pub fn wait_behind(&mut self, key: usize) -> bool {
+        match self.conns.get_mut(key) {
+            Some(Conn::In(conn)) if !conn.queued => {
+                conn.queued = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The turn of a queued connection: its share is read.
