@@ -75,6 +75,9 @@ pub struct Inbound {
     pub decoder: Decoder,
     /// Waiting in the queue for its next turn (at most one turn per loop turn).
     pub queued: bool,
+    /// Waiting there unread, held back for order: deferred while stdout was behind, or
+    /// behind such a connection (see `Connections::holds_back`), not for a share used up.
+    pub held: bool,
     /// Registered with the poll. A connection read in the turn that accepted it is
     /// registered only once a read finds nothing more to take: a one-message connection
     /// read to its end then costs no `epoll_ctl` at all.
@@ -469,6 +472,7 @@ mod tests {
             line_since: 0,
             decoder: Decoder::new(64 * 1024).group_lines(),
             queued: false,
+            held: false,
             watched: true,
         };
         (conn, peer)

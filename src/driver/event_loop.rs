@@ -385,8 +385,10 @@ impl EventLoop {
                     }
                 }
                 token if self.conns.is_listener(token) => self.conns.listener_ready(),
-                Token(key) if !queue.is_empty() && !self.behind() => {
-                    // Older connections wait for their turn: this one is read after them.
+                Token(key) if self.conns.holds_back() && !self.behind() => {
+                    // Connections deferred while stdout was behind wait in the queue: this
+                    // one is read after them (a sender's newer connection is not read
+                    // before its older one).
                     if self.conns.wait_behind(key) {
                         queue.push(key);
                     } else {

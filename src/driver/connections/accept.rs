@@ -190,6 +190,7 @@ impl Connections {
             line_since: now_secs,
             decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
+            held: false,
             watched: watch,
         }));
         self.inbound += 1;

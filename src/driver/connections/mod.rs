@@ -120,6 +120,8 @@ pub struct Connections {
     /// possibly left (edge-triggered readiness will not announce it again), or reading was
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
     queue: Vec<usize>,
+    /// Queued connections held back unread for order (`Inbound::held`).
+    held_back: usize,
     /// Connections accepted this turn while no other inbound connection was open, in the
     /// order they came: read at once ([`Connections::take_accepted`]).
     accepted: Vec<usize>,
@@ -178,6 +180,7 @@ impl Connections {
             inbound: 0,
             queue: Vec::new(),
             accepted: Vec::new(),
+            held_back: 0,
             unfinished: 0,
             backlogs: HashMap::new(),
             read_since_shrink: 0,
@@ -256,10 +259,7 @@ impl Connections {
     ) {
         match self.conns.get_mut(key) {
             Some(Conn::In(conn)) if conn.queued => {}
-            Some(Conn::In(conn)) if !read => {
-                conn.queued = true;
-                self.queue.push(key);
-            }
+            Some(Conn::In(_)) if !read => self.defer(key),
             Some(Conn::In(_)) => self.read_inbound(key, node, now, out),
             Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
             None => {}
@@ -301,15 +301,37 @@ impl Connections {
         self.queue.splice(0..0, keys.iter().copied());
     }
 
-    /// Marks inbound connection `key` as waiting for its turn in this turn's queue (the
-    /// caller appends it there), when it is not waiting already: a readiness event that
-    /// comes while older connections wait is served after them, so that a sender whose
-    /// earlier connection was deferred (stdout behind) is not read out of order. False
-    /// for anything else (an outbound connection is driven at once).
+    /// Queues inbound connection `key`, unread, held back for order (stdout is behind).
+    fn defer(&mut self, key: usize) {
+        if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
+            if !conn.queued {
+                conn.queued = true;
+                conn.held = true;
+                self.held_back += 1;
+                self.queue.push(key);
+            }
+        }
+    }
+
+    /// Whether connections wait in the queue held back unread for order: deferred while
+    /// stdout was behind (a sender's newer connection must not be read before them), or
+    /// waiting behind those. Connections queued because their share of a turn ran out (a
+    /// stream) hold no one back: a newcomer is read at once.
+    pub fn holds_back(&self) -> bool {
+        self.held_back > 0
+    }
+
+    /// Marks inbound connection `key` as held back in this turn's queue (the caller
+    /// appends it there), when it is not waiting already: a readiness event that comes
+    /// while [`Connections::holds_back`] is served after those connections, so that a
+    /// sender whose earlier connection was deferred is not read out of order. False for
+    /// anything else (an outbound connection is driven at once).
     pub fn wait_behind(&mut self, key: usize) -> bool {
         match self.conns.get_mut(key) {
             Some(Conn::In(conn)) if !conn.queued => {
                 conn.queued = true;
+                conn.held = true;
+                self.held_back += 1;
                 true
             }
             _ => false,
@@ -321,6 +343,10 @@ impl Connections {
         if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
             if conn.queued {
                 conn.queued = false;
+                if conn.held {
+                    conn.held = false;
+                    self.held_back = self.held_back.saturating_sub(1);
+                }
                 self.read_inbound(key, node, now, out);
             }
         }
@@ -514,7 +540,10 @@ impl Connections {
             .conns
             .iter()
             .filter(|(key, c)| {
+                // Not one waiting for its turn: it has not been read since (stdout behind,
+                // say), so its silence is ours, not the sender's.
                 matches!(c, Conn::In(i) if i.idle_since() < cutoff
+                    && !i.queued
                     && !(i.keeps_open() && spared.get(&i.slot).map(|s| s.1) == Some(*key)))
             })
             .map(|(key, _)| key)
@@ -600,6 +629,9 @@ impl Connections {
             let stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
+                    if c.queued && c.held {
+                        self.held_back = self.held_back.saturating_sub(1);
+                    }
                     let backlog = match self.backlogs.is_empty() {
                         true => 0,
                         false => self.backlogs.remove(&key).map_or(0, |b| b.len()),
@@ -909,6 +941,57 @@ mod tests {
             "older connections are open: the newcomer waits for its event"
         );
         assert!(effects.is_empty(), "{effects:?}");
+    }
+
+    /// Only connections held back unread for order make a newcomer wait: one deferred
+    /// while stdout was behind, and one waiting behind it; a stream queued because its
+    /// share ran out does not. Closing a held one lets newcomers through again.
+    #[test]
+    fn only_connections_held_back_for_order_make_newcomers_wait() {
+        let (mut conns, to) = fresh();
+        let ip = IpAddr::from([127, 0, 171, 1]);
+        let keys: Vec<usize> = (0..3).map(|_| accept_from(&mut conns, to, ip)).collect();
+        let mut effects = Vec::new();
+        // A stream whose share ran out: queued, holding no one back.
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(keys[0]) {
+            conn.queued = true;
+            conns.queue.push(keys[0]);
+        }
+        assert!(!conns.holds_back());
+        // Deferred while stdout is behind.
+        conns.defer(keys[1]);
+        assert!(conns.holds_back());
+        // A newer one waits behind it; one already waiting is not marked twice.
+        assert!(conns.wait_behind(keys[2]));
+        assert!(!conns.wait_behind(keys[2]) && !conns.wait_behind(keys[0]));
+        conns.close(keys[1], &mut effects);
+        assert!(conns.holds_back(), "the newer one still waits");
+        conns.close(keys[2], &mut effects);
+        assert!(!conns.holds_back());
+    }
+
+    /// The idle sweep spares a connection waiting for its turn: it has not been read since
+    /// (stdout behind, say), so its silence is not the sender's.
+    #[test]
+    fn the_idle_sweep_spares_a_connection_waiting_for_its_turn() {
+        let (mut conns, to) = fresh();
+        let ip = IpAddr::from([127, 0, 171, 2]);
+        let waiting = accept_from(&mut conns, to, ip);
+        let idle = accept_from(&mut conns, to, ip);
+        for key in [waiting, idle] {
+            if let Some(Conn::In(conn)) = conns.conns.get_mut(key) {
+                (conn.active_at, conn.line_since) = (0, 0);
+            }
+        }
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(waiting) {
+            conn.queued = true;
+            conns.queue.push(waiting);
+        }
+        let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
+        let mut effects = Vec::new();
+        conns.close_idle(later, &mut effects);
+        assert!(conns.conns.get(waiting).is_some(), "spared");
+        assert!(conns.conns.get(idle).is_none(), "closed");
     }
 
     /// A connection that is queued for its turn and announced again by a readiness event
