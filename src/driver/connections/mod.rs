@@ -629,8 +629,13 @@ impl Connections {
             let stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
-                    if c.queued && c.held {
-                        self.held_back = self.held_back.saturating_sub(1);
+                    if c.queued {
+                        // Its place in the queue goes with it: a connection that takes its
+                        // key would otherwise get that turn as well as its own.
+                        self.queue.retain(|&k| k != key);
+                        if c.held {
+                            self.held_back = self.held_back.saturating_sub(1);
+                        }
                     }
                     let backlog = match self.backlogs.is_empty() {
                         true => 0,
@@ -968,6 +973,22 @@ mod tests {
         assert!(conns.holds_back(), "the newer one still waits");
         conns.close(keys[2], &mut effects);
         assert!(!conns.holds_back());
+    }
+
+    /// A queued connection that is closed leaves no place in the queue behind: the next
+    /// connection to take its key gets only its own turns.
+    #[test]
+    fn a_closed_connection_leaves_no_place_in_the_queue() {
+        let (mut conns, to) = fresh();
+        let ip = IpAddr::from([127, 0, 171, 3]);
+        let keys: Vec<usize> = (0..2).map(|_| accept_from(&mut conns, to, ip)).collect();
+        for &key in &keys {
+            conns.defer(key);
+        }
+        let mut effects = Vec::new();
+        conns.close(keys[0], &mut effects);
+        assert_eq!(conns.queue, [keys[1]]);
+        assert!(conns.holds_back(), "the other one still waits");
     }
 
     /// The idle sweep spares a connection waiting for its turn: it has not been read since
