@@ -114,6 +114,16 @@ impl FilePeer {
         peer
     }
 
+    /// Sends `wire` on one connection from `from` and closes it; once the line that
+    /// satisfies `last` is written, everything the peer wrote.
+    fn stream_from(&mut self, from: &str, wire: &[u8], last: impl Fn(&str) -> bool) -> String {
+        let mut s = connect_from(from, self.addr).expect("connect");
+        s.write_all(wire).expect("write");
+        drop(s);
+        assert!(self.find(last).is_some(), "the last line arrived");
+        self.text()
+    }
+
     fn text(&self) -> String {
         let mut s = String::new();
         File::open(&self.path)
@@ -397,15 +407,8 @@ fn a_persistent_sender_into_a_regular_file_loses_no_line() {
     for i in 0..LINES {
         wire.push_str(&format!("{from}:9 s line {i:05} {}\n", "p".repeat(80)));
     }
-    let mut s = connect_from(&from, peer.addr).expect("connect");
-    s.write_all(wire.as_bytes()).expect("write");
-    drop(s);
     let last = format!("line {:05}", LINES - 1);
-    assert!(
-        peer.find(|l| l.contains(&last)).is_some(),
-        "the last line arrived"
-    );
-    let text = peer.text();
+    let text = peer.stream_from(&from, wire.as_bytes(), |l| l.contains(&last));
     let shown = text.lines().filter(|l| l.contains("] line ")).count();
     assert_eq!(shown, LINES, "every line in the file");
     assert!(
@@ -428,14 +431,7 @@ fn a_lone_stream_of_tiny_lines_is_not_taken_for_unfinished_ones() {
         wire.extend_from_slice(b"a\n");
     }
     wire.extend_from_slice(b"last\n");
-    let mut s = connect_from(&from, peer.addr).expect("connect");
-    s.write_all(&wire).expect("write");
-    drop(s);
-    assert!(
-        peer.find(|l| l.ends_with("] last")).is_some(),
-        "the last line arrived"
-    );
-    let text = peer.text();
+    let text = peer.stream_from(&from, &wire, |l| l.ends_with("] last"));
     let shown = text.lines().filter(|l| l.ends_with("] a")).count();
     assert_eq!(shown, LINES, "every line in the file");
     assert!(

@@ -303,13 +303,8 @@ impl Connections {
 
     /// Queues inbound connection `key`, unread, held back for order (stdout is behind).
     fn defer(&mut self, key: usize) {
-        if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
-            if !conn.queued {
-                conn.queued = true;
-                conn.held = true;
-                self.held_back += 1;
-                self.queue.push(key);
-            }
+        if self.wait_behind(key) {
+            self.queue.push(key);
         }
     }
 
@@ -420,18 +415,16 @@ impl Connections {
         if conn.decoder.is_port_line() {
             acknowledge_lines(conn, &self.messages);
         }
+        let mut deliver = |msg: wire::Message| {
+            log::debug!("from {ip}: {:?} message", msg.dialect);
+            node.on_message(ip, msg, now, out);
+        };
         if self.messages.len() == 1 {
             // One message, the usual case: taken without a `Drain`, whose drop costs
             // more here than moving the message out.
-            if let Some(msg) = self.messages.pop() {
-                log::debug!("from {ip}: {:?} message", msg.dialect);
-                node.on_message(ip, msg, now, out);
-            }
+            self.messages.pop().into_iter().for_each(&mut deliver);
         } else {
-            for msg in self.messages.drain(..) {
-                log::debug!("from {ip}: {:?} message", msg.dialect);
-                node.on_message(ip, msg, now, out);
-            }
+            self.messages.drain(..).for_each(deliver);
         }
         match end {
             ReadEnd::Drained if !conn.watched => {
