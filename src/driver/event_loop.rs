@@ -36,6 +36,7 @@ use crate::node::commands::Command;
 use crate::node::event::Event;
 use crate::node::history::Replayed;
 use crate::node::liveness::Liveness;
+use crate::node::timers::earliest;
 use crate::node::{Effect, Node, Settings};
 use crate::ui::render::{Output, Style};
 use crate::wire::OwnHeader;
@@ -45,6 +46,9 @@ const STDIN: Token = Token(usize::MAX - 2);
 const SIGNALS: Token = Token(usize::MAX - 3);
 const STDOUT: Token = Token(usize::MAX - 4);
 const DISCOVERY: [Token; 2] = [Token(usize::MAX - 5), Token(usize::MAX - 6)];
+/// Tokens from here up are the loop's own sources above; a connection's is its slab key,
+/// always below.
+const FIRST_SOURCE: usize = usize::MAX - 6;
 
 /// How long a pipe on stdout may take nothing at all before it counts as not being read:
 /// reading the network then resumes, and what does not fit in the buffer is dropped.
@@ -375,32 +379,19 @@ impl EventLoop {
         self.conns.set_contenders(queue.len() + ready.count());
         for event in events.iter() {
             match event.token() {
-                STDIN => stdin_ready = true,
-                SIGNALS => self.on_signal(now),
-                STDOUT => {} // flushed at the end of the turn
-                token if DISCOVERY.contains(&token) => {
-                    if let Some(udp) = &mut self.udp {
-                        let which = usize::from(token == DISCOVERY[1]);
-                        udp.read(which, &mut self.node, now, &mut self.effects);
-                    }
-                }
-                token if self.conns.is_listener(token) => self.conns.listener_ready(),
-                Token(key) if self.conns.holds_back() && !self.behind() => {
-                    // Connections deferred while stdout was behind wait in the queue: this
-                    // one is read after them (a sender's newer connection is not read
-                    // before its older one).
-                    if self.conns.wait_behind(key) {
+                Token(key) if key < FIRST_SOURCE => {
+                    let read = !self.behind();
+                    if read && self.conns.holds_back() && self.conns.wait_behind(key) {
+                        // Connections deferred while stdout was behind wait in the queue:
+                        // this one is read after them (a sender's newer connection is not
+                        // read before its older one).
                         queue.push(key);
                     } else {
                         self.conns
-                            .ready(key, true, &mut self.node, now, &mut self.effects);
+                            .ready(key, read, &mut self.node, now, &mut self.effects);
                     }
                 }
-                Token(key) => {
-                    let read = !self.behind();
-                    self.conns
-                        .ready(key, read, &mut self.node, now, &mut self.effects)
-                }
+                source => self.source_ready(source, &mut stdin_ready, now),
             }
             self.apply_effects(now);
         }
@@ -450,6 +441,22 @@ impl EventLoop {
             self.node.on_timeout(now, &mut self.effects);
         }
         self.apply_effects(now);
+    }
+
+    /// A readiness event for one of the loop's own sources (not a connection's).
+    fn source_ready(&mut self, token: Token, stdin_ready: &mut bool, now: Instant) {
+        match token {
+            LISTENER => self.conns.listener_ready(),
+            STDIN => *stdin_ready = true,
+            SIGNALS => self.on_signal(now),
+            STDOUT => {} // flushed at the end of the turn
+            token => {
+                if let Some(udp) = &mut self.udp {
+                    let which = usize::from(token == DISCOVERY[1]);
+                    udp.read(which, &mut self.node, now, &mut self.effects);
+                }
+            }
+        }
     }
 
     /// Brings back what the state directory remembered, telling the user what was skipped.
@@ -802,14 +809,4 @@ fn jitter_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (u64::from(std::process::id()) << 32) ^ u64::from(nanos)
-}
-
-/// The earlier of two deadlines, either of which may be absent.
-#[inline]
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }

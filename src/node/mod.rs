@@ -427,11 +427,7 @@ impl Node {
             return next.filter(|_| !self.outbox.is_empty());
         }
         let discovery = self.discovery.as_ref().and_then(Discovery::poll_timeout);
-        self.liveness
-            .next_deadline()
-            .into_iter()
-            .chain(discovery)
-            .min()
+        timers::earliest(self.liveness.next_deadline(), discovery)
     }
 
     /// Time passed: start the liveness checks that are due; while quitting, give up on

@@ -26,6 +26,9 @@ impl TimerId {
 pub struct Timers<T> {
     entries: BTreeMap<(Instant, u64), T>,
     next_seq: u64,
+    /// The earliest deadline, kept as entries come and go: asked for twice a loop turn,
+    /// it is a field read rather than a walk down the tree.
+    first: Option<Instant>,
 }
 
 impl<T> Default for Timers<T> {
@@ -33,6 +36,7 @@ impl<T> Default for Timers<T> {
         Timers {
             entries: BTreeMap::new(),
             next_seq: 0,
+            first: None,
         }
     }
 }
@@ -43,12 +47,22 @@ impl<T> Timers<T> {
         let id = TimerId(when, self.next_seq);
         self.entries.insert((when, self.next_seq), what);
         self.next_seq += 1;
+        self.first = earliest(self.first, Some(when));
         id
     }
 
     /// Disarms an entry; returns what it carried if it had not fired yet.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        self.entries.remove(&(id.0, id.1))
+        let what = self.entries.remove(&(id.0, id.1));
+        if what.is_some() && self.first == Some(id.0) {
+            self.find_first();
+        }
+        what
+    }
+
+    /// Finds the earliest deadline again, after the entry that had it went.
+    fn find_first(&mut self) {
+        self.first = self.entries.keys().next().map(|(when, _)| *when);
     }
 
     /// How long `poll` may sleep: `None` when nothing is armed (sleep until an event).
@@ -59,25 +73,40 @@ impl<T> Timers<T> {
     }
 
     /// The earliest deadline, if any.
+    #[inline]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.entries.keys().next().map(|(when, _)| *when)
+        self.first
+    }
+
+    /// Whether an entry is due at `now` (a field read: the loop asks every turn).
+    #[inline]
+    pub fn any_due(&self, now: Instant) -> bool {
+        self.first.is_some_and(|first| first <= now)
     }
 
     /// Removes and returns, in deadline order, every entry due at or before `now`.
     pub fn pop_expired(&mut self, now: Instant) -> Vec<T> {
         let mut due = Vec::new();
+        if !self.any_due(now) {
+            return due;
+        }
         while let Some(entry) = self.entries.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             due.push(entry.remove());
         }
+        if !due.is_empty() {
+            self.find_first();
+        }
         due
     }
 
     /// Removes and returns the earliest entry, due or not.
     pub fn pop_first(&mut self) -> Option<T> {
-        self.entries.pop_first().map(|(_, what)| what)
+        let first = self.entries.pop_first().map(|(_, what)| what);
+        self.find_first();
+        first
     }
 
     /// How many entries are armed.
@@ -90,6 +119,16 @@ impl<T> Timers<T> {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// The earlier of two deadlines, either of which may be absent.
+#[inline]
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -172,5 +211,32 @@ mod tests {
         timers.insert(t0, "now");
         assert_eq!(timers.pop_expired(t0), vec!["now"]);
         assert_eq!(timers.timeout(t0), Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_earliest_deadline_is_kept_through_any_arming_cancelling_and_firing() {
+        // Against the tree itself, over a long pseudo-random mix of every change.
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        let mut ids = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..5_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = t0 + Duration::from_millis(x % 64);
+            match x % 5 {
+                0 | 1 => ids.push(timers.insert(at, step)),
+                2 if !ids.is_empty() => {
+                    let id = ids.swap_remove((x as usize / 5) % ids.len());
+                    timers.cancel(id);
+                }
+                3 => drop(timers.pop_expired(at)),
+                _ => drop(timers.pop_first()),
+            }
+            let truth = timers.entries.keys().next().map(|(when, _)| *when);
+            assert_eq!(timers.next_deadline(), truth, "after step {step}");
+            assert_eq!(timers.any_due(at), truth.is_some_and(|t| t <= at));
+        }
     }
 }

@@ -76,7 +76,6 @@ struct PerIp {
 pub struct Connections {
     registry: Registry,
     listener: TcpListener,
-    listener_token: Token,
     conns: Slab<Conn>,
     timers: Timers<Timer>,
     limits: Limits,
@@ -163,7 +162,6 @@ impl Connections {
         Ok(Connections {
             registry,
             listener,
-            listener_token: token,
             conns: Slab::new(),
             timers: Timers::default(),
             limits,
@@ -196,11 +194,6 @@ impl Connections {
     /// Where we listen.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-
-    /// Whether `token` names the listener.
-    pub fn is_listener(&self, token: Token) -> bool {
-        token == self.listener_token
     }
 
     /// The shared read buffer, lent to the console between connection reads.
