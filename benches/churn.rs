@@ -1,5 +1,5 @@
 //! `cargo bench --bench churn [-- --quick] [-- --no-peerchat] [-- --hostile-only]
-//! [-- --stream-only] [-- --callgrind-only]`: peerchat
+//! [-- --stream-only] [-- --callgrind-only] [-- --churn-only]`: peerchat
 //! against three baselines measured in the same run, under connection churn (at three
 //! concurrencies), one persistent stream of lines, many held connections, fan-out and idle,
 //! plus the instructions per message under callgrind where valgrind is on PATH; then peerchat
@@ -38,7 +38,8 @@
 //! in a second table, printed after the first. `--quick` runs the streams, held slots and
 //! connect flood at a quarter of the size with 20 legitimate messages; `--hostile-only`
 //! runs only this scenario, `--stream-only` only the streams, `--callgrind-only` only the
-//! instructions per message.
+//! instructions per message, `--churn-only` only the churn (at the concurrencies of
+//! `PEERCHAT_BENCH_CHURN_C`, a comma-separated list, when it is set).
 
 #[path = "churn/attacks.rs"]
 mod attacks;
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
     let mut hostile_only = false;
     let mut stream_only = false;
     let mut callgrind_only = false;
+    let mut churn_only = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             "--hostile-only" => hostile_only = true,
             "--stream-only" => stream_only = true,
             "--callgrind-only" => callgrind_only = true,
+            "--churn-only" => churn_only = true,
             "--bench" => {} // added by `cargo bench`
             other => eprintln!("churn bench: ignoring argument {other:?}"),
         }
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         hostile: hostile_only,
         stream: stream_only,
         callgrind: callgrind_only,
+        churn: churn_only,
     };
     match bench(quick, with_peerchat, only) {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,11 +186,12 @@ struct Only {
     hostile: bool,
     stream: bool,
     callgrind: bool,
+    churn: bool,
 }
 
 impl Only {
     fn any(self) -> bool {
-        self.hostile || self.stream || self.callgrind
+        self.hostile || self.stream || self.callgrind || self.churn
     }
 }
 
@@ -235,9 +240,25 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             callgrind_runs: 5,
         }
     };
+    // The churn's concurrencies, when given (`PEERCHAT_BENCH_CHURN_C=256` or `8,64`).
+    if let Ok(list) = std::env::var("PEERCHAT_BENCH_CHURN_C") {
+        let cs: Vec<usize> = list
+            .split(',')
+            .filter_map(|c| c.trim().parse().ok())
+            .filter(|&c| c > 0)
+            .collect();
+        if cs.is_empty() {
+            return Err(format!(
+                "PEERCHAT_BENCH_CHURN_C={list:?}: expected concurrencies such as 8,64,256"
+            ));
+        }
+        cfg.churn_cs = cs;
+    }
     // One scenario alone: the others do not run.
     if only.any() {
-        cfg.churn_runs = 0;
+        if !only.churn {
+            cfg.churn_runs = 0;
+        }
         cfg.held_runs = 0;
         cfg.fanout_runs = 0;
         cfg.idle_runs = 0;

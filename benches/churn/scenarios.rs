@@ -134,6 +134,27 @@ fn listen_overflows() -> u64 {
         .unwrap_or(0)
 }
 
+/// Sockets in TIME_WAIT (`tw` in `/proc/net/sockstat`): each churn message leaves one, on
+/// the sender's side, for a minute, up to the kernel's cap (`tcp_max_tw_buckets`), beyond
+/// which closing skips the state. Printed at the start of each churn run: a run's rate moves
+/// with what the previous runs left (by a fifth and more, whoever the contender), and is
+/// read beside it.
+fn time_wait() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("TCP:"))
+        .and_then(|rest| {
+            let mut words = rest.split_whitespace();
+            while let Some(word) = words.next() {
+                if word == "tw" {
+                    return words.next().and_then(|v| v.parse().ok());
+                }
+            }
+            None
+        })
+        .unwrap_or(0)
+}
+
 /// Sizes of one bench invocation.
 pub struct Config {
     pub churn_runs: usize,
@@ -237,6 +258,7 @@ pub fn churn(
     let n = cfg.churn_n;
     let result = (|| {
         let overflows_before = listen_overflows();
+        let waiting = time_wait();
         let deadline = Instant::now() + Duration::from_secs(120);
         let stats = load::churn(
             c.addr,
@@ -303,7 +325,7 @@ pub fn churn(
         table.add(rows.late, kind, (sent as usize - unique) as f64);
         eprintln!(
             "  churn  C={cc:<3} run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  {overflows} listen \
-             overflows, {} connect errors retried",
+             overflows, {} connect errors retried; {waiting} TIME_WAIT at the start",
             kind.name(),
             pct(0.50),
             pct(0.99),

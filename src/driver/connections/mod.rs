@@ -119,6 +119,10 @@ pub struct Connections {
     /// possibly left (edge-triggered readiness will not announce it again), or reading was
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
     queue: Vec<usize>,
+    /// Queued connections closed since this turn took the queue: their places in the
+    /// turn's copy are stale, and are skipped (a connection that took such a key in the
+    /// same turn would otherwise get that turn too, and could keep two places).
+    left_queue: Vec<usize>,
     /// Queued connections held back unread for order (`Inbound::held`).
     held_back: usize,
     /// Connections accepted this turn while no other inbound connection was open, in the
@@ -177,6 +181,7 @@ impl Connections {
             sweep: None,
             inbound: 0,
             queue: Vec::new(),
+            left_queue: Vec::new(),
             accepted: Vec::new(),
             held_back: 0,
             unfinished: 0,
@@ -284,6 +289,7 @@ impl Connections {
     /// Takes the queue of connections waiting for their turn; give each its turn with
     /// [`Connections::take_turn`], and what is left back with [`Connections::requeue`].
     pub fn take_queue(&mut self) -> Vec<usize> {
+        self.left_queue.clear();
         std::mem::take(&mut self.queue)
     }
 
@@ -291,7 +297,9 @@ impl Connections {
     /// ahead of those queued since: they waited longer (and a sender's older connection
     /// keeps its place before its newer one).
     pub fn requeue(&mut self, keys: &[usize]) {
-        self.queue.splice(0..0, keys.iter().copied());
+        let left = &self.left_queue;
+        let kept = keys.iter().copied().filter(|key| !left.contains(key));
+        self.queue.splice(0..0, kept);
     }
 
     /// Queues inbound connection `key`, unread, held back for order (stdout is behind).
@@ -328,6 +336,9 @@ impl Connections {
 
     /// The turn of a queued connection: its share is read.
     pub fn take_turn(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        if !self.left_queue.is_empty() && self.left_queue.contains(&key) {
+            return; // a stale place: see `left_queue`
+        }
         if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
             if conn.queued {
                 conn.queued = false;
@@ -563,6 +574,7 @@ impl Connections {
     fn give_back_memory(&mut self) {
         self.conns.shrink_to_fit();
         self.queue.shrink_to_fit();
+        self.left_queue.shrink_to_fit();
         self.messages.shrink_to_fit();
         self.spares.clear();
         self.prune_idle_slots();
@@ -619,6 +631,7 @@ impl Connections {
                         // Its place in the queue goes with it: a connection that takes its
                         // key would otherwise get that turn as well as its own.
                         self.queue.retain(|&k| k != key);
+                        self.left_queue.push(key);
                         if c.held {
                             self.held_back = self.held_back.saturating_sub(1);
                         }
@@ -975,6 +988,60 @@ mod tests {
         conns.close(keys[0], &mut effects);
         assert_eq!(conns.queue, [keys[1]]);
         assert!(conns.holds_back(), "the other one still waits");
+    }
+
+    /// A queued connection closed after the turn took the queue leaves a stale place in
+    /// the turn's copy: a connection that took its key in the same turn is not read there
+    /// (its own place comes next turn), and is not put back twice.
+    #[test]
+    fn a_stale_place_in_the_turns_queue_is_skipped() {
+        let (mut conns, to) = fresh();
+        let ip = IpAddr::from([127, 0, 171, 4]);
+        let old = accept_from(&mut conns, to, ip);
+        conns.defer(old);
+        let turns_copy = conns.take_queue();
+        let mut effects = Vec::new();
+        conns.close(old, &mut effects); // a victim of another's read, say
+        let new = accept_from(&mut conns, to, ip);
+        assert_eq!(new, old, "the slab gives the key again");
+        // The newcomer's share ran out in this turn: it queued itself.
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(new) {
+            conn.queued = true;
+            conns.queue.push(new);
+        }
+        let mut node = Node::new(
+            crate::node::Settings {
+                header: crate::wire::OwnHeader {
+                    name: "me".into(),
+                    format: crate::wire::Format::Standard,
+                    port: 5000,
+                    claim: None,
+                },
+                history: 10,
+                persist: false,
+                static_peers: Vec::new(),
+                max_in_flight: 8,
+                quit_wait: Duration::from_secs(2),
+                max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
+                own_ips: Vec::new(),
+                discovery: None,
+            },
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        for &key in &turns_copy {
+            conns.take_turn(key, &mut node, Instant::now(), &mut effects);
+        }
+        assert!(
+            matches!(conns.conns.get(new), Some(Conn::In(c)) if c.queued),
+            "not read in the old one's place"
+        );
+        conns.requeue(&turns_copy);
+        assert_eq!(conns.queue, [new], "one place, its own");
+        // Next turn the place is its own again: read (to its end, here, and closed).
+        let next = conns.take_queue();
+        conns.take_turn(next[0], &mut node, Instant::now(), &mut effects);
+        assert!(conns.conns.get(new).is_none(), "read");
     }
 
     /// The idle sweep spares a connection waiting for its turn: it has not been read since
