@@ -327,7 +327,7 @@ impl EventLoop {
                 || self.udp.as_ref().is_some_and(Udp::wants_turn))
                 && !self.behind();
             let compacting = self.journal.as_ref().is_some_and(Journal::compacting);
-            let console_waiting = self.console_open() && self.console_has_more();
+            let console_waiting = self.console_has_more() && self.console_open();
             let timeout = if console_waiting || reads_waiting || compacting {
                 Some(Duration::ZERO)
             } else {
@@ -375,8 +375,10 @@ impl EventLoop {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         // A connection alone with work reads a larger share (fewer turns, each with a
         // poll and a write): nobody waits behind it.
+        // Whether it is alone is all that counts: two are enough.
         let ready = events.iter().filter(|e| self.conns.brings_work(e.token()));
-        self.conns.set_contenders(queue.len() + ready.count());
+        self.conns
+            .set_contenders(queue.len() + ready.take(2).count());
         for event in events.iter() {
             match event.token() {
                 Token(key) if key < FIRST_SOURCE => {
@@ -657,10 +659,11 @@ impl EventLoop {
     /// does not fit is dropped (and reported once it drains). A terminal or a file never
     /// drops.
     fn watch_stdout(&mut self, now: Instant) {
-        if self.stdout.take_progress() || !self.behind() {
+        let behind = self.behind();
+        if self.stdout.take_progress() || !behind {
             self.stalled_since = None;
         }
-        if self.behind() {
+        if behind {
             let since = *self.stalled_since.get_or_insert(now);
             if self.stdout.kind() == Kind::Pipe && now >= since + STDOUT_STALL {
                 self.stdout.set_dropping(true);

@@ -141,14 +141,18 @@ pub struct Connections {
     gave_back: bool,
     /// How much a connection reads in its turn: set each turn by [`Connections::set_contenders`].
     share: Share,
+    /// The share of a connection alone with work (bounded by the limits: see
+    /// [`Connections::set_contenders`]).
+    alone: Share,
     /// Reused buffers: nothing is allocated per event on the hot path.
     read_buf: Box<[u8]>,
     messages: Vec<wire::Message>,
     /// The strings of messages already shown, for the decoders to take again.
     spares: wire::Spares,
-    /// The latest `now` and its [`secs_since`] `started`: a turn hands every event the
-    /// same `now`, so the subtraction is done once per turn, not per connection.
-    secs_at: (Instant, u32),
+    /// The second [`Connections::now_secs`] last found: it began at `.0` (`started` plus
+    /// that many seconds) and ends before `.1`; `.2` is its number. A `now` within it is
+    /// told by comparing, without the subtraction, once a second rather than once a turn.
+    second: (Instant, Instant, u32),
 }
 
 impl Connections {
@@ -163,6 +167,11 @@ impl Connections {
         now: Instant,
     ) -> io::Result<Self> {
         registry.register(&mut listener, token, Interest::READABLE)?;
+        let alone = Share {
+            bytes: (limits.max_unfinished / UNFINISHED_SHARES / 2)
+                .clamp(Share::SHARED.bytes, Share::ALONE.bytes),
+            ..Share::ALONE
+        };
         Ok(Connections {
             registry,
             listener,
@@ -189,10 +198,15 @@ impl Connections {
             read_since_shrink: 0,
             gave_back: false,
             share: Share::SHARED,
+            alone,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
             spares: wire::Spares::default(),
-            secs_at: (now, 0),
+            second: (
+                now,
+                now.checked_add(Duration::from_secs(1)).unwrap_or(now),
+                0,
+            ),
         })
     }
 
@@ -225,11 +239,7 @@ impl Connections {
     /// be taken for unfinished ones.
     pub fn set_contenders(&mut self, contenders: usize) {
         self.share = match contenders {
-            0 | 1 => Share {
-                bytes: (self.limits.max_unfinished / UNFINISHED_SHARES / 2)
-                    .clamp(Share::SHARED.bytes, Share::ALONE.bytes),
-                ..Share::ALONE
-            },
+            0 | 1 => self.alone,
             _ => Share::SHARED,
         };
     }
@@ -771,12 +781,27 @@ impl Connections {
         Some(slot)
     }
 
-    /// Whole seconds from `started` to `now`, remembered for the turn.
+    /// Whole seconds from `started` to `now` ([`secs_since`]), from the second last found
+    /// when `now` is still in it.
+    #[inline]
     fn now_secs(&mut self, now: Instant) -> u32 {
-        if self.secs_at.0 != now {
-            self.secs_at = (now, secs_since(self.started, now));
+        let (from, until, secs) = self.second;
+        if from <= now && now < until {
+            return secs;
         }
-        self.secs_at.1
+        self.find_second(now)
+    }
+
+    #[inline(never)]
+    fn find_second(&mut self, now: Instant) -> u32 {
+        let secs = secs_since(self.started, now);
+        // Never past the clock's range in practice; an empty span then (found each time).
+        let from = (self.started)
+            .checked_add(Duration::from_secs(u64::from(secs)))
+            .unwrap_or(now);
+        let until = from.checked_add(Duration::from_secs(1)).unwrap_or(from);
+        self.second = (from, until, secs);
+        secs
     }
 }
 
@@ -993,6 +1018,28 @@ mod tests {
         conns.close(keys[0], &mut effects);
         assert_eq!(conns.queue, [keys[1]]);
         assert!(conns.holds_back(), "the other one still waits");
+    }
+
+    /// Whole seconds told from the second last found agree with the subtraction, for
+    /// times in any order (a turn's `now` only grows, a test's need not).
+    #[test]
+    fn whole_seconds_from_the_second_last_found_are_the_subtractions() {
+        let (mut conns, _) = fresh();
+        let start = conns.started;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly small steps within a second or two, sometimes far.
+            let nanos = if x.is_multiple_of(8) {
+                x % 100_000_000_000
+            } else {
+                x % 2_500_000_000
+            };
+            let now = start + Duration::from_nanos(nanos);
+            assert_eq!(conns.now_secs(now), secs_since(start, now), "{nanos} ns");
+        }
     }
 
     /// A queued connection closed after the turn took the queue leaves a stale place in
