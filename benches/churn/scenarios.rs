@@ -136,9 +136,9 @@ fn listen_overflows() -> u64 {
 
 /// Sockets in TIME_WAIT (`tw` in `/proc/net/sockstat`): each churn message leaves one, on
 /// the sender's side, for a minute, up to the kernel's cap (`tcp_max_tw_buckets`), beyond
-/// which closing skips the state. Printed at the start of each churn run: a run's rate moves
-/// with what the previous runs left (by a fifth and more, whoever the contender), and is
-/// read beside it.
+/// which closing skips the state. Printed at the start of each churn run, beside its rate:
+/// the count was a suspect for the spread between runs, and runs at the cap spread as
+/// widely as the others.
 fn time_wait() -> u64 {
     let text = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
     text.lines()
