@@ -1,5 +1,5 @@
-//! Driving one simulated node exactly as the real driver does (src/driver/event_loop.rs
-//! and src/driver/connections.rs): one input; then its effects; then `poll_transmit`
+//! Driving one simulated node exactly as the real driver does (src/driver/event_loop/
+//! and src/driver/connections/): one input; then its effects; then `poll_transmit`
 //! until `None`, one connection each; then `on_timeout` if `poll_timeout` is due; the
 //! process ends once `is_finished`. And the receiving end of a connection: the real bytes
 //! (`node.header().encode(local_ip, &text)`) through a real `wire::Decoder`, fed in

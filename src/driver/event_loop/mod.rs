@@ -7,13 +7,16 @@
 //! idle peer sleeps in `poll`. Each turn, with one reading of the clock after `poll`:
 //! handle events, read what the budget left over, read the console, fire due timers; then
 //! open connections for what the node hands out, and write the journal and stdout once.
+//! The console's side is in `console.rs`, the end of a turn's output and stdout's pace in
+//! `output.rs`.
 //!
 //! Rules this loop keeps (see mio's `Poll` docs):
 //! - readiness is edge-triggered: accept, read and write until `WouldBlock`; a connection
 //!   that spends its read budget is read again next turn without waiting;
 //! - events are hints: the truth is what `read`/`write` return, so a stale or spurious
 //!   event for a reused slot only costs a `WouldBlock`;
-//! - a connection is deregistered before it is dropped;
+//! - a connection is closed without a `deregister`, which mio asks for: on Linux closing
+//!   its only descriptor takes it out of the epoll set (see `Connections::close`);
 //! - nothing blocks: connects are non-blocking, writes keep their unsent rest, and
 //!   every outgoing connection has a deadline.
 
@@ -24,13 +27,16 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
+mod console;
+mod output;
+
 use crate::config::Config;
 use crate::driver::connections::Connections;
 use crate::driver::discovery::Udp;
-use crate::driver::journal::{Flushed, Journal};
+use crate::driver::journal::Journal;
 use crate::driver::net;
 use crate::driver::stdin::{self, Input};
-use crate::driver::stdout::{Kind, Stdout};
+use crate::driver::stdout::Stdout;
 use crate::driver::terminal::RawInput;
 use crate::node::commands::Command;
 use crate::node::event::Event;
@@ -570,115 +576,6 @@ impl EventLoop {
         }
     }
 
-    /// Ends a turn's output: the journal first (so that whatever is shown is already
-    /// remembered), then stdout, without blocking.
-    fn flush_output(&mut self, now: Instant) {
-        if let Some(journal) = &mut self.journal {
-            let node = &self.node;
-            let notice = match journal.flush(now, || node.snapshot()) {
-                Flushed::Quietly => None,
-                Flushed::Failed(e) => Some(format!(
-                    "cannot write the state journal ({e}); trying again every second"
-                )),
-                Flushed::Recovered { rewritten: false } => {
-                    Some("the state journal is written again; nothing was lost".to_owned())
-                }
-                Flushed::Recovered { rewritten: true } => Some(
-                    "the state journal is written again (rewritten from what is known now: some messages of the outage are not in it)"
-                        .to_owned(),
-                ),
-            };
-            if let Some(notice) = notice {
-                self.effects.push(Effect::Show(Event::Warning(notice)));
-                self.apply_effects(now);
-            }
-        }
-        if self.stdout_broken {
-            return;
-        }
-        if self.raw_input.is_some() {
-            let mut logs = String::new();
-            crate::driver::logsink::take(&mut logs);
-            if !logs.is_empty() {
-                self.output.show_text(&logs);
-            }
-        }
-        let cols = self
-            .raw_input
-            .as_ref()
-            .map_or(crate::driver::terminal::DEFAULT_COLS, RawInput::cols);
-        let prompt = (self.interactive && !self.node.is_quitting()).then(|| {
-            let prompt = self.node.prompt();
-            self.console
-                .editing(prompt, cols)
-                .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
-        });
-        let stdout = &mut self.stdout;
-        self.output.drain(prompt, |bytes| stdout.push_owned(bytes));
-        let mut flushed = self.stdout.flush();
-        let dropped = self.stdout.take_dropped();
-        if dropped > 0 && flushed.is_ok() {
-            // Told at once, not at the next event: an idle peer may have none.
-            self.effects.push(Effect::Show(Event::Warning(format!(
-                "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
-                self.stdout.limit()
-            ))));
-            self.apply_effects(now);
-            let stdout = &mut self.stdout;
-            self.output.drain(None, |bytes| stdout.push_owned(bytes));
-            flushed = self.stdout.flush();
-        }
-        if self.give_back_output && self.stdout.backlog() == 0 {
-            self.give_back_output = false;
-            self.output.give_back();
-            self.stdout.give_back();
-        }
-        if let Err(e) = flushed {
-            self.stdout_broken = true;
-            if self.config.headless {
-                log::warn!("stdout failed ({e}); running on without output");
-            } else {
-                // Nobody reads us any more: leave politely.
-                log::warn!("stdout failed ({e}); quitting");
-                self.node.quit(now, &mut self.effects);
-                self.apply_effects(now);
-            }
-        }
-    }
-
-    /// Whether stdout is so far behind that reading the network must wait: a reader that
-    /// keeps up, however slowly, then loses nothing (the senders wait, through TCP).
-    fn behind(&self) -> bool {
-        !self.stdout_broken
-            && !self.stdout.is_dropping()
-            && self.output.buffered() + self.stdout.backlog() >= self.config.limits.stdout_buffer
-    }
-
-    /// After each turn's flush: notes whether stdout is behind and taking nothing. A pipe
-    /// that takes nothing for [`STDOUT_STALL`] is not being read: reading resumes and what
-    /// does not fit is dropped (and reported once it drains). A terminal or a file never
-    /// drops.
-    fn watch_stdout(&mut self, now: Instant) {
-        let behind = self.behind();
-        if self.stdout.take_progress() || !behind {
-            self.stalled_since = None;
-        }
-        if behind {
-            let since = *self.stalled_since.get_or_insert(now);
-            if self.stdout.kind() == Kind::Pipe && now >= since + STDOUT_STALL {
-                self.stdout.set_dropping(true);
-            }
-        }
-    }
-
-    /// When a stalled pipe on stdout will count as not being read.
-    fn stall_deadline(&self) -> Option<Instant> {
-        let pipe = self.stdout.kind() == Kind::Pipe && !self.stdout.is_dropping();
-        self.stalled_since
-            .filter(|_| pipe)
-            .map(|since| since + STDOUT_STALL)
-    }
-
     fn on_signal(&mut self, now: Instant) {
         use rustix::process::Signal;
         let mut quit = false;
@@ -703,104 +600,6 @@ impl EventLoop {
         if quit {
             // A second Ctrl-C while quitting stops waiting for the `exit` messages.
             self.node.interrupt(now, &mut self.effects);
-        }
-    }
-
-    /// Ctrl-Z: erases the edited row and writes what is pending, gives the terminal back and
-    /// stops; once continued, the next flush draws the row again.
-    fn suspend(&mut self, now: Instant) {
-        self.output.redraw_prompt();
-        self.flush_output_without_prompt(now);
-        match &mut self.raw_input {
-            Some(raw) => raw.suspend(),
-            None => {
-                let _ = rustix::process::kill_process(
-                    rustix::process::getpid(),
-                    rustix::process::Signal::STOP,
-                );
-            }
-        }
-    }
-
-    /// Writes what is rendered, without the prompt, waiting a moment for the terminal.
-    fn flush_output_without_prompt(&mut self, _now: Instant) {
-        if self.stdout_broken {
-            return;
-        }
-        let stdout = &mut self.stdout;
-        self.output.drain(None, |bytes| stdout.push_owned(bytes));
-        let _ = self.stdout.finish(Duration::from_millis(200));
-    }
-
-    /// Whether console input waits: read and not yet taken, or left to read.
-    fn console_has_more(&self) -> bool {
-        !self.inputs.is_empty() || self.console.wants_turn()
-    }
-
-    /// Whether console input is taken now: the node has room for what a line may send, and
-    /// stdout keeps up with what it may print.
-    /// Tab: completes the word before the cursor from the node's commands, names and
-    /// addresses; when several remain and nothing more is shared, lists them.
-    fn complete(&mut self) {
-        let Some((word, first)) = self.console.word_to_complete() else {
-            return;
-        };
-        let candidates = self.node.completions(&word, first);
-        if self.console.complete(&candidates) {
-            self.output.redraw_prompt();
-        } else if candidates.len() > 1 {
-            let list = candidates.join("  ");
-            self.effects.push(Effect::Show(Event::Info(list)));
-        }
-    }
-
-    fn console_open(&self) -> bool {
-        self.node.wants_input() && !self.behind()
-    }
-
-    /// Reads the console (once what was read before is all taken) and hands lines to the
-    /// node while it takes them.
-    fn read_console(&mut self, now: Instant) {
-        if self.inputs.is_empty() {
-            let mut read = Vec::new();
-            self.console.read(self.conns.read_buf(), &mut read);
-            self.inputs.extend(read);
-        } else {
-            self.console.defer();
-        }
-        while let Some(input) = self.inputs.pop_front() {
-            if matches!(input, Input::Line(_)) && !self.console_open() {
-                self.inputs.push_front(input);
-                self.console.defer();
-                break;
-            }
-            match input {
-                Input::Line(line) => {
-                    self.console.remember(self.node.prompt(), &line);
-                    let echo = self
-                        .raw_input
-                        .is_some()
-                        .then(|| (self.node.prompt(), &*line));
-                    self.output.line_typed(echo);
-                    self.node.on_line(&line, now, &mut self.effects);
-                }
-                Input::Overlong(n) => self.effects.push(Effect::Show(Event::Warning(format!(
-                    "ignored a typed line of {n} bytes (the limit is {})",
-                    self.config.limits.max_line
-                )))),
-                Input::Eof => {
-                    let echo = self.raw_input.is_some().then(|| (self.node.prompt(), ""));
-                    self.output.line_typed(echo);
-                    self.node.quit(now, &mut self.effects);
-                }
-                Input::Edited => self.output.redraw_prompt(),
-                Input::Clear => self.output.clear_screen(),
-                Input::Complete => self.complete(),
-                Input::Unreadable(n) => self.effects.push(Effect::Show(Event::Warning(format!(
-                    "stdin sent {n} bytes without a line break: it is not read any more (quit with Ctrl-C or SIGTERM)"
-                )))),
-            }
-            self.apply_effects(now);
         }
     }
 }

@@ -1,0 +1,149 @@
+//! The end of a turn's output: the journal first, then stdout, without blocking; and
+//! stdout's pace: when it is behind, reading the network waits (the senders wait, through
+//! TCP), and a pipe that takes nothing for a while counts as not being read.
+
+use std::time::{Duration, Instant};
+
+use super::{EventLoop, STDOUT_STALL};
+use crate::driver::journal::Flushed;
+use crate::driver::stdout::Kind;
+use crate::driver::terminal::RawInput;
+use crate::node::event::Event;
+use crate::node::Effect;
+
+impl EventLoop {
+    /// Ends a turn's output: the journal first (so that whatever is shown is already
+    /// remembered), then stdout, without blocking.
+    pub(super) fn flush_output(&mut self, now: Instant) {
+        if let Some(journal) = &mut self.journal {
+            let node = &self.node;
+            let notice = match journal.flush(now, || node.snapshot()) {
+                Flushed::Quietly => None,
+                Flushed::Failed(e) => Some(format!(
+                    "cannot write the state journal ({e}); trying again every second"
+                )),
+                Flushed::Recovered { rewritten: false } => {
+                    Some("the state journal is written again; nothing was lost".to_owned())
+                }
+                Flushed::Recovered { rewritten: true } => Some(
+                    "the state journal is written again (rewritten from what is known now: some messages of the outage are not in it)"
+                        .to_owned(),
+                ),
+            };
+            if let Some(notice) = notice {
+                self.effects.push(Effect::Show(Event::Warning(notice)));
+                self.apply_effects(now);
+            }
+        }
+        if self.stdout_broken {
+            return;
+        }
+        if self.raw_input.is_some() {
+            let mut logs = String::new();
+            crate::driver::logsink::take(&mut logs);
+            if !logs.is_empty() {
+                self.output.show_text(&logs);
+            }
+        }
+        let cols = self
+            .raw_input
+            .as_ref()
+            .map_or(crate::driver::terminal::DEFAULT_COLS, RawInput::cols);
+        let prompt = (self.interactive && !self.node.is_quitting()).then(|| {
+            let prompt = self.node.prompt();
+            self.console
+                .editing(prompt, cols)
+                .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
+        });
+        let stdout = &mut self.stdout;
+        self.output.drain(prompt, |bytes| stdout.push_owned(bytes));
+        let mut flushed = self.stdout.flush();
+        let dropped = self.stdout.take_dropped();
+        if dropped > 0 && flushed.is_ok() {
+            // Told at once, not at the next event: an idle peer may have none.
+            self.effects.push(Effect::Show(Event::Warning(format!(
+                "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
+                self.stdout.limit()
+            ))));
+            self.apply_effects(now);
+            let stdout = &mut self.stdout;
+            self.output.drain(None, |bytes| stdout.push_owned(bytes));
+            flushed = self.stdout.flush();
+        }
+        if self.give_back_output && self.stdout.backlog() == 0 {
+            self.give_back_output = false;
+            self.output.give_back();
+            self.stdout.give_back();
+        }
+        if let Err(e) = flushed {
+            self.stdout_broken = true;
+            if self.config.headless {
+                log::warn!("stdout failed ({e}); running on without output");
+            } else {
+                // Nobody reads us any more: leave politely.
+                log::warn!("stdout failed ({e}); quitting");
+                self.node.quit(now, &mut self.effects);
+                self.apply_effects(now);
+            }
+        }
+    }
+
+    /// Whether stdout is so far behind that reading the network must wait: a reader that
+    /// keeps up, however slowly, then loses nothing (the senders wait, through TCP).
+    pub(super) fn behind(&self) -> bool {
+        !self.stdout_broken
+            && !self.stdout.is_dropping()
+            && self.output.buffered() + self.stdout.backlog() >= self.config.limits.stdout_buffer
+    }
+
+    /// After each turn's flush: notes whether stdout is behind and taking nothing. A pipe
+    /// that takes nothing for [`STDOUT_STALL`] is not being read: reading resumes and what
+    /// does not fit is dropped (and reported once it drains). A terminal or a file never
+    /// drops.
+    pub(super) fn watch_stdout(&mut self, now: Instant) {
+        let behind = self.behind();
+        if self.stdout.take_progress() || !behind {
+            self.stalled_since = None;
+        }
+        if behind {
+            let since = *self.stalled_since.get_or_insert(now);
+            if self.stdout.kind() == Kind::Pipe && now >= since + STDOUT_STALL {
+                self.stdout.set_dropping(true);
+            }
+        }
+    }
+
+    /// When a stalled pipe on stdout will count as not being read.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        let pipe = self.stdout.kind() == Kind::Pipe && !self.stdout.is_dropping();
+        self.stalled_since
+            .filter(|_| pipe)
+            .map(|since| since + STDOUT_STALL)
+    }
+
+    /// Ctrl-Z: erases the edited row and writes what is pending, gives the terminal back and
+    /// stops; once continued, the next flush draws the row again.
+    pub(super) fn suspend(&mut self, now: Instant) {
+        self.output.redraw_prompt();
+        self.flush_output_without_prompt(now);
+        match &mut self.raw_input {
+            Some(raw) => raw.suspend(),
+            None => {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::STOP,
+                );
+            }
+        }
+    }
+
+    /// Writes what is rendered, without the prompt, waiting a moment for the terminal.
+    fn flush_output_without_prompt(&mut self, _now: Instant) {
+        if self.stdout_broken {
+            return;
+        }
+        let stdout = &mut self.stdout;
+        self.output.drain(None, |bytes| stdout.push_owned(bytes));
+        let _ = self.stdout.finish(Duration::from_millis(200));
+    }
+}
