@@ -12,7 +12,7 @@ use super::{Effect, Node, Settings};
 use crate::node::event::Event;
 use crate::node::liveness::Liveness;
 use crate::node::peers::{Source, Status};
-use crate::wire::{Body, Dialect, Message, OwnHeader};
+use crate::wire::{Body, Dialect, Message};
 
 const GROUP: &str = "239.255.77.77:5077";
 
@@ -22,23 +22,11 @@ fn addr(s: &str) -> SocketAddr {
 
 fn node(discover: bool) -> Node {
     let me = Settings {
-        header: OwnHeader {
-            name: "me".into(),
-            format: crate::wire::Format::Standard,
-            port: 5000,
-            claim: None,
-        },
-        history: 10,
-        persist: false,
-        static_peers: Vec::new(),
-        max_in_flight: 8,
-        quit_wait: Duration::from_secs(2),
-        max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
-        own_ips: vec!["127.0.0.2".parse().expect("ip")],
         discovery: discover.then(|| discovery::Plan {
             group: addr(GROUP),
             interval: discovery::ANNOUNCE_INTERVAL,
         }),
+        ..Settings::for_tests()
     };
     Node::new(
         me,

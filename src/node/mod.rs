@@ -101,6 +101,30 @@ pub struct Settings {
     pub discovery: Option<discovery::Plan>,
 }
 
+#[cfg(test)]
+impl Settings {
+    /// Settings for tests: `me` on port 5000 of 127.0.0.2 in the standard form, claiming
+    /// no address, ten messages of history, no static peers, no discovery.
+    pub(crate) fn for_tests() -> Settings {
+        Settings {
+            header: OwnHeader {
+                name: "me".into(),
+                format: crate::wire::Format::Standard,
+                port: 5000,
+                claim: None,
+            },
+            history: 10,
+            persist: false,
+            static_peers: Vec::new(),
+            max_in_flight: 8,
+            quit_wait: Duration::from_secs(2),
+            max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
+            own_ips: vec!["127.0.0.2".parse().expect("ip")],
+            discovery: None,
+        }
+    }
+}
+
 /// The protocol state of one peer.
 #[derive(Debug)]
 pub struct Node {

@@ -1062,22 +1062,7 @@ mod tests {
             conns.queue.push(new);
         }
         let mut node = Node::new(
-            crate::node::Settings {
-                header: crate::wire::OwnHeader {
-                    name: "me".into(),
-                    format: crate::wire::Format::Standard,
-                    port: 5000,
-                    claim: None,
-                },
-                history: 10,
-                persist: false,
-                static_peers: Vec::new(),
-                max_in_flight: 8,
-                quit_wait: Duration::from_secs(2),
-                max_peers_per_ip: crate::node::peers::MAX_PEERS_PER_IP,
-                own_ips: Vec::new(),
-                discovery: None,
-            },
+            crate::node::Settings::for_tests(),
             crate::node::liveness::Liveness::new(Duration::ZERO, 3),
             (Instant::now(), 0),
         );
