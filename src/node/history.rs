@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use crate::wire::Run;
+
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -209,50 +211,54 @@ impl History {
         if self.count >= self.capacity {
             self.forget_messages(1);
         }
-        self.keep(at, name, text, (1, 0));
+        self.keep(at, name, text, 1);
     }
 
-    /// Adds a copy of `lines` messages from one sender at once: with `lines` above 1,
-    /// `text` is their texts joined with `\n` (none holding `\n` of its own), as a run
-    /// of lines is ([`crate::wire::Run::text`]). Kept as one, and shown by
-    /// [`History::last`] as the messages they are; the oldest messages are forgotten as
-    /// by [`History::push_copy`], one by one under the capacity, with the run whole
-    /// under the byte bounds.
+    /// Adds a copy of the messages of a run of lines from one sender at once. Kept as
+    /// one, and shown by [`History::last`] as the messages they are; the oldest messages
+    /// are forgotten as by [`History::push_copy`], one by one under the capacity, with the
+    /// run whole under the byte bounds.
     pub fn push_lines(
         &mut self,
         at: (i64, Direction, Option<SocketAddr>),
         name: Option<&str>,
-        text: &str,
-        lines: usize,
+        run: &Run,
     ) {
-        if self.capacity == 0 || lines == 0 {
+        let (text, lines) = (run.text(), run.line_count());
+        if self.capacity == 0 {
             return;
         }
         if lines > 1 && text.len() > MAX_HISTORY_BYTES {
             // Larger than the byte bound (a line near `--max-line` when that is set near
             // it, and the lines after it): whole, it would not be kept at all; line by
             // line, the newest are.
-            for line in text.split('\n') {
+            for line in run.lines() {
                 self.push_copy(at, name, line);
             }
             return;
         }
         // Once full, one message goes for each that comes; the byte bounds may take more.
-        // Those of this run beyond the capacity are dropped once it is in.
+        // A run longer than what is left to forget loses its own first lines as it comes
+        // (a stream's turn of 100-byte lines is 2,600 of them, the capacity 1,000): only
+        // the lines kept are copied.
         let excess = (self.count + lines).saturating_sub(self.capacity);
         let beyond = self.forget_messages(excess);
-        self.keep(at, name, text, (lines, beyond));
+        // Never none: what is forgotten first is the older messages, and the capacity is
+        // at least one.
+        if let (Some(kept), Some(text)) = (lines.checked_sub(beyond), run.text_from(beyond)) {
+            self.keep(at, name, text, kept);
+        }
     }
 
-    /// Adds a copy of `lines` messages, the first `dropped` of them forgotten already,
-    /// within the byte bounds (room was made under the capacity).
+    /// Adds a copy of `lines` messages (`text`: theirs joined with `\n`), within the byte
+    /// bounds (room was made under the capacity).
     #[inline(always)]
     fn keep(
         &mut self,
         (millis, direction, addr): (i64, Direction, Option<SocketAddr>),
         name: Option<&str>,
         text: &str,
-        (lines, beyond): (usize, usize),
+        lines: usize,
     ) {
         let name_bytes = name.map_or(&[][..], str::as_bytes);
         let more = name_bytes.len().saturating_add(text.len());
@@ -263,12 +269,11 @@ impl History {
             return;
         }
         let at = self.place(more);
-        let (Ok(start), Ok(name_len), Ok(text_len), Ok(lines), Ok(dropped)) = (
+        let (Ok(start), Ok(name_len), Ok(text_len), Ok(lines)) = (
             u32::try_from(at),
             u32::try_from(name_bytes.len()),
             u32::try_from(text.len()),
             u32::try_from(lines),
-            u32::try_from(beyond),
         ) else {
             // Never: lengths are within `MAX_HELD_BYTES`, offsets within the largest
             // buffer allocated, `room_for(MAX_HELD_BYTES)`; an emptied history rather than
@@ -306,9 +311,9 @@ impl History {
             name_len,
             text_len,
             lines,
-            dropped,
+            dropped: 0,
         });
-        self.count += lines.saturating_sub(dropped) as usize;
+        self.count += lines as usize;
         self.bytes += text.len();
         self.held += more;
         if self.buf.capacity() > 2 * self.held + 2 * MIN_ROOM {
@@ -851,20 +856,24 @@ mod tests {
                     self.bytes -= bytes;
                 }
             }
-            fn push(&mut self, group: Vec<Entry>, bytes: usize) {
+            fn push(&mut self, group: Vec<Entry>) {
                 if self.capacity == 0 {
                     return;
                 }
                 let beyond = self.forget((self.count + group.len()).saturating_sub(self.capacity));
+                // The run's own lines beyond the capacity are never held: their bytes
+                // do not count.
+                let group = group[beyond..].to_vec();
+                let bytes = group.iter().map(|e| e.text.len() + 1).sum::<usize>() - 1;
                 while self.bytes + bytes > MAX_HISTORY_BYTES && !self.groups.is_empty() {
                     self.pop();
                 }
                 if bytes > MAX_HISTORY_BYTES {
                     return;
                 }
-                self.count += group.len() - beyond;
+                self.count += group.len();
                 self.bytes += bytes;
-                self.groups.push_back((group, beyond, bytes));
+                self.groups.push_back((group, 0, bytes));
             }
             fn all(&self) -> Vec<Entry> {
                 let kept =
@@ -909,8 +918,8 @@ mod tests {
                 let texts: Vec<&str> = group.iter().map(|e| e.text.as_str()).collect();
                 let joined = texts.join("\n");
                 let at = (i, Direction::In, group[0].addr);
-                h.push_lines(at, name.as_deref(), &joined, lines);
-                model.push(group, joined.len());
+                h.push_lines(at, name.as_deref(), &Run::from(joined.as_str()));
+                model.push(group);
                 let at = format!("capacity {capacity}, step {i}");
                 assert_eq!((h.len(), h.bytes), (model.count, model.bytes), "{at}");
                 assert!(h.len() <= capacity, "{at}");
@@ -937,7 +946,7 @@ mod tests {
             h.push_copy((0, Direction::In, None), Some("bob"), "before");
         }
         let at = (1, Direction::In, None);
-        run.push_lines(at, Some("carol"), &lines.join("\n"), lines.len());
+        run.push_lines(at, Some("carol"), &Run::from(lines.join("\n").as_str()));
         for line in &lines {
             one_by_one.push_copy(at, Some("carol"), line);
         }

@@ -742,8 +742,7 @@ impl Node {
                 // One copy of the run into the history, not one per line.
                 let at = (millis, Direction::In, addr);
                 let name = from.name.as_deref();
-                self.history
-                    .push_lines(at, name, lines.text(), lines.line_count());
+                self.history.push_lines(at, name, &lines);
                 if let Some(addr) = addr {
                     let count = lines.line_count() as u64;
                     self.heard(table_from, addr, (count, dialect), now, out);

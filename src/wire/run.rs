@@ -36,6 +36,24 @@ impl Run {
         self.ends.len() + 1
     }
 
+    /// The lines from line `first` on (counted from 0), joined as in [`Run::text`]; `None`
+    /// past the last.
+    ///
+    /// ```
+    /// use peerchat::wire::Run;
+    /// let run = Run::from("one\ntwo\nthree");
+    /// assert_eq!(run.text_from(0), Some("one\ntwo\nthree"));
+    /// assert_eq!(run.text_from(2), Some("three"));
+    /// assert_eq!(run.text_from(3), None);
+    /// ```
+    pub fn text_from(&self, first: usize) -> Option<&str> {
+        let start = match first.checked_sub(1) {
+            None => 0,
+            Some(end) => *self.ends.get(end)? as usize + 1,
+        };
+        self.text.get(start..)
+    }
+
     /// Whether every line is known to be visible ASCII (0x20..=0x7E): a screen shows it
     /// as it is, with no escaping. (False says nothing: the line may be anything.)
     pub fn is_visible(&self) -> bool {
