@@ -457,17 +457,22 @@ impl Decoder {
         let (mut taken, mut cr) = (0, false);
         let ends = &mut spares.ends;
         ends.clear();
-        let clean = super::scan::newlines(bytes, first, |end| {
-            let line = bytes.get(taken..end).unwrap_or_default();
-            let (is_plain, ends_cr) = plain(line);
-            if ends.len() == max_lines || !is_plain {
-                return false;
-            }
-            cr |= ends_cr;
-            ends.push(end);
-            taken = end + 1;
-            true
-        });
+        let clean = super::scan::newlines(
+            bytes,
+            first,
+            #[inline(always)]
+            |end| {
+                let line = bytes.get(taken..end).unwrap_or_default();
+                let (is_plain, ends_cr) = plain(line);
+                if ends.len() == max_lines || !is_plain {
+                    return false;
+                }
+                cr |= ends_cr;
+                ends.push(end);
+                taken = end + 1;
+                true
+            },
+        );
         if ends.is_empty() {
             return (0, 0);
         }
