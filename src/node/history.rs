@@ -935,6 +935,35 @@ mod tests {
         }
     }
 
+    /// Under the capacity alone, a run keeps what its lines pushed one by one keep, however
+    /// long the run against the capacity (a run longer than what is left to forget copies
+    /// only its lines kept): checked against single messages, not against a model.
+    #[test]
+    fn a_run_keeps_what_its_lines_one_by_one_keep() {
+        let mut rng = crate::sim::rng::Rng::new(53);
+        for capacity in [1, 2, 3, 7, 50] {
+            let (mut runs, mut singles) = (History::new(capacity), History::new(capacity));
+            for i in 0..400 {
+                let lines: Vec<String> = (0..1 + rng.index(3 * capacity + 3))
+                    .map(|l| format!("{i}.{l}:") + &"\u{e9}".repeat(rng.index(20)))
+                    .collect();
+                let at = (i64::from(i), Direction::In, None);
+                runs.push_lines(at, Some("carol"), &Run::from(lines.join("\n").as_str()));
+                for line in &lines {
+                    singles.push_copy(at, Some("carol"), line);
+                }
+                let step = format!("capacity {capacity}, step {i}");
+                assert_eq!(runs.last(usize::MAX), singles.last(usize::MAX), "{step}");
+                assert_eq!(runs.len(), singles.len(), "{step}");
+                if lines.len() >= capacity {
+                    // The run alone fills the history: it holds only the lines kept.
+                    let kept = lines[lines.len() - capacity..].join("\n");
+                    assert_eq!(runs.bytes, kept.len(), "{step}");
+                }
+            }
+        }
+    }
+
     /// A run larger than the byte bound is kept as its lines would be one by one: the
     /// newest, not nothing.
     #[test]
