@@ -9,6 +9,7 @@
 //! stays armed between one connection and the next).
 
 use foldhash::{HashMap, HashMapExt};
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -117,12 +118,12 @@ pub struct Connections {
     inbound: usize,
     /// Inbound connections waiting for their next turn: their share ran out with data
     /// possibly left (edge-triggered readiness will not announce it again), or reading was
-    /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`).
-    queue: Vec<usize>,
-    /// Queued connections closed since this turn took the queue: their places in the
-    /// turn's copy are stale, and are skipped (a connection that took such a key in the
-    /// same turn would otherwise get that turn too, and could keep two places).
-    left_queue: Vec<usize>,
+    /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`), and
+    /// a connection closed takes its place with it.
+    queue: VecDeque<usize>,
+    /// How many at the front of `queue` get their turn in this loop turn
+    /// ([`Connections::start_turn`]); those queued during it come after them.
+    in_turn: usize,
     /// Queued connections held back unread for order (`Inbound::held`).
     held_back: usize,
     /// Connections accepted this turn while no other inbound connection was open, in the
@@ -189,8 +190,8 @@ impl Connections {
             idle_slots: 0,
             sweep: None,
             inbound: 0,
-            queue: Vec::new(),
-            left_queue: Vec::new(),
+            queue: VecDeque::new(),
+            in_turn: 0,
             accepted: Vec::new(),
             held_back: 0,
             unfinished: 0,
@@ -296,43 +297,31 @@ impl Connections {
         self.accepted = accepted;
     }
 
-    /// Takes the queue of connections waiting for their turn; give each its turn with
-    /// [`Connections::take_turn`], and what is left back with [`Connections::requeue`].
-    pub fn take_queue(&mut self) -> Vec<usize> {
-        self.left_queue.clear();
-        std::mem::take(&mut self.queue)
+    /// Starts a loop turn: the connections queued now get their turn in it, in order
+    /// ([`Connections::next_in_turn`]); how many. Those queued during the turn wait for the
+    /// next, and those the turn does not reach (stdout fell behind) stay ahead of them:
+    /// they waited longer, and a sender's older connection keeps its place before its newer
+    /// one.
+    pub fn start_turn(&mut self) -> usize {
+        self.in_turn = self.queue.len();
+        self.in_turn
     }
 
-    /// Puts back connections from [`Connections::take_queue`] that did not get their turn,
-    /// ahead of those queued since: they waited longer (and a sender's older connection
-    /// keeps its place before its newer one).
-    pub fn requeue(&mut self, keys: &[usize]) {
-        let left = &self.left_queue;
-        let kept = keys.iter().copied().filter(|key| !left.contains(key));
-        self.queue.splice(0..0, kept);
+    /// Whether connections are left whose turn it is in this loop turn.
+    pub fn turns_left(&self) -> bool {
+        self.in_turn > 0
     }
 
-    /// Queues inbound connection `key`, unread, held back for order (stdout is behind).
-    fn defer(&mut self, key: usize) {
-        if self.wait_behind(key) {
-            self.queue.push(key);
-        }
+    /// The next connection whose turn it is in this loop turn, taken from the queue; give
+    /// it its turn with [`Connections::take_turn`].
+    pub fn next_in_turn(&mut self) -> Option<usize> {
+        self.in_turn = self.in_turn.checked_sub(1)?;
+        self.queue.pop_front()
     }
 
-    /// Whether connections wait in the queue held back unread for order: deferred while
-    /// stdout was behind (a sender's newer connection must not be read before them), or
-    /// waiting behind those. Connections queued because their share of a turn ran out (a
-    /// stream) hold no one back: a newcomer is read at once.
-    pub fn holds_back(&self) -> bool {
-        self.held_back > 0
-    }
-
-    /// Marks inbound connection `key` as held back in this turn's queue (the caller
-    /// appends it there), when it is not waiting already: a readiness event that comes
-    /// while [`Connections::holds_back`] is served after those connections, so that a
-    /// sender whose earlier connection was deferred is not read out of order. False for
-    /// anything else (an outbound connection is driven at once).
-    pub fn wait_behind(&mut self, key: usize) -> bool {
+    /// Marks inbound connection `key` queued and held back for order, unless it waits
+    /// already; whether it was marked.
+    fn hold(&mut self, key: usize) -> bool {
         match self.conns.get_mut(key) {
             Some(Conn::In(conn)) if !conn.queued => {
                 conn.queued = true;
@@ -344,11 +333,38 @@ impl Connections {
         }
     }
 
+    /// Queues inbound connection `key` for the next turn, unread, held back for order
+    /// (stdout is behind).
+    fn defer(&mut self, key: usize) {
+        if self.hold(key) {
+            self.queue.push_back(key);
+        }
+    }
+
+    /// Whether connections wait in the queue held back unread for order: deferred while
+    /// stdout was behind (a sender's newer connection must not be read before them), or
+    /// waiting behind those. Connections queued because their share of a turn ran out (a
+    /// stream) hold no one back: a newcomer is read at once.
+    pub fn holds_back(&self) -> bool {
+        self.held_back > 0
+    }
+
+    /// Queues inbound connection `key` at the end of this turn's part of the queue, held
+    /// back, when it is not waiting already: a readiness event that comes while
+    /// [`Connections::holds_back`] is served after those connections, in the same turn, so
+    /// that a sender whose earlier connection was deferred is not read out of order. False
+    /// for anything else (an outbound connection is driven at once).
+    pub fn wait_behind(&mut self, key: usize) -> bool {
+        let held = self.hold(key);
+        if held {
+            self.queue.insert(self.in_turn, key);
+            self.in_turn += 1;
+        }
+        held
+    }
+
     /// The turn of a queued connection: its share is read.
     pub fn take_turn(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        if !self.left_queue.is_empty() && self.left_queue.contains(&key) {
-            return; // a stale place: see `left_queue`
-        }
         if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
             if conn.queued {
                 conn.queued = false;
@@ -461,7 +477,7 @@ impl Connections {
             ReadEnd::Drained => {}
             ReadEnd::Budget => {
                 conn.queued = true;
-                self.queue.push(key);
+                self.queue.push_back(key);
             }
             ReadEnd::Closed => self.close(key, out),
             ReadEnd::TooLong(e) => {
@@ -584,7 +600,6 @@ impl Connections {
     fn give_back_memory(&mut self) {
         self.conns.shrink_to_fit();
         self.queue.shrink_to_fit();
-        self.left_queue.shrink_to_fit();
         self.messages.shrink_to_fit();
         self.spares.clear();
         self.prune_idle_slots();
@@ -640,8 +655,12 @@ impl Connections {
                     if c.queued {
                         // Its place in the queue goes with it: a connection that takes its
                         // key would otherwise get that turn as well as its own.
-                        self.queue.retain(|&k| k != key);
-                        self.left_queue.push(key);
+                        if let Some(at) = self.queue.iter().position(|&k| k == key) {
+                            self.queue.remove(at);
+                            if at < self.in_turn {
+                                self.in_turn -= 1;
+                            }
+                        }
                         if c.held {
                             self.held_back = self.held_back.saturating_sub(1);
                         }
@@ -989,7 +1008,7 @@ mod tests {
         // A stream whose share ran out: queued, holding no one back.
         if let Some(Conn::In(conn)) = conns.conns.get_mut(keys[0]) {
             conn.queued = true;
-            conns.queue.push(keys[0]);
+            conns.queue.push_back(keys[0]);
         }
         assert!(!conns.holds_back());
         // Deferred while stdout is behind.
@@ -1042,16 +1061,16 @@ mod tests {
         }
     }
 
-    /// A queued connection closed after the turn took the queue leaves a stale place in
-    /// the turn's copy: a connection that took its key in the same turn is not read there
-    /// (its own place comes next turn), and is not put back twice.
+    /// A queued connection closed during a turn takes its place in that turn with it: a
+    /// connection that took its key in the same turn is not read there (its own place comes
+    /// next turn), and has one place only.
     #[test]
-    fn a_stale_place_in_the_turns_queue_is_skipped() {
+    fn a_place_in_the_turn_goes_with_its_connection() {
         let (mut conns, to) = fresh();
         let ip = IpAddr::from([127, 0, 171, 4]);
         let old = accept_from(&mut conns, to, ip);
         conns.defer(old);
-        let turns_copy = conns.take_queue();
+        assert_eq!(conns.start_turn(), 1);
         let mut effects = Vec::new();
         conns.close(old, &mut effects); // a victim of another's read, say
         let new = accept_from(&mut conns, to, ip);
@@ -1059,26 +1078,49 @@ mod tests {
         // The newcomer's share ran out in this turn: it queued itself.
         if let Some(Conn::In(conn)) = conns.conns.get_mut(new) {
             conn.queued = true;
-            conns.queue.push(new);
+            conns.queue.push_back(new);
         }
+        assert_eq!(
+            conns.next_in_turn(),
+            None,
+            "not read in the old one's place"
+        );
+        assert_eq!(conns.queue, [new], "one place, its own");
+        // Next turn the place is its own: read (to its end, here, and closed).
         let mut node = Node::new(
             crate::node::Settings::for_tests(),
             crate::node::liveness::Liveness::new(Duration::ZERO, 3),
             (Instant::now(), 0),
         );
-        for &key in &turns_copy {
-            conns.take_turn(key, &mut node, Instant::now(), &mut effects);
-        }
-        assert!(
-            matches!(conns.conns.get(new), Some(Conn::In(c)) if c.queued),
-            "not read in the old one's place"
-        );
-        conns.requeue(&turns_copy);
-        assert_eq!(conns.queue, [new], "one place, its own");
-        // Next turn the place is its own again: read (to its end, here, and closed).
-        let next = conns.take_queue();
-        conns.take_turn(next[0], &mut node, Instant::now(), &mut effects);
+        assert_eq!(conns.start_turn(), 1);
+        let next = conns.next_in_turn();
+        assert_eq!(next, Some(new));
+        conns.take_turn(new, &mut node, Instant::now(), &mut effects);
         assert!(conns.conns.get(new).is_none(), "read");
+    }
+
+    /// A connection that comes while others are held back waits in this turn's part of
+    /// the queue, after them and before those queued during the turn; those the turn does
+    /// not reach stay ahead of those queued since.
+    #[test]
+    fn a_turn_takes_its_own_part_of_the_queue_in_order() {
+        let (mut conns, to) = fresh();
+        let ip = IpAddr::from([127, 0, 171, 5]);
+        let keys: Vec<usize> = (0..4).map(|_| accept_from(&mut conns, to, ip)).collect();
+        conns.defer(keys[0]);
+        assert_eq!(conns.start_turn(), 1);
+        // A stream whose share ran out during the turn: next turn's.
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(keys[1]) {
+            conn.queued = true;
+            conns.queue.push_back(keys[1]);
+        }
+        assert!(conns.wait_behind(keys[2]), "behind the held one, this turn");
+        assert_eq!(conns.queue, [keys[0], keys[2], keys[1]]);
+        assert_eq!(conns.next_in_turn(), Some(keys[0]));
+        // Stdout fell behind: the turn stops; deferred now, keys[3] goes last.
+        conns.defer(keys[3]);
+        assert_eq!(conns.queue, [keys[2], keys[1], keys[3]]);
+        assert_eq!(conns.start_turn(), 3);
     }
 
     /// The idle sweep spares a connection waiting for its turn: it has not been read since
@@ -1096,7 +1138,7 @@ mod tests {
         }
         if let Some(Conn::In(conn)) = conns.conns.get_mut(waiting) {
             conn.queued = true;
-            conns.queue.push(waiting);
+            conns.queue.push_back(waiting);
         }
         let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
         let mut effects = Vec::new();
@@ -1127,18 +1169,18 @@ mod tests {
         // The first waits in the queue for its turn (its share ran out, say).
         if let Some(Conn::In(conn)) = conns.conns.get_mut(keys[0]) {
             conn.queued = true;
-            conns.queue.push(keys[0]);
+            conns.queue.push_back(keys[0]);
         }
         assert!(!conns.brings_work(Token(keys[0])));
         assert!(conns.brings_work(Token(keys[1])));
-        let queue = conns.take_queue();
+        let queued = conns.start_turn();
         // This turn: the queued one, and a readiness event for it again.
         let ready = usize::from(conns.brings_work(Token(keys[0])));
-        conns.set_contenders(queue.len() + ready);
+        conns.set_contenders(queued + ready);
         assert_eq!(conns.share, Share::ALONE);
         // Events for both: the other one has work too.
         let ready = keys.iter().filter(|&&k| conns.brings_work(Token(k)));
-        conns.set_contenders(queue.len() + ready.count());
+        conns.set_contenders(queued + ready.count());
         assert_eq!(conns.share, Share::SHARED);
     }
 }

@@ -375,7 +375,7 @@ impl EventLoop {
     /// and the timers that are due.
     fn turn(&mut self, now: Instant) {
         // Queued before this turn; a connection queued during it gets its turn next time.
-        let mut queue = self.conns.take_queue();
+        let queued = self.conns.start_turn();
         let mut stdin_ready = self.console_has_more();
         // Taken out so that handlers may borrow the whole loop; put back below.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -383,18 +383,15 @@ impl EventLoop {
         // poll and a write): nobody waits behind it.
         // Whether it is alone is all that counts: two are enough.
         let ready = events.iter().filter(|e| self.conns.brings_work(e.token()));
-        self.conns
-            .set_contenders(queue.len() + ready.take(2).count());
+        self.conns.set_contenders(queued + ready.take(2).count());
         for event in events.iter() {
             match event.token() {
                 Token(key) if key < FIRST_SOURCE => {
                     let read = !self.behind();
-                    if read && self.conns.holds_back() && self.conns.wait_behind(key) {
-                        // Connections deferred while stdout was behind wait in the queue:
-                        // this one is read after them (a sender's newer connection is not
-                        // read before its older one).
-                        queue.push(key);
-                    } else {
+                    // Connections deferred while stdout was behind wait in the queue: this
+                    // one is read after them, in this turn (a sender's newer connection is
+                    // not read before its older one).
+                    if !(read && self.conns.holds_back() && self.conns.wait_behind(key)) {
                         self.conns
                             .ready(key, read, &mut self.node, now, &mut self.effects);
                     }
@@ -418,14 +415,12 @@ impl EventLoop {
             }
             self.conns.accepted_read(accepted);
         }
-        for (i, &key) in queue.iter().enumerate() {
-            if self.behind() {
-                self.conns.requeue(&queue[i..]);
-                break;
+        while self.conns.turns_left() && !self.behind() {
+            if let Some(key) = self.conns.next_in_turn() {
+                self.conns
+                    .take_turn(key, &mut self.node, now, &mut self.effects);
+                self.apply_effects(now);
             }
-            self.conns
-                .take_turn(key, &mut self.node, now, &mut self.effects);
-            self.apply_effects(now);
         }
         if stdin_ready {
             if self.console_open() {
