@@ -71,6 +71,7 @@ pub fn run(
         idle.push(count(env, kind, 0, 0)?);
     }
     for run in 0..runs {
+        table.set_round(run);
         for i in 0..kinds.len() {
             let at = (i + run) % kinds.len();
             let kind = kinds[at];

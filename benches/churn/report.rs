@@ -1,5 +1,11 @@
 //! The one table the bench prints: for every metric and contender, the median of the runs, the
-//! min–max, the ratio to the floor measured in the same run, and the target beside it.
+//! min–max, the ratio to the floor and the target beside it.
+//!
+//! The ratio is taken run by run, then its median: each run of a contender is divided by
+//! the floor's run of the same round (the contenders of a round run one after the other,
+//! minutes apart from the next round's), so a machine that drifts over minutes moves both
+//! sides of each ratio alike. A ratio of medians would pair a contender's run with a floor
+//! run from another round.
 
 use crate::procs::Kind;
 use std::fmt::Write as _;
@@ -14,10 +20,15 @@ pub struct Metric {
     pub decimals: usize,
 }
 
+/// One row's values, each with the round it was measured in.
+type Values = Vec<(usize, f64)>;
+
 /// Values collected per (metric, contender), in insertion order.
 #[derive(Default)]
 pub struct Table {
-    rows: Vec<(&'static Metric, Kind, Vec<f64>)>,
+    rows: Vec<(&'static Metric, Kind, Values)>,
+    /// The round values added now belong to (see [`Table::set_round`]).
+    round: usize,
 }
 
 pub fn median(values: &[f64]) -> f64 {
@@ -31,23 +42,49 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 impl Table {
+    /// Values added from now on belong to round `round` (each contender runs once a round).
+    pub fn set_round(&mut self, round: usize) {
+        self.round = round;
+    }
+
     pub fn add(&mut self, metric: &'static Metric, kind: Kind, value: f64) {
+        let round = self.round;
         match self
             .rows
             .iter_mut()
             .find(|(m, k, _)| std::ptr::eq(*m, metric) && *k == kind)
         {
-            Some((_, _, values)) => values.push(value),
-            None => self.rows.push((metric, kind, vec![value])),
+            Some((_, _, values)) => values.push((round, value)),
+            None => self.rows.push((metric, kind, vec![(round, value)])),
         }
+    }
+
+    fn values(&self, metric: &'static Metric, kind: Kind) -> Option<&[(usize, f64)]> {
+        self.rows
+            .iter()
+            .find(|(m, k, _)| std::ptr::eq(*m, metric) && *k == kind)
+            .map(|(_, _, values)| values.as_slice())
     }
 
     /// Median of a metric for a contender, if measured.
     pub fn median(&self, metric: &'static Metric, kind: Kind) -> Option<f64> {
-        self.rows
+        let values: Vec<f64> = self.values(metric, kind)?.iter().map(|v| v.1).collect();
+        Some(median(&values))
+    }
+
+    /// The median, over the rounds where both were measured, of a contender's value
+    /// divided by the floor's in the same round; `None` without such a round.
+    pub fn ratio(&self, metric: &'static Metric, kind: Kind) -> Option<f64> {
+        let floor = self.values(metric, Kind::Floor)?;
+        let ratios: Vec<f64> = self
+            .values(metric, kind)?
             .iter()
-            .find(|(m, k, _)| std::ptr::eq(*m, metric) && *k == kind)
-            .map(|(_, _, values)| median(values))
+            .filter_map(|&(round, value)| {
+                let (_, f) = floor.iter().find(|(r, _)| *r == round)?;
+                (*f != 0.0 && f.is_finite()).then(|| value / f)
+            })
+            .collect();
+        (!ratios.is_empty()).then(|| median(&ratios))
     }
 
     /// Renders the table, rows grouped by metric in first-seen order, contenders in `order`.
@@ -79,15 +116,13 @@ impl Table {
                     continue;
                 };
                 let d = metric.decimals;
+                let values: Vec<f64> = values.iter().map(|v| v.1).collect();
                 let min = values.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let med = median(values);
-                let ratio = match self.median(metric, Kind::Floor) {
-                    Some(floor) if floor != 0.0 && floor.is_finite() => {
-                        format!("{:.2}", med / floor)
-                    }
-                    _ => "—".to_owned(),
-                };
+                let med = median(&values);
+                let ratio = self
+                    .ratio(metric, kind)
+                    .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
                 lines.push([
                     metric.scenario.to_owned(),
                     metric.name.to_owned(),
