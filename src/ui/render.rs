@@ -195,16 +195,7 @@ impl Output {
         if lines.is_visible() {
             // A run the decoder found visible ASCII has nothing to escape: each line goes
             // out with the `\n` that follows it in the text, one copy.
-            let mut from = 0;
-            for &end in lines.ends() {
-                let end = end as usize + 1;
-                self.buf.push_str(&start);
-                self.buf.push_str(text.get(from..end).unwrap_or_default());
-                from = end;
-            }
-            self.buf.push_str(&start);
-            self.buf.push_str(text.get(from..).unwrap_or_default());
-            self.buf.push('\n');
+            crate::ui::prefixed::push_prefixed(&mut self.buf, &start, text, lines.ends());
         } else {
             for line in lines.lines() {
                 self.buf.push_str(&start);
