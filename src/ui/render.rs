@@ -190,13 +190,14 @@ impl Output {
         start.push_str(self.buf.get(at..).unwrap_or_default());
         self.buf.truncate(at);
         let text = lines.text();
-        self.buf
-            .reserve(text.len() + lines.line_count() * (start.len() + 1));
         if lines.is_visible() {
             // A run the decoder found visible ASCII has nothing to escape: each line goes
-            // out with the `\n` that follows it in the text, one copy.
+            // out with the `\n` that follows it in the text, one copy (the room is
+            // reserved there).
             crate::ui::prefixed::push_prefixed(&mut self.buf, &start, text, lines.ends());
         } else {
+            self.buf
+                .reserve(text.len() + lines.line_count() * (start.len() + 1));
             for line in lines.lines() {
                 self.buf.push_str(&start);
                 escape(line, &mut self.buf);
