@@ -10,8 +10,12 @@
 use std::ptr;
 
 /// The largest start copied as a fixed block; a longer one takes the plain way. A
-/// terminal's start, with a timestamp and colours, is about 47 bytes.
+/// terminal's start, with a timestamp and colours, is about 47 bytes; a start for a
+/// file or a pipe (`[st 127.0.0.73:9] `) is less than half that, and takes a block of
+/// [`SHORT`] bytes (half the moves).
 const BLOCK: usize = 64;
+/// The block for a short start.
+const SHORT: usize = 32;
 
 /// Appends to `out`, for each line of `text`, `start`, the line and `\n`. `ends` holds
 /// where each line but the last ends in `text`: the offset of the `\n` after it, in
@@ -21,17 +25,26 @@ const BLOCK: usize = 64;
 /// on, the pieces go the plain way, which reads only `text` and cuts it only where
 /// `str` slicing allows.
 pub fn push_prefixed(out: &mut String, start: &str, text: &str, ends: &[u32]) {
+    match start.len() {
+        len if len <= SHORT => push_blocks::<SHORT>(out, start, text, ends),
+        len if len <= BLOCK => push_blocks::<BLOCK>(out, start, text, ends),
+        _ => push_plain(out, start, text, 0, ends),
+    }
+}
+
+/// [`push_prefixed`] for a start of at most `B` bytes, copied as a block of `B`.
+fn push_blocks<const B: usize>(out: &mut String, start: &str, text: &str, ends: &[u32]) {
     let lines = ends.len() + 1;
     let total = start
         .len()
         .checked_mul(lines)
         .and_then(|starts| starts.checked_add(text.len()))
-        .and_then(|n| n.checked_add(1 + BLOCK));
-    let (Some(room), true) = (total, start.len() <= BLOCK) else {
+        .and_then(|n| n.checked_add(1 + B));
+    let (Some(room), true) = (total, start.len() <= B) else {
         return push_plain(out, start, text, 0, ends);
     };
     out.reserve(room);
-    let mut block = [0u8; BLOCK];
+    let mut block = [0u8; B];
     block[..start.len()].copy_from_slice(start.as_bytes());
     let bytes = text.as_bytes();
     let mut from = 0;
@@ -43,9 +56,8 @@ pub fn push_prefixed(out: &mut String, start: &str, text: &str, ends: &[u32]) {
     //   `text` at most once, in order.
     // - Writes stay within the room reserved: the pieces and their starts come to at
     //   most `start.len() * lines + text.len()` bytes, the `\n` after the last one more,
-    //   and a block, written where a start goes, reaches at most `BLOCK` bytes past
-    //   where that start begins (`room` counts `BLOCK` more than the pieces and the
-    //   `\n`).
+    //   and a block, written where a start goes, reaches at most `B` bytes past where
+    //   that start begins (`room` counts `B` more than the pieces and the `\n`).
     // - What the new length takes in is UTF-8: it is the starts (a `str`) and the pieces
     //   in order, written one after the other, each block's bytes past its start written
     //   over by the next piece or left beyond the length; each piece is `str` cut at
@@ -62,14 +74,14 @@ pub fn push_prefixed(out: &mut String, start: &str, text: &str, ends: &[u32]) {
                 return push_plain(out, start, text, from, ends.get(i..).unwrap_or_default());
             }
             let line = end + 1 - from;
-            ptr::copy_nonoverlapping(block.as_ptr(), base.add(written), BLOCK);
+            ptr::copy_nonoverlapping(block.as_ptr(), base.add(written), B);
             written += start.len();
             ptr::copy_nonoverlapping(bytes.as_ptr().add(from), base.add(written), line);
             written += line;
             from = end + 1;
         }
         let last = bytes.len() - from;
-        ptr::copy_nonoverlapping(block.as_ptr(), base.add(written), BLOCK);
+        ptr::copy_nonoverlapping(block.as_ptr(), base.add(written), B);
         written += start.len();
         ptr::copy_nonoverlapping(bytes.as_ptr().add(from), base.add(written), last);
         written += last;
@@ -148,7 +160,8 @@ mod tests {
             (seed >> 33) as usize % n
         };
         let (full, over) = ("s".repeat(BLOCK), "s".repeat(BLOCK + 1));
-        let starts = ["", "> ", "\u{e9}\u{e9} ", &full, &over];
+        let (short, over_short) = ("s".repeat(SHORT), "s".repeat(SHORT + 1));
+        let starts = ["", "> ", "\u{e9}\u{e9} ", &short, &over_short, &full, &over];
         for _ in 0..20_000 {
             let text: String = (0..next(40))
                 .map(|_| ["a", "\n", "\u{e9}", "\u{20ac}", "\u{1f600}", "\r"][next(6)])
