@@ -235,7 +235,7 @@ fn bench(quick: bool, with_peerchat: bool, only: Only) -> Result<(), String> {
             idle_runs: 3,
             idle_peers: 50,
             idle_for: Duration::from_secs(10),
-            stream_runs: 3,
+            stream_runs: 5,
             stream_bytes: [512 << 20, 512 << 20, 512 << 20],
             callgrind_n: 3_000,
             callgrind_runs: 5,
