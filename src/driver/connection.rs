@@ -42,17 +42,14 @@ impl Share {
         lines: 256,
     };
     /// A turn's share while no other connection has work: a turn has fixed costs (a
-    /// poll, a read, a write to stdout, a TCP window update) that a lone stream pays less
-    /// often per byte with a larger share, and nobody waits behind it. Measured on a
-    /// stream of 300 MB into a file, side by side, 20 rounds (2026-12-02, after the
-    /// screen's copy got cheaper): 100 B lines 64 KiB a turn 983 MB/s, 128 KiB 1,045,
-    /// 256 KiB 1,107, 512 KiB 1,112 against 980 for 256 in a second set, 1 MiB 989 against
-    /// 803 in a third (a busy machine); system time falls with each doubling. 1 KiB lines
-    /// 1,116 → 1,207 MB/s and 64 KiB lines 1,189 → 1,322 from 256 to 512 KiB. Larger than
-    /// 512 KiB, a turn of short lines would render past the 1 MiB that stdout may hold.
+    /// poll, a write to stdout, a TCP window update) that a lone stream pays sixteen times
+    /// less often per byte with sixteen times the share, and nobody waits behind it.
+    /// Measured on a stream of 300 MB of 100 B lines into a file (medians of 5): 64 KiB a
+    /// turn 570 MB/s and 383 ms of system time, 128 KiB 607 and 308, 256 KiB 712 and 268,
+    /// 512 KiB 677 and 273 (the floor reading until `WouldBlock`: 839 and 329).
     pub const ALONE: Share = Share {
-        bytes: 512 * 1024,
-        lines: 8192,
+        bytes: 256 * 1024,
+        lines: 4096,
     };
 }
 
@@ -484,14 +481,13 @@ mod tests {
     /// A run of lines is one message in the vector, but each of its lines is a message
     /// for the node, the screen, the journal and a port-line peer's acknowledgements: a
     /// turn decodes about its share of lines of a stream of tiny lines, not its whole
-    /// share of bytes (twice the share of lines in one turn, where one message a line
-    /// gave 256).
+    /// share of bytes (8,000 lines in one turn, where one message a line gave 256).
     #[test]
     fn a_turn_decodes_its_share_of_lines_even_when_they_come_as_one_run() {
         for share in [Share::SHARED, Share::ALONE] {
             let (mut conn, _peer) = inbound();
             let mut pending = b"127.0.0.1:5 bob hi\n".to_vec();
-            for _ in 0..2 * share.lines {
+            for _ in 0..8000 {
                 pending.extend_from_slice(b"a\n");
             }
             let mut backlog = pending;

@@ -722,7 +722,7 @@ impl Connections {
 
 /// Gives the whole pages of `buf` back to the system: the next touch finds them zeroed.
 /// For the read buffer, whose contents never outlive a read, after a burst: a lone
-/// stream's turns fill all of its 512 KiB, which would otherwise stay resident.
+/// stream's turns fill all of its 256 KiB, which would otherwise stay resident.
 #[cfg(target_os = "linux")]
 fn forget_pages(buf: &mut [u8]) {
     // SAFETY: sysconf only reads a system constant.
