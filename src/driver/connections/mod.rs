@@ -722,7 +722,8 @@ impl Connections {
 
 /// Gives the whole pages of `buf` back to the system: the next touch finds them zeroed.
 /// For the read buffer, whose contents never outlive a read, after a burst: a lone
-/// stream's turns fill all of its 256 KiB, which would otherwise stay resident.
+/// stream's turns fill all of its 256 KiB (with `--max-unfinished` of 2 MiB or more),
+/// which would otherwise stay resident.
 #[cfg(target_os = "linux")]
 fn forget_pages(buf: &mut [u8]) {
     // SAFETY: sysconf only reads a system constant.
@@ -1145,6 +1146,41 @@ mod tests {
         conns.close_idle(later, &mut effects);
         assert!(conns.conns.get(waiting).is_some(), "spared");
         assert!(conns.conns.get(idle).is_none(), "closed");
+    }
+
+    /// A connection alone with work reads its lone share in a turn, not a shared one: a
+    /// lone stream's speed rests on it (fails when the lone share's bytes are a shared
+    /// share's).
+    #[test]
+    fn a_lone_connection_reads_its_larger_share_in_one_turn() {
+        let (mut conns, to) = fresh();
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::new(IpAddr::from([127, 0, 171, 6]), 0).into())
+            .expect("bind");
+        socket.connect(&to.into()).expect("connect");
+        let mut effects = Vec::new();
+        conns.listener_ready();
+        conns.accept(Instant::now(), &mut effects);
+        let key = conns.take_accepted().first().copied().expect("accepted");
+        // Three shared shares of long lines, all in the socket's buffers once written.
+        let mut sent = b"127.0.171.6:9 st hi\n".to_vec();
+        while sent.len() < 3 * Share::SHARED.bytes {
+            sent.extend_from_slice(&[b'x'; 999]);
+            sent.push(b'\n');
+        }
+        let mut sender: std::net::TcpStream = socket.into();
+        sender.write_all(&sent).expect("write");
+        let mut node = Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        conns.set_contenders(1);
+        assert_eq!(conns.share, Share::ALONE);
+        conns.ready(key, true, &mut node, Instant::now(), &mut effects);
+        assert_eq!(conns.read_since_shrink, sent.len(), "all of it in one turn");
     }
 
     /// A connection that is queued for its turn and announced again by a readiness event
