@@ -119,13 +119,8 @@ mod tests {
     /// or many, after text already in the buffer: the same as line by line.
     #[test]
     fn the_lines_come_out_as_one_by_one() {
-        let mut seed = 7u64;
-        let mut next = |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % n
-        };
+        let mut rng = crate::sim::rng::Rng::new(7);
+        let mut next = |n: usize| rng.index(n);
         for start_len in 0..=BLOCK + 3 {
             let start: String = (0..start_len)
                 .map(|i| (b'A' + (i % 26) as u8) as char)
@@ -152,13 +147,8 @@ mod tests {
     /// only the text and cuts it only where `str` slicing allows, whatever the offsets.
     #[test]
     fn untrusted_ends_go_the_plain_way() {
-        let mut seed = 11u64;
-        let mut next = |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % n
-        };
+        let mut rng = crate::sim::rng::Rng::new(11);
+        let mut next = |n: usize| rng.index(n);
         let (full, over) = ("s".repeat(BLOCK), "s".repeat(BLOCK + 1));
         let (short, over_short) = ("s".repeat(SHORT), "s".repeat(SHORT + 1));
         let starts = ["", "> ", "\u{e9}\u{e9} ", &short, &over_short, &full, &over];
