@@ -95,7 +95,7 @@ fn push_blocks<const B: usize>(out: &mut String, start: &str, text: &str, ends: 
 /// as there, those before `from` left out. Whatever the offsets, it reads only `text`.
 fn push_plain(out: &mut String, start: &str, text: &str, mut from: usize, ends: &[u32]) {
     for &end in ends {
-        let end = end as usize + 1;
+        let end = (end as usize).saturating_add(1);
         out.push_str(start);
         out.push_str(text.get(from..end).unwrap_or_default());
         from = end;
