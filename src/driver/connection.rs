@@ -46,7 +46,10 @@ impl Share {
     /// less often per byte with sixteen times the share, and nobody waits behind it.
     /// Measured on a stream of 300 MB of 100 B lines into a file (medians of 5): 64 KiB a
     /// turn 570 MB/s and 383 ms of system time, 128 KiB 607 and 308, 256 KiB 712 and 268,
-    /// 512 KiB 677 and 273 (the floor reading until `WouldBlock`: 839 and 329).
+    /// 512 KiB 677 and 273 (the floor reading until `WouldBlock`: 839 and 329). Measured
+    /// again later (2026-12-02, 20 rounds), 512 KiB and 8,192 lines came out 13-15%
+    /// faster, but doubled what a newcomer waits behind a lone stream, a turn's rendered
+    /// output (5 MB for escaped lines) and the memory a burst leaves resident: not taken.
     pub const ALONE: Share = Share {
         bytes: 256 * 1024,
         lines: 4096,
