@@ -705,3 +705,32 @@ fn an_unreachable_peer_that_answers_again_is_back() {
     assert_eq!(row[2], "active", "{row:?}");
     alice.quit_ok();
 }
+
+#[test]
+fn a_burst_of_expanding_lines_gives_its_memory_back_once_output_is_quiet() {
+    let b = 112;
+    let mut alice = Peer::spawn("alice", &ip(b, 2), &[]);
+    let mut s = connect_from(&ip(b, 7), alice.addr).expect("connect");
+    s.write_all(b"5000\nwarm up\n").expect("write");
+    alice.expect_line(&format!("[? {}:5000] warm up", ip(b, 7)));
+    let idle = alice.status_kib("VmRSS");
+    // Under 1 MiB read, but every byte a control character: each 61-byte line shows as
+    // more than 330 bytes, about 5 MB of output, on a connection that stays open.
+    let line = [&[1u8; 60][..], b"\n"].concat();
+    let burst = line.repeat(900 * 1024 / line.len());
+    s.write_all(&burst).expect("write the burst");
+    s.write_all(b"the end\n").expect("write");
+    alice.expect_line_within(&format!("[? {}:5000] the end", ip(b, 7)), LONG_WAIT);
+    let busy = alice.status_kib("VmRSS");
+    // Nothing more comes: a second after the last output, its buffers and the heap pages
+    // they held go back. (Measured: 3.3 MB above idle without that, 0.4 MB with it.)
+    let back = poll_until(LONG_WAIT, || alice.status_kib("VmRSS") <= idle + 1024);
+    let after = alice.status_kib("VmRSS");
+    println!("VmRSS: idle {idle} kB, after the burst {busy} kB, then {after} kB");
+    assert!(
+        back,
+        "memory not given back: {after} kB, {idle} kB before the burst"
+    );
+    drop(s);
+    alice.quit_ok();
+}

@@ -5,6 +5,7 @@ pub mod connections;
 pub mod discovery;
 pub mod event_loop;
 pub mod fdio;
+pub mod heap;
 pub mod journal;
 pub mod logsink;
 pub mod net;

@@ -189,6 +189,11 @@ impl Stdout {
         }
     }
 
+    /// Whether the buffer is larger than it is kept once written (a burst left it so).
+    pub fn holds_burst(&self) -> bool {
+        self.pending.capacity() > KEEP_CAPACITY
+    }
+
     /// Every line dropped and not reported yet, whatever stdout holds (at exit).
     pub fn take_all_dropped(&mut self) -> u64 {
         std::mem::take(&mut self.dropped_lines)

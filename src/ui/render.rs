@@ -266,6 +266,11 @@ impl Output {
         }
     }
 
+    /// Whether the buffer is larger than it is kept between turns (a burst left it so).
+    pub fn holds_burst(&self) -> bool {
+        self.buf.capacity() > KEEP_CAPACITY
+    }
+
     /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
     /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
     /// is at a terminal and it is not on the screen already; then starts afresh.

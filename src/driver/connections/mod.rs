@@ -608,14 +608,7 @@ impl Connections {
         self.backlogs.shrink_to_fit();
         self.read_since_shrink = 0;
         self.gave_back = true;
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // Still `unsafe` and `libc`: malloc_trim is a glibc function, outside what rustix
-        // (system calls) covers, and no safe crate wraps it.
-        // SAFETY: malloc_trim only releases free memory at the top and in the middle of
-        // glibc's heaps; it touches nothing in use.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        crate::driver::heap::trim();
         #[cfg(target_os = "linux")]
         forget_pages(&mut self.read_buf);
         log::debug!("gave back the memory of a burst of connections");

@@ -3,7 +3,8 @@
 //! Sources: the listener and every peer connection ([`Connections`]), stdin, stdout (when
 //! it is a slow pipe) and a signal pipe for SIGINT, SIGTERM, SIGQUIT and SIGHUP (quit),
 //! SIGTSTP and SIGCONT (Ctrl-Z and `fg`) and SIGWINCH (the terminal's width changed). The poll timeout is the
-//! earliest of the connections' deadlines and the node's ([`Node::poll_timeout`]), so an
+//! earliest of the connections' deadlines, the node's ([`Node::poll_timeout`]) and the
+//! loop's own (a stalled pipe, the journal's retry, output quiet after a burst), so an
 //! idle peer sleeps in `poll`. Each turn, with one reading of the clock after `poll`:
 //! handle events, read what the budget left over, read the console, fire due timers; then
 //! open connections for what the node hands out, and write the journal and stdout once.
@@ -59,6 +60,11 @@ const FIRST_SOURCE: usize = usize::MAX - 6;
 /// How long a pipe on stdout may take nothing at all before it counts as not being read:
 /// reading the network then resumes, and what does not fit in the buffer is dropped.
 const STDOUT_STALL: Duration = Duration::from_secs(2);
+
+/// How long output must stay quiet after a turn that left large buffers behind before they
+/// are given back, with the heap pages they held: not after every turn of a stream, which
+/// would grow them again, and not never, which would keep a burst's memory resident.
+const GIVE_BACK_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the peer could not run.
 #[derive(Debug)]
@@ -140,6 +146,9 @@ pub struct EventLoop {
     /// A burst's memory was given back: the output buffers follow once stdout has
     /// written what the burst's last turn rendered.
     give_back_output: bool,
+    /// When the output buffers, large since a burst, are given back if no turn renders
+    /// more before then ([`GIVE_BACK_AFTER`]).
+    quiet_at: Option<Instant>,
     /// Console input read but not yet taken by the node (it takes typed lines only while
     /// it has room for more messages to send); stdin is not read again until it is empty.
     inputs: std::collections::VecDeque<Input>,
@@ -293,6 +302,7 @@ impl EventLoop {
             effects,
             spare: Vec::new(),
             give_back_output: false,
+            quiet_at: None,
             handler: None,
             inputs: std::collections::VecDeque::new(),
         })
@@ -326,6 +336,9 @@ impl EventLoop {
             self.apply_effects(now);
             self.flush_output(now);
             self.watch_stdout(now);
+            if self.output.holds_burst() || self.stdout.holds_burst() {
+                self.quiet_at = Some(now + GIVE_BACK_AFTER);
+            }
             if self.node.is_finished() {
                 break;
             }
@@ -342,7 +355,7 @@ impl EventLoop {
                 let journal = self.journal.as_ref().and_then(Journal::retry_at);
                 earliest(
                     earliest(self.conns.next_deadline(), self.node.poll_timeout()),
-                    earliest(self.stall_deadline(), journal),
+                    earliest(self.stall_deadline(), earliest(journal, self.quiet_at)),
                 )
                 .map(|d| d.saturating_duration_since(now))
             };
@@ -433,6 +446,11 @@ impl EventLoop {
             udp.read_rest(&mut self.node, now, &mut self.effects);
         }
         self.conns.on_timers(&mut self.node, now, &mut self.effects);
+        if self.quiet_at.is_some_and(|at| at <= now) {
+            // Quiet since a burst of output: its buffers go back at this turn's flush.
+            self.quiet_at = None;
+            self.give_back_output = true;
+        }
         if self.conns.take_gave_back() {
             // After a burst: the loop's own buffers go back to their idle size too.
             self.effects.shrink_to_fit();

@@ -74,6 +74,8 @@ impl EventLoop {
             self.give_back_output = false;
             self.output.give_back();
             self.stdout.give_back();
+            // What the buffers held goes back to the system, not only to the allocator.
+            crate::driver::heap::trim();
         }
         if let Err(e) = flushed {
             self.stdout_broken = true;
