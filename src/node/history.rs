@@ -198,6 +198,7 @@ impl History {
     /// every older message is forgotten with it (the bound leaves room for nothing else);
     /// likewise for the bound on names and texts together (`MAX_HELD_BYTES`, 1 GiB, which
     /// only names far longer than the node's could reach). No allocation once the buffers have grown to what the history holds.
+    #[inline]
     pub fn push_copy(
         &mut self,
         at: (i64, Direction, Option<SocketAddr>),

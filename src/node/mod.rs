@@ -667,8 +667,10 @@ impl Node {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        if self.is_us(observed, msg.port)
-            || msg.claimed_ip.is_some_and(|ip| self.is_us(ip, msg.port))
+        // Another port, the usual case, is told once for both addresses.
+        if msg.port == Some(self.me.header.port)
+            && (self.is_us(observed, msg.port)
+                || msg.claimed_ip.is_some_and(|ip| self.is_us(ip, msg.port)))
         {
             // A header that claims our own listening address (one lab peer's `PING` does
             // that) is never filed or answered: we would become our own peer. The text is
@@ -688,20 +690,32 @@ impl Node {
             }
             return;
         }
+        // The name is bounded where it is, not moved through a call.
+        let mut name = msg.name;
+        if let Some(name) = &mut name {
+            bound_name(name);
+        }
+        let ip = observed.to_canonical();
         let from = Sender {
-            ip: observed.to_canonical(),
+            ip,
             port: msg.port,
-            claimed_ip: msg
-                .claimed_ip
-                .filter(|ip| ip.to_canonical() != observed.to_canonical()),
-            name: msg.name.map(bounded_name),
+            claimed_ip: match msg.claimed_ip {
+                Some(claimed) if claimed.to_canonical() != ip => Some(claimed),
+                _ => None,
+            },
+            name,
         };
         // A peer merged into the address it listens at is filed there. What comes through
         // such an alias is trusted less (anyone can claim an address): it cannot rename
         // the row, and its `exit` drops only the alias (see below).
         let raw = from.addr();
-        let addr = raw.map(|a| self.peers.resolve(a));
-        let via_alias = raw != addr;
+        let (addr, via_alias) = match raw {
+            Some(raw) => {
+                let addr = self.peers.resolve(raw);
+                (Some(addr), addr != raw)
+            }
+            None => (None, false),
+        };
         let stripped;
         let table_from = match via_alias {
             true => {
@@ -1053,6 +1067,12 @@ pub const INPUT_BACKLOG: usize = 256;
 pub const MAX_NAME: usize = 64;
 
 pub(crate) fn bounded_name(mut name: String) -> String {
+    bound_name(&mut name);
+    name
+}
+
+/// Cuts `name` as [`bounded_name`] does, in place.
+fn bound_name(name: &mut String) {
     if name.len() > MAX_NAME {
         let mut end = MAX_NAME;
         while !name.is_char_boundary(end) {
@@ -1060,7 +1080,6 @@ pub(crate) fn bounded_name(mut name: String) -> String {
         }
         name.truncate(end);
     }
-    name
 }
 
 #[cfg(test)]
