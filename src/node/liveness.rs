@@ -108,10 +108,15 @@ impl Liveness {
     }
 
     /// We heard from `addr`: it is alive; its next check moves back a full interval.
+    #[inline]
     pub fn heard(&mut self, addr: SocketAddr, now: Instant) {
-        if !self.enabled() {
-            return; // nothing is watched: no lookup per message
+        if self.enabled() {
+            self.heard_watched(addr, now);
         }
+        // Otherwise nothing is watched: no lookup per message, nor a call.
+    }
+
+    fn heard_watched(&mut self, addr: SocketAddr, now: Instant) {
         if let Some(w) = self.watches.get_mut(&addr) {
             w.failures = 0;
             w.unreachable_since = None;

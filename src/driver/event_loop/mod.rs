@@ -523,6 +523,15 @@ impl EventLoop {
     #[inline(never)]
     fn apply_all(&mut self, now: Instant) {
         while !self.effects.is_empty() {
+            if self.effects.len() == 1 {
+                // One effect, the usual case (a message to show): taken as it is, without
+                // trading the buffers for a batch and draining it. What it causes comes
+                // after it, as after a batch.
+                if let Some(effect) = self.effects.pop() {
+                    self.apply(effect, now);
+                }
+                continue;
+            }
             let mut batch = std::mem::replace(&mut self.effects, std::mem::take(&mut self.spare));
             for effect in batch.drain(..) {
                 self.apply(effect, now);
