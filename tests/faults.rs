@@ -7,7 +7,7 @@
 //! sends; idle and stalled connections are closed after `--idle-timeout`, not before; and
 //! beyond `--max-connections` new connections are closed at once until there is room.
 //!
-//! Each test owns the address block `127.0.K.*` (K = 80..89, 110, 111 in this file) and
+//! Each test owns the address block `127.0.K.*` (K = 80..89, 110..112 in this file) and
 //! listens on port 0. Every wait has a deadline and waits for an event: an output line, a
 //! process exit, a descriptor count or a connection result. The only sleeps are the
 //! harness's polling of conditions that print nothing (see `common::poll_until`) and the
@@ -722,9 +722,14 @@ fn a_burst_of_expanding_lines_gives_its_memory_back_once_output_is_quiet() {
     s.write_all(b"the end\n").expect("write");
     alice.expect_line_within(&format!("[? {}:5000] the end", ip(b, 7)), LONG_WAIT);
     let busy = alice.status_kib("VmRSS");
+    assert!(
+        busy >= idle + 1024,
+        "the burst should have raised memory: {busy} kB, {idle} kB before"
+    );
     // Nothing more comes: a second after the last output, its buffers and the heap pages
-    // they held go back. (Measured: 3.3 MB above idle without that, 0.4 MB with it.)
-    let back = poll_until(LONG_WAIT, || alice.status_kib("VmRSS") <= idle + 1024);
+    // they held go back. (Measured: 2.0 MB above idle stayed before; 0.7 MB when the
+    // buffers shrink but their pages stay with the allocator; 0.4 MB now.)
+    let back = poll_until(LONG_WAIT, || alice.status_kib("VmRSS") <= idle + 640);
     let after = alice.status_kib("VmRSS");
     println!("VmRSS: idle {idle} kB, after the burst {busy} kB, then {after} kB");
     assert!(

@@ -189,6 +189,12 @@ impl Stdout {
         }
     }
 
+    /// Drops what waits unwritten, and the buffer's memory: stdout is gone.
+    pub fn discard(&mut self) {
+        self.pending = Vec::new();
+        self.start = 0;
+    }
+
     /// Whether the buffer is larger than it is kept once written (a burst left it so).
     pub fn holds_burst(&self) -> bool {
         self.pending.capacity() > KEEP_CAPACITY

@@ -266,6 +266,11 @@ impl Output {
         }
     }
 
+    /// Drops what is rendered and not drained, and the buffer's memory: stdout is gone.
+    pub fn discard(&mut self) {
+        self.buf = String::new();
+    }
+
     /// Whether the buffer is larger than it is kept between turns (a burst left it so).
     pub fn holds_burst(&self) -> bool {
         self.buf.capacity() > KEEP_CAPACITY

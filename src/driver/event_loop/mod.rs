@@ -336,7 +336,13 @@ impl EventLoop {
             self.apply_effects(now);
             self.flush_output(now);
             self.watch_stdout(now);
-            if self.output.holds_burst() || self.stdout.holds_burst() {
+            // Armed only when giving back could act: not while stdout still has to take
+            // what waits (a stalled reader would wake the loop every second for nothing),
+            // nor once it is gone (its buffers went with it).
+            if !self.stdout_broken
+                && self.stdout.backlog() == 0
+                && (self.output.holds_burst() || self.stdout.holds_burst())
+            {
                 self.quiet_at = Some(now + GIVE_BACK_AFTER);
             }
             if self.node.is_finished() {

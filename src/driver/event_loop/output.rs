@@ -79,6 +79,10 @@ impl EventLoop {
         }
         if let Err(e) = flushed {
             self.stdout_broken = true;
+            // Nothing will be written any more: what waits is dropped, and its memory goes.
+            self.output.discard();
+            self.stdout.discard();
+            crate::driver::heap::trim();
             if self.config.headless {
                 log::warn!("stdout failed ({e}); running on without output");
             } else {
