@@ -17,8 +17,9 @@
 //! shown of lines sent (a lost line is an error, in `--quick` too) and CPU per line.
 //! `callgrind` (`churn/callgrind.rs`): peerchat and the floor under `valgrind --tool=callgrind`
 //! with 3,000 one-message connections, sent in bursts to a stopped contender and one at a
-//! time, three runs each (a regime's count varies by a few instructions at most),
-//! alternating (300 once in `--quick`); Ir per message.
+//! time, three runs each (burst gives the same count every run; paced varies with how many
+//! connections are accepted before their bytes arrive), alternating (300 once in
+//! `--quick`); Ir per message.
 //!
 //! The baselines are this same bench binary re-executed with `PEERCHAT_BENCH_ROLE` set. Every
 //! scenario runs several times with the contenders alternating; one table reports the median,
