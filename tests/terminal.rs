@@ -962,7 +962,7 @@ fn start_up_prompts_ask_again_after_a_bad_answer() {
 fn accept_queue(ip: [u8; 4], port: u16) -> usize {
     let local = format!(
         "{:08X}:{port:04X}",
-        u32::from_le_bytes(ip) // /proc/net/tcp shows the address as the host's u32
+        u32::from_ne_bytes(ip) // the address bytes read as a u32 in the host's order
     );
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
     table
