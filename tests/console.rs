@@ -12,13 +12,13 @@
 mod common;
 
 use common::{
-    closed_addr, exit_within, ip, peerchat_bin, poll_until, proc_open_fds, run_peerchat, Peer,
-    LONG_WAIT, WAIT,
+    closed_addr, exit_within, ip, peerchat_bin, poll_until, proc_open_fds, read_listening_addr,
+    run_peerchat, KillOnDrop, Peer, LONG_WAIT, WAIT,
 };
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -235,17 +235,6 @@ fn headless_keeps_running_at_end_of_input_until_sigterm() {
     bob.quit_ok();
 }
 
-/// Kills the child on drop: the process of the full-stdout test, whose stdout is a pipe the
-/// test holds and reads itself (the harness's [`Peer`] reads stdout from the start).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Bytes waiting in a pipe (`FIONREAD`).
 fn pipe_fill(fd: RawFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -295,21 +284,12 @@ fn full_stdout_pipe_never_blocks_the_loop_and_drops_are_reported() {
         .stdin(in_r)
         .stdout(out_w)
         .stderr(Stdio::null());
-    let mut child = Guard(cmd.spawn().expect("start peerchat"));
+    // Not a harness `Peer` (which reads stdout from the start): its stdout is the test's own
+    // pipe, and the process is killed if the test fails.
+    let mut child = KillOnDrop(cmd.spawn().expect("start peerchat"));
     drop(cmd);
     // Its first line, read byte by byte so that nothing more is taken from the pipe.
-    let mut first = Vec::new();
-    let mut byte = [0u8];
-    while byte[0] != b'\n' {
-        out_r.read_exact(&mut byte).expect("the listening line");
-        first.push(byte[0]);
-    }
-    let first = String::from_utf8(first).unwrap();
-    let stuck = first
-        .strip_prefix("listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("bad first line {first:?}"))
-        .to_string();
+    let stuck = read_listening_addr(&mut out_r).to_string();
 
     // About 1.9 MB of output: more than the pipe (64 KiB) and peerchat's buffer (1 MiB).
     let pad = "x".repeat(600);

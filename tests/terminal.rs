@@ -975,16 +975,6 @@ fn accept_queue(ip: [u8; 4], port: u16) -> usize {
         .unwrap_or(0)
 }
 
-/// Kills the process when dropped: a failed assertion leaves no peerchat behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The count in `! accepting from IP again; refused N connections from it at the limit`.
 fn refused_report(line: &str) -> Option<usize> {
     line.strip_prefix("! accepting from ")?
@@ -1019,21 +1009,10 @@ fn a_terminal_read_late_shows_or_reports_every_message() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start peerchat on the pty");
-    let _child = KillOnDrop(child);
+    let _child = common::KillOnDrop(child);
     let mut master = File::from(master);
     // The first line, byte by byte, so that nothing more is taken from the terminal.
-    let mut first = Vec::new();
-    let mut byte = [0u8];
-    while byte[0] != b'\n' {
-        master.read_exact(&mut byte).expect("the listening line");
-        first.push(byte[0]);
-    }
-    let first = String::from_utf8_lossy(&first).trim_end().to_string();
-    let to: SocketAddr = first
-        .strip_prefix("listening on ")
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("bad first line {first:?}"));
+    let to = common::read_listening_addr(&mut master);
     // About 1.9 MB of output, from one address, one connection after the other. Every
     // connection made and sent (the kernel's listen queue takes them whether or not
     // peerchat accepts), with the terminal unread: peerchat should have stopped reading

@@ -942,3 +942,31 @@ pub fn closed_addr(ip: &str) -> SocketAddr {
     let listener = TcpListener::bind((ip, 0)).expect("bind a throwaway listener");
     listener.local_addr().expect("local addr")
 }
+
+/// A child process killed (and reaped) when dropped, so that a failed assertion leaves none
+/// behind: for processes a test starts itself, outside [`Peer`].
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads peerchat's first line, `listening on IP:PORT as NAME`, byte by byte from `out` (so
+/// that nothing after it is taken), and returns the address.
+pub fn read_listening_addr(out: &mut impl Read) -> SocketAddr {
+    let mut first = Vec::new();
+    let mut byte = [0u8];
+    while byte[0] != b'\n' {
+        out.read_exact(&mut byte).expect("the listening line");
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8_lossy(&first);
+    first
+        .strip_prefix("listening on ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("bad first line {first:?}"))
+}

@@ -853,6 +853,15 @@ mod tests {
 
     /// Connects from `from` and accepts; the key of the new connection.
     fn accept_from(conns: &mut Connections, to: SocketAddr, from: IpAddr) -> usize {
+        accept_keeping(conns, to, from).0
+    }
+
+    /// Like [`accept_from`], and also returns the sender's end, open.
+    fn accept_keeping(
+        conns: &mut Connections,
+        to: SocketAddr,
+        from: IpAddr,
+    ) -> (usize, std::net::TcpStream) {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         socket.bind(&SocketAddr::new(from, 0).into()).expect("bind");
@@ -862,14 +871,14 @@ mod tests {
         // The kernel completes the handshake before `connect` returns: one accept takes it.
         conns.listener_ready();
         conns.accept(Instant::now(), &mut effects);
-        drop(socket);
         let mut keys = conns.conns.iter().map(|(key, _)| key);
-        match conns.conns.len() {
+        let key = match conns.conns.len() {
             // It evicted the only one (and took its key, perhaps).
             1 => keys.next(),
             _ => keys.find(|key| !before.contains(key)),
         }
-        .expect("a new connection")
+        .expect("a new connection");
+        (key, socket.into())
     }
 
     /// An address's entry outlives its last connection, for the next one (no lookup but
@@ -1147,23 +1156,14 @@ mod tests {
     #[test]
     fn a_lone_connection_reads_its_larger_share_in_one_turn() {
         let (mut conns, to) = fresh();
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        socket
-            .bind(&SocketAddr::new(IpAddr::from([127, 0, 171, 6]), 0).into())
-            .expect("bind");
-        socket.connect(&to.into()).expect("connect");
+        let (key, mut sender) = accept_keeping(&mut conns, to, IpAddr::from([127, 0, 171, 6]));
         let mut effects = Vec::new();
-        conns.listener_ready();
-        conns.accept(Instant::now(), &mut effects);
-        let key = conns.take_accepted().first().copied().expect("accepted");
         // Three shared shares of long lines, all in the socket's buffers once written.
         let mut sent = b"127.0.171.6:9 st hi\n".to_vec();
         while sent.len() < 3 * Share::SHARED.bytes {
             sent.extend_from_slice(&[b'x'; 999]);
             sent.push(b'\n');
         }
-        let mut sender: std::net::TcpStream = socket.into();
         sender.write_all(&sent).expect("write");
         let mut node = Node::new(
             crate::node::Settings::for_tests(),
