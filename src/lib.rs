@@ -32,6 +32,8 @@
 //!   blocking `peerchat send`, which has no loop to run).
 //! - `ui/`: what the user sees and types: rendering, the line editor, wall-clock formats.
 //! - [`cli`]: the `peerchat` command line, resolved into a [`Config`].
+//! - `time`: the `Instant` everything above takes as `now`: the monotonic clock as one
+//!   count of nanoseconds (the simulator starts its own at a fixed origin).
 //! - `sim/` (tests only): many nodes on a virtual clock and network, with faults.
 //!
 //! # Embedding
@@ -70,6 +72,7 @@ mod driver;
 mod node;
 #[cfg(test)]
 mod sim;
+mod time;
 mod ui;
 pub mod wire;
 

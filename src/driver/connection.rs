@@ -8,9 +8,10 @@
 //! advances itself on readiness, expires itself when the deadline passes, and reports
 //! each [`Step`] for the driver to act on.
 
+use crate::time::Instant;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 

@@ -11,9 +11,9 @@
 //! What the datagrams say and how often they go is decided in `node::discovery`; this
 //! only moves bytes.
 
+use crate::time::Instant;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};

@@ -17,10 +17,11 @@
 //!   most once a second, keeping at most [`MAX_PENDING`] bytes meanwhile. If it had to drop
 //!   records, it rewrites itself from a snapshot once writing works again, and says so.
 
+use crate::time::Instant;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::node::history::{replay, Record, Replayed};
 

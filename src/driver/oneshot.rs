@@ -3,9 +3,9 @@
 //! as the peer would split them, each part on its own connection once the previous one is
 //! over, in our default form (`--format`: the receiver was never heard).
 
+use crate::time::Instant;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Instant;
 
 use crate::config::Config;
 use crate::driver::net;

@@ -13,9 +13,10 @@
 //! and reported as soon as stdout drains. A regular file never blocks and is written
 //! whole; fd 1 is watched for writability when epoll accepts it.
 
+use crate::time::Instant;
 use std::io;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 

@@ -26,9 +26,10 @@
 //! channel cannot be used to amplify traffic towards a spoofed address. A `peers` answer
 //! is accepted only from an address we queried within [`ANSWER_TIMEOUT`], once per query.
 
+use crate::time::Instant;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt};
 

@@ -13,9 +13,10 @@
 //!
 //! Pure: the node feeds it the clock and check results; it answers which peers to check.
 
+use crate::time::Instant;
 use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::node::timers::{TimerId, Timers};
 

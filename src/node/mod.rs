@@ -30,9 +30,10 @@ pub mod timers;
 #[cfg(test)]
 use sending::{REPLIES_PER_INTERVAL, REPLY_INTERVAL};
 
+use crate::time::Instant;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::node::commands::{Command, CommandParser, Target};
 use crate::node::discovery::Discovery;
@@ -136,8 +137,6 @@ pub struct Node {
     history: History,
     /// A moment on both clocks, to turn `Instant`s into wall-clock times.
     epoch: (Instant, i64),
-    /// The latest `now` turned into Unix milliseconds (see `wall_millis`).
-    wall_at: (Instant, i64),
     quitting: bool,
     /// While quitting: when waiting for the `exit` messages ends.
     quit_deadline: Option<Instant>,
@@ -173,7 +172,6 @@ impl Node {
         Node {
             history: History::new(me.history),
             epoch,
-            wall_at: epoch,
             outbox: Outbox::new(me.max_in_flight),
             peers: PeerTable::with_limits(crate::node::peers::MAX_PEERS, me.max_peers_per_ip),
             replied: HashMap::new(),
@@ -271,13 +269,12 @@ impl Node {
         peers.chain(messages).collect()
     }
 
-    fn wall_millis(&mut self, now: Instant) -> i64 {
-        // Every message of a loop turn comes with the same `now`: computed once per turn.
-        if self.wall_at.0 != now {
-            let since = now.saturating_duration_since(self.epoch.0).as_millis();
-            self.wall_at = (now, self.epoch.1 + i64::try_from(since).unwrap_or(0));
-        }
-        self.wall_at.1
+    /// `now` as Unix milliseconds, for the history's dates.
+    fn wall_millis(&self, now: Instant) -> i64 {
+        let since = now.millis_since(self.epoch.0);
+        self.epoch
+            .1
+            .saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
     }
 
     /// Records a received message in the history, copied into its buffer (no allocation

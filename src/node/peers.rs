@@ -13,9 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::time::Instant;
 use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::wire::{self, Dialect};
 
@@ -686,7 +687,7 @@ mod tests {
 
     #[test]
     fn a_peer_is_keyed_by_observed_ip_and_can_be_marked_and_removed() {
-        use std::time::Instant;
+        use crate::time::Instant;
 
         let mut table = PeerTable::new();
         let bob = "127.0.0.3:5002".parse().expect("test address");

@@ -3,8 +3,9 @@
 //! driver takes it out a connection at a time with [`Node::poll_transmit`], and reports
 //! how each ended.
 
+use crate::time::Instant;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Effect, Node};
 use crate::node::event::Event;

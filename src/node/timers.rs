@@ -6,8 +6,8 @@
 //! uses no CPU. An owner that goes away cancels its entry, so that nothing wakes the loop
 //! for nothing.
 
+use crate::time::Instant;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// Names one armed entry, to cancel it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

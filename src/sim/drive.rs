@@ -5,8 +5,8 @@
 //! (`node.header().encode(local_ip, &text)`) through a real `wire::Decoder`, fed in
 //! arbitrary chunks and finished at EOF, each message to `on_message(observed_ip, ..)`.
 
+use crate::time::Instant;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use crate::node::Effect;
 use crate::sim::net::{Conn, Ev, Payload, Report, Sim, State};

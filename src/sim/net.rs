@@ -1,7 +1,7 @@
 //! The simulated world: a virtual clock, one event queue, and a virtual network of real
 //! [`Node`]s with the faults a lab network has.
 //!
-//! Time is a base `Instant` (the only reading of the real clock) plus a virtual offset.
+//! Time is a virtual offset from a fixed origin ([`ORIGIN`]): nothing reads the real clock.
 //! The queue is ordered by (time, sequence number) and a run always jumps to the earliest
 //! entry, so nothing waits in wall time and a run is a pure function of its seed and its
 //! schedule.
@@ -32,9 +32,10 @@
 //! How the world is configured is in `setup.rs`; how each node is driven once an input
 //! reaches it is in `drive.rs`.
 
+use crate::time::Instant;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::node::liveness::Liveness;
 use crate::node::{Effect, Node, Settings};
@@ -169,13 +170,17 @@ pub(crate) fn udp_addr(i: usize) -> SocketAddr {
     SocketAddr::new(addr_of(i).ip(), 40_000)
 }
 
+/// Where the virtual clock starts: a day after the monotonic clock's origin, so that
+/// moments a little before the start (a peer heard "5 s ago") exist.
+const ORIGIN: Instant = Instant::from_nanos(86_400 * 1_000_000_000);
+
 impl Sim {
     /// An empty world whose every random choice comes from `seed`.
     pub(crate) fn new(cfg: Config, seed: u64) -> Self {
         let trace = Trace::new(cfg.record, seed);
         Sim {
             cfg,
-            base: Instant::now(),
+            base: ORIGIN,
             now: Duration::ZERO,
             queue: BTreeMap::new(),
             seq: 0,

@@ -1,9 +1,10 @@
 //! Accepting: the listener's turn, the connection limits (per address and in all) and
 //! making room by evicting the idlest connection of the most crowded address.
 
+use crate::time::Instant;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Token};

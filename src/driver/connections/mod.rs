@@ -8,11 +8,12 @@
 //! closed by one sweep timer, not a timer each, so churn costs no timer updates (the sweep
 //! stays armed between one connection and the next).
 
+use crate::time::Instant;
 use foldhash::{HashMap, HashMapExt};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
@@ -150,10 +151,6 @@ pub struct Connections {
     messages: Vec<wire::Message>,
     /// The strings of messages already shown, for the decoders to take again.
     spares: wire::Spares,
-    /// The second [`Connections::now_secs`] last found: it began at `.0` (`started` plus
-    /// that many seconds) and ends before `.1`; `.2` is its number. A `now` within it is
-    /// told by comparing, without the subtraction, once a second rather than once a turn.
-    second: (Instant, Instant, u32),
 }
 
 impl Connections {
@@ -203,11 +200,6 @@ impl Connections {
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             messages: Vec::new(),
             spares: wire::Spares::default(),
-            second: (
-                now,
-                now.checked_add(Duration::from_secs(1)).unwrap_or(now),
-                0,
-            ),
         })
     }
 
@@ -794,33 +786,16 @@ impl Connections {
         Some(slot)
     }
 
-    /// Whole seconds from `started` to `now` ([`secs_since`]), from the second last found
-    /// when `now` is still in it.
+    /// Whole seconds since we started: what a connection's idle times count in.
     #[inline]
-    fn now_secs(&mut self, now: Instant) -> u32 {
-        let (from, until, secs) = self.second;
-        if from <= now && now < until {
-            return secs;
-        }
-        self.find_second(now)
-    }
-
-    #[inline(never)]
-    fn find_second(&mut self, now: Instant) -> u32 {
-        let secs = secs_since(self.started, now);
-        // Never past the clock's range in practice; an empty span then (found each time).
-        let from = (self.started)
-            .checked_add(Duration::from_secs(u64::from(secs)))
-            .unwrap_or(now);
-        let until = from.checked_add(Duration::from_secs(1)).unwrap_or(from);
-        self.second = (from, until, secs);
-        secs
+    fn now_secs(&self, now: Instant) -> u32 {
+        secs_since(self.started, now)
     }
 }
 
 /// Whole seconds from `start` to `now`, saturating.
 fn secs_since(start: Instant, now: Instant) -> u32 {
-    u32::try_from(now.saturating_duration_since(start).as_secs()).unwrap_or(u32::MAX)
+    u32::try_from(now.secs_since(start)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -1040,28 +1015,6 @@ mod tests {
         conns.close(keys[0], &mut effects);
         assert_eq!(conns.queue, [keys[1]]);
         assert!(conns.holds_back(), "the other one still waits");
-    }
-
-    /// Whole seconds told from the second last found agree with the subtraction, for
-    /// times in any order (a turn's `now` only grows, a test's need not).
-    #[test]
-    fn whole_seconds_from_the_second_last_found_are_the_subtractions() {
-        let (mut conns, _) = fresh();
-        let start = conns.started;
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Mostly small steps within a second or two, sometimes far.
-            let nanos = if x.is_multiple_of(8) {
-                x % 100_000_000_000
-            } else {
-                x % 2_500_000_000
-            };
-            let now = start + Duration::from_nanos(nanos);
-            assert_eq!(conns.now_secs(now), secs_since(start, now), "{nanos} ns");
-        }
     }
 
     /// A queued connection closed during a turn takes its place in that turn with it: a

@@ -1,9 +1,9 @@
 //! Outgoing connections: one per message the node hands out, and liveness checks; each
 //! reports how it ended back to the node.
 
+use crate::time::Instant;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use mio::{Interest, Token};
 

@@ -2,7 +2,7 @@
 //! (it has room for what a line may send) and stdout keeps up with what they may print;
 //! line editing, completion and end of input.
 
-use std::time::Instant;
+use crate::time::Instant;
 
 use super::EventLoop;
 use crate::driver::stdin::Input;

@@ -21,9 +21,10 @@
 //! - nothing blocks: connects are non-blocking, writes keep their unsent rest, and
 //!   every outgoing connection has a deadline.
 
+use crate::time::Instant;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;

@@ -2,7 +2,8 @@
 //! stdout's pace: when it is behind, reading the network waits (the senders wait, through
 //! TCP), and a pipe that takes nothing for a while counts as not being read.
 
-use std::time::{Duration, Instant};
+use crate::time::Instant;
+use std::time::Duration;
 
 use super::{EventLoop, STDOUT_STALL};
 use crate::driver::journal::Flushed;
