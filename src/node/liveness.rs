@@ -46,6 +46,13 @@ struct Watch {
     in_flight: bool,
 }
 
+/// The longest interval between checks; a longer one (a program embedding peerchat sets its
+/// own `Limits`, up to `Duration::MAX`) counts as this. Checks then never come in practice,
+/// and every deadline stays far inside the clock's range: unclamped, a deadline and the
+/// "due within a tenth of an interval" horizon both saturated at its end, and every check
+/// came due at once.
+const MAX_INTERVAL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The liveness schedule of every known peer.
 #[derive(Debug)]
 pub struct Liveness {
@@ -66,6 +73,7 @@ impl Liveness {
     /// Checks every `interval` (zero turns checking off); `failures` checks in a row make
     /// a peer unreachable, and four more intervals without an answer remove it.
     pub fn new(interval: Duration, failures: u32) -> Self {
+        let interval = interval.min(MAX_INTERVAL);
         Liveness {
             interval,
             failures: failures.max(1),
@@ -270,6 +278,17 @@ mod tests {
         let t0 = Instant::now();
         l.track(addr("127.0.0.2:1"), t0);
         assert_eq!(l.next_deadline(), None);
+    }
+
+    /// An interval as long as a `Duration` holds (a program embedding peerchat sets its
+    /// own `Limits`): nothing overflows, and the check never comes due.
+    #[test]
+    fn the_longest_interval_is_never_due() {
+        let mut l = Liveness::new(Duration::MAX, 3);
+        let t0 = Instant::now();
+        l.track(addr("127.0.0.2:1"), t0);
+        l.heard(addr("127.0.0.2:1"), t0);
+        assert!(due(&mut l, t0 + 100_000 * SEC).is_empty());
     }
 
     #[test]
