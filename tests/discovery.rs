@@ -196,6 +196,44 @@ fn inner_peers_on_one_lan_find_each_other() {
     }
 }
 
+/// `--discover-broadcast`: the same announcements to 255.255.255.255 on the group's port
+/// instead of to a multicast group (for LANs whose switches drop multicast). Peers find
+/// each other, and a peer that quits is forgotten by the others.
+#[test]
+fn peers_find_each_other_by_broadcast() {
+    in_namespace("inner_peers_find_each_other_by_broadcast");
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by peers_find_each_other_by_broadcast"]
+fn inner_peers_find_each_other_by_broadcast() {
+    if !inside() {
+        return;
+    }
+    const N: usize = 4;
+    let mut peers: Vec<Peer> = (0..N)
+        .map(|i| start_with(60 + i, &["--discover-broadcast"]))
+        .collect();
+    for p in &mut peers {
+        listening(p);
+    }
+    for p in &mut peers {
+        joined(p, N - 1);
+    }
+    let mut gone = peers.pop().expect("peers");
+    gone.send_line("/quit");
+    gone.expect_exit(common::LONG_WAIT);
+    for p in &mut peers {
+        p.expect_event("peer_left", |v| v["addr"] == gone.address());
+    }
+    for p in &mut peers {
+        p.send_line("/quit");
+    }
+    for p in &mut peers {
+        p.expect_exit(common::LONG_WAIT);
+    }
+}
+
 /// Two groups that hear each other's multicast not at all (two multicast groups stand for
 /// two subnets), joined only through one peer of group B that knows one peer of group A:
 /// every peer ends up knowing every other through peer exchange, in a few announce
