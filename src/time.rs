@@ -9,9 +9,10 @@
 //! nanoseconds makes each an instruction or two, and a moment half the size (8 bytes).
 //! It lasts 584 years from the clock's origin (the boot, on Linux).
 //!
-//! The API is std's, so that the code reads the same, with one difference: arithmetic
-//! saturates at the ends of the range instead of panicking. The simulator makes moments
-//! of its own with [`Instant::from_nanos`]: its virtual clock needs no real one.
+//! The API is the part of std's that peerchat uses, so that the code reads the same, plus
+//! whole seconds and milliseconds between two moments; sums and differences saturate at
+//! the ends of the range instead of panicking. The simulator makes moments of its own with
+//! [`Instant::from_nanos`]: its virtual clock needs no real one.
 
 use std::ops::{Add, AddAssign, Sub, SubAssign};
 use std::time::Duration;
@@ -34,7 +35,8 @@ impl Instant {
         // SAFETY: `t` is a valid, writable timespec for the call's duration.
         let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
         // It fails only for an unknown clock (this one every Linux has) or a bad pointer
-        // (not this one); std's `Instant::now` panics if it does. Checked in tests.
+        // (not this one); std's `Instant::now` panics if it does. Checked in debug builds
+        // (the tests); a release build would read the clock's origin, and no timer fire.
         debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
         // The monotonic clock never reads negative; a negative field would count as 0.
         let secs = u64::try_from(t.tv_sec).unwrap_or(0);

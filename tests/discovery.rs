@@ -20,6 +20,9 @@ use serde_json::Value;
 /// Set for the inner run, inside the namespace.
 const INNER: &str = "PEERCHAT_DISCOVERY_NETNS";
 
+/// The port of peerchat's default discovery group (239.255.77.77:5077).
+const GROUP_PORT: u16 = 5077;
+
 /// The test's block of loopback addresses (see `common::ip`).
 const BLOCK: u8 = 95;
 
@@ -198,7 +201,9 @@ fn inner_peers_on_one_lan_find_each_other() {
 
 /// `--discover-broadcast`: the same announcements to 255.255.255.255 on the group's port
 /// instead of to a multicast group (for LANs whose switches drop multicast). Peers find
-/// each other, and a peer that quits is forgotten by the others.
+/// each other, and a peer that quits is forgotten by the others. A socket of the test's on
+/// the group's port, in no group and taking no other socket's groups, hears their
+/// announcements: they were broadcast (multicast would not reach it).
 #[test]
 fn peers_find_each_other_by_broadcast() {
     in_namespace("inner_peers_find_each_other_by_broadcast");
@@ -211,6 +216,7 @@ fn inner_peers_find_each_other_by_broadcast() {
         return;
     }
     const N: usize = 4;
+    let overhear = broadcast_listener();
     let mut peers: Vec<Peer> = (0..N)
         .map(|i| start_with(60 + i, &["--discover-broadcast"]))
         .collect();
@@ -220,6 +226,19 @@ fn inner_peers_find_each_other_by_broadcast() {
     for p in &mut peers {
         joined(p, N - 1);
     }
+    // Waits for one (each recv waits at most its timeout; the peers announced already).
+    let mut buf = [0u8; 2048];
+    let mut heard = false;
+    while let Ok(n) = overhear.recv(&mut buf) {
+        if buf[..n].starts_with(b"peerchat1 hello") {
+            heard = true;
+            break;
+        }
+    }
+    assert!(
+        heard,
+        "no announcement reached a socket outside every group"
+    );
     let mut gone = peers.pop().expect("peers");
     gone.send_line("/quit");
     gone.expect_exit(common::LONG_WAIT);
@@ -232,6 +251,26 @@ fn inner_peers_find_each_other_by_broadcast() {
     for p in &mut peers {
         p.expect_exit(common::LONG_WAIT);
     }
+}
+
+/// A socket on the default group's port that receives broadcasts and unicasts only: it
+/// joins no group, and `IP_MULTICAST_ALL` is off (by default Linux hands a socket the
+/// datagrams of every group any socket on the host joined on its port).
+fn broadcast_listener() -> std::net::UdpSocket {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("udp socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket
+        .set_multicast_all_v4(false)
+        .expect("IP_MULTICAST_ALL");
+    socket
+        .bind(&std::net::SocketAddr::from(([0, 0, 0, 0], GROUP_PORT)).into())
+        .expect("bind the group's port");
+    let socket = std::net::UdpSocket::from(socket);
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    socket
 }
 
 /// Two groups that hear each other's multicast not at all (two multicast groups stand for

@@ -48,9 +48,9 @@ struct Watch {
 
 /// The longest interval between checks; a longer one (a program embedding peerchat sets its
 /// own `Limits`, up to `Duration::MAX`) counts as this. Checks then never come in practice,
-/// and every deadline stays far inside the clock's range: unclamped, a deadline and the
-/// "due within a tenth of an interval" horizon both saturated at its end, and every check
-/// came due at once.
+/// and every deadline stays inside the clock's range (584 years): unclamped, a deadline
+/// and the "due within a tenth of an interval" horizon both saturated at its end, and
+/// every check came due at once.
 const MAX_INTERVAL: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The liveness schedule of every known peer.
