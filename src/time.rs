@@ -12,7 +12,7 @@
 //! The API is the part of std's that peerchat uses, so that the code reads the same, plus
 //! whole seconds and milliseconds between two moments; sums and differences saturate at
 //! the ends of the range instead of panicking. The simulator makes moments of its own with
-//! [`Instant::from_nanos`]: its virtual clock needs no real one.
+//! `Instant::from_nanos`: its virtual clock needs no real one.
 
 use std::ops::{Add, AddAssign, Sub, SubAssign};
 use std::time::Duration;

@@ -428,7 +428,7 @@ pub(super) fn push_standard_v4(line: &str, out: &mut Vec<Message>, spares: &mut 
 /// In one forward pass over the bytes: the address stops at its last digit (read from a
 /// window, [`ipv4_window`], when the line has 16 bytes), the port at a separator, the name
 /// at the next one; nothing is scanned twice. On lines that start with a digit, the same
-/// answers as [`standard_fields_general`] (tested).
+/// answers as `standard_fields_general` (tested).
 #[inline(always)]
 pub(super) fn standard_v4_fields(line: &str) -> Option<(Ipv4Addr, u16, &str, &str)> {
     let b = line.as_bytes();

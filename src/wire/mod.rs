@@ -2,7 +2,7 @@
 //!
 //! Pure and I/O-free. A [`Decoder`] lives with one inbound connection: the event loop
 //! feeds it whatever `read` returned, in whatever chunks, and it yields complete
-//! [`Message`]s. [`encode`] builds what we send, and [`split_for_wire`] keeps each
+//! [`Message`]s. [`encode()`] builds what we send, and [`split_for_wire`] keeps each
 //! message small enough for receivers that read a single `recv(1024)`.
 //!
 //! See docs/PROTOCOL.md, section 2, for the dialects and the README for what we accept.
