@@ -112,6 +112,29 @@ fn start_with(i: usize, extra: &[&str]) -> Peer {
     Peer::peerchat(&name, &args)
 }
 
+/// Peers `p{first}` to `p{first + n - 1}` (as [`start_with`]), once each has found the
+/// others.
+fn start_lan(first: usize, n: usize, extra: &[&str]) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = (first..first + n).map(|i| start_with(i, extra)).collect();
+    for p in &mut peers {
+        listening(p);
+    }
+    for p in &mut peers {
+        joined(p, n - 1);
+    }
+    peers
+}
+
+/// Quits every peer of `peers`, all at once, and waits until each has exited.
+fn quit_all(peers: &mut [Peer]) {
+    for p in peers.iter_mut() {
+        p.send_line("/quit");
+    }
+    for p in peers.iter_mut() {
+        p.expect_exit(common::LONG_WAIT);
+    }
+}
+
 /// Waits for the listening event; returns it.
 fn listening(peer: &mut Peer) -> Value {
     let event = peer.expect_event("listening", |_| true);
@@ -191,12 +214,7 @@ fn inner_peers_on_one_lan_find_each_other() {
     for p in &mut peers {
         p.expect_event("peer_left", |v| v["addr"] == late.address());
     }
-    for p in &mut peers {
-        p.send_line("/quit");
-    }
-    for p in &mut peers {
-        p.expect_exit(common::LONG_WAIT);
-    }
+    quit_all(&mut peers);
 }
 
 /// `--discover-broadcast`: the same announcements to 255.255.255.255 on the group's port
@@ -215,17 +233,8 @@ fn inner_peers_find_each_other_by_broadcast() {
     if !inside() {
         return;
     }
-    const N: usize = 4;
     let overhear = broadcast_listener();
-    let mut peers: Vec<Peer> = (0..N)
-        .map(|i| start_with(60 + i, &["--discover-broadcast"]))
-        .collect();
-    for p in &mut peers {
-        listening(p);
-    }
-    for p in &mut peers {
-        joined(p, N - 1);
-    }
+    let mut peers = start_lan(60, 4, &["--discover-broadcast"]);
     // Waits for one (each recv waits at most its timeout; the peers announced already).
     let mut buf = [0u8; 2048];
     let mut heard = false;
@@ -245,12 +254,7 @@ fn inner_peers_find_each_other_by_broadcast() {
     for p in &mut peers {
         p.expect_event("peer_left", |v| v["addr"] == gone.address());
     }
-    for p in &mut peers {
-        p.send_line("/quit");
-    }
-    for p in &mut peers {
-        p.expect_exit(common::LONG_WAIT);
-    }
+    quit_all(&mut peers);
 }
 
 /// A socket on the default group's port that receives broadcasts and unicasts only: it
@@ -372,12 +376,7 @@ fn inner_two_groups_joined_by_one_peer_converge_through_exchange() {
             })
         });
     }
-    for p in &mut peers {
-        p.send_line("/quit");
-    }
-    for p in &mut peers {
-        p.expect_exit(common::LONG_WAIT);
-    }
+    quit_all(&mut peers);
 }
 
 /// A `query` sent to the group (not unicast to one peerchat, as ours are) must not be
@@ -394,14 +393,7 @@ fn inner_a_query_sent_to_the_group_is_not_answered() {
     if !inside() {
         return;
     }
-    const N: usize = 3;
-    let mut peers: Vec<Peer> = (0..N).map(|i| start(40 + i)).collect();
-    for p in &mut peers {
-        listening(p);
-    }
-    for p in &mut peers {
-        joined(p, N - 1);
-    }
+    let mut peers = start_lan(40, 3, &[]);
     let attacker = std::net::UdpSocket::bind((common::ip(BLOCK, 200).as_str(), 0)).expect("bind");
     attacker
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -423,11 +415,6 @@ fn inner_a_query_sent_to_the_group_is_not_answered() {
             }
         }
     }
-    for p in &mut peers {
-        p.send_line("/quit");
-    }
-    for p in &mut peers {
-        p.expect_exit(common::LONG_WAIT);
-    }
+    quit_all(&mut peers);
     assert_eq!(answers, 0, "a query to the group drew {answers} answers");
 }

@@ -370,7 +370,7 @@ impl Connections {
     }
 
     fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        let now_secs = self.now_secs(now);
+        let now_secs = secs_since(self.started, now);
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
@@ -785,15 +785,10 @@ impl Connections {
         self.last_slot = slot;
         Some(slot)
     }
-
-    /// Whole seconds since we started: what a connection's idle times count in.
-    #[inline]
-    fn now_secs(&self, now: Instant) -> u32 {
-        secs_since(self.started, now)
-    }
 }
 
-/// Whole seconds from `start` to `now`, saturating.
+/// Whole seconds from `start` to `now`, saturating: what a connection's idle times count
+/// in (from `Connections::started`).
 fn secs_since(start: Instant, now: Instant) -> u32 {
     u32::try_from(now.secs_since(start)).unwrap_or(u32::MAX)
 }
