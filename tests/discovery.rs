@@ -125,6 +125,15 @@ fn start_lan(first: usize, n: usize, extra: &[&str]) -> Vec<Peer> {
     peers
 }
 
+/// `leaving` quits; every one of `peers` tells that it left.
+fn quit_and_be_forgotten(leaving: &mut Peer, peers: &mut [Peer]) {
+    leaving.send_line("/quit");
+    leaving.expect_exit(common::LONG_WAIT);
+    for p in peers.iter_mut() {
+        p.expect_event("peer_left", |v| v["addr"] == leaving.address());
+    }
+}
+
 /// Quits every peer of `peers`, all at once, and waits until each has exited.
 fn quit_all(peers: &mut [Peer]) {
     for p in peers.iter_mut() {
@@ -209,11 +218,7 @@ fn inner_peers_on_one_lan_find_each_other() {
         p.expect_event("peer_joined", |v| v["addr"] == late.address());
     }
     // It quits: every peer forgets it.
-    late.send_line("/quit");
-    late.expect_exit(common::LONG_WAIT);
-    for p in &mut peers {
-        p.expect_event("peer_left", |v| v["addr"] == late.address());
-    }
+    quit_and_be_forgotten(&mut late, &mut peers);
     quit_all(&mut peers);
 }
 
@@ -249,11 +254,7 @@ fn inner_peers_find_each_other_by_broadcast() {
         "no announcement reached a socket outside every group"
     );
     let mut gone = peers.pop().expect("peers");
-    gone.send_line("/quit");
-    gone.expect_exit(common::LONG_WAIT);
-    for p in &mut peers {
-        p.expect_event("peer_left", |v| v["addr"] == gone.address());
-    }
+    quit_and_be_forgotten(&mut gone, &mut peers);
     quit_all(&mut peers);
 }
 
