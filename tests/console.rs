@@ -433,7 +433,7 @@ fn send_subcommand_exits_0_when_delivered_and_1_when_not() {
         format!("{}:5999 scripter hello there", ip(b, 6))
     );
 
-    let closed = closed_addr(&ip(b, 7)).to_string();
+    let (closed, _port) = closed_addr(&ip(b, 7));
     let failed = run_peerchat(&["send", "-n", "scripter", "-p", "5999", &closed, "anyone?"]);
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     assert!(

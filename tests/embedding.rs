@@ -323,7 +323,7 @@ fn json_consumer_parses_every_line() {
     assert_eq!(text, "bad \u{fffd}\u{fffd} bytes \u{fffd}(");
 
     // A send to a closed port fails, with a reason.
-    let dead = closed_addr("127.0.130.9").to_string();
+    let (dead, _port) = closed_addr("127.0.130.9");
     alice.send_line(&format!("/send {dead} doomed"));
     let failed = alice.expect_event("send_failed", |v| v["addr"] == dead.as_str());
     assert_eq!(failed["text"], "doomed");
@@ -465,7 +465,7 @@ fn json_reports_unreachable_peers_and_their_return() {
     let flaky_listener = TcpListener::bind("127.0.131.3:0").unwrap();
     let flaky = flaky_listener.local_addr().unwrap();
     drop(flaky_listener);
-    let gone = closed_addr("127.0.131.4").to_string();
+    let (gone, _port) = closed_addr("127.0.131.4");
     send_raw(
         &flaky.ip().to_string(),
         alice_addr,

@@ -279,7 +279,7 @@ fn static_peer_is_greeted_at_startup() {
 
 #[test]
 fn unreachable_static_peer_does_not_block_startup() {
-    let closed = closed_addr(&ip(26, 9)).to_string();
+    let (closed, _port) = closed_addr(&ip(26, 9));
     let mut alice = Peer::spawn("alice", &ip(26, 2), &["-s", &closed]);
     alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
         l.starts_with(&format!("! could not send to {closed}:"))
@@ -293,7 +293,7 @@ fn unreachable_static_peer_does_not_block_startup() {
 fn send_to_closed_port_reports_failure_and_keeps_working() {
     let mut alice = Peer::spawn("alice", &ip(18, 2), &[]);
     let mut bob = Peer::spawn("bob", &ip(18, 3), &[]);
-    let closed = closed_addr(&ip(18, 9)).to_string();
+    let (closed, _port) = closed_addr(&ip(18, 9));
     alice.send_line(&format!("/send {closed} anybody?"));
     alice.expect(&format!("! could not send to {closed}: ..."), WAIT, |l| {
         l.starts_with(&format!("! could not send to {closed}:"))

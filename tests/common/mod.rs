@@ -937,10 +937,24 @@ pub fn accept_one(listener: &TcpListener, timeout: Duration) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
-/// An address on `ip` where nothing listens: a port just bound by us and released.
-pub fn closed_addr(ip: &str) -> SocketAddr {
-    let listener = TcpListener::bind((ip, 0)).expect("bind a throwaway listener");
-    listener.local_addr().expect("local addr")
+/// An address on `ip` where nothing listens, as `IP:PORT`, and the socket that keeps it
+/// so: bound there but not listening (a connection is refused), it holds the port while
+/// the test keeps it, so that no listener can take that port on `ip` or on every address
+/// meanwhile (a port bound and released at once could be, and then a send to the
+/// "closed" address was once accepted). Keep it in a named binding (`_port`, not `_`).
+pub fn closed_addr(ip: &str) -> (String, socket2::Socket) {
+    use socket2::{Domain, Socket, Type};
+    let addr: SocketAddr = format!("{ip}:0").parse().expect("an IPv4 address");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&addr.into())
+        .expect("bind a port on the address");
+    let bound = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("the port bound");
+    (bound.to_string(), socket)
 }
 
 /// A child process killed (and reaped) when dropped, so that a failed assertion leaves none
