@@ -2183,6 +2183,72 @@ mod tests {
         assert_eq!(got.concat(), long);
     }
 
+    /// A message is cut for the dialect its receiver spoke when it was typed; should the
+    /// receiver speak another before the pieces go (JSON, whose quoting takes more room),
+    /// each piece goes in the dialect it was cut for when it does not fit the new one, so
+    /// that no receiver reading one 1024-byte `recv` cuts it short. A short message still
+    /// goes in the receiver's newest dialect.
+    #[test]
+    fn pieces_go_in_the_dialect_they_were_cut_for_when_they_fit_no_other() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let dest = addr("127.0.0.5:7000");
+        let ip = "127.0.0.5".parse().expect("ip");
+        n.on_message(ip, msg("bob", 7000, Body::Chat("hi".into())), now, &mut out);
+        // Quotes: two bytes each once quoted as JSON.
+        let long = "\"q\" ".repeat(600);
+        n.execute(
+            Command::Send {
+                dest,
+                text: long.clone(),
+            },
+            now,
+            &mut out,
+        );
+        n.execute(
+            Command::Send {
+                dest,
+                text: "short".into(),
+            },
+            now,
+            &mut out,
+        );
+        let json = Message {
+            dialect: Dialect::Json,
+            ..msg("bob", 7000, Body::Chat("hello".into()))
+        };
+        let mut got = Vec::new();
+        while let Some(t) = n.poll_transmit() {
+            let wire = n.header().encode_in(t.dialect, ip, &t.text);
+            assert!(wire.len() <= wire::MAX_WIRE_MESSAGE, "{} bytes", wire.len());
+            if got.is_empty() {
+                // The receiver turns out to speak JSON once the first piece is out.
+                n.on_message(ip, json.clone(), now, &mut out);
+            }
+            got.push((t.text, t.dialect));
+            n.on_sent(dest, None, now, &mut out);
+        }
+        let pieces: String = got[..got.len() - 1]
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(pieces, long);
+        // The second piece fills a recv in the standard form, not in JSON's; the third,
+        // the rest, fits either.
+        let dialects: Vec<_> = got.iter().map(|(_, d)| *d).collect();
+        assert_eq!(
+            dialects,
+            [
+                Dialect::Standard,
+                Dialect::Standard,
+                Dialect::Json,
+                Dialect::Json
+            ]
+        );
+        assert_eq!(got[3].0, "short");
+    }
+
     #[test]
     fn names_are_cut_to_the_bound_at_a_character_boundary() {
         let now = Instant::now();

@@ -55,11 +55,21 @@ enum Class {
     Auto,
 }
 
+/// One message for a destination.
+#[derive(Debug)]
+struct Item {
+    class: Class,
+    text: String,
+    /// The dialect its length was cut for (a piece of a split message), if any: see
+    /// [`Outbox::push_sized`].
+    sized_for: Option<wire::Dialect>,
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: VecDeque<(Class, String)>,
+    waiting: VecDeque<Item>,
     /// The message whose connection is open, kept until it is done.
-    in_flight: Option<(Class, String)>,
+    in_flight: Option<Item>,
 }
 
 /// Pending messages, per destination.
@@ -95,14 +105,28 @@ impl Outbox {
     }
 
     /// Queues `text` from the user for `dest`, behind anything already queued for it;
-    /// hands it back when refused.
+    /// hands it back when refused. (The node queues what the user sends with
+    /// [`Outbox::push_sized`].)
+    #[cfg(test)]
     pub fn push(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
-        self.queue(dest, Class::User, text)
+        self.queue(dest, Class::User, text, None)
+    }
+
+    /// Like [`Outbox::push`], for text whose length was cut to fit one `recv` in
+    /// `dialect` (a piece of a split message): [`Outbox::sized_for`] tells it when it is
+    /// started, so that it is not sent in a dialect it does not fit in.
+    pub fn push_sized(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        dialect: Option<wire::Dialect>,
+    ) -> Result<(), (Refused, String)> {
+        self.queue(dest, Class::User, text, dialect)
     }
 
     /// Queues an automatic reply for `dest`, behind anything already queued for it.
     pub fn push_reply(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
-        self.queue(dest, Class::Auto, text)
+        self.queue(dest, Class::Auto, text, None)
     }
 
     fn queue(
@@ -110,9 +134,10 @@ impl Outbox {
         dest: SocketAddr,
         class: Class,
         text: String,
+        sized_for: Option<wire::Dialect>,
     ) -> Result<(), (Refused, String)> {
         if let Some(queue) = self.queues.get(&dest) {
-            let same = |(_, t): &(Class, String)| *t == text;
+            let same = |item: &Item| item.text == text;
             if wire::control_word(&text).is_some() && queue.waiting.iter().any(same) {
                 return Err((Refused::Duplicate, text));
             }
@@ -138,7 +163,11 @@ impl Outbox {
             Class::User => self.user_waiting += 1,
         }
         self.bytes += text.len();
-        queue.waiting.push_back((class, text));
+        queue.waiting.push_back(Item {
+            class,
+            text,
+            sized_for,
+        });
         Ok(())
     }
 
@@ -157,7 +186,8 @@ impl Outbox {
             None => return None,
         };
         let queue = self.queues.get_mut(&dest)?;
-        let (class, text) = queue.waiting.pop_front()?;
+        let item = queue.waiting.pop_front()?;
+        let (class, text) = (item.class, item.text.clone());
         self.bytes -= text.len();
         match class {
             Class::Auto => {
@@ -166,7 +196,7 @@ impl Outbox {
             }
             Class::User => self.user_waiting -= 1,
         }
-        queue.in_flight = Some((class, text.clone()));
+        queue.in_flight = Some(item);
         self.in_flight += 1;
         Some((dest, text))
     }
@@ -175,19 +205,25 @@ impl Outbox {
     /// not: hands back its message.
     pub fn done(&mut self, dest: SocketAddr) -> Option<String> {
         let queue = self.queues.get_mut(&dest)?;
-        let (class, text) = queue.in_flight.take()?;
+        let Item { class, text, .. } = queue.in_flight.take()?;
         self.in_flight -= 1;
         if class == Class::Auto {
             self.auto_in_flight -= 1;
         }
-        match queue.waiting.front() {
+        match queue.waiting.front().map(|item| item.class) {
             None => {
                 self.queues.remove(&dest);
             }
-            Some((Class::User, _)) => self.ready_user.push_back(dest),
-            Some((Class::Auto, _)) => self.ready_auto.push_back(dest),
+            Some(Class::User) => self.ready_user.push_back(dest),
+            Some(Class::Auto) => self.ready_auto.push_back(dest),
         }
         Some(text)
+    }
+
+    /// The dialect the message in flight to `dest` was cut for, if it was
+    /// ([`Outbox::push_sized`]).
+    pub fn sized_for(&self, dest: SocketAddr) -> Option<wire::Dialect> {
+        self.queues.get(&dest)?.in_flight.as_ref()?.sized_for
     }
 
     /// Takes every message, waiting or in flight (in flight first), by destination in
@@ -204,8 +240,8 @@ impl Outbox {
         let mut queues: Vec<_> = self.queues.drain().collect();
         queues.sort_unstable_by_key(|(dest, _)| *dest);
         for (dest, queue) in queues {
-            left.extend(queue.in_flight.into_iter().map(|(_, text)| (dest, text)));
-            left.extend(queue.waiting.into_iter().map(|(_, text)| (dest, text)));
+            left.extend(queue.in_flight.into_iter().map(|item| (dest, item.text)));
+            left.extend(queue.waiting.into_iter().map(|item| (dest, item.text)));
         }
         left
     }
