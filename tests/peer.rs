@@ -304,6 +304,38 @@ fn send_to_closed_port_reports_failure_and_keeps_working() {
     alice.quit_undelivered(1);
 }
 
+/// A receiver that closes the connection with our message unread in its socket (one
+/// that refuses it, or reads only part) resets it: that is a failure to deliver, reported
+/// as such, not "sent". One that reads it all and closes has it delivered.
+#[test]
+fn a_receiver_that_closes_without_reading_is_not_sent_to() {
+    let mut alice = Peer::spawn("alice", &ip(95, 2), &[]);
+    let listener = TcpListener::bind(format!("{}:0", ip(95, 3))).expect("bind");
+    let dest = listener.local_addr().expect("addr");
+    let receiver = std::thread::spawn(move || {
+        // The first connection: wait until the message is there, then close unread.
+        let (first, _) = listener.accept().expect("accept");
+        first.peek(&mut [0u8; 1]).expect("peek");
+        drop(first);
+        // The second: read it all, then close.
+        let (mut second, _) = listener.accept().expect("accept");
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut second, &mut got).expect("read");
+        got
+    });
+    alice.send_line(&format!("/send {dest} dropped unread"));
+    alice.expect(
+        &format!("! could not send to {dest}: ... without reading ..."),
+        WAIT,
+        |l| l.starts_with(&format!("! could not send to {dest}:")) && l.contains("without reading"),
+    );
+    alice.send_line(&format!("/send {dest} read in full"));
+    alice.expect_line(&format!("* sent to {dest}: read in full"));
+    let got = receiver.join().expect("receiver");
+    assert!(got.ends_with(" alice read in full"), "{got:?}");
+    alice.quit_undelivered(1);
+}
+
 #[test]
 fn bad_command_line_exits_2_with_a_one_line_reason() {
     let cases: &[(&str, &[&str])] = &[

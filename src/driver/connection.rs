@@ -433,7 +433,18 @@ impl Outbound {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(Step::Closed),
+                // A reset: the receiver closed with bytes of ours unread in its socket
+                // (it refused the connection, or read only part): not delivered.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(Step::Failed(
+                        "the receiver closed the connection without reading the message (connection reset)"
+                            .into(),
+                    ))
+                }
+                Err(e) => {
+                    log::debug!("reading a reply from {} failed: {e}", self.dest);
+                    return Ok(Step::Closed);
+                }
             }
         }
         Ok(Step::Closed)
