@@ -190,8 +190,23 @@ impl Liveness {
         // Checks beyond the bound wait for running ones to finish.
     }
 
-    /// The result of a check started by [`Liveness::due`].
+    /// The result of a check started by [`Liveness::due`], for a peer that may be removed.
+    #[cfg(test)]
     pub fn result(&mut self, addr: SocketAddr, answered: bool, now: Instant) -> Verdict {
+        self.result_of(addr, answered, now, true)
+    }
+
+    /// The result of a check started by [`Liveness::due`]. A peer that is not
+    /// `removable` (one the user configured) is never [`Verdict::Remove`]d: once the grace
+    /// period is over it stays unreachable and is checked every eight intervals, the
+    /// longest back-off, so that it is noticed when it comes (back).
+    pub fn result_of(
+        &mut self,
+        addr: SocketAddr,
+        answered: bool,
+        now: Instant,
+        removable: bool,
+    ) -> Verdict {
         let (interval, failures_allowed, grace) = (self.interval, self.failures, self.grace);
         let jitter = self.jittered(interval);
         let Some(w) = self.watches.get_mut(&addr) else {
@@ -224,7 +239,12 @@ impl Liveness {
             } else if now.saturating_duration_since(*w.unreachable_since.get_or_insert(now))
                 >= grace
             {
-                Verdict::Remove
+                if removable {
+                    Verdict::Remove
+                } else {
+                    w.next = now + jitter * 8;
+                    Verdict::Unchanged
+                }
             } else {
                 // Back off (1, 2, 4, 8 intervals between checks of a dead peer), but check
                 // once more when the grace period ends, so removal comes on time.

@@ -41,7 +41,7 @@ use crate::node::event::{Event, LeaveReason, Sender};
 use crate::node::history::{Direction, Entry, History, Record, Replayed};
 use crate::node::liveness::{Liveness, Verdict};
 use crate::node::outbox::Outbox;
-use crate::node::peers::PeerTable;
+use crate::node::peers::{PeerTable, Source};
 use crate::wire::{self, Body, OwnHeader};
 
 /// What the node asks the driver to do, besides sending.
@@ -496,16 +496,21 @@ impl Node {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let name = self.peers.get(addr).and_then(|p| p.name.clone());
+        let peer = self.peers.get(addr);
+        let name = peer.and_then(|p| p.name.clone());
+        // A static peer is never removed for not answering: it is kept, and checked,
+        // until it comes.
+        let is_static = peer.is_some_and(|p| p.source == Source::Static);
         // A static peer our greeting could not reach (it started after us) is greeted as
         // soon as it answers, and the user is told.
-        if answered && self.ungreeted.contains(&addr) && !self.quitting {
+        let greet = answered && self.ungreeted.contains(&addr) && !self.quitting;
+        if greet {
             out.push(Effect::Show(Event::Info(format!(
                 "static peer {addr} answers now: greeting it"
             ))));
             self.send(addr, "connect", now, out);
         }
-        match self.liveness.result(addr, answered, now) {
+        match self.liveness.result_of(addr, answered, now, !is_static) {
             Verdict::Unchanged => {
                 if answered {
                     self.peers.answered(addr);
@@ -514,6 +519,11 @@ impl Node {
             Verdict::Back => {
                 self.peers.answered(addr);
                 out.push(Effect::Show(Event::PeerBack { addr, name }));
+                if is_static && !greet && !self.quitting {
+                    // Back after being unreachable: most likely restarted, and it has
+                    // forgotten us.
+                    self.send(addr, "connect", now, out);
+                }
             }
             Verdict::Unreachable(failures) => {
                 self.peers.unreachable(addr);
@@ -2418,6 +2428,80 @@ mod tests {
         n.on_timeout(after, &mut out);
         n.on_check(stat, true, after, &mut out);
         assert!(sends(&mut n).is_empty());
+    }
+
+    /// A static peer is never removed for not answering (the user configured it): it stays
+    /// unreachable, checked every eight intervals at most, and is greeted when it comes,
+    /// however late; when it is back after being unreachable (restarted), it is greeted
+    /// again. A peer that was only heard from is removed after the grace period.
+    #[test]
+    fn a_static_peer_is_kept_and_checked_until_it_comes() {
+        let t0 = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let stat = addr("127.0.0.9:9000");
+        let heard = addr("127.0.0.3:6000");
+        n.start(addr("127.0.0.2:5000"), t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_send_failed(stat, "refused".into(), &mut out);
+        let hello = msg("bob", 6000, Body::Chat("hi".into()));
+        n.on_message(heard.ip(), hello, t0, &mut out);
+        // Neither answers for a day (2,880 intervals of 30 s).
+        let (mut now, mut checks, mut last_check) = (t0, 0, t0);
+        let day = t0 + Duration::from_secs(86_400);
+        while let Some(at) = n.poll_timeout().filter(|&at| at < day) {
+            now = at;
+            out.clear();
+            n.on_timeout(now, &mut out);
+            for effect in out.clone() {
+                if effect == Effect::Check(stat) {
+                    assert!(
+                        now - last_check <= Duration::from_secs(8 * 36),
+                        "checks stop"
+                    );
+                    (checks, last_check) = (checks + 1, now);
+                }
+                if let Effect::Check(who) = effect {
+                    n.on_check(who, false, now, &mut out);
+                }
+            }
+            assert!(
+                !shown(&out)
+                    .iter()
+                    .any(|e| matches!(e, Event::PeerLeft { addr, .. } if *addr == stat)),
+                "the static peer was removed"
+            );
+        }
+        assert!(checks >= 300, "{checks} checks in a day");
+        assert!(n.peers().get(stat).is_some(), "kept");
+        assert!(
+            n.peers().get(heard).is_none(),
+            "a peer only heard from goes"
+        );
+        // It comes, and is greeted.
+        let came = now + Duration::from_secs(8 * 36);
+        out.clear();
+        n.on_timeout(came, &mut out);
+        assert!(out.contains(&Effect::Check(stat)));
+        n.on_check(stat, true, came, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_sent(stat, None, came, &mut out);
+        // It goes away until unreachable, then restarts: greeted again.
+        let mut back = false;
+        while !back {
+            let now = n.poll_timeout().expect("checked");
+            out.clear();
+            n.on_timeout(now, &mut out);
+            let answered = now > came + Duration::from_secs(3_600);
+            if out.contains(&Effect::Check(stat)) {
+                n.on_check(stat, answered, now, &mut out);
+                back = answered;
+            }
+        }
+        assert!(shown(&out)
+            .iter()
+            .any(|e| matches!(e, Event::PeerBack { addr, .. } if *addr == stat)));
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
     }
 
     /// While quitting, a `connect` from a peer already told `exit` is not answered: the

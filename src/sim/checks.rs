@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use crate::config::Limits;
+use crate::node::peers::Status;
 use crate::sim::net::{Sim, State};
 
 /// How long after a death every peer that knew the dead node has removed it.
@@ -59,7 +60,8 @@ impl Sim {
     }
 
     /// Every node that knew a killed node removed it within `removal_bound(limits, d)`
-    /// of the death, unless it was disturbed meanwhile; records violations otherwise.
+    /// of the death (marked it unreachable, and kept it, when it is one of its static
+    /// peers), unless it was disturbed meanwhile; records violations otherwise.
     pub(crate) fn check_detection(&mut self, d: Duration) -> Detection {
         let bound = removal_bound(&self.cfg.limits, d);
         let grace = self.cfg.limits.probe_interval * 4;
@@ -73,6 +75,22 @@ impl Sim {
                     continue;
                 }
                 let (unreachable, removed) = self.trace.detection(i, dead);
+                if self.nodes[i].static_peers.contains(&self.nodes[dead].addr) {
+                    // A static peer is kept, unreachable, until it comes back (that it is
+                    // listed as unreachable at the end is `check_final`'s: it may have
+                    // been unreachable before it died).
+                    match (unreachable, removed) {
+                        (_, Some(_)) => late.push(format!(
+                            "node {i} removed dead node {dead}, one of its static peers"
+                        )),
+                        (Some(u), None) if u - died > bound => late.push(format!(
+                            "node {i} marked dead static peer {dead} unreachable after {:?} (bound {bound:?})",
+                            u - died
+                        )),
+                        _ => found.skipped += 1,
+                    }
+                    continue;
+                }
                 match removed {
                     Some(r) if r - died <= bound => found.times.push(r - died),
                     Some(r) => late.push(format!(
@@ -103,7 +121,7 @@ impl Sim {
 
     /// At the end of a run: nothing sent stays unaccounted for, every quit finished within
     /// the quit wait, and no running node still lists a node that died or exited longer
-    /// than `bound` ago.
+    /// than `bound` ago (but a static peer whose `exit` did not arrive, listed as unreachable).
     pub(crate) fn check_final(&mut self, bound: Duration) {
         let now = self.now;
         let mut found = Vec::new();
@@ -148,10 +166,20 @@ impl Sim {
                 if gone + bound + paused > now {
                     continue;
                 }
-                if self.nodes[r].node.peers().get(self.nodes[x].addr).is_some() {
-                    found.push(format!(
+                let listed = self.nodes[r].node.peers().get(self.nodes[x].addr);
+                let kept_static = self.nodes[r].static_peers.contains(&self.nodes[x].addr);
+                match listed {
+                    // A static peer gone without an `exit` that arrived stays, unreachable.
+                    Some(p) if kept_static && p.status != Status::Unreachable => {
+                        found.push(format!(
+                            "node {r} lists dead static peer {x} as {:?}, gone since {gone:?}",
+                            p.status
+                        ));
+                    }
+                    Some(_) if !kept_static => found.push(format!(
                         "node {r} still lists node {x}, gone since {gone:?}"
-                    ));
+                    )),
+                    _ => {}
                 }
             }
         }

@@ -234,8 +234,9 @@ impl Sim {
         }
     }
 
-    /// `connect` goes out only to greet a static peer (at start-up, or once more when it
-    /// answers after the greeting could not reach it), and never answers a `connect`.
+    /// `connect` goes out only to greet a static peer (at start-up, once more when it
+    /// answers after the greeting could not reach it, and once when it is back after being
+    /// unreachable), and never answers a `connect`.
     fn check_connect(&mut self, i: usize, dest: SocketAddr, connects: &[SocketAddr]) {
         if connects.contains(&dest) {
             let msg = format!("node {i} answered connect from {dest} with connect");

@@ -256,6 +256,10 @@ impl Trace {
                     self.removals.entry((i, j)).or_insert(now);
                 }
             }
+            Event::PeerBack { addr, .. } => {
+                // A static peer back after being unreachable may be greeted once more.
+                self.greeted.remove(&(i, *addr));
+            }
             Event::PeerUnreachable { addr, .. } => {
                 if let Some(j) = self.node_at(*addr).filter(|&j| self.dead(j, now)) {
                     self.unreachable.entry((i, j)).or_insert(now);
@@ -357,8 +361,9 @@ impl Trace {
         }
     }
 
-    /// Whether node `i` may greet `dest` with `connect`: a first greeting, or again while
-    /// no greeting of it has arrived (a static peer that started after it).
+    /// Whether node `i` may greet `dest` with `connect`: a first greeting, once more after
+    /// it came back from being unreachable, or again while no greeting of it has arrived
+    /// (a static peer that started after it).
     pub(super) fn may_greet(&mut self, i: usize, dest: SocketAddr) -> bool {
         self.greeted.insert((i, dest)) || !self.greetings_arrived.contains(&(i, dest))
     }
