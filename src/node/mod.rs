@@ -151,8 +151,8 @@ pub struct Node {
     /// Automatic replies per peer (peers in the table only): since when it is counted, and
     /// how many in that interval.
     replied: HashMap<SocketAddr, (Instant, u32)>,
-    /// The peer we last heard a chat message from: where `/reply` goes.
-    last_sender: Option<SocketAddr>,
+    /// Who sent the last chat message: where `/reply` goes.
+    last_sender: LastSender,
     /// LAN discovery and peer exchange, when on.
     discovery: Option<Discovery>,
     /// Peerchats that said hello, by their TCP address, with the side-channel address to
@@ -162,6 +162,24 @@ pub struct Node {
     awaiting_greeting: HashMap<SocketAddr, SocketAddr>,
     /// Reused for the datagrams discovery hands out.
     datagrams: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// Who sent the last chat message, for `/reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastSender {
+    /// No message yet.
+    Nobody,
+    /// A sender that said where it listens.
+    At(SocketAddr),
+    /// A sender that did not (no header, or one claiming our own address): it cannot be
+    /// answered, and `/reply` says so rather than answer whoever spoke before it.
+    NoPort(IpAddr),
+}
+
+impl LastSender {
+    fn of(addr: Option<SocketAddr>, ip: IpAddr) -> Self {
+        addr.map_or(LastSender::NoPort(ip), LastSender::At)
+    }
 }
 
 impl Node {
@@ -183,7 +201,7 @@ impl Node {
             told_exit: HashSet::new(),
             ungreeted: HashSet::new(),
             said_table_full: false,
-            last_sender: None,
+            last_sender: LastSender::Nobody,
             discovery: me
                 .discovery
                 .map(|plan| Discovery::new(plan, &me.header.name, me.header.port, epoch.0)),
@@ -608,10 +626,13 @@ impl Node {
                 Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
             },
             Command::Reply { text } => match self.last_sender {
-                Some(dest) => self.send(dest, &text, now, out),
-                None => out.push(Effect::Show(Event::Hint(
+                LastSender::At(dest) => self.send(dest, &text, now, out),
+                LastSender::Nobody => out.push(Effect::Show(Event::Hint(
                     "nobody has sent you a message yet; /msg NAME TEXT".into(),
                 ))),
+                LastSender::NoPort(ip) => out.push(Effect::Show(Event::Hint(format!(
+                    "the last message, from {ip}, did not say where its sender listens: it cannot be answered; /msg NAME TEXT or /send IP:PORT TEXT"
+                )))),
             },
             Command::Query(Some(target)) => match self.resolve(&target) {
                 Ok(dest) => {
@@ -690,9 +711,13 @@ impl Node {
             };
             match msg.body {
                 Body::Chat(text) if !wire::is_blank(&text) => {
+                    self.last_sender = LastSender::NoPort(from.ip);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
-                Body::Lines(lines) => out.push(Effect::ShowLines { from, lines }),
+                Body::Lines(lines) => {
+                    self.last_sender = LastSender::NoPort(from.ip);
+                    out.push(Effect::ShowLines { from, lines });
+                }
                 _ => {}
             }
             return;
@@ -743,9 +768,7 @@ impl Node {
                     self.heard(table_from, addr, (u64::from(shown), dialect), now, out);
                 }
                 if shown {
-                    if addr.is_some() {
-                        self.last_sender = addr;
-                    }
+                    self.last_sender = LastSender::of(addr, ip);
                     let millis = self.wall_millis(now);
                     self.keep_received((millis, addr), from.name.as_deref(), &text, out);
                     out.push(Effect::Show(Event::Message { from, text }));
@@ -767,8 +790,8 @@ impl Node {
                 if let Some(addr) = addr {
                     let count = lines.line_count() as u64;
                     self.heard(table_from, addr, (count, dialect), now, out);
-                    self.last_sender = Some(addr);
                 }
+                self.last_sender = LastSender::of(addr, ip);
                 out.push(Effect::ShowLines { from, lines });
             }
             Body::Connect => {
@@ -2502,6 +2525,55 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Event::PeerBack { addr, .. } if *addr == stat)));
         assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+    }
+
+    /// `/reply` answers whoever sent the last message; when that sender did not say where it
+    /// listens (no header), it says so, instead of answering the sender before it.
+    #[test]
+    fn reply_to_a_sender_without_a_port_is_refused_with_a_hint() {
+        let now = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let bob = "127.0.0.3".parse().expect("ip");
+        n.on_message(
+            bob,
+            msg("bob", 6000, Body::Chat("hi".into())),
+            now,
+            &mut out,
+        );
+        let reply = |n: &mut Node, out: &mut Vec<Effect>| {
+            out.clear();
+            let text = "answer".to_owned();
+            n.execute(Command::Reply { text }, now, out);
+        };
+        reply(&mut n, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "answer")]));
+        n.on_sent(addr("127.0.0.3:6000"), None, now, &mut out);
+        let raw = Message {
+            name: None,
+            claimed_ip: None,
+            port: None,
+            body: Body::Chat("raw from nobody".into()),
+            dialect: Dialect::Raw,
+        };
+        n.on_message("127.0.0.4".parse().expect("ip"), raw, now, &mut out);
+        reply(&mut n, &mut out);
+        assert!(sends(&mut n).is_empty(), "answered the sender before");
+        assert!(
+            shown(&out).iter().any(
+                |e| matches!(e, Event::Hint(h) if h.contains("127.0.0.4") && h.contains("cannot be answered"))
+            ),
+            "{out:?}"
+        );
+        // A sender with a header again: answered.
+        n.on_message(
+            bob,
+            msg("bob", 6000, Body::Chat("again".into())),
+            now,
+            &mut out,
+        );
+        reply(&mut n, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "answer")]));
     }
 
     /// While quitting, a `connect` from a peer already told `exit` is not answered: the
