@@ -192,7 +192,11 @@ impl Config {
     }
 }
 
-/// Checks that `name` can go in a header: one token, printable, not too long.
+/// Characters a name may not hold: see [`check_name`].
+const DELIMITERS: [char; 4] = [':', '|', '<', '>'];
+
+/// Checks that `name` can go in a header: one token, printable, not too long, and read back
+/// as itself in every dialect we may answer in.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the name must not be empty".into());
@@ -204,6 +208,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
     if name.len() > 64 {
         return Err("the name must be at most 64 bytes".into());
+    }
+    // Each of these ends a field in a dialect we may answer in (colon fields `:`,
+    // key/value `|`, bracketed `<` and `>`): every peer, peerchat too, would misread the
+    // name and the message.
+    if let Some(c) = name.chars().find(|c| DELIMITERS.contains(c)) {
+        return Err(format!(
+            "the name {name:?} must not contain {c:?}: some peers read it as the end of the name"
+        ));
     }
     Ok(())
 }

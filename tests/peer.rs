@@ -351,6 +351,10 @@ fn bad_command_line_exits_2_with_a_one_line_reason() {
             "name with a space",
             &["-n", "a b", "-p", "0", "-b", "127.0.19.2"],
         ),
+        (
+            "name with a colon fields' delimiter",
+            &["-n", "a:b", "-p", "0", "-b", "127.0.19.2"],
+        ),
         ("unknown option", &["-n", "x", "-p", "0", "--bogus"]),
         (
             "bad bind address",

@@ -1629,6 +1629,51 @@ fn shortcuts_refuse_only_what_the_parsers_refuse() {
     }
 }
 
+/// A name `--name` accepts reads back as itself in every dialect we may answer in; the
+/// names that could not (a dialect's own delimiter in them) are refused at start-up.
+#[test]
+fn every_name_we_accept_reads_back_in_every_dialect() {
+    use std::net::IpAddr;
+    let local: IpAddr = "198.51.100.5".parse().expect("ip");
+    let names = [
+        "me", "a-b", "team_7", "ü", "a@b", "a.b", "[x]", "a,b", "a=b", "a\"b", "a\\b", "{x}",
+        "a;b", "a/b", "#1", "@", "7", "5000", "a'b", "(x)", "a:b", "x|y", "q>r", "<q", "-", "...",
+        "end", "<end>", "a%b", "a&b", "!x", "x?", "a*b", "a+b", "~", "^", "$x",
+    ];
+    for name in names {
+        let me = OwnHeader {
+            name: name.into(),
+            format: Format::Standard,
+            port: 7000,
+            claim: None,
+        };
+        let accepted = crate::config::check_name(name).is_ok();
+        let mut misread = Vec::new();
+        for dialect in sent_dialects().filter(|d| *d != Dialect::Persistent) {
+            let bytes = me.encode_in(dialect, local, "hello there");
+            let mut decoder = Decoder::new(LIMIT);
+            let mut got = Vec::new();
+            decoder.feed(&bytes, &mut got).expect("decodes");
+            decoder.finish(&mut got);
+            let right = got.len() == 1
+                && got[0].name.as_deref() == Some(name)
+                && got[0].body == chat("hello there")
+                && got[0].port == Some(7000);
+            if !right {
+                misread.push(format!("{dialect:?}: {got:?}"));
+            }
+        }
+        assert!(
+            !accepted || misread.is_empty(),
+            "{name:?} is accepted but misread: {misread:?}"
+        );
+    }
+    for name in ["a:b", "x|y", "q>r", "<q"] {
+        let refused = crate::config::check_name(name).expect_err("refused");
+        assert!(refused.contains(name), "{refused}");
+    }
+}
+
 /// Every dialect we send in (raw text is never an answer's form).
 fn sent_dialects() -> impl Iterator<Item = Dialect> {
     Dialect::ALL.into_iter().filter(|d| *d != Dialect::Raw)
