@@ -35,7 +35,8 @@
 //! - A header on a later line of a connection replaces the connection's identity; raw
 //!   lines take the latest identity, in the dialect of the line that set it, or
 //!   [`Dialect::Persistent`] if the connection opened with a port line.
-//! - A bracketed block ends at `<end>`, at EOF, or at a new `<IP:PORT>` line. Leading blank
+//! - A bracketed block ends at `<end>`, at EOF, or at a new `<IP:PORT>` line, or at an `<end>`
+//!   with the next block's `<IP:PORT>` header glued to it on one line. Leading blank
 //!   lines are dropped, inner ones kept. A block that grows past the decoder's limit is
 //!   delivered in pieces of whole lines instead of failing.
 //! - JSON needs `type` or `content` to count as a message; an unknown `type` is chat, a
@@ -753,6 +754,13 @@ impl Decoder {
                     close_bracketed(who, text, emitted, out);
                     return;
                 }
+                if let Some(next) = glued_after_end(line) {
+                    // `<end>` with the next block's header glued to it (a sender that
+                    // writes its messages back to back on one connection): two lines.
+                    close_bracketed(who, text, emitted, out);
+                    self.line(next, allow_json, remember, out, spares);
+                    return;
+                }
                 if bracket_addr(line).is_some() {
                     // A new header: the sender forgot `<end>`. Deliver, then read it below.
                     close_bracketed(who, text, emitted, out);
@@ -1087,6 +1095,14 @@ fn flush_bracketed(who: &Identity, text: String, out: &mut Vec<Message>) -> bool
     }
     out.push(who.message(block_body(text), Dialect::Bracketed));
     true
+}
+
+/// What follows `<end>` (in any case, after leading spacing) at the start of `line`, when it
+/// is a bracketed header: the next block, glued to the end of the one before.
+fn glued_after_end(line: &str) -> Option<&str> {
+    let rest = line.trim_start();
+    let (end, next) = rest.split_at_checked(5)?;
+    (end.eq_ignore_ascii_case("<end>") && bracket_addr(next).is_some()).then_some(next)
 }
 
 /// Delivers a bracketed block that ended (at `<end>`, EOF or a new header). A block with no

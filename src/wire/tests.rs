@@ -270,6 +270,19 @@ fn bracketed_dialect() {
             "<198.51.100.1:8080> @ <team> first\nsecond\n<end>",
             vec![m("team", ip, 8080, chat("first\nsecond"), B)],
         ),
+        // Blocks written back to back: `<end>` and the next header on one line.
+        (
+            "<198.51.100.1:8080> @ <team>\nmsg one\n<end><198.51.100.1:8080> @ <team>\nmsg two\n<END>",
+            vec![
+                m("team", ip, 8080, chat("msg one"), B),
+                m("team", ip, 8080, chat("msg two"), B),
+            ],
+        ),
+        // Not a header after `<end>`: a line of the text.
+        (
+            "<198.51.100.1:8080> @ <team>\n<end>of the line\n<end>",
+            vec![m("team", ip, 8080, chat("<end>of the line"), B)],
+        ),
         // EOF ends an open block.
         (
             "<198.51.100.1:8080> @ <team>\nhello",
