@@ -231,6 +231,11 @@ impl CommandParser {
             "3" => bare(Command::Connect)?,
             "/connect" => match rest {
                 "" => Command::Connect,
+                target if target.split_whitespace().nth(1).is_some() => {
+                    return Err(
+                        "usage: /connect [NAME|IP:PORT]  (one peer, or none for all)".into(),
+                    )
+                }
                 target => Command::ConnectTo(parse_target(target)?),
             },
             "0" | "/quit" | "/exit" | "/q" => bare(Command::Quit)?,
@@ -426,6 +431,10 @@ mod tests {
             ("2", Ok(Some(Command::Peers))),
             ("3", Ok(Some(Command::Connect))),
             ("/connect", Ok(Some(Command::Connect))),
+            (
+                "/connect 127.0.0.12:5012 x",
+                Err("usage: /connect [NAME|IP:PORT]  (one peer, or none for all)".into()),
+            ),
             ("0", Ok(Some(Command::Quit))),
             ("/quit", Ok(Some(Command::Quit))),
             ("  /help  ", Ok(Some(Command::Help))),
