@@ -874,6 +874,11 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) {
+        if let Some(rest) = line.strip_prefix('\u{feff}') {
+            // A byte order mark (some Windows programs start what they write with one):
+            // invisible, and not part of a header.
+            return self.dispatch(rest, allow_json, remember, out, spares);
+        }
         let starts_with_digit = line.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let trimmed = trim(line);
         if trimmed.is_empty() {

@@ -72,6 +72,11 @@ fn standard_dialect() {
             "198.51.100.201:8080 blockchain hello\n",
             vec![m("blockchain", ip, 8080, chat("hello"), S)],
         ),
+        // A byte order mark before the header.
+        (
+            "\u{feff}198.51.100.201:8080 blockchain hello",
+            vec![m("blockchain", ip, 8080, chat("hello"), S)],
+        ),
         (
             "198.51.100.201:8080   alice  hi  there \t ",
             vec![m("alice", ip, 8080, chat(" hi  there"), S)],
