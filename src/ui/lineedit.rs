@@ -449,8 +449,8 @@ fn cells(text: &str) -> Vec<Cell<'_>> {
 }
 
 /// The display width of `text` as the editor draws it (tabs, escapes and wide characters
-/// counted).
-#[cfg(test)]
+/// counted): the measure of every column peerchat lines up on a terminal (the edited row,
+/// the `/peers` table).
 pub fn display_width(text: &str) -> usize {
     cells(text).iter().map(|c| c.width).sum()
 }

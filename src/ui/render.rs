@@ -925,19 +925,21 @@ fn table(rows: &[Row], out: &mut String) {
         "LAST-HEARD",
         "NOTE",
     ];
+    // Columns are lined up by the width a terminal gives each cell (`世` takes two columns,
+    // a combining accent none), measured as the line editor measures the edited row.
     let mut widths = header.map(str::len);
     for row in &cells {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(lineedit::display_width(cell));
         }
     }
     let line = |cols: [&str; 8], out: &mut String| {
         let mut s = String::new();
         for (i, (cell, w)) in cols.iter().zip(widths).enumerate() {
-            if i + 1 == cols.len() {
-                s.push_str(cell);
-            } else {
-                let _ = write!(s, "{cell:<w$}  ");
+            s.push_str(cell);
+            if i + 1 < cols.len() {
+                let pad = w.saturating_sub(lineedit::display_width(cell)) + 2;
+                s.extend(std::iter::repeat_n(' ', pad));
             }
         }
         out.push_str(s.trim_end());
@@ -1478,6 +1480,72 @@ mod tests {
         };
         assert_eq!(col(lines[0]), col(lines[1]));
         assert_eq!(col(lines[1]), col(lines[2]));
+    }
+
+    /// A row of the table for `name` at `addr`, with nothing else to tell.
+    fn named_row(addr: &str, name: &str) -> Row {
+        Row {
+            addr: addr.parse().expect("addr"),
+            name: Some(name.into()),
+            status: Status::Active,
+            source: Source::Heard,
+            messages: 1,
+            last_heard: Some(Duration::from_secs(5)),
+            claimed_ip: None,
+            dialect: None,
+        }
+    }
+
+    /// Where `word` starts on `line`, in columns as a terminal shows them.
+    fn column_of(line: &str, word: &str) -> Option<usize> {
+        line.find(word)
+            .map(|at| lineedit::display_width(&line[..at]))
+    }
+
+    #[test]
+    fn the_table_of_ascii_names_is_unchanged() {
+        let rows = vec![
+            named_row("127.0.0.3:5002", "bob"),
+            named_row("127.0.0.4:6000", "a-much-longer-name"),
+        ];
+        assert_eq!(
+            line(&Event::Peers(rows)),
+            "ADDRESS         NAME                STATUS  SOURCE  DIALECT  MSGS  LAST-HEARD  NOTE\n\
+             127.0.0.3:5002  bob                 active  heard   -        1     5s ago\n\
+             127.0.0.4:6000  a-much-longer-name  active  heard   -        1     5s ago\n"
+        );
+    }
+
+    /// Wide characters take two columns, a combining accent none, an emoji two: every row's
+    /// columns start where the header's do, as a terminal shows them.
+    #[test]
+    fn the_table_lines_up_wide_and_combining_characters() {
+        let names = [
+            "bob".to_owned(),
+            "世界".to_owned(),
+            "世".repeat(21),
+            "e\u{301}e".to_owned(),
+            "😀x".to_owned(),
+            "a\u{200b}b".to_owned(),
+            "ｆｕｌｌ".to_owned(),
+        ];
+        let rows: Vec<Row> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| named_row(&format!("127.0.0.{}:5000", i + 2), n))
+            .collect();
+        let text = line(&Event::Peers(rows));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), names.len() + 1, "{text}");
+        let status = column_of(lines[0], "STATUS");
+        let heard = column_of(lines[0], "LAST-HEARD");
+        assert!(status.is_some() && heard.is_some(), "{text}");
+        for l in &lines[1..] {
+            assert_eq!(column_of(l, "active"), status, "{text}");
+            assert_eq!(column_of(l, "5s ago"), heard, "{text}");
+        }
+        // The NAME column is as wide as its widest name (21 wide characters) and two spaces.
+        assert_eq!(status, column_of(lines[0], "NAME").map(|c| c + 42 + 2));
     }
 
     #[test]
