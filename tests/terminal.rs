@@ -13,9 +13,9 @@
 //! a terminal emulator (the `vt100` crate) of the pty's size, and the visible rows and the
 //! cursor are asserted (a long line at 40 and 80 columns, a message arriving mid-line,
 //! Ctrl-L, wide characters and a tab, a resize, Ctrl-Z and `fg`, log lines on the same
-//! terminal).
+//! terminal, a prompt wider than the screen).
 //!
-//! Address blocks: `127.0.136.*` to `127.0.140.*` and `127.0.0.168` to `127.0.0.179`, port 0
+//! Address blocks: `127.0.136.*` to `127.0.141.*` and `127.0.0.168` to `127.0.0.179`, port 0
 //! everywhere. Every wait has a deadline and waits for bytes on the screen, a screen state
 //! or a process state; nothing sleeps to synchronise.
 
@@ -919,6 +919,94 @@ fn tab_completes_commands_and_names_and_query_sets_the_conversation() {
     tty.wait_row("the conversation's prompt", "bob> ", 5);
     tty.type_keys(b"1\r");
     bob.expect_line(&format!("[tty {tty_addr}] 1"));
+}
+
+/// Whether the cursor's row is the edited row of a conversation with a peer named in `n`s
+/// that was cut (`…nnnn> TEXT`), with the cursor after `text`, inside a screen `cols` wide.
+fn cut_prompt_then(rows: &[String], (r, c): (u16, u16), text: &str, cols: u16) -> bool {
+    // The screen's rows come with trailing blanks trimmed: `> ` alone shows as `>`.
+    let end = format!("> {text}");
+    rows.get(usize::from(r))
+        .and_then(|row| row.strip_prefix('…'))
+        .and_then(|rest| rest.strip_suffix(end.trim_end()))
+        .is_some_and(|kept| {
+            !kept.is_empty()
+                && kept.chars().all(|ch| ch == 'n')
+                && usize::from(c) == 1 + kept.len() + end.len()
+                && c < cols
+        })
+}
+
+/// A conversation with a peer whose name (64 bytes) is wider than the screen: the prompt is
+/// cut to its end after `…`, the typed text shows after it on the same row, and a message
+/// arriving meanwhile leaves no stale piece of the prompt behind. Then the menu's question
+/// on a screen narrower than it.
+#[test]
+fn a_prompt_wider_than_the_screen_is_cut_and_the_typed_text_shows() {
+    const COLS: u16 = 60;
+    let long = "n".repeat(64);
+    let mut bob = Peer::spawn(&long, "127.0.141.3", &[]);
+    let mut tty = TtyPeer::start(
+        "tty",
+        "127.0.141.2",
+        Setup {
+            cols: COLS,
+            ..Setup::default()
+        },
+    );
+    bob.send_line(&format!("/send {} hi", tty.addr));
+    tty.expect("bob's message", |s| s.contains("] hi"));
+    tty.type_keys(format!("/query {}\r", bob.address()).as_bytes());
+    tty.wait_screen("the conversation's prompt, cut", |rows, cursor| {
+        cut_prompt_then(rows, cursor, "", COLS)
+    });
+    tty.type_keys(b"hello 42");
+    let (rows, (row, _)) = tty
+        .wait_screen("the typed text after the cut prompt", |rows, cursor| {
+            cut_prompt_then(rows, cursor, "hello 42", COLS)
+        });
+    let prompt_rows = |rows: &[String]| rows.iter().filter(|r| r.contains("n>")).count();
+    assert_one_edited_row(&mut tty, &rows, "hello 42", row);
+    assert_eq!(prompt_rows(&rows), 1, "{}", rows.join("\n"));
+
+    // Each message redraws the edited row: never a stale row of it above.
+    for i in 1..=3 {
+        bob.send_line(&format!("/send {} news {i}", tty.addr));
+        let news = format!("] news {i}");
+        let (rows, (row, _)) =
+            tty.wait_screen("the message, then the edited row", |rows, cursor| {
+                cut_prompt_then(rows, cursor, "hello 42", COLS)
+                    && rows[..usize::from(cursor.0)]
+                        .iter()
+                        .any(|l| l.ends_with(&news))
+            });
+        assert_one_edited_row(&mut tty, &rows, "hello 42", row);
+        assert_eq!(prompt_rows(&rows), 1, "{}", rows.join("\n"));
+    }
+    tty.type_keys(b" there\r");
+    bob.expect_line(&format!("[tty {}] hello 42 there", tty.addr));
+
+    // The menu's question (34 columns) at 20 columns: its end, then what is typed.
+    tty.type_keys(b"/query\r");
+    tty.wait_row("the idle prompt", "> ", 2);
+    tty.resize(20);
+    tty.type_keys(b"1\r127.0.");
+    let (rows, (row, col)) = tty.wait_screen("the end of the menu's question", |rows, (r, _)| {
+        rows[usize::from(r)].starts_with('…') && rows[usize::from(r)].ends_with(": 127.0.")
+    });
+    assert!(
+        usize::from(col) == rows[usize::from(row)].chars().count() && col < 20,
+        "{}",
+        tty.report(&format!(
+            "the cursor after the text, on the screen:\n{}",
+            rows.join("\n")
+        ))
+    );
+    assert!(!tty.emulator.screen().row_wrapped(row));
+    // A command abandons the dialogue.
+    tty.type_keys(b"\x15/quit\r");
+    assert!(tty.wait_exit().success(), "{}", tty.report("exit status"));
+    bob.quit_ok();
 }
 
 /// Bad answers at the start-up prompts are explained and asked again: a name with a space,

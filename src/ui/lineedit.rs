@@ -11,13 +11,14 @@
 //! ignored. Pure: bytes in, edits out.
 //!
 //! [`layout`] decides what the edited row shows on a screen `cols` columns wide, as in
-//! linenoise's single-line mode: the prompt, then the window of the line that holds the
-//! cursor, never wider than the screen minus one column (so that the terminal never wraps
-//! it, whatever its wrapping rules). Widths are counted per grapheme cluster with
-//! `unicode-width` (`世` takes two columns, a combining accent none); a tab is shown as
-//! spaces up to the next multiple of 8 columns counted from the start of the typed text
-//! (not of the screen, so that a tab keeps its width however the window scrolls); control
-//! and invisible characters show escaped, as in received messages (`\u{202e}`).
+//! linenoise's single-line mode: the prompt (its end after `…` when it would leave too
+//! little room to type), then the window of the line that holds the cursor, never wider
+//! than the screen minus one column (so that the terminal never wraps it, whatever its
+//! wrapping rules). Widths are counted per grapheme cluster with `unicode-width` (`世`
+//! takes two columns, a combining accent none); a tab is shown as spaces up to the next
+//! multiple of 8 columns counted from the start of the typed text (not of the screen, so
+//! that a tab keeps its width however the window scrolls); control and invisible
+//! characters show escaped, as in received messages (`\u{202e}`).
 
 use std::fmt::Write as _;
 
@@ -77,8 +78,7 @@ pub struct LineEditor {
 /// What the edited row shows: the prompt and a window of the line, and where the cursor is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
-    /// The text of the row, at most `cols - 1` columns wide (unless the prompt alone is
-    /// wider).
+    /// The text of the row, at most `cols - 1` columns wide (the prompt cut if need be).
     pub row: String,
     /// Its width in columns.
     pub width: usize,
@@ -455,15 +455,27 @@ pub fn display_width(text: &str) -> usize {
     cells(text).iter().map(|c| c.width).sum()
 }
 
+/// Columns the typed text keeps at least, when the row has twice as many, however long the
+/// prompt: a prompt that would leave fewer is cut (see [`fit_prompt`]).
+const MIN_TEXT: usize = 10;
+
+/// What stands for the part of a prompt cut off.
+const ELLIPSIS: &str = "…";
+
 /// What a row of `cols` columns shows for `prompt` and `text` with the cursor at byte
-/// `cursor`: the prompt, then the part of the text that holds the cursor, as in linenoise's
-/// single-line mode (the window starts at the text's start while the cursor fits, and
-/// otherwise ends just after the cursor). At most `cols - 1` columns are used, so that the
-/// cursor can stand after the last character without the terminal wrapping.
+/// `cursor`: the prompt (cut to leave room for the text: [`fit_prompt`]), then the part of
+/// the text that holds the cursor, as in linenoise's single-line mode (the window starts at
+/// the text's start while the cursor fits, and otherwise ends just after the cursor). At
+/// most `cols - 1` columns are used, so that the cursor can stand after the last character
+/// without the terminal wrapping. The prompt is drawn as the text is: control and
+/// invisible characters escaped, so that it can hold no escape code (a peer's name goes in
+/// it).
 pub fn layout(prompt: &str, text: &str, cursor: usize, cols: usize) -> View {
+    let usable = cols.saturating_sub(1);
+    let mut row = String::with_capacity(prompt.len() + text.len());
+    let pwidth = fit_prompt(prompt, usable, &mut row);
+    let room = usable - pwidth;
     let cells = cells(text);
-    let pwidth = prompt.width();
-    let room = cols.saturating_sub(1).saturating_sub(pwidth).max(1);
     // The cell the cursor is on (cells.len() at the end of the line).
     let at = cells
         .iter()
@@ -483,8 +495,6 @@ pub fn layout(prompt: &str, text: &str, cursor: usize, cols: usize) -> View {
         used += cells[end].width;
         end += 1;
     }
-    let mut row = String::with_capacity(prompt.len() + text.len());
-    row.push_str(prompt);
     for c in &cells[start..end] {
         row.push_str(&c.shown);
     }
@@ -493,6 +503,46 @@ pub fn layout(prompt: &str, text: &str, cursor: usize, cols: usize) -> View {
         width: pwidth + used,
         cursor: pwidth + before,
     }
+}
+
+/// Writes `prompt` as drawn on a row of `usable` columns to `row`; returns its width. A
+/// prompt that leaves the typed text a quarter of the row (at least [`MIN_TEXT`] columns, or
+/// half of a row narrower than twice that) is drawn whole. A longer one (a conversation
+/// with a peer of a long name, the menu's questions on a narrow terminal) keeps its end
+/// after an ellipsis: the end is what a user reads to know what to type (`…port number: `
+/// or `…IP address: `, the last characters of the peer's name), and it keeps the `> ` or
+/// `: ` that shows where the typed text starts, next to it; the ellipsis says that the
+/// prompt is not all there. Whole grapheme clusters are kept, so a wide character is
+/// never cut in half (the prompt is then a column narrower).
+fn fit_prompt(prompt: &str, usable: usize, row: &mut String) -> usize {
+    let cells = cells(prompt);
+    let width: usize = cells.iter().map(|c| c.width).sum();
+    let text_min = if usable >= 2 * MIN_TEXT {
+        MIN_TEXT.max(usable / 4)
+    } else {
+        usable - usable / 2
+    };
+    let limit = usable - text_min;
+    let (cells, width) = if width <= limit {
+        (&cells[..], width)
+    } else {
+        let ellipsis = ELLIPSIS.width();
+        if limit < ellipsis {
+            return 0;
+        }
+        let mut start = cells.len();
+        let mut kept = ellipsis;
+        while start > 0 && kept + cells[start - 1].width <= limit {
+            start -= 1;
+            kept += cells[start].width;
+        }
+        row.push_str(ELLIPSIS);
+        (&cells[start..], kept)
+    };
+    for c in cells {
+        row.push_str(&c.shown);
+    }
+    width
 }
 
 /// The escape sequences that draw `view` on the current row: carriage return, the row,
@@ -1095,6 +1145,110 @@ mod tests {
         let v = layout("> ", text, text.len(), 80);
         assert_eq!(v.row, "> a\\u{202e}b");
         assert_eq!(v.cursor, 2 + 1 + 8 + 1);
+    }
+
+    /// Prompts longer than many screens: a conversation with a peer whose name is 64
+    /// bytes (ASCII, wide characters, combining accents), the menu's question, and one with
+    /// a control character.
+    fn long_prompts() -> Vec<String> {
+        vec![
+            format!("{}> ", "n".repeat(64)),
+            format!("{}> ", "世".repeat(21)),
+            format!("{}> ", "e\u{301}".repeat(21)),
+            format!("a{}> ", "😀".repeat(15)),
+            "Enter the recipient's IP address: ".to_owned(),
+            "\u{1b}[2J\tname> ".to_owned(),
+        ]
+    }
+
+    #[test]
+    fn no_prompt_makes_the_row_wider_than_the_screen() {
+        let texts = [
+            "",
+            "hello",
+            "世界 and more than a screen of text to scroll through",
+        ];
+        for prompt in long_prompts() {
+            for text in texts {
+                for cols in 1..=100 {
+                    for (cursor, _) in text.char_indices().chain([(text.len(), ' ')]) {
+                        let v = layout(&prompt, text, cursor, cols);
+                        let what = format!("{prompt:?} {text:?} at {cols} cols, cursor {cursor}");
+                        assert!(v.width < cols, "{what}: {v:?}");
+                        assert_eq!(cols_of(&v), v.width, "{what}: {v:?}");
+                        assert!(v.cursor <= v.width && v.cursor < cols, "{what}: {v:?}");
+                        assert!(!v.row.contains(['\u{1b}', '\t']), "{what}: {v:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_prompt_leaves_the_typed_text_and_the_cursor_in_view() {
+        for prompt in long_prompts() {
+            for cols in 12..=100 {
+                let what = format!("{prompt:?} at {cols} cols");
+                // Short text: all of it, after the prompt, the cursor after it.
+                let v = layout(&prompt, "hello", 5, cols);
+                assert!(v.row.ends_with("hello"), "{what}: {v:?}");
+                assert_eq!(v.cursor, v.width, "{what}: {v:?}");
+                // The cursor on the first character: that character is shown under it.
+                let v = layout(&prompt, "hello", 0, cols);
+                assert_eq!(v.cursor + 5, v.width, "{what}: {v:?}");
+                // The typed text keeps at least a quarter of the row, 10 columns at least (half
+                // of a narrower row).
+                let shown_prompt = v.width - 5;
+                assert!(
+                    cols - 1 - shown_prompt >= ((cols - 1) / 4).max(10).min(cols / 2),
+                    "{what}: {v:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_prompt_keeps_its_end_after_an_ellipsis() {
+        let name = "n".repeat(64);
+        let prompt = format!("{name}> ");
+        let v = layout(&prompt, "hello", 5, 60);
+        let kept = v.width - "hello".len() - 1;
+        assert_eq!(v.row, format!("…{}> hello", &name[64 - (kept - 2)..]));
+        assert!(kept >= 20, "most of the name is left: {v:?}");
+        assert_eq!((v.width, v.cursor), (v.row.chars().count(), v.width));
+        // A prompt that fits with room to type is left whole.
+        assert_eq!(
+            layout(&prompt, "hello", 5, 100).row,
+            format!("{prompt}hello")
+        );
+
+        // Wide characters are kept or dropped whole, never cut in half.
+        let prompt = format!("{}> ", "世".repeat(21));
+        for cols in 20..=80 {
+            let v = layout(&prompt, "", 0, cols);
+            if v.row != prompt {
+                let body = v.row.strip_prefix('…').and_then(|r| r.strip_suffix("> "));
+                assert!(
+                    body.is_some_and(|b| b.chars().all(|c| c == '世')),
+                    "{cols}: {v:?}"
+                );
+                assert_eq!(cols_of(&v), v.width);
+            }
+        }
+
+        // The menu's question keeps what it asks for.
+        let v = layout("Enter the recipient's port number: ", "", 0, 30);
+        assert!(
+            v.row.starts_with('…') && v.row.ends_with("port number: "),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_prompt_shows_control_characters_escaped() {
+        let v = layout("\u{1b}[2Jx> ", "a", 1, 80);
+        assert_eq!(v.row, "\\u{1b}[2Jx> a");
+        assert_eq!((v.width, v.cursor), (13, 13));
     }
 
     #[test]
