@@ -223,7 +223,8 @@ impl Output {
     pub fn line_typed(&mut self, echo: Option<(&str, &str)>) {
         if let Some((prompt, line)) = echo.filter(|_| self.interactive) {
             self.buf.push_str("\r\x1b[K");
-            self.buf.push_str(prompt);
+            // Escaped as in the edited row: a peer's name goes in the prompt.
+            escape(prompt, &mut self.buf);
             escape(line, &mut self.buf);
             self.buf.push('\n');
         }
@@ -1577,6 +1578,21 @@ mod tests {
             String::from_utf8_lossy(&screen),
             "\r> /pee\x1b[0K\r\x1b[6C\r\x1b[K\r\x1b[K> /peers\n* listed\n\r> \x1b[0K\r\x1b[2C"
         );
+    }
+
+    /// A peer's name can hold a control character (a JSON `sender_name`), and `/query`
+    /// puts it in the prompt: the finished line shows it escaped, as the edited row did.
+    #[test]
+    fn a_finished_line_shows_the_prompt_escaped() {
+        let mut out = Output::new(Style::default(), true);
+        let mut screen = Vec::new();
+        let prompt = "\x1b[2Jx> ";
+        out.drain(Some(view(prompt, "hi", 2)), |b| screen.extend_from_slice(b));
+        out.line_typed(Some((prompt, "hi")));
+        out.drain(None, |b| screen.extend_from_slice(b));
+        let screen = String::from_utf8_lossy(&screen);
+        assert!(!screen.contains("\x1b[2J"), "{screen:?}");
+        assert_eq!(screen.matches("\\u{1b}[2Jx> hi").count(), 2, "{screen:?}");
     }
 
     #[test]
