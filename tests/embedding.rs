@@ -660,18 +660,25 @@ fn restart_after_kill_9_keeps_every_shown_message() {
         l.starts_with("* remembered ")
     });
     let total: usize = shown.iter().map(Vec::len).sum();
+    // `1 peer`, `2 peers`: the noun agrees with its count.
     let count = |what: &str| -> usize {
         remembered
             .split_whitespace()
             .collect::<Vec<_>>()
             .windows(2)
-            .find(|w| w[1] == what)
-            .and_then(|w| w[0].parse().ok())
+            .find_map(|w| {
+                let n: usize = w[0].parse().ok()?;
+                let agrees = match n {
+                    1 => w[1] == what,
+                    _ => w[1].strip_suffix('s') == Some(what),
+                };
+                agrees.then_some(n)
+            })
             .unwrap_or_else(|| panic!("no count of {what} in {remembered:?}"))
     };
-    assert!(count("peers") >= 1, "{remembered}");
+    assert!(count("peer") >= 1, "{remembered}");
     assert!(
-        count("messages") >= total,
+        count("message") >= total,
         "{remembered}: {total} were shown"
     );
     keeper.send_line("/history 1000");

@@ -497,8 +497,8 @@ impl EventLoop {
         }
         if replayed.skipped > 0 {
             self.effects.push(Effect::Show(Event::Warning(format!(
-                "skipped {} unreadable records in the state journal",
-                replayed.skipped
+                "skipped {} in the state journal",
+                counted(replayed.skipped, "unreadable record", "unreadable records")
             ))));
         }
         let (peers, messages) = (replayed.peers.len(), replayed.messages.len());
@@ -511,7 +511,9 @@ impl EventLoop {
         if peers + messages > 0 {
             // A first run remembers nothing, and says nothing about it.
             self.effects.push(Effect::Show(Event::Info(format!(
-                "remembered {peers} peers and {messages} messages"
+                "remembered {} and {}",
+                counted(peers, "peer", "peers"),
+                counted(messages, "message", "messages")
             ))));
         }
     }
@@ -640,4 +642,24 @@ fn jitter_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (u64::from(std::process::id()) << 32) ^ u64::from(nanos)
+}
+
+/// `n` and a noun, singular for one: `1 peer`, `2 peers`, `0 peers`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        _ => format!("{n} {many}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one_only() {
+        assert_eq!(counted(0, "peer", "peers"), "0 peers");
+        assert_eq!(counted(1, "peer", "peers"), "1 peer");
+        assert_eq!(counted(2, "message", "messages"), "2 messages");
+    }
 }
