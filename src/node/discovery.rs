@@ -131,11 +131,6 @@ pub enum Datagram {
     Peers(Vec<Listed>),
 }
 
-/// The dialect whose name (as in `/peers`) is `word`.
-fn dialect_named(word: &str) -> Option<Dialect> {
-    Dialect::ALL.into_iter().find(|d| d.as_str() == word)
-}
-
 /// A name as it may go in a datagram: one printable word of at most 64 bytes.
 fn word_name(name: &str) -> Option<&str> {
     let ok = !name.is_empty()
@@ -204,7 +199,7 @@ impl Datagram {
         let age = Duration::from_secs(words.next()?.parse::<u32>().ok()?.into());
         let dialect = match words.next()? {
             "-" => None,
-            word => Some(dialect_named(word)?),
+            word => Some(Dialect::from_word(word)?),
         };
         let name = match words.next()? {
             "-" => None,

@@ -104,6 +104,11 @@ impl Dialect {
             Dialect::Raw => "raw",
         }
     }
+
+    /// The dialect whose word (as [`Dialect::as_str`] gives it) is `word`.
+    pub fn from_word(word: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.as_str() == word)
+    }
 }
 
 /// One decoded message.
