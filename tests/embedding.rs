@@ -3,7 +3,8 @@
 //! `v`, `event`, `ts` and each event's fields), including unreachable peers, their return
 //! and their removal; memory across `kill -9` with `--state` (every message shown before
 //! the kill is in `/history` after a restart, a torn last record is survived, remembered
-//! peers are greeted on request); two peers exchanging messages over IPv6 on `::1`; and the
+//! peers are greeted on request, and answered and greeted in the dialect they spoke before
+//! the restart); two peers exchanging messages over IPv6 on `::1`; and the
 //! `ping_bot` example (the library API) answering a real peerchat process. The
 //! pseudo-terminal behaviour is in `tests/terminal.rs`.
 //!
@@ -24,7 +25,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use common::{accept_one, closed_addr, connect_from, poll_until, send_raw, Peer, LONG_WAIT, WAIT};
+use common::{
+    accept_one, closed_addr, connect_from, fields, poll_until, send_raw, unhex, Peer, LONG_WAIT,
+    WAIT,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -752,6 +756,79 @@ fn restart_after_kill_9_keeps_every_shown_message() {
         format!("{} keeper connect", keeper.address())
     );
     keeper.expect_line(&format!("* sent to {feeder_s}: connect"));
+    keeper.quit_ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first line, not yet matched, in which the spaced stand-in shows `what` it understood
+/// (`pred` on its fields) or says it could not parse what arrived: its fields.
+fn understood_or_not(
+    spaced: &mut Peer,
+    what: &str,
+    pred: impl Fn(&std::collections::HashMap<String, String>) -> bool,
+) -> std::collections::HashMap<String, String> {
+    let line = spaced.expect(&format!("{what}, or a decode error"), WAIT, |l| {
+        let f = fields(l);
+        f["event"] == "decode_error" || pred(&f)
+    });
+    fields(&line)
+}
+
+/// The dialect a peer spoke is remembered across a restart: a peer that speaks only the
+/// spaced form (and chokes on the standard one) spoke to us; after a restart on the same
+/// `--state`, `/peers` lists it as spaced, a message typed to it reaches it in its form,
+/// and so does the `--greet-remembered` greeting.
+#[test]
+fn after_a_restart_a_peer_is_answered_in_the_dialect_it_spoke_before() {
+    let dir = state_dir("dialect");
+    let dir_s = dir.to_str().expect("UTF-8 path").to_owned();
+    let mut spaced = Peer::python("spaced_peer.py", "dave", "127.0.133.3", &[]);
+    let mut keeper = Peer::spawn("keeper", "127.0.133.2", &["--state", &dir_s]);
+    spaced.send_line(&format!("send {} hello spaced", keeper.address()));
+    keeper.expect_line(&format!("[dave {}] hello spaced", spaced.address()));
+    let row = keeper.query_row(&spaced.address()).expect("dave is listed");
+    assert_eq!(row[4], "spaced", "{row:?}");
+    keeper.quit_ok();
+
+    let mut keeper = Peer::spawn("keeper", "127.0.133.2", &["--state", &dir_s]);
+    keeper.expect_line("* remembered 1 peer and 1 message");
+    let row = keeper
+        .query_row(&spaced.address())
+        .expect("dave is remembered");
+    assert_eq!(
+        (row[1].as_str(), row[2].as_str(), row[4].as_str()),
+        ("dave", "remembered", "spaced"),
+        "{row:?}"
+    );
+    keeper.send_line("/msg dave hello again");
+    let got = understood_or_not(&mut spaced, "our message", |f| {
+        f["event"] == "message"
+            && f.get("text_hex").map(|h| unhex(h)) == Some(b"hello again".into())
+    });
+    assert_eq!(
+        got["event"],
+        "message",
+        "{}",
+        spaced.report("the message after the restart is not in the spaced form")
+    );
+    keeper.expect_line(&format!("* sent to {}: hello again", spaced.address()));
+    keeper.quit_ok();
+
+    let mut keeper = Peer::spawn(
+        "keeper",
+        "127.0.133.2",
+        &["--state", &dir_s, "--greet-remembered"],
+    );
+    let got = understood_or_not(&mut spaced, "our greeting", |f| {
+        f["event"] == "control" && f["word"] == "connect"
+    });
+    assert_eq!(
+        got["event"],
+        "control",
+        "{}",
+        spaced.report("the greeting after the restart is not in the spaced form")
+    );
+    keeper.expect_line(&format!("* sent to {}: connect", spaced.address()));
     keeper.quit_ok();
     let _ = std::fs::remove_dir_all(&dir);
 }

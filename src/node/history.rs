@@ -2,15 +2,16 @@
 //!
 //! [`History`] keeps the last messages (sent and received) in memory for `/history`.
 //! With `--state DIR`, every change worth remembering is also a [`Record`], one JSON line
-//! appended to a journal (see `journal`); [`replay`] rebuilds the remembered peers and
-//! the history from those lines, skipping a torn last record. Pure: no files here.
+//! appended to a journal (see `journal`); [`replay`] rebuilds the remembered peers (name
+//! and dialect) and the history from those lines, skipping a torn last record. Pure: no
+//! files here.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use crate::wire::Run;
+use crate::wire::{Dialect, Run};
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,14 +518,28 @@ impl History {
 }
 
 /// One journal line.
+///
+/// Readers in both directions: a line is parsed as a JSON object whose unknown fields are
+/// ignored, and a line of an unknown kind (`k`) is not a record: in the middle of a journal
+/// it is skipped (and counted, for a warning), as the last line it is taken for a torn
+/// record and cut off. So what a newer version has to say about a peer goes in new fields
+/// of the `peer` record, never in a new kind of record. The peer's dialect is such a field
+/// (`"dialect":"spaced"`, the word `/peers` shows; absent when unknown): a journal of an
+/// earlier version, whose `peer` records have none, loads with every dialect unknown, and
+/// an earlier version reads this one's `peer` records as before, name and all, ignoring
+/// the dialect (and forgetting it when it compacts the journal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// A peer is known (with its latest name).
+    /// A peer is known (with its latest name and dialect). A record without a name or a
+    /// dialect leaves the one remembered (see [`replay`]).
     Peer {
         /// Its identity.
         addr: SocketAddr,
         /// Its name, if known.
         name: Option<String>,
+        /// The dialect it last spoke to us, which it is answered in; `None` when unknown
+        /// (never [`Dialect::Raw`], which names none).
+        dialect: Option<Dialect>,
     },
     /// A peer was removed.
     Gone {
@@ -551,9 +566,17 @@ impl Record {
         use std::io::Write as _;
         // Writes into a Vec cannot fail, nor can serialising a string.
         let _ = match self {
-            Record::Peer { addr, name } => {
+            Record::Peer {
+                addr,
+                name,
+                dialect,
+            } => {
                 let _ = write!(out, "{{\"k\":\"peer\",\"addr\":\"{addr}\",\"name\":");
                 json_string(out, name.as_deref());
+                if let Some(d) = dialect {
+                    // The words are plain ASCII: no escaping.
+                    let _ = write!(out, ",\"dialect\":\"{}\"", d.as_str());
+                }
                 write!(out, "}}")
             }
             Record::Gone { addr } => write!(out, "{{\"k\":\"gone\",\"addr\":\"{addr}\"}}"),
@@ -589,6 +612,13 @@ impl Record {
             "peer" => Some(Record::Peer {
                 addr: addr(&v)?,
                 name,
+                // Absent (an earlier version's record), or a word this version does not
+                // know (a later one's dialect): unknown, and the record is read all the same.
+                dialect: v
+                    .get("dialect")
+                    .and_then(Value::as_str)
+                    .and_then(Dialect::from_word)
+                    .filter(|d| *d != Dialect::Raw),
             }),
             "gone" => Some(Record::Gone { addr: addr(&v)? }),
             "msg" => Some(Record::Message(Entry {
@@ -617,11 +647,20 @@ fn json_string(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// What a journal remembers of a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remembered {
+    /// Its latest name, if it ever told one.
+    pub name: Option<String>,
+    /// The dialect it last spoke to us, if known.
+    pub dialect: Option<Dialect>,
+}
+
 /// What a journal held.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Replayed {
-    /// Remembered peers and their names, in address order.
-    pub peers: BTreeMap<SocketAddr, Option<String>>,
+    /// Remembered peers, in address order.
+    pub peers: BTreeMap<SocketAddr, Remembered>,
     /// The last messages, oldest first.
     pub messages: Vec<Entry>,
     /// Records that could not be read (corrupt lines in the middle).
@@ -649,11 +688,20 @@ pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
         let line = String::from_utf8_lossy(&rest[..nl]);
         offset += nl + 1;
         match Record::from_line(&line) {
-            Some(Record::Peer { addr, name }) => {
-                // A record without a name (a static peer given again) keeps the one known.
+            Some(Record::Peer {
+                addr,
+                name,
+                dialect,
+            }) => {
+                // A record without a name (a static peer given again) keeps the one known;
+                // likewise without a dialect (an earlier version's record, or a peer not
+                // heard yet).
                 let known = out.peers.entry(addr).or_default();
                 if name.is_some() {
-                    *known = name;
+                    known.name = name;
+                }
+                if dialect.is_some() {
+                    known.dialect = dialect;
                 }
             }
             Some(Record::Gone { addr }) => {
@@ -1350,6 +1398,12 @@ mod tests {
             Record::Peer {
                 addr: "[::1]:7".parse().expect("addr"),
                 name: Some("six".into()),
+                dialect: None,
+            },
+            Record::Peer {
+                addr: "127.0.0.4:7002".parse().expect("addr"),
+                name: None,
+                dialect: Some(Dialect::Spaced),
             },
             Record::Gone {
                 addr: "127.0.0.2:1".parse().expect("addr"),
@@ -1375,11 +1429,13 @@ mod tests {
         journal += &Record::Peer {
             addr: a,
             name: Some("a".into()),
+            dialect: Some(Dialect::Json),
         }
         .to_line();
         journal += &Record::Peer {
             addr: b,
             name: None,
+            dialect: None,
         }
         .to_line();
         journal += &Record::Message(entry(1, Direction::In)).to_line();
@@ -1400,17 +1456,131 @@ mod tests {
         let named = |name: Option<&str>| Record::Peer {
             addr: a,
             name: name.map(Into::into),
+            dialect: None,
         };
         let journal = named(Some("ann")).to_line() + &named(None).to_line();
         assert_eq!(
-            replay(journal.as_bytes(), 10).peers[&a].as_deref(),
+            replay(journal.as_bytes(), 10).peers[&a].name.as_deref(),
             Some("ann")
         );
         let journal = journal + &named(Some("anne")).to_line();
         assert_eq!(
-            replay(journal.as_bytes(), 10).peers[&a].as_deref(),
+            replay(journal.as_bytes(), 10).peers[&a].name.as_deref(),
             Some("anne")
         );
+    }
+
+    #[test]
+    fn every_dialect_that_names_one_round_trips_in_a_peer_record() {
+        let a: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        for d in Dialect::ALL {
+            let line = Record::Peer {
+                addr: a,
+                name: Some("ann".into()),
+                dialect: Some(d),
+            }
+            .to_line();
+            assert!(line.contains(&format!(",\"dialect\":\"{}\"}}", d.as_str())));
+            let read = Record::from_line(line.trim_end());
+            // Raw text names no dialect, and the table never holds it; read as unknown.
+            let want = Some(d).filter(|d| *d != Dialect::Raw);
+            assert_eq!(
+                read,
+                Some(Record::Peer {
+                    addr: a,
+                    name: Some("ann".into()),
+                    dialect: want,
+                }),
+                "{line}"
+            );
+        }
+    }
+
+    /// What the previous version wrote, byte for byte, is what this one writes for a peer
+    /// whose dialect is unknown, and reads as such; a record carrying a dialect differs
+    /// from it only by one more field, which a reader that ignores unknown fields skips.
+    #[test]
+    fn a_peer_record_without_a_dialect_is_the_previous_versions_record() {
+        let old = "{\"k\":\"peer\",\"addr\":\"127.0.0.2:1\",\"name\":\"ann\"}";
+        let unknown = Record::Peer {
+            addr: "127.0.0.2:1".parse().expect("addr"),
+            name: Some("ann".into()),
+            dialect: None,
+        };
+        assert_eq!(unknown.to_line(), format!("{old}\n"));
+        assert_eq!(Record::from_line(old), Some(unknown));
+        let spaced = Record::Peer {
+            addr: "127.0.0.2:1".parse().expect("addr"),
+            name: Some("ann".into()),
+            dialect: Some(Dialect::Spaced),
+        };
+        let new: Value = serde_json::from_str(&spaced.to_line()).expect("JSON");
+        let mut as_old = new.clone();
+        if let Some(fields) = as_old.as_object_mut() {
+            fields.remove("dialect");
+        }
+        assert_eq!(as_old, serde_json::from_str::<Value>(old).expect("JSON"));
+        assert_eq!(new["dialect"], "spaced");
+    }
+
+    #[test]
+    fn an_unknown_dialect_leaves_the_dialect_unknown_and_the_record_read() {
+        let mut journal = String::new();
+        for dialect in ["\"semaphore\"", "7", "null", "\"\""] {
+            let line = format!(
+                "{{\"k\":\"peer\",\"addr\":\"127.0.0.2:1\",\"name\":\"ann\",\"dialect\":{dialect}}}"
+            );
+            assert_eq!(
+                Record::from_line(&line),
+                Some(Record::Peer {
+                    addr: "127.0.0.2:1".parse().expect("addr"),
+                    name: Some("ann".into()),
+                    dialect: None,
+                }),
+                "{line}"
+            );
+            journal += &line;
+            journal.push('\n');
+        }
+        let r = replay(journal.as_bytes(), 10);
+        assert_eq!((r.records, r.skipped), (4, 0));
+    }
+
+    /// A record without a dialect (a static peer given again, an earlier version's record)
+    /// keeps the dialect remembered, a record without a name keeps the name, a new dialect
+    /// replaces the old, and a peer gone and back starts afresh.
+    #[test]
+    fn replay_keeps_the_latest_dialect_of_each_peer() {
+        let a: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        let peer = |name: Option<&str>, dialect| {
+            Record::Peer {
+                addr: a,
+                name: name.map(Into::into),
+                dialect,
+            }
+            .to_line()
+        };
+        let remembered = |journal: &str| replay(journal.as_bytes(), 10).peers.get(&a).cloned();
+        let both = |name: &str, dialect| {
+            Some(Remembered {
+                name: Some(name.into()),
+                dialect,
+            })
+        };
+        let mut journal = peer(Some("ann"), Some(Dialect::Standard));
+        journal += &peer(None, Some(Dialect::Spaced));
+        assert_eq!(remembered(&journal), both("ann", Some(Dialect::Spaced)));
+        journal += &peer(Some("anne"), None);
+        assert_eq!(remembered(&journal), both("anne", Some(Dialect::Spaced)));
+        journal += &peer(Some("anne"), Some(Dialect::Persistent));
+        assert_eq!(
+            remembered(&journal),
+            both("anne", Some(Dialect::Persistent))
+        );
+        journal += &Record::Gone { addr: a }.to_line();
+        assert_eq!(remembered(&journal), None);
+        journal += &peer(None, None);
+        assert_eq!(remembered(&journal), Some(Remembered::default()));
     }
 
     #[test]

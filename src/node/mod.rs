@@ -245,8 +245,9 @@ impl Node {
         self.console.prompt()
     }
 
-    /// Brings back what a journal remembered: peers (as `remembered`, not active) and the
-    /// message history; with `greet`, sends them `connect`.
+    /// Brings back what a journal remembered: peers (as `remembered`, not active, each with
+    /// its name and the dialect it is answered in) and the message history; with `greet`,
+    /// sends them `connect` (in their dialects).
     pub fn restore(
         &mut self,
         replayed: Replayed,
@@ -254,8 +255,9 @@ impl Node {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        for (addr, name) in replayed.peers {
-            self.peers.restore(addr, name);
+        for (addr, remembered) in replayed.peers {
+            self.peers
+                .restore(addr, remembered.name, remembered.dialect);
             if self.peers.get(addr).is_some() {
                 self.liveness.track(addr, now);
             }
@@ -269,7 +271,8 @@ impl Node {
     }
 
     /// The records that describe what is worth remembering now (for journal compaction):
-    /// every peer in the table, static ones included, with its name, and the history.
+    /// every peer in the table, static ones included, with its name and dialect, and the
+    /// history.
     pub fn snapshot(&self) -> Vec<Record> {
         let peers = self
             .peers
@@ -278,6 +281,7 @@ impl Node {
             .map(|r| Record::Peer {
                 addr: r.addr,
                 name: r.name,
+                dialect: r.dialect,
             });
         let messages = self
             .history
@@ -349,14 +353,14 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let name = from.name.as_deref();
-        // Remembering names: a name the journal does not have yet is written (only when
-        // persisting; otherwise this costs nothing per message).
-        let renamed = self.me.persist
-            && name.is_some()
-            && self
-                .peers
-                .get(addr)
-                .is_some_and(|p| p.name.as_deref() != name);
+        // Remembering names and dialects: a name or a dialect the journal does not have yet
+        // is written (only when persisting; otherwise this costs nothing per message). Raw
+        // text names no dialect: the one known stays.
+        let changed = self.me.persist
+            && self.peers.get(addr).is_some_and(|p| {
+                (name.is_some() && p.name.as_deref() != name)
+                    || (chat.1 != wire::Dialect::Raw && p.dialect != Some(chat.1))
+            });
         let noted = self.peers.note(addr, name, from.claimed_ip, chat, now);
         self.take_evicted(out);
         let Some(is_new) = noted else {
@@ -364,25 +368,27 @@ impl Node {
             return false;
         };
         self.liveness.heard(addr, now);
-        if renamed && !is_new {
-            out.push(Effect::Persist(Record::Peer {
-                addr,
-                name: from.name.clone(),
-            }));
-        }
         if is_new {
             out.push(Effect::Show(Event::PeerJoined {
                 addr,
                 name: from.name.clone(),
             }));
-            if self.me.persist {
-                out.push(Effect::Persist(Record::Peer {
-                    addr,
-                    name: from.name.clone(),
-                }));
-            }
+        }
+        if changed || (is_new && self.me.persist) {
+            self.persist_peer(addr, out);
         }
         true
+    }
+
+    /// Writes to the journal what the table knows of `addr`: its name and its dialect.
+    pub(super) fn persist_peer(&self, addr: SocketAddr, out: &mut Vec<Effect>) {
+        if let Some(p) = self.peers.get(addr) {
+            out.push(Effect::Persist(Record::Peer {
+                addr: crate::node::peers::canonical(addr),
+                name: p.name.clone(),
+                dialect: p.dialect,
+            }));
+        }
     }
 
     /// Forgets the peers the table evicted to make room (a check per message, inline; the
@@ -447,7 +453,11 @@ impl Node {
             if self.me.persist {
                 // Remembered, so that a later run without `-s` still knows it.
                 let addr = crate::node::peers::canonical(dest);
-                out.push(Effect::Persist(Record::Peer { addr, name: None }));
+                out.push(Effect::Persist(Record::Peer {
+                    addr,
+                    name: None,
+                    dialect: None,
+                }));
             }
             self.ungreeted.insert(crate::node::peers::canonical(dest));
             self.send(dest, "connect", now, out);
@@ -1058,7 +1068,8 @@ impl Node {
             name: name.clone(),
         }));
         if self.me.persist {
-            out.push(Effect::Persist(Record::Peer { addr, name }));
+            // With the dialect another peer listed it in, if any.
+            self.persist_peer(addr, out);
         }
         self.send(addr, "connect", now, out);
         true
@@ -1115,7 +1126,7 @@ fn bound_name(name: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::history::Direction;
+    use crate::node::history::{Direction, Remembered};
     use crate::node::outbox::MAX_WAITING;
     use crate::node::peers::Status;
     use crate::wire::{Dialect, Message};
@@ -1938,7 +1949,15 @@ mod tests {
             text: "from last time".into(),
         };
         let replayed = || Replayed {
-            peers: [(bob, Some("bob".to_owned()))].into_iter().collect(),
+            peers: [(
+                bob,
+                Remembered {
+                    name: Some("bob".to_owned()),
+                    dialect: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
             messages: vec![entry.clone()],
             skipped: 0,
             torn_tail: false,
@@ -1990,6 +2009,7 @@ mod tests {
         let renamed = Record::Peer {
             addr: bob,
             name: Some("robert".into()),
+            dialect: Some(Dialect::Standard),
         };
         assert!(out.contains(&Effect::Persist(renamed.clone())), "{out:?}");
         let snapshot = n.snapshot();
@@ -1998,9 +2018,178 @@ mod tests {
         let stat = Record::Peer {
             addr: addr("127.0.0.9:9000"),
             name: None,
+            dialect: None,
         };
         assert_eq!(snapshot[1], stat, "the static peer is remembered too");
         assert!(matches!(&snapshot[2], Record::Message(e) if e.text == "hi"));
+    }
+
+    /// The journal's bytes for `records`, as the journal writes them.
+    fn journal_of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for r in records {
+            r.write_line(&mut bytes);
+        }
+        bytes
+    }
+
+    /// The dialect `dest` is handed out in, for a message typed to it now.
+    fn typed_in(n: &mut Node, dest: SocketAddr, now: Instant) -> Vec<(String, Dialect)> {
+        let mut out = Vec::new();
+        let text = "hello again".to_owned();
+        n.execute(Command::Send { dest, text }, now, &mut out);
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.text, t.dialect))
+            .collect()
+    }
+
+    /// A peer's dialect goes to the journal when it is first heard and again only when it
+    /// changes (not per message; raw text names none), and a node restarted on that journal,
+    /// or on a snapshot of it, answers the peer in it, greets it in it, and lists it.
+    #[test]
+    fn a_peers_dialect_is_remembered_when_it_changes_and_answered_in_after_a_restart() {
+        let now = Instant::now();
+        let mut n = persisting_node((now, 0));
+        let mut out = Vec::new();
+        let dave: IpAddr = "127.0.0.3".parse().expect("ip");
+        let at = addr("127.0.0.3:7002");
+        let said = |d, text: &str| Message {
+            dialect: d,
+            ..msg("dave", 7002, Body::Chat(text.into()))
+        };
+        let mut journal = Vec::new();
+        let mut peer_records = Vec::new();
+        for (d, text) in [
+            (Dialect::Standard, "one"),
+            (Dialect::Standard, "two"),
+            (Dialect::Spaced, "three"),
+            (Dialect::Spaced, "four"),
+            (Dialect::Raw, "five"),
+        ] {
+            out.clear();
+            n.on_message(dave, said(d, text), now, &mut out);
+            let records = persisted(&out);
+            journal.extend(journal_of(records.iter().copied()));
+            peer_records.push(
+                records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Peer { .. }))
+                    .count(),
+            );
+        }
+        assert_eq!(
+            peer_records,
+            [1, 0, 1, 0, 0],
+            "first heard, then changes only"
+        );
+        assert_eq!(
+            n.peers().get(at).and_then(|p| p.dialect),
+            Some(Dialect::Spaced)
+        );
+        let snapshot = journal_of(&n.snapshot());
+        for (what, bytes) in [("journal", journal), ("snapshot", snapshot)] {
+            let replayed = crate::node::history::replay(&bytes, 100);
+            assert_eq!(
+                replayed.peers[&at],
+                Remembered {
+                    name: Some("dave".into()),
+                    dialect: Some(Dialect::Spaced)
+                },
+                "{what}"
+            );
+            let mut again = persisting_node((now, 0));
+            again.restore(replayed, false, now, &mut out);
+            let rows = again.peers().rows(now);
+            assert_eq!(
+                (rows[0].addr, rows[0].status, rows[0].dialect),
+                (at, Status::Remembered, Some(Dialect::Spaced)),
+                "{what}"
+            );
+            assert_eq!(
+                typed_in(&mut again, at, now),
+                [("hello again".to_owned(), Dialect::Spaced)],
+                "{what}"
+            );
+            let mut greeting = persisting_node((now, 0));
+            let replayed = crate::node::history::replay(&bytes, 100);
+            greeting.restore(replayed, true, now, &mut out);
+            let greeted: Vec<_> = std::iter::from_fn(|| greeting.poll_transmit())
+                .map(|t| (t.dest, t.text, t.dialect))
+                .collect();
+            assert_eq!(
+                greeted,
+                [(at, "connect".to_owned(), Dialect::Spaced)],
+                "{what}"
+            );
+        }
+    }
+
+    /// A journal of the previous version (peer records without a dialect) still loads: the
+    /// peers come back with their names, answered in our default until heard again.
+    #[test]
+    fn a_journal_without_dialects_loads_with_the_dialects_unknown() {
+        let now = Instant::now();
+        let old = concat!(
+            "{\"k\":\"peer\",\"addr\":\"127.0.0.3:7002\",\"name\":\"dave\"}\n",
+            "{\"k\":\"msg\",\"ts\":5,\"dir\":\"in\",\"addr\":\"127.0.0.3:7002\",",
+            "\"name\":\"dave\",\"text\":\"hi\"}\n",
+        );
+        let replayed = crate::node::history::replay(old.as_bytes(), 100);
+        assert_eq!((replayed.skipped, replayed.torn_tail), (0, false));
+        let mut n = persisting_node((now, 0));
+        let mut out = Vec::new();
+        n.restore(replayed, false, now, &mut out);
+        let at = addr("127.0.0.3:7002");
+        let peer = n.peers().get(at).expect("dave is back");
+        assert_eq!((peer.name.as_deref(), peer.dialect), (Some("dave"), None));
+        assert_eq!(
+            typed_in(&mut n, at, now),
+            [("hello again".to_owned(), Dialect::Standard)]
+        );
+    }
+
+    /// Rows merged into the address a peer listens at: the dialect (and name) the merged
+    /// row brought is remembered with the row that stays.
+    #[test]
+    fn a_merge_remembers_what_the_row_that_stays_took_in() {
+        let now = Instant::now();
+        let mut n = persisting_node((now, 0));
+        let mut out = Vec::new();
+        let (sending, listening) = (addr("127.0.0.6:6000"), addr("127.0.0.5:6000"));
+        // We reach .5 first: a row of our own, no name, no dialect.
+        n.execute(
+            Command::Send {
+                dest: listening,
+                text: "hello".into(),
+            },
+            now,
+            &mut out,
+        );
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.5:6000", "hello")]));
+        n.on_sent(listening, None, now, &mut out);
+        // It speaks spaced from .6, claiming .5; .6 refuses our answer: one row.
+        let said = Message {
+            claimed_ip: Some(listening.ip()),
+            dialect: Dialect::Spaced,
+            ..msg("relay", 6000, Body::Connect)
+        };
+        n.on_message(sending.ip(), said, now, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.6:6000", "connect_ack")]));
+        out.clear();
+        n.on_send_failed(sending, "refused".into(), &mut out);
+        assert_eq!(n.peers().len(), 1);
+        let records = persisted(&out);
+        assert_eq!(
+            records,
+            [
+                &Record::Gone { addr: sending },
+                &Record::Peer {
+                    addr: listening,
+                    name: Some("relay".into()),
+                    dialect: Some(Dialect::Spaced),
+                }
+            ]
+        );
     }
 
     #[test]
@@ -2056,7 +2245,8 @@ mod tests {
         let records = persisted(&out);
         assert!(records.contains(&&Record::Peer {
             addr: bob,
-            name: Some("bob".into())
+            name: Some("bob".into()),
+            dialect: Some(Dialect::Standard),
         }));
         assert!(records
             .iter()
@@ -2079,7 +2269,8 @@ mod tests {
             persisted(&out),
             vec![&Record::Peer {
                 addr: addr("127.0.0.7:7000"),
-                name: None
+                name: None,
+                dialect: None,
             }]
         );
         out.clear();
@@ -2653,7 +2844,8 @@ mod tests {
                 &Record::Gone { addr: stale },
                 &Record::Peer {
                     addr: newcomer,
-                    name: Some("new".into())
+                    name: Some("new".into()),
+                    dialect: Some(Dialect::Standard),
                 }
             ]
         );

@@ -410,9 +410,10 @@ impl PeerTable {
             && self.insert(addr, Peer::new(Source::Sent, Status::Contacted), now)
     }
 
-    /// Brings back a peer remembered from an earlier run (not active until heard from).
-    /// Only into room that is free: it never evicts anyone.
-    pub fn restore(&mut self, addr: SocketAddr, name: Option<String>) {
+    /// Brings back a peer remembered from an earlier run (not active until heard from),
+    /// with its name and the dialect it is answered in; a name or dialect the table knows
+    /// already stays. Only into room that is free: it never evicts anyone.
+    pub fn restore(&mut self, addr: SocketAddr, name: Option<String>, dialect: Option<Dialect>) {
         let addr = canonical(addr);
         if !self.peers.contains_key(&addr) {
             if self.peers.len() >= self.max_peers {
@@ -425,6 +426,9 @@ impl PeerTable {
         if let Some(peer) = self.peers.get_mut(&addr) {
             if peer.name.is_none() {
                 peer.name = name;
+            }
+            if peer.dialect.is_none() {
+                peer.dialect = dialect.filter(|d| *d != Dialect::Raw);
             }
         }
     }
@@ -665,7 +669,7 @@ mod tests {
         let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
         table.sending_to(a, Instant::now());
         table.unreachable(a);
-        table.restore(b, Some("b".into()));
+        table.restore(b, Some("b".into()), None);
         table.answered(a);
         table.answered(b);
         assert_eq!(table.get(a).map(|p| p.status), Some(Status::Active));
@@ -769,7 +773,7 @@ mod tests {
         assert!(table.heard(addr("127.0.0.5:1"), None, None, true, later));
         assert_eq!(table.take_evicted(), vec![addr("127.0.0.3:1")]);
         // Restoring never evicts.
-        table.restore(addr("127.0.0.6:1"), None);
+        table.restore(addr("127.0.0.6:1"), None, None);
         assert!(table.get(addr("127.0.0.6:1")).is_none());
     }
 
@@ -792,7 +796,7 @@ mod tests {
         let stranger = addr("203.0.113.1:1");
         assert!(!table.heard(stranger, Some("x"), None, true, now));
         assert!(!table.sending_to(stranger, Instant::now()));
-        table.restore(stranger, Some("x".into()));
+        table.restore(stranger, Some("x".into()), None);
         assert_eq!(table.get(stranger), None);
         assert_eq!(table.len(), MAX_PEERS);
         // Known peers are still updated.
@@ -821,19 +825,49 @@ mod tests {
         let mut table = PeerTable::new();
         let (a, b) = (addr("127.0.0.2:1"), addr("127.0.0.3:1"));
         table.heard(a, Some("alice"), None, true, Instant::now());
-        table.restore(a, Some("old".into()));
+        table.restore(a, Some("old".into()), None);
         assert_eq!(
             table.get(a).and_then(|p| p.name.clone()),
             Some("alice".into())
         );
         assert_eq!(table.get(a).map(|p| p.status), Some(Status::Active));
         table.sending_to(b, Instant::now());
-        table.restore(b, Some("bob".into()));
+        table.restore(b, Some("bob".into()), None);
         assert_eq!(
             table.get(b).and_then(|p| p.name.clone()),
             Some("bob".into())
         );
         assert_eq!(table.get(b).map(|p| p.source), Some(Source::Sent));
+    }
+
+    #[test]
+    fn a_remembered_dialect_is_restored_but_does_not_replace_a_known_one() {
+        let mut table = PeerTable::new();
+        let now = Instant::now();
+        let (a, b, c) = (
+            addr("127.0.0.2:1"),
+            addr("127.0.0.3:1"),
+            addr("127.0.0.4:1"),
+        );
+        table.restore(a, Some("ann".into()), Some(Dialect::Bracketed));
+        let rows = table.rows(now);
+        assert_eq!(
+            (rows[0].status, rows[0].dialect),
+            (Status::Remembered, Some(Dialect::Bracketed))
+        );
+        // Heard since: what it speaks now wins.
+        table.note(a, None, None, (1, Dialect::Json), now);
+        assert_eq!(table.get(a).and_then(|p| p.dialect), Some(Dialect::Json));
+        // Known already (heard in this run): the remembered dialect does not replace it.
+        table.heard(b, Some("bob"), None, true, now);
+        table.restore(b, None, Some(Dialect::Colon));
+        assert_eq!(
+            table.get(b).and_then(|p| p.dialect),
+            Some(Dialect::Standard)
+        );
+        // Raw names no dialect: never restored as one.
+        table.restore(c, None, Some(Dialect::Raw));
+        assert_eq!(table.get(c).and_then(|p| p.dialect), None);
     }
 
     #[test]
@@ -891,7 +925,7 @@ mod tests {
         assert_eq!(table.get(v4).map(|p| p.status), Some(Status::Unreachable));
         table.answered(mapped);
         assert_eq!(table.get(mapped).map(|p| p.status), Some(Status::Active));
-        table.restore(mapped, Some("m".into()));
+        table.restore(mapped, Some("m".into()), None);
         assert_eq!(table.len(), 1);
         assert!(table.remove(mapped).is_some());
         assert!(table.is_empty());
@@ -920,7 +954,7 @@ mod tests {
             true,
             t0,
         );
-        table.restore(addr("127.0.0.3:1"), None);
+        table.restore(addr("127.0.0.3:1"), None, None);
         let rows = table.rows(t0 + Duration::from_secs(5));
         assert_eq!(
             rows[0],
@@ -1021,7 +1055,7 @@ mod tests {
         let mut table = PeerTable::with_limits(100, 2);
         let at = |port| SocketAddr::from(([127, 0, 0, 3], port));
         // A remembered entry counts against its address.
-        table.restore(at(1), None);
+        table.restore(at(1), None, None);
         assert!(table.heard(at(2), None, None, false, now));
         assert!(!table.heard(at(3), None, None, false, now), "two already");
         // Forgetting one frees exactly one place, however many times it is asked.

@@ -203,6 +203,8 @@ impl Node {
             self.replied.remove(&from);
             if self.me.persist {
                 out.push(Effect::Persist(Record::Gone { addr: from }));
+                // What `into` took from `from` (a name, a dialect) is remembered with it.
+                self.persist_peer(into, out);
             }
             out.push(Effect::Show(Event::Info(format!(
                 "{from} sends from one address and listens at {into}: one row now, answers go to {into}"
@@ -234,6 +236,7 @@ impl Node {
             out.push(Effect::Persist(Record::Peer {
                 addr: dest,
                 name: None,
+                dialect: None,
             }));
         }
         if self.peers.get(dest).is_some() {
