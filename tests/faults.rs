@@ -4,8 +4,9 @@
 //! half-closed connections leave it serving, and its memory returns near idle afterwards;
 //! SIGTERM and SIGINT quit gracefully, quitting waits at most 2 s for the goodbyes and a
 //! second signal stops the wait; black-holed and non-reading receivers never stall other
-//! sends; idle and stalled connections are closed after `--idle-timeout`, not before; and
-//! beyond `--max-connections` new connections are closed at once until there is room.
+//! sends; idle and stalled connections are closed after `--idle-timeout`, not before (what a
+//! stalled one left unfinished is shown); and beyond `--max-connections` new connections are
+//! closed at once until there is room.
 //!
 //! Each test owns the address block `127.0.K.*` (K = 80..89, 110..112 in this file) and
 //! listens on port 0. Every wait has a deadline and waits for an event: an output line, a
@@ -600,6 +601,8 @@ fn idle_and_stalled_connections_are_closed_after_the_timeout_not_before() {
         2,
         "partial and trickle reported: {stalled:?}"
     );
+    // What they left unfinished is shown as it came, not dropped with them.
+    peer.expect_line(&format!("[slow {}:9] half a li", ip(b, 4)));
 }
 
 /// Makes `peer` hear from a peer listening at `addr` (a message claiming that port, sent

@@ -510,7 +510,7 @@ impl Connections {
                 }
                 Timer::Sweep => {
                     self.sweep = None;
-                    self.close_idle(now, out);
+                    self.close_idle(node, now, out);
                     if self.inbound > 0 {
                         let next = now + self.sweep_period();
                         self.sweep = Some(self.timers.insert(next, Timer::Sweep));
@@ -532,8 +532,9 @@ impl Connections {
         (self.limits.idle_timeout / 4).max(Duration::from_secs(1))
     }
 
-    /// Closes inbound connections silent for the idle timeout (or stalled mid-line).
-    fn close_idle(&mut self, now: Instant, out: &mut Vec<Effect>) {
+    /// Closes inbound connections silent for the idle timeout (or stalled mid-line: what
+    /// they left unfinished is delivered as it is, as at EOF).
+    fn close_idle(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
         let idle = self.limits.idle_timeout;
         let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
         // Times are whole seconds: `< cutoff` never closes a connection early.
@@ -569,14 +570,46 @@ impl Connections {
                 let ip = self.ip_of(conn);
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
-                        "closed the connection from {ip}: it stalled for {} s with {pending} bytes of an unfinished line",
+                        "closed the connection from {ip}: it stalled for {} s in the middle of a line ({pending} bytes, shown as they came)",
                         idle.as_secs()
                     ))));
+                    self.finish_unfinished(key, node, now, out);
                 } else {
                     log::debug!("closing a silent connection from {ip}");
                 }
             }
             self.close(key, out);
+        }
+    }
+
+    /// Delivers what inbound connection `key` holds unfinished (a line without its end, an
+    /// open block) as it is, as at EOF: a sender that writes messages with nothing after
+    /// them and keeps its connection open loses none when that connection is closed.
+    fn finish_unfinished(
+        &mut self,
+        key: usize,
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
+        let held = conn.decoder.buffered();
+        conn.decoder
+            .finish_reusing(&mut self.messages, &mut self.spares);
+        // What finishing took out is unfinished no more (`close` counts out the rest).
+        let taken = held.saturating_sub(conn.decoder.buffered());
+        self.unfinished = self.unfinished.saturating_sub(taken);
+        let slot = conn.slot;
+        let Some(per) = self.per_ip.get_mut(slot) else {
+            self.messages.clear();
+            return;
+        };
+        per.unfinished = per.unfinished.saturating_sub(taken);
+        let ip = per.ip;
+        for msg in self.messages.drain(..) {
+            node.on_message(ip, msg, now, out);
         }
     }
 
@@ -1093,7 +1126,12 @@ mod tests {
         }
         let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
         let mut effects = Vec::new();
-        conns.close_idle(later, &mut effects);
+        let mut node = Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        conns.close_idle(&mut node, later, &mut effects);
         assert!(conns.conns.get(waiting).is_some(), "spared");
         assert!(conns.conns.get(idle).is_none(), "closed");
     }
