@@ -847,10 +847,23 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) -> bool {
-        if !line.as_bytes().first().is_some_and(u8::is_ascii_digit)
-            || !push_standard_v4(line, out, spares)
-        {
+        if !line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
             return false;
+        }
+        let Some(mut glued) = push_standard_v4(line, out, spares) else {
+            return false;
+        };
+        // Messages written back to back on one line: each from its own header.
+        while let Some(rest) = glued {
+            glued = match push_standard_v4(rest, out, spares) {
+                Some(next) => next,
+                None => {
+                    // Never: the rest starts with the header that was just read. Should it
+                    // not be read as one, it is read as any other line, not dropped.
+                    self.dispatch_rest(rest, false, remember, out, spares);
+                    None
+                }
+            };
         }
         self.seen_line = true;
         if let Some(rare) = self.rare.as_mut() {

@@ -407,11 +407,18 @@ pub(super) fn standard_header_general(s: &str) -> Option<(IpAddr, u16, &str)> {
 /// one. The decoder tries this first on lines that start with a digit: its fields read in
 /// one pass ([`standard_v4_fields`]) and the message pushed here, it costs a fraction of
 /// the general path.
+///
+/// A line whose header comes again later in it holds messages written back to back with
+/// nothing between them (a persistent sender's): the first is pushed, and the rest of the
+/// line, from the repeated header on, is handed back to be read the same way.
 #[inline(always)]
-pub(super) fn push_standard_v4(line: &str, out: &mut Vec<Message>, spares: &mut Spares) -> bool {
-    let Some((ip, port, name, text)) = standard_v4_fields(line) else {
-        return false;
-    };
+pub(super) fn push_standard_v4<'a>(
+    line: &'a str,
+    out: &mut Vec<Message>,
+    spares: &mut Spares,
+) -> Option<Option<&'a str>> {
+    let (ip, port, name, text) = standard_v4_fields(line)?;
+    let (text, glued) = split_glued(line, text);
     let (name, body) = name_and_body(name, text, spares);
     out.push(Message {
         name: name.map(|n| spares.string(n)),
@@ -420,7 +427,35 @@ pub(super) fn push_standard_v4(line: &str, out: &mut Vec<Message>, spares: &mut 
         body,
         dialect: Dialect::Standard,
     });
-    true
+    Some(glued)
+}
+
+/// `text`, the end of `line` after its header, up to where that header comes again, if it
+/// does, and the rest of the line from there. The same header, byte for byte, is the same
+/// sender starting its next message; a text shorter than the header cannot hold it, so
+/// the usual short message costs one comparison.
+#[inline(always)]
+fn split_glued<'a>(line: &'a str, text: &'a str) -> (&'a str, Option<&'a str>) {
+    let header = line.len() - text.len();
+    if text.len() < header {
+        return (text, None);
+    }
+    split_glued_at(line, text, header)
+}
+
+#[inline(never)]
+fn split_glued_at<'a>(line: &'a str, text: &'a str, header: usize) -> (&'a str, Option<&'a str>) {
+    let Some(head) = line.get(..header) else {
+        return (text, None);
+    };
+    // The header starts with a digit, so the text is cut between two characters.
+    match memchr::memmem::find(text.as_bytes(), head.as_bytes()) {
+        Some(at) => match (text.get(..at), text.get(at..)) {
+            (Some(first), Some(rest)) => (first, Some(rest)),
+            _ => (text, None),
+        },
+        None => (text, None),
+    }
 }
 
 /// The fields of a standard line that starts with its IPv4 address: the address, the port,
