@@ -638,6 +638,39 @@ impl Decoder {
         }
     }
 
+    /// Whether the unfinished line is a whole standard message by itself (`IP:PORT NAME
+    /// TEXT`, IPv4, a name and some text, no block open): what a sender that ends its
+    /// messages with nothing, and keeps its connection open, leaves between them.
+    pub fn holds_standard_message(&self) -> bool {
+        let Some(rare) = self
+            .rare
+            .as_ref()
+            .filter(|r| !self.failed && r.block.is_none())
+        else {
+            return false;
+        };
+        std::str::from_utf8(&rare.partial)
+            .ok()
+            .and_then(standard_v4_fields)
+            .is_some_and(|(_, _, name, text)| !name.is_empty() && !trim(text).is_empty())
+    }
+
+    /// Reads the unfinished line (with no block open) as if its end had come; the
+    /// connection goes on, its header remembered for the lines that follow.
+    pub fn flush_partial(&mut self, out: &mut Vec<Message>, spares: &mut Spares) {
+        let Some(rare) = self.rare.as_mut().filter(|r| r.block.is_none()) else {
+            return;
+        };
+        if self.failed || rare.partial.is_empty() {
+            return;
+        }
+        let mut last = std::mem::take(&mut rare.partial);
+        self.line_bytes(&last, true, out, spares);
+        // Its capacity stays with the decoder.
+        last.clear();
+        self.rare().partial = last;
+    }
+
     /// Whether the connection opened with a port line: a port-line peer, which keeps its
     /// connection open and waits for [`super::MESSAGE_RECEIVED`] after each line.
     pub fn is_port_line(&self) -> bool {

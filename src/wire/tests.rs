@@ -1707,6 +1707,45 @@ fn every_name_we_accept_reads_back_in_every_dialect() {
     }
 }
 
+/// A connection that ends its messages with nothing: an unfinished line that is a whole
+/// standard message can be read as one while the connection goes on, its header then
+/// remembered for plain lines; anything else waits for its end.
+#[test]
+fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
+    let mut d = Decoder::new(LIMIT);
+    let (mut out, mut spares) = (Vec::new(), Spares::default());
+    for waits in [
+        "hello",
+        "198.51.100.1:80 bob",
+        "198.51.100.1:80 bob  ",
+        "<198.51.100.1:80> @ <x>\nhi",
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(waits.as_bytes(), &mut out).expect("feeds");
+        assert!(!d.holds_standard_message(), "{waits:?}");
+    }
+    assert!(out.is_empty(), "nothing ended: {out:?}");
+    d.feed(b"198.51.100.1:80 bob first", &mut out)
+        .expect("feeds");
+    assert!(out.is_empty());
+    assert!(d.holds_standard_message());
+    d.flush_partial(&mut out, &mut spares);
+    assert_eq!(d.buffered(), 0);
+    assert!(!d.holds_standard_message());
+    d.feed(b"and a plain line\n", &mut out).expect("feeds");
+    let texts: Vec<_> = out
+        .iter()
+        .map(|m| (m.name.clone(), m.body.clone()))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (Some("bob".to_owned()), chat("first")),
+            (Some("bob".to_owned()), chat("and a plain line")),
+        ]
+    );
+}
+
 /// Every dialect we send in (raw text is never an answer's form).
 fn sent_dialects() -> impl Iterator<Item = Dialect> {
     Dialect::ALL.into_iter().filter(|d| *d != Dialect::Raw)

@@ -45,9 +45,23 @@ const IDLE_SLOTS: usize = 64;
 /// New connections accepted in one turn; more wait for the next.
 const ACCEPTS_PER_TURN: usize = 128;
 
+/// How long a connection that ends its messages with nothing may stay silent after a
+/// whole standard message before that message is shown (see `Connections::quiet`): far
+/// longer than the pieces of one write take to arrive, short enough to feel immediate.
+const QUIET: Duration = Duration::from_millis(200);
+
 /// Size of the one read buffer shared by every connection (and the console): the largest
 /// share of a turn.
 const READ_BUF: usize = Share::ALONE.bytes;
+
+/// How [`Connections::deliver_unfinished`] takes what a connection left unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The connection is being closed: everything, as at EOF.
+    Closed,
+    /// The sender fell quiet after a whole message: that line, and the connection goes on.
+    Quiet,
+}
 
 /// What a timer entry asks for. An entry is cancelled when what it names goes away, so an
 /// entry that fires always means something.
@@ -122,6 +136,14 @@ pub struct Connections {
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`), and
     /// a connection closed takes its place with it.
     queue: VecDeque<usize>,
+    /// Connections whose read left a whole standard message unfinished (no newline after
+    /// it), in the order they were read, with when it becomes due and how many bytes were
+    /// held: if nothing more has come by then ([`QUIET`] later), the sender ends its
+    /// messages with nothing and keeps its connection open, and the message is shown. An
+    /// entry whose connection read more, or closed, is dropped when it comes due. At most
+    /// `--max-connections` entries; beyond, such a message waits for its end (a newline,
+    /// EOF, the idle timeout).
+    quiet: VecDeque<(Instant, usize, usize)>,
     /// How many at the front of `queue` get their turn in this loop turn
     /// ([`Connections::start_turn`]); those queued during it come after them.
     in_turn: usize,
@@ -188,6 +210,7 @@ impl Connections {
             sweep: None,
             inbound: 0,
             queue: VecDeque::new(),
+            quiet: VecDeque::new(),
             in_turn: 0,
             accepted: Vec::new(),
             held_back: 0,
@@ -244,7 +267,8 @@ impl Connections {
 
     /// The earliest connection deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let quiet = self.quiet.front().map(|&(at, ..)| at);
+        crate::node::timers::earliest(self.timers.next_deadline(), quiet)
     }
 
     /// A readiness event for connection `key`. An inbound connection is read now, with
@@ -448,6 +472,13 @@ impl Connections {
         } else {
             self.messages.drain(..).for_each(deliver);
         }
+        if matches!(end, ReadEnd::Drained)
+            && self.quiet.len() < self.limits.max_connections
+            && conn.decoder.holds_standard_message()
+        {
+            self.quiet
+                .push_back((now + QUIET, key, conn.decoder.buffered()));
+        }
         match end {
             ReadEnd::Drained if !conn.watched => {
                 // Read in the turn that accepted it, and not at its end: from now on its
@@ -502,6 +533,13 @@ impl Connections {
 
     /// Fires the connection timers that are due.
     pub fn on_timers(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        while let Some(&(at, key, held)) = self.quiet.front() {
+            if at > now {
+                break;
+            }
+            self.quiet.pop_front();
+            self.end_quiet_message(key, held, node, now, out);
+        }
         for timer in self.timers.pop_expired(now) {
             match timer {
                 Timer::ResumeAccept => {
@@ -573,7 +611,7 @@ impl Connections {
                         "closed the connection from {ip}: it stalled for {} s in the middle of a line ({pending} bytes, shown as they came)",
                         idle.as_secs()
                     ))));
-                    self.finish_unfinished(key, node, now, out);
+                    self.deliver_unfinished(key, Ending::Closed, node, now, out);
                 } else {
                     log::debug!("closing a silent connection from {ip}");
                 }
@@ -582,12 +620,40 @@ impl Connections {
         }
     }
 
-    /// Delivers what inbound connection `key` holds unfinished (a line without its end, an
-    /// open block) as it is, as at EOF: a sender that writes messages with nothing after
-    /// them and keeps its connection open loses none when that connection is closed.
-    fn finish_unfinished(
+    /// A [`QUIET`] entry came due: inbound connection `key`, which held `held` bytes then,
+    /// a whole standard message, has its message shown if nothing came since.
+    fn end_quiet_message(
         &mut self,
         key: usize,
+        held: usize,
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
+        // Read since (or waiting for its turn to be): a later entry, or its end, decides.
+        // The same key and count in a newer connection would have it shown a little early,
+        // but only as the whole message it is.
+        if conn.queued || conn.decoder.buffered() != held || !conn.decoder.holds_standard_message()
+        {
+            return;
+        }
+        let now_secs = secs_since(self.started, now);
+        (conn.active_at, conn.line_since) = (now_secs, now_secs);
+        self.deliver_unfinished(key, Ending::Quiet, node, now, out);
+    }
+
+    /// Delivers what inbound connection `key` holds unfinished, as it is: at
+    /// [`Ending::Closed`] everything (a line without its end, an open block), as at EOF, so
+    /// that a sender that writes messages with nothing after them and keeps its connection
+    /// open loses none when that connection is closed; at [`Ending::Quiet`] the line, and
+    /// the connection goes on.
+    fn deliver_unfinished(
+        &mut self,
+        key: usize,
+        ending: Ending,
         node: &mut Node,
         now: Instant,
         out: &mut Vec<Effect>,
@@ -596,8 +662,14 @@ impl Connections {
             return;
         };
         let held = conn.decoder.buffered();
-        conn.decoder
-            .finish_reusing(&mut self.messages, &mut self.spares);
+        match ending {
+            Ending::Closed => conn
+                .decoder
+                .finish_reusing(&mut self.messages, &mut self.spares),
+            Ending::Quiet => conn
+                .decoder
+                .flush_partial(&mut self.messages, &mut self.spares),
+        }
         // What finishing took out is unfinished no more (`close` counts out the rest).
         let taken = held.saturating_sub(conn.decoder.buffered());
         self.unfinished = self.unfinished.saturating_sub(taken);
