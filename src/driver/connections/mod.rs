@@ -468,7 +468,9 @@ impl Connections {
         if self.messages.len() == 1 {
             // One message, the usual case: taken without a `Drain`, whose drop costs
             // more here than moving the message out.
-            self.messages.pop().into_iter().for_each(&mut deliver);
+            if let Some(msg) = self.messages.pop() {
+                deliver(msg);
+            }
         } else {
             self.messages.drain(..).for_each(deliver);
         }
