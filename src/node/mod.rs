@@ -171,8 +171,9 @@ enum LastSender {
     Nobody,
     /// A sender that said where it listens.
     At(SocketAddr),
-    /// A sender that did not (no header, or one claiming our own address): it cannot be
-    /// answered, and `/reply` says so rather than answer whoever spoke before it.
+    /// A sender that did not (no header): it cannot be answered, and `/reply` says so
+    /// rather than answer whoever spoke before it. (A header claiming our own address, as
+    /// one lab peer's `PING` does, leaves `/reply` to whoever wrote before.)
     NoPort(IpAddr),
 }
 
@@ -719,15 +720,12 @@ impl Node {
                 claimed_ip: None,
                 name: msg.name.map(bounded_name),
             };
+            // `/reply` still answers whoever wrote before: this is no one to answer.
             match msg.body {
                 Body::Chat(text) if !wire::is_blank(&text) => {
-                    self.last_sender = LastSender::NoPort(from.ip);
                     out.push(Effect::Show(Event::Message { from, text }));
                 }
-                Body::Lines(lines) => {
-                    self.last_sender = LastSender::NoPort(from.ip);
-                    out.push(Effect::ShowLines { from, lines });
-                }
+                Body::Lines(lines) => out.push(Effect::ShowLines { from, lines }),
                 _ => {}
             }
             return;
@@ -2763,6 +2761,19 @@ mod tests {
             now,
             &mut out,
         );
+        reply(&mut n, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "answer")]));
+        n.on_sent(addr("127.0.0.3:6000"), None, now, &mut out);
+        // A header claiming our own address (a lab peer's PING) is no one to answer, and
+        // leaves the last sender as it was.
+        let ping = Message {
+            claimed_ip: Some("127.0.0.2".parse().expect("ip")),
+            ..msg("pinger", 5000, Body::Chat("PING".into()))
+        };
+        n.on_message("127.0.0.4".parse().expect("ip"), ping, now, &mut out);
+        assert!(shown(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Message { text, .. } if text == "PING")));
         reply(&mut n, &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.3:6000", "answer")]));
     }

@@ -920,10 +920,17 @@ impl Decoder {
         out: &mut Vec<Message>,
         spares: &mut Spares,
     ) {
-        if let Some(rest) = line.strip_prefix('\u{feff}') {
+        if line.starts_with('\u{feff}') {
             // A byte order mark (some Windows programs start what they write with one):
-            // invisible, and not part of a header.
-            return self.dispatch(rest, allow_json, remember, out, spares);
+            // invisible, and not part of a header. Any number of them, in one step (not
+            // once per mark: a line of them must not recurse as deep).
+            let rest = line.trim_start_matches('\u{feff}');
+            if rest.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                && self.standard_v4(rest, remember, out, spares)
+            {
+                return;
+            }
+            return self.dispatch_rest(rest, allow_json, remember, out, spares);
         }
         let starts_with_digit = line.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let trimmed = trim(line);

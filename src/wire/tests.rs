@@ -1746,6 +1746,17 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
     );
 }
 
+/// Byte order marks before a header are skipped in one step, however many: one recursion
+/// per mark overflowed a debug build's stack with a few hundred.
+#[test]
+fn many_byte_order_marks_before_a_header_are_skipped() {
+    let line = format!("{}198.51.100.1:80 bob hi\n", "\u{feff}".repeat(10_000));
+    let got = decode_chunks([line.as_bytes()], line.len() + 1).expect("within the limit");
+    assert_eq!(got.len(), 1, "{:?}", got.first());
+    assert_eq!(got[0].name.as_deref(), Some("bob"));
+    assert_eq!(got[0].body, chat("hi"));
+}
+
 /// Every dialect we send in (raw text is never an answer's form).
 fn sent_dialects() -> impl Iterator<Item = Dialect> {
     Dialect::ALL.into_iter().filter(|d| *d != Dialect::Raw)
