@@ -315,8 +315,9 @@ pub enum Step {
     Sent,
     /// The message could not be delivered, for this reason (in plain words).
     Failed(String),
-    /// The receiver closed after our message, acknowledged it, or lingering ended: the
-    /// message is delivered ([`Outbound::reply`] tells what the receiver said back).
+    /// The receiver closed after our message, acknowledged it, or lingering ended (or
+    /// reading its replies failed otherwise than by a reset): the message is taken as
+    /// delivered ([`Outbound::reply`] tells what the receiver said back).
     Closed,
 }
 
@@ -363,6 +364,18 @@ impl Outbound {
             _ if self.check => Step::NoAnswer,
             Phase::Connecting => Step::Failed("no answer (the connection timed out)".into()),
             Phase::Writing => Step::Failed("the peer stopped reading (the send timed out)".into()),
+        }
+    }
+
+    /// What the receiver's EOF means while draining: delivered, unless it closed before
+    /// our message reached it. Then its reset decides (seen as the socket's error: reads
+    /// go on returning EOF), or the linger's end, should the message be acknowledged
+    /// after all.
+    fn at_eof(&self) -> Step {
+        match self.stream.take_error() {
+            Ok(Some(e)) if net::is_reset(&e) => Step::Failed(net::RESET.into()),
+            _ if net::message_unacknowledged(&self.stream) => Step::Wait,
+            _ => Step::Closed,
         }
     }
 
@@ -423,7 +436,7 @@ impl Outbound {
         // is cut off rather than read forever.
         for _ in 0..READS_PER_TURN {
             match self.stream.read(buf) {
-                Ok(0) => return Ok(Step::Closed),
+                Ok(0) => return Ok(self.at_eof()),
                 Ok(n) => {
                     let room = wire::MAX_REPLY.saturating_sub(self.reply.len());
                     self.reply.extend_from_slice(&buf[..n.min(room)]);
@@ -435,12 +448,7 @@ impl Outbound {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A reset: the receiver closed with bytes of ours unread in its socket
                 // (it refused the connection, or read only part): not delivered.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Ok(Step::Failed(
-                        "the receiver closed the connection without reading the message (connection reset)"
-                            .into(),
-                    ))
-                }
+                Err(e) if net::is_reset(&e) => return Ok(Step::Failed(net::RESET.into())),
                 Err(e) => {
                     log::debug!("reading a reply from {} failed: {e}", self.dest);
                     return Ok(Step::Closed);

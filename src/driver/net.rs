@@ -73,6 +73,34 @@ fn set_bind_address_no_port(socket: &Socket) {
     }
 }
 
+/// Why a message written in full was not delivered: the receiver reset the connection (it
+/// closed with bytes of ours unread, as a refusal does; or, rarely, it read them and
+/// closed with `SO_LINGER` zero, which looks the same from here).
+pub const RESET: &str = "the connection was reset: the receiver may not have read the message";
+
+/// Whether `e` is the receiver's reset: `ECONNRESET`, or `EPIPE` when the reset came
+/// after its EOF (Linux reports it so then).
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Whether the receiver of a connection we wrote a message on and shut down has yet to
+/// acknowledge some of it: more than our FIN unacknowledged (`SIOCOUTQ`). Its EOF then
+/// came before the message reached it (it closed without reading; a reset follows), so
+/// the EOF says nothing of delivery. False when the count cannot be had.
+pub fn message_unacknowledged(stream: &impl std::os::fd::AsRawFd) -> bool {
+    let mut queued: libc::c_int = 0;
+    // Still `unsafe` and `libc`: neither rustix nor socket2 offers SIOCOUTQ.
+    // SAFETY: a valid socket, and a pointer to the int the request writes.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    // SIOCOUTQ is TIOCOUTQ on Linux: bytes written and not yet acknowledged, our FIN
+    // counted as one once we shut down writing.
+    rc == 0 && queued > 1
+}
+
 /// Raises the soft limit on open descriptors to the hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};

@@ -61,7 +61,9 @@ fn deliver(
     while let Some(left) = until.checked_duration_since(Instant::now()) {
         stream.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
         match (&stream).read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => return at_eof(&stream, until).map(|()| wire::reply_line(&said)),
+            Err(e) if net::is_reset(&e) => return Err(std::io::Error::other(net::RESET)),
+            Err(_) => break,
             Ok(n) => {
                 let room = wire::MAX_REPLY.saturating_sub(said.len());
                 said.extend_from_slice(&buf[..n.min(room)]);
@@ -72,4 +74,23 @@ fn deliver(
         }
     }
     Ok(wire::reply_line(&said))
+}
+
+/// The receiver's EOF: delivered, unless it closed before our message reached it; then
+/// its reset (the socket's error: reads go on returning EOF) fails the send, and an
+/// acknowledgement, or the linger's end, delivers it. Nothing to wait on but time here
+/// (the socket stays readable at EOF): looked at every 5 ms, for at most the linger.
+fn at_eof(stream: &TcpStream, until: Instant) -> std::io::Result<()> {
+    loop {
+        if let Some(e) = stream.take_error()? {
+            return Err(match net::is_reset(&e) {
+                true => std::io::Error::other(net::RESET),
+                false => e,
+            });
+        }
+        if !net::message_unacknowledged(stream) || Instant::now() >= until {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
