@@ -849,6 +849,13 @@ impl Node {
                     name,
                     reason: LeaveReason::Exit,
                 }));
+                if known.source == Source::Static && !self.quitting {
+                    // The user configured it: it stays a static peer, checked, and greeted
+                    // when it answers again (it quit to restart, most likely).
+                    self.peers.add_static(addr, now);
+                    self.ungreeted.insert(addr);
+                    self.liveness.track(addr, now);
+                }
             }
         }
     }
@@ -2713,6 +2720,41 @@ mod tests {
         assert!(shown(&out)
             .iter()
             .any(|e| matches!(e, Event::PeerBack { addr, .. } if *addr == stat)));
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+    }
+
+    /// A static peer that says `exit` (it quits, to restart most likely) is told as leaving
+    /// and stays a static peer, as at start-up: checked, and greeted when it answers.
+    #[test]
+    fn a_static_peer_that_says_exit_is_greeted_when_it_answers_again() {
+        let t0 = Instant::now();
+        let mut n = node();
+        let mut out = Vec::new();
+        let stat = addr("127.0.0.9:9000");
+        n.start(addr("127.0.0.2:5000"), t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_sent(stat, None, t0, &mut out);
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
+        out.clear();
+        let bye = msg("st", 9000, Body::Exit);
+        n.on_message(
+            stat.ip(),
+            Message {
+                claimed_ip: None,
+                ..bye
+            },
+            t0,
+            &mut out,
+        );
+        assert!(shown(&out).iter().any(|e| matches!(e,
+            Event::PeerLeft { addr, reason: LeaveReason::Exit, .. } if *addr == stat)));
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
+        // Its next check is answered: it is greeted.
+        let at = n.poll_timeout().expect("checked");
+        out.clear();
+        n.on_timeout(at, &mut out);
+        assert!(out.contains(&Effect::Check(stat)), "{out:?}");
+        n.on_check(stat, true, at, &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
     }
 

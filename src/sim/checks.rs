@@ -121,7 +121,8 @@ impl Sim {
 
     /// At the end of a run: nothing sent stays unaccounted for, every quit finished within
     /// the quit wait, and no running node still lists a node that died or exited longer
-    /// than `bound` ago (but a static peer whose `exit` did not arrive, listed as unreachable).
+    /// than `bound` ago; a static peer stays listed (unreachable, or as at start-up once its
+    /// `exit` arrived).
     pub(crate) fn check_final(&mut self, bound: Duration) {
         let now = self.now;
         let mut found = Vec::new();
@@ -169,8 +170,12 @@ impl Sim {
                 let listed = self.nodes[r].node.peers().get(self.nodes[x].addr);
                 let kept_static = self.nodes[r].static_peers.contains(&self.nodes[x].addr);
                 match listed {
-                    // A static peer gone without an `exit` that arrived stays, unreachable.
-                    Some(p) if kept_static && p.status != Status::Unreachable => {
+                    // A static peer stays: unreachable, or as at start-up once its `exit`
+                    // arrived.
+                    Some(p)
+                        if kept_static
+                            && !matches!(p.status, Status::Unreachable | Status::Static) =>
+                    {
                         found.push(format!(
                             "node {r} lists dead static peer {x} as {:?}, gone since {gone:?}",
                             p.status
@@ -178,6 +183,9 @@ impl Sim {
                     }
                     Some(_) if !kept_static => found.push(format!(
                         "node {r} still lists node {x}, gone since {gone:?}"
+                    )),
+                    None if kept_static => found.push(format!(
+                        "node {r} forgot static peer {x}, gone since {gone:?}"
                     )),
                     _ => {}
                 }

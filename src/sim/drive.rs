@@ -151,7 +151,12 @@ impl Sim {
             if body == std::mem::discriminant(&Body::Connect) {
                 connects.push(src_addr);
             } else if body == std::mem::discriminant(&Body::Exit) {
-                let kept = self.nodes[i].node.peers().get(src_addr).is_some();
+                // A static peer stays, as it was at start-up (not active, to be greeted).
+                let kept = self.nodes[i]
+                    .node
+                    .peers()
+                    .get(src_addr)
+                    .is_some_and(|p| p.status != crate::node::peers::Status::Static);
                 self.trace.exit_seen(i, src, self.now, kept);
             }
         }
@@ -236,7 +241,7 @@ impl Sim {
 
     /// `connect` goes out only to greet a static peer (at start-up, once more when it
     /// answers after the greeting could not reach it, and once when it is back after being
-    /// unreachable), and never answers a `connect`.
+    /// unreachable or after its `exit`), and never answers a `connect`.
     fn check_connect(&mut self, i: usize, dest: SocketAddr, connects: &[SocketAddr]) {
         if connects.contains(&dest) {
             let msg = format!("node {i} answered connect from {dest} with connect");

@@ -207,6 +207,7 @@ fn a_command_given_while_quitting_is_not_sent_after_the_exit() {
         Some(&"exit"),
         "nothing after the exit: {texts:?}"
     );
-    assert_eq!(status(&sim, 1, 0), None);
+    // Forgotten, or, where it is a static peer, back to what it was at start-up.
+    assert!(matches!(status(&sim, 1, 0), None | Some(Status::Static)));
     assert_clean(&sim);
 }

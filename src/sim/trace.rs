@@ -249,6 +249,11 @@ impl Trace {
         match &event {
             Event::Message { from, text } => self.message(i, now, from.addr(), text, sender),
             Event::PeerLeft { addr, reason, .. } => {
+                if *reason == LeaveReason::Exit {
+                    // A static peer that said `exit` may be greeted once more when it
+                    // answers again.
+                    self.greeted.remove(&(i, *addr));
+                }
                 let j = self.node_at(*addr);
                 if let Some(j) =
                     j.filter(|&j| *reason == LeaveReason::Unreachable && self.dead(j, now))
@@ -362,8 +367,8 @@ impl Trace {
     }
 
     /// Whether node `i` may greet `dest` with `connect`: a first greeting, once more after
-    /// it came back from being unreachable, or again while no greeting of it has arrived
-    /// (a static peer that started after it).
+    /// it came back from being unreachable or said `exit`, or again while no greeting of it
+    /// has arrived (a static peer that started after it).
     pub(super) fn may_greet(&mut self, i: usize, dest: SocketAddr) -> bool {
         self.greeted.insert((i, dest)) || !self.greetings_arrived.contains(&(i, dest))
     }
