@@ -55,21 +55,11 @@ enum Class {
     Auto,
 }
 
-/// One message for a destination.
-#[derive(Debug)]
-struct Item {
-    class: Class,
-    text: String,
-    /// The dialect its length was cut for (a piece of a split message), if any: see
-    /// [`Outbox::push_sized`].
-    sized_for: Option<wire::Dialect>,
-}
-
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: VecDeque<Item>,
+    waiting: VecDeque<(Class, String)>,
     /// The message whose connection is open, kept until it is done.
-    in_flight: Option<Item>,
+    in_flight: Option<(Class, String)>,
 }
 
 /// Pending messages, per destination.
@@ -105,28 +95,14 @@ impl Outbox {
     }
 
     /// Queues `text` from the user for `dest`, behind anything already queued for it;
-    /// hands it back when refused. (The node queues what the user sends with
-    /// [`Outbox::push_sized`].)
-    #[cfg(test)]
+    /// hands it back when refused.
     pub fn push(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
-        self.queue(dest, Class::User, text, None)
-    }
-
-    /// Like [`Outbox::push`], for text whose length was cut to fit one `recv` in
-    /// `dialect` (a piece of a split message): [`Outbox::sized_for`] tells it when it is
-    /// started, so that it is not sent in a dialect it does not fit in.
-    pub fn push_sized(
-        &mut self,
-        dest: SocketAddr,
-        text: String,
-        dialect: Option<wire::Dialect>,
-    ) -> Result<(), (Refused, String)> {
-        self.queue(dest, Class::User, text, dialect)
+        self.queue(dest, Class::User, text)
     }
 
     /// Queues an automatic reply for `dest`, behind anything already queued for it.
     pub fn push_reply(&mut self, dest: SocketAddr, text: String) -> Result<(), (Refused, String)> {
-        self.queue(dest, Class::Auto, text, None)
+        self.queue(dest, Class::Auto, text)
     }
 
     fn queue(
@@ -134,10 +110,9 @@ impl Outbox {
         dest: SocketAddr,
         class: Class,
         text: String,
-        sized_for: Option<wire::Dialect>,
     ) -> Result<(), (Refused, String)> {
         if let Some(queue) = self.queues.get(&dest) {
-            let same = |item: &Item| item.text == text;
+            let same = |(_, t): &(Class, String)| *t == text;
             if wire::control_word(&text).is_some() && queue.waiting.iter().any(same) {
                 return Err((Refused::Duplicate, text));
             }
@@ -163,11 +138,7 @@ impl Outbox {
             Class::User => self.user_waiting += 1,
         }
         self.bytes += text.len();
-        queue.waiting.push_back(Item {
-            class,
-            text,
-            sized_for,
-        });
+        queue.waiting.push_back((class, text));
         Ok(())
     }
 
@@ -186,8 +157,7 @@ impl Outbox {
             None => return None,
         };
         let queue = self.queues.get_mut(&dest)?;
-        let item = queue.waiting.pop_front()?;
-        let (class, text) = (item.class, item.text.clone());
+        let (class, text) = queue.waiting.pop_front()?;
         self.bytes -= text.len();
         match class {
             Class::Auto => {
@@ -196,34 +166,52 @@ impl Outbox {
             }
             Class::User => self.user_waiting -= 1,
         }
-        queue.in_flight = Some(item);
+        queue.in_flight = Some((class, text.clone()));
         self.in_flight += 1;
         Some((dest, text))
+    }
+
+    /// The message in flight to `dest` leaves as `first` only, and `rest` goes right after
+    /// it, before anything else waiting for `dest` (it was cut again for a dialect that
+    /// takes more room: the same bytes, in more messages, so only the count may exceed
+    /// [`MAX_WAITING`], by the few pieces of one message).
+    pub fn cut_in_flight(&mut self, dest: SocketAddr, first: &str, rest: Vec<String>) {
+        let Some(queue) = self.queues.get_mut(&dest) else {
+            return;
+        };
+        let Some((class, text)) = queue.in_flight.as_mut() else {
+            return;
+        };
+        let class = *class;
+        text.clear();
+        text.push_str(first);
+        for piece in rest.into_iter().rev() {
+            self.bytes += piece.len();
+            match class {
+                Class::Auto => self.auto_waiting += 1,
+                Class::User => self.user_waiting += 1,
+            }
+            queue.waiting.push_front((class, piece));
+        }
     }
 
     /// The connection to `dest` started by [`Outbox::start_next`] is finished, well or
     /// not: hands back its message.
     pub fn done(&mut self, dest: SocketAddr) -> Option<String> {
         let queue = self.queues.get_mut(&dest)?;
-        let Item { class, text, .. } = queue.in_flight.take()?;
+        let (class, text) = queue.in_flight.take()?;
         self.in_flight -= 1;
         if class == Class::Auto {
             self.auto_in_flight -= 1;
         }
-        match queue.waiting.front().map(|item| item.class) {
+        match queue.waiting.front() {
             None => {
                 self.queues.remove(&dest);
             }
-            Some(Class::User) => self.ready_user.push_back(dest),
-            Some(Class::Auto) => self.ready_auto.push_back(dest),
+            Some((Class::User, _)) => self.ready_user.push_back(dest),
+            Some((Class::Auto, _)) => self.ready_auto.push_back(dest),
         }
         Some(text)
-    }
-
-    /// The dialect the message in flight to `dest` was cut for, if it was
-    /// ([`Outbox::push_sized`]).
-    pub fn sized_for(&self, dest: SocketAddr) -> Option<wire::Dialect> {
-        self.queues.get(&dest)?.in_flight.as_ref()?.sized_for
     }
 
     /// Takes every message, waiting or in flight (in flight first), by destination in
@@ -240,8 +228,8 @@ impl Outbox {
         let mut queues: Vec<_> = self.queues.drain().collect();
         queues.sort_unstable_by_key(|(dest, _)| *dest);
         for (dest, queue) in queues {
-            left.extend(queue.in_flight.into_iter().map(|item| (dest, item.text)));
-            left.extend(queue.waiting.into_iter().map(|item| (dest, item.text)));
+            left.extend(queue.in_flight.into_iter().map(|(_, text)| (dest, text)));
+            left.extend(queue.waiting.into_iter().map(|(_, text)| (dest, text)));
         }
         left
     }
@@ -288,6 +276,26 @@ mod tests {
         assert_eq!(ob.start_next(), Some((a, "2".into())));
         ob.done(a);
         assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn a_message_cut_again_goes_first_then_its_rest_then_the_others() {
+        let a = addr("127.0.0.2:1");
+        let mut ob = Outbox::new(8);
+        ob.push(a, "abcdef".into()).expect("room");
+        ob.push(a, "next".into()).expect("room");
+        assert_eq!(ob.start_next(), Some((a, "abcdef".into())));
+        ob.cut_in_flight(a, "ab", vec!["cd".into(), "ef".into()]);
+        assert_eq!(ob.user_waiting(), 3);
+        assert_eq!(ob.done(a), Some("ab".into()));
+        let mut order = Vec::new();
+        while let Some((_, text)) = ob.start_next() {
+            order.push(text);
+            ob.done(a);
+        }
+        assert_eq!(order, ["cd", "ef", "next"]);
+        assert!(ob.is_empty());
+        assert_eq!((ob.user_waiting(), ob.bytes), (0, 0));
     }
 
     #[test]

@@ -37,26 +37,29 @@ pub const REPLY_INTERVAL: Duration = Duration::from_secs(10);
 impl Node {
     /// The next message to open a connection for, while the connection budget allows.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let (dest, text) = self.outbox.start_next()?;
-        // The dialect the receiver last spoke, unless the message was cut to fit one
-        // `recv` in another (it was queued before the receiver spoke this one) and does not
-        // fit in this one: then as it was cut, whole, rather than cut short by a receiver.
-        let spoken = self.dialect_for(dest);
-        let dialect = match self.outbox.sized_for(dest) {
-            Some(sized) if sized != spoken && !self.fits(spoken, dest, &text) => sized,
-            _ => spoken,
+        let (dest, mut text) = self.outbox.start_next()?;
+        let dialect = self.dialect_for(dest);
+        // Cut for the dialect the receiver spoke when it was queued: should it speak
+        // another since, whose header or quoting takes more room (JSON), a message that
+        // no longer fits one 1024-byte `recv` is cut again for it, the rest going next.
+        let budget = self.me.header.budget_in(dialect, dest);
+        let cut = match wire::split_in(dialect, &text, budget).as_slice() {
+            [_] | [] => None,
+            [first, rest @ ..] => Some((
+                (*first).to_owned(),
+                rest.iter().map(|piece| (*piece).to_owned()).collect(),
+            )),
         };
+        if let Some((first, rest)) = cut {
+            log::debug!("a message to {dest} cut again for its dialect");
+            self.outbox.cut_in_flight(dest, &first, rest);
+            text = first;
+        }
         Some(Transmit {
             dest,
             text,
             dialect,
         })
-    }
-
-    /// Whether `text` with our header in `dialect` fits in one 1024-byte `recv` at `dest`.
-    fn fits(&self, dialect: wire::Dialect, dest: SocketAddr, text: &str) -> bool {
-        let budget = self.me.header.budget_in(dialect, dest);
-        wire::split_in(dialect, text, budget).len() == 1
     }
 
     /// The dialect `dest` is answered in: the one we last decoded from it, else our
@@ -71,7 +74,7 @@ impl Node {
     /// Reports every message not yet sent (waiting or in flight) as failed.
     pub(super) fn give_up(&mut self, reason: &str, out: &mut Vec<Effect>) {
         for (dest, text) in self.outbox.drain() {
-            self.send_failed(dest, (text, None), reason.into(), out);
+            self.send_failed(dest, text, reason.into(), out);
         }
     }
 
@@ -159,18 +162,15 @@ impl Node {
 
     /// The message in flight to `dest` could not be delivered.
     pub fn on_send_failed(&mut self, dest: SocketAddr, reason: String, out: &mut Vec<Effect>) {
-        let sized_for = self.outbox.sized_for(dest);
         if let Some(text) = self.outbox.done(dest) {
-            self.send_failed(dest, (text, sized_for), reason, out);
+            self.send_failed(dest, text, reason, out);
         }
     }
 
-    /// Reports `text` (cut for the dialect with it, if it was) as not delivered to `dest`,
-    /// unless the peer is known to listen at another address: it goes there then.
     pub(super) fn send_failed(
         &mut self,
         dest: SocketAddr,
-        (text, sized_for): (String, Option<wire::Dialect>),
+        text: String,
         reason: String,
         out: &mut Vec<Effect>,
     ) {
@@ -181,12 +181,7 @@ impl Node {
         if let Some(into) = self.peers.confirmed_elsewhere(dest) {
             self.merge(dest, into, out);
             let may = !self.quitting || wire::control_word(&text) == Some(wire::Body::Exit);
-            if may
-                && self
-                    .outbox
-                    .push_sized(into, text.clone(), sized_for)
-                    .is_ok()
-            {
+            if may && self.outbox.push(into, text.clone()).is_ok() {
                 out.push(Effect::Show(Event::Info(format!(
                     "{dest} refused ({reason}): sending to {into} instead"
                 ))));
@@ -242,9 +237,8 @@ impl Node {
         if self.peers.get(dest).is_some() {
             self.liveness.track(dest, now);
         }
-        let dialect = self.dialect_for(dest);
-        let budget = self.me.header.budget_in(dialect, dest);
-        let parts = wire::split_in(dialect, text, budget);
+        let budget = self.me.header.budget_in(self.dialect_for(dest), dest);
+        let parts = wire::split_in(self.dialect_for(dest), text, budget);
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
                 dest,
@@ -252,16 +246,16 @@ impl Node {
             }));
         }
         for part in parts {
-            match self.outbox.push_sized(dest, part.to_owned(), Some(dialect)) {
+            match self.outbox.push(dest, part.to_owned()) {
                 Ok(()) | Err((Refused::Duplicate, _)) => {}
                 Err((Refused::Full, text)) => {
                     let reason =
                         format!("{MAX_WAITING} messages are already waiting for this peer");
-                    self.send_failed(dest, (text, Some(dialect)), reason, out);
+                    self.send_failed(dest, text, reason, out);
                 }
                 Err((Refused::TooMuch | Refused::TooManyReplies, text)) => {
                     let reason = format!("{} MiB of messages are already waiting", MAX_BYTES >> 20);
-                    self.send_failed(dest, (text, Some(dialect)), reason, out);
+                    self.send_failed(dest, text, reason, out);
                 }
             }
         }
