@@ -922,23 +922,23 @@ fn tab_completes_commands_and_names_and_query_sets_the_conversation() {
 }
 
 /// Whether the cursor's row is the edited row of a conversation with a peer named in `n`s
-/// that was cut (`…nnnn> TEXT`), with the cursor after `text`, inside a screen `cols` wide.
+/// that was cut (`...nnnn> TEXT`), with the cursor after `text`, inside a screen `cols` wide.
 fn cut_prompt_then(rows: &[String], (r, c): (u16, u16), text: &str, cols: u16) -> bool {
     // The screen's rows come with trailing blanks trimmed: `> ` alone shows as `>`.
     let end = format!("> {text}");
     rows.get(usize::from(r))
-        .and_then(|row| row.strip_prefix('…'))
+        .and_then(|row| row.strip_prefix("..."))
         .and_then(|rest| rest.strip_suffix(end.trim_end()))
         .is_some_and(|kept| {
             !kept.is_empty()
                 && kept.chars().all(|ch| ch == 'n')
-                && usize::from(c) == 1 + kept.len() + end.len()
+                && usize::from(c) == 3 + kept.len() + end.len()
                 && c < cols
         })
 }
 
 /// A conversation with a peer whose name (64 bytes) is wider than the screen: the prompt is
-/// cut to its end after `…`, the typed text shows after it on the same row, and a message
+/// cut to its end after `...`, the typed text shows after it on the same row, and a message
 /// arriving meanwhile leaves no stale piece of the prompt behind. Then the menu's question
 /// on a screen narrower than it.
 #[test]
@@ -992,7 +992,7 @@ fn a_prompt_wider_than_the_screen_is_cut_and_the_typed_text_shows() {
     tty.resize(20);
     tty.type_keys(b"1\r127.0.");
     let (rows, (row, col)) = tty.wait_screen("the end of the menu's question", |rows, (r, _)| {
-        rows[usize::from(r)].starts_with('…') && rows[usize::from(r)].ends_with(": 127.0.")
+        rows[usize::from(r)].starts_with("...") && rows[usize::from(r)].ends_with(": 127.0.")
     });
     assert!(
         usize::from(col) == rows[usize::from(row)].chars().count() && col < 20,

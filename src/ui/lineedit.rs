@@ -11,7 +11,7 @@
 //! ignored. Pure: bytes in, edits out.
 //!
 //! [`layout`] decides what the edited row shows on a screen `cols` columns wide, as in
-//! linenoise's single-line mode: the prompt (its end after `…` when it would leave too
+//! linenoise's single-line mode: the prompt (its end after `...` when it would leave too
 //! little room to type), then the window of the line that holds the cursor, never wider
 //! than the screen minus one column (so that the terminal never wraps it, whatever its
 //! wrapping rules). Widths are counted per grapheme cluster with `unicode-width` (`世`
@@ -460,7 +460,7 @@ pub fn display_width(text: &str) -> usize {
 const MIN_TEXT: usize = 10;
 
 /// What stands for the part of a prompt cut off.
-const ELLIPSIS: &str = "…";
+const ELLIPSIS: &str = "...";
 
 /// What a row of `cols` columns shows for `prompt` and `text` with the cursor at byte
 /// `cursor`: the prompt (cut to leave room for the text: [`fit_prompt`]), then the part of
@@ -509,8 +509,8 @@ pub fn layout(prompt: &str, text: &str, cursor: usize, cols: usize) -> View {
 /// prompt that leaves the typed text a quarter of the row (at least [`MIN_TEXT`] columns, or
 /// half of a row narrower than twice that) is drawn whole. A longer one (a conversation
 /// with a peer of a long name, the menu's questions on a narrow terminal) keeps its end
-/// after an ellipsis: the end is what a user reads to know what to type (`…port number: `
-/// or `…IP address: `, the last characters of the peer's name), and it keeps the `> ` or
+/// after an ellipsis: the end is what a user reads to know what to type (`...port number: `
+/// or `...IP address: `, the last characters of the peer's name), and it keeps the `> ` or
 /// `: ` that shows where the typed text starts, next to it; the ellipsis says that the
 /// prompt is not all there. Whole grapheme clusters are kept, so a wide character is
 /// never cut in half (the prompt is then a column narrower).
@@ -1213,7 +1213,7 @@ mod tests {
         let prompt = format!("{name}> ");
         let v = layout(&prompt, "hello", 5, 60);
         let kept = v.width - "hello".len() - 1;
-        assert_eq!(v.row, format!("…{}> hello", &name[64 - (kept - 2)..]));
+        assert_eq!(v.row, format!("...{}> hello", &name[64 - (kept - 4)..]));
         assert!(kept >= 20, "most of the name is left: {v:?}");
         assert_eq!((v.width, v.cursor), (v.row.chars().count(), v.width));
         // A prompt that fits with room to type is left whole.
@@ -1227,7 +1227,7 @@ mod tests {
         for cols in 20..=80 {
             let v = layout(&prompt, "", 0, cols);
             if v.row != prompt {
-                let body = v.row.strip_prefix('…').and_then(|r| r.strip_suffix("> "));
+                let body = v.row.strip_prefix("...").and_then(|r| r.strip_suffix("> "));
                 assert!(
                     body.is_some_and(|b| b.chars().all(|c| c == '世')),
                     "{cols}: {v:?}"
@@ -1239,7 +1239,7 @@ mod tests {
         // The menu's question keeps what it asks for.
         let v = layout("Enter the recipient's port number: ", "", 0, 30);
         assert!(
-            v.row.starts_with('…') && v.row.ends_with("port number: "),
+            v.row.starts_with("...") && v.row.ends_with("port number: "),
             "{v:?}"
         );
     }

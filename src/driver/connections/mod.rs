@@ -610,7 +610,7 @@ impl Connections {
                 let ip = self.ip_of(conn);
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
-                        "closed the connection from {ip}: it stalled for {} s in the middle of a line ({pending} bytes, shown as they came)",
+                        "closed the connection from {ip}: it stalled for {} s with {pending} bytes unfinished (read as they came)",
                         idle.as_secs()
                     ))));
                     self.deliver_unfinished(key, Ending::Closed, node, now, out);
