@@ -170,12 +170,28 @@ fn thirty_peers_all_to_all_then_half_quit() {
         assert_eq!(got, expected, "{}: exactly the quitters left", name(s));
         let rows = peer.query();
         let listed: BTreeSet<String> = rows.iter().map(|r| r[0].clone()).collect();
+        // The stayers, and its static peers that quit: those stay, back to `static` (not
+        // active), to be greeted when they answer again.
+        let static_quitters: Vec<usize> = statics(s)
+            .into_iter()
+            .filter(|q| quitters.contains(q))
+            .collect();
         let others: BTreeSet<String> = stayers
             .iter()
             .filter(|&&o| o != s)
+            .chain(&static_quitters)
             .map(|&o| addrs[o].clone())
             .collect();
         assert_eq!(listed, others, "{}: only the stayers are listed", name(s));
+        for &q in &static_quitters {
+            let row = rows.iter().find(|r| r[0] == addrs[q]);
+            assert!(
+                row.is_some_and(|r| r[2] == "static"),
+                "{}: static peer {} after its exit: {row:?}",
+                name(s),
+                name(q)
+            );
+        }
         let all_left = peer.lines_matching(|l| l.contains(" left ("));
         assert_eq!(
             all_left.len(),

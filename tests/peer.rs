@@ -347,6 +347,36 @@ fn a_receiver_that_closes_without_reading_is_not_sent_to() {
     alice.quit_undelivered(4);
 }
 
+/// A persistent sender that ends its messages with nothing (no newline) and keeps its
+/// connection open: each message is shown once the sender falls quiet after it, while the
+/// connection stays open; one written in two pieces close together is one message.
+#[test]
+fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
+    use std::io::Write;
+    let mut alice = Peer::spawn("alice", &ip(96, 2), &[]);
+    let from = ip(96, 3);
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    stream
+        .write_all(format!("{from}:7501 pers first").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[pers {from}:7501] first"));
+    // The second in two writes with no pause between them: one message.
+    stream
+        .write_all(format!("{from}:7501 pers sec").as_bytes())
+        .expect("write");
+    stream.write_all(b"ond").expect("write");
+    alice.expect_line(&format!("[pers {from}:7501] second"));
+    // Still open: a third one goes through it.
+    stream
+        .write_all(format!("{from}:7501 pers third").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[pers {from}:7501] third"));
+    drop(stream);
+    let split = alice.lines_matching(|l| l.contains("] sec") && !l.ends_with("second"));
+    assert!(split.is_empty(), "{split:?}");
+    alice.quit().expect("quits");
+}
+
 #[test]
 fn bad_command_line_exits_2_with_a_one_line_reason() {
     let cases: &[(&str, &[&str])] = &[
