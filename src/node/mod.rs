@@ -1177,6 +1177,17 @@ mod tests {
         }
     }
 
+    /// A node started at `t0` with its static peer 127.0.0.9:9000, its greeting handed out:
+    /// the node, its effects so far, the static peer.
+    fn started_greeting_static(t0: Instant) -> (Node, Vec<Effect>, SocketAddr) {
+        let mut n = node();
+        let mut out = Vec::new();
+        let stat = addr("127.0.0.9:9000");
+        n.start(addr("127.0.0.2:5000"), t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        (n, out, stat)
+    }
+
     /// Every message the node hands out now (one per destination at a time).
     fn sends(n: &mut Node) -> Vec<(SocketAddr, String)> {
         std::iter::from_fn(|| n.poll_transmit())
@@ -2614,11 +2625,7 @@ mod tests {
     #[test]
     fn a_static_peer_that_starts_later_is_greeted_when_it_answers() {
         let t0 = Instant::now();
-        let mut n = node();
-        let mut out = Vec::new();
-        let stat = addr("127.0.0.9:9000");
-        n.start(addr("127.0.0.2:5000"), t0, &mut out);
-        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        let (mut n, mut out, stat) = started_greeting_static(t0);
         n.on_send_failed(stat, "refused".into(), &mut out);
         out.clear();
         // Its first check fails: not running yet.
@@ -2651,12 +2658,8 @@ mod tests {
     #[test]
     fn a_static_peer_is_kept_and_checked_until_it_comes() {
         let t0 = Instant::now();
-        let mut n = node();
-        let mut out = Vec::new();
-        let stat = addr("127.0.0.9:9000");
+        let (mut n, mut out, stat) = started_greeting_static(t0);
         let heard = addr("127.0.0.3:6000");
-        n.start(addr("127.0.0.2:5000"), t0, &mut out);
-        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
         n.on_send_failed(stat, "refused".into(), &mut out);
         let hello = msg("bob", 6000, Body::Chat("hi".into()));
         n.on_message(heard.ip(), hello, t0, &mut out);
@@ -2723,11 +2726,7 @@ mod tests {
     #[test]
     fn a_static_peer_that_says_exit_is_greeted_when_it_answers_again() {
         let t0 = Instant::now();
-        let mut n = node();
-        let mut out = Vec::new();
-        let stat = addr("127.0.0.9:9000");
-        n.start(addr("127.0.0.2:5000"), t0, &mut out);
-        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        let (mut n, mut out, stat) = started_greeting_static(t0);
         n.on_sent(stat, None, t0, &mut out);
         assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
         out.clear();
