@@ -803,6 +803,10 @@ impl Node {
                 out.push(Effect::ShowLines { from, lines });
             }
             Body::Connect => {
+                if let Some(addr) = addr {
+                    // It greeted us: it knows us, and our `connect_ack` tells it we know it.
+                    self.ungreeted.remove(&addr);
+                }
                 let answering = match addr {
                     // A new connection to its listening port; never `connect` back. Not
                     // while quitting: it would reach the peer after our `exit`.
@@ -818,6 +822,7 @@ impl Node {
             }
             Body::ConnectAck => {
                 if let Some(addr) = addr {
+                    self.ungreeted.remove(&addr);
                     self.heard(table_from, addr, (0, dialect), now, out);
                 }
                 out.push(Effect::Show(Event::ConnectAck { from }));
@@ -839,23 +844,26 @@ impl Node {
                     ))));
                     return;
                 }
-                // Only a peer we knew can leave: an `exit` for any other is not news.
-                let Some(known) = self.forget(addr, out) else {
+                let name = from
+                    .name
+                    .or_else(|| self.peers.get(addr).and_then(|p| p.name.clone()));
+                if !self.quitting && self.peers.left_static(addr) {
+                    // The user configured it: it stays (in the journal too), as at
+                    // start-up, its name and dialect kept; checked afresh, and greeted when
+                    // it answers again (it quit to restart, most likely).
+                    self.liveness.forget(addr);
+                    self.liveness.track(addr, now);
+                    self.replied.remove(&addr);
+                    self.ungreeted.insert(addr);
+                } else if self.forget(addr, out).is_none() {
+                    // Only a peer we knew can leave: an `exit` for any other is not news.
                     return;
-                };
-                let name = from.name.or(known.name);
+                }
                 out.push(Effect::Show(Event::PeerLeft {
                     addr,
                     name,
                     reason: LeaveReason::Exit,
                 }));
-                if known.source == Source::Static && !self.quitting {
-                    // The user configured it: it stays a static peer, checked, and greeted
-                    // when it answers again (it quit to restart, most likely).
-                    self.peers.add_static(addr, now);
-                    self.ungreeted.insert(addr);
-                    self.liveness.track(addr, now);
-                }
             }
         }
     }
@@ -2722,34 +2730,61 @@ mod tests {
     }
 
     /// A static peer that says `exit` (it quits, to restart most likely) is told as leaving
-    /// and stays a static peer, as at start-up: checked, and greeted when it answers.
+    /// and stays a static peer, as at start-up, with its name and dialect (and in the
+    /// journal: no `gone`): checked, and greeted in its dialect when it answers; but not
+    /// greeted again when it greeted us first.
     #[test]
     fn a_static_peer_that_says_exit_is_greeted_when_it_answers_again() {
         let t0 = Instant::now();
-        let (mut n, mut out, stat) = started_greeting_static(t0);
-        n.on_sent(stat, None, t0, &mut out);
-        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
-        out.clear();
-        let bye = msg("st", 9000, Body::Exit);
-        n.on_message(
-            stat.ip(),
-            Message {
-                claimed_ip: None,
-                ..bye
-            },
-            t0,
-            &mut out,
+        let mut n = Node::new(
+            settings(true, vec![addr("127.0.0.9:9000")]),
+            Liveness::new(Duration::from_secs(30), 3),
+            (t0, 0),
         );
+        let mut out = Vec::new();
+        let stat = addr("127.0.0.9:9000");
+        n.start(addr("127.0.0.2:5000"), t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_sent(stat, None, t0, &mut out);
+        let from_it = |body| Message {
+            claimed_ip: None,
+            dialect: Dialect::Spaced,
+            ..msg("st", 9000, body)
+        };
+        n.on_message(stat.ip(), from_it(Body::Chat("hi".into())), t0, &mut out);
+        out.clear();
+        n.on_message(stat.ip(), from_it(Body::Exit), t0, &mut out);
         assert!(shown(&out).iter().any(|e| matches!(e,
             Event::PeerLeft { addr, reason: LeaveReason::Exit, .. } if *addr == stat)));
-        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
-        // Its next check is answered: it is greeted.
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, Effect::Persist(Record::Gone { .. }))));
+        let row = n
+            .peers()
+            .get(stat)
+            .map(|p| (p.status, p.name.clone(), p.dialect));
+        assert_eq!(
+            row,
+            Some((Status::Static, Some("st".into()), Some(Dialect::Spaced)))
+        );
+        // Its next check is answered: it is greeted, in its dialect.
         let at = n.poll_timeout().expect("checked");
         out.clear();
         n.on_timeout(at, &mut out);
         assert!(out.contains(&Effect::Check(stat)), "{out:?}");
         n.on_check(stat, true, at, &mut out);
-        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        let greeting = n.poll_transmit().map(|t| (t.text, t.dialect));
+        assert_eq!(greeting, Some(("connect".into(), Dialect::Spaced)));
+        n.on_sent(stat, None, at, &mut out);
+        // It says exit again, then greets us first: no greeting of ours follows.
+        n.on_message(stat.ip(), from_it(Body::Exit), at, &mut out);
+        n.on_message(stat.ip(), from_it(Body::Connect), at, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect_ack")]));
+        n.on_sent(stat, None, at, &mut out);
+        let later = n.poll_timeout().expect("checked");
+        n.on_timeout(later, &mut out);
+        n.on_check(stat, true, later, &mut out);
+        assert!(sends(&mut n).is_empty(), "greeted again");
     }
 
     /// `/reply` answers whoever sent the last message; when that sender did not say where it

@@ -553,6 +553,18 @@ impl PeerTable {
         self.forget(canonical(addr))
     }
 
+    /// A static peer at `addr` said `exit`: its row goes back to what it was at start-up
+    /// (not active, to be greeted), its name and dialect kept. False for any other peer.
+    pub fn left_static(&mut self, addr: SocketAddr) -> bool {
+        match self.peers.get_mut(&canonical(addr)) {
+            Some(peer) if peer.source == Source::Static => {
+                peer.status = Status::Static;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The entry for `addr`, if known.
     pub fn get(&self, addr: SocketAddr) -> Option<&Peer> {
         self.peers.get(&canonical(addr))

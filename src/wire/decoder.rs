@@ -172,6 +172,8 @@ struct Rare {
     /// plain line of this connection went into it (0: none), so that the next plain line
     /// joins that message while nothing else was pushed since.
     run: usize,
+    /// What the connection's owner marked the unfinished line with ([`Decoder::mark`]).
+    mark: u64,
 }
 
 /// Strings given back by whoever is done with decoded messages, taken again for the text
@@ -600,6 +602,7 @@ impl Decoder {
                 rare.identity = None;
                 rare.port_line = None;
                 rare.run = 0;
+                rare.mark = 0;
                 spares.rares.push(rare);
             }
         }
@@ -639,8 +642,9 @@ impl Decoder {
     }
 
     /// Whether the unfinished line is a whole standard message by itself (`IP:PORT NAME
-    /// TEXT`, IPv4, a name and some text, no block open): what a sender that ends its
-    /// messages with nothing, and keeps its connection open, leaves between them.
+    /// TEXT`, IPv4, a name and some text, no block open; byte order marks before it
+    /// skipped): what a sender that ends its messages with nothing, and keeps its
+    /// connection open, leaves between them.
     pub fn holds_standard_message(&self) -> bool {
         let Some(rare) = self
             .rare
@@ -651,8 +655,22 @@ impl Decoder {
         };
         std::str::from_utf8(&rare.partial)
             .ok()
+            .map(|line| line.trim_start_matches('\u{feff}'))
             .and_then(standard_v4_fields)
             .is_some_and(|(_, _, name, text)| !name.is_empty() && !trim(text).is_empty())
+    }
+
+    /// Marks the unfinished line with `mark` (a decoder that holds none keeps nothing):
+    /// whoever reads it later can tell, by [`Decoder::marked`], that no read came since.
+    pub fn mark(&mut self, mark: u64) {
+        if let Some(rare) = self.rare.as_mut() {
+            rare.mark = mark;
+        }
+    }
+
+    /// The mark last given by [`Decoder::mark`] (0: none).
+    pub fn marked(&self) -> u64 {
+        self.rare.as_ref().map_or(0, |r| r.mark)
     }
 
     /// Reads the unfinished line (with no block open) as if its end had come; the

@@ -137,13 +137,16 @@ pub struct Connections {
     /// a connection closed takes its place with it.
     queue: VecDeque<usize>,
     /// Connections whose read left a whole standard message unfinished (no newline after
-    /// it), in the order they were read, with when it becomes due and how many bytes were
-    /// held: if nothing more has come by then ([`QUIET`] later), the sender ends its
-    /// messages with nothing and keeps its connection open, and the message is shown. An
-    /// entry whose connection read more, or closed, is dropped when it comes due. At most
-    /// `--max-connections` entries; beyond, such a message waits for its end (a newline,
-    /// EOF, the idle timeout).
-    quiet: VecDeque<(Instant, usize, usize)>,
+    /// it), in the order they were read, with when it becomes due and the read's serial
+    /// (`reads`, marked on the decoder by every read that drains the socket): if no read
+    /// came by then ([`QUIET`] later), the sender ends its messages with nothing and keeps
+    /// its connection open, and the message is shown. An entry whose connection read more
+    /// (a new mark), or closed (a new connection with its key has another mark), is
+    /// dropped when it comes due. At most `--max-connections` entries; beyond, such a
+    /// message waits for its end (a newline, EOF, the idle timeout).
+    quiet: VecDeque<(Instant, usize, u64)>,
+    /// Reads that ended with the socket drained, counted: each one's serial.
+    reads: u64,
     /// How many at the front of `queue` get their turn in this loop turn
     /// ([`Connections::start_turn`]); those queued during it come after them.
     in_turn: usize,
@@ -211,6 +214,7 @@ impl Connections {
             inbound: 0,
             queue: VecDeque::new(),
             quiet: VecDeque::new(),
+            reads: 0,
             in_turn: 0,
             accepted: Vec::new(),
             held_back: 0,
@@ -474,12 +478,15 @@ impl Connections {
         } else {
             self.messages.drain(..).for_each(deliver);
         }
-        if matches!(end, ReadEnd::Drained)
-            && self.quiet.len() < self.limits.max_connections
-            && conn.decoder.holds_standard_message()
-        {
-            self.quiet
-                .push_back((now + QUIET, key, conn.decoder.buffered()));
+        if matches!(end, ReadEnd::Drained) {
+            // Every such read marks what it left, so that no earlier entry matches it.
+            self.reads += 1;
+            conn.decoder.mark(self.reads);
+            if self.quiet.len() < self.limits.max_connections
+                && conn.decoder.holds_standard_message()
+            {
+                self.quiet.push_back((now + QUIET, key, self.reads));
+            }
         }
         match end {
             ReadEnd::Drained if !conn.watched => {
@@ -535,12 +542,12 @@ impl Connections {
 
     /// Fires the connection timers that are due.
     pub fn on_timers(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        while let Some(&(at, key, held)) = self.quiet.front() {
+        while let Some(&(at, key, serial)) = self.quiet.front() {
             if at > now {
                 break;
             }
             self.quiet.pop_front();
-            self.end_quiet_message(key, held, node, now, out);
+            self.end_quiet_message(key, serial, node, now, out);
         }
         for timer in self.timers.pop_expired(now) {
             match timer {
@@ -622,12 +629,12 @@ impl Connections {
         }
     }
 
-    /// A [`QUIET`] entry came due: inbound connection `key`, which held `held` bytes then,
-    /// a whole standard message, has its message shown if nothing came since.
+    /// A [`QUIET`] entry came due: inbound connection `key`, whose read `serial` left a
+    /// whole standard message unfinished, has it shown if no read came since.
     fn end_quiet_message(
         &mut self,
         key: usize,
-        held: usize,
+        serial: u64,
         node: &mut Node,
         now: Instant,
         out: &mut Vec<Effect>,
@@ -635,10 +642,9 @@ impl Connections {
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        // Read since (or waiting for its turn to be): a later entry, or its end, decides.
-        // The same key and count in a newer connection would have it shown a little early,
-        // but only as the whole message it is.
-        if conn.queued || conn.decoder.buffered() != held || !conn.decoder.holds_standard_message()
+        // Read since, a whole message again (a later entry decides) or not (its end
+        // does); waiting for its turn to be read; or another connection with its key.
+        if conn.queued || conn.decoder.marked() != serial || !conn.decoder.holds_standard_message()
         {
             return;
         }
@@ -1208,6 +1214,44 @@ mod tests {
         conns.close_idle(&mut node, later, &mut effects);
         assert!(conns.conns.get(waiting).is_some(), "spared");
         assert!(conns.conns.get(idle).is_none(), "closed");
+    }
+
+    /// A whole message left unfinished is shown once its connection has been quiet for
+    /// [`QUIET`], and only then: an entry made for an earlier read never shows a later
+    /// line early (here one of the same length: `tick`, then `hell` of `hello world`).
+    #[test]
+    fn a_quiet_message_is_shown_only_after_its_own_quiet() {
+        let (mut conns, to) = fresh();
+        let (key, mut sender) = accept_keeping(&mut conns, to, IpAddr::from([127, 0, 171, 9]));
+        let mut node = Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        let mut effects = Vec::new();
+        let shown = |effects: &mut Vec<Effect>| -> Vec<String> {
+            effects
+                .drain(..)
+                .filter_map(|e| match e {
+                    Effect::Show(Event::Message { text, .. }) => Some(text),
+                    _ => None,
+                })
+                .collect()
+        };
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        sender.write_all(b"127.0.171.9:9 bob tick").expect("write");
+        conns.ready(key, true, &mut node, t0, &mut effects);
+        assert!(shown(&mut effects).is_empty(), "not before it is quiet");
+        sender
+            .write_all(b"\n127.0.171.9:9 bob hell")
+            .expect("write");
+        conns.ready(key, true, &mut node, t0 + ms(150), &mut effects);
+        assert_eq!(shown(&mut effects), ["tick"], "ended by its newline");
+        conns.on_timers(&mut node, t0 + QUIET, &mut effects);
+        assert!(shown(&mut effects).is_empty(), "tick's entry showed hell");
+        conns.on_timers(&mut node, t0 + ms(150) + QUIET, &mut effects);
+        assert_eq!(shown(&mut effects), ["hell"], "quiet for its own 200 ms");
     }
 
     /// A connection alone with work reads its lone share in a turn, not a shared one: a
