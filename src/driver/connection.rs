@@ -374,6 +374,10 @@ impl Outbound {
     fn at_eof(&self) -> Step {
         match self.stream.take_error() {
             Ok(Some(e)) if net::is_reset(&e) => Step::Failed(net::RESET.into()),
+            Ok(Some(e)) => {
+                log::debug!("{} closed, and its socket had an error: {e}", self.dest);
+                Step::Closed
+            }
             _ if net::message_unacknowledged(&self.stream) => Step::Wait,
             _ => Step::Closed,
         }

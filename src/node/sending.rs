@@ -43,7 +43,14 @@ impl Node {
         // another since, whose header or quoting takes more room (JSON), a message that
         // no longer fits one 1024-byte `recv` is cut again for it, the rest going next.
         let budget = self.me.header.budget_in(dialect, dest);
-        let cut = match wire::split_in(dialect, &text, budget).as_slice() {
+        // Only JSON's quoting can make a message longer than its bytes: the others fit
+        // when header and text do, without cutting anything.
+        let fits = dialect != wire::Dialect::Json && budget + text.len() <= wire::MAX_WIRE_MESSAGE;
+        let pieces = match fits {
+            true => Vec::new(),
+            false => wire::split_in(dialect, &text, budget),
+        };
+        let cut = match pieces.as_slice() {
             [_] | [] => None,
             [first, rest @ ..] => Some((
                 (*first).to_owned(),
@@ -167,6 +174,8 @@ impl Node {
         }
     }
 
+    /// Reports `text` as not delivered to `dest`, unless the peer is known to listen at
+    /// another address: it goes there then.
     pub(super) fn send_failed(
         &mut self,
         dest: SocketAddr,
@@ -237,8 +246,9 @@ impl Node {
         if self.peers.get(dest).is_some() {
             self.liveness.track(dest, now);
         }
-        let budget = self.me.header.budget_in(self.dialect_for(dest), dest);
-        let parts = wire::split_in(self.dialect_for(dest), text, budget);
+        let dialect = self.dialect_for(dest);
+        let budget = self.me.header.budget_in(dialect, dest);
+        let parts = wire::split_in(dialect, text, budget);
         if parts.len() > 1 {
             out.push(Effect::Show(Event::Split {
                 dest,
