@@ -87,6 +87,10 @@ impl Identity {
     }
 }
 
+/// How much of an unfinished line [`Decoder::holds_standard_message`] reads: more than a
+/// header (an IPv4 address, a port, a name of at most 64 bytes) and the start of a text.
+const HEAD: usize = 256;
+
 /// Lines held until a multi-line construct is complete.
 #[derive(Debug)]
 pub(super) enum Block {
@@ -653,11 +657,18 @@ impl Decoder {
         else {
             return false;
         };
-        std::str::from_utf8(&rare.partial)
-            .ok()
-            .map(|line| line.trim_start_matches('\u{feff}'))
-            .and_then(standard_v4_fields)
-            .is_some_and(|(_, _, name, text)| !name.is_empty() && !trim(text).is_empty())
+        // Only its head is read, not the whole line at every read of a long one that
+        // comes in pieces (a trickle of bytes would cost the square of the line); a
+        // character cut at the head's end, or anything not UTF-8, ends it sooner.
+        let partial = &rare.partial;
+        let head = &partial[..partial.len().min(HEAD)];
+        let head = match std::str::from_utf8(head) {
+            Ok(head) => head,
+            Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let more = partial.len() > head.len();
+        standard_v4_fields(head.trim_start_matches('\u{feff}'))
+            .is_some_and(|(_, _, name, text)| !name.is_empty() && (more || !trim(text).is_empty()))
     }
 
     /// Marks the unfinished line with `mark` (a decoder that holds none keeps nothing):

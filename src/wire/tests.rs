@@ -1725,6 +1725,28 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         assert!(!d.holds_standard_message(), "{waits:?}");
     }
     assert!(out.is_empty(), "nothing ended: {out:?}");
+    // Long, or with bytes that are not UTF-8, a whole message still: its head tells.
+    let long = format!("198.51.100.1:80 bob {}", "x".repeat(3000));
+    let mut broken = b"198.51.100.1:80 bob caf".to_vec();
+    broken.extend_from_slice(&[0xe9; 300]);
+    for whole in [
+        long.as_bytes(),
+        &broken[..],
+        "\u{feff}198.51.100.1:80 bob hi".as_bytes(),
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(whole, &mut out).expect("feeds");
+        assert!(
+            d.holds_standard_message(),
+            "{:?}",
+            String::from_utf8_lossy(whole)
+        );
+    }
+    let mut raw = Decoder::new(LIMIT);
+    raw.feed("x".repeat(3000).as_bytes(), &mut out)
+        .expect("feeds");
+    assert!(!raw.holds_standard_message());
+    assert!(out.is_empty(), "nothing ended: {out:?}");
     d.feed(b"198.51.100.1:80 bob first", &mut out)
         .expect("feeds");
     assert!(out.is_empty());
