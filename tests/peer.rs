@@ -374,6 +374,16 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
     drop(stream);
     let split = alice.lines_matching(|l| l.contains("] sec") && !l.ends_with("second"));
     assert!(split.is_empty(), "{split:?}");
+    // The same in JSON.
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    for text in ["one", "two"] {
+        let json = format!(
+            r#"{{"type": "message", "content": "{text}", "sender_name": "js", "sender_port": 7502}}"#
+        );
+        stream.write_all(json.as_bytes()).expect("write");
+        alice.expect_line(&format!("[js {from}:7502] {text}"));
+    }
+    drop(stream);
     alice.quit().expect("quits");
 }
 

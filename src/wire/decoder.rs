@@ -87,9 +87,13 @@ impl Identity {
     }
 }
 
-/// How much of an unfinished line [`Decoder::holds_standard_message`] reads: more than a
+/// How much of an unfinished line [`Decoder::holds_whole_message`] reads: more than a
 /// header (an IPv4 address, a port, a name of at most 64 bytes) and the start of a text.
 const HEAD: usize = 256;
+
+/// The longest unfinished JSON line [`Decoder::holds_whole_message`] parses to see whether
+/// it is whole: what one lab receiver's `recv` takes (a longer one waits for its end).
+const JSON_WHOLE: usize = 1024;
 
 /// Lines held until a multi-line construct is complete.
 #[derive(Debug)]
@@ -645,11 +649,12 @@ impl Decoder {
         }
     }
 
-    /// Whether the unfinished line is a whole standard message by itself (`IP:PORT NAME
-    /// TEXT`, IPv4, a name and some text, no block open; byte order marks before it
-    /// skipped): what a sender that ends its messages with nothing, and keeps its
-    /// connection open, leaves between them.
-    pub fn holds_standard_message(&self) -> bool {
+    /// Whether the unfinished line is a whole message by itself (no block open; byte order
+    /// marks before it skipped): a standard one (`IP:PORT NAME TEXT`, IPv4, a name and some
+    /// text), or JSON objects that are messages, complete, within one lab receiver's 1024
+    /// bytes. What a sender that ends its messages with nothing, and keeps its connection
+    /// open, leaves between them.
+    pub fn holds_whole_message(&self) -> bool {
         let Some(rare) = self
             .rare
             .as_ref()
@@ -667,7 +672,18 @@ impl Decoder {
             Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
         };
         let more = partial.len() > head.len();
-        standard_v4_fields(head.trim_start_matches('\u{feff}'))
+        let head = head.trim_start_matches('\u{feff}');
+        if head.starts_with('{') {
+            return partial.len() <= JSON_WHOLE
+                && partial.ends_with(b"}")
+                && std::str::from_utf8(partial).is_ok_and(|line| {
+                    matches!(
+                        parse_json(line.trim_start_matches('\u{feff}')),
+                        JsonRead::Messages(_)
+                    )
+                });
+        }
+        standard_v4_fields(head)
             .is_some_and(|(_, _, name, text)| !name.is_empty() && (more || !trim(text).is_empty()))
     }
 

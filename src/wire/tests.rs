@@ -1722,7 +1722,7 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
     ] {
         let mut d = Decoder::new(LIMIT);
         d.feed(waits.as_bytes(), &mut out).expect("feeds");
-        assert!(!d.holds_standard_message(), "{waits:?}");
+        assert!(!d.holds_whole_message(), "{waits:?}");
     }
     assert!(out.is_empty(), "nothing ended: {out:?}");
     // Long, or with bytes that are not UTF-8, a whole message still: its head tells.
@@ -1737,7 +1737,7 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         let mut d = Decoder::new(LIMIT);
         d.feed(whole, &mut out).expect("feeds");
         assert!(
-            d.holds_standard_message(),
+            d.holds_whole_message(),
             "{:?}",
             String::from_utf8_lossy(whole)
         );
@@ -1745,15 +1745,29 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
     let mut raw = Decoder::new(LIMIT);
     raw.feed("x".repeat(3000).as_bytes(), &mut out)
         .expect("feeds");
-    assert!(!raw.holds_standard_message());
+    assert!(!raw.holds_whole_message());
+    // JSON: whole objects that are messages, within 1024 bytes.
+    let json = r#"{"type": "message", "content": "hi", "sender_name": "j", "sender_port": 5}"#;
+    let too_long = json.replace("hi", &"h".repeat(1024));
+    for (line, whole) in [
+        (json.to_owned(), true),
+        (format!("{json}{json}"), true),
+        (json[..json.len() - 1].to_owned(), false),
+        (r#"{"no": "message"}"#.to_owned(), false),
+        (too_long, false),
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(line.as_bytes(), &mut out).expect("feeds");
+        assert_eq!(d.holds_whole_message(), whole, "{line:?}");
+    }
     assert!(out.is_empty(), "nothing ended: {out:?}");
     d.feed(b"198.51.100.1:80 bob first", &mut out)
         .expect("feeds");
     assert!(out.is_empty());
-    assert!(d.holds_standard_message());
+    assert!(d.holds_whole_message());
     d.flush_partial(&mut out, &mut spares);
     assert_eq!(d.buffered(), 0);
-    assert!(!d.holds_standard_message());
+    assert!(!d.holds_whole_message());
     d.feed(b"and a plain line\n", &mut out).expect("feeds");
     let texts: Vec<_> = out
         .iter()

@@ -46,8 +46,9 @@ const IDLE_SLOTS: usize = 64;
 const ACCEPTS_PER_TURN: usize = 128;
 
 /// How long a connection that ends its messages with nothing may stay silent after a
-/// whole standard message before that message is shown (see `Connections::quiet`): far
-/// longer than the pieces of one write take to arrive, short enough to feel immediate.
+/// whole message (standard, or JSON) before that message is shown (see
+/// `Connections::quiet`): far longer than the pieces of one write take to arrive, short
+/// enough to feel immediate.
 const QUIET: Duration = Duration::from_millis(200);
 
 /// Size of the one read buffer shared by every connection (and the console): the largest
@@ -136,14 +137,15 @@ pub struct Connections {
     /// deferred while stdout is behind. Each is in it at most once (`Inbound::queued`), and
     /// a connection closed takes its place with it.
     queue: VecDeque<usize>,
-    /// Connections whose read left a whole standard message unfinished (no newline after
-    /// it), in the order they were read, with when it becomes due and the read's serial
-    /// (`reads`, marked on the decoder by every read that drains the socket): if no read
-    /// came by then ([`QUIET`] later), the sender ends its messages with nothing and keeps
-    /// its connection open, and the message is shown. An entry whose connection read more
-    /// (a new mark), or closed (a new connection with its key has another mark), is
-    /// dropped when it comes due. At most `--max-connections` entries; beyond, such a
-    /// message waits for its end (a newline, EOF, the idle timeout).
+    /// Connections whose read left a whole message (standard or JSON) unfinished (no
+    /// newline after it), in the order they were read, with when it becomes due and the
+    /// read's serial (`reads`, marked on the decoder by every read that drains the
+    /// socket): if no read came by then ([`QUIET`] later), the sender ends its messages
+    /// with nothing and keeps its connection open, and the message is shown. An entry
+    /// whose connection read more (a new mark), or closed (a new connection with its key
+    /// has another mark), is dropped when it comes due. At most `--max-connections`
+    /// entries; beyond, such a message waits for its end (a newline, EOF, the idle
+    /// timeout).
     quiet: VecDeque<(Instant, usize, u64)>,
     /// Reads that ended with the socket drained, counted: each one's serial.
     reads: u64,
@@ -482,8 +484,7 @@ impl Connections {
             // Every such read marks what it left, so that no earlier entry matches it.
             self.reads += 1;
             conn.decoder.mark(self.reads);
-            if self.quiet.len() < self.limits.max_connections
-                && conn.decoder.holds_standard_message()
+            if self.quiet.len() < self.limits.max_connections && conn.decoder.holds_whole_message()
             {
                 self.quiet.push_back((now + QUIET, key, self.reads));
             }
@@ -644,8 +645,7 @@ impl Connections {
         };
         // Read since, a whole message again (a later entry decides) or not (its end
         // does); waiting for its turn to be read; or another connection with its key.
-        if conn.queued || conn.decoder.marked() != serial || !conn.decoder.holds_standard_message()
-        {
+        if conn.queued || conn.decoder.marked() != serial || !conn.decoder.holds_whole_message() {
             return;
         }
         let now_secs = secs_since(self.started, now);
