@@ -374,6 +374,20 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
     drop(stream);
     let split = alice.lines_matching(|l| l.contains("] sec") && !l.ends_with("second"));
     assert!(split.is_empty(), "{split:?}");
+    // A port-line peer waits for `Message received` after each message: it comes for
+    // one shown when quiet too.
+    let mut port_line = common::connect_from(&from, alice.addr).expect("connect");
+    port_line
+        .write_all(format!("7503\n{from}:7503 pl quiet one").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[pl {from}:7503] quiet one"));
+    port_line
+        .set_read_timeout(Some(WAIT))
+        .expect("read timeout");
+    let mut ack = [0u8; 17];
+    std::io::Read::read_exact(&mut port_line, &mut ack).expect("acknowledged");
+    assert_eq!(&ack, b"Message received\n");
+    drop(port_line);
     // The same in JSON.
     let mut stream = common::connect_from(&from, alice.addr).expect("connect");
     for text in ["one", "two"] {

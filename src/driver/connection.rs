@@ -86,6 +86,9 @@ pub struct Inbound {
     /// registered only once a read finds nothing more to take: a one-message connection
     /// read to its end then costs no `epoll_ctl` at all.
     pub watched: bool,
+    /// An entry of `Connections::quiet` waits for it: one at a time, so that a connection
+    /// read again and again cannot fill that queue.
+    pub quiet: bool,
 }
 
 /// Where an outgoing connection stands.
@@ -501,6 +504,7 @@ mod tests {
             queued: false,
             held: false,
             watched: true,
+            quiet: false,
         };
         (conn, peer)
     }

@@ -847,14 +847,17 @@ impl Node {
                 let name = from
                     .name
                     .or_else(|| self.peers.get(addr).and_then(|p| p.name.clone()));
-                if !self.quitting && self.peers.left_static(addr) {
+                if self.peers.left_static(addr) {
                     // The user configured it: it stays (in the journal too), as at
                     // start-up, its name and dialect kept; checked afresh, and greeted when
-                    // it answers again (it quit to restart, most likely).
+                    // it answers again (it quit to restart, most likely), unless we are
+                    // leaving ourselves.
                     self.liveness.forget(addr);
-                    self.liveness.track(addr, now);
                     self.replied.remove(&addr);
-                    self.ungreeted.insert(addr);
+                    if !self.quitting {
+                        self.liveness.track(addr, now);
+                        self.ungreeted.insert(addr);
+                    }
                 } else if self.forget(addr, out).is_none() {
                     // Only a peer we knew can leave: an `exit` for any other is not news.
                     return;
@@ -2785,6 +2788,15 @@ mod tests {
         n.on_timeout(later, &mut out);
         n.on_check(stat, true, later, &mut out);
         assert!(sends(&mut n).is_empty(), "greeted again");
+        // While we quit, its `exit` (an answer to ours) keeps its row and journal record
+        // too; it is neither checked nor greeted any more.
+        out.clear();
+        n.quit(later, &mut out);
+        n.on_message(stat.ip(), from_it(Body::Exit), later, &mut out);
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e, Effect::Persist(Record::Gone { .. }))));
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
     }
 
     /// `/reply` answers whoever sent the last message; when that sender did not say where it

@@ -673,9 +673,9 @@ impl Decoder {
         };
         let more = partial.len() > head.len();
         let head = head.trim_start_matches('\u{feff}');
-        if head.starts_with('{') {
+        if head.trim_start().starts_with('{') {
             return partial.len() <= JSON_WHOLE
-                && partial.ends_with(b"}")
+                && partial.trim_ascii_end().ends_with(b"}")
                 && std::str::from_utf8(partial).is_ok_and(|line| {
                     matches!(
                         parse_json(line.trim_start_matches('\u{feff}')),

@@ -1752,6 +1752,8 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
     for (line, whole) in [
         (json.to_owned(), true),
         (format!("{json}{json}"), true),
+        (format!(" {json} "), true),
+        (format!("{json}\r"), true),
         (json[..json.len() - 1].to_owned(), false),
         (r#"{"no": "message"}"#.to_owned(), false),
         (too_long, false),

@@ -201,6 +201,7 @@ impl Connections {
             queued: false,
             held: false,
             watched: watch,
+            quiet: false,
         }));
         self.inbound += 1;
         if self.sweep.is_none() {

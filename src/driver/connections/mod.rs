@@ -484,8 +484,11 @@ impl Connections {
             // Every such read marks what it left, so that no earlier entry matches it.
             self.reads += 1;
             conn.decoder.mark(self.reads);
-            if self.quiet.len() < self.limits.max_connections && conn.decoder.holds_whole_message()
+            if !conn.quiet
+                && self.quiet.len() < self.limits.max_connections
+                && conn.decoder.holds_whole_message()
             {
+                conn.quiet = true;
                 self.quiet.push_back((now + QUIET, key, self.reads));
             }
         }
@@ -643,9 +646,18 @@ impl Connections {
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
-        // Read since, a whole message again (a later entry decides) or not (its end
-        // does); waiting for its turn to be read; or another connection with its key.
-        if conn.queued || conn.decoder.marked() != serial || !conn.decoder.holds_whole_message() {
+        conn.quiet = false;
+        // Waiting for its turn to be read (which makes a new entry), or nothing whole to
+        // show (its end will); or another connection with its key.
+        if conn.queued || !conn.decoder.holds_whole_message() {
+            return;
+        }
+        if conn.decoder.marked() != serial {
+            // Read since, still a whole message: its quiet starts again, from now (at
+            // most one more `QUIET` than from its last read).
+            conn.quiet = true;
+            let serial = conn.decoder.marked();
+            self.quiet.push_back((now + QUIET, key, serial));
             return;
         }
         let now_secs = secs_since(self.started, now);
@@ -674,9 +686,14 @@ impl Connections {
             Ending::Closed => conn
                 .decoder
                 .finish_reusing(&mut self.messages, &mut self.spares),
-            Ending::Quiet => conn
-                .decoder
-                .flush_partial(&mut self.messages, &mut self.spares),
+            Ending::Quiet => {
+                conn.decoder
+                    .flush_partial(&mut self.messages, &mut self.spares);
+                if conn.decoder.is_port_line() {
+                    // A port-line peer waits for this after each message, as after a line.
+                    acknowledge_lines(conn, &self.messages);
+                }
+            }
         }
         // What finishing took out is unfinished no more (`close` counts out the rest).
         let taken = held.saturating_sub(conn.decoder.buffered());
@@ -1218,7 +1235,8 @@ mod tests {
 
     /// A whole message left unfinished is shown once its connection has been quiet for
     /// [`QUIET`], and only then: an entry made for an earlier read never shows a later
-    /// line early (here one of the same length: `tick`, then `hell` of `hello world`).
+    /// line early (here one of the same length: `tick`, then `hell` of `hello world`), and
+    /// a connection read again and again has one entry at a time.
     #[test]
     fn a_quiet_message_is_shown_only_after_its_own_quiet() {
         let (mut conns, to) = fresh();
@@ -1250,8 +1268,11 @@ mod tests {
         assert_eq!(shown(&mut effects), ["tick"], "ended by its newline");
         conns.on_timers(&mut node, t0 + QUIET, &mut effects);
         assert!(shown(&mut effects).is_empty(), "tick's entry showed hell");
-        conns.on_timers(&mut node, t0 + ms(150) + QUIET, &mut effects);
-        assert_eq!(shown(&mut effects), ["hell"], "quiet for its own 200 ms");
+        // Its quiet starts again when tick's entry finds it read since: one entry per
+        // connection at a time.
+        assert_eq!(conns.quiet.len(), 1);
+        conns.on_timers(&mut node, t0 + QUIET + QUIET, &mut effects);
+        assert_eq!(shown(&mut effects), ["hell"], "quiet for 200 ms at least");
     }
 
     /// A connection alone with work reads its lone share in a turn, not a shared one: a
