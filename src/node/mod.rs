@@ -1199,6 +1199,17 @@ mod tests {
         (n, out, stat)
     }
 
+    /// The user sends `text` to `dest`.
+    fn user_sends(
+        n: &mut Node,
+        dest: SocketAddr,
+        text: String,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        n.execute(Command::Send { dest, text }, now, out);
+    }
+
     /// Every message the node hands out now (one per destination at a time).
     fn sends(n: &mut Node) -> Vec<(SocketAddr, String)> {
         std::iter::from_fn(|| n.poll_transmit())
@@ -1281,11 +1292,10 @@ mod tests {
             ..spoke(Dialect::Raw)
         };
         n.on_message(colon, raw, now, &mut out);
-        n.execute(
-            Command::Send {
-                dest: addr("127.0.0.5:7000"),
-                text: "never heard".into(),
-            },
+        user_sends(
+            &mut n,
+            addr("127.0.0.5:7000"),
+            "never heard".into(),
             now,
             &mut out,
         );
@@ -1386,14 +1396,7 @@ mod tests {
         let mut out = Vec::new();
         let now = Instant::now();
         let victim = addr("127.0.0.5:6000");
-        n.execute(
-            Command::Send {
-                dest: victim,
-                text: "hi bob".into(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, victim, "hi bob".into(), now, &mut out);
         let _ = sends(&mut n);
         n.on_sent(victim, None, now, &mut out);
         // A stranger at .66 claims .5 and port 6000, where nothing listens at .66.
@@ -1796,26 +1799,12 @@ mod tests {
         let mut out = Vec::new();
         let dest = addr("127.0.0.5:7000");
         for i in 0..MAX_WAITING {
-            n.execute(
-                Command::Send {
-                    dest,
-                    text: format!("m{i}"),
-                },
-                now,
-                &mut out,
-            );
+            user_sends(&mut n, dest, format!("m{i}"), now, &mut out);
         }
         assert!(!out
             .iter()
             .any(|e| matches!(e, Effect::Show(Event::SendFailed { .. }))));
-        n.execute(
-            Command::Send {
-                dest,
-                text: "one more".into(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, dest, "one more".into(), now, &mut out);
         assert!(out.iter().any(|e| matches!(
             e,
             Effect::Show(Event::SendFailed { text, .. }) if text == "one more"
@@ -2184,14 +2173,7 @@ mod tests {
         let mut out = Vec::new();
         let (sending, listening) = (addr("127.0.0.6:6000"), addr("127.0.0.5:6000"));
         // We reach .5 first: a row of our own, no name, no dialect.
-        n.execute(
-            Command::Send {
-                dest: listening,
-                text: "hello".into(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, listening, "hello".into(), now, &mut out);
         assert_eq!(sends(&mut n), sent(&[("127.0.0.5:6000", "hello")]));
         n.on_sent(listening, None, now, &mut out);
         // It speaks spaced from .6, claiming .5; .6 refuses our answer: one row.
@@ -2396,27 +2378,13 @@ mod tests {
         let mut n = node();
         let mut out = Vec::new();
         let dest = addr("127.0.0.5:7000");
-        n.execute(
-            Command::Send {
-                dest,
-                text: "short".into(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, dest, "short".into(), now, &mut out);
         assert!(!shown(&out).iter().any(|e| matches!(e, Event::Split { .. })));
         assert_eq!(sends(&mut n), sent(&[("127.0.0.5:7000", "short")]));
         n.on_sent(dest, None, now, &mut out);
         out.clear();
         let long = "word ".repeat(600); // 3,000 bytes
-        n.execute(
-            Command::Send {
-                dest,
-                text: long.clone(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, dest, long.clone(), now, &mut out);
         let Some(&Event::Split { parts, .. }) = shown(&out)
             .into_iter()
             .find(|e| matches!(e, Event::Split { .. }))
@@ -2448,22 +2416,8 @@ mod tests {
         n.on_message(ip, msg("bob", 7000, Body::Chat("hi".into())), now, &mut out);
         // Quotes: two bytes each once quoted as JSON.
         let long = "\"q\" ".repeat(600);
-        n.execute(
-            Command::Send {
-                dest,
-                text: long.clone(),
-            },
-            now,
-            &mut out,
-        );
-        n.execute(
-            Command::Send {
-                dest,
-                text: "short".into(),
-            },
-            now,
-            &mut out,
-        );
+        user_sends(&mut n, dest, long.clone(), now, &mut out);
+        user_sends(&mut n, dest, "short".into(), now, &mut out);
         let json = Message {
             dialect: Dialect::Json,
             ..msg("bob", 7000, Body::Chat("hello".into()))

@@ -126,6 +126,7 @@ impl Outbox {
         if self.bytes + text.len() > MAX_BYTES {
             return Err((Refused::TooMuch, text));
         }
+        self.count_waiting(class, 1, text.len());
         let queue = self.queues.entry(dest).or_default();
         if queue.waiting.is_empty() && queue.in_flight.is_none() {
             match class {
@@ -133,13 +134,17 @@ impl Outbox {
                 Class::Auto => self.ready_auto.push_back(dest),
             }
         }
-        match class {
-            Class::Auto => self.auto_waiting += 1,
-            Class::User => self.user_waiting += 1,
-        }
-        self.bytes += text.len();
         queue.waiting.push_back((class, text));
         Ok(())
+    }
+
+    /// Counts `count` more messages of `class` waiting, `bytes` long together.
+    fn count_waiting(&mut self, class: Class, count: usize, bytes: usize) {
+        match class {
+            Class::Auto => self.auto_waiting += count,
+            Class::User => self.user_waiting += count,
+        }
+        self.bytes += bytes;
     }
 
     /// The next message to start, if a connection slot is free: a destination whose next
@@ -185,14 +190,11 @@ impl Outbox {
         let class = *class;
         text.clear();
         text.push_str(first);
+        let (count, bytes) = (rest.len(), rest.iter().map(String::len).sum());
         for piece in rest.into_iter().rev() {
-            self.bytes += piece.len();
-            match class {
-                Class::Auto => self.auto_waiting += 1,
-                Class::User => self.user_waiting += 1,
-            }
             queue.waiting.push_front((class, piece));
         }
+        self.count_waiting(class, count, bytes);
     }
 
     /// The connection to `dest` started by [`Outbox::start_next`] is finished, well or
