@@ -2285,6 +2285,24 @@ mod tests {
         out.clear();
         n.on_line("/send 127.0.0.7:7000 known now", now, &mut out);
         assert!(persisted(&out).is_empty());
+        // A name told in a reply on our own connection is journalled at once, and once.
+        let carol = addr("127.0.0.7:7000");
+        for _ in 0..2 {
+            assert_eq!(sends(&mut n).len(), 1, "one message in flight to carol");
+            n.on_sent(carol, Some("127.0.0.7:7000 carol connected"), now, &mut out);
+        }
+        assert_eq!(
+            persisted(&out)
+                .into_iter()
+                .filter(|r| matches!(r, Record::Peer { .. }))
+                .collect::<Vec<_>>(),
+            vec![&Record::Peer {
+                addr: carol,
+                name: Some("carol".into()),
+                dialect: None,
+            }]
+        );
+        out.clear();
         n.on_message(bob.ip(), msg("bob", 6000, Body::Exit), now, &mut out);
         assert_eq!(persisted(&out), vec![&Record::Gone { addr: bob }]);
         out.clear();

@@ -515,12 +515,14 @@ impl PeerTable {
         self.aliases.remove(&canonical(alias));
     }
 
-    /// `addr` told its name in a reply on our connection.
-    pub fn named(&mut self, addr: SocketAddr, name: &str) {
-        if let Some(peer) = self.peers.get_mut(&canonical(addr)) {
-            if peer.name.as_deref() != Some(name) {
+    /// `addr` told its name in a reply on our connection; whether the name is new.
+    pub fn named(&mut self, addr: SocketAddr, name: &str) -> bool {
+        match self.peers.get_mut(&canonical(addr)) {
+            Some(peer) if peer.name.as_deref() != Some(name) => {
                 peer.name = Some(name.to_owned());
+                true
             }
+            _ => false,
         }
     }
 

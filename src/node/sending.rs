@@ -123,7 +123,11 @@ impl Node {
         };
         // `IP:PORT NAME connected`, on the connection that carried our message: a name.
         if let Some(name) = reply.and_then(|r| wire::replier_name(r, Some(dest.port()))) {
-            self.peers.named(dest, &crate::node::bounded_name(name));
+            // Journalled at once, as a name heard in a header is: a run that ends before
+            // the next compaction would forget it.
+            if self.peers.named(dest, &crate::node::bounded_name(name)) && self.me.persist {
+                self.persist_peer(dest, out);
+            }
         }
         if text == "connect" {
             self.ungreeted.remove(&dest);
