@@ -398,6 +398,24 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
         alice.expect_line(&format!("[js {from}:7502] {text}"));
     }
     drop(stream);
+    // The other dialects that put their header on the message's line, key/value and
+    // colon fields here: shown when quiet, and told apart when glued.
+    for (header, name, port) in [
+        ("LISTENING_PORT:7504|TEAM_NAME:kv|", "kv", 7504),
+        ("MESSAGE:co:7505:", "co", 7505),
+    ] {
+        let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+        stream
+            .write_all(format!("{header}alone").as_bytes())
+            .expect("write");
+        alice.expect_line(&format!("[{name} {from}:{port}] alone"));
+        stream
+            .write_all(format!("{header}glued{header}together").as_bytes())
+            .expect("write");
+        alice.expect_line(&format!("[{name} {from}:{port}] glued"));
+        alice.expect_line(&format!("[{name} {from}:{port}] together"));
+        drop(stream);
+    }
     alice.quit().expect("quits");
 }
 

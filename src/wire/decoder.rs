@@ -566,7 +566,7 @@ impl Decoder {
             if let Some(text) = ascii_text::<true>(bytes) {
                 let text = text.strip_suffix('\r').unwrap_or(text);
                 if !text.is_empty() && !self.standard_v4(text, false, out, spares) {
-                    self.dispatch_rest(text, true, false, out, spares);
+                    self.dispatch_rest(text, (true, true), false, out, spares);
                 }
                 // What the line left held (a port line, an open JSON or bracketed block)
                 // is flushed at EOF.
@@ -683,8 +683,10 @@ impl Decoder {
                     )
                 });
         }
-        standard_v4_fields(head)
-            .is_some_and(|(_, _, name, text)| !name.is_empty() && (more || !trim(text).is_empty()))
+        if let Some((_, _, name, text)) = standard_v4_fields(head) {
+            return !name.is_empty() && (more || !trim(text).is_empty());
+        }
+        whole_headed(head, more)
     }
 
     /// Marks the unfinished line with `mark` (a decoder that holds none keeps nothing):
@@ -906,7 +908,7 @@ impl Decoder {
         if self.standard_v4(line, remember, out, spares) {
             return;
         }
-        self.dispatch_rest(line, allow_json, remember, out, spares);
+        self.dispatch_rest(line, (allow_json, true), remember, out, spares);
     }
 
     /// The fast path of [`Decoder::dispatch`]: a line that starts with a digit is most
@@ -938,7 +940,7 @@ impl Decoder {
                 None => {
                     // Never: the rest starts with the header that was just read. Should it
                     // not be read as one, it is read as any other line, not dropped.
-                    self.dispatch_rest(rest, false, remember, out, spares);
+                    self.dispatch_rest(rest, (false, false), remember, out, spares);
                     None
                 }
             };
@@ -956,11 +958,12 @@ impl Decoder {
         true
     }
 
-    /// [`Decoder::dispatch`] once [`Decoder::standard_v4`] said no.
+    /// [`Decoder::dispatch`] once [`Decoder::standard_v4`] said no. `glue`: whether a line
+    /// of a headed dialect is looked into for more messages glued to the first.
     fn dispatch_rest(
         &mut self,
         line: &str,
-        allow_json: bool,
+        (allow_json, glue): (bool, bool),
         remember: bool,
         out: &mut Vec<Message>,
         spares: &mut Spares,
@@ -975,7 +978,7 @@ impl Decoder {
             {
                 return;
             }
-            return self.dispatch_rest(rest, allow_json, remember, out, spares);
+            return self.dispatch_rest(rest, (allow_json, glue), remember, out, spares);
         }
         let starts_with_digit = line.as_bytes().first().is_some_and(u8::is_ascii_digit);
         let trimmed = trim(line);
@@ -1039,7 +1042,10 @@ impl Decoder {
             }
             if let Some(parsed) = parse_bracketed(line, spares) {
                 match parsed {
-                    Bracketed::Message(m) => self.emit(m, remember, out),
+                    Bracketed::Message(m) => match glued_header(line, &m).filter(|_| glue) {
+                        Some(header) => self.split_glued(line, header, remember, out, spares),
+                        None => self.emit(m, remember, out),
+                    },
                     Bracketed::Open { who, first } => {
                         if remember {
                             self.set_identity(who.clone(), Dialect::Bracketed);
@@ -1067,8 +1073,46 @@ impl Decoder {
         };
         let headed = headed.or_else(|| parse_spaced(line, spares));
         match headed {
-            Some(m) => self.emit(m, remember, out),
+            Some(m) => match glued_header(line, &m).filter(|_| glue) {
+                Some(header) => self.split_glued(line, header, remember, out, spares),
+                None => self.emit(m, remember, out),
+            },
             None => self.push_raw(line, out, spares),
+        }
+    }
+
+    /// Reads `line`, whose header `header` comes again in its text, as one message from
+    /// each header to the next: a sender that writes its messages back to back, each with
+    /// the same header and nothing between them (as the standard IPv4 fast path does in
+    /// `standard_v4`). Each piece is read as a line of its own, not looked into again.
+    #[cold]
+    fn split_glued(
+        &mut self,
+        line: &str,
+        header: &str,
+        remember: bool,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+    ) {
+        let (bytes, needle) = (line.as_bytes(), header.as_bytes());
+        let mut start = 0;
+        let mut from =
+            memchr::memmem::find(bytes, needle).map_or(line.len(), |at| at + needle.len());
+        // A match starts with the header's first character, so every cut falls between
+        // two characters; `get` keeps that from being a promise.
+        while let Some(at) = bytes
+            .get(from..)
+            .and_then(|b| memchr::memmem::find(b, needle))
+        {
+            let cut = from + at;
+            if let Some(piece) = line.get(start..cut) {
+                self.dispatch_rest(piece, (false, false), remember, out, spares);
+            }
+            start = cut;
+            from = cut + needle.len();
+        }
+        if let Some(piece) = line.get(start..) {
+            self.dispatch_rest(piece, (false, false), remember, out, spares);
         }
     }
 
@@ -1159,6 +1203,28 @@ impl Decoder {
 /// `bytes` as text when they are ASCII and, with `NO_NEWLINE`, hold no `\n`: the usual
 /// case, checked 8 bytes at a time (`str::from_utf8` costs several times more on a short
 /// line).
+/// Whether `head`, the start of an unfinished line that is not standard IPv4, is a whole
+/// message of another dialect that puts its header on the message's line (standard with
+/// another address, spaced, single-line bracketed, key/value, colon fields): a header,
+/// then text (or more to come after the head), or a control word of its own. A header
+/// alone, or a name with nothing after it yet, may be a message still on its way.
+fn whole_headed(head: &str, more: bool) -> bool {
+    let mut spares = Spares::default();
+    let m = match parse_bracketed(head, &mut spares) {
+        Some(Bracketed::Message(m)) => Some(m),
+        // `<IP:PORT> @ <TEAM>` opens a block, which ends with `<end>`.
+        Some(Bracketed::Open { .. }) => None,
+        None => parse_key_value(head)
+            .or_else(|| parse_colon(head))
+            .or_else(|| parse_standard(head, &mut spares))
+            .or_else(|| parse_spaced(head, &mut spares)),
+    };
+    m.is_some_and(|m| match m.body {
+        Body::Chat(text) => m.name.is_some() && (more || !trim(&text).is_empty()),
+        _ => true,
+    })
+}
+
 fn ascii_text<const NO_NEWLINE: bool>(bytes: &[u8]) -> Option<&str> {
     if !plain_ascii::<NO_NEWLINE>(bytes) {
         return None;

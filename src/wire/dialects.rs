@@ -458,6 +458,22 @@ fn split_glued_at<'a>(line: &'a str, text: &'a str, header: usize) -> (&'a str, 
     }
 }
 
+/// The header `line` was read from as `m`, a chat message of a headed dialect, when it
+/// comes again, byte for byte, in the message's text: the same sender starting its next
+/// message with nothing between them. What [`split_glued`] does for standard IPv4, for
+/// every dialect that puts its header on the message's own line (its text is then the
+/// line's end). A text shorter than the header cannot hold it.
+pub(super) fn glued_header<'a>(line: &'a str, m: &Message) -> Option<&'a str> {
+    let Body::Chat(text) = &m.body else {
+        return None;
+    };
+    let header = trim_end(line).strip_suffix(text.as_str())?.trim_start();
+    if header.is_empty() || text.len() < header.len() {
+        return None;
+    }
+    memchr::memmem::find(text.as_bytes(), header.as_bytes()).map(|_| header)
+}
+
 /// The fields of a standard line that starts with its IPv4 address: the address, the port,
 /// the name (empty when there is none) and what follows the one separator after the name.
 /// In one forward pass over the bytes: the address stops at its last digit (read from a

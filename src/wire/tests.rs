@@ -1742,6 +1742,28 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
             String::from_utf8_lossy(whole)
         );
     }
+    // The other dialects with their header on the message's line.
+    for (line, whole) in [
+        ("198.51.100.1 80 sp hi", true),
+        ("198.51.100.1 80 sp", false),
+        ("[::1]:80 six hi", true),
+        ("  198.51.100.1:80 bob hi", true),
+        ("<198.51.100.1:80> br hi", true),
+        ("<198.51.100.1:80> DISCONNECT", true),
+        ("<198.51.100.1:80> @ <br>", false),
+        ("LISTENING_PORT:80|TEAM_NAME:kv|hi", true),
+        ("LISTENING_PORT:80|TEAM_NAME:kv", false),
+        ("LISTENING_PORT:80|TEAM_NA", false),
+        ("MESSAGE:co:80:hi", true),
+        ("MESSAGE:co:80", false),
+        ("CONNECT:co:80", true),
+        ("EXIT:80", true),
+        ("12345", false),
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(line.as_bytes(), &mut out).expect("feeds");
+        assert_eq!(d.holds_whole_message(), whole, "{line:?}");
+    }
     let mut raw = Decoder::new(LIMIT);
     raw.feed("x".repeat(3000).as_bytes(), &mut out)
         .expect("feeds");
@@ -1782,6 +1804,85 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
             (Some("bob".to_owned()), chat("and a plain line")),
         ]
     );
+}
+
+/// Messages written back to back with nothing between them, in every dialect that puts
+/// its header on the message's line: each header, byte for byte, starts the next message
+/// (as the standard IPv4 table shows for that dialect).
+#[test]
+fn glued_messages_are_told_apart_in_every_single_line_dialect() {
+    use Dialect::{Bracketed as B, Colon as C, KeyValue as K, Spaced as Sp, Standard as S};
+    let ip = "198.51.100.1";
+    let two = |name: &str, ip: &str, port: u16, d: Dialect| {
+        vec![
+            m(name, ip, port, chat("first"), d),
+            m(name, ip, port, chat("second"), d),
+        ]
+    };
+    check(&[
+        (
+            "198.51.100.1 80 sp first198.51.100.1 80 sp second",
+            two("sp", ip, 80, Sp),
+        ),
+        (
+            "[::1]:80 six first[::1]:80 six second",
+            two("six", "::1", 80, S),
+        ),
+        (
+            "  [::1]:80 six first[::1]:80 six second ",
+            two("six", "::1", 80, S),
+        ),
+        (
+            "LISTENING_PORT:80|TEAM_NAME:kv|firstLISTENING_PORT:80|TEAM_NAME:kv|second",
+            two("kv", "", 80, K),
+        ),
+        (
+            "MESSAGE:co:80:firstMESSAGE:co:80:second",
+            two("co", "", 80, C),
+        ),
+        (
+            "<198.51.100.1:80> br first<198.51.100.1:80> br second",
+            two("br", ip, 80, B),
+        ),
+        (
+            "MESSAGE:co:80:aMESSAGE:co:80:bMESSAGE:co:80:c",
+            vec![
+                m("co", "", 80, chat("a"), C),
+                m("co", "", 80, chat("b"), C),
+                m("co", "", 80, chat("c"), C),
+            ],
+        ),
+        // A glued control word is read as one (colon fields' text never is).
+        (
+            "MESSAGE:co:80:hiMESSAGE:co:80:exit",
+            vec![
+                m("co", "", 80, chat("hi"), C),
+                m("co", "", 80, chat("exit"), C),
+            ],
+        ),
+        (
+            "198.51.100.1 80 sp hi198.51.100.1 80 sp exit",
+            vec![
+                m("sp", ip, 80, chat("hi"), Sp),
+                m("sp", ip, 80, Body::Exit, Sp),
+            ],
+        ),
+        // Another sender's header, or another dialect's, is text.
+        (
+            "MESSAGE:co:80:MESSAGE:bob:80:hi",
+            vec![m("co", "", 80, chat("MESSAGE:bob:80:hi"), C)],
+        ),
+        (
+            "LISTENING_PORT:80|TEAM_NAME:kv|see LISTENING_PORT:81|TEAM_NAME:kv|x",
+            vec![m(
+                "kv",
+                "",
+                80,
+                chat("see LISTENING_PORT:81|TEAM_NAME:kv|x"),
+                K,
+            )],
+        ),
+    ]);
 }
 
 /// Byte order marks before a header are skipped in one step, however many: one recursion
