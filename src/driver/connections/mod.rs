@@ -142,10 +142,9 @@ pub struct Connections {
     /// read's serial (`reads`, marked on the decoder by every read that drains the
     /// socket): if no read came by then ([`QUIET`] later), the sender ends its messages
     /// with nothing and keeps its connection open, and the message is shown. An entry
-    /// whose connection read more (a new mark), or closed (a new connection with its key
-    /// has another mark), is dropped when it comes due. At most `--max-connections`
-    /// entries; beyond, such a message waits for its end (a newline, EOF, the idle
-    /// timeout).
+    /// whose connection read more (a new mark) starts its quiet again when it comes due;
+    /// a connection closed takes its entry with it. One entry per open connection
+    /// (`Inbound::quiet`), so never more than `--max-connections`.
     quiet: VecDeque<(Instant, usize, u64)>,
     /// Reads that ended with the socket drained, counted: each one's serial.
     reads: u64,
@@ -767,6 +766,14 @@ impl Connections {
             let stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
+                    if c.quiet {
+                        // Its quiet entry goes with it: left behind, it would take a place
+                        // in that bounded queue, and a sender closing connections one after
+                        // another would fill it and keep everyone's quiet messages out.
+                        if let Some(at) = self.quiet.iter().rposition(|&(_, k, _)| k == key) {
+                            self.quiet.remove(at);
+                        }
+                    }
                     if c.queued {
                         // Its place in the queue goes with it: a connection that takes its
                         // key would otherwise get that turn as well as its own.
@@ -1273,6 +1280,55 @@ mod tests {
         assert_eq!(conns.quiet.len(), 1);
         conns.on_timers(&mut node, t0 + QUIET + QUIET, &mut effects);
         assert_eq!(shown(&mut effects), ["hell"], "quiet for 200 ms at least");
+    }
+
+    /// A connection closed takes its quiet entry with it: closed connections' entries
+    /// held places in the bounded queue, so that a sender closing one connection after
+    /// another (each whole message read apart from its EOF) kept everybody else's quiet
+    /// messages out until their end came (fails without: `carol` is never shown).
+    #[test]
+    fn a_closed_connection_takes_its_quiet_entry_with_it() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let (mut conns, to) = fresh_with(limits);
+        let mut node = Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        let mut effects = Vec::new();
+        let shown = |effects: &mut Vec<Effect>| -> Vec<String> {
+            effects
+                .drain(..)
+                .filter_map(|e| match e {
+                    Effect::Show(Event::Message { text, .. }) => Some(text),
+                    _ => None,
+                })
+                .collect()
+        };
+        let t0 = Instant::now();
+        let flooder = IpAddr::from([127, 0, 165, 2]);
+        for n in 0..2 {
+            let (key, mut sender) = accept_keeping(&mut conns, to, flooder);
+            write!(sender, "127.0.165.2:9 spam {n}").expect("write");
+            conns.ready(key, true, &mut node, t0, &mut effects);
+            drop(sender);
+            // Its EOF, read apart from its message: shown, and the connection closed.
+            while conns.conns.contains(key) {
+                conns.ready(key, true, &mut node, t0, &mut effects);
+            }
+            assert_eq!(shown(&mut effects), [format!("{n}")]);
+        }
+        assert!(conns.quiet.is_empty(), "entries of closed connections left");
+        let (key, mut sender) = accept_keeping(&mut conns, to, IpAddr::from([127, 0, 165, 3]));
+        sender
+            .write_all(b"127.0.165.3:9 carol hello")
+            .expect("write");
+        conns.ready(key, true, &mut node, t0, &mut effects);
+        conns.on_timers(&mut node, t0 + QUIET, &mut effects);
+        assert_eq!(shown(&mut effects), ["hello"], "shown once quiet");
     }
 
     /// A connection alone with work reads its lone share in a turn, not a shared one: a
