@@ -13,7 +13,7 @@ use super::{secs_since, Connections, PerIp, Timer, ACCEPTS_PER_TURN, IDLE_SLOTS}
 use crate::driver::connection::{Conn, Inbound};
 use crate::driver::net;
 use crate::node::event::Event;
-use crate::node::Effect;
+use crate::node::{Effect, Node};
 use crate::wire::Decoder;
 
 impl Connections {
@@ -34,7 +34,7 @@ impl Connections {
     /// instead lost nothing, but the listen queue, first come first served, made every
     /// newcomer wait behind the heaviest sender (5 to 7 times longer under a flood, and
     /// some sends timed out): tried and taken back.
-    pub fn accept(&mut self, now: Instant, out: &mut Vec<Effect>) {
+    pub fn accept(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
         if !self.accept_pending || self.accept_paused {
             return;
         }
@@ -43,7 +43,9 @@ impl Connections {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
-                    if let (Some(key), true) = (self.admit(stream, addr, lone, now, out), lone) {
+                    if let (Some(key), true) =
+                        (self.admit(stream, addr, lone, (node, now), out), lone)
+                    {
                         self.accepted.push(key);
                     }
                 }
@@ -74,7 +76,7 @@ impl Connections {
         stream: TcpStream,
         addr: SocketAddr,
         read_now: bool,
-        now: Instant,
+        (node, now): (&mut Node, Instant),
         out: &mut Vec<Effect>,
     ) -> Option<usize> {
         if self.idle_slots > self.inbound.max(IDLE_SLOTS) {
@@ -98,7 +100,7 @@ impl Connections {
         }
         let mut slot = slot;
         if self.conns.len() >= self.limits.max_connections {
-            if !self.evict(now, out) {
+            if !self.evict(node, now, out) {
                 drop(stream);
                 if self.refused == 0 {
                     out.push(Effect::Show(Event::Warning(format!(
@@ -119,8 +121,9 @@ impl Connections {
     /// At the connection limit: closes the inbound connection idle longest among those of
     /// the address holding the most, if it has been idle at least a second, to make room.
     /// Whoever holds many idle connections loses them first; a burst of fresh ones is
-    /// never cut short.
-    fn evict(&mut self, now: Instant, out: &mut Vec<Effect>) -> bool {
+    /// never cut short. What the connection left unfinished (an open block, a line
+    /// without its end) is shown as it came, as at the idle timeout, and the user is told.
+    fn evict(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) -> bool {
         let Some((slot, ip)) = self
             .per_ip
             .iter()
@@ -139,7 +142,18 @@ impl Connections {
             .min_by_key(|(_, since)| *since);
         match victim {
             Some((key, since)) if since < secs_since(self.started, now) => {
-                log::debug!("closing an idle connection from {ip} to make room");
+                let pending = match self.conns.get(key) {
+                    Some(Conn::In(conn)) => conn.decoder.buffered(),
+                    _ => 0,
+                };
+                if pending > 0 {
+                    out.push(Effect::Show(Event::Warning(format!(
+                        "closed an idle connection from {ip} to make room (--max-connections) with {pending} bytes unfinished (read as they came)"
+                    ))));
+                    self.deliver_unfinished(key, super::Ending::Closed, node, now, out);
+                } else {
+                    log::debug!("closing an idle connection from {ip} to make room");
+                }
                 self.close(key, out);
                 true
             }

@@ -963,21 +963,41 @@ mod tests {
         accept_keeping(conns, to, from).0
     }
 
+    /// A node for the connections to hand their messages to.
+    fn test_node() -> Node {
+        Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        )
+    }
+
     /// Like [`accept_from`], and also returns the sender's end, open.
     fn accept_keeping(
         conns: &mut Connections,
         to: SocketAddr,
         from: IpAddr,
     ) -> (usize, std::net::TcpStream) {
+        accept_keeping_with(conns, to, from, &mut test_node(), &mut Vec::new())
+    }
+
+    /// Like [`accept_keeping`], with `node` taking what an eviction delivers, and the
+    /// effects in `effects`.
+    fn accept_keeping_with(
+        conns: &mut Connections,
+        to: SocketAddr,
+        from: IpAddr,
+        node: &mut Node,
+        effects: &mut Vec<Effect>,
+    ) -> (usize, std::net::TcpStream) {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         socket.bind(&SocketAddr::new(from, 0).into()).expect("bind");
         socket.connect(&to.into()).expect("connect");
         let before: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
-        let mut effects = Vec::new();
         // The kernel completes the handshake before `connect` returns: one accept takes it.
         conns.listener_ready();
-        conns.accept(Instant::now(), &mut effects);
+        conns.accept(node, Instant::now(), effects);
         let mut keys = conns.conns.iter().map(|(key, _)| key);
         let key = match conns.conns.len() {
             // It evicted the only one (and took its key, perhaps).
@@ -1065,6 +1085,48 @@ mod tests {
         );
     }
 
+    /// A connection evicted to make room has what it left unfinished shown as it came, as
+    /// at the idle timeout, and the user is told: here an open bracketed block (fails
+    /// without: it was dropped without a word).
+    #[test]
+    fn an_evicted_connection_has_its_unfinished_block_shown() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let (mut conns, to) = fresh_with(limits);
+        let mut node = test_node();
+        let mut effects = Vec::new();
+        let t0 = Instant::now();
+        let (first, mut sender) = accept_keeping(&mut conns, to, IpAddr::from([127, 0, 165, 5]));
+        sender
+            .write_all(b"<127.0.165.5:9> @ <bob>\nline one of an open block\n")
+            .expect("write");
+        conns.ready(first, true, &mut node, t0, &mut effects);
+        assert!(effects.is_empty(), "the block is open: {effects:?}");
+        // Idle for a while; then a newcomer from another address needs its slot.
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(first) {
+            (conn.active_at, conn.line_since) = (0, 0);
+        }
+        conns.started -= Duration::from_secs(5);
+        let newcomer = IpAddr::from([127, 0, 165, 6]);
+        let _second = accept_keeping_with(&mut conns, to, newcomer, &mut node, &mut effects);
+        assert_eq!(conns.conns.len(), 1, "the first was evicted");
+        let shown: Vec<String> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Show(Event::Message { text, .. }) => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shown, ["line one of an open block"]);
+        assert!(
+            effects.iter().any(|e| matches!(e,
+                Effect::Show(Event::Warning(w)) if w.contains("to make room"))),
+            "the user is told: {effects:?}"
+        );
+    }
+
     /// Connections accepted while no inbound connection was open are read at once, in the
     /// order they came, sharing the turn; once one is open, newcomers wait for their
     /// readiness events (behind those of the older one).
@@ -1082,7 +1144,7 @@ mod tests {
                     .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
                     .collect();
                 conns.listener_ready();
-                conns.accept(now, &mut effects);
+                conns.accept(&mut test_node(), now, &mut effects);
                 (conns.conns.len() == 2).then_some((conns, addr, first))
             })
             .expect("two connections in the listener's queue at once");
@@ -1097,7 +1159,7 @@ mod tests {
         let _later = std::net::TcpStream::connect(addr).expect("connect");
         while conns.conns.len() < 3 {
             conns.listener_ready();
-            conns.accept(now, &mut effects);
+            conns.accept(&mut test_node(), now, &mut effects);
         }
         assert!(
             conns.take_accepted().is_empty(),
@@ -1371,7 +1433,7 @@ mod tests {
         // The kernel completes the handshakes before `connect` returns: accept both.
         while conns.conns.len() < 2 {
             conns.listener_ready();
-            conns.accept(now, &mut effects);
+            conns.accept(&mut test_node(), now, &mut effects);
         }
         let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
         assert!(keys.iter().all(|&k| conns.brings_work(Token(k))));

@@ -424,7 +424,7 @@ impl EventLoop {
         if !self.behind() {
             // Accepted now; read now when no older connection is open, otherwise when
             // their readiness events come, in order.
-            self.conns.accept(now, &mut self.effects);
+            self.conns.accept(&mut self.node, now, &mut self.effects);
             self.apply_effects(now);
             let accepted = self.conns.take_accepted();
             for &key in &accepted {
