@@ -830,7 +830,7 @@ impl Decoder {
                 mut text,
                 mut emitted,
             }) => {
-                if line.trim().eq_ignore_ascii_case("<end>") {
+                if skip_marks(line).trim_end().eq_ignore_ascii_case("<end>") {
                     close_bracketed(who, text, emitted, out);
                     return;
                 }
@@ -1106,6 +1106,9 @@ impl Decoder {
         {
             let cut = from + at;
             if let Some(piece) = line.get(start..cut) {
+                // Byte order marks just before the next header belong to it, not to this
+                // text (as in `split_glued_at`).
+                let piece = piece.trim_end_matches('\u{feff}');
                 self.dispatch_rest(piece, (false, false), remember, out, spares);
             }
             start = cut;
@@ -1266,10 +1269,11 @@ fn flush_bracketed(who: &Identity, text: String, out: &mut Vec<Message>) -> bool
     true
 }
 
-/// What follows `<end>` (in any case, after leading spacing) at the start of `line`, when it
-/// is a bracketed header: the next block, glued to the end of the one before.
+/// What follows `<end>` (in any case, after leading spacing and byte order marks) at the
+/// start of `line`, when it is a bracketed header: the next block, glued to the end of the
+/// one before.
 fn glued_after_end(line: &str) -> Option<&str> {
-    let rest = line.trim_start();
+    let rest = skip_marks(line);
     let (end, next) = rest.split_at_checked(5)?;
     (end.eq_ignore_ascii_case("<end>") && bracket_addr(next).is_some()).then_some(next)
 }

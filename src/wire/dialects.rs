@@ -451,7 +451,9 @@ fn split_glued_at<'a>(line: &'a str, text: &'a str, header: usize) -> (&'a str, 
     // The header starts with a digit, so the text is cut between two characters.
     match memchr::memmem::find(text.as_bytes(), head.as_bytes()) {
         Some(at) => match (text.get(..at), text.get(at..)) {
-            (Some(first), Some(rest)) => (first, Some(rest)),
+            // Byte order marks just before the next header belong to it (a sender that
+            // starts every write with one), not to this text.
+            (Some(first), Some(rest)) => (first.trim_end_matches('\u{feff}'), Some(rest)),
             _ => (text, None),
         },
         None => (text, None),
@@ -557,12 +559,19 @@ pub(super) enum Bracketed<'a> {
     Open { who: Identity, first: &'a str },
 }
 
-/// `<IP:PORT>` at the start of a line, and what follows it.
+/// `<IP:PORT>` at the start of a line (after any spacing and byte order marks), and what
+/// follows it.
 pub(super) fn bracket_addr(line: &str) -> Option<(IpAddr, u16, &str)> {
-    let inner = line.trim_start().strip_prefix('<')?;
+    let inner = skip_marks(line).strip_prefix('<')?;
     let end = inner.find('>')?;
     let (ip, port) = parse_sockaddr(&inner[..end])?;
     Some((ip, port, &inner[end + 1..]))
+}
+
+/// `line` without the spacing and byte order marks before it: a mark before a header, or
+/// before a bracketed block's `<end>`, is ignored, as at the start of a line.
+pub(super) fn skip_marks(line: &str) -> &str {
+    line.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
 /// Bracketed: `<IP:PORT> @ <TEAM>`, `<IP:PORT> DISCONNECT`, `<IP:PORT> TEAM MESSAGE`.

@@ -1896,6 +1896,40 @@ fn many_byte_order_marks_before_a_header_are_skipped() {
     assert_eq!(got[0].body, chat("hi"));
 }
 
+/// A byte order mark before a header is ignored wherever the header comes: before a
+/// header glued to the message before it (it stayed at the end of that text,
+/// shown as `\u{feff}`), and before a bracketed header or `<end>` inside an open block
+/// (the next block, or the end, was taken for text: every later message of the
+/// connection ran into one block).
+#[test]
+fn byte_order_marks_before_glued_headers_and_inside_blocks_are_ignored() {
+    let bob = |text: &str| m("bob", "198.51.100.1", 80, chat(text), Dialect::Standard);
+    let blk = |text: &str| m("bob", "198.51.100.1", 80, chat(text), Dialect::Bracketed);
+    let colon = |text: &str| m("bob", "", 80, chat(text), Dialect::Colon);
+    check(&[
+        (
+            "\u{feff}198.51.100.1:80 bob a\u{feff}198.51.100.1:80 bob b",
+            vec![bob("a"), bob("b")],
+        ),
+        (
+            "MESSAGE:bob:80:a\u{feff}MESSAGE:bob:80:b",
+            vec![colon("a"), colon("b")],
+        ),
+        (
+            "<198.51.100.1:80> @ <bob>\none\n<end>\u{feff}<198.51.100.1:80> @ <bob>\ntwo\n<end>",
+            vec![blk("one"), blk("two")],
+        ),
+        (
+            "<198.51.100.1:80> @ <bob>\none\n\u{feff}<end>\n<198.51.100.1:80> @ <bob>\ntwo",
+            vec![blk("one"), blk("two")],
+        ),
+        (
+            "<198.51.100.1:80> @ <bob>\none\n\u{feff}<198.51.100.1:80> @ <bob>\ntwo",
+            vec![blk("one"), blk("two")],
+        ),
+    ]);
+}
+
 /// Every dialect we send in (raw text is never an answer's form).
 fn sent_dialects() -> impl Iterator<Item = Dialect> {
     Dialect::ALL.into_iter().filter(|d| *d != Dialect::Raw)
