@@ -144,6 +144,10 @@ pub struct Node {
     quit_notice: Option<Instant>,
     /// Static peers that our greeting has not reached yet.
     ungreeted: HashSet<SocketAddr>,
+    /// Static peers that said `exit` while a message of ours to them was in flight: that
+    /// message's end (it reached the peer before it left) does not make them active, nor
+    /// count as our greeting. At most one entry per static peer.
+    exited_in_flight: HashSet<SocketAddr>,
     /// While quitting: the peers already told `exit`.
     told_exit: HashSet<SocketAddr>,
     /// Whether the user was told that the peer table is full.
@@ -201,6 +205,7 @@ impl Node {
             quit_notice: None,
             told_exit: HashSet::new(),
             ungreeted: HashSet::new(),
+            exited_in_flight: HashSet::new(),
             said_table_full: false,
             last_sender: LastSender::Nobody,
             discovery: me
@@ -854,6 +859,11 @@ impl Node {
                     // leaving ourselves.
                     self.liveness.forget(addr);
                     self.replied.remove(&addr);
+                    if self.outbox.has_in_flight(addr) {
+                        // What we sent reached it before it left, most likely: when that
+                        // send ends, the row stays as it is now.
+                        self.exited_in_flight.insert(addr);
+                    }
                     if !self.quitting {
                         self.liveness.track(addr, now);
                         self.ungreeted.insert(addr);
@@ -2769,6 +2779,44 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Effect::Persist(Record::Gone { .. }))));
         assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
+    }
+
+    /// A static peer that says `exit` while a message of ours to it is in flight (our
+    /// greeting, or a chat message, reaching it just before it quit) stays as its `exit`
+    /// left it when that send ends: static, and greeted when it answers a check again.
+    /// The send's end made it active and counted as the greeting, so that it was never
+    /// greeted again (fails without).
+    #[test]
+    fn a_static_peer_that_says_exit_while_our_message_is_in_flight_stays_to_be_greeted() {
+        let t0 = Instant::now();
+        let (mut n, mut out, stat) = started_greeting_static(t0);
+        let from_it = |body| Message {
+            claimed_ip: None,
+            ..msg("st", 9000, body)
+        };
+        // Its exit arrives before our greeting's connection is over.
+        n.on_message(stat.ip(), from_it(Body::Exit), t0, &mut out);
+        n.on_sent(stat, None, t0, &mut out);
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
+        // Likewise for a chat message, once it is back and greeted.
+        let at = n.poll_timeout().expect("checked");
+        n.on_timeout(at, &mut out);
+        n.on_check(stat, true, at, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+        n.on_sent(stat, None, at, &mut out);
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
+        user_sends(&mut n, stat, "bye then".into(), at, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "bye then")]));
+        n.on_message(stat.ip(), from_it(Body::Exit), at, &mut out);
+        out.clear();
+        n.on_sent(stat, None, at, &mut out);
+        assert!(shown(&out).iter().any(|e| matches!(e, Event::Sent { .. })));
+        assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
+        // When it answers again, it is greeted.
+        let later = n.poll_timeout().expect("checked");
+        n.on_timeout(later, &mut out);
+        n.on_check(stat, true, later, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
     }
 
     /// `/reply` answers whoever sent the last message; when that sender did not say where it

@@ -241,6 +241,13 @@ impl Outbox {
         self.user_waiting
     }
 
+    /// Whether a message to `dest` is in flight (handed out, not done yet).
+    pub fn has_in_flight(&self, dest: SocketAddr) -> bool {
+        self.queues
+            .get(&dest)
+            .is_some_and(|queue| queue.in_flight.is_some())
+    }
+
     /// Destinations with something queued or in flight.
     pub fn destinations(&self) -> usize {
         self.queues.len()

@@ -80,6 +80,7 @@ impl Node {
 
     /// Reports every message not yet sent (waiting or in flight) as failed.
     pub(super) fn give_up(&mut self, reason: &str, out: &mut Vec<Effect>) {
+        self.exited_in_flight.clear();
         for (dest, text) in self.outbox.drain() {
             self.send_failed(dest, text, reason.into(), out);
         }
@@ -129,6 +130,12 @@ impl Node {
                 self.persist_peer(dest, out);
             }
         }
+        if self.exited_in_flight.remove(&dest) {
+            // A static peer that said `exit` after this message reached it: it stays as
+            // its `exit` left it (static, to be greeted when it answers again).
+            self.show_sent(dest, text, reply, now, out);
+            return;
+        }
         if text == "connect" {
             self.ungreeted.remove(&dest);
             // A peerchat that said hello listens where it claimed: now it may be asked.
@@ -157,6 +164,19 @@ impl Node {
         if self.peers.get(dest).is_some() {
             self.liveness.heard(dest, now);
         }
+        self.show_sent(dest, text, reply, now, out);
+    }
+
+    /// Tells that `text` reached `dest` (and keeps it in the history, unless it is a
+    /// control word).
+    fn show_sent(
+        &mut self,
+        dest: SocketAddr,
+        text: String,
+        reply: Option<&str>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
         if wire::control_word(&text).is_none() {
             let entry = Entry {
                 millis: self.wall_millis(now),
@@ -173,6 +193,7 @@ impl Node {
 
     /// The message in flight to `dest` could not be delivered.
     pub fn on_send_failed(&mut self, dest: SocketAddr, reason: String, out: &mut Vec<Effect>) {
+        self.exited_in_flight.remove(&dest);
         if let Some(text) = self.outbox.done(dest) {
             self.send_failed(dest, text, reason, out);
         }
