@@ -129,7 +129,7 @@ fn options() -> Options {
     o.optopt(
         "",
         "max-connections",
-        "most connections open at once; beyond it new ones are closed (default 16384)",
+        "most connections open at once; at the limit the idlest connection of the busiest address makes room, else new ones are closed (default 16384)",
         "N",
     );
     o.optopt(
