@@ -146,6 +146,11 @@ impl Connections {
                     Some(Conn::In(conn)) => conn.decoder.buffered(),
                     _ => 0,
                 };
+                if pending > 0 && !self.may_hand() {
+                    // This turn handed over its share of unfinished data: the newcomer
+                    // is refused rather than the victim's data rendered beyond it.
+                    return false;
+                }
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
                         "closed an idle connection from {ip} to make room (--max-connections) with {pending} bytes unfinished (read as they came)"

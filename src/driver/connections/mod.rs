@@ -51,6 +51,13 @@ const ACCEPTS_PER_TURN: usize = 128;
 /// enough to feel immediate.
 const QUIET: Duration = Duration::from_millis(200);
 
+/// Bytes of what connections left unfinished that one turn hands over (at least one
+/// connection's, however large), for the quiet, the stalled and the evicted alike; the
+/// rest waits for the next turns, and for stdout to keep up, as reading does. Handed over
+/// all at once, a few hundred connections' unfinished lines (64 KiB each at most) were
+/// rendered in one turn: tens of megabytes, far beyond the memory bound.
+const HAND_PER_TURN: usize = 64 * 1024;
+
 /// Size of the one read buffer shared by every connection (and the console): the largest
 /// share of a turn.
 const READ_BUF: usize = Share::ALONE.bytes;
@@ -148,6 +155,8 @@ pub struct Connections {
     quiet: VecDeque<(Instant, usize, u64)>,
     /// Reads that ended with the socket drained, counted: each one's serial.
     reads: u64,
+    /// Bytes of unfinished data handed over in this turn (see [`HAND_PER_TURN`]).
+    handed: usize,
     /// How many at the front of `queue` get their turn in this loop turn
     /// ([`Connections::start_turn`]); those queued during it come after them.
     in_turn: usize,
@@ -215,6 +224,7 @@ impl Connections {
             inbound: 0,
             queue: VecDeque::new(),
             quiet: VecDeque::new(),
+            handed: 0,
             reads: 0,
             in_turn: 0,
             accepted: Vec::new(),
@@ -270,9 +280,14 @@ impl Connections {
         !self.queue.is_empty() || (self.accept_pending && !self.accept_paused)
     }
 
-    /// The earliest connection deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let quiet = self.quiet.front().map(|&(at, ..)| at);
+    /// The earliest connection deadline. While stdout is `behind`, a quiet message that
+    /// is due waits for it to take more (its writability wakes the loop), not a timeout.
+    pub fn next_deadline(&self, now: Instant, behind: bool) -> Option<Instant> {
+        let quiet = self
+            .quiet
+            .front()
+            .map(|&(at, ..)| at)
+            .filter(|&at| !behind || at > now);
         crate::node::timers::earliest(self.timers.next_deadline(), quiet)
     }
 
@@ -324,6 +339,7 @@ impl Connections {
     /// they waited longer, and a sender's older connection keeps its place before its newer
     /// one.
     pub fn start_turn(&mut self) -> usize {
+        self.handed = 0;
         self.in_turn = self.queue.len();
         self.in_turn
     }
@@ -543,10 +559,17 @@ impl Connections {
         }
     }
 
-    /// Fires the connection timers that are due.
-    pub fn on_timers(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+    /// Fires the connection timers that are due. With `room` (stdout keeps up), what
+    /// connections left unfinished is handed over within [`HAND_PER_TURN`]; without, it
+    /// waits, as reading does.
+    pub fn on_timers(
+        &mut self,
+        node: &mut Node,
+        (now, room): (Instant, bool),
+        out: &mut Vec<Effect>,
+    ) {
         while let Some(&(at, key, serial)) = self.quiet.front() {
-            if at > now {
+            if at > now || !(room && self.may_hand()) {
                 break;
             }
             self.quiet.pop_front();
@@ -560,9 +583,11 @@ impl Connections {
                 }
                 Timer::Sweep => {
                     self.sweep = None;
-                    self.close_idle(node, now, out);
+                    let deferred = self.close_idle(node, (now, room), out);
                     if self.inbound > 0 {
-                        let next = now + self.sweep_period();
+                        // Stalled connections whose unfinished data must wait for another
+                        // turn are closed soon, not a sweep period later.
+                        let next = now + if deferred { QUIET } else { self.sweep_period() };
                         self.sweep = Some(self.timers.insert(next, Timer::Sweep));
                     }
                 }
@@ -583,13 +608,20 @@ impl Connections {
     }
 
     /// Closes inbound connections silent for the idle timeout (or stalled mid-line: what
-    /// they left unfinished is delivered as it is, as at EOF).
-    fn close_idle(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+    /// they left unfinished is delivered as it is, as at EOF, within the turn's
+    /// [`HAND_PER_TURN`] and with `room`). Returns whether some such connection was left
+    /// for a later sweep.
+    fn close_idle(
+        &mut self,
+        node: &mut Node,
+        (now, room): (Instant, bool),
+        out: &mut Vec<Effect>,
+    ) -> bool {
         let idle = self.limits.idle_timeout;
         let idle_secs = u32::try_from(idle.as_secs()).unwrap_or(u32::MAX);
         // Times are whole seconds: `< cutoff` never closes a connection early.
         let Some(cutoff) = secs_since(self.started, now).checked_sub(idle_secs) else {
-            return; // the driver has not run for an idle timeout yet
+            return false; // the driver has not run for an idle timeout yet
         };
         // A port-line peer keeps one connection open between its messages: one per
         // address is spared (the one active last), so that port lines cannot hold slots.
@@ -614,10 +646,15 @@ impl Connections {
             })
             .map(|(key, _)| key)
             .collect();
+        let mut deferred = false;
         for key in expired {
             if let Some(Conn::In(conn)) = self.conns.get(key) {
                 let pending = conn.decoder.buffered();
                 let ip = self.ip_of(conn);
+                if pending > 0 && !(room && self.may_hand()) {
+                    deferred = true;
+                    continue;
+                }
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
                         "closed the connection from {ip}: it stalled for {} s with {pending} bytes unfinished (read as they came)",
@@ -630,6 +667,12 @@ impl Connections {
             }
             self.close(key, out);
         }
+        deferred
+    }
+
+    /// Whether this turn may hand over more unfinished data (see [`HAND_PER_TURN`]).
+    pub(super) fn may_hand(&self) -> bool {
+        self.handed < HAND_PER_TURN
     }
 
     /// A [`QUIET`] entry came due: inbound connection `key`, whose read `serial` left a
@@ -681,6 +724,7 @@ impl Connections {
             return;
         };
         let held = conn.decoder.buffered();
+        self.handed += held;
         match ending {
             Ending::Closed => conn
                 .decoder
@@ -1110,7 +1154,8 @@ mod tests {
         }
         conns.started -= Duration::from_secs(5);
         let newcomer = IpAddr::from([127, 0, 165, 6]);
-        let _second = accept_keeping_with(&mut conns, to, newcomer, &mut node, &mut effects);
+        let (second, mut holder) =
+            accept_keeping_with(&mut conns, to, newcomer, &mut node, &mut effects);
         assert_eq!(conns.conns.len(), 1, "the first was evicted");
         let shown: Vec<String> = effects
             .iter()
@@ -1124,6 +1169,30 @@ mod tests {
             effects.iter().any(|e| matches!(e,
                 Effect::Show(Event::Warning(w)) if w.contains("to make room"))),
             "the user is told: {effects:?}"
+        );
+        // Once a turn has handed over its share of unfinished data, the newcomer is
+        // refused instead, and the holder of an open block waits for a later turn.
+        holder
+            .write_all(b"<127.0.165.6:9> @ <carol>\nheld line\n")
+            .expect("write");
+        conns.ready(second, true, &mut node, t0, &mut effects);
+        if let Some(Conn::In(conn)) = conns.conns.get_mut(second) {
+            (conn.active_at, conn.line_since) = (0, 0);
+        }
+        effects.clear();
+        conns.handed = HAND_PER_TURN;
+        let third = IpAddr::from([127, 0, 165, 7]);
+        let kept = accept_keeping_with(&mut conns, to, third, &mut node, &mut effects).0;
+        assert_eq!(kept, second, "the holder stays");
+        assert!(effects
+            .iter()
+            .all(|e| !matches!(e, Effect::Show(Event::Message { .. }))));
+        conns.start_turn();
+        let _fourth = accept_keeping_with(&mut conns, to, third, &mut node, &mut effects);
+        assert!(
+            effects.iter().any(|e| matches!(e,
+                Effect::Show(Event::Message { text, .. }) if text == "held line")),
+            "evicted in the next turn: {effects:?}"
         );
     }
 
@@ -1297,7 +1366,7 @@ mod tests {
             crate::node::liveness::Liveness::new(Duration::ZERO, 3),
             (Instant::now(), 0),
         );
-        conns.close_idle(&mut node, later, &mut effects);
+        conns.close_idle(&mut node, (later, true), &mut effects);
         assert!(conns.conns.get(waiting).is_some(), "spared");
         assert!(conns.conns.get(idle).is_none(), "closed");
     }
@@ -1335,13 +1404,86 @@ mod tests {
             .expect("write");
         conns.ready(key, true, &mut node, t0 + ms(150), &mut effects);
         assert_eq!(shown(&mut effects), ["tick"], "ended by its newline");
-        conns.on_timers(&mut node, t0 + QUIET, &mut effects);
+        conns.on_timers(&mut node, (t0 + QUIET, true), &mut effects);
         assert!(shown(&mut effects).is_empty(), "tick's entry showed hell");
         // Its quiet starts again when tick's entry finds it read since: one entry per
         // connection at a time.
         assert_eq!(conns.quiet.len(), 1);
-        conns.on_timers(&mut node, t0 + QUIET + QUIET, &mut effects);
+        conns.on_timers(&mut node, (t0 + QUIET + QUIET, true), &mut effects);
         assert_eq!(shown(&mut effects), ["hell"], "quiet for 200 ms at least");
+    }
+
+    /// What connections left unfinished is handed over within [`HAND_PER_TURN`] a turn
+    /// (at least one connection's), and not while stdout is behind, as reading: handed
+    /// over all at once, a few hundred quiet connections' lines were rendered in one turn,
+    /// tens of megabytes (fails without: all eight in the first turn). While stdout is
+    /// behind, a due quiet message sets no timeout (the loop would spin).
+    #[test]
+    fn unfinished_data_is_handed_over_within_a_turns_budget() {
+        let (mut conns, to) = fresh();
+        let mut node = Node::new(
+            crate::node::Settings::for_tests(),
+            crate::node::liveness::Liveness::new(Duration::ZERO, 3),
+            (Instant::now(), 0),
+        );
+        let mut effects = Vec::new();
+        let shown = |effects: &mut Vec<Effect>| {
+            effects
+                .drain(..)
+                .filter(|e| matches!(e, Effect::Show(Event::Message { .. })))
+                .count()
+        };
+        let t0 = Instant::now();
+        let from = IpAddr::from([127, 0, 172, 9]);
+        let line = format!("127.0.172.9:9 bob {}", "x".repeat(12_000));
+        let mut senders = Vec::new();
+        for _ in 0..8 {
+            let (key, mut sender) = accept_keeping(&mut conns, to, from);
+            sender.write_all(line.as_bytes()).expect("write");
+            conns.ready(key, true, &mut node, t0, &mut effects);
+            senders.push(sender);
+        }
+        assert_eq!(shown(&mut effects), 0);
+        assert_eq!(conns.quiet.len(), 8);
+        let due = t0 + QUIET;
+        conns.start_turn();
+        conns.on_timers(&mut node, (due, false), &mut effects);
+        assert_eq!(shown(&mut effects), 0, "stdout behind: nothing handed over");
+        assert!(
+            conns.next_deadline(due, true).is_some_and(|at| at > due),
+            "no timeout for it while behind: the sweep's, later"
+        );
+        assert_eq!(conns.next_deadline(due, false), Some(due));
+        conns.on_timers(&mut node, (due, true), &mut effects);
+        let first = shown(&mut effects);
+        assert_eq!(
+            first,
+            HAND_PER_TURN.div_ceil(line.len()),
+            "one turn's worth"
+        );
+        conns.start_turn();
+        conns.on_timers(&mut node, (due, true), &mut effects);
+        assert_eq!(first + shown(&mut effects), 8, "the rest in the next turn");
+        // Stalled connections closed by the idle sweep: as many as the budget allows in a
+        // turn, the rest left open for a sweep soon after.
+        let raw = "y".repeat(12_000);
+        for sender in &mut senders {
+            sender.write_all(raw.as_bytes()).expect("write");
+        }
+        let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
+        for &key in &keys {
+            conns.ready(key, true, &mut node, due, &mut effects);
+        }
+        assert_eq!(shown(&mut effects), 0, "no line ended");
+        let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
+        conns.start_turn();
+        assert!(conns.close_idle(&mut node, (later, true), &mut effects));
+        assert_eq!(shown(&mut effects), first, "one turn's worth");
+        assert_eq!(conns.conns.len(), 8 - first);
+        conns.start_turn();
+        assert!(!conns.close_idle(&mut node, (later, true), &mut effects));
+        assert_eq!(shown(&mut effects), 8 - first);
+        assert!(conns.conns.is_empty());
     }
 
     /// A connection closed takes its quiet entry with it: closed connections' entries
@@ -1389,7 +1531,7 @@ mod tests {
             .write_all(b"127.0.165.3:9 carol hello")
             .expect("write");
         conns.ready(key, true, &mut node, t0, &mut effects);
-        conns.on_timers(&mut node, t0 + QUIET, &mut effects);
+        conns.on_timers(&mut node, (t0 + QUIET, true), &mut effects);
         assert_eq!(shown(&mut effects), ["hello"], "shown once quiet");
     }
 

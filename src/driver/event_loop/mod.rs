@@ -361,7 +361,10 @@ impl EventLoop {
                 // the loop's own work around a one-message connection's turn.
                 let journal = self.journal.as_ref().and_then(Journal::retry_at);
                 earliest(
-                    earliest(self.conns.next_deadline(), self.node.poll_timeout()),
+                    earliest(
+                        self.conns.next_deadline(now, self.behind()),
+                        self.node.poll_timeout(),
+                    ),
                     earliest(self.stall_deadline(), earliest(journal, self.quiet_at)),
                 )
                 .map(|d| d.saturating_duration_since(now))
@@ -452,7 +455,9 @@ impl EventLoop {
         if let Some(udp) = &mut self.udp {
             udp.read_rest(&mut self.node, now, &mut self.effects);
         }
-        self.conns.on_timers(&mut self.node, now, &mut self.effects);
+        let room = !self.behind();
+        self.conns
+            .on_timers(&mut self.node, (now, room), &mut self.effects);
         if self.quiet_at.is_some_and(|at| at <= now) {
             // Quiet since a burst of output: its buffers go back at this turn's flush.
             self.quiet_at = None;
