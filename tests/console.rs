@@ -445,3 +445,24 @@ fn send_subcommand_exits_0_when_delivered_and_1_when_not() {
     let usage = run_peerchat(&["send", "127.0.0.1:5", "no name"]);
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }
+
+#[test]
+fn a_script_whose_messages_are_refused_before_they_go_exits_1() {
+    // A CI script's `/msg` to a name nobody has, `/reply` with nobody to answer, `/all`
+    // with no active peer and a `/send` to an address that is none: none of the four
+    // messages goes, each is told on its line, and the exit status says so (it was 0).
+    let b = 150;
+    let mut ci = Peer::spawn("ci", &ip(b, 200), &[]);
+    for line in [
+        "/msg builder done",
+        "/reply done",
+        "/all done",
+        "/send 127.0.150.201:0 done",
+    ] {
+        ci.send_line(line);
+    }
+    ci.expect("the last refusal", WAIT, |l| {
+        l.contains("port 0 cannot be sent to")
+    });
+    ci.quit_undelivered(4);
+}

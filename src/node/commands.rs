@@ -64,6 +64,29 @@ pub enum Command {
     Menu,
 }
 
+impl Command {
+    /// Whether it asks for a chat message to go out (not a greeting, not a query).
+    pub fn is_message(&self) -> bool {
+        matches!(
+            self,
+            Command::Send { .. }
+                | Command::All { .. }
+                | Command::Msg { .. }
+                | Command::Reply { .. }
+        )
+    }
+}
+
+/// The words of the commands that send a chat message.
+const MESSAGE_WORDS: [&str; 7] = ["/send", "/msg", "/m", "/reply", "/r", "/all", "/broadcast"];
+
+/// Whether a typed line is a command that sends a chat message (`/send`, `/msg`, `/reply`,
+/// `/all` and their short forms), whether or not the rest of it can be read.
+pub fn asks_to_send(line: &str) -> bool {
+    let word = line.split_whitespace().next().unwrap_or("");
+    MESSAGE_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
 /// The one-screen help text for the console.
 pub const HELP: &str = "\
 menu:  1 send a message   2 query active peers   3 connect to active peers   0 quit

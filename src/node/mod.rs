@@ -166,6 +166,11 @@ pub struct Node {
     awaiting_greeting: HashMap<SocketAddr, SocketAddr>,
     /// Reused for the datagrams discovery hands out.
     datagrams: Vec<(SocketAddr, Vec<u8>)>,
+    /// Messages the user asked for that never went out: refused before the outbox (a
+    /// name nobody has, nobody to reply to, no active peer for `/all`, our own address, a
+    /// malformed `/send`, quitting). Together with the sends that failed, they make a
+    /// script's exit status.
+    refused: usize,
 }
 
 /// Who sent the last chat message, for `/reply`.
@@ -213,8 +218,15 @@ impl Node {
                 .map(|plan| Discovery::new(plan, &me.header.name, me.header.port, epoch.0)),
             awaiting_greeting: HashMap::new(),
             datagrams: Vec::new(),
+            refused: 0,
             me,
         }
+    }
+
+    /// How many messages the user asked for were refused before they could go out (each
+    /// was told on its own line); see [`Node::on_line`].
+    pub fn refused_sends(&self) -> usize {
+        self.refused
     }
 
     /// The peer table, for queries and tests.
@@ -587,7 +599,12 @@ impl Node {
         match self.console.input(line) {
             Ok(Some(command)) => self.execute(command, now, out),
             Ok(None) => {}
-            Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+            Err(hint) => {
+                // A message command that could not be read (`/send` to a bad address, `/msg`
+                // without text) asked for a message that will not go.
+                self.refused += usize::from(commands::asks_to_send(line));
+                out.push(Effect::Show(Event::Hint(hint)));
+            }
         }
     }
 
@@ -605,6 +622,7 @@ impl Node {
                     | Command::Reply { .. }
             )
         {
+            self.refused += usize::from(command.is_message());
             out.push(Effect::Show(Event::Warning("not sent: quitting".into())));
             return;
         }
@@ -613,6 +631,7 @@ impl Node {
             Command::All { text } => {
                 let active = self.peers.active();
                 if active.is_empty() {
+                    self.refused += 1;
                     out.push(Effect::Show(Event::Warning(
                         "no active peers to send to".into(),
                     )));
@@ -639,16 +658,25 @@ impl Node {
             },
             Command::Msg { to, text } => match self.resolve(&to) {
                 Ok(dest) => self.send(dest, &text, now, out),
-                Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
+                Err(hint) => {
+                    self.refused += 1;
+                    out.push(Effect::Show(Event::Hint(hint)));
+                }
             },
             Command::Reply { text } => match self.last_sender {
                 LastSender::At(dest) => self.send(dest, &text, now, out),
-                LastSender::Nobody => out.push(Effect::Show(Event::Hint(
-                    "nobody has sent you a message yet; /msg NAME TEXT".into(),
-                ))),
-                LastSender::NoPort(ip) => out.push(Effect::Show(Event::Hint(format!(
-                    "the last message, from {ip}, did not say where its sender listens: it cannot be answered; /msg NAME TEXT or /send IP:PORT TEXT"
-                )))),
+                LastSender::Nobody => {
+                    self.refused += 1;
+                    out.push(Effect::Show(Event::Hint(
+                        "nobody has sent you a message yet; /msg NAME TEXT".into(),
+                    )));
+                }
+                LastSender::NoPort(ip) => {
+                    self.refused += 1;
+                    out.push(Effect::Show(Event::Hint(format!(
+                        "the last message, from {ip}, did not say where its sender listens: it cannot be answered; /msg NAME TEXT or /send IP:PORT TEXT"
+                    ))));
+                }
             },
             Command::Query(Some(target)) => match self.resolve(&target) {
                 Ok(dest) => {
@@ -1231,6 +1259,49 @@ mod tests {
         list.iter()
             .map(|(a, t)| (addr(a), (*t).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn messages_refused_before_the_outbox_are_counted_for_the_exit_status() {
+        let t0 = Instant::now();
+        let (mut n, mut out, _) = started_greeting_static(t0);
+        // Each asks for a message that cannot go: a name nobody has, nobody to reply to,
+        // no active peer, our own address, an address that is none, a `/msg` without text.
+        for line in [
+            "/msg nobody hi",
+            "/reply hi",
+            "/all hi",
+            "/send 127.0.0.2:5000 me",
+            "/send 127.0.0.3:0 hi",
+            "/MSG bob",
+        ] {
+            n.on_line(line, t0, &mut out);
+        }
+        assert_eq!(n.refused_sends(), 6);
+        // Neither commands that send nothing nor greetings count, nor a message that goes.
+        for line in [
+            "/peers",
+            "/frob",
+            "/connect nobody",
+            "/history x",
+            "1",
+            "",
+            "/send 127.0.0.3:5000 hi",
+        ] {
+            n.on_line(line, t0, &mut out);
+        }
+        assert_eq!(n.refused_sends(), 6);
+        // While quitting, a message is refused too.
+        n.quit(t0, &mut out);
+        n.execute(
+            Command::Msg {
+                to: Target::Name("x".into()),
+                text: "late".into(),
+            },
+            t0,
+            &mut out,
+        );
+        assert_eq!(n.refused_sends(), 7);
     }
 
     #[test]

@@ -254,6 +254,8 @@ impl Node {
         // per destination and the table agree.
         let dest = crate::node::peers::canonical(dest);
         if self.is_us(dest.ip(), Some(dest.port())) {
+            // A greeting or `exit` is not a message the user asked for.
+            self.refused += usize::from(crate::wire::control_word(text).is_none());
             out.push(Effect::Show(Event::Warning(format!(
                 "not sent to {dest}: that is this peer's own address"
             ))));

@@ -77,7 +77,8 @@ pub enum Error {
     /// The event loop itself failed.
     Io(io::Error),
     /// Stdin was not a terminal (a script), and this many of the messages it asked for
-    /// could not be delivered (each was reported as it failed). The run itself went well.
+    /// could not be delivered (each was reported as it failed, or as it was refused: a
+    /// name nobody has, a malformed `/send`). The run itself went well.
     Undelivered(usize),
 }
 
@@ -387,7 +388,7 @@ impl EventLoop {
         if dropped > 0 {
             log::warn!("{dropped} lines of output were dropped: stdout was not being read");
         }
-        match self.undelivered {
+        match self.undelivered + self.node.refused_sends() {
             n if n > 0 && self.scripted => Err(Error::Undelivered(n)),
             _ => Ok(()),
         }
