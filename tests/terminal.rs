@@ -1163,3 +1163,28 @@ fn a_terminal_read_late_shows_or_reports_every_message() {
         "a terminal is never dropped from: {others:?}"
     );
 }
+
+#[test]
+fn a_paste_longer_than_a_line_may_be_is_refused_whole_not_sent_cut() {
+    // 70,000 bytes pasted into the editor, whose lines hold 65,536: the text beyond the
+    // limit was dropped without a word and the cut line sent as if whole (65 parts). Now
+    // the line is refused, as from a pipe, and the next one goes.
+    let mut bob = Peer::spawn("bob", &common::ip(151, 201), &[]);
+    let mut tty = TtyPeer::start("tty", &common::ip(151, 200), Setup::default());
+    let long = format!("/send {} {}\r", bob.address(), "x".repeat(70_000));
+    tty.type_keys(long.as_bytes());
+    let refusal = format!(
+        "ignored a typed line of {} bytes (the limit is 65536)",
+        long.len() - 1
+    );
+    tty.expect("the refusal", |s| s.contains(&refusal));
+    tty.type_keys(format!("/send {} after\r", bob.address()).as_bytes());
+    let after = format!("[tty {}] after", tty.addr);
+    bob.expect_line(&after);
+    let cut = bob.lines_matching(|l| l.contains("xxxx"));
+    assert!(
+        cut.is_empty(),
+        "{} parts of the cut line arrived",
+        cut.len()
+    );
+}

@@ -213,6 +213,7 @@ impl ConsoleInput {
                 Edit::Changed => out.push(Input::Edited),
                 Edit::Clear => out.push(Input::Clear),
                 Edit::Complete => out.push(Input::Complete),
+                Edit::Overlong(n) => out.push(Input::Overlong(n)),
                 Edit::Eof => {
                     self.mode = Mode::Closed;
                     out.push(Input::Eof);

@@ -40,6 +40,10 @@ pub enum Edit {
     Eof,
     /// Tab: complete the word before the cursor ([`LineEditor::complete`]).
     Complete,
+    /// Enter was pressed on a line that outgrew the limit (typed or pasted text beyond it
+    /// was not taken): the line, this many bytes with what was not taken, is dropped, as
+    /// an overlong line from a pipe is, rather than sent cut.
+    Overlong(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,6 +74,8 @@ pub struct LineEditor {
     escape: Escape,
     last_was_cr: bool,
     max_len: usize,
+    /// Bytes typed into the current line beyond `max_len`, which it did not take.
+    dropped: usize,
     /// Earlier lines, oldest first, and which one Up/Down shows (`None`: the new line).
     history: Vec<String>,
     recalled: Option<usize>,
@@ -216,7 +222,12 @@ impl LineEditor {
                         out.push(Edit::Changed);
                         changed = false;
                     }
-                    out.push(Edit::Line(self.enter()));
+                    let dropped = std::mem::take(&mut self.dropped);
+                    let line = self.enter();
+                    out.push(match dropped {
+                        0 => Edit::Line(line),
+                        _ => Edit::Overlong(line.len() + dropped),
+                    });
                 }
                 0x7f | 0x08 => changed |= self.delete_before(),
                 0x01 => changed |= self.move_to(0),
@@ -315,6 +326,7 @@ impl LineEditor {
         };
         let Some(i) = next else {
             if self.recalled.take().is_some() {
+                self.dropped = 0;
                 self.line.clear();
                 self.cursor = 0;
                 return true;
@@ -322,6 +334,7 @@ impl LineEditor {
             return false;
         };
         self.recalled = Some(i);
+        self.dropped = 0;
         self.line = self.history[i].clone();
         self.cursor = self.line.len();
         true
@@ -363,7 +376,12 @@ impl LineEditor {
     }
 
     fn insert(&mut self, s: &str) -> bool {
+        if self.line.is_empty() {
+            // A new line (the one before was erased): nothing of it was refused yet.
+            self.dropped = 0;
+        }
         if self.line.len() + s.len() > self.max_len {
+            self.dropped = self.dropped.saturating_add(s.len());
             return false;
         }
         self.line.insert_str(self.cursor, s);
@@ -574,6 +592,32 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_outgrew_the_limit_is_refused_whole_not_sent_cut() {
+        let mut ed = LineEditor::new(8);
+        // A paste of 10 bytes and Enter: 8 taken, 2 not; the line is refused, with its size.
+        assert_eq!(
+            feed(&mut ed, b"0123456789\r"),
+            vec![Edit::Changed, Edit::Overlong(10)]
+        );
+        assert_eq!(ed.text(), "");
+        // The next line is taken as usual.
+        assert_eq!(
+            feed(&mut ed, b"ok\r"),
+            vec![Edit::Changed, Edit::Line("ok".into())]
+        );
+        // Too much typed, then erased and typed again: the new line is whole.
+        feed(&mut ed, b"abcdefghij");
+        assert_eq!(ed.text(), "abcdefgh");
+        assert_eq!(
+            feed(&mut ed, b"\x15hi\r"),
+            vec![Edit::Changed, Edit::Line("hi".into())]
+        );
+        // Deleting after the limit was hit does not make the cut line whole.
+        feed(&mut ed, b"abcdefghij\x7f");
+        assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Overlong(9)]);
+    }
+
+    #[test]
     fn typing_and_enter_make_a_line() {
         let mut ed = LineEditor::new(100);
         assert_eq!(feed(&mut ed, b"hel"), vec![Edit::Changed]);
@@ -669,8 +713,11 @@ mod tests {
         let mut ed = LineEditor::new(5);
         assert_eq!(feed(&mut ed, b"abcde"), vec![Edit::Changed]);
         assert_eq!(ed.text(), "abcde");
-        assert_eq!(feed(&mut ed, b"f"), vec![], "one byte over: refused");
         assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Line("abcde".into())]);
+        // One byte over is not taken, and the line is then refused whole on Enter.
+        feed(&mut ed, b"abcde");
+        assert_eq!(feed(&mut ed, b"f"), vec![], "one byte over: not taken");
+        assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Overlong(6)]);
     }
 
     #[test]
