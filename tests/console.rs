@@ -466,3 +466,21 @@ fn a_script_whose_messages_are_refused_before_they_go_exits_1() {
     });
     ci.quit_undelivered(4);
 }
+
+#[test]
+fn an_overlong_last_line_without_a_line_break_is_reported() {
+    // A script whose last line, 70,000 bytes with no newline, is over the limit: it was
+    // dropped without a word. Now it is reported as any overlong line is.
+    let b = 150;
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    let mut ci = Peer::spawn_stdin("ci", &ip(b, 202), &[], reader.into());
+    let long = format!("/send {}:9 {}", ip(b, 203), "x".repeat(70_000));
+    let writing = thread::spawn(move || writer.write_all(long.as_bytes()));
+    let said = format!(
+        "! ignored a typed line of {} bytes (the limit is 65536)",
+        70_000 + 6 + ip(b, 203).len() + 3
+    );
+    ci.expect_line(&said);
+    writing.join().expect("writer").expect("write");
+    ci.exit_ok(LONG_WAIT);
+}

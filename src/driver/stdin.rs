@@ -225,9 +225,14 @@ impl ConsoleInput {
     }
 
     fn finish(&mut self, out: &mut Vec<Input>) {
-        if self.skipping.take().is_none() && !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            out.push(Input::Line(decode(&line)));
+        match self.skipping.take() {
+            // An overlong last line without a line break is reported like any other.
+            Some(skipped) => out.push(Input::Overlong(skipped)),
+            None if !self.partial.is_empty() => {
+                let line = std::mem::take(&mut self.partial);
+                out.push(Input::Line(decode(&line)));
+            }
+            None => {}
         }
         self.mode = Mode::Closed;
         out.push(Input::Eof);
@@ -341,5 +346,11 @@ mod tests {
         let mut out = Vec::new();
         c.split(b"0123456789\nfine\n", &mut out);
         assert_eq!(out, vec![Input::Overlong(10), Input::Line("fine".into())]);
+        // An overlong last line without a line break is reported too, not dropped quietly.
+        let mut out = Vec::new();
+        c.split(b"0123456789", &mut out);
+        c.split(b"abc", &mut out);
+        c.finish(&mut out);
+        assert_eq!(out, vec![Input::Overlong(13), Input::Eof]);
     }
 }
