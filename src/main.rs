@@ -21,11 +21,11 @@ fn main() -> ExitCode {
         .init();
     let args = match cli::parse(std::env::args().skip(1)) {
         Ok(Parsed::Help(usage)) => {
-            println!("{usage}");
+            say(&usage);
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            println!("peerchat {}", env!("CARGO_PKG_VERSION"));
+            say(&format!("peerchat {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(args)) => args,
@@ -33,7 +33,10 @@ fn main() -> ExitCode {
             return match peerchat::send_once(&config, dest, &text) {
                 Ok(reply) => {
                     let answered = reply.map(|r| format!(" (it answered: {r})"));
-                    println!("* sent to {dest}: {text}{}", answered.unwrap_or_default());
+                    say(&format!(
+                        "* sent to {dest}: {text}{}",
+                        answered.unwrap_or_default()
+                    ));
                     ExitCode::SUCCESS
                 }
                 Err(why) => {
@@ -137,6 +140,13 @@ fn missing(what: &str) -> ExitCode {
         "peerchat: {what} is required when stdin is not a terminal\ntry 'peerchat --help' for the usage"
     );
     ExitCode::from(2)
+}
+
+/// Prints one line on stdout. A stdout that is gone (`peerchat --help | head -1`) is not an
+/// error worth a panic: what it was for has happened.
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Asks at the terminal; `None` when stdin ends.

@@ -484,3 +484,26 @@ fn an_overlong_last_line_without_a_line_break_is_reported() {
     writing.join().expect("writer").expect("write");
     ci.exit_ok(LONG_WAIT);
 }
+
+#[test]
+fn help_and_version_into_a_closed_pipe_do_not_panic() {
+    // `peerchat --help | head -1`: the reader is gone before the usage is written. println!
+    // panicked ("failed printing to stdout: Broken pipe") with a backtrace on stderr.
+    for arg in ["--help", "--version"] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(peerchat_bin())
+            .arg(arg)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run peerchat");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked"),
+            "{arg}: {} {stderr}",
+            out.status
+        );
+    }
+}
