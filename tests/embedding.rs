@@ -978,3 +978,30 @@ fn each_streamed_line_is_a_message_of_its_own() {
         l.starts_with("* connect from st 127.0.140.3:9")
     });
 }
+
+/// A journal that remembers more peers than the table holds (65,536): the start-up line
+/// said `remembered 65546 peers` while the table kept 65,536. Now it counts what was kept
+/// and says how many were forgotten. Nothing is contacted: checks are off, no greeting.
+#[test]
+fn a_journal_of_more_peers_than_the_table_holds_says_what_it_kept() {
+    let dir = state_dir("overfull");
+    let mut journal = String::new();
+    for host in 200..210u8 {
+        for port in 1..=6_555u16 {
+            journal.push_str(&format!(
+                "{{\"k\":\"peer\",\"addr\":\"127.0.152.{host}:{port}\",\"name\":null}}\n"
+            ));
+        }
+    }
+    std::fs::write(dir.join("journal.jsonl"), journal).expect("write the journal");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut keeper = Peer::spawn(
+        "keeper",
+        "127.0.152.210",
+        &["--state", &dir_s, "--probe-interval", "0"],
+    );
+    keeper.expect_line("* remembered 65536 peers and 0 messages");
+    keeper.expect_line("! 14 peers of the state journal did not fit in the peer table: forgotten");
+    keeper.quit_ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -265,20 +265,24 @@ impl Node {
 
     /// Brings back what a journal remembered: peers (as `remembered`, not active, each with
     /// its name and the dialect it is answered in) and the message history; with `greet`,
-    /// sends them `connect` (in their dialects).
+    /// sends them `connect` (in their dialects). Returns how many of the peers the table
+    /// holds: a journal may remember more than fit (it is never evicted for them).
     pub fn restore(
         &mut self,
         replayed: Replayed,
         greet: bool,
         now: Instant,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> usize {
+        let mut kept = 0;
         for (addr, remembered) in replayed.peers {
             self.peers
                 .restore(addr, remembered.name, remembered.dialect);
-            if self.peers.get(addr).is_some() {
-                self.liveness.track(addr, now);
+            if self.peers.get(addr).is_none() {
+                continue; // no room: neither greeted nor checked
             }
+            kept += 1;
+            self.liveness.track(addr, now);
             if greet {
                 self.send(addr, "connect", now, out);
             }
@@ -286,6 +290,7 @@ impl Node {
         for entry in replayed.messages {
             self.history.push(entry);
         }
+        kept
     }
 
     /// The records that describe what is worth remembering now (for journal compaction):

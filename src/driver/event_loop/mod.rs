@@ -507,8 +507,8 @@ impl EventLoop {
                 counted(replayed.skipped, "unreadable record", "unreadable records")
             ))));
         }
-        let (peers, messages) = (replayed.peers.len(), replayed.messages.len());
-        self.node.restore(
+        let (journal_peers, messages) = (replayed.peers.len(), replayed.messages.len());
+        let peers = self.node.restore(
             replayed,
             self.config.greet_remembered,
             now,
@@ -520,6 +520,12 @@ impl EventLoop {
                 "remembered {} and {}",
                 counted(peers, "peer", "peers"),
                 counted(messages, "message", "messages")
+            ))));
+        }
+        if journal_peers > peers {
+            self.effects.push(Effect::Show(Event::Warning(format!(
+                "{} of the state journal did not fit in the peer table: forgotten",
+                counted(journal_peers - peers, "peer", "peers")
             ))));
         }
     }
