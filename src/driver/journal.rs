@@ -101,10 +101,13 @@ impl Journal {
             Err(e) => return Err(e),
         }
         let replayed = replay(&bytes, keep);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
         if replayed.good_len < bytes.len() {
             // Cut off the torn record so new records start on a line of their own.
             file.set_len(replayed.good_len as u64)?;
+        } else if replayed.unterminated {
+            // A whole last record without its newline: end its line, for the same reason.
+            file.write_all(b"\n")?;
         }
         // A compaction cut short by a crash left its new file behind: it is not the journal.
         let _ = fs::remove_file(path.with_extension("jsonl.tmp"));
@@ -351,6 +354,34 @@ mod tests {
         assert!(!r.torn_tail);
         let texts: Vec<String> = r.messages.iter().map(|e| e.text.clone()).collect();
         assert_eq!(texts, vec!["m1", "m3"]);
+        fs::remove_dir_all(&dir)
+    }
+
+    #[test]
+    fn a_whole_last_record_without_its_newline_is_kept_and_the_next_starts_a_line() -> io::Result<()>
+    {
+        let dir = temp_dir("unterminated");
+        {
+            let (mut j, _) = Journal::open(&dir, 10)?;
+            j.push(&msg(1));
+            flush(&mut j, Vec::new)?;
+        }
+        // The newline of the last record is missing (cut just before it, or an editor).
+        let path = dir.join("journal.jsonl");
+        let mut bytes = fs::read(&path)?;
+        assert_eq!(bytes.pop(), Some(b'\n'));
+        fs::write(&path, &bytes)?;
+        {
+            let (mut j, r) = Journal::open(&dir, 10)?;
+            assert!(!r.torn_tail);
+            assert_eq!(r.messages.len(), 1, "the record is kept");
+            j.push(&msg(2));
+            flush(&mut j, Vec::new)?;
+        }
+        let (_, r) = Journal::open(&dir, 10)?;
+        assert!(!r.torn_tail && !r.unterminated && r.skipped == 0);
+        let texts: Vec<String> = r.messages.iter().map(|e| e.text.clone()).collect();
+        assert_eq!(texts, vec!["m1", "m2"]);
         fs::remove_dir_all(&dir)
     }
 

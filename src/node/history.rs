@@ -667,10 +667,42 @@ pub struct Replayed {
     pub skipped: usize,
     /// Whether the last record was torn (cut short by a crash) and skipped.
     pub torn_tail: bool,
+    /// Whether the last record is whole but has no newline after it (the write was cut
+    /// just before it, or the file was edited by hand): it is kept, and the journal needs
+    /// a newline before the next record.
+    pub unterminated: bool,
     /// Bytes of the journal up to the end of the last good record.
     pub good_len: usize,
     /// Records read.
     pub records: usize,
+}
+
+impl Replayed {
+    /// Takes one record read back: a peer, a peer gone, or a message (into `messages`).
+    fn apply(&mut self, record: Record, messages: &mut History) {
+        match record {
+            Record::Peer {
+                addr,
+                name,
+                dialect,
+            } => {
+                // A record without a name (a static peer given again) keeps the one known;
+                // likewise without a dialect (an earlier version's record, or a peer not
+                // heard yet).
+                let known = self.peers.entry(addr).or_default();
+                if name.is_some() {
+                    known.name = name;
+                }
+                if dialect.is_some() {
+                    known.dialect = dialect;
+                }
+            }
+            Record::Gone { addr } => {
+                self.peers.remove(&addr);
+            }
+            Record::Message(e) => messages.push(e),
+        }
+    }
 }
 
 /// Rebuilds peers and the last `keep` messages from a journal's bytes.
@@ -681,33 +713,24 @@ pub fn replay(bytes: &[u8], keep: usize) -> Replayed {
     while offset < bytes.len() {
         let rest = &bytes[offset..];
         let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
-            // No newline: the write of this record was cut short.
-            out.torn_tail = true;
+            // No newline: the write of this record was cut short, unless only the newline
+            // is missing (no prefix of a record is a whole record).
+            match Record::from_line(&String::from_utf8_lossy(rest)) {
+                Some(record) => {
+                    out.apply(record, &mut messages);
+                    out.records += 1;
+                    out.unterminated = true;
+                    offset = bytes.len();
+                    out.good_len = offset;
+                }
+                None => out.torn_tail = true,
+            }
             break;
         };
         let line = String::from_utf8_lossy(&rest[..nl]);
         offset += nl + 1;
         match Record::from_line(&line) {
-            Some(Record::Peer {
-                addr,
-                name,
-                dialect,
-            }) => {
-                // A record without a name (a static peer given again) keeps the one known;
-                // likewise without a dialect (an earlier version's record, or a peer not
-                // heard yet).
-                let known = out.peers.entry(addr).or_default();
-                if name.is_some() {
-                    known.name = name;
-                }
-                if dialect.is_some() {
-                    known.dialect = dialect;
-                }
-            }
-            Some(Record::Gone { addr }) => {
-                out.peers.remove(&addr);
-            }
-            Some(Record::Message(e)) => messages.push(e),
+            Some(record) => out.apply(record, &mut messages),
             None if offset == bytes.len() => {
                 out.torn_tail = true;
                 offset -= nl + 1;
@@ -1588,12 +1611,18 @@ mod tests {
         let mut journal = Record::Message(entry(1, Direction::In)).to_line();
         let whole = journal.len();
         journal += &Record::Message(entry(2, Direction::In)).to_line();
-        for cut in whole + 1..journal.len() {
+        for cut in whole + 1..journal.len() - 1 {
             let r = replay(&journal.as_bytes()[..cut], 10);
             assert_eq!(r.messages.len(), 1, "cut at {cut}");
             assert!(r.torn_tail, "cut at {cut}");
             assert_eq!(r.good_len, whole);
         }
+        // Cut just before its newline, the record is whole: kept.
+        let cut = journal.len() - 1;
+        let r = replay(&journal.as_bytes()[..cut], 10);
+        assert_eq!(r.messages.len(), 2);
+        assert!(!r.torn_tail && r.unterminated);
+        assert_eq!((r.good_len, r.records), (cut, 2));
     }
 
     #[test]

@@ -2063,6 +2063,7 @@ mod tests {
             messages: vec![entry.clone()],
             skipped: 0,
             torn_tail: false,
+            unterminated: false,
             good_len: 0,
             records: 2,
         };
