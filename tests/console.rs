@@ -507,3 +507,36 @@ fn help_and_version_into_a_closed_pipe_do_not_panic() {
         );
     }
 }
+
+#[test]
+fn a_state_journal_that_is_a_fifo_is_refused_not_waited_on() {
+    // `DIR/journal.jsonl` a FIFO: opening it blocked for ever, before the loop (SIGTERM
+    // could not stop it). Now the directory is refused at once, exit status 1.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("console-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let fifo = dir.join("journal.jsonl");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut cmd = Command::new(peerchat_bin());
+    cmd.args([
+        "-n",
+        "fifo",
+        "-p",
+        "0",
+        "-b",
+        &ip(150, 204),
+        "--state",
+        &dir_s,
+    ]);
+    let done = common::run(cmd, WAIT).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.status.code(), Some(1), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("journal.jsonl is not a regular file"),
+        "{}",
+        done.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

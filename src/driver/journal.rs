@@ -92,6 +92,7 @@ impl Journal {
         fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let path = dir.join("journal.jsonl");
+        regular_or_absent(&path)?;
         let mut bytes = Vec::new();
         match File::open(&path) {
             Ok(mut f) => {
@@ -273,6 +274,20 @@ impl Journal {
 
 /// Locks `DIR/lock` for this process (released when the file is closed, by exit or
 /// crash), and writes our pid in it for whoever finds it locked.
+/// Refuses a journal that is not a regular file: opening a FIFO would block the peer before
+/// its loop runs (no signal could stop it), and a device is no journal.
+fn regular_or_absent(path: &Path) -> io::Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn lock(dir: &Path) -> io::Result<File> {
     let path = dir.join("lock");
     let mut file = OpenOptions::new()
