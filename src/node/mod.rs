@@ -686,10 +686,15 @@ impl Node {
             Command::Query(Some(target)) => match self.resolve(&target) {
                 Ok(dest) => {
                     let name = self.peers.get(dest).and_then(|p| p.name.clone());
+                    // The address once: a peer without a name is labelled by it.
+                    let who = match &name {
+                        Some(name) => format!("{name} ({dest})"),
+                        None => dest.to_string(),
+                    };
                     let label = name.unwrap_or_else(|| dest.to_string());
                     self.console.converse(Some((dest, &label)));
                     out.push(Effect::Show(Event::Info(format!(
-                        "talking to {label} ({dest}): plain lines go there; /query alone ends it"
+                        "talking to {who}: plain lines go there; /query alone ends it"
                     ))));
                 }
                 Err(hint) => out.push(Effect::Show(Event::Hint(hint))),
@@ -1307,6 +1312,36 @@ mod tests {
             &mut out,
         );
         assert_eq!(n.refused_sends(), 7);
+    }
+
+    #[test]
+    fn a_conversation_names_the_peer_and_its_address_once() {
+        let t0 = Instant::now();
+        let (mut n, mut out, _) = started_greeting_static(t0);
+        n.on_message(
+            "127.0.0.3".parse().expect("ip"),
+            msg("bob", 5000, Body::Chat("hi".into())),
+            t0,
+            &mut out,
+        );
+        for (line, said) in [
+            (
+                "/query bob",
+                "talking to bob (127.0.0.3:5000): plain lines go there; /query alone ends it",
+            ),
+            (
+                "/query 127.0.0.4:6000",
+                "talking to 127.0.0.4:6000: plain lines go there; /query alone ends it",
+            ),
+        ] {
+            out.clear();
+            n.on_line(line, t0, &mut out);
+            assert!(
+                matches!(&shown(&out)[..], [Event::Info(i)] if i == said),
+                "{line}: {out:?}"
+            );
+        }
+        assert_eq!(n.prompt(), "127.0.0.4:6000> ");
     }
 
     #[test]
