@@ -1188,3 +1188,25 @@ fn a_paste_longer_than_a_line_may_be_is_refused_whole_not_sent_cut() {
         cut.len()
     );
 }
+
+#[test]
+fn a_long_paste_in_the_middle_of_a_line_is_taken_at_once() {
+    // 60,000 bytes pasted before text already typed: each character was inserted on its
+    // own, looking for its grapheme boundary from the start of the line, so the loop spent
+    // minutes on it (no message shown, no peer served meanwhile). Now it is one insertion.
+    let mut tty = TtyPeer::start("tty", &common::ip(151, 202), Setup::default());
+    tty.type_keys(b"end\x1b[H");
+    tty.wait_row("the typed text, cursor at its start", "> end", 2);
+    let mut keys = tty.master.try_clone().expect("clone the pty master");
+    let paste = thread::spawn(move || {
+        let mut bytes = "y".repeat(60_000).into_bytes();
+        bytes.push(0x05); // Ctrl-E: to the end, drawn once everything before was taken
+        keys.write_all(&bytes)
+    });
+    tty.wait_screen("the paste before the typed text", |rows, (r, c)| {
+        rows.get(usize::from(r))
+            .is_some_and(|l| l.starts_with("> yyyy") && l.ends_with("yyyyend"))
+            && usize::from(c) == rows[usize::from(r)].chars().count()
+    });
+    paste.join().expect("writer").expect("write the paste");
+}

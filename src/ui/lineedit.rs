@@ -22,7 +22,7 @@
 
 use std::fmt::Write as _;
 
-use unicode_segmentation::UnicodeSegmentation;
+use unicode_segmentation::{GraphemeCursor, UnicodeSegmentation};
 use unicode_width::UnicodeWidthStr;
 
 use crate::ui::render::escape;
@@ -176,7 +176,14 @@ impl LineEditor {
     /// Applies typed bytes; edits are pushed to `out` in order.
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Edit>) {
         let mut changed = false;
+        // Text read in a row is inserted at once (a paste is one insertion, not one per
+        // character, each moving the rest of the line), before any key that is not text.
+        let mut text = String::new();
         for (i, &b) in bytes.iter().enumerate() {
+            if (b < 0x20 || b == 0x7f || self.escape != Escape::None) && !text.is_empty() {
+                changed |= self.insert_fitting(&text);
+                text.clear();
+            }
             // Tab as the last byte read is a key pressed: complete. Inside a longer read (a
             // paste) it is text.
             let last = i + 1 == bytes.len();
@@ -277,9 +284,8 @@ impl LineEditor {
                     self.partial.push(b);
                     match std::str::from_utf8(&self.partial) {
                         Ok(s) => {
-                            let s = s.to_owned();
+                            text.push_str(s);
                             self.partial.clear();
-                            changed |= self.insert(&s);
                         }
                         Err(e) if e.error_len().is_some() || self.partial.len() >= 4 => {
                             self.partial.clear(); // not UTF-8: dropped
@@ -288,6 +294,9 @@ impl LineEditor {
                     }
                 }
             }
+        }
+        if !text.is_empty() {
+            changed |= self.insert_fitting(&text);
         }
         if changed {
             out.push(Edit::Changed);
@@ -375,6 +384,22 @@ impl LineEditor {
         changed
     }
 
+    /// Inserts as much of `s` as the line has room for (whole characters); what does not
+    /// fit counts as dropped. Returns whether the line changed.
+    fn insert_fitting(&mut self, s: &str) -> bool {
+        let room = self.max_len.saturating_sub(self.line.len());
+        if s.len() <= room {
+            return self.insert(s);
+        }
+        let mut fits = room;
+        while !s.is_char_boundary(fits) {
+            fits -= 1;
+        }
+        let changed = fits > 0 && self.insert(&s[..fits]);
+        self.dropped = self.dropped.saturating_add(s.len() - fits);
+        changed
+    }
+
     fn insert(&mut self, s: &str) -> bool {
         if self.line.is_empty() {
             // A new line (the one before was erased): nothing of it was refused yet.
@@ -393,13 +418,20 @@ impl LineEditor {
         true
     }
 
-    /// Whether the cursor sits between two grapheme clusters.
+    /// Whether the cursor sits between two grapheme clusters (looked at around the cursor,
+    /// not from the start of the line: this runs at every insertion).
     fn on_boundary(&self) -> bool {
-        self.cursor == self.line.len()
-            || self
-                .line
-                .grapheme_indices(true)
-                .any(|(i, _)| i == self.cursor)
+        if self.cursor == self.line.len() {
+            return true;
+        }
+        GraphemeCursor::new(self.cursor, self.line.len(), true)
+            .is_boundary(&self.line, 0)
+            .unwrap_or_else(|_| {
+                // Not expected with the whole line given; the slow way is always right.
+                self.line
+                    .grapheme_indices(true)
+                    .any(|(i, _)| i == self.cursor)
+            })
     }
 
     /// The end of the cluster that holds the cursor.
@@ -615,6 +647,37 @@ mod tests {
         // Deleting after the limit was hit does not make the cut line whole.
         feed(&mut ed, b"abcdefghij\x7f");
         assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Overlong(9)]);
+    }
+
+    #[test]
+    fn a_paste_in_the_middle_of_a_line_is_one_insertion() {
+        // 60,000 bytes pasted before the text typed, in 4 KiB reads as from a terminal:
+        // each character looked for its grapheme boundary from the start of the line and
+        // moved the rest of it, minutes of CPU in a debug build with the loop stalled.
+        let mut ed = LineEditor::new(65_536);
+        feed(&mut ed, b"end\x1b[H");
+        let paste = "y\u{301}".repeat(20_000); // each y with a combining accent: 3 bytes
+        let started = std::time::Instant::now();
+        for chunk in paste.as_bytes().chunks(4096) {
+            feed(&mut ed, chunk);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(ed.text(), format!("{paste}end"));
+        assert_eq!(
+            ed.cursor(),
+            paste.len(),
+            "between the paste and the typed text"
+        );
+        // A paste that does not fit takes what fits, whole characters, and is refused on
+        // Enter.
+        let mut ed = LineEditor::new(10);
+        feed(&mut ed, "abcdefgh\u{e9}\u{e9}".as_bytes());
+        assert_eq!(ed.text(), "abcdefgh\u{e9}");
+        assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Overlong(12)]);
     }
 
     #[test]
