@@ -1210,3 +1210,14 @@ fn a_long_paste_in_the_middle_of_a_line_is_taken_at_once() {
     });
     paste.join().expect("writer").expect("write the paste");
 }
+
+#[test]
+fn enter_after_esc_still_runs_the_line() {
+    // Esc pressed, then Enter: the Enter was swallowed as the end of an Alt-key pair and
+    // nothing happened until Enter was pressed again.
+    let mut tty = TtyPeer::start("tty", &common::ip(151, 203), Setup::default());
+    tty.type_keys(b"/peers\x1b");
+    tty.wait_row("the typed command", "> /peers", 8);
+    tty.type_keys(b"\r");
+    tty.expect("the table", |s| s.contains("no peers known yet"));
+}

@@ -189,15 +189,19 @@ impl LineEditor {
             let last = i + 1 == bytes.len();
             let was_cr = std::mem::replace(&mut self.last_was_cr, false);
             match self.escape {
-                Escape::Start => {
-                    self.escape = if b == b'[' || b == b'O' {
-                        Escape::Sequence {
-                            param: 0,
-                            first_done: false,
-                        }
-                    } else {
-                        Escape::None
+                Escape::Start if b == b'[' || b == b'O' => {
+                    self.escape = Escape::Sequence {
+                        param: 0,
+                        first_done: false,
                     };
+                    continue;
+                }
+                // Esc, then a key that is not text (Enter, Backspace, Ctrl-U, Esc again):
+                // that key does what it does (it was lost).
+                Escape::Start if b < 0x20 || b == 0x7f => self.escape = Escape::None,
+                Escape::Start => {
+                    // Alt and a character (ESC before it): ignored.
+                    self.escape = Escape::None;
                     continue;
                 }
                 Escape::Sequence { param, first_done } => {
@@ -1004,6 +1008,19 @@ mod tests {
         feed(&mut ed, b"c");
         assert_eq!(ed.text(), "abc");
         assert_eq!(ed.chars_after_cursor(), 0);
+    }
+
+    #[test]
+    fn a_key_that_is_not_text_after_esc_still_works() {
+        let mut ed = LineEditor::new(100);
+        // Esc pressed, then Enter: the line goes (Enter was taken as the end of Alt-Enter).
+        feed(&mut ed, b"hi\x1b");
+        assert_eq!(feed(&mut ed, b"\r"), vec![Edit::Line("hi".into())]);
+        // Esc, then Backspace; Esc twice, then an arrow key.
+        feed(&mut ed, b"abc\x1b\x7f");
+        assert_eq!(ed.text(), "ab");
+        feed(&mut ed, b"\x1b\x1b[D");
+        assert_eq!(ed.chars_after_cursor(), 1);
     }
 
     #[test]
