@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         // A bad answer is explained and asked again.
         None if interactive => loop {
             let Some(name) = ask("Enter your name: ") else {
-                return ExitCode::from(2);
+                return ended("a name");
             };
             match cli::check_name(&name) {
                 Ok(()) => break name,
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         Some(port) => port,
         None if interactive => match ask_port() {
             Some(port) => port,
-            None => return ExitCode::from(2),
+            None => return ended("a port"),
         },
         None => return missing("--port PORT"),
     };
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 eprintln!("cannot listen on {addr}: {e}; try another port");
                 match ask_port() {
                     Some(p) => port = p,
-                    None => return ExitCode::from(2),
+                    None => return ended("a port"),
                 }
             }
             // A script learns that a send failed from the exit status too.
@@ -147,6 +147,14 @@ fn missing(what: &str) -> ExitCode {
 fn say(line: &str) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Input ended (Ctrl-D) at a start-up question: the prompt's line is ended and the reason
+/// given, as for any missing option (it exited 2 without a word, on the prompt's line).
+fn ended(what: &str) -> ExitCode {
+    say(""); // ends the prompt's line
+    eprintln!("peerchat: input ended before {what} was given\ntry 'peerchat --help' for the usage");
+    ExitCode::from(2)
 }
 
 /// Asks at the terminal; `None` when stdin ends.

@@ -1221,3 +1221,23 @@ fn enter_after_esc_still_runs_the_line() {
     tty.type_keys(b"\r");
     tty.expect("the table", |s| s.contains("no peers known yet"));
 }
+
+#[test]
+fn end_of_input_at_a_start_up_question_says_why_it_exits() {
+    // Ctrl-D at "Enter your name: " exited 2 without a word, the shell's prompt then on
+    // the question's line.
+    let setup = Setup {
+        asks: true,
+        ..Setup::default()
+    };
+    let mut tty = TtyPeer::start("", &common::ip(151, 204), setup);
+    tty.expect("the name prompt", |s| s.contains("Enter your name: "));
+    tty.type_keys(b"\x04");
+    assert_eq!(tty.wait_exit().code(), Some(2));
+    tty.expect("the question's line ended", |s| s.ends_with("\r\n"));
+    let said = |tty: &TtyPeer| String::from_utf8_lossy(&tty.stderr.lock().unwrap()).into_owned();
+    let told = poll_until(WAIT, || {
+        said(&tty).contains("input ended before a name was given")
+    });
+    assert!(told, "{}", said(&tty));
+}
