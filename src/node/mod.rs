@@ -511,8 +511,13 @@ impl Node {
                 let n = self.outbox.destinations();
                 if n > 0 {
                     let peers = if n == 1 { "peer" } else { "peers" };
+                    // Only `exit`s, or also a message typed before quitting (a reply).
+                    let doing = match self.outbox.holds_only("exit") {
+                        true => format!("telling {n} {peers} you left"),
+                        false => format!("still sending to {n} {peers} before leaving"),
+                    };
                     out.push(Effect::Show(Event::Info(format!(
-                        "telling {n} {peers} you left; Ctrl-C to stop waiting"
+                        "{doing}; Ctrl-C to stop waiting"
                     ))));
                 }
             }
@@ -1708,6 +1713,17 @@ mod tests {
             n.poll_timeout(),
             Some(t0 + Duration::from_secs(2)),
             "then the deadline"
+        );
+        // A message typed just before quitting still on its way: not an `exit`.
+        let mut n = node();
+        n.on_line("/send 127.0.0.4:6000 last words", t0, &mut out);
+        n.quit(t0, &mut out);
+        assert_eq!(sends(&mut n), sent(&[("127.0.0.4:6000", "last words")]));
+        let mut later = Vec::new();
+        n.on_timeout(t0 + QUIT_NOTICE_AFTER, &mut later);
+        assert!(
+            matches!(&later[..], [Effect::Show(Event::Info(s))] if s == "still sending to 1 peer before leaving; Ctrl-C to stop waiting"),
+            "{later:?}"
         );
         // Done before the notice: nothing said.
         let mut n = quitting(&mut out);

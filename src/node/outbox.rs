@@ -253,6 +253,16 @@ impl Outbox {
         self.queues.len()
     }
 
+    /// Whether every message queued or in flight is `word` (quitting: only `exit`s left).
+    pub fn holds_only(&self, word: &str) -> bool {
+        self.queues.values().all(|q| {
+            q.in_flight
+                .iter()
+                .chain(&q.waiting)
+                .all(|(_, text)| text == word)
+        })
+    }
+
     /// Whether nothing is queued or in flight.
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
