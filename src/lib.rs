@@ -89,6 +89,15 @@ pub use node::history::{Direction, Entry};
 pub use node::peers::{Row, Source, Status};
 pub use wire::Format;
 
+/// The documented plain line(s) for `event`, `\n`-ended: no colour, no time, and text that
+/// came from the network escaped (a receiver's reply cannot put escape codes on the
+/// terminal). What `peerchat send` prints.
+pub fn plain_line(event: &Event) -> String {
+    let mut out = String::new();
+    ui::render::render(event, &mut out);
+    out
+}
+
 /// Runs a peer with `config` until it quits.
 pub fn run(config: Config) -> Result<(), Error> {
     EventLoop::bind(config)?.run()

@@ -30,17 +30,16 @@ fn main() -> ExitCode {
         }
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Send(config, dest, text)) => {
+            // Rendered as the loop renders them: the reply comes from the network.
             return match peerchat::send_once(&config, dest, &text) {
                 Ok(reply) => {
-                    let answered = reply.map(|r| format!(" (it answered: {r})"));
-                    say(&format!(
-                        "* sent to {dest}: {text}{}",
-                        answered.unwrap_or_default()
-                    ));
+                    let sent = peerchat::Event::Sent { dest, text, reply };
+                    say(peerchat::plain_line(&sent).trim_end_matches('\n'));
                     ExitCode::SUCCESS
                 }
-                Err(why) => {
-                    eprintln!("! could not send to {dest}: {why} (message: {text})");
+                Err(reason) => {
+                    let failed = peerchat::Event::SendFailed { dest, text, reason };
+                    eprint!("{}", peerchat::plain_line(&failed));
                     ExitCode::FAILURE
                 }
             };

@@ -540,3 +540,29 @@ fn a_state_journal_that_is_a_fifo_is_refused_not_waited_on() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn send_subcommand_escapes_the_receivers_reply() {
+    // `peerchat send` printed what the receiver said back on its connection as it came:
+    // a receiver could clear the user's screen or retitle the window (escape codes). Now
+    // the line is rendered as the loop renders it, network text escaped.
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind(format!("{}:0", ip(150, 205))).expect("bind");
+    let to = listener.local_addr().expect("addr").to_string();
+    let receiver = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut got = [0u8; 1024];
+        let _ = conn.read(&mut got);
+        conn.write_all(b"\x1b[2Jpwned\x1b]0;title\x07\n")
+            .expect("reply");
+    });
+    let done = run_peerchat(&["send", "-n", "ci", "-p", "1", &to, "hello"]);
+    receiver.join().expect("receiver");
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.stdout,
+        format!(
+            "* sent to {to}: hello (it answered: \\u{{1b}}[2Jpwned\\u{{1b}}]0;title\\u{{7}})\n"
+        )
+    );
+}

@@ -306,8 +306,8 @@ impl Output {
     }
 }
 
-/// Appends the documented plain rendering of `event` to `out` (`\n`-ended lines).
-#[cfg(test)]
+/// Appends the documented plain rendering of `event` to `out` (`\n`-ended lines): no
+/// colour, no time, network text escaped.
 pub fn render(event: &Event, out: &mut String) {
     render_styled(event, Style::default(), SystemTime::now(), out);
 }
