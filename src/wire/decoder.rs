@@ -650,10 +650,11 @@ impl Decoder {
     }
 
     /// Whether the unfinished line is a whole message by itself (no block open; byte order
-    /// marks before it skipped): a standard one (`IP:PORT NAME TEXT`, IPv4, a name and some
-    /// text), or JSON objects that are messages, complete, within one lab receiver's 1024
-    /// bytes. What a sender that ends its messages with nothing, and keeps its connection
-    /// open, leaves between them.
+    /// marks before it skipped): one of a dialect that puts its header on the message's
+    /// line (`IP:PORT NAME TEXT` and the others of `whole_headed`: a name and some text, or
+    /// a control word of its own), or JSON objects that are messages, complete, within one
+    /// lab receiver's 1024 bytes. What a sender that ends its messages with nothing, and
+    /// keeps its connection open, leaves between them.
     pub fn holds_whole_message(&self) -> bool {
         let Some(rare) = self
             .rare
@@ -1203,9 +1204,6 @@ impl Decoder {
     }
 }
 
-/// `bytes` as text when they are ASCII and, with `NO_NEWLINE`, hold no `\n`: the usual
-/// case, checked 8 bytes at a time (`str::from_utf8` costs several times more on a short
-/// line).
 /// Whether `head`, the start of an unfinished line that is not standard IPv4, is a whole
 /// message of another dialect that puts its header on the message's line (standard with
 /// another address, spaced, single-line bracketed, key/value, colon fields): a header,
@@ -1228,6 +1226,9 @@ fn whole_headed(head: &str, more: bool) -> bool {
     })
 }
 
+/// `bytes` as text when they are ASCII and, with `NO_NEWLINE`, hold no `\n`: the usual
+/// case, checked 8 bytes at a time (`str::from_utf8` costs several times more on a short
+/// line).
 fn ascii_text<const NO_NEWLINE: bool>(bytes: &[u8]) -> Option<&str> {
     if !plain_ascii::<NO_NEWLINE>(bytes) {
         return None;

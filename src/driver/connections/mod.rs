@@ -46,9 +46,9 @@ const IDLE_SLOTS: usize = 64;
 const ACCEPTS_PER_TURN: usize = 128;
 
 /// How long a connection that ends its messages with nothing may stay silent after a
-/// whole message (standard, or JSON) before that message is shown (see
-/// `Connections::quiet`): far longer than the pieces of one write take to arrive, short
-/// enough to feel immediate.
+/// whole message (of a dialect with its header on the message's line, or JSON) before that
+/// message is shown (see `Connections::quiet`): far longer than the pieces of one write
+/// take to arrive, short enough to feel immediate.
 const QUIET: Duration = Duration::from_millis(200);
 
 /// Bytes of what connections left unfinished that one turn hands over (at least one
@@ -676,7 +676,7 @@ impl Connections {
     }
 
     /// A [`QUIET`] entry came due: inbound connection `key`, whose read `serial` left a
-    /// whole standard message unfinished, has it shown if no read came since.
+    /// whole message unfinished, has it shown if no read came since.
     fn end_quiet_message(
         &mut self,
         key: usize,
