@@ -186,10 +186,8 @@ impl Udp {
             match socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let first = self.buf[..n].split(|b| *b == b'\n').next().unwrap_or(&[]);
-                    log::debug!(
-                        "discovery: {n} bytes from {from}: {}",
-                        String::from_utf8_lossy(first)
-                    );
+                    // Escaped: a datagram is anyone's, and stderr may be a terminal.
+                    log::debug!("discovery: {n} bytes from {from}: {}", first.escape_ascii());
                     if which == 0 && !discovery::fits_group(&self.buf[..n]) {
                         // A query to the group would be answered by every peerchat.
                         log::debug!("discovery: not taken on the group's port");
