@@ -1208,7 +1208,10 @@ impl Decoder {
 /// message of another dialect that puts its header on the message's line (standard with
 /// another address, spaced, single-line bracketed, key/value, colon fields): a header,
 /// then text (or more to come after the head), or a control word of its own. A header
-/// alone, or a name with nothing after it yet, may be a message still on its way.
+/// alone, or a name with nothing after it yet, may be a message still on its way; so may
+/// a colon-fields control line (`CONNECT:bob:5002`, `EXIT:5002`), which ends with its
+/// port: cut inside it (`CONNECT:bob:50`), it would name another peer and draw a reply
+/// to a wrong port, so it waits for its end.
 fn whole_headed(head: &str, more: bool) -> bool {
     let mut spares = Spares::default();
     let m = match parse_bracketed(head, &mut spares) {
@@ -1222,7 +1225,7 @@ fn whole_headed(head: &str, more: bool) -> bool {
     };
     m.is_some_and(|m| match m.body {
         Body::Chat(text) => m.name.is_some() && (more || !trim(&text).is_empty()),
-        _ => true,
+        _ => m.dialect != Dialect::Colon,
     })
 }
 
