@@ -1043,8 +1043,8 @@ impl Decoder {
             }
             if let Some(parsed) = parse_bracketed(line, spares) {
                 match parsed {
-                    Bracketed::Message(m) => match glued_header(line, &m).filter(|_| glue) {
-                        Some(header) => self.split_glued(line, header, remember, out, spares),
+                    Bracketed::Message(m) => match glue.then(|| glued_header(line, &m)).flatten() {
+                        Some(header) => self.read_glued(line, header, remember, out, spares),
                         None => self.emit(m, remember, out),
                     },
                     Bracketed::Open { who, first } => {
@@ -1074,8 +1074,8 @@ impl Decoder {
         };
         let headed = headed.or_else(|| parse_spaced(line, spares));
         match headed {
-            Some(m) => match glued_header(line, &m).filter(|_| glue) {
-                Some(header) => self.split_glued(line, header, remember, out, spares),
+            Some(m) => match glue.then(|| glued_header(line, &m)).flatten() {
+                Some(header) => self.read_glued(line, header, remember, out, spares),
                 None => self.emit(m, remember, out),
             },
             None => self.push_raw(line, out, spares),
@@ -1087,7 +1087,7 @@ impl Decoder {
     /// the same header and nothing between them (as the standard IPv4 fast path does in
     /// `standard_v4`). Each piece is read as a line of its own, not looked into again.
     #[cold]
-    fn split_glued(
+    fn read_glued(
         &mut self,
         line: &str,
         header: &str,
