@@ -485,6 +485,11 @@ impl PeerTable {
             peer.dialect = peer.dialect.or(old.dialect);
             peer.last_heard = peer.last_heard.max(old.last_heard);
             peer.status = Status::Active;
+            if old.source == Source::Static {
+                // The user named that peer: where it really listens is kept as they would
+                // have kept it (never removed, greeted again after its `exit`).
+                peer.source = Source::Static;
+            }
         }
         if self.aliases.len() < self.max_peers {
             self.aliases.insert(from, into);

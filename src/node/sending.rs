@@ -230,6 +230,10 @@ impl Node {
         if self.peers.merge(from, into) {
             self.liveness.forget(from);
             self.replied.remove(&from);
+            // A static peer given at its sending address: greeted where it listens (a
+            // message of ours just reached it there), not at the address that refused us.
+            self.ungreeted.remove(&from);
+            self.exited_in_flight.remove(&from);
             if self.me.persist {
                 out.push(Effect::Persist(Record::Gone { addr: from }));
                 // What `into` took from `from` (a name, a dialect) is remembered with it.

@@ -1140,6 +1140,32 @@ fn a_merge_remembers_what_the_row_that_stays_took_in() {
     );
 }
 
+/// A static peer given at the address it sends from, which refuses us, merged into the
+/// address it listens at once a message reaches that one: the row that stays is static,
+/// as the user asked (it was an ordinary row, to be dropped when it stopped answering).
+#[test]
+fn a_static_peer_merged_into_where_it_listens_stays_static() {
+    let t0 = Instant::now();
+    let (mut n, mut out, stat) = started_greeting_static(t0);
+    n.on_send_failed(stat, "refused".into(), &mut out);
+    let listening = addr("127.0.0.10:9000");
+    let said = Message {
+        claimed_ip: Some(listening.ip()),
+        ..msg("st", 9000, Body::Connect)
+    };
+    n.on_message(stat.ip(), said, t0, &mut out);
+    assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect_ack")]));
+    n.on_send_failed(stat, "refused".into(), &mut out);
+    user_sends(&mut n, listening, "hi".into(), t0, &mut out);
+    assert_eq!(sends(&mut n), sent(&[("127.0.0.10:9000", "hi")]));
+    n.on_sent(listening, None, t0, &mut out);
+    assert_eq!(n.peers().len(), 1, "one row");
+    assert_eq!(
+        n.peers().get(listening).map(|p| p.source),
+        Some(Source::Static)
+    );
+}
+
 #[test]
 fn history_is_dated_from_the_epoch_and_keeps_chat_both_ways_but_not_control_words() {
     let t0 = Instant::now();
