@@ -41,6 +41,14 @@ impl Connections {
         // With no inbound connection open, those accepted now are read at once.
         let lone = self.inbound == 0;
         for _ in 0..ACCEPTS_PER_TURN {
+            if self.conns.len() >= self.limits.max_connections && !self.may_hand() {
+                // At the limit, and this turn's evictions handed over their share of
+                // unfinished data: the rest wait in the listen queue for the next turn
+                // (`accept_pending` stays), not refused. Accepted and closed, a burst of
+                // newcomers lost all but one or two a turn to a flood of idle
+                // connections each holding an open block.
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, addr)) => {
                     if let (Some(key), true) =
@@ -146,11 +154,6 @@ impl Connections {
                     Some(Conn::In(conn)) => conn.decoder.buffered(),
                     _ => 0,
                 };
-                if pending > 0 && !self.may_hand() {
-                    // This turn handed over its share of unfinished data: the newcomer
-                    // is refused rather than the victim's data rendered beyond it.
-                    return false;
-                }
                 if pending > 0 {
                     out.push(Effect::Show(Event::Warning(format!(
                         "closed an idle connection from {ip} to make room (--max-connections) with {pending} bytes unfinished (read as they came)"

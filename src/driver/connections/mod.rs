@@ -1181,8 +1181,9 @@ mod tests {
                 Effect::Show(Event::Warning(w)) if w.contains("to make room"))),
             "the user is told: {effects:?}"
         );
-        // Once a turn has handed over its share of unfinished data, the newcomer is
-        // refused instead, and the holder of an open block waits for a later turn.
+        // Once a turn has handed over its share of unfinished data, the newcomer waits
+        // in the listen queue for the next turn (not refused: fails without), and the
+        // holder of an open block stays until then.
         holder
             .write_all(b"<127.0.165.6:9> @ <carol>\nheld line\n")
             .expect("write");
@@ -1192,19 +1193,41 @@ mod tests {
         }
         effects.clear();
         conns.handed = HAND_PER_TURN;
-        let third = IpAddr::from([127, 0, 165, 7]);
-        let kept = accept_keeping_with(&mut conns, to, third, &mut node, &mut effects).0;
-        assert_eq!(kept, second, "the holder stays");
-        assert!(effects
-            .iter()
-            .all(|e| !matches!(e, Effect::Show(Event::Message { .. }))));
+        let third = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        third
+            .bind(&SocketAddr::new(IpAddr::from([127, 0, 165, 7]), 0).into())
+            .expect("bind");
+        third.connect(&to.into()).expect("connect");
+        let third: std::net::TcpStream = third.into();
+        let third_addr = third.local_addr().expect("address");
+        conns.listener_ready();
+        conns.accept(&mut node, t0, &mut effects);
+        assert_eq!(conns.conns.len(), 1);
+        assert!(conns.conns.get(second).is_some(), "the holder stays");
+        assert!(conns.wants_turn(), "the newcomer waits for the next turn");
+        assert!(
+            effects
+                .iter()
+                .all(|e| !matches!(e, Effect::Show(Event::Message { .. } | Event::Warning(_)))),
+            "nothing shown, nobody refused: {effects:?}"
+        );
         conns.start_turn();
-        let _fourth = accept_keeping_with(&mut conns, to, third, &mut node, &mut effects);
+        conns.accept(&mut node, t0, &mut effects);
         assert!(
             effects.iter().any(|e| matches!(e,
                 Effect::Show(Event::Message { text, .. }) if text == "held line")),
             "evicted in the next turn: {effects:?}"
         );
+        let kept: Vec<SocketAddr> = conns
+            .conns
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Conn::In(i) => i.stream.peer_addr().ok(),
+                Conn::Out(_) => None,
+            })
+            .collect();
+        assert_eq!(kept, [third_addr], "the newcomer that waited, let in");
     }
 
     /// Connections accepted while no inbound connection was open are read at once, in the
