@@ -157,6 +157,9 @@ pub struct Connections {
     reads: u64,
     /// Bytes of unfinished data handed over in this turn (see [`HAND_PER_TURN`]).
     handed: usize,
+    /// An idle sweep left stalled connections open for want of budget or of stdout: they
+    /// are closed at the next turns with both, not at a timer (see [`Connections::on_timers`]).
+    stalled_left: bool,
     /// How many at the front of `queue` get their turn in this loop turn
     /// ([`Connections::start_turn`]); those queued during it come after them.
     in_turn: usize,
@@ -225,6 +228,7 @@ impl Connections {
             queue: VecDeque::new(),
             quiet: VecDeque::new(),
             handed: 0,
+            stalled_left: false,
             reads: 0,
             in_turn: 0,
             accepted: Vec::new(),
@@ -281,13 +285,18 @@ impl Connections {
     }
 
     /// The earliest connection deadline. While stdout is `behind`, a quiet message that
-    /// is due waits for it to take more (its writability wakes the loop), not a timeout.
+    /// is due, or a stalled connection an idle sweep left open, waits for it to take more
+    /// (its writability wakes the loop), not a timeout.
     pub fn next_deadline(&self, now: Instant, behind: bool) -> Option<Instant> {
         let quiet = self
             .quiet
             .front()
             .map(|&(at, ..)| at)
             .filter(|&at| !behind || at > now);
+        let quiet = match self.stalled_left && !behind {
+            true => Some(now),
+            false => quiet,
+        };
         crate::node::timers::earliest(self.timers.next_deadline(), quiet)
     }
 
@@ -575,6 +584,9 @@ impl Connections {
             self.quiet.pop_front();
             self.end_quiet_message(key, serial, node, now, out);
         }
+        if self.stalled_left && room && self.may_hand() {
+            self.stalled_left = self.close_idle(node, (now, room), out);
+        }
         for timer in self.timers.pop_expired(now) {
             match timer {
                 Timer::ResumeAccept => {
@@ -583,11 +595,13 @@ impl Connections {
                 }
                 Timer::Sweep => {
                     self.sweep = None;
-                    let deferred = self.close_idle(node, (now, room), out);
+                    // Stalled connections whose unfinished data must wait are closed at
+                    // the next turns that have budget and stdout keeping up, not at a
+                    // timer: one 200 ms later woke a peer whose terminal was paused five
+                    // times a second for as long as it stayed so.
+                    self.stalled_left = self.close_idle(node, (now, room), out);
                     if self.inbound > 0 {
-                        // Stalled connections whose unfinished data must wait for another
-                        // turn are closed soon, not a sweep period later.
-                        let next = now + if deferred { QUIET } else { self.sweep_period() };
+                        let next = now + self.sweep_period();
                         self.sweep = Some(self.timers.insert(next, Timer::Sweep));
                     }
                 }
@@ -1424,6 +1438,56 @@ mod tests {
         assert_eq!(conns.quiet.len(), 1);
         conns.on_timers(&mut node, (t0 + QUIET + QUIET, true), &mut effects);
         assert_eq!(shown(&mut effects), ["hell"], "quiet for 200 ms at least");
+    }
+
+    /// Stalled connections an idle sweep could not close (stdout behind, or the turn's
+    /// budget spent) set no timer while stdout is behind: a sweep 200 ms later woke a
+    /// peer whose terminal was paused five times a second for as long as it stayed so
+    /// (fails without). Once stdout keeps up they are closed at the next turns, one
+    /// turn's budget each, their data shown.
+    #[test]
+    fn stalled_connections_left_by_a_sweep_wait_for_stdout_not_a_timer() {
+        let (mut conns, to) = fresh();
+        let mut node = test_node();
+        let mut effects = Vec::new();
+        let t0 = Instant::now();
+        let from = IpAddr::from([127, 0, 190, 9]);
+        let block = format!("<127.0.190.9:9> @ <carol>\n{}", "y".repeat(12_000));
+        let mut senders = Vec::new();
+        for _ in 0..8 {
+            let (key, mut sender) = accept_keeping(&mut conns, to, from);
+            sender.write_all(block.as_bytes()).expect("write");
+            conns.ready(key, true, &mut node, t0, &mut effects);
+            senders.push(sender);
+        }
+        assert!(shown(&mut effects).is_empty(), "the blocks are open");
+        let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
+        conns.start_turn();
+        conns.on_timers(&mut node, (later, false), &mut effects);
+        assert!(
+            shown(&mut effects).is_empty(),
+            "stdout behind: nothing handed over"
+        );
+        assert_eq!(conns.conns.len(), 8, "left open");
+        assert!(
+            conns
+                .next_deadline(later, true)
+                .is_some_and(|at| at >= later + conns.sweep_period()),
+            "no wake-up for them while behind: the next sweep's, a period later"
+        );
+        assert_eq!(conns.next_deadline(later, false), Some(later), "at once");
+        let mut turns = 0;
+        while !conns.conns.is_empty() && turns < 8 {
+            conns.start_turn();
+            conns.on_timers(&mut node, (later, true), &mut effects);
+            turns += 1;
+        }
+        assert!(conns.conns.is_empty(), "all closed");
+        assert_eq!(turns, 2, "one turn's budget each");
+        assert_eq!(shown(&mut effects).len(), 8, "each one's data shown");
+        assert!(conns
+            .next_deadline(later, false)
+            .is_none_or(|at| at > later));
     }
 
     /// What connections left unfinished is handed over within [`HAND_PER_TURN`] a turn
