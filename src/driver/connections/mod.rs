@@ -287,7 +287,18 @@ impl Connections {
     /// The earliest connection deadline. While stdout is `behind`, a quiet message that
     /// is due, or a stalled connection an idle sweep left open, waits for it to take more
     /// (its writability wakes the loop), not a timeout.
-    pub fn next_deadline(&self, now: Instant, behind: bool) -> Option<Instant> {
+    #[inline]
+    pub fn next_deadline(&self, now: Instant, behind: impl Fn() -> bool) -> Option<Instant> {
+        let timers = self.timers.next_deadline();
+        if self.quiet.is_empty() && !self.stalled_left {
+            return timers; // the usual case: one check, and stdout not looked at
+        }
+        self.next_handing(timers, now, behind())
+    }
+
+    /// [`Connections::next_deadline`] with unfinished data to hand over.
+    #[cold]
+    fn next_handing(&self, timers: Option<Instant>, now: Instant, behind: bool) -> Option<Instant> {
         let quiet = self
             .quiet
             .front()
@@ -297,7 +308,7 @@ impl Connections {
             true => Some(now),
             false => quiet,
         };
-        crate::node::timers::earliest(self.timers.next_deadline(), quiet)
+        crate::node::timers::earliest(timers, quiet)
     }
 
     /// A readiness event for connection `key`. An inbound connection is read now, with
@@ -1471,11 +1482,11 @@ mod tests {
         assert_eq!(conns.conns.len(), 8, "left open");
         assert!(
             conns
-                .next_deadline(later, true)
+                .next_deadline(later, || true)
                 .is_some_and(|at| at >= later + conns.sweep_period()),
             "no wake-up for them while behind: the next sweep's, a period later"
         );
-        assert_eq!(conns.next_deadline(later, false), Some(later), "at once");
+        assert_eq!(conns.next_deadline(later, || false), Some(later), "at once");
         let mut turns = 0;
         while !conns.conns.is_empty() && turns < 8 {
             conns.start_turn();
@@ -1486,7 +1497,7 @@ mod tests {
         assert_eq!(turns, 2, "one turn's budget each");
         assert_eq!(shown(&mut effects).len(), 8, "each one's data shown");
         assert!(conns
-            .next_deadline(later, false)
+            .next_deadline(later, || false)
             .is_none_or(|at| at > later));
     }
 
@@ -1520,10 +1531,10 @@ mod tests {
             "stdout behind: nothing handed over"
         );
         assert!(
-            conns.next_deadline(due, true).is_some_and(|at| at > due),
+            conns.next_deadline(due, || true).is_some_and(|at| at > due),
             "no timeout for it while behind: the sweep's, later"
         );
-        assert_eq!(conns.next_deadline(due, false), Some(due));
+        assert_eq!(conns.next_deadline(due, || false), Some(due));
         conns.on_timers(&mut node, (due, true), &mut effects);
         let first = shown(&mut effects).len();
         assert_eq!(

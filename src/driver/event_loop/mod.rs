@@ -363,7 +363,7 @@ impl EventLoop {
                 let journal = self.journal.as_ref().and_then(Journal::retry_at);
                 earliest(
                     earliest(
-                        self.conns.next_deadline(now, self.behind()),
+                        self.conns.next_deadline(now, || self.behind()),
                         self.node.poll_timeout(),
                     ),
                     earliest(self.stall_deadline(), earliest(journal, self.quiet_at)),
