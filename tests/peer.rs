@@ -416,6 +416,15 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
         alice.expect_line(&format!("[{name} {from}:{port}] together"));
         drop(stream);
     }
+    // A bracketed block is shown at its `<end>`, which needs no newline after it.
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    for text in ["block one", "block two"] {
+        stream
+            .write_all(format!("<{from}:7506> @ <br>\n{text}\n<end>").as_bytes())
+            .expect("write");
+        alice.expect_line(&format!("[br {from}:7506] {text}"));
+    }
+    drop(stream);
     alice.quit().expect("quits");
 }
 

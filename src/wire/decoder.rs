@@ -184,6 +184,16 @@ struct Rare {
     mark: u64,
 }
 
+impl Rare {
+    /// Whether the unfinished line is the `<end>` of an open bracketed block (spacing and
+    /// byte order marks around it aside): the block is whole, its newline yet to come.
+    fn partial_ends_block(&self) -> bool {
+        matches!(self.block.as_deref(), Some(Block::Bracketed { .. }))
+            && std::str::from_utf8(&self.partial)
+                .is_ok_and(|line| skip_marks(line).trim_end().eq_ignore_ascii_case("<end>"))
+    }
+}
+
 /// Strings given back by whoever is done with decoded messages, taken again for the text
 /// and names of new ones: in steady state, decoding allocates nothing.
 ///
@@ -649,20 +659,20 @@ impl Decoder {
         }
     }
 
-    /// Whether the unfinished line is a whole message by itself (no block open; byte order
-    /// marks before it skipped): one of a dialect that puts its header on the message's
+    /// Whether the unfinished line is a whole message by itself (no block open, or the
+    /// `<end>` of an open bracketed block; byte order marks before it skipped): one of a
+    /// dialect that puts its header on the message's
     /// line (`IP:PORT NAME TEXT` and the others of `whole_headed`: a name and some text, or
     /// a control word of its own), or JSON objects that are messages, complete, within one
     /// lab receiver's 1024 bytes. What a sender that ends its messages with nothing, and
     /// keeps its connection open, leaves between them.
     pub fn holds_whole_message(&self) -> bool {
-        let Some(rare) = self
-            .rare
-            .as_ref()
-            .filter(|r| !self.failed && r.block.is_none())
-        else {
+        let Some(rare) = self.rare.as_ref().filter(|_| !self.failed) else {
             return false;
         };
+        if rare.block.is_some() {
+            return rare.partial_ends_block();
+        }
         // Only its head is read, not the whole line at every read of a long one that
         // comes in pieces (a trickle of bytes would cost the square of the line); a
         // character cut at the head's end, or anything not UTF-8, ends it sooner.
@@ -703,10 +713,15 @@ impl Decoder {
         self.rare.as_ref().map_or(0, |r| r.mark)
     }
 
-    /// Reads the unfinished line (with no block open) as if its end had come; the
-    /// connection goes on, its header remembered for the lines that follow.
+    /// Reads the unfinished line (with no block open, or the `<end>` of an open bracketed
+    /// block) as if its end had come; the connection goes on, its header remembered for
+    /// the lines that follow.
     pub fn flush_partial(&mut self, out: &mut Vec<Message>, spares: &mut Spares) {
-        let Some(rare) = self.rare.as_mut().filter(|r| r.block.is_none()) else {
+        let Some(rare) = self
+            .rare
+            .as_mut()
+            .filter(|r| r.block.is_none() || r.partial_ends_block())
+        else {
             return;
         };
         if self.failed || rare.partial.is_empty() {

@@ -1766,6 +1766,28 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         d.feed(line.as_bytes(), &mut out).expect("feeds");
         assert_eq!(d.holds_whole_message(), whole, "{line:?}");
     }
+    // A bracketed block is whole at its `<end>`, even before that line's newline.
+    for (input, whole) in [
+        ("<198.51.100.1:80> @ <br>\nhello\n<end>", true),
+        ("<198.51.100.1:80> @ <br>\nhello\n<END> ", true),
+        ("<198.51.100.1:80> @ <br>\nhello\n<en", false),
+        ("<198.51.100.1:80> @ <br>\nhello\n<end>x", false),
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(input.as_bytes(), &mut out).expect("feeds");
+        assert_eq!(d.holds_whole_message(), whole, "{input:?}");
+    }
+    assert!(out.is_empty(), "nothing ended: {out:?}");
+    let mut block = Decoder::new(LIMIT);
+    block
+        .feed(b"<198.51.100.1:80> @ <br>\nhello\n<end>", &mut out)
+        .expect("feeds");
+    block.flush_partial(&mut out, &mut spares);
+    assert_eq!(
+        out.drain(..).map(|m| (m.name, m.body)).collect::<Vec<_>>(),
+        [(Some("br".to_owned()), chat("hello"))]
+    );
+    assert_eq!(block.buffered(), 0, "the block is closed");
     let mut raw = Decoder::new(LIMIT);
     raw.feed("x".repeat(3000).as_bytes(), &mut out)
         .expect("feeds");
