@@ -416,6 +416,16 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
         alice.expect_line(&format!("[{name} {from}:{port}] together"));
         drop(stream);
     }
+    // So is a JSON object spread over lines (pretty-printed), at its last line.
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    for text in ["pretty one", "pretty two"] {
+        let json = format!(
+            "{{\n  \"type\": \"message\",\n  \"content\": \"{text}\",\n  \"sender_name\": \"pj\",\n  \"sender_port\": 7507\n}}"
+        );
+        stream.write_all(json.as_bytes()).expect("write");
+        alice.expect_line(&format!("[pj {from}:7507] {text}"));
+    }
+    drop(stream);
     // A bracketed block is shown at its `<end>`, which needs no newline after it.
     let mut stream = common::connect_from(&from, alice.addr).expect("connect");
     for text in ["block one", "block two"] {

@@ -185,12 +185,33 @@ struct Rare {
 }
 
 impl Rare {
-    /// Whether the unfinished line is the `<end>` of an open bracketed block (spacing and
-    /// byte order marks around it aside): the block is whole, its newline yet to come.
+    /// Whether the unfinished line closes the open block, its newline yet to come: the
+    /// `<end>` of a bracketed block (spacing and byte order marks around it aside), or the
+    /// last line of a JSON value spread over lines (pretty-printed) that makes it whole
+    /// messages, within [`JSON_WHOLE`] bytes.
+    ///
+    /// Bounded before anything is read (64 bytes for an `<end>`, [`JSON_WHOLE`] for JSON):
+    /// this is asked at every read, and a long line trickled in would cost the square of
+    /// its length.
     fn partial_ends_block(&self) -> bool {
-        matches!(self.block.as_deref(), Some(Block::Bracketed { .. }))
-            && std::str::from_utf8(&self.partial)
-                .is_ok_and(|line| skip_marks(line).trim_end().eq_ignore_ascii_case("<end>"))
+        let line = || std::str::from_utf8(&self.partial).ok();
+        match self.block.as_deref() {
+            Some(Block::Bracketed { .. }) => {
+                self.partial.len() <= 64
+                    && line()
+                        .is_some_and(|l| skip_marks(l).trim_end().eq_ignore_ascii_case("<end>"))
+            }
+            Some(Block::Json { text, nesting }) => {
+                text.len() + 1 + self.partial.len() <= JSON_WHOLE
+                    && line().is_some_and(|l| {
+                        let mut nesting = *nesting;
+                        nesting.scan(l);
+                        nesting.may_be_complete()
+                            && matches!(parse_json(&format!("{text}\n{l}")), JsonRead::Messages(_))
+                    })
+            }
+            None => false,
+        }
     }
 }
 
@@ -660,7 +681,7 @@ impl Decoder {
     }
 
     /// Whether the unfinished line is a whole message by itself (no block open, or the
-    /// `<end>` of an open bracketed block; byte order marks before it skipped): one of a
+    /// line that closes the open block; byte order marks before it skipped): one of a
     /// dialect that puts its header on the message's
     /// line (`IP:PORT NAME TEXT` and the others of `whole_headed`: a name and some text, or
     /// a control word of its own), or JSON objects that are messages, complete, within one
@@ -713,7 +734,7 @@ impl Decoder {
         self.rare.as_ref().map_or(0, |r| r.mark)
     }
 
-    /// Reads the unfinished line (with no block open, or the `<end>` of an open bracketed
+    /// Reads the unfinished line (with no block open, or the line that closes the open
     /// block) as if its end had come; the connection goes on, its header remembered for
     /// the lines that follow.
     pub fn flush_partial(&mut self, out: &mut Vec<Message>, spares: &mut Spares) {

@@ -1788,6 +1788,28 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         [(Some("br".to_owned()), chat("hello"))]
     );
     assert_eq!(block.buffered(), 0, "the block is closed");
+    // So is a JSON object spread over lines, at its last line.
+    let pretty = "{\n  \"type\": \"message\",\n  \"content\": \"hi\",\n  \"sender_name\": \"j\",\n  \"sender_port\": 5\n}";
+    for (input, whole) in [
+        (pretty.to_owned(), true),
+        (format!("{pretty} "), true),
+        (pretty[..pretty.len() - 1].to_owned(), false),
+        ("{\n  \"no\": \"message\"\n}".to_owned(), false),
+        (pretty.replace("hi", &"h".repeat(1024)), false),
+    ] {
+        let mut d = Decoder::new(LIMIT);
+        d.feed(input.as_bytes(), &mut out).expect("feeds");
+        assert_eq!(d.holds_whole_message(), whole, "{input:?}");
+    }
+    assert!(out.is_empty(), "nothing ended: {out:?}");
+    let mut json = Decoder::new(LIMIT);
+    json.feed(pretty.as_bytes(), &mut out).expect("feeds");
+    json.flush_partial(&mut out, &mut spares);
+    assert_eq!(
+        out.drain(..).map(|m| (m.name, m.body)).collect::<Vec<_>>(),
+        [(Some("j".to_owned()), chat("hi"))]
+    );
+    assert_eq!(json.buffered(), 0, "the value is read");
     let mut raw = Decoder::new(LIMIT);
     raw.feed("x".repeat(3000).as_bytes(), &mut out)
         .expect("feeds");
