@@ -24,7 +24,8 @@
 //! datagram is answered with a datagram except a query, and a query only to its source,
 //! rate-limited per source and in all, and never with more bytes than it carried: the
 //! channel cannot be used to amplify traffic towards a spoofed address. A `peers` answer
-//! is accepted only from an address we queried within [`ANSWER_TIMEOUT`], once per query.
+//! is accepted only from an address we queried within [`ANSWER_TIMEOUT`], once per query,
+//! and loopback addresses in it only from a peerchat on this host.
 
 use crate::time::Instant;
 use std::collections::VecDeque;
@@ -501,8 +502,13 @@ impl Discovery {
             Datagram::Query => self
                 .may_answer(ip, now)
                 .then_some(Heard::Query { limit: bytes.len() }),
-            Datagram::Peers(list) => {
+            Datagram::Peers(mut list) => {
                 let until = self.asked.remove(&from)?;
+                // A loopback address names a peer on the answerer's own host: from another
+                // host it would be one of ours (a local service greeted on its say-so).
+                if !ip.is_loopback() {
+                    list.retain(|p| !p.addr.ip().to_canonical().is_loopback());
+                }
                 (now <= until).then_some(Heard::Peers(list))
             }
         }
@@ -856,6 +862,29 @@ mod tests {
         d.on_timeout(t2, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(d.on_datagram(bob, &answer, t2 + ANSWER_TIMEOUT * 2), None);
+    }
+
+    #[test]
+    fn an_answer_from_another_host_cannot_list_our_loopback() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let bob = addr("198.18.200.7:5077");
+        d.heard_from(bob);
+        d.on_timeout(t, &mut Vec::new());
+        let answer = b"peerchat1 peers\n127.0.0.1:6379 1 - -\n[::1]:22 1 - -\n[::ffff:127.0.0.2]:80 1 - -\n198.18.200.8:6000 1 - -";
+        let Some(Heard::Peers(got)) = d.on_datagram(bob, answer, t) else {
+            panic!("answer dropped")
+        };
+        let got: Vec<SocketAddr> = got.iter().map(|p| p.addr).collect();
+        assert_eq!(got, vec![addr("198.18.200.8:6000")]);
+        // From a peerchat on this host, its loopback is ours too: taken.
+        let local = addr("127.0.0.7:5077");
+        d.heard_from(local);
+        d.on_timeout(t, &mut Vec::new());
+        let Some(Heard::Peers(got)) = d.on_datagram(local, answer, t) else {
+            panic!("answer dropped")
+        };
+        assert_eq!(got.len(), 4);
     }
 
     #[test]
