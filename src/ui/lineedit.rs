@@ -657,19 +657,15 @@ mod tests {
     fn a_paste_in_the_middle_of_a_line_is_one_insertion() {
         // 60,000 bytes pasted before the text typed, in 4 KiB reads as from a terminal:
         // each character looked for its grapheme boundary from the start of the line and
-        // moved the rest of it, minutes of CPU in a debug build with the loop stalled.
+        // moved the rest of it, minutes of CPU in a debug build with the loop stalled
+        // (how long it takes is the terminal test's to see, within its wait: no timing
+        // here). The paste lands whole, before the typed text, its accents kept.
         let mut ed = LineEditor::new(65_536);
         feed(&mut ed, b"end\x1b[H");
         let paste = "y\u{301}".repeat(20_000); // each y with a combining accent: 3 bytes
-        let started = std::time::Instant::now();
         for chunk in paste.as_bytes().chunks(4096) {
             feed(&mut ed, chunk);
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
         assert_eq!(ed.text(), format!("{paste}end"));
         assert_eq!(
             ed.cursor(),
