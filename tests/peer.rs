@@ -388,16 +388,31 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
     std::io::Read::read_exact(&mut port_line, &mut ack).expect("acknowledged");
     assert_eq!(&ack, b"Message received\n");
     drop(port_line);
-    // The same in JSON.
-    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
-    for text in ["one", "two"] {
-        let json = format!(
+    // Two messages on one connection, each written with nothing after it: JSON on one
+    // line, JSON spread over lines (pretty-printed, shown at its last line), and a
+    // bracketed block (shown at its `<end>`, which needs no newline after it).
+    let json = |text: &str| {
+        format!(
             r#"{{"type": "message", "content": "{text}", "sender_name": "js", "sender_port": 7502}}"#
-        );
-        stream.write_all(json.as_bytes()).expect("write");
-        alice.expect_line(&format!("[js {from}:7502] {text}"));
+        )
+    };
+    let pretty = |text: &str| {
+        format!("{{\n  \"type\": \"message\",\n  \"content\": \"{text}\",\n  \"sender_name\": \"pj\",\n  \"sender_port\": 7507\n}}")
+    };
+    let block = |text: &str| format!("<{from}:7506> @ <br>\n{text}\n<end>");
+    type Form<'a> = &'a dyn Fn(&str) -> String;
+    let forms: [(Form, &str, u16); 3] = [
+        (&json, "js", 7502),
+        (&pretty, "pj", 7507),
+        (&block, "br", 7506),
+    ];
+    for (form, name, port) in forms {
+        let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+        for text in [format!("{name} one"), format!("{name} two")] {
+            stream.write_all(form(&text).as_bytes()).expect("write");
+            alice.expect_line(&format!("[{name} {from}:{port}] {text}"));
+        }
     }
-    drop(stream);
     // The other dialects that put their header on the message's line, key/value and
     // colon fields here: shown when quiet, and told apart when glued.
     for (header, name, port) in [
@@ -416,25 +431,6 @@ fn messages_with_nothing_after_them_on_an_open_connection_are_shown() {
         alice.expect_line(&format!("[{name} {from}:{port}] together"));
         drop(stream);
     }
-    // So is a JSON object spread over lines (pretty-printed), at its last line.
-    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
-    for text in ["pretty one", "pretty two"] {
-        let json = format!(
-            "{{\n  \"type\": \"message\",\n  \"content\": \"{text}\",\n  \"sender_name\": \"pj\",\n  \"sender_port\": 7507\n}}"
-        );
-        stream.write_all(json.as_bytes()).expect("write");
-        alice.expect_line(&format!("[pj {from}:7507] {text}"));
-    }
-    drop(stream);
-    // A bracketed block is shown at its `<end>`, which needs no newline after it.
-    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
-    for text in ["block one", "block two"] {
-        stream
-            .write_all(format!("<{from}:7506> @ <br>\n{text}\n<end>").as_bytes())
-            .expect("write");
-        alice.expect_line(&format!("[br {from}:7506] {text}"));
-    }
-    drop(stream);
     alice.quit().expect("quits");
 }
 

@@ -1707,6 +1707,26 @@ fn every_name_we_accept_reads_back_in_every_dialect() {
     }
 }
 
+/// Whether `input`, fed to a new decoder (ending nothing), holds a whole message.
+fn holds_whole(input: &[u8]) -> bool {
+    let mut d = Decoder::new(LIMIT);
+    let mut out = Vec::new();
+    d.feed(input, &mut out).expect("feeds");
+    assert!(out.is_empty(), "nothing ended: {out:?}");
+    d.holds_whole_message()
+}
+
+/// What a new decoder fed `input` gives once its unfinished line is flushed (names and
+/// bodies), and the bytes it still holds then.
+fn flushed(input: &[u8]) -> (Vec<(Option<String>, Body)>, usize) {
+    let mut d = Decoder::new(LIMIT);
+    let (mut out, mut spares) = (Vec::new(), Spares::default());
+    d.feed(input, &mut out).expect("feeds");
+    d.flush_partial(&mut out, &mut spares);
+    let got = out.into_iter().map(|m| (m.name, m.body)).collect();
+    (got, d.buffered())
+}
+
 /// A connection that ends its messages with nothing: an unfinished line that is a whole
 /// standard message can be read as one while the connection goes on, its header then
 /// remembered for plain lines; anything else waits for its end.
@@ -1720,11 +1740,8 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         "198.51.100.1:80 bob  ",
         "<198.51.100.1:80> @ <x>\nhi",
     ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(waits.as_bytes(), &mut out).expect("feeds");
-        assert!(!d.holds_whole_message(), "{waits:?}");
+        assert!(!holds_whole(waits.as_bytes()), "{waits:?}");
     }
-    assert!(out.is_empty(), "nothing ended: {out:?}");
     // Long, or with bytes that are not UTF-8, a whole message still: its head tells.
     let long = format!("198.51.100.1:80 bob {}", "x".repeat(3000));
     let mut broken = b"198.51.100.1:80 bob caf".to_vec();
@@ -1734,13 +1751,7 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         &broken[..],
         "\u{feff}198.51.100.1:80 bob hi".as_bytes(),
     ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(whole, &mut out).expect("feeds");
-        assert!(
-            d.holds_whole_message(),
-            "{:?}",
-            String::from_utf8_lossy(whole)
-        );
+        assert!(holds_whole(whole), "{:?}", String::from_utf8_lossy(whole));
     }
     // The other dialects with their header on the message's line.
     for (line, whole) in [
@@ -1762,58 +1773,9 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         ("LISTENING_PORT:80|TEAM_NAME:kv|exit", true),
         ("12345", false),
     ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(line.as_bytes(), &mut out).expect("feeds");
-        assert_eq!(d.holds_whole_message(), whole, "{line:?}");
+        assert_eq!(holds_whole(line.as_bytes()), whole, "{line:?}");
     }
-    // A bracketed block is whole at its `<end>`, even before that line's newline.
-    for (input, whole) in [
-        ("<198.51.100.1:80> @ <br>\nhello\n<end>", true),
-        ("<198.51.100.1:80> @ <br>\nhello\n<END> ", true),
-        ("<198.51.100.1:80> @ <br>\nhello\n<en", false),
-        ("<198.51.100.1:80> @ <br>\nhello\n<end>x", false),
-    ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(input.as_bytes(), &mut out).expect("feeds");
-        assert_eq!(d.holds_whole_message(), whole, "{input:?}");
-    }
-    assert!(out.is_empty(), "nothing ended: {out:?}");
-    let mut block = Decoder::new(LIMIT);
-    block
-        .feed(b"<198.51.100.1:80> @ <br>\nhello\n<end>", &mut out)
-        .expect("feeds");
-    block.flush_partial(&mut out, &mut spares);
-    assert_eq!(
-        out.drain(..).map(|m| (m.name, m.body)).collect::<Vec<_>>(),
-        [(Some("br".to_owned()), chat("hello"))]
-    );
-    assert_eq!(block.buffered(), 0, "the block is closed");
-    // So is a JSON object spread over lines, at its last line.
-    let pretty = "{\n  \"type\": \"message\",\n  \"content\": \"hi\",\n  \"sender_name\": \"j\",\n  \"sender_port\": 5\n}";
-    for (input, whole) in [
-        (pretty.to_owned(), true),
-        (format!("{pretty} "), true),
-        (pretty[..pretty.len() - 1].to_owned(), false),
-        ("{\n  \"no\": \"message\"\n}".to_owned(), false),
-        (pretty.replace("hi", &"h".repeat(1024)), false),
-    ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(input.as_bytes(), &mut out).expect("feeds");
-        assert_eq!(d.holds_whole_message(), whole, "{input:?}");
-    }
-    assert!(out.is_empty(), "nothing ended: {out:?}");
-    let mut json = Decoder::new(LIMIT);
-    json.feed(pretty.as_bytes(), &mut out).expect("feeds");
-    json.flush_partial(&mut out, &mut spares);
-    assert_eq!(
-        out.drain(..).map(|m| (m.name, m.body)).collect::<Vec<_>>(),
-        [(Some("j".to_owned()), chat("hi"))]
-    );
-    assert_eq!(json.buffered(), 0, "the value is read");
-    let mut raw = Decoder::new(LIMIT);
-    raw.feed("x".repeat(3000).as_bytes(), &mut out)
-        .expect("feeds");
-    assert!(!raw.holds_whole_message());
+    assert!(!holds_whole("x".repeat(3000).as_bytes()));
     // JSON: whole objects that are messages, within 1024 bytes.
     let json = r#"{"type": "message", "content": "hi", "sender_name": "j", "sender_port": 5}"#;
     let too_long = json.replace("hi", &"h".repeat(1024));
@@ -1826,11 +1788,8 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
         (r#"{"no": "message"}"#.to_owned(), false),
         (too_long, false),
     ] {
-        let mut d = Decoder::new(LIMIT);
-        d.feed(line.as_bytes(), &mut out).expect("feeds");
-        assert_eq!(d.holds_whole_message(), whole, "{line:?}");
+        assert_eq!(holds_whole(line.as_bytes()), whole, "{line:?}");
     }
-    assert!(out.is_empty(), "nothing ended: {out:?}");
     d.feed(b"198.51.100.1:80 bob first", &mut out)
         .expect("feeds");
     assert!(out.is_empty());
@@ -1849,6 +1808,42 @@ fn an_unfinished_whole_message_can_be_read_while_the_connection_goes_on() {
             (Some("bob".to_owned()), chat("first")),
             (Some("bob".to_owned()), chat("and a plain line")),
         ]
+    );
+}
+
+/// An open block is whole at the unfinished line that closes it, before that line's
+/// newline: a bracketed block's `<end>`, a JSON object spread over lines at its last.
+#[test]
+fn an_open_block_is_whole_at_the_line_that_closes_it() {
+    // A bracketed block is whole at its `<end>`, even before that line's newline.
+    for (input, whole) in [
+        ("<198.51.100.1:80> @ <br>\nhello\n<end>", true),
+        ("<198.51.100.1:80> @ <br>\nhello\n<END> ", true),
+        ("<198.51.100.1:80> @ <br>\nhello\n<en", false),
+        ("<198.51.100.1:80> @ <br>\nhello\n<end>x", false),
+    ] {
+        assert_eq!(holds_whole(input.as_bytes()), whole, "{input:?}");
+    }
+    assert_eq!(
+        flushed(b"<198.51.100.1:80> @ <br>\nhello\n<end>"),
+        ([(Some("br".to_owned()), chat("hello"))].to_vec(), 0),
+        "the block read and closed"
+    );
+    // So is a JSON object spread over lines, at its last line.
+    let pretty = "{\n  \"type\": \"message\",\n  \"content\": \"hi\",\n  \"sender_name\": \"j\",\n  \"sender_port\": 5\n}";
+    for (input, whole) in [
+        (pretty.to_owned(), true),
+        (format!("{pretty} "), true),
+        (pretty[..pretty.len() - 1].to_owned(), false),
+        ("{\n  \"no\": \"message\"\n}".to_owned(), false),
+        (pretty.replace("hi", &"h".repeat(1024)), false),
+    ] {
+        assert_eq!(holds_whole(input.as_bytes()), whole, "{input:?}");
+    }
+    assert_eq!(
+        flushed(pretty.as_bytes()),
+        ([(Some("j".to_owned()), chat("hi"))].to_vec(), 0),
+        "the value read"
     );
 }
 

@@ -1052,6 +1052,25 @@ mod tests {
             .collect()
     }
 
+    /// Eight connections from `from` that each sent `bytes` (left unfinished) and were
+    /// read; their senders' ends, open.
+    fn eight_holding(
+        conns: &mut Connections,
+        (to, from): (SocketAddr, IpAddr),
+        bytes: &str,
+        (node, now): (&mut Node, Instant),
+        effects: &mut Vec<Effect>,
+    ) -> Vec<std::net::TcpStream> {
+        (0..8)
+            .map(|_| {
+                let (key, mut sender) = accept_keeping(conns, to, from);
+                sender.write_all(bytes.as_bytes()).expect("write");
+                conns.ready(key, true, node, now, effects);
+                sender
+            })
+            .collect()
+    }
+
     /// Like [`accept_from`], and also returns the sender's end, open.
     fn accept_keeping(
         conns: &mut Connections,
@@ -1464,13 +1483,13 @@ mod tests {
         let t0 = Instant::now();
         let from = IpAddr::from([127, 0, 190, 9]);
         let block = format!("<127.0.190.9:9> @ <carol>\n{}", "y".repeat(12_000));
-        let mut senders = Vec::new();
-        for _ in 0..8 {
-            let (key, mut sender) = accept_keeping(&mut conns, to, from);
-            sender.write_all(block.as_bytes()).expect("write");
-            conns.ready(key, true, &mut node, t0, &mut effects);
-            senders.push(sender);
-        }
+        let _senders = eight_holding(
+            &mut conns,
+            (to, from),
+            &block,
+            (&mut node, t0),
+            &mut effects,
+        );
         assert!(shown(&mut effects).is_empty(), "the blocks are open");
         let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
         conns.start_turn();
@@ -1514,13 +1533,8 @@ mod tests {
         let t0 = Instant::now();
         let from = IpAddr::from([127, 0, 172, 9]);
         let line = format!("127.0.172.9:9 bob {}", "x".repeat(12_000));
-        let mut senders = Vec::new();
-        for _ in 0..8 {
-            let (key, mut sender) = accept_keeping(&mut conns, to, from);
-            sender.write_all(line.as_bytes()).expect("write");
-            conns.ready(key, true, &mut node, t0, &mut effects);
-            senders.push(sender);
-        }
+        let mut senders =
+            eight_holding(&mut conns, (to, from), &line, (&mut node, t0), &mut effects);
         assert_eq!(shown(&mut effects).len(), 0);
         assert_eq!(conns.quiet.len(), 8);
         let due = t0 + QUIET;
