@@ -1100,15 +1100,13 @@ impl Decoder {
             }
         }
         let headed = if starts_with_digit {
-            None // `standard_v4` read it: not standard
+            // `standard_v4` read it: not standard.
+            parse_spaced(line, spares)
         } else if by_digit {
-            parse_standard(line, spares)
+            parse_standard(line, spares).or_else(|| parse_spaced(line, spares))
         } else {
-            parse_key_value(line)
-                .or_else(|| parse_colon(line))
-                .or_else(|| parse_standard(line, spares))
+            parse_headed(line, spares)
         };
-        let headed = headed.or_else(|| parse_spaced(line, spares));
         match headed {
             Some(m) => match glue.then(|| glued_header(line, &m)).flatten() {
                 Some(header) => self.read_glued(line, header, remember, out, spares),
@@ -1240,6 +1238,16 @@ impl Decoder {
     }
 }
 
+/// `line` read in the first of the dialects that put their header on the message's line
+/// and are not bracketed, tried in the documented order: key/value, colon fields,
+/// standard, spaced.
+fn parse_headed(line: &str, spares: &mut Spares) -> Option<Message> {
+    parse_key_value(line)
+        .or_else(|| parse_colon(line))
+        .or_else(|| parse_standard(line, spares))
+        .or_else(|| parse_spaced(line, spares))
+}
+
 /// Whether `head`, the start of an unfinished line that is not standard IPv4, is a whole
 /// message of another dialect that puts its header on the message's line (standard with
 /// another address, spaced, single-line bracketed, key/value, colon fields): a header,
@@ -1254,10 +1262,7 @@ fn whole_headed(head: &str, more: bool) -> bool {
         Some(Bracketed::Message(m)) => Some(m),
         // `<IP:PORT> @ <TEAM>` opens a block, which ends with `<end>`.
         Some(Bracketed::Open { .. }) => None,
-        None => parse_key_value(head)
-            .or_else(|| parse_colon(head))
-            .or_else(|| parse_standard(head, &mut spares))
-            .or_else(|| parse_spaced(head, &mut spares)),
+        None => parse_headed(head, &mut spares),
     };
     m.is_some_and(|m| match m.body {
         Body::Chat(text) => m.name.is_some() && (more || !trim(&text).is_empty()),
