@@ -243,7 +243,7 @@ impl Inbound {
                         Ok(()) => {}
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e) if net::would_block(&e) => {
                     return match self.feed(
                         &buf[..held],
                         backlog,
@@ -425,7 +425,7 @@ impl Outbound {
                 match self.stream.write(&self.bytes[self.written..]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => self.written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
+                    Err(e) if net::would_block(&e) => return Ok(Step::Wait),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
@@ -451,7 +451,7 @@ impl Outbound {
                         return Ok(Step::Closed);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Wait),
+                Err(e) if net::would_block(&e) => return Ok(Step::Wait),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A reset: the receiver closed with bytes of ours unread in its socket
                 // (it refused the connection, or read only part): not delivered.

@@ -57,7 +57,7 @@ impl Connections {
                         self.accepted.push(key);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(e) if net::would_block(&e) => {
                     self.accept_pending = false;
                     return;
                 }
