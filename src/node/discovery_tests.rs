@@ -315,6 +315,36 @@ fn a_spoofed_hello_flood_greets_a_bounded_number_of_new_peers() {
 }
 
 #[test]
+fn hellos_that_greet_nobody_leave_nothing_awaiting_a_greeting() {
+    // Only a hello whose sender we greet waits for that greeting (to be asked once it is
+    // delivered); those beyond the new-peer rate are not greeted, and must not fill the
+    // bounded map with entries nothing would ever take back.
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    for i in 0..2_000u32 {
+        let from = SocketAddr::new(IpAddr::from((0x7f03_0000 + i).to_be_bytes()), 5077);
+        n.on_datagram(from, &hello("x", 6000), t, &mut out);
+    }
+    assert_eq!(n.awaiting_greeting.len(), NEW_PEERS_PER_WINDOW as usize);
+    // Every greeting fails: nothing is left waiting.
+    loop {
+        let failed = sends(&mut n);
+        if failed.is_empty() {
+            break;
+        }
+        for (dest, ..) in failed {
+            n.on_send_failed(dest, "refused".into(), &mut out);
+        }
+    }
+    assert!(
+        n.awaiting_greeting.is_empty(),
+        "{} left",
+        n.awaiting_greeting.len()
+    );
+}
+
+#[test]
 fn the_node_announces_at_every_interval() {
     let mut n = node(true);
     let t = Instant::now();

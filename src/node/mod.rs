@@ -1038,21 +1038,32 @@ impl Node {
                 // A peerchat new to us is asked which peers it knows (not we ourselves),
                 // once its TCP side answered: at once when we reached it already, else
                 // when our greeting gets there (see `awaiting_greeting`).
-                if !self.is_us(addr.ip(), Some(addr.port())) {
-                    let reached = self
+                let us = self.is_us(addr.ip(), Some(addr.port()));
+                let reached = !us
+                    && self
                         .peers
                         .get(addr)
                         .is_some_and(|p| p.status == crate::node::peers::Status::Active);
-                    if reached {
-                        if let Some(d) = &mut self.discovery {
-                            d.heard_from(from);
-                        }
-                    } else if self.awaiting_greeting.len() < MAX_AWAITING_GREETING {
-                        self.awaiting_greeting.insert(addr, from);
+                if reached {
+                    if let Some(d) = &mut self.discovery {
+                        d.heard_from(from);
                     }
+                }
+                if !us {
                     self.peers.seen(addr, now);
                 }
                 self.learn(addr, Some(&name), None, Source::Discovered, now, out);
+                // Remembered only while our greeting is on its way (its delivery or
+                // failure takes the entry back): hellos that greet nobody (beyond the
+                // new-peer rate, a full table, a peer we know) leave nothing behind, and
+                // a flood of them cannot fill the map against the peerchats that follow.
+                if !us
+                    && !reached
+                    && self.awaiting_greeting.len() < MAX_AWAITING_GREETING
+                    && self.outbox.holds_word(addr, "connect")
+                {
+                    self.awaiting_greeting.insert(addr, from);
+                }
             }
             Some(Heard::Peers(list)) => {
                 for peer in list.into_iter().filter(|p| p.age <= MAX_AGE) {

@@ -248,6 +248,16 @@ impl Outbox {
             .is_some_and(|queue| queue.in_flight.is_some())
     }
 
+    /// Whether `word` is queued or in flight to `dest` (a greeting on its way).
+    pub fn holds_word(&self, dest: SocketAddr, word: &str) -> bool {
+        self.queues.get(&dest).is_some_and(|q| {
+            q.in_flight
+                .iter()
+                .chain(&q.waiting)
+                .any(|(_, text)| text == word)
+        })
+    }
+
     /// Destinations with something queued or in flight.
     pub fn destinations(&self) -> usize {
         self.queues.len()
