@@ -147,6 +147,13 @@ impl Outbox {
         self.bytes += bytes;
     }
 
+    /// Whether a destination waits for a connection of its own ([`Outbox::start_next`]
+    /// may have one to hand out): asked every loop turn, so a field or two, no more.
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        !self.ready_user.is_empty() || !self.ready_auto.is_empty()
+    }
+
     /// The next message to start, if a connection slot is free: a destination whose next
     /// message is the user's first, then automatic replies within half the slots. The
     /// outbox keeps it (as in flight) until [`Outbox::done`].

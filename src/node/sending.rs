@@ -35,6 +35,13 @@ pub const REPLIES_PER_INTERVAL: u32 = 5;
 pub const REPLY_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Node {
+    /// Whether [`Node::poll_transmit`] may have a message to hand out (checked first by
+    /// the loop every turn, which usually has none to open).
+    #[inline]
+    pub fn may_transmit(&self) -> bool {
+        self.outbox.has_ready()
+    }
+
     /// The next message to open a connection for, while the connection budget allows.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         let (dest, mut text) = self.outbox.start_next()?;

@@ -180,7 +180,7 @@ impl Connections {
         (slot, watch): (Option<usize>, bool),
         now: Instant,
     ) -> Option<usize> {
-        let now_secs = secs_since(self.started, now);
+        let now_secs = self.secs_at(now);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if watch {

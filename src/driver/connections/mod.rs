@@ -107,6 +107,10 @@ pub struct Connections {
     from: Option<IpAddr>,
     /// When the driver started: the origin of `Inbound::active_at`.
     started: Instant,
+    /// The last moment asked of [`Connections::secs_at`], and its whole seconds since
+    /// `started`: a turn asks for the same moment several times (accepting a connection,
+    /// then reading it), and the division is the dearer part.
+    secs_cache: (Instant, u32),
     /// Accepting paused: out of descriptors (resumes on a timer).
     accept_paused: bool,
     /// The listener may have connections waiting (readable, and not yet accepted until
@@ -216,6 +220,7 @@ impl Connections {
             limits,
             from: Some(bind).filter(|ip| !ip.is_unspecified()),
             started: now,
+            secs_cache: (now, 0),
             accept_paused: false,
             accept_pending: false,
             refused: 0,
@@ -435,7 +440,7 @@ impl Connections {
     }
 
     fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        let now_secs = secs_since(self.started, now);
+        let now_secs = self.secs_at(now);
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
@@ -977,6 +982,21 @@ impl Connections {
         self.idle_slots = 0;
     }
 
+    /// Tests: makes every connection `by` older (the origin moves back).
+    #[cfg(test)]
+    fn age(&mut self, by: Duration) {
+        self.started -= by;
+        self.secs_cache = (self.started, 0);
+    }
+
+    /// Whole seconds from `started` to `now` ([`secs_since`]), computed once per moment.
+    fn secs_at(&mut self, now: Instant) -> u32 {
+        if self.secs_cache.0 != now {
+            self.secs_cache = (now, secs_since(self.started, now));
+        }
+        self.secs_cache.1
+    }
+
     /// The entry of `ip` in `per_ip`, if it has one: the last address's first, then by
     /// lookup.
     fn slot_of(&mut self, ip: IpAddr) -> Option<usize> {
@@ -1167,7 +1187,7 @@ mod tests {
         if let Some(Conn::In(conn)) = conns.conns.get_mut(first) {
             (conn.active_at, conn.line_since) = (0, 0);
         }
-        conns.started -= Duration::from_secs(5);
+        conns.age(Duration::from_secs(5));
         conns.read_since_shrink = SHRINK_AFTER_BYTES;
         let second = accept_from(&mut conns, to, ip);
         assert_eq!(conns.conns.len(), 1, "the first was evicted");
@@ -1207,7 +1227,7 @@ mod tests {
         if let Some(Conn::In(conn)) = conns.conns.get_mut(first) {
             (conn.active_at, conn.line_since) = (0, 0);
         }
-        conns.started -= Duration::from_secs(5);
+        conns.age(Duration::from_secs(5));
         let newcomer = IpAddr::from([127, 0, 165, 6]);
         let (second, mut holder) =
             accept_keeping_with(&mut conns, to, newcomer, &mut node, &mut effects);

@@ -14,7 +14,15 @@ use crate::node::{Effect, Node};
 
 impl Connections {
     /// Opens a connection for each message the node hands out, while it hands them out.
+    #[inline]
     pub fn transmit(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        if node.may_transmit() {
+            self.transmit_all(node, now, out);
+        }
+    }
+
+    /// [`Connections::transmit`] with something to hand out, perhaps.
+    fn transmit_all(&mut self, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
         while let Some(t) = node.poll_transmit() {
             if let Err(e) = self.open(t.dest, (t.text, t.dialect), false, now) {
                 node.on_send_failed(t.dest, net::describe(&e), out);
