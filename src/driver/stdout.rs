@@ -224,34 +224,12 @@ impl Stdout {
     /// Writes as much as stdout takes without blocking.
     pub fn flush(&mut self) -> io::Result<Flushed> {
         while self.start < self.pending.len() {
-            if let Some(twin) = &mut self.twin {
-                match std::io::Write::write(twin, &self.pending[self.start..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.start += n;
-                        self.progress = true;
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            let end = if self.kind == Kind::RegularFile {
-                self.pending.len()
-            } else if writable_now() {
-                self.pending.len().min(self.start + WRITE_CHUNK)
-            } else {
-                return Ok(Flushed::Partly);
-            };
-            match fdio::write(rustix::stdio::stdout(), &self.pending[self.start..end]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
+            match self.write_some(&self.pending[self.start..])? {
+                Some(n) => {
                     self.start += n;
                     self.progress = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Partly),
-                Err(e) => return Err(e),
+                None => return Ok(Flushed::Partly),
             }
         }
         // A burst leaves a big buffer behind: given back once output is small again (not
@@ -263,6 +241,72 @@ impl Stdout {
         self.pending.clear();
         self.start = 0;
         Ok(Flushed::All)
+    }
+
+    /// Writes a turn's output (whole lines) as [`Stdout::push_owned`] and then
+    /// [`Stdout::flush`] would, without going through the buffer when nothing waits in it:
+    /// then `text` is written from where it is (most often all of it, at once), and only
+    /// what stdout does not take is swapped in to wait. `text` is left empty.
+    pub fn write_turn(&mut self, text: &mut String) -> io::Result<Flushed> {
+        // What `push_owned` would swap in whole.
+        let whole = text.len() <= self.limit || !self.dropping;
+        let mut written = 0;
+        let mut failed = None;
+        if self.start == self.pending.len() && whole && !text.is_empty() {
+            match self.write_some(text.as_bytes()) {
+                Ok(Some(n)) if n == text.len() => {
+                    self.progress = true;
+                    text.clear();
+                    return Ok(Flushed::All);
+                }
+                Ok(Some(n)) => {
+                    self.progress = true;
+                    written = n;
+                }
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        }
+        let mut bytes = std::mem::take(text).into_bytes();
+        self.push_owned(&mut bytes);
+        // Swapped in whole when anything was written: the part written is behind `start`.
+        self.start += written;
+        // Empty (`push_owned` leaves it so), hence valid UTF-8: never a new string.
+        *text = String::from_utf8(bytes).unwrap_or_default();
+        match failed {
+            Some(e) => Err(e),
+            None => self.flush(),
+        }
+    }
+
+    /// One write of (the start of) `bytes`, which are not empty: how many stdout took, or
+    /// `None` when it takes nothing now.
+    #[inline(always)]
+    fn write_some(&self, bytes: &[u8]) -> io::Result<Option<usize>> {
+        if let Some(twin) = &self.twin {
+            loop {
+                match std::io::Write::write(&mut &*twin, bytes) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => return Ok(Some(n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let end = if self.kind == Kind::RegularFile {
+            bytes.len()
+        } else if writable_now() {
+            bytes.len().min(WRITE_CHUNK)
+        } else {
+            return Ok(None);
+        };
+        match fdio::write(rustix::stdio::stdout(), &bytes[..end]) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// At exit: keeps writing for at most `patience`, waiting for stdout to drain.
@@ -394,6 +438,61 @@ mod tests {
         assert_eq!(
             (s.pending.as_slice(), s.dropped_lines),
             (&b"12345\n"[..], 1)
+        );
+    }
+
+    /// A turn is written from where it is when nothing waits; what the reader does not
+    /// take yet waits, and the next turn goes after it: the reader gets every byte once,
+    /// in order. (A socket stands in for the non-blocking twin of a terminal or pipe.)
+    #[test]
+    fn a_turn_is_written_where_it_is_and_its_rest_waits_in_order() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (mut reader, writer) = UnixStream::pair().unwrap();
+        writer.set_nonblocking(true).unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let mut s = stdout(1 << 30);
+        s.set_dropping(false);
+        s.twin = Some(std::fs::File::from(std::os::fd::OwnedFd::from(writer)));
+        let mut sent = String::new();
+        let mut text = String::from("small turn\n");
+        sent.push_str(&text);
+        assert_eq!(s.write_turn(&mut text).unwrap(), Flushed::All);
+        assert!(text.is_empty() && s.take_progress() && s.backlog() == 0);
+        // More than a socket buffer takes: written in part.
+        let big: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        let mut text = big.clone();
+        sent.push_str(&big);
+        assert_eq!(s.write_turn(&mut text).unwrap(), Flushed::Partly);
+        assert!(text.is_empty());
+        assert!(
+            s.backlog() > 0 && s.backlog() < big.len(),
+            "{}",
+            s.backlog()
+        );
+        let mut text = String::from("after\n");
+        sent.push_str(&text);
+        assert_eq!(s.write_turn(&mut text).unwrap(), Flushed::Partly);
+        let mut got = Vec::new();
+        let mut chunk = vec![0; 1 << 16];
+        loop {
+            let all = s.flush().unwrap() == Flushed::All;
+            loop {
+                match reader.read(&mut chunk) {
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            if all {
+                break;
+            }
+        }
+        assert!(
+            got == sent.as_bytes(),
+            "{} bytes of {}",
+            got.len(),
+            sent.len()
         );
     }
 

@@ -241,7 +241,7 @@ impl Output {
     }
 
     /// Ctrl-L: clears the screen; the prompt and the half-typed line are drawn again at the
-    /// top by the next [`Output::drain`].
+    /// top by the next [`Output::draw_prompt`].
     pub fn clear_screen(&mut self) {
         if self.interactive {
             self.buf.push_str("\x1b[H\x1b[2J");
@@ -277,26 +277,32 @@ impl Output {
         self.buf.capacity() > KEEP_CAPACITY
     }
 
-    /// Hands what was rendered this turn to `sink`, followed by the edited row (the prompt
-    /// and the visible part of the half-typed line, see [`lineedit::layout`]) when a person
-    /// is at a terminal and it is not on the screen already; then starts afresh.
-    /// `sink` gets the bytes in a buffer it may take, leaving another (empty) in its place:
-    /// stdout swaps it in when nothing waits there, instead of copying a turn's output
-    /// (a stream of 64 KiB lines: 611 against 430 MB/s, user CPU halved).
-    pub fn drain(&mut self, prompt: Option<View>, sink: impl FnOnce(&mut Vec<u8>)) {
-        if self.interactive && !self.prompt_visible {
-            if let Some(view) = prompt {
-                lineedit::draw(&view, &mut self.buf);
-                self.prompt_visible = true;
-            }
+    /// Whether [`Output::draw_prompt`] would draw: a person is at a terminal and the
+    /// edited row is not on the screen.
+    pub fn wants_prompt(&self) -> bool {
+        self.interactive && !self.prompt_visible
+    }
+
+    /// Appends the edited row (the prompt and the visible part of the half-typed line, see
+    /// [`lineedit::layout`]) when a person is at a terminal and it is not on the screen
+    /// already.
+    pub fn draw_prompt(&mut self, view: &View) {
+        if self.wants_prompt() {
+            lineedit::draw(view, &mut self.buf);
+            self.prompt_visible = true;
         }
+    }
+
+    /// Hands what was rendered this turn to `sink`; then starts afresh.
+    /// `sink` gets the buffer itself: it may write from it where it is, or take it and
+    /// leave another in its place (stdout swaps it in when it cannot write it all at once,
+    /// instead of copying a turn's output: a stream of 64 KiB lines, 611 against 430 MB/s,
+    /// user CPU halved). Whatever `sink` leaves in it is dropped.
+    pub fn drain(&mut self, sink: impl FnOnce(&mut String)) {
         if !self.buf.is_empty() {
             let small = self.buf.len() <= KEEP_CAPACITY / 2;
-            let mut bytes = std::mem::take(&mut self.buf).into_bytes();
-            sink(&mut bytes);
-            bytes.clear();
-            // Empty, so valid UTF-8: this never falls back to a new string.
-            self.buf = String::from_utf8(bytes).unwrap_or_default();
+            sink(&mut self.buf);
+            self.buf.clear();
             // A burst of output leaves a big buffer behind: given back once output is
             // small again (not after every turn of a stream, which would regrow it).
             if small && self.buf.capacity() > KEEP_CAPACITY {
@@ -976,10 +982,12 @@ mod tests {
     fn ctrl_l_clears_and_log_text_goes_above_the_prompt() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "ab", 2));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         out.show_text("[DEBUG x] y\n");
         out.clear_screen();
-        out.drain(Some(view("> ", "ab", 2)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "ab", 2));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         assert_eq!(
             String::from_utf8_lossy(&screen),
             "\r> ab\x1b[0K\r\x1b[4C\r\x1b[K[DEBUG x] y\n\x1b[H\x1b[2J\r> ab\x1b[0K\r\x1b[4C"
@@ -1351,15 +1359,15 @@ mod tests {
     #[test]
     fn a_large_turn_keeps_its_buffer_and_a_small_one_gives_it_back() {
         let mut out = Output::new(Style::default(), false);
-        let sink = |_: &mut Vec<u8>| {};
+        let sink = |_: &mut String| {};
         let long = "x".repeat(100);
         for _ in 0..400 {
             out.show(&Event::Info(long.clone()));
         }
-        out.drain(None, sink);
+        out.drain(sink);
         assert!(out.buf.capacity() > KEEP_CAPACITY, "{}", out.buf.capacity());
         out.show(&Event::Info(long.clone()));
-        out.drain(None, sink);
+        out.drain(sink);
         assert!(
             out.buf.capacity() <= KEEP_CAPACITY,
             "{}",
@@ -1553,11 +1561,11 @@ mod tests {
     fn prompt_is_erased_and_redrawn_around_incoming_lines() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "", 0));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         out.show(&Event::Info("news".into()));
-        out.drain(Some(view("> ", "hallo", 3)), |b| {
-            screen.extend_from_slice(b)
-        });
+        out.draw_prompt(&view("> ", "hallo", 3));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         assert_eq!(
             String::from_utf8_lossy(&screen),
             "\r> \x1b[0K\r\x1b[2C\r\x1b[K* news\n\r> hallo\x1b[0K\r\x1b[5C"
@@ -1568,12 +1576,14 @@ mod tests {
     fn a_finished_line_stays_on_the_screen() {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
-        out.drain(Some(view("> ", "/pee", 4)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "/pee", 4));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         // The last keys and Enter came in one read: a redraw, then the line.
         out.redraw_prompt();
         out.line_typed(Some(("> ", "/peers")));
         out.show(&Event::Info("listed".into()));
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "", 0));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         assert_eq!(
             String::from_utf8_lossy(&screen),
             "\r> /pee\x1b[0K\r\x1b[6C\r\x1b[K\r\x1b[K> /peers\n* listed\n\r> \x1b[0K\r\x1b[2C"
@@ -1587,9 +1597,10 @@ mod tests {
         let mut out = Output::new(Style::default(), true);
         let mut screen = Vec::new();
         let prompt = "\x1b[2Jx> ";
-        out.drain(Some(view(prompt, "hi", 2)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view(prompt, "hi", 2));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         out.line_typed(Some((prompt, "hi")));
-        out.drain(None, |b| screen.extend_from_slice(b));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         let screen = String::from_utf8_lossy(&screen);
         assert!(!screen.contains("\x1b[2J"), "{screen:?}");
         assert_eq!(screen.matches("\\u{1b}[2Jx> hi").count(), 2, "{screen:?}");
@@ -1601,7 +1612,8 @@ mod tests {
         let mut screen = Vec::new();
         out.show(&Event::Warning("careful".into()));
         out.show(&Event::Bye);
-        out.drain(Some(view("> ", "", 0)), |b| screen.extend_from_slice(b));
+        out.draw_prompt(&view("> ", "", 0));
+        out.drain(|b| screen.extend_from_slice(b.as_bytes()));
         assert_eq!(screen, b"! careful\n* bye\n");
     }
 

@@ -3,11 +3,12 @@
 //! TCP), and a pipe that takes nothing for a while counts as not being read.
 
 use crate::time::Instant;
+use std::io;
 use std::time::Duration;
 
 use super::{EventLoop, STDOUT_STALL};
 use crate::driver::journal::Flushed;
-use crate::driver::stdout::Kind;
+use crate::driver::stdout::{self, Kind};
 use crate::driver::terminal::RawInput;
 use crate::node::event::Event;
 use crate::node::Effect;
@@ -16,60 +17,19 @@ impl EventLoop {
     /// Ends a turn's output: the journal first (so that whatever is shown is already
     /// remembered), then stdout, without blocking.
     pub(super) fn flush_output(&mut self, now: Instant) {
-        if let Some(journal) = &mut self.journal {
-            let node = &self.node;
-            let notice = match journal.flush(now, || node.snapshot()) {
-                Flushed::Quietly => None,
-                Flushed::Failed(e) => Some(format!(
-                    "cannot write the state journal ({e}); trying again every second"
-                )),
-                Flushed::Recovered { rewritten: false } => {
-                    Some("the state journal is written again; nothing was lost".to_owned())
-                }
-                Flushed::Recovered { rewritten: true } => Some(
-                    "the state journal is written again (rewritten from what is known now: some messages of the outage are not in it)"
-                        .to_owned(),
-                ),
-            };
-            if let Some(notice) = notice {
-                self.effects.push(Effect::Show(Event::Warning(notice)));
-                self.apply_effects(now);
-            }
+        if self.journal.is_some() {
+            self.flush_journal(now);
         }
         if self.stdout_broken {
             return;
         }
-        if self.raw_input.is_some() {
-            let mut logs = String::new();
-            crate::driver::logsink::take(&mut logs);
-            if !logs.is_empty() {
-                self.output.show_text(&logs);
-            }
+        if self.raw_input.is_some() || self.interactive {
+            self.terminal_output();
         }
-        let cols = self
-            .raw_input
-            .as_ref()
-            .map_or(crate::driver::terminal::DEFAULT_COLS, RawInput::cols);
-        let prompt = (self.interactive && !self.node.is_quitting()).then(|| {
-            let prompt = self.node.prompt();
-            self.console
-                .editing(prompt, cols)
-                .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols))
-        });
-        let stdout = &mut self.stdout;
-        self.output.drain(prompt, |bytes| stdout.push_owned(bytes));
-        let mut flushed = self.stdout.flush();
+        let mut flushed = self.write_output();
         let dropped = self.stdout.take_dropped();
         if dropped > 0 && flushed.is_ok() {
-            // Told at once, not at the next event: an idle peer may have none.
-            self.effects.push(Effect::Show(Event::Warning(format!(
-                "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
-                self.stdout.limit()
-            ))));
-            self.apply_effects(now);
-            let stdout = &mut self.stdout;
-            self.output.drain(None, |bytes| stdout.push_owned(bytes));
-            flushed = self.stdout.flush();
+            flushed = self.report_dropped(dropped, now);
         }
         if self.give_back_output && self.stdout.backlog() == 0 {
             self.give_back_output = false;
@@ -79,19 +39,101 @@ impl EventLoop {
             crate::driver::heap::trim();
         }
         if let Err(e) = flushed {
-            self.stdout_broken = true;
-            // Nothing will be written any more: what waits is dropped, and its memory goes.
-            self.output.discard();
-            self.stdout.discard();
-            crate::driver::heap::trim();
-            if self.config.headless {
-                log::warn!("stdout failed ({e}); running on without output");
-            } else {
-                // Nobody reads us any more: leave politely.
-                log::warn!("stdout failed ({e}); quitting");
-                self.node.quit(now, &mut self.effects);
-                self.apply_effects(now);
+            self.stdout_failed(e, now);
+        }
+    }
+
+    /// At a terminal: this process's log records, shown above the prompt, and the edited
+    /// row, drawn again when it is not on the screen.
+    #[inline(never)]
+    fn terminal_output(&mut self) {
+        if self.raw_input.is_some() {
+            let mut logs = String::new();
+            crate::driver::logsink::take(&mut logs);
+            if !logs.is_empty() {
+                self.output.show_text(&logs);
             }
+        }
+        if self.interactive && !self.node.is_quitting() && self.output.wants_prompt() {
+            let cols = self
+                .raw_input
+                .as_ref()
+                .map_or(crate::driver::terminal::DEFAULT_COLS, RawInput::cols);
+            let prompt = self.node.prompt();
+            let view = self
+                .console
+                .editing(prompt, cols)
+                .unwrap_or_else(|| crate::ui::lineedit::layout(prompt, "", 0, cols));
+            self.output.draw_prompt(&view);
+        }
+    }
+
+    /// Hands what is rendered to stdout and writes what stdout takes without blocking.
+    #[inline]
+    fn write_output(&mut self) -> io::Result<stdout::Flushed> {
+        if self.output.buffered() == 0 {
+            // Nothing rendered this turn: what waits, if anything, is written.
+            return self.stdout.flush();
+        }
+        let stdout = &mut self.stdout;
+        let mut flushed = Ok(stdout::Flushed::All);
+        self.output.drain(|text| flushed = stdout.write_turn(text));
+        flushed
+    }
+
+    /// Writes the journal; a failure, and the recovery from one, are shown.
+    #[cold]
+    fn flush_journal(&mut self, now: Instant) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        let node = &self.node;
+        let notice = match journal.flush(now, || node.snapshot()) {
+            Flushed::Quietly => None,
+            Flushed::Failed(e) => Some(format!(
+                "cannot write the state journal ({e}); trying again every second"
+            )),
+            Flushed::Recovered { rewritten: false } => {
+                Some("the state journal is written again; nothing was lost".to_owned())
+            }
+            Flushed::Recovered { rewritten: true } => Some(
+                "the state journal is written again (rewritten from what is known now: some messages of the outage are not in it)"
+                    .to_owned(),
+            ),
+        };
+        if let Some(notice) = notice {
+            self.effects.push(Effect::Show(Event::Warning(notice)));
+            self.apply_effects(now);
+        }
+    }
+
+    /// Tells at once, not at the next event (an idle peer may have none), that `dropped`
+    /// lines were dropped, and writes that.
+    #[cold]
+    fn report_dropped(&mut self, dropped: u64, now: Instant) -> io::Result<stdout::Flushed> {
+        self.effects.push(Effect::Show(Event::Warning(format!(
+            "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
+            self.stdout.limit()
+        ))));
+        self.apply_effects(now);
+        self.write_output()
+    }
+
+    /// stdout failed: nothing will be written any more.
+    #[cold]
+    fn stdout_failed(&mut self, e: io::Error, now: Instant) {
+        self.stdout_broken = true;
+        // What waits is dropped, and its memory goes.
+        self.output.discard();
+        self.stdout.discard();
+        crate::driver::heap::trim();
+        if self.config.headless {
+            log::warn!("stdout failed ({e}); running on without output");
+        } else {
+            // Nobody reads us any more: leave politely.
+            log::warn!("stdout failed ({e}); quitting");
+            self.node.quit(now, &mut self.effects);
+            self.apply_effects(now);
         }
     }
 
@@ -149,8 +191,7 @@ impl EventLoop {
         if self.stdout_broken {
             return;
         }
-        let stdout = &mut self.stdout;
-        self.output.drain(None, |bytes| stdout.push_owned(bytes));
+        let _ = self.write_output();
         let _ = self.stdout.finish(Duration::from_millis(200));
     }
 }
