@@ -139,10 +139,11 @@ impl EventLoop {
 
     /// Whether stdout is so far behind that reading the network must wait: a reader that
     /// keeps up, however slowly, then loses nothing (the senders wait, through TCP).
+    /// (Asked several times a turn: the sizes first, which are small but for a burst.)
     pub(super) fn behind(&self) -> bool {
-        !self.stdout_broken
+        self.output.buffered() + self.stdout.backlog() >= self.config.limits.stdout_buffer
+            && !self.stdout_broken
             && !self.stdout.is_dropping()
-            && self.output.buffered() + self.stdout.backlog() >= self.config.limits.stdout_buffer
     }
 
     /// After each turn's flush: notes whether stdout is behind and taking nothing. A pipe
