@@ -222,7 +222,20 @@ impl Stdout {
     }
 
     /// Writes as much as stdout takes without blocking.
+    #[inline]
     pub fn flush(&mut self) -> io::Result<Flushed> {
+        if self.start == self.pending.len() && self.pending.capacity() <= KEEP_CAPACITY {
+            // Nothing waits (most turns that rendered nothing): nothing to write, nor to
+            // give back.
+            self.pending.clear();
+            self.start = 0;
+            return Ok(Flushed::All);
+        }
+        self.flush_pending()
+    }
+
+    /// [`Stdout::flush`] when something waits or the buffer is larger than it is kept.
+    fn flush_pending(&mut self) -> io::Result<Flushed> {
         while self.start < self.pending.len() {
             match self.write_some(&self.pending[self.start..])? {
                 Some(n) => {

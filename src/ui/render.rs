@@ -293,22 +293,25 @@ impl Output {
         }
     }
 
-    /// Hands what was rendered this turn to `sink`; then starts afresh.
+    /// Hands what was rendered this turn to `sink`, if anything, and returns what `sink`
+    /// returns; then starts afresh.
     /// `sink` gets the buffer itself: it may write from it where it is, or take it and
     /// leave another in its place (stdout swaps it in when it cannot write it all at once,
     /// instead of copying a turn's output: a stream of 64 KiB lines, 611 against 430 MB/s,
     /// user CPU halved). Whatever `sink` leaves in it is dropped.
-    pub fn drain(&mut self, sink: impl FnOnce(&mut String)) {
-        if !self.buf.is_empty() {
-            let small = self.buf.len() <= KEEP_CAPACITY / 2;
-            sink(&mut self.buf);
-            self.buf.clear();
-            // A burst of output leaves a big buffer behind: given back once output is
-            // small again (not after every turn of a stream, which would regrow it).
-            if small && self.buf.capacity() > KEEP_CAPACITY {
-                self.buf.shrink_to(KEEP_CAPACITY);
-            }
+    pub fn drain<R>(&mut self, sink: impl FnOnce(&mut String) -> R) -> Option<R> {
+        if self.buf.is_empty() {
+            return None;
         }
+        let small = self.buf.len() <= KEEP_CAPACITY / 2;
+        let result = sink(&mut self.buf);
+        self.buf.clear();
+        // A burst of output leaves a big buffer behind: given back once output is small
+        // again (not after every turn of a stream, which would regrow it).
+        if small && self.buf.capacity() > KEEP_CAPACITY {
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
+        Some(result)
     }
 }
 

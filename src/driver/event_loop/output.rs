@@ -76,9 +76,10 @@ impl EventLoop {
             return self.stdout.flush();
         }
         let stdout = &mut self.stdout;
-        let mut flushed = Ok(stdout::Flushed::All);
-        self.output.drain(|text| flushed = stdout.write_turn(text));
-        flushed
+        match self.output.drain(|text| stdout.write_turn(text)) {
+            Some(flushed) => flushed,
+            None => Ok(stdout::Flushed::All), // Not so: something was rendered.
+        }
     }
 
     /// Writes the journal; a failure, and the recovery from one, are shown.
