@@ -56,6 +56,9 @@ pub struct Output {
     interactive: bool,
     /// Whether the prompt is the last thing on the screen.
     prompt_visible: bool,
+    /// Whether a message line is its start and its text, nothing else: no JSON, no time,
+    /// no prompt to erase first (decided once: the style and the terminal stay).
+    bare: bool,
     /// The start of the last message line rendered (`[NAME IP:PORT] `, in the style) and
     /// whom it was for: the next message from the same sender (most often the case: a
     /// peer's messages come one after another) reuses it instead of writing it anew.
@@ -78,6 +81,8 @@ struct StartKey {
 }
 
 impl StartKey {
+    /// Whether the start was rendered for `from`.
+    #[inline(always)]
     fn is(&self, from: &Sender) -> bool {
         self.ip == Some(from.ip)
             && self.port == from.port
@@ -88,6 +93,7 @@ impl StartKey {
             }
     }
 
+    /// Notes that the start is rendered for `from`.
     fn set(&mut self, from: &Sender) {
         self.ip = Some(from.ip);
         self.port = from.port;
@@ -106,6 +112,7 @@ impl Output {
             style,
             interactive: interactive && !style.json,
             prompt_visible: false,
+            bare: !style.json && !style.timestamps && !interactive,
             start: String::new(),
             start_for: StartKey::default(),
             lines_start: String::new(),
@@ -137,6 +144,19 @@ impl Output {
 
     /// Renders `event`; nothing is written until [`Output::drain`].
     pub fn show(&mut self, event: &Event) {
+        match event {
+            // The usual line, with no look at the style.
+            Event::Message { from, text } if self.bare => {
+                self.message_start(from);
+                push_line(text, &mut self.buf);
+            }
+            _ => self.show_styled(event),
+        }
+    }
+
+    /// [`Output::show`] for any event in any style.
+    #[inline(never)]
+    fn show_styled(&mut self, event: &Event) {
         if self.interactive && self.prompt_visible {
             // Erase the prompt line; it is drawn again after the new lines.
             self.buf.push_str("\r\x1b[K");
@@ -1406,6 +1426,49 @@ mod tests {
                     bytes[at] = fill;
                 }
             }
+        }
+    }
+
+    /// A message shown by the bare path is what the styled path shows, in every style
+    /// and at a terminal (where the prompt is erased first); with timestamps, JSON or a
+    /// terminal, messages take the styled path.
+    #[test]
+    fn bare_messages_are_shown_as_the_styled_path_shows_them() {
+        let senders = [
+            from(Some("cg"), Some(9), None),
+            from(Some("al ice"), None, Some("10.0.0.1")),
+            from(None, Some(65535), None),
+        ];
+        for (json, color, timestamps, interactive) in (0..16).map(|bits| {
+            let bit = |i: u32| bits & (1 << i) != 0;
+            (bit(0), bit(1), bit(2), bit(3))
+        }) {
+            let style = Style {
+                json,
+                color,
+                timestamps,
+            };
+            let (mut bare, mut styled) = (
+                Output::new(style, interactive),
+                Output::new(style, interactive),
+            );
+            assert_eq!(bare.bare, !json && !timestamps && !interactive);
+            if timestamps || json {
+                // The time (now) is in the line: only the path is checked.
+                continue;
+            }
+            for (i, from) in senders.iter().cycle().take(7).enumerate() {
+                for out in [&mut bare, &mut styled] {
+                    out.draw_prompt(&view("> ", "ab", 2));
+                }
+                let event = Event::Message {
+                    from: from.clone(),
+                    text: ["m00001", "", "tab\tbell\u{7}", "x".repeat(40).as_str()][i % 4].into(),
+                };
+                bare.show(&event);
+                styled.show_styled(&event);
+            }
+            assert_eq!(bare.buf, styled.buf, "{style:?} {interactive}");
         }
     }
 
