@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{EventLoop, STDOUT_STALL};
 use crate::driver::journal::Flushed;
-use crate::driver::stdout::{self, Kind};
+use crate::driver::stdout::Kind;
 use crate::driver::terminal::RawInput;
 use crate::node::event::Event;
 use crate::node::Effect;
@@ -68,18 +68,18 @@ impl EventLoop {
         }
     }
 
-    /// Hands what is rendered to stdout and writes what stdout takes without blocking.
+    /// Hands what is rendered to stdout and writes what stdout takes without blocking
+    /// (whether it all went is for stdout's backlog to tell).
     #[inline]
-    fn write_output(&mut self) -> io::Result<stdout::Flushed> {
+    fn write_output(&mut self) -> io::Result<()> {
         if self.output.buffered() == 0 {
             // Nothing rendered this turn: what waits, if anything, is written.
-            return self.stdout.flush();
+            return self.stdout.flush().map(drop);
         }
         let stdout = &mut self.stdout;
-        match self.output.drain(|text| stdout.write_turn(text)) {
-            Some(flushed) => flushed,
-            None => Ok(stdout::Flushed::All), // Not so: something was rendered.
-        }
+        let written = self.output.drain(|text| stdout.write_turn(text).map(drop));
+        // Never `None`: something was rendered.
+        written.unwrap_or(Ok(()))
     }
 
     /// Writes the journal; a failure, and the recovery from one, are shown.
@@ -111,7 +111,7 @@ impl EventLoop {
     /// Tells at once, not at the next event (an idle peer may have none), that `dropped`
     /// lines were dropped, and writes that.
     #[cold]
-    fn report_dropped(&mut self, dropped: u64, now: Instant) -> io::Result<stdout::Flushed> {
+    fn report_dropped(&mut self, dropped: u64, now: Instant) -> io::Result<()> {
         self.effects.push(Effect::Show(Event::Warning(format!(
             "{dropped} lines of output were dropped: stdout was not being read (more than {} bytes waiting)",
             self.stdout.limit()
