@@ -365,17 +365,23 @@ impl Node {
         }
     }
 
-    /// Notes a peer we heard from; announces it when new. Returns whether it is in the
-    /// table (a peer beyond the table's bounds is shown but not kept, nor answered).
+    /// Notes a peer we heard from at `addr` (canonical, as `on_message` makes it);
+    /// announces it when new. What came `via_alias` (see `on_message`) does not name the
+    /// peer. Returns whether it is in the table (a peer beyond the table's bounds is shown
+    /// but not kept, nor answered).
     fn heard(
         &mut self,
         from: &Sender,
+        via_alias: bool,
         addr: SocketAddr,
         chat: (u64, wire::Dialect),
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let name = from.name.as_deref();
+        let name = match via_alias {
+            true => None,
+            false => from.name.as_deref(),
+        };
         // Remembering names and dialects: a name or a dialect the journal does not have yet
         // is written (only when persisting; otherwise this costs nothing per message). Raw
         // text names no dialect: the one known stays.
@@ -384,7 +390,9 @@ impl Node {
                 (name.is_some() && p.name.as_deref() != name)
                     || (chat.1 != wire::Dialect::Raw && p.dialect != Some(chat.1))
             });
-        let noted = self.peers.note(addr, name, from.claimed_ip, chat, now);
+        let noted = self
+            .peers
+            .note_canonical(addr, name, from.claimed_ip, chat, now);
         self.take_evicted(out);
         let Some(is_new) = noted else {
             self.table_full(out);
@@ -394,7 +402,7 @@ impl Node {
         if is_new {
             out.push(Effect::Show(Event::PeerJoined {
                 addr,
-                name: from.name.clone(),
+                name: name.map(str::to_owned),
             }));
         }
         if changed || (is_new && self.me.persist) {
@@ -797,31 +805,26 @@ impl Node {
         // such an alias is trusted less (anyone can claim an address): it cannot rename
         // the row, and its `exit` drops only the alias (see below).
         let raw = from.addr();
-        let (addr, via_alias) = match raw {
-            Some(raw) => {
-                let addr = self.peers.resolve(raw);
-                (Some(addr), addr != raw)
-            }
-            None => (None, false),
+        let alias = match raw {
+            Some(raw) => self.peers.alias_of(raw),
+            None => None,
         };
-        let stripped;
-        let table_from = match via_alias {
-            true => {
-                stripped = Sender {
-                    name: None,
-                    ..from.clone()
-                };
-                &stripped
-            }
-            false => &from,
-        };
+        let via_alias = alias.is_some();
+        let addr = alias.or(raw);
         let dialect = msg.dialect;
         match msg.body {
             Body::Chat(text) => {
                 // A header with no text says "I am here": noted, not shown.
                 let shown = !wire::is_blank(&text);
                 if let Some(addr) = addr {
-                    self.heard(table_from, addr, (u64::from(shown), dialect), now, out);
+                    self.heard(
+                        &from,
+                        via_alias,
+                        addr,
+                        (u64::from(shown), dialect),
+                        now,
+                        out,
+                    );
                 }
                 if shown {
                     self.last_sender = LastSender::of(addr, ip);
@@ -845,7 +848,7 @@ impl Node {
                 self.history.push_lines(at, name, &lines);
                 if let Some(addr) = addr {
                     let count = lines.line_count() as u64;
-                    self.heard(table_from, addr, (count, dialect), now, out);
+                    self.heard(&from, via_alias, addr, (count, dialect), now, out);
                 }
                 self.last_sender = LastSender::of(addr, ip);
                 out.push(Effect::ShowLines { from, lines });
@@ -859,7 +862,7 @@ impl Node {
                     // A new connection to its listening port; never `connect` back. Not
                     // while quitting: it would reach the peer after our `exit`.
                     Some(addr)
-                        if self.heard(table_from, addr, (0, dialect), now, out)
+                        if self.heard(&from, via_alias, addr, (0, dialect), now, out)
                             && !self.quitting =>
                     {
                         self.reply(addr, now)
@@ -871,7 +874,7 @@ impl Node {
             Body::ConnectAck => {
                 if let Some(addr) = addr {
                     self.ungreeted.remove(&addr);
-                    self.heard(table_from, addr, (0, dialect), now, out);
+                    self.heard(&from, via_alias, addr, (0, dialect), now, out);
                 }
                 out.push(Effect::Show(Event::ConnectAck { from }));
             }

@@ -329,11 +329,8 @@ impl PeerTable {
         self.note(addr, name, claimed_ip, (chats, Dialect::Standard), now) == Some(true)
     }
 
-    /// Records that `addr` spoke to us now: `Some(true)` when it was not known before,
-    /// `Some(false)` when it was, `None` when it is not kept (its address already holds
-    /// `max_per_ip` peers, or the table is full and nothing can be evicted). `chat` counts
-    /// the chat messages (one per line of a run; none for a control word, which only
-    /// refreshes the entry) and says in which dialect it spoke.
+    /// [`PeerTable::note_canonical`] for an address in any form.
+    #[cfg(test)]
     pub fn note(
         &mut self,
         addr: SocketAddr,
@@ -342,7 +339,26 @@ impl PeerTable {
         chat: (u64, Dialect),
         now: Instant,
     ) -> Option<bool> {
-        let addr = canonical(addr);
+        self.note_canonical(canonical(addr), name, claimed_ip, chat, now)
+    }
+
+    /// Records that `addr` spoke to us now: `Some(true)` when it was not known before,
+    /// `Some(false)` when it was, `None` when it is not kept (its address already holds
+    /// `max_per_ip` peers, or the table is full and nothing can be evicted). `chat` counts
+    /// the chat messages (one per line of a run; none for a control word, which only
+    /// refreshes the entry) and says in which dialect it spoke. `addr` is in [`canonical`]
+    /// form already (the node's is, for each message: its IP was made canonical once, as
+    /// it came).
+    #[inline]
+    pub fn note_canonical(
+        &mut self,
+        addr: SocketAddr,
+        name: Option<&str>,
+        claimed_ip: Option<IpAddr>,
+        chat: (u64, Dialect),
+        now: Instant,
+    ) -> Option<bool> {
+        debug_assert_eq!(addr, canonical(addr));
         // One lookup for a peer already known, the usual case.
         if let Some(peer) = self.peers.get_mut(&addr) {
             peer.refresh(addr, name, claimed_ip, chat, now);
@@ -433,14 +449,15 @@ impl PeerTable {
         }
     }
 
-    /// The identity a peer heard at `addr` is filed under: `addr`, unless it was merged
-    /// into the address it really listens at.
-    pub fn resolve(&self, addr: SocketAddr) -> SocketAddr {
-        let addr = canonical(addr);
-        match self.aliases.is_empty() {
-            true => addr,
-            false => self.aliases.get(&addr).copied().unwrap_or(addr),
+    /// The identity a peer heard at `addr` is filed under when it was merged into the
+    /// address it really listens at; `None` (the usual case, told without a lookup while
+    /// there are no aliases) when it is filed at `addr` itself.
+    #[inline]
+    pub fn alias_of(&self, addr: SocketAddr) -> Option<SocketAddr> {
+        if self.aliases.is_empty() {
+            return None;
         }
+        self.aliases.get(&canonical(addr)).copied()
     }
 
     /// Where the peer at `refused` (which our message could not reach) may really listen:

@@ -183,6 +183,46 @@ fn a_run_of_lines_counts_a_message_per_line_in_the_peer_table() {
     assert_eq!(count(grouped), 4);
 }
 
+/// A peer seen at an IPv4-mapped IPv6 address (a dual-stack socket's view) is filed at
+/// its IPv4 address, one row whichever form it comes in: the node makes the IP canonical
+/// once as a message comes, and the table takes it as it is.
+#[test]
+fn a_peer_at_a_mapped_address_is_one_row_at_its_ipv4_address() {
+    let (mut n, mut out) = (node(), Vec::new());
+    let now = Instant::now();
+    let mapped: IpAddr = "::ffff:127.0.0.3".parse().expect("ip");
+    let plain: IpAddr = "127.0.0.3".parse().expect("ip");
+    for (observed, text) in [(mapped, "one"), (plain, "two"), (mapped, "three")] {
+        let said = Message {
+            claimed_ip: Some(mapped),
+            ..msg("bob", 6000, Body::Chat(text.into()))
+        };
+        n.on_message(observed, said, now, &mut out);
+    }
+    let rows = n.peers().rows(now);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].addr, addr("127.0.0.3:6000"));
+    assert_eq!((rows[0].messages, rows[0].claimed_ip), (3, None));
+    let joined = out
+        .iter()
+        .filter(|e| matches!(e, Effect::Show(Event::PeerJoined { .. })));
+    assert_eq!(joined.count(), 1);
+    let shown: Vec<&Sender> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Show(Event::Message { from, .. }) => Some(from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown.len(), 3);
+    for from in shown {
+        assert_eq!(
+            (from.ip, from.port, from.claimed_ip),
+            (plain, Some(6000), None)
+        );
+    }
+}
+
 #[test]
 fn connect_is_answered_with_connect_ack_at_the_observed_ip() {
     let mut n = node();
