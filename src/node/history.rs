@@ -211,7 +211,7 @@ impl History {
         }
         // Once full, one message goes for each that comes; the byte bounds may take more.
         if self.count >= self.capacity {
-            self.forget_messages(1);
+            self.forget_one();
         }
         self.keep(at, name, text, 1);
     }
@@ -396,6 +396,26 @@ impl History {
             n -= kept;
         }
         n
+    }
+
+    /// Forgets the oldest message, as `forget_messages(1)` does, in fewer steps when it is
+    /// a message of its own (the usual case: one message goes for each that comes).
+    #[inline]
+    fn forget_one(&mut self) {
+        match self.metas.front() {
+            Some(oldest) if oldest.kept() == 1 => {
+                self.forget_oldest();
+            }
+            _ => self.forget_first_line(),
+        }
+    }
+
+    /// `forget_messages(1)` when the oldest is a run (or nothing): out of the way of the
+    /// usual case.
+    #[cold]
+    #[inline(never)]
+    fn forget_first_line(&mut self) {
+        self.forget_messages(1);
     }
 
     /// Forgets the oldest `Meta` (a message, or what is left of a run), if any; whether
@@ -1032,6 +1052,41 @@ mod tests {
                     let kept = lines[lines.len() - capacity..].join("\n");
                     assert_eq!(runs.bytes, kept.len(), "{step}");
                 }
+            }
+        }
+    }
+
+    /// A single message forgets the oldest one as the general path does (`push_copy`'s
+    /// `forget_one` against `push_lines` of a one-line run, which goes through
+    /// `forget_messages`), whatever the oldest is: a message, or a run with one line left
+    /// or more, under capacities from 1 up.
+    #[test]
+    fn a_single_message_forgets_as_a_one_line_run_does() {
+        let mut rng = crate::sim::rng::Rng::new(59);
+        for capacity in [1, 2, 3, 7, 50] {
+            let (mut fast, mut general) = (History::new(capacity), History::new(capacity));
+            for i in 0..600 {
+                let at = (i64::from(i), Direction::In, None);
+                if rng.index(3) == 0 {
+                    let lines: Vec<String> = (0..1 + rng.index(2 * capacity + 2))
+                        .map(|l| format!("{i}.{l}:") + &"r".repeat(rng.index(9)))
+                        .collect();
+                    let run = Run::from(lines.join("\n").as_str());
+                    fast.push_lines(at, Some("carol"), &run);
+                    general.push_lines(at, Some("carol"), &run);
+                } else {
+                    let text = format!("{i}:") + &"\u{e9}".repeat(rng.index(9));
+                    fast.push_copy(at, Some("bob"), &text);
+                    general.push_lines(at, Some("bob"), &Run::from(text.as_str()));
+                }
+                let step = format!("capacity {capacity}, step {i}");
+                assert_eq!(fast.last(usize::MAX), general.last(usize::MAX), "{step}");
+                assert_eq!(
+                    (fast.len(), fast.bytes, fast.held),
+                    (general.len(), general.bytes, general.held),
+                    "{step}"
+                );
+                check_layout(&fast, &step);
             }
         }
     }
