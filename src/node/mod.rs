@@ -805,12 +805,10 @@ impl Node {
         // such an alias is trusted less (anyone can claim an address): it cannot rename
         // the row, and its `exit` drops only the alias (see below).
         let raw = from.addr();
-        let alias = match raw {
-            Some(raw) => self.peers.alias_of(raw),
-            None => None,
-        };
-        let via_alias = alias.is_some();
-        let addr = alias.or(raw);
+        let (mut addr, mut via_alias) = (raw, false);
+        if let Some(into) = raw.and_then(|raw| self.peers.alias_of(raw)) {
+            (addr, via_alias) = (Some(into), true);
+        }
         let dialect = msg.dialect;
         match msg.body {
             Body::Chat(text) => {
