@@ -177,7 +177,7 @@ const RECENT: Duration = Duration::from_secs(600);
 /// Every known peer, ordered by address so that listings are stable.
 #[derive(Debug)]
 pub struct PeerTable {
-    peers: BTreeMap<SocketAddr, Peer>,
+    peers: Entries,
     /// Entries per IP address.
     per_ip: HashMap<IpAddr, u32>,
     max_peers: usize,
@@ -191,6 +191,118 @@ pub struct PeerTable {
     /// refuses connections) listens at the value (confirmed by a message that reached it).
     /// At most one per entry; dropped with the entry they point to.
     aliases: HashMap<SocketAddr, SocketAddr>,
+}
+
+/// The table's entries by address, ordered (listings are stable): an ordered index into
+/// a vector of entries, which also remembers the entry found last. A conversation brings
+/// message after message from one peer, each noted in the table: that peer's entry is then
+/// found again with one comparison instead of a search of the index.
+#[derive(Debug, Default)]
+struct Entries {
+    /// Where each address's entry is in `slots`.
+    index: BTreeMap<SocketAddr, usize>,
+    /// The entries, each with its address, in no order (a removal moves the last one into
+    /// the place it frees).
+    slots: Vec<(SocketAddr, Peer)>,
+    /// The address last looked up for a change, and where its entry is.
+    last: Option<(SocketAddr, usize)>,
+}
+
+impl Entries {
+    /// How many entries there are.
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are none.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Where the entry for `addr` is, if there is one: the entry found last without a
+    /// search.
+    #[inline]
+    fn slot(&self, addr: &SocketAddr) -> Option<usize> {
+        match self.last {
+            Some((last, slot)) if last == *addr => Some(slot),
+            _ => self.index.get(addr).copied(),
+        }
+    }
+
+    /// Whether `addr` has an entry.
+    fn contains_key(&self, addr: &SocketAddr) -> bool {
+        self.slot(addr).is_some()
+    }
+
+    /// The entry for `addr`.
+    fn get(&self, addr: &SocketAddr) -> Option<&Peer> {
+        let slot = self.slot(addr)?;
+        self.slots.get(slot).map(|(_, peer)| peer)
+    }
+
+    /// The entry for `addr`, to change; remembered as the one found last.
+    #[inline]
+    fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut Peer> {
+        let slot = match self.last {
+            Some((last, slot)) if last == *addr => slot,
+            _ => {
+                let slot = *self.index.get(addr)?;
+                self.last = Some((*addr, slot));
+                slot
+            }
+        };
+        self.slots.get_mut(slot).map(|(_, peer)| peer)
+    }
+
+    /// Files `peer` at `addr`, in place of the entry there if any.
+    fn insert(&mut self, addr: SocketAddr, peer: Peer) {
+        match self.slot(&addr).and_then(|slot| self.slots.get_mut(slot)) {
+            Some(entry) => entry.1 = peer,
+            None => {
+                self.index.insert(addr, self.slots.len());
+                self.slots.push((addr, peer));
+            }
+        }
+    }
+
+    /// Removes the entry for `addr`, returning it.
+    fn remove(&mut self, addr: &SocketAddr) -> Option<Peer> {
+        let slot = self.index.remove(addr)?;
+        self.last = None;
+        if slot >= self.slots.len() {
+            return None; // never: every index points to an entry
+        }
+        let (_, peer) = self.slots.swap_remove(slot);
+        // The last entry, moved into the place freed: its index follows it.
+        if let Some((moved, _)) = self.slots.get(slot) {
+            if let Some(at) = self.index.get_mut(moved) {
+                *at = slot;
+            }
+        }
+        Some(peer)
+    }
+
+    /// Every entry, in address order.
+    fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &Peer)> {
+        self.in_order(self.index.iter())
+    }
+
+    /// The entries whose addresses are in `range`, in address order.
+    fn range(
+        &self,
+        range: std::ops::RangeInclusive<SocketAddr>,
+    ) -> impl Iterator<Item = (&SocketAddr, &Peer)> {
+        self.in_order(self.index.range(range))
+    }
+
+    /// The entries `index` goes through, as `(address, entry)`.
+    fn in_order<'a>(
+        &'a self,
+        index: impl Iterator<Item = (&'a SocketAddr, &'a usize)>,
+    ) -> impl Iterator<Item = (&'a SocketAddr, &'a Peer)> {
+        index.filter_map(|(addr, slot)| self.slots.get(*slot).map(|(_, peer)| (addr, peer)))
+    }
 }
 
 impl Default for PeerTable {
@@ -215,7 +327,7 @@ impl PeerTable {
     /// one IP address.
     pub fn with_limits(max_peers: usize, max_per_ip: usize) -> Self {
         PeerTable {
-            peers: BTreeMap::new(),
+            peers: Entries::default(),
             per_ip: HashMap::new(),
             max_peers: max_peers.max(1),
             max_per_ip: max_per_ip.max(1),
@@ -636,6 +748,54 @@ impl PeerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entries answer every question as a plain ordered map does, whichever entry was
+    /// found last (the one found again without a search): random inserts, removals and
+    /// changes over a few addresses, each IP with a few ports, checked after every step
+    /// against a `BTreeMap`, in order and by range.
+    #[test]
+    fn entries_answer_as_an_ordered_map_does() {
+        let mut rng = crate::sim::rng::Rng::new(61);
+        let at = |rng: &mut crate::sim::rng::Rng| {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, 1 + rng.index(4) as u8);
+            SocketAddr::from((ip, 1 + rng.index(3) as u16))
+        };
+        let (mut entries, mut model) = (Entries::default(), BTreeMap::new());
+        for step in 0..5_000_u64 {
+            let addr = at(&mut rng);
+            match rng.index(4) {
+                0 => {
+                    let mut peer = Peer::new(Source::Heard, Status::Active);
+                    peer.messages = step;
+                    entries.insert(addr, peer.clone());
+                    model.insert(addr, peer);
+                }
+                1 => assert_eq!(entries.remove(&addr), model.remove(&addr), "{step}"),
+                _ => {
+                    let (got, want) = (entries.get_mut(&addr), model.get_mut(&addr));
+                    assert_eq!(got.is_some(), want.is_some(), "{step}");
+                    if let (Some(got), Some(want)) = (got, want) {
+                        got.messages += 1000;
+                        want.messages += 1000;
+                    }
+                }
+            }
+            assert_eq!(entries.len(), model.len(), "{step}");
+            assert_eq!(entries.is_empty(), model.is_empty(), "{step}");
+            let other = at(&mut rng);
+            for addr in [addr, other] {
+                assert_eq!(entries.get(&addr), model.get(&addr), "{step}");
+                assert_eq!(entries.contains_key(&addr), model.contains_key(&addr));
+            }
+            assert!(entries.iter().eq(model.iter()), "{step}");
+            let ip = other.ip();
+            let range = SocketAddr::new(ip, 0)..=SocketAddr::new(ip, u16::MAX);
+            assert!(
+                entries.range(range.clone()).eq(model.range(range)),
+                "{step}"
+            );
+        }
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("test address")
