@@ -825,7 +825,7 @@ impl Node {
                     );
                 }
                 if shown {
-                    self.last_sender = LastSender::of(addr, ip);
+                    self.last_sender = LastSender::of(addr, from.ip);
                     let millis = self.wall_millis(now);
                     self.keep_received((millis, addr), from.name.as_deref(), &text, out);
                     out.push(Effect::Show(Event::Message { from, text }));
@@ -848,7 +848,7 @@ impl Node {
                     let count = lines.line_count() as u64;
                     self.heard(&from, via_alias, addr, (count, dialect), now, out);
                 }
-                self.last_sender = LastSender::of(addr, ip);
+                self.last_sender = LastSender::of(addr, from.ip);
                 out.push(Effect::ShowLines { from, lines });
             }
             Body::Connect => {
