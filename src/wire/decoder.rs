@@ -297,8 +297,7 @@ impl Spares {
         match pool.pop() {
             Some(mut s) => {
                 self.kept -= s.capacity();
-                s.clear();
-                s.push_str(text);
+                refill(&mut s, text);
                 s
             }
             None => text.to_owned(),
@@ -329,6 +328,74 @@ impl Spares {
         self.kept = 0;
         self.rares = Vec::new();
     }
+}
+
+/// Makes `s` a copy of `text`, in its own buffer when that is large enough. What
+/// `s.clear(); s.push_str(text)` does, but a text of at most 32 bytes (a name, a chat
+/// line) is copied as two overlapping chunks of a fixed size, with no call: `push_str`
+/// calls `Vec::append_elements` and `memcpy`, over 40 instructions for a few bytes.
+#[inline(always)]
+fn refill(s: &mut String, text: &str) {
+    let src = text.as_bytes();
+    let n = src.len();
+    if n <= 32 && n <= s.capacity() {
+        // SAFETY: the buffer's first `n` bytes are set to those of `text` (valid UTF-8)
+        // before its length becomes `n`; `copy_short` says whether it wrote them all.
+        let v = unsafe { s.as_mut_vec() };
+        v.clear();
+        if let Some(dst) = v.spare_capacity_mut().get_mut(..n) {
+            if copy_short(dst, src) {
+                // SAFETY: see above; `n` is within the capacity (`dst` is that long).
+                unsafe { v.set_len(n) };
+                return;
+            }
+        }
+    }
+    s.clear();
+    s.push_str(text);
+}
+
+/// Copies `src` (at most 32 bytes) to `dst`, of the same length, and says so; false, with
+/// nothing promised written, when they are longer or of different lengths. Two chunks of
+/// the largest size that fits, one at each end (they overlap when the length is not
+/// twice that size): together they cover every byte.
+#[inline(always)]
+fn copy_short(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) -> bool {
+    if dst.len() != src.len() {
+        return false;
+    }
+    match src.len() {
+        0 => true,
+        1..=3 => {
+            // The first, middle and last bytes are all of them.
+            for i in [0, src.len() / 2, src.len() - 1] {
+                dst[i].write(src[i]);
+            }
+            true
+        }
+        4..=7 => copy_ends::<4>(dst, src),
+        8..=15 => copy_ends::<8>(dst, src),
+        16..=32 => copy_ends::<16>(dst, src),
+        _ => false,
+    }
+}
+
+/// Copies the first and the last `N` bytes of `src` to `dst` (of the same length, from
+/// `N` to `2 * N` bytes: every byte), as two fixed-size moves.
+#[inline(always)]
+fn copy_ends<const N: usize>(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (src.first_chunk::<N>(), src.last_chunk::<N>()) else {
+        return false;
+    };
+    let Some(to) = dst.first_chunk_mut::<N>() else {
+        return false;
+    };
+    *to = first.map(std::mem::MaybeUninit::new);
+    let Some(to) = dst.last_chunk_mut::<N>() else {
+        return false;
+    };
+    *to = last.map(std::mem::MaybeUninit::new);
+    true
 }
 
 impl Decoder {

@@ -2531,3 +2531,34 @@ fn blank_text_is_what_trim_leaves_nothing_of() {
         assert_eq!(super::is_blank(text), text.trim().is_empty(), "{text:?}");
     }
 }
+
+/// A spare refilled with a text holds that text, whatever the text's length (around each
+/// chunk size of the short copy, and past it) and the spare's capacity and old contents:
+/// the same as clearing it and pushing the text, in its own buffer when that is large
+/// enough.
+#[test]
+fn spares_refill_strings_as_clear_and_push_would() {
+    let alphabet = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let texts: Vec<String> = (0..=40)
+        .map(|n| alphabet[..n].to_owned())
+        .chain(["\u{e9}t\u{e9}", "\u{1f600}", "n\u{e9}e \u{2014} h\u{e9}"].map(str::to_owned))
+        .chain([format!("{}\u{e9}", &alphabet[..31])])
+        .collect();
+    for text in &texts {
+        for capacity in [0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64] {
+            for old in ["", "zz", "0123456789abcdefghijklmnopqrstuvwxyz!"] {
+                let mut spares = Spares::default();
+                let mut spare = String::with_capacity(capacity);
+                spare.push_str(old);
+                let buffer = spare.as_ptr();
+                let room = spare.capacity();
+                spares.give(spare);
+                let s = spares.string(text);
+                assert_eq!(s, *text, "capacity {capacity}, old {old:?}");
+                if room > 0 && room <= 4096 && text.len() <= room {
+                    assert_eq!(s.as_ptr(), buffer, "{text:?} in a spare of {room}");
+                }
+            }
+        }
+    }
+}
