@@ -236,7 +236,8 @@ pub struct Spares {
     /// long text while one that fits is kept.
     small: Vec<String>,
     large: Vec<String>,
-    /// The capacity of all kept strings, in bytes.
+    /// The capacity of the large ones, in bytes (the small ones hold at most
+    /// `MAX * SMALL`, 16 KiB, in all).
     kept: usize,
     /// The boxed state of closed connections' decoders, emptied, with the capacity of
     /// their partial line (see [`Decoder::recycle`]). Boxes, not values: each goes back
@@ -253,8 +254,9 @@ impl Spares {
     /// At most this many strings are kept: a name and a text for each message a
     /// connection's turn may decode, so that a stream of lines allocates nothing either.
     const MAX: usize = 512;
-    /// At most this many bytes of capacity are kept in all.
-    const MAX_KEPT: usize = 256 * 1024;
+    /// At most this many bytes of capacity are kept in large strings: with the small
+    /// ones (at most `MAX * SMALL` bytes), all kept strings stay within 256 KiB.
+    const MAX_KEPT: usize = 256 * 1024 - Self::MAX * Self::SMALL;
     /// Strings with more capacity than this are dropped rather than kept.
     const MAX_CAPACITY: usize = 4096;
     /// The capacity up to which a string is kept with the small ones.
@@ -269,20 +271,31 @@ impl Spares {
     /// and quiet (keeping one up to 1 MiB measured no faster, within the noise).
     const MAX_RUN: usize = 128 * 1024;
 
-    /// Keeps `s` for a later message, unless enough are kept or it is large.
+    /// Keeps `s` for a later message, unless enough are kept or it is large (or has no
+    /// buffer at all). The usual small string (a name, a short text) is checked only
+    /// against the count, inlined where it is given: the call and its saving of
+    /// registers cost as much as the checks.
+    #[inline(always)]
     pub fn give(&mut self, s: String) {
         let capacity = s.capacity();
-        if capacity > Self::MAX_CAPACITY {
+        if (1..=Self::SMALL).contains(&capacity) {
+            if self.small.len() + self.large.len() < Self::MAX {
+                self.small.push(s);
+            }
             return;
         }
+        self.give_large(s);
+    }
+
+    /// [`Spares::give`] of a string with no buffer or more than [`Spares::SMALL`] bytes
+    /// of capacity, counted in [`Spares::kept`].
+    fn give_large(&mut self, s: String) {
+        let capacity = s.capacity();
         let room = self.small.len() + self.large.len() < Self::MAX
             && self.kept + capacity <= Self::MAX_KEPT;
-        if room && (1..=Self::MAX_CAPACITY).contains(&capacity) {
+        if room && (Self::SMALL + 1..=Self::MAX_CAPACITY).contains(&capacity) {
             self.kept += capacity;
-            match capacity <= Self::SMALL {
-                true => self.small.push(s),
-                false => self.large.push(s),
-            }
+            self.large.push(s);
         }
     }
 
@@ -290,18 +303,23 @@ impl Spares {
     /// small spare (or a large one when no small one is left), a larger text a large one.
     #[inline(always)]
     pub(super) fn string(&mut self, text: &str) -> String {
-        let pool = match text.len() <= Self::SMALL && !self.small.is_empty() {
-            true => &mut self.small,
-            false => &mut self.large,
+        let small = match text.len() <= Self::SMALL {
+            true => self.small.pop(),
+            false => None,
         };
-        match pool.pop() {
-            Some(mut s) => {
-                self.kept -= s.capacity();
-                refill(&mut s, text);
-                s
-            }
-            None => text.to_owned(),
-        }
+        let spare = match small {
+            Some(s) => s,
+            None => match self.large.pop() {
+                Some(s) => {
+                    self.kept -= s.capacity();
+                    s
+                }
+                None => return text.to_owned(),
+            },
+        };
+        let mut s = spare;
+        refill(&mut s, text);
+        s
     }
 
     /// Keeps the buffers of a [`Body::Lines`] for the next run, when they are larger
@@ -317,6 +335,13 @@ impl Spares {
     fn start_run(&mut self, first: &str) -> Run {
         let (text, ends) = std::mem::take(&mut self.run).into_parts();
         Run::start(text, ends, first)
+    }
+
+    /// How many strings are kept, and their capacity in all.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> (usize, usize) {
+        let strings = self.small.iter().chain(&self.large);
+        (strings.clone().count(), strings.map(String::capacity).sum())
     }
 
     /// Gives the kept strings and decoder state back to the allocator.

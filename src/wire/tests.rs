@@ -2562,3 +2562,56 @@ fn spares_refill_strings_as_clear_and_push_would() {
         }
     }
 }
+
+/// The spares keep at most 512 strings and 256 KiB of capacity in all, whatever mix of
+/// sizes is given, and nothing without a buffer or over 4 KiB; what they keep is taken
+/// back.
+#[test]
+fn spares_keep_at_most_512_strings_and_256_kib() {
+    let bound = |spares: &Spares| {
+        let (strings, bytes) = spares.held();
+        assert!(
+            strings <= 512 && bytes <= 256 * 1024,
+            "{strings} strings, {bytes} bytes"
+        );
+        (strings, bytes)
+    };
+    let mut spares = Spares::default();
+    for _ in 0..600 {
+        spares.give(String::with_capacity(32));
+    }
+    assert_eq!(bound(&spares), (512, 512 * 32));
+    for _ in 0..600 {
+        spares.give(String::with_capacity(4096));
+    }
+    assert_eq!(
+        bound(&spares),
+        (512, 512 * 32),
+        "no room left for large ones"
+    );
+    spares.clear();
+    for capacity in [4096, 8, 1000, 0, 4097, 33, 1] {
+        for _ in 0..300 {
+            spares.give(String::with_capacity(capacity));
+            bound(&spares);
+        }
+    }
+    // Strings of no capacity or of more than 4 KiB are not kept.
+    let mut fresh = Spares::default();
+    fresh.give(String::new());
+    fresh.give(String::with_capacity(4097));
+    assert_eq!(fresh.held(), (0, 0));
+    // Taken back, and counted out again: a large one's room is given back.
+    let mut spares = Spares::default();
+    for _ in 0..64 {
+        spares.give(String::with_capacity(3840));
+    }
+    let (strings, _) = bound(&spares);
+    let long = "y".repeat(100);
+    for _ in 0..strings {
+        assert_eq!(spares.string(&long), long);
+    }
+    assert_eq!(spares.held(), (0, 0));
+    spares.give(String::with_capacity(3840));
+    assert_eq!(spares.held(), (1, 3840));
+}
