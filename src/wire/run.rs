@@ -176,7 +176,9 @@ fn is_visible(line: &str) -> bool {
 /// fold into one value was not vectorised: 0.5 ns a byte against 0.06), says whether any
 /// byte is neither; the bytes after the last block of 32 are the last 32 again when there
 /// are that many. Without `NEWLINES`, 4 to 16 bytes (a short chat line) are tested as two
-/// overlapping words instead: a loop's setup would cost more than the test.
+/// overlapping words instead, inlined where it is asked: a loop's setup, or a call, would
+/// cost more than the test.
+#[inline(always)]
 pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     if !NEWLINES {
         let words = match bytes.len() {
@@ -195,9 +197,14 @@ pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
             _ => None,
         };
         if let Some((a, b)) = words {
-            return visible_word(a) && visible_word(b);
+            return (invisible_bytes(a) | invisible_bytes(b)) == 0;
         }
     }
+    visible_ascii_pass::<NEWLINES>(bytes)
+}
+
+/// [`visible_ascii`] of any length, as one pass (with AVX2 where it pays).
+fn visible_ascii_pass<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if bytes.len() >= AVX2_FROM && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: this CPU has AVX2, checked just above.
@@ -207,8 +214,9 @@ pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
 }
 
 /// `a == b`, with short texts (names, mostly) compared as at most two overlapping words
-/// each instead of by a call to `memcmp`, which costs more than the comparison.
-#[inline]
+/// each instead of by a call to `memcmp`, which costs more than the comparison (inlined
+/// where it is asked, for the same reason).
+#[inline(always)]
 pub(crate) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
@@ -320,15 +328,16 @@ fn visible_lanes<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     lanes.iter().fold(top, |top, &lane| top.max(lane)) < 0x5f
 }
 
-/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): none below 0x20
-/// (the borrow of taking 0x20 from each reaches its top bit only then, for bytes below
-/// 0x80), none above 0x7E (adding 1 sets the top bit only then, or it is set already).
-fn visible_word(word: u64) -> bool {
+/// The top bit of each byte of `word` that is not visible ASCII (0x20..=0x7E): zero
+/// when all eight are. A byte below 0x20 has its top bit set by the borrow of taking 0x20
+/// from each (for bytes below 0x80), one above 0x7E by adding 1 (or it is set already).
+#[inline(always)]
+fn invisible_bytes(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = word.wrapping_sub(ONES * 0x20) & !word;
     let above = word.wrapping_add(ONES) | word;
-    (below | above) & TOPS == 0
+    (below | above) & TOPS
 }
 
 /// Two runs are equal when their lines are (the ends follow from the text).
