@@ -216,7 +216,9 @@ impl Rare {
 }
 
 /// Strings given back by whoever is done with decoded messages, taken again for the text
-/// and names of new ones: in steady state, decoding allocates nothing.
+/// and names of new ones: in steady state, decoding allocates nothing. They also keep the
+/// last standard header read, so that the next connection from the same sender is not
+/// read twice (see `LastHeader`).
 ///
 /// ```
 /// use peerchat::wire::{Body, Decoder, Spares};
@@ -248,6 +250,8 @@ pub struct Spares {
     run: Run,
     /// Where the lines a run is extended with end (reused).
     ends: Vec<usize>,
+    /// The last standard IPv4 header read, and what it said.
+    pub(super) header: LastHeader,
 }
 
 impl Spares {

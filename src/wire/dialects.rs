@@ -417,7 +417,7 @@ pub(super) fn push_standard_v4<'a>(
     out: &mut Vec<Message>,
     spares: &mut Spares,
 ) -> Option<Option<&'a str>> {
-    let (ip, port, name, text) = standard_v4_fields(line)?;
+    let (ip, port, name, text) = standard_v4_fields_recalled(line, &mut spares.header)?;
     let (text, glued) = split_glued(line, text);
     let (name, body) = name_and_body(name, text, spares);
     out.push(Message {
@@ -484,7 +484,43 @@ pub(super) fn glued_header<'a>(line: &'a str, m: &Message) -> Option<&'a str> {
 /// answers as `standard_fields_general` (tested).
 #[inline(always)]
 pub(super) fn standard_v4_fields(line: &str) -> Option<(Ipv4Addr, u16, &str, &str)> {
-    let b = line.as_bytes();
+    match standard_v4_header(line.as_bytes())? {
+        (ip, port, Some(after)) => {
+            let (name, text) = name_and_text(line, after)?;
+            Some((ip, port, name, text))
+        }
+        (ip, port, None) => Some((ip, port, "", "")),
+    }
+}
+
+/// [`standard_v4_fields`], the header compared with the last one read first (see
+/// [`LastHeader`]): the same answers, with the address and port read only when the
+/// header is not the same as the last one.
+#[inline(always)]
+pub(super) fn standard_v4_fields_recalled<'a>(
+    line: &'a str,
+    last: &mut LastHeader,
+) -> Option<(Ipv4Addr, u16, &'a str, &'a str)> {
+    let (ip, port, after) = match last.recall(line.as_bytes()) {
+        Some(known) => known,
+        None => match standard_v4_header(line.as_bytes())? {
+            (ip, port, Some(after)) => {
+                last.keep(line.as_bytes(), after, ip, port);
+                (ip, port, after)
+            }
+            (ip, port, None) => return Some((ip, port, "", "")),
+        },
+    };
+    let (name, text) = name_and_text(line, after)?;
+    Some((ip, port, name, text))
+}
+
+/// The `IPv4:PORT` header at the start of `b`: the address, the port, and where what
+/// follows the one separator after the port starts (`None`: the line ends with the port).
+/// What it says depends on the bytes before that point alone (the address is read up
+/// to the `:`, the port up to the separator), which [`LastHeader`] relies on.
+#[inline(always)]
+fn standard_v4_header(b: &[u8]) -> Option<(Ipv4Addr, u16, Option<usize>)> {
     let (ip, mut i) = match b.first_chunk::<16>() {
         Some(window) => ipv4_window(window)?,
         None => ipv4_prefix(b)?,
@@ -511,10 +547,19 @@ pub(super) fn standard_v4_fields(line: &str) -> Option<(Ipv4Addr, u16, &str, &st
     }
     let port = u16::try_from(port).ok()?;
     match b.get(i) {
-        None => return Some((ip, port, "", "")),
-        Some(b' ' | b'\t') => i += 1,
-        Some(_) => return None, // the port is not digits only
+        None => Some((ip, port, None)),
+        Some(b' ' | b'\t') => Some((ip, port, Some(i + 1))),
+        Some(_) => None, // the port is not digits only
     }
+}
+
+/// The name and the text of a standard line whose header ends just before `at` (after
+/// the one separator that follows the port): more separators skipped, the name up to
+/// the next one, the text after the one separator that follows it.
+#[inline(always)]
+fn name_and_text(line: &str, at: usize) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    let mut i = at;
     while let Some(b' ' | b'\t') = b.get(i) {
         i += 1;
     }
@@ -529,7 +574,55 @@ pub(super) fn standard_v4_fields(line: &str) -> Option<(Ipv4Addr, u16, &str, &st
     // line: both on character boundaries.
     let (head, tail) = line.split_at_checked(i)?;
     let name = head.get(name_start..)?;
-    Some((ip, port, name, tail.get(1..).unwrap_or("")))
+    Some((name, tail.get(1..).unwrap_or("")))
+}
+
+/// The header of the last standard IPv4 line read with these spares (`IPv4:PORT` and the
+/// separator after it), and what it said. A peer sends each message on a connection of
+/// its own, every one with the same header: comparing it with the last one (two or four
+/// words) costs a fraction of reading the address and the port again. The answers are
+/// those of reading it: they depend on the header's bytes alone (see
+/// [`standard_v4_header`]), and those are compared whole.
+#[derive(Debug)]
+pub(super) struct LastHeader {
+    /// The header's bytes (the longest, `255.255.255.255:65535 `, has 22).
+    bytes: [u8; 32],
+    /// How many of them there are; 0 while none was read.
+    len: usize,
+    ip: Ipv4Addr,
+    port: u16,
+}
+
+impl Default for LastHeader {
+    fn default() -> Self {
+        LastHeader {
+            bytes: [0; 32],
+            len: 0,
+            ip: Ipv4Addr::UNSPECIFIED,
+            port: 0,
+        }
+    }
+}
+
+impl LastHeader {
+    /// The address, the port and the header's length, when `line` starts with the last
+    /// header read.
+    #[inline(always)]
+    fn recall(&self, line: &[u8]) -> Option<(Ipv4Addr, u16, usize)> {
+        let (head, known) = (line.get(..self.len)?, self.bytes.get(..self.len)?);
+        (self.len != 0 && super::run::same_bytes(head, known))
+            .then_some((self.ip, self.port, self.len))
+    }
+
+    /// Remembers the header of `line`, its first `len` bytes, read as `ip` and `port`.
+    /// Out of line, as the rare case: inlined, it made the usual one slower.
+    #[inline(never)]
+    fn keep(&mut self, line: &[u8], len: usize, ip: Ipv4Addr, port: u16) {
+        if let (Some(head), Some(to)) = (line.get(..len), self.bytes.get_mut(..len)) {
+            to.copy_from_slice(head);
+            (self.len, self.ip, self.port) = (len, ip, port);
+        }
+    }
 }
 
 /// The fields of a standard line the plain way: separators skipped, the first token read

@@ -2615,3 +2615,80 @@ fn spares_keep_at_most_512_strings_and_256_kib() {
     spares.give(String::with_capacity(3840));
     assert_eq!(spares.held(), (1, 3840));
 }
+
+/// A standard header read again from the last one's memo ([`Spares`] keep it) reads as
+/// the general parser reads it, after a line with that header: the same line, one that
+/// differs from it at any one place of its header (or is cut inside it, or goes on past
+/// it), and one with another rest. Through the decoder's `feed_final` too, its spares
+/// shared by every line, against a fresh decoder's `feed`.
+#[test]
+fn a_header_recalled_reads_as_the_general_parser_reads_it() {
+    use super::dialects::{parse_standard, push_standard_v4};
+    let headers = [
+        "127.0.0.71:9 ",
+        "127.0.0.71:9\t",
+        "127.0.0.71:90 ",
+        "127.0.0.7:19 ",
+        "1.2.3.4:5 ",
+        "10.0.0.1:5002 ",
+        "255.255.255.255:65535 ",
+        "192.168.100.200:12345\t",
+    ];
+    let rests = [
+        "cg m00001",
+        " cg  two",
+        "",
+        "exit",
+        "cg",
+        "cg exit",
+        "n\u{e9} h\u{e9}llo",
+    ];
+    let swaps = [
+        '0', '1', '5', '9', '.', ':', ' ', '\t', 'a', '\u{e9}', '\u{feff}',
+    ];
+    let mut lines = Vec::new();
+    for header in headers {
+        let first = format!("{header}cg m00001");
+        let mut next: Vec<String> = rests.iter().map(|r| format!("{header}{r}")).collect();
+        for (at, _) in header.char_indices() {
+            let (before, after) = header.split_at(at);
+            let mut rest = after.chars();
+            rest.next();
+            for c in swaps {
+                next.push(format!("{before}{c}{}cg hi", rest.as_str()));
+                next.push(format!("{before}{c}{after}cg hi"));
+            }
+            next.push(before.to_owned());
+            next.push(format!("{before}x"));
+        }
+        next.push(header.trim_end().to_owned());
+        for line in next {
+            lines.push(first.clone());
+            lines.push(line);
+        }
+    }
+    let (mut spares, mut out) = (Spares::default(), Vec::new());
+    let mut shared = Spares::default();
+    let mut read = 0;
+    for line in &lines {
+        // The decoder as the driver runs it, its spares shared by every connection.
+        let mut got = Vec::new();
+        Decoder::new(LIMIT)
+            .feed_final(line.as_bytes(), &mut got, &mut shared)
+            .expect("within the limit");
+        let expected = decode_chunks([line.as_bytes()], LIMIT).expect("within the limit");
+        assert_eq!(got, expected, "{line:?}");
+        // The fast path itself, where it is asked (lines that start with a digit).
+        if !line.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let general = parse_standard(line, &mut Spares::default());
+        let pushed = push_standard_v4(line, &mut out, &mut spares);
+        assert_eq!(pushed.is_some(), general.is_some(), "{line:?}");
+        if pushed.is_some() {
+            read += 1;
+            assert_eq!(out.pop(), general, "{line:?}");
+        }
+    }
+    assert!(read > 1_000, "only {read} lines were standard");
+}
