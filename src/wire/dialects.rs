@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::decoder::{Identity, Spares};
-use super::{control_word, control_word_trimmed, Body, Dialect, Message};
+use super::{control_word, control_word_trimmed, may_be_control_word, Body, Dialect, Message};
 
 /// The body of a message text: a control word, or chat with trailing whitespace trimmed.
 #[inline(always)]
@@ -352,6 +352,22 @@ fn name_and_body<'a>(name: &'a str, text: &str, spares: &mut Spares) -> (Option<
     }
 }
 
+/// Whether a name and a text read as [`name_and_body`] reads them are the name and the
+/// chat text as they are: a name, and a text visible at both ends (nothing to trim) that
+/// is no control word.
+#[inline(always)]
+fn is_plain_chat(name: &str, text: &str) -> bool {
+    match text.as_bytes() {
+        [first, .., last] => {
+            !name.is_empty()
+                && visible_ascii(*first)
+                && visible_ascii(*last)
+                && (!may_be_control_word(text.len()) || control_word_trimmed(text).is_none())
+        }
+        _ => false,
+    }
+}
+
 /// Standard: `IP:PORT NAME MESSAGE`.
 pub(super) fn parse_standard(line: &str, spares: &mut Spares) -> Option<Message> {
     let (ip, port, rest) = standard_header(skip_seps(line))?;
@@ -419,14 +435,29 @@ pub(super) fn push_standard_v4<'a>(
 ) -> Option<Option<&'a str>> {
     let (ip, port, name, text) = standard_v4_fields_recalled(line, &mut spares.header)?;
     let (text, glued) = split_glued(line, text);
-    let (name, body) = name_and_body(name, text, spares);
-    out.push(Message {
-        name: name.map(|n| spares.string(n)),
-        claimed_ip: Some(IpAddr::V4(ip)),
-        port: Some(port),
-        body,
-        dialect: Dialect::Standard,
-    });
+    let message = match is_plain_chat(name, text) {
+        // The usual message (what `name_and_body` makes of it: the name, and the text
+        // as chat), built where it is pushed: through `name_and_body`, its body was
+        // copied twice on the way (the general parser's test covers both arms).
+        true => Message {
+            name: Some(spares.string(name)),
+            claimed_ip: Some(IpAddr::V4(ip)),
+            port: Some(port),
+            body: Body::Chat(spares.string(text)),
+            dialect: Dialect::Standard,
+        },
+        false => {
+            let (name, body) = name_and_body(name, text, spares);
+            Message {
+                name: name.map(|n| spares.string(n)),
+                claimed_ip: Some(IpAddr::V4(ip)),
+                port: Some(port),
+                body,
+                dialect: Dialect::Standard,
+            }
+        }
+    };
+    out.push(message);
     Some(glued)
 }
 
