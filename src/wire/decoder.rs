@@ -255,6 +255,19 @@ pub struct Spares {
 }
 
 impl Spares {
+    /// Keeps a closed decoder's rare part for the next decoder that needs one, cleared,
+    /// unless enough are kept or its buffer is large.
+    fn keep_rare(&mut self, mut rare: Box<Rare>) {
+        if self.rares.len() < Spares::MAX && rare.partial.capacity() <= Spares::MAX_PARTIAL {
+            rare.partial.clear();
+            rare.block = None;
+            rare.identity = None;
+            rare.port_line = None;
+            rare.run = 0;
+            rare.mark = 0;
+            self.rares.push(rare);
+        }
+    }
     /// At most this many strings are kept: a name and a text for each message a
     /// connection's turn may decode, so that a stream of lines allocates nothing either.
     const MAX: usize = 512;
@@ -729,17 +742,11 @@ impl Decoder {
     /// The connection is closed: what this decoder allocated is kept in `spares` for the
     /// next connection's decoder (a connection whose line and EOF come in separate reads
     /// holds its line in it meanwhile), unless it is large.
+    #[inline]
     pub fn recycle(self, spares: &mut Spares) {
-        if let Some(mut rare) = self.rare {
-            if spares.rares.len() < Spares::MAX && rare.partial.capacity() <= Spares::MAX_PARTIAL {
-                rare.partial.clear();
-                rare.block = None;
-                rare.identity = None;
-                rare.port_line = None;
-                rare.run = 0;
-                rare.mark = 0;
-                spares.rares.push(rare);
-            }
+        // Most decoders never needed their rare part: nothing to keep, no call.
+        if let Some(rare) = self.rare {
+            spares.keep_rare(rare);
         }
     }
 

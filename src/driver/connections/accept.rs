@@ -16,6 +16,9 @@ use crate::node::event::Event;
 use crate::node::{Effect, Node};
 use crate::wire::Decoder;
 
+/// A new connection turned away (at `--max-per-ip` or `--max-connections`).
+struct Refused;
+
 impl Connections {
     /// The listener is readable: new connections are accepted at its next turn.
     pub fn listener_ready(&mut self) {
@@ -41,7 +44,7 @@ impl Connections {
         // With no inbound connection open, those accepted now are read at once.
         let lone = self.inbound == 0;
         for _ in 0..ACCEPTS_PER_TURN {
-            if self.conns.len() >= self.limits.max_connections && !self.may_hand() {
+            if self.open_count() >= self.limits.max_connections && !self.may_hand() {
                 // At the limit, and this turn's evictions handed over their share of
                 // unfinished data: the rest wait in the listen queue for the next turn
                 // (`accept_pending` stays), not refused. Accepted and closed, a burst of
@@ -50,13 +53,17 @@ impl Connections {
                 return;
             }
             match self.listener.accept() {
-                Ok((stream, addr)) => {
-                    if let (Some(key), true) =
-                        (self.admit(stream, addr, lone, (node, now), out), lone)
-                    {
-                        self.accepted.push(key);
+                Ok((stream, addr)) => match self.admit(addr, (node, now), out) {
+                    Ok(slot) if lone => {
+                        let slot = self.claim(addr, slot);
+                        self.fresh.push_back((stream, slot));
                     }
-                }
+                    Ok(slot) => {
+                        self.add_inbound(stream, addr, slot, now);
+                    }
+                    // Closed at once: the sender sees EOF rather than a hang.
+                    Err(Refused) => drop(stream),
+                },
                 Err(e) if net::would_block(&e) => {
                     self.accept_pending = false;
                     return;
@@ -75,18 +82,15 @@ impl Connections {
         }
     }
 
-    /// Keeps a new connection, or closes it at once (the sender sees EOF rather than a
-    /// hang) when its address already holds `--max-per-ip` connections, or when all
-    /// `--max-connections` are open and none can be evicted. The key of the connection
-    /// kept; one to be read at once (`read_now`) is not registered with the poll yet.
+    /// Whether a new connection from `addr` may be kept: refused when its address already
+    /// holds `--max-per-ip` connections, or when all `--max-connections` are open and none
+    /// can be evicted. Kept, its address's entry in `per_ip`, if it has one.
     fn admit(
         &mut self,
-        stream: TcpStream,
         addr: SocketAddr,
-        read_now: bool,
         (node, now): (&mut Node, Instant),
         out: &mut Vec<Effect>,
-    ) -> Option<usize> {
+    ) -> Result<Option<usize>, Refused> {
         if self.idle_slots > self.inbound.max(IDLE_SLOTS) {
             self.prune_idle_slots();
         }
@@ -96,34 +100,31 @@ impl Connections {
         if let Some(per) = slot.and_then(|slot| self.per_ip.get_mut(slot)) {
             let (open, refused) = (&mut per.open, &mut per.refused);
             if *open as usize >= self.limits.max_per_ip {
-                drop(stream);
                 if *refused == 0 {
                     out.push(Effect::Show(Event::Warning(format!(
                         "refusing connections from {ip}: {open} are open from it, the limit (--max-per-ip)"
                     ))));
                 }
                 *refused += 1;
-                return None;
+                return Err(Refused);
             }
         }
-        let mut slot = slot;
-        if self.conns.len() >= self.limits.max_connections {
-            if !self.evict(node, now, out) {
-                drop(stream);
-                if self.refused == 0 {
-                    out.push(Effect::Show(Event::Warning(format!(
-                        "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
-                        self.conns.len()
-                    ))));
-                }
-                self.refused += 1;
-                return None;
-            }
-            // Evicting closed a connection, and closing the last one may prune the entries
-            // of addresses with none open, this one's too: looked up again.
-            slot = self.slot_of(ip);
+        if self.open_count() < self.limits.max_connections {
+            return Ok(slot);
         }
-        self.add_inbound(stream, addr, (slot, !read_now), now)
+        if !self.evict(node, now, out) {
+            if self.refused == 0 {
+                out.push(Effect::Show(Event::Warning(format!(
+                    "refusing connections (from {ip} first): {} are open, the limit (--max-connections)",
+                    self.open_count()
+                ))));
+            }
+            self.refused += 1;
+            return Err(Refused);
+        }
+        // Evicting closed a connection, and closing the last one may prune the entries of
+        // addresses with none open, this one's too: looked up again.
+        Ok(self.slot_of(ip))
     }
 
     /// At the connection limit: closes the inbound connection idle longest among those of
@@ -169,29 +170,37 @@ impl Connections {
         }
     }
 
-    /// Keeps an accepted connection; `slot` is its address's entry in `per_ip`, if it has
-    /// one (found by `admit`, and found again after an eviction, which may prune entries).
-    /// Registered with the poll if `watch` (otherwise by the read that first finds nothing
-    /// more: see `Inbound::watched`). Its key, unless it could not be watched.
+    /// Files an accepted connection in `conns`, watched by the poll (read when its
+    /// readiness event comes, in order behind older connections'); `slot` is its address's
+    /// entry in `per_ip`, if it has one (found by `admit`).
     fn add_inbound(
         &mut self,
         mut stream: TcpStream,
         addr: SocketAddr,
-        (slot, watch): (Option<usize>, bool),
+        slot: Option<usize>,
         now: Instant,
-    ) -> Option<usize> {
-        let now_secs = self.secs_at(now);
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if watch {
-            if let Err(e) = self
-                .registry
-                .register(&mut stream, Token(key), Interest::READABLE)
-            {
-                log::warn!("cannot watch a connection from {addr}: {e}");
-                return None;
-            }
+    ) {
+        // Registering queues its readiness event behind those of older connections
+        // (epoll's ready list is in order), so that a sender's back-to-back one-message
+        // connections are shown in the order they were sent: the previous one's EOF
+        // arrived before this one's SYN.
+        let key = self.conns.vacant_key();
+        if let Err(e) = self
+            .registry
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            log::warn!("cannot watch a connection from {addr}: {e}");
+            return;
         }
+        let slot = self.claim(addr, slot);
+        let mut conn = self.new_inbound(stream, slot, now);
+        conn.watched = true;
+        self.file(conn, now);
+    }
+
+    /// A place for a new connection from `addr` in its address's entry (`slot` in
+    /// `per_ip`, made when it has none): the entry's slot.
+    pub(super) fn claim(&mut self, addr: SocketAddr, slot: Option<usize>) -> usize {
         let slot = match slot {
             Some(slot) => slot,
             None => {
@@ -214,7 +223,14 @@ impl Connections {
             }
             per.open += 1;
         }
-        entry.insert(Conn::In(Inbound {
+        slot
+    }
+
+    /// A new inbound connection holding a place at `slot` in `per_ip`
+    /// ([`Connections::claim`]), not filed anywhere yet, not watched.
+    pub(super) fn new_inbound(&mut self, stream: TcpStream, slot: usize, now: Instant) -> Inbound {
+        let now_secs = self.secs_at(now);
+        Inbound {
             stream,
             slot,
             active_at: now_secs,
@@ -222,18 +238,8 @@ impl Connections {
             decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
             held: false,
-            watched: watch,
+            watched: false,
             quiet: false,
-        }));
-        self.inbound += 1;
-        if self.sweep.is_none() {
-            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
         }
-        // Read at once when no older connection is open (`Connections::take_accepted`).
-        // Otherwise not read now, even if its data is there: registering queues its
-        // readiness event behind those of older connections (epoll's ready list is in
-        // order), so that a sender's back-to-back one-message connections are shown in the
-        // order they were sent: the previous one's EOF arrived before this one's SYN.
-        Some(key)
     }
 }

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
@@ -170,8 +170,14 @@ pub struct Connections {
     /// Queued connections held back unread for order (`Inbound::held`).
     held_back: usize,
     /// Connections accepted this turn while no other inbound connection was open, in the
-    /// order they came: read at once ([`Connections::take_accepted`]).
-    accepted: Vec<usize>,
+    /// order they came, with their places in `per_ip`, to be read at once
+    /// ([`Connections::read_fresh`]). Not in `conns`
+    /// yet: one that says all it has to say and closes in that read (a one-message
+    /// connection) is never filed there, and costs no entry, no removal and no
+    /// bookkeeping of what it leaves unfinished (nothing). Each holds its address's
+    /// place (`PerIp::open`) and counts against `--max-connections` meanwhile. Empty
+    /// between turns.
+    fresh: VecDeque<(TcpStream, usize)>,
     /// Bytes of unfinished lines held by all inbound decoders together, and of the
     /// backlogs.
     unfinished: usize,
@@ -236,7 +242,7 @@ impl Connections {
             stalled_left: false,
             reads: 0,
             in_turn: 0,
-            accepted: Vec::new(),
+            fresh: VecDeque::new(),
             held_back: 0,
             unfinished: 0,
             backlogs: HashMap::new(),
@@ -336,26 +342,83 @@ impl Connections {
         }
     }
 
-    /// Takes the connections accepted this turn while no other was open, to be read at once
-    /// ([`Connections::ready`]); give the list back with [`Connections::accepted_read`].
-    /// No older connection can have a message to show before theirs (a sender's
-    /// connection is in the listener's queue only after what it sent on the one before
-    /// reached that socket, unless it sent more than the socket's receive window: see
-    /// the README), so nothing is gained by waiting a turn for their readiness events: a
-    /// one-message connection costs one poll and one turn, not two. They share the turn
-    /// as any connections with work do.
-    pub fn take_accepted(&mut self) -> Vec<usize> {
-        if !self.accepted.is_empty() {
-            self.set_contenders(self.accepted.len());
+    /// How many connections were accepted this turn while no other was open, to be read
+    /// at once, one [`Connections::read_fresh`] each; they share the turn as any
+    /// connections with work do. No older connection can have a message to show before
+    /// theirs (a sender's connection is in the listener's queue only after what it sent
+    /// on the one before reached that socket, unless it sent more than the socket's
+    /// receive window: see the README), so nothing is gained by waiting a turn for their
+    /// readiness events: a one-message connection costs one poll and one turn, not two.
+    pub fn start_fresh(&mut self) -> usize {
+        if !self.fresh.is_empty() {
+            self.set_contenders(self.fresh.len());
         }
-        std::mem::take(&mut self.accepted)
+        self.fresh.len()
     }
 
-    /// Gives back the list [`Connections::take_accepted`] took, emptied (its buffer is
-    /// kept: no allocation per connection).
-    pub fn accepted_read(&mut self, mut accepted: Vec<usize>) {
-        accepted.clear();
-        self.accepted = accepted;
+    /// Reads the next connection [`Connections::start_fresh`] counted, with `read` (its
+    /// share of this turn), or, without it (stdout fell behind), files it to be read at a
+    /// later turn. One that closed holding nothing is done with here; any other is filed
+    /// in `conns` and goes on as a connection read by [`Connections::ready`] does.
+    pub fn read_fresh(&mut self, read: bool, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
+        let Some((stream, slot)) = self.fresh.pop_front() else {
+            return;
+        };
+        let mut conn = self.new_inbound(stream, slot, now);
+        if !read {
+            let key = self.file(conn, now);
+            self.defer(key);
+            return;
+        }
+        let mut backlog = Vec::new();
+        let (end, taken) = conn.read(
+            self.share,
+            &mut self.read_buf,
+            &mut backlog,
+            &mut self.messages,
+            &mut self.spares,
+        );
+        let done =
+            matches!(end, ReadEnd::Closed) && backlog.is_empty() && conn.decoder.buffered() == 0;
+        match self.per_ip.get(conn.slot).map(|per| per.ip) {
+            Some(ip) if done => {
+                // All it had to say, and closed: shown, and closed for good.
+                self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
+                if conn.decoder.is_port_line() {
+                    acknowledge_lines(&mut conn, &self.messages);
+                }
+                deliver(&mut self.messages, ip, node, now, out);
+                self.release(conn.slot, 0, out);
+                conn.decoder.recycle(&mut self.spares);
+                drop(conn.stream);
+                self.after_close(out);
+            }
+            _ => {
+                let key = self.file(conn, now);
+                self.after_read(key, (end, taken), (0, backlog), node, now, out);
+            }
+        }
+    }
+
+    /// Files a fresh connection in `conns` (unwatched: the read that first finds nothing
+    /// more registers it); its key.
+    fn file(&mut self, conn: Inbound, now: Instant) -> usize {
+        let key = self.conns.insert(Conn::In(conn));
+        self.inbound += 1;
+        if self.sweep.is_none() {
+            self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
+        }
+        key
+    }
+
+    /// Tests: files the fresh connections unread, as accepting did before it read them
+    /// at once.
+    #[cfg(test)]
+    fn settle_fresh(&mut self, now: Instant) {
+        while let Some((stream, slot)) = self.fresh.pop_front() {
+            let conn = self.new_inbound(stream, slot, now);
+            self.file(conn, now);
+        }
     }
 
     /// Starts a loop turn: the connections queued now get their turn in it, in order
@@ -440,7 +503,6 @@ impl Connections {
     }
 
     fn read_inbound(&mut self, key: usize, node: &mut Node, now: Instant, out: &mut Vec<Effect>) {
-        let now_secs = self.secs_at(now);
         let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
             return;
         };
@@ -450,13 +512,33 @@ impl Connections {
             false => self.backlogs.remove(&key).unwrap_or_default(),
         };
         let before = conn.decoder.buffered() + backlog.len();
-        let (mut end, taken) = conn.read(
+        let read = conn.read(
             self.share,
             &mut self.read_buf,
             &mut backlog,
             &mut self.messages,
             &mut self.spares,
         );
+        self.after_read(key, read, (before, backlog), node, now, out);
+    }
+
+    /// What follows a read of connection `key` that ended with `end` after taking `taken`
+    /// bytes from its socket: the accounting of what it left unfinished (`before` the
+    /// read, and now with `backlog`, bytes read and not decoded), its messages handed to
+    /// `node`, and what the end asks (watching it, queueing it, closing it).
+    fn after_read(
+        &mut self,
+        key: usize,
+        (mut end, taken): (ReadEnd, usize),
+        (before, backlog): (usize, Vec<u8>),
+        node: &mut Node,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let now_secs = self.secs_at(now);
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
         self.read_since_shrink = self.read_since_shrink.saturating_add(taken);
         let after = conn.decoder.buffered() + backlog.len();
         self.unfinished = self.unfinished.saturating_sub(before) + after;
@@ -507,19 +589,7 @@ impl Connections {
         if conn.decoder.is_port_line() {
             acknowledge_lines(conn, &self.messages);
         }
-        let mut deliver = |msg: wire::Message| {
-            log::debug!("from {ip}: {:?} message", msg.dialect);
-            node.on_message(ip, msg, now, out);
-        };
-        if self.messages.len() == 1 {
-            // One message, the usual case: taken without a `Drain`, whose drop costs
-            // more here than moving the message out.
-            if let Some(msg) = self.messages.pop() {
-                deliver(msg);
-            }
-        } else {
-            self.messages.drain(..).for_each(deliver);
-        }
+        deliver(&mut self.messages, ip, node, now, out);
         if matches!(end, ReadEnd::Drained) {
             // Every such read marks what it left, so that no earlier entry matches it.
             self.reads += 1;
@@ -867,22 +937,7 @@ impl Connections {
                     };
                     let held = c.decoder.buffered() + backlog;
                     self.unfinished = self.unfinished.saturating_sub(held);
-                    // By index: no lookup of the address (its entry stays when it has no
-                    // connection left, for its next one; see `idle_slots`).
-                    if let Some(per) = self.per_ip.get_mut(c.slot) {
-                        per.open -= 1;
-                        per.unfinished = per.unfinished.saturating_sub(held);
-                        if per.refused > 0 && (per.open as usize) < self.limits.max_per_ip {
-                            out.push(Effect::Show(Event::Warning(format!(
-                                "accepting from {} again; refused {} connections from it at the limit",
-                                per.ip, per.refused
-                            ))));
-                            per.refused = 0;
-                        }
-                        if per.open == 0 {
-                            self.idle_slots += 1;
-                        }
-                    }
+                    self.release(c.slot, held, out);
                     c.decoder.recycle(&mut self.spares);
                     c.stream
                 }
@@ -899,20 +954,55 @@ impl Connections {
             // does: sockets are never duplicated here.
             drop(stream);
         }
+        self.after_close(out);
+    }
+
+    /// An inbound connection from the address at `slot` in `per_ip` closed, holding
+    /// `held` bytes unfinished: its place there is given back. By index: no lookup of the
+    /// address (its entry stays when it has no connection left, for its next one; see
+    /// `idle_slots`).
+    #[inline]
+    fn release(&mut self, slot: usize, held: usize, out: &mut Vec<Effect>) {
+        if let Some(per) = self.per_ip.get_mut(slot) {
+            per.open -= 1;
+            per.unfinished = per.unfinished.saturating_sub(held);
+            if per.refused > 0 && (per.open as usize) < self.limits.max_per_ip {
+                out.push(Effect::Show(Event::Warning(format!(
+                    "accepting from {} again; refused {} connections from it at the limit",
+                    per.ip, per.refused
+                ))));
+                per.refused = 0;
+            }
+            if per.open == 0 {
+                self.idle_slots += 1;
+            }
+        }
+    }
+
+    /// After a connection closed: the memory of a burst goes back once the last is gone,
+    /// and refusing at the connection limit ends.
+    #[inline]
+    fn after_close(&mut self, out: &mut Vec<Effect>) {
         if self.conns.is_empty()
+            && self.fresh.is_empty()
             && (self.conns.capacity() >= SHRINK_AFTER
                 || self.read_since_shrink >= SHRINK_AFTER_BYTES
                 || self.messages.capacity() > Share::SHARED.lines)
         {
             self.give_back_memory();
         }
-        if self.refused > 0 && self.conns.len() < self.limits.max_connections {
+        if self.refused > 0 && self.open_count() < self.limits.max_connections {
             out.push(Effect::Show(Event::Warning(format!(
                 "accepting again; refused {} connections while at the limit",
                 self.refused
             ))));
             self.refused = 0;
         }
+    }
+
+    /// Connections open: filed, and fresh ones not read yet.
+    fn open_count(&self) -> usize {
+        self.conns.len() + self.fresh.len()
     }
 }
 
@@ -938,6 +1028,29 @@ fn forget_pages(buf: &mut [u8]) {
         unsafe {
             libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED);
         }
+    }
+}
+
+/// Hands the messages decoded from a connection from `ip` to `node`, in order.
+fn deliver(
+    messages: &mut Vec<wire::Message>,
+    ip: IpAddr,
+    node: &mut Node,
+    now: Instant,
+    out: &mut Vec<Effect>,
+) {
+    let mut deliver = |msg: wire::Message| {
+        log::debug!("from {ip}: {:?} message", msg.dialect);
+        node.on_message(ip, msg, now, out);
+    };
+    if messages.len() == 1 {
+        // One message, the usual case: taken without a `Drain`, whose drop costs more
+        // here than moving the message out.
+        if let Some(msg) = messages.pop() {
+            deliver(msg);
+        }
+    } else {
+        messages.drain(..).for_each(deliver);
     }
 }
 
@@ -1117,6 +1230,7 @@ mod tests {
         // The kernel completes the handshake before `connect` returns: one accept takes it.
         conns.listener_ready();
         conns.accept(node, Instant::now(), effects);
+        conns.settle_fresh(Instant::now());
         let mut keys = conns.conns.iter().map(|(key, _)| key);
         let key = match conns.conns.len() {
             // It evicted the only one (and took its key, perhaps).
@@ -1304,7 +1418,7 @@ mod tests {
         // Both must be in the listener's queue when it is read. Over loopback the kernel
         // completes a handshake before `connect` returns; should one not be there yet on a
         // loaded machine, the scene is set again.
-        let (mut conns, addr, _first) = (0..100)
+        let (mut conns, addr, mut first) = (0..100)
             .find_map(|_| {
                 let (mut conns, addr) = fresh();
                 let first: Vec<std::net::TcpStream> = (0..2)
@@ -1312,24 +1426,38 @@ mod tests {
                     .collect();
                 conns.listener_ready();
                 conns.accept(&mut test_node(), now, &mut effects);
-                (conns.conns.len() == 2).then_some((conns, addr, first))
+                (conns.fresh.len() == 2).then_some((conns, addr, first))
             })
             .expect("two connections in the listener's queue at once");
-        let accepted = conns.take_accepted();
-        let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
-        assert_eq!(accepted, keys, "both, in the order accepted");
+        assert!(conns.conns.is_empty(), "not filed before they are read");
+        assert_eq!(conns.start_fresh(), 2);
         assert_eq!(conns.share, Share::SHARED, "two share the turn");
-        let buffer = accepted.as_ptr();
-        conns.accepted_read(accepted);
-        assert!(conns.accepted.is_empty());
-        assert_eq!(conns.accepted.as_ptr(), buffer, "the list's buffer is kept");
+        // The first said all it had to say and closed: shown, and never filed. The
+        // second is open: filed, and watched once its read found nothing more.
+        first[0].write_all(b"127.0.0.1:9 a one\n").expect("write");
+        first[0]
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        let mut node = test_node();
+        conns.read_fresh(true, &mut node, now, &mut effects);
+        assert_eq!(shown(&mut effects), vec!["one"]);
+        assert!(
+            conns.conns.is_empty(),
+            "a one-message connection is never filed"
+        );
+        conns.read_fresh(true, &mut node, now, &mut effects);
+        assert!(conns.fresh.is_empty());
+        assert!(
+            matches!(conns.conns.iter().next(), Some((_, Conn::In(c))) if c.watched),
+            "the open one is filed and watched"
+        );
         let _later = std::net::TcpStream::connect(addr).expect("connect");
-        while conns.conns.len() < 3 {
+        while conns.conns.len() < 2 {
             conns.listener_ready();
             conns.accept(&mut test_node(), now, &mut effects);
         }
         assert!(
-            conns.take_accepted().is_empty(),
+            conns.fresh.is_empty(),
             "older connections are open: the newcomer waits for its event"
         );
         assert!(effects.is_empty(), "{effects:?}");
@@ -1678,6 +1806,7 @@ mod tests {
         while conns.conns.len() < 2 {
             conns.listener_ready();
             conns.accept(&mut test_node(), now, &mut effects);
+            conns.settle_fresh(now);
         }
         let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
         assert!(keys.iter().all(|&k| conns.brings_work(Token(k))));

@@ -430,14 +430,12 @@ impl EventLoop {
             // their readiness events come, in order.
             self.conns.accept(&mut self.node, now, &mut self.effects);
             self.apply_effects(now);
-            let accepted = self.conns.take_accepted();
-            for &key in &accepted {
+            for _ in 0..self.conns.start_fresh() {
                 let read = !self.behind();
                 self.conns
-                    .ready(key, read, &mut self.node, now, &mut self.effects);
+                    .read_fresh(read, &mut self.node, now, &mut self.effects);
                 self.apply_effects(now);
             }
-            self.conns.accepted_read(accepted);
         }
         while self.conns.turns_left() && !self.behind() {
             if let Some(key) = self.conns.next_in_turn() {
