@@ -193,7 +193,7 @@ impl Connections {
             return;
         }
         let slot = self.claim(addr, slot);
-        let mut conn = self.new_inbound(stream, slot, now);
+        let mut conn = self.new_inbound(stream, slot);
         conn.watched = true;
         self.file(conn, now);
     }
@@ -227,14 +227,14 @@ impl Connections {
     }
 
     /// A new inbound connection holding a place at `slot` in `per_ip`
-    /// ([`Connections::claim`]), not filed anywhere yet, not watched.
-    pub(super) fn new_inbound(&mut self, stream: TcpStream, slot: usize, now: Instant) -> Inbound {
-        let now_secs = self.secs_at(now);
+    /// ([`Connections::claim`]), not filed anywhere yet (filing it sets its times), not
+    /// watched.
+    pub(super) fn new_inbound(&self, stream: TcpStream, slot: usize) -> Inbound {
         Inbound {
             stream,
             slot,
-            active_at: now_secs,
-            line_since: now_secs,
+            active_at: 0,
+            line_since: 0,
             decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
             held: false,

@@ -364,7 +364,7 @@ impl Connections {
         let Some((stream, slot)) = self.fresh.pop_front() else {
             return;
         };
-        let mut conn = self.new_inbound(stream, slot, now);
+        let mut conn = self.new_inbound(stream, slot);
         if !read {
             let key = self.file(conn, now);
             self.defer(key);
@@ -400,9 +400,12 @@ impl Connections {
         }
     }
 
-    /// Files a fresh connection in `conns` (unwatched: the read that first finds nothing
-    /// more registers it); its key.
-    fn file(&mut self, conn: Inbound, now: Instant) -> usize {
+    /// Files a new connection in `conns`, active and with no line pending since `now`
+    /// (unwatched unless it says so: the read that first finds nothing more registers
+    /// it); its key.
+    fn file(&mut self, mut conn: Inbound, now: Instant) -> usize {
+        let now_secs = self.secs_at(now);
+        (conn.active_at, conn.line_since) = (now_secs, now_secs);
         let key = self.conns.insert(Conn::In(conn));
         self.inbound += 1;
         if self.sweep.is_none() {
@@ -416,7 +419,7 @@ impl Connections {
     #[cfg(test)]
     fn settle_fresh(&mut self, now: Instant) {
         while let Some((stream, slot)) = self.fresh.pop_front() {
-            let conn = self.new_inbound(stream, slot, now);
+            let conn = self.new_inbound(stream, slot);
             self.file(conn, now);
         }
     }
