@@ -883,17 +883,11 @@ fn visible_short(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): none below 0x20
-/// (the borrow of taking 0x20 from each reaches its top bit only then, for bytes below
-/// 0x80), none above 0x7E (adding 1 sets the top bit only then, or it is set already).
-/// (The test of `crate::wire::visible_ascii`'s short lines.)
+/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): the word test
+/// of `crate::wire::visible_ascii`'s short lines, shared.
 #[inline(always)]
 fn visible_word(word: u64) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
-    let below = word.wrapping_sub(ONES * 0x20) & !word;
-    let above = word.wrapping_add(ONES) | word;
-    (below | above) & TOPS == 0
+    crate::wire::invisible_bytes(word) == 0
 }
 
 /// Whether `bytes` hold one that may start a control or invisible character: C0, DEL, or

@@ -342,7 +342,7 @@ fn visible_lanes<const NEWLINES: bool>(bytes: &[u8]) -> bool {
 /// when all eight are. A byte below 0x20 has its top bit set by the borrow of taking 0x20
 /// from each (for bytes below 0x80), one above 0x7E by adding 1 (or it is set already).
 #[inline(always)]
-fn invisible_bytes(word: u64) -> u64 {
+pub(crate) fn invisible_bytes(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = word.wrapping_sub(ONES * 0x20) & !word;
