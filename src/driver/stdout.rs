@@ -168,9 +168,7 @@ impl Stdout {
     /// buffers are swapped instead of copied, and `bytes` is left empty (holding the
     /// written buffer's memory for the next turn's output).
     pub fn push_owned(&mut self, bytes: &mut Vec<u8>) {
-        // What `push` would keep whole.
-        let whole = bytes.len() <= self.limit || !self.dropping;
-        if self.start == self.pending.len() && whole {
+        if self.swaps_in(bytes.len()) {
             self.pending.clear();
             self.start = 0;
             std::mem::swap(&mut self.pending, bytes);
@@ -178,6 +176,14 @@ impl Stdout {
             self.push(bytes);
         }
         bytes.clear();
+    }
+
+    /// Whether [`Stdout::push_owned`] takes `len` bytes by swapping buffers: nothing
+    /// waits, and [`Stdout::push`] would keep them whole (they fit, or nothing is
+    /// dropped).
+    #[inline(always)]
+    fn swaps_in(&self, len: usize) -> bool {
+        self.start == self.pending.len() && (len <= self.limit || !self.dropping)
     }
 
     /// Gives back the memory of a burst of output: the buffer, when nothing waits in it,
@@ -261,11 +267,9 @@ impl Stdout {
     /// then `text` is written from where it is (most often all of it, at once), and only
     /// what stdout does not take is swapped in to wait. `text` is left empty.
     pub fn write_turn(&mut self, text: &mut String) -> io::Result<Flushed> {
-        // What `push_owned` would swap in whole.
-        let whole = text.len() <= self.limit || !self.dropping;
         let mut written = 0;
         let mut failed = None;
-        if self.start == self.pending.len() && whole && !text.is_empty() {
+        if self.swaps_in(text.len()) && !text.is_empty() {
             match self.write_some(text.as_bytes()) {
                 Ok(Some(n)) if n == text.len() => {
                     self.progress = true;

@@ -72,14 +72,12 @@ impl EventLoop {
     /// (whether it all went is for stdout's backlog to tell).
     #[inline]
     fn write_output(&mut self) -> io::Result<()> {
-        if self.output.buffered() == 0 {
-            // Nothing rendered this turn: what waits, if anything, is written.
-            return self.stdout.flush().map(drop);
-        }
         let stdout = &mut self.stdout;
-        let written = self.output.drain(|text| stdout.write_turn(text).map(drop));
-        // Never `None`: something was rendered.
-        written.unwrap_or(Ok(()))
+        match self.output.drain(|text| stdout.write_turn(text).map(drop)) {
+            Some(written) => written,
+            // Nothing rendered this turn: what waits, if anything, is written.
+            None => self.stdout.flush().map(drop),
+        }
     }
 
     /// Writes the journal; a failure, and the recovery from one, are shown.
