@@ -513,6 +513,85 @@ mod tests {
         );
     }
 
+    /// `write_turn` does what `push_owned` and then `flush` do, whatever waits, however
+    /// much the reader takes and whether lines are dropped: two writers, one of each, get
+    /// the same turns and readers that take the same amounts, and answer alike after every
+    /// step (what was written, what waits, what was dropped, whether bytes went).
+    #[test]
+    fn a_written_turn_is_what_a_pushed_and_flushed_one_is() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let mut rng = crate::sim::rng::Rng::new(67);
+        let pair = || {
+            let (reader, writer) = UnixStream::pair().expect("socket pair");
+            writer.set_nonblocking(true).expect("non-blocking");
+            reader.set_nonblocking(true).expect("non-blocking");
+            let mut s = stdout(16 * 1024);
+            s.set_dropping(false);
+            s.twin = Some(std::fs::File::from(std::os::fd::OwnedFd::from(writer)));
+            (reader, s)
+        };
+        let (mut fast_reader, mut fast) = pair();
+        let (mut plain_reader, mut plain) = pair();
+        let (mut fast_got, mut plain_got) = (Vec::new(), Vec::new());
+        let mut chunk = vec![0; 1 << 16];
+        let mut read = |reader: &mut UnixStream, got: &mut Vec<u8>, n: usize| {
+            let mut left = n;
+            while left > 0 {
+                match reader.read(&mut chunk[..left.min(1 << 16)]) {
+                    Ok(0) => break,
+                    Ok(k) => {
+                        got.extend_from_slice(&chunk[..k]);
+                        left -= k;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        for step in 0..2_000 {
+            let dropping = rng.index(4) == 0;
+            fast.set_dropping(dropping);
+            plain.set_dropping(dropping);
+            let lines = 1 + rng.index(6);
+            let text: String = (0..lines)
+                .map(|l| format!("{step}.{l} {}\n", "x".repeat(rng.index(12_000))))
+                .collect();
+            let mut turn = text.clone();
+            let fast_flushed = fast.write_turn(&mut turn).expect("write");
+            assert!(turn.is_empty(), "{step}");
+            let mut bytes = text.into_bytes();
+            plain.push_owned(&mut bytes);
+            let plain_flushed = plain.flush().expect("flush");
+            let answers = |s: &mut Stdout, flushed| {
+                (flushed, s.backlog(), s.dropped_lines, s.take_progress())
+            };
+            assert_eq!(
+                answers(&mut fast, fast_flushed),
+                answers(&mut plain, plain_flushed),
+                "step {step}"
+            );
+            let n = [0, 100, 5_000, 70_000][rng.index(4)];
+            read(&mut fast_reader, &mut fast_got, n);
+            read(&mut plain_reader, &mut plain_got, n);
+            assert_eq!(fast_got.len(), plain_got.len(), "step {step}");
+        }
+        while fast.flush().expect("flush") == Flushed::Partly {
+            read(&mut fast_reader, &mut fast_got, usize::MAX);
+        }
+        while plain.flush().expect("flush") == Flushed::Partly {
+            read(&mut plain_reader, &mut plain_got, usize::MAX);
+        }
+        read(&mut fast_reader, &mut fast_got, usize::MAX);
+        read(&mut plain_reader, &mut plain_got, usize::MAX);
+        assert!(
+            fast_got == plain_got,
+            "{} against {}",
+            fast_got.len(),
+            plain_got.len()
+        );
+    }
+
     /// A burst's buffer is given back once written, not while something waits in it.
     #[test]
     fn a_written_burst_gives_its_buffer_back() {
