@@ -208,6 +208,9 @@ struct Entries {
     last: Option<(SocketAddr, usize)>,
 }
 
+/// Entries' room kept however few there are (a small table never reallocates).
+const MIN_SLOTS: usize = 64;
+
 impl Entries {
     /// How many entries there are.
     fn len(&self) -> usize {
@@ -279,6 +282,12 @@ impl Entries {
             if let Some(at) = self.index.get_mut(moved) {
                 *at = slot;
             }
+        }
+        // A table that filled up and emptied again gives the memory back, as the ordered
+        // map alone did (a full table's entries are megabytes); halved when a quarter is
+        // used, so that entries coming and going about one size never reallocate.
+        if self.slots.capacity() > MIN_SLOTS && self.slots.len() <= self.slots.capacity() / 4 {
+            self.slots.shrink_to(MIN_SLOTS.max(self.slots.len() * 2));
         }
         Some(peer)
     }
@@ -795,6 +804,39 @@ mod tests {
                 "{step}"
             );
         }
+    }
+
+    /// A table that filled up and emptied again gives back the room of its entries (the
+    /// ordered map it replaced freed every entry it removed); entries keep answering as
+    /// before, wherever they moved.
+    #[test]
+    fn entries_give_their_room_back_once_few_are_left() {
+        let at = |i: usize| SocketAddr::from(([127, 0, (i / 250) as u8, (i % 250) as u8 + 2], 1));
+        let mut entries = Entries::default();
+        let full = 20_000;
+        for i in 0..full {
+            let mut peer = Peer::new(Source::Heard, Status::Active);
+            peer.messages = i as u64;
+            entries.insert(at(i), peer);
+        }
+        assert!(entries.slots.capacity() >= full);
+        for i in (0..full).filter(|i| i % 1000 != 0) {
+            assert_eq!(entries.remove(&at(i)).map(|p| p.messages), Some(i as u64));
+        }
+        assert_eq!(entries.len(), full / 1000);
+        assert!(
+            entries.slots.capacity() <= 4 * MIN_SLOTS,
+            "{} slots held for {} entries",
+            entries.slots.capacity(),
+            entries.len()
+        );
+        for i in (0..full).step_by(1000) {
+            assert_eq!(entries.get(&at(i)).map(|p| p.messages), Some(i as u64));
+        }
+        assert!(entries
+            .iter()
+            .map(|(a, _)| *a)
+            .eq((0..full).step_by(1000).map(at)));
     }
 
     fn addr(s: &str) -> SocketAddr {
