@@ -87,6 +87,11 @@ fn killed_peer_is_detected_and_removed() {
     bob.expect_line(&chat(&carol, "hello 2->1"));
     carol.expect_line(&chat(&alice, "hello 0->2"));
     alice.expect_line(&chat(&bob, "hello 1->0"));
+    // Our messages to carol delivered before she dies: one still on its way would fail,
+    // and its sender's exit status with it.
+    for (from, peer) in [&mut alice, &mut bob].into_iter().enumerate() {
+        peer.expect_line(&format!("* sent to {}: hello {from}->2", addrs[2]));
+    }
 
     carol.signal(libc::SIGKILL);
     carol
