@@ -378,6 +378,13 @@ impl Connections {
             &mut self.messages,
             &mut self.spares,
         );
+        if taken == 0 && matches!(end, ReadEnd::Drained) {
+            // Accepted as its handshake completed, before its bytes came (usual on a
+            // machine with several cores): filed and watched at once, with nothing read and
+            // nothing to account for; its readiness event brings the bytes.
+            self.file_watched(conn, now, out);
+            return;
+        }
         let done =
             matches!(end, ReadEnd::Closed) && backlog.is_empty() && conn.decoder.buffered() == 0;
         match self.per_ip.get(conn.slot).map(|per| per.ip) {
@@ -412,6 +419,31 @@ impl Connections {
             self.sweep = Some(self.timers.insert(now + self.sweep_period(), Timer::Sweep));
         }
         key
+    }
+
+    /// Files a fresh connection that has read nothing yet, watched by the poll; one that
+    /// cannot be watched is closed, and the user told.
+    fn file_watched(&mut self, mut conn: Inbound, now: Instant, out: &mut Vec<Effect>) {
+        let key = self.conns.vacant_key();
+        match self
+            .registry
+            .register(&mut conn.stream, Token(key), Interest::READABLE)
+        {
+            Ok(()) => {
+                conn.watched = true;
+                self.file(conn, now);
+            }
+            Err(e) => {
+                out.push(Effect::Show(Event::Warning(format!(
+                    "closed the connection from {}: cannot watch it: {e}",
+                    self.ip_of(&conn)
+                ))));
+                self.release(conn.slot, 0, out);
+                conn.decoder.recycle(&mut self.spares);
+                drop(conn.stream);
+                self.after_close(out);
+            }
+        }
     }
 
     /// Tests: files the fresh connections unread, as accepting did before it read them
