@@ -108,8 +108,8 @@ pub struct Connections {
     /// When the driver started: the origin of `Inbound::active_at`.
     started: Instant,
     /// The last moment asked of [`Connections::secs_at`], and its whole seconds since
-    /// `started`: a turn asks for the same moment several times (accepting a connection,
-    /// then reading it), and the division is the dearer part.
+    /// `started`: a turn asks for the same moment several times (filing a connection,
+    /// then accounting for its read), and the division is the dearer part.
     secs_cache: (Instant, u32),
     /// Accepting paused: out of descriptors (resumes on a timer).
     accept_paused: bool,
@@ -171,12 +171,11 @@ pub struct Connections {
     held_back: usize,
     /// Connections accepted this turn while no other inbound connection was open, in the
     /// order they came, with their places in `per_ip`, to be read at once
-    /// ([`Connections::read_fresh`]). Not in `conns`
-    /// yet: one that says all it has to say and closes in that read (a one-message
-    /// connection) is never filed there, and costs no entry, no removal and no
-    /// bookkeeping of what it leaves unfinished (nothing). Each holds its address's
-    /// place (`PerIp::open`) and counts against `--max-connections` meanwhile. Empty
-    /// between turns.
+    /// ([`Connections::read_fresh`]). Not in `conns` yet: one that says all it has to say
+    /// and closes in that read (a one-message connection) is never filed there, and costs
+    /// no entry, no removal and no bookkeeping of what it leaves unfinished (nothing).
+    /// Each holds its address's place (`PerIp::open`) and counts against
+    /// `--max-connections` meanwhile. Empty between turns.
     fresh: VecDeque<(TcpStream, usize)>,
     /// Bytes of unfinished lines held by all inbound decoders together, and of the
     /// backlogs.
