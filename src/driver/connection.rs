@@ -243,6 +243,14 @@ impl Inbound {
                         Ok(()) => {}
                     }
                 }
+                // Nothing held: nothing to decode (a connection accepted before its bytes
+                // came, or a stream's read that ended on a whole line).
+                Err(e) if net::would_block(&e) && held == 0 => {
+                    return match backlog.is_empty() {
+                        true => ReadEnd::Drained,
+                        false => ReadEnd::Budget,
+                    };
+                }
                 Err(e) if net::would_block(&e) => {
                     return match self.feed(
                         &buf[..held],
