@@ -1430,7 +1430,7 @@ mod tests {
     fn bare_messages_are_shown_as_the_styled_path_shows_them() {
         let senders = [
             from(Some("cg"), Some(9), None),
-            from(Some("al ice"), None, Some("10.0.0.1")),
+            from(Some("al ice"), None, Some("198.18.0.1")),
             from(None, Some(65535), None),
         ];
         for (json, color, timestamps, interactive) in (0..16).map(|bits| {
