@@ -844,50 +844,16 @@ pub fn escape(text: &str, out: &mut String) {
 }
 
 /// Appends `text`, escaped as [`escape`] does, and a newline. A short line of visible
-/// ASCII, the usual chat line, is told as such in place ([`visible_short`]) and copied.
+/// ASCII, the usual chat line, is told as such in place ([`crate::wire::visible_ascii_short`]) and
+/// copied.
 #[inline(always)]
 fn push_line(text: &str, out: &mut String) {
-    if visible_short(text.as_bytes()) == Some(true) {
+    if crate::wire::visible_ascii_short(text.as_bytes()) == Some(true) {
         out.push_str(text);
     } else {
         escape(text, out);
     }
     out.push('\n');
-}
-
-/// The longest text [`visible_short`] looks at.
-const SHORT: usize = 32;
-
-/// Whether every byte of `bytes` is visible ASCII (0x20..=0x7E), for at most [`SHORT`]
-/// bytes (`None` for more), tested as a few words: the first, middle and last byte of
-/// one to three (which are all of them), two overlapping halves of four to seven, eight
-/// at a time and the last eight of more. A call of [`escape`] and its vectorised test
-/// cost more than the test for such a line.
-#[inline(always)]
-fn visible_short(bytes: &[u8]) -> Option<bool> {
-    let word = |w: &[u8]| <[u8; 8]>::try_from(w).is_ok_and(|w| visible_word(u64::from_le_bytes(w)));
-    match bytes.len() {
-        0 => Some(true),
-        n @ 1..=3 => {
-            let (a, b, c) = (bytes[0], bytes[n / 2], bytes[n - 1]);
-            Some(visible_word(u64::from_le_bytes([a, b, c, a, a, a, a, a])))
-        }
-        n @ 4..=7 => {
-            // (Four bytes each: `try_from` never fails.)
-            let half = |w: &[u8]| <[u8; 4]>::try_from(w).map_or(0, u32::from_le_bytes);
-            let word = u64::from(half(&bytes[..4])) | u64::from(half(&bytes[n - 4..])) << 32;
-            Some(visible_word(word))
-        }
-        n @ 8..=SHORT => Some(bytes.chunks_exact(8).all(word) && word(&bytes[n - 8..])),
-        _ => None,
-    }
-}
-
-/// Whether the eight bytes of `word` are all visible ASCII (0x20..=0x7E): the word test
-/// of `crate::wire::visible_ascii`'s short lines, shared.
-#[inline(always)]
-fn visible_word(word: u64) -> bool {
-    crate::wire::invisible_bytes(word) == 0
 }
 
 /// Whether `bytes` hold one that may start a control or invisible character: C0, DEL, or
@@ -1466,30 +1432,10 @@ mod tests {
         }
     }
 
-    /// The in-place test of short lines says "visible ASCII" exactly when every byte is:
-    /// every byte value at every position of every length it takes, among the highest and
-    /// the lowest visible byte (where its bounds lie); and a line so told is shown as the
-    /// careful path shows it.
+    /// A short line told as visible ASCII in place ([`crate::wire::visible_ascii_short`],
+    /// tested against a byte-by-byte test in `wire`) is shown as the careful path shows it.
     #[test]
-    fn the_short_line_test_agrees_with_a_byte_by_byte_one() {
-        let visible = |bytes: &[u8]| bytes.iter().all(|b| (0x20..=0x7e).contains(b));
-        for len in 0..=SHORT + 9 {
-            for fill in [b'~', b' '] {
-                let mut bytes = vec![fill; len];
-                for at in 0..len.max(1) {
-                    for b in 0..=u8::MAX {
-                        if let Some(slot) = bytes.get_mut(at) {
-                            *slot = b;
-                        }
-                        let want = (len <= SHORT).then(|| visible(&bytes));
-                        assert_eq!(visible_short(&bytes), want, "{b:#x} at {at} of {len}");
-                    }
-                    if let Some(slot) = bytes.get_mut(at) {
-                        *slot = fill;
-                    }
-                }
-            }
-        }
+    fn a_short_line_is_shown_as_the_careful_path_shows_it() {
         for text in [
             "",
             "a",

@@ -34,7 +34,7 @@ pub use dialects::parse_port;
 pub use encode::{encode, header, split_for_wire, split_in, Format, OwnHeader};
 pub use replies::{is_acknowledgement, replier_name, reply_line, MAX_REPLY, MESSAGE_RECEIVED};
 pub use run::Run;
-pub(crate) use run::{invisible_bytes, same_text, visible_ascii};
+pub(crate) use run::{same_text, visible_ascii, visible_ascii_short};
 
 /// Most lab receivers read one `recv(1024)`: nothing we send is longer than this.
 pub const MAX_WIRE_MESSAGE: usize = 1024;

@@ -175,32 +175,46 @@ fn is_visible(line: &str) -> bool {
 /// at or above (a `\n` allowed counts as 0). The largest of those, kept per lane of 32 (a
 /// fold into one value was not vectorised: 0.5 ns a byte against 0.06), says whether any
 /// byte is neither; the bytes after the last block of 32 are the last 32 again when there
-/// are that many. Without `NEWLINES`, 4 to 16 bytes (a short chat line) are tested as two
-/// overlapping words instead, inlined where it is asked: a loop's setup, or a call, would
-/// cost more than the test.
+/// are that many. Without `NEWLINES`, up to [`SHORT`] bytes (a short chat line) are tested
+/// as a few words instead ([`visible_ascii_short`]).
 #[inline(always)]
 pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
     if !NEWLINES {
-        let words = match bytes.len() {
-            8..=16 => bytes
-                .first_chunk::<8>()
-                .zip(bytes.last_chunk::<8>())
-                .map(|(a, b)| (u64::from_le_bytes(*a), u64::from_le_bytes(*b))),
-            4..=7 => bytes
-                .first_chunk::<4>()
-                .zip(bytes.last_chunk::<4>())
-                .map(|(a, b)| {
-                    let word =
-                        u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << 32;
-                    (word, word)
-                }),
-            _ => None,
-        };
-        if let Some((a, b)) = words {
-            return (invisible_bytes(a) | invisible_bytes(b)) == 0;
+        if let Some(visible) = visible_ascii_short(bytes) {
+            return visible;
         }
     }
     visible_ascii_pass::<NEWLINES>(bytes)
+}
+
+/// The longest text [`visible_ascii_short`] looks at.
+pub(crate) const SHORT: usize = 32;
+
+/// Whether every byte of `bytes` is visible ASCII (0x20..=0x7E), for at most [`SHORT`]
+/// bytes (`None` for more), tested as a few words: the first, middle and last byte of one
+/// to three (which are all of them), two overlapping halves of four to seven, eight at a
+/// time and the last eight of more. Inlined where it is asked: a loop's setup, or a call,
+/// would cost more than the test.
+#[inline(always)]
+pub(crate) fn visible_ascii_short(bytes: &[u8]) -> Option<bool> {
+    let visible = |word: u64| invisible_bytes(word) == 0;
+    let eight = |w: &[u8]| <[u8; 8]>::try_from(w).is_ok_and(|w| visible(u64::from_le_bytes(w)));
+    match bytes.len() {
+        0 => Some(true),
+        n @ 1..=3 => {
+            let (a, b, c) = (bytes[0], bytes[n / 2], bytes[n - 1]);
+            Some(visible(u64::from_le_bytes([a, b, c, a, a, a, a, a])))
+        }
+        n @ 4..=7 => {
+            // (Four bytes each: `try_from` never fails.)
+            let half = |w: &[u8]| <[u8; 4]>::try_from(w).map_or(0, u32::from_le_bytes);
+            Some(visible(
+                u64::from(half(&bytes[..4])) | u64::from(half(&bytes[n - 4..])) << 32,
+            ))
+        }
+        n @ 8..=SHORT => Some(bytes.chunks_exact(8).all(eight) && eight(&bytes[n - 8..])),
+        _ => None,
+    }
 }
 
 /// [`visible_ascii`] of any length, as one pass (with AVX2 where it pays).
@@ -420,6 +434,31 @@ mod tests {
             run.push_joined(odd, std::iter::empty(), false);
             run.push_line("fine again");
             assert!(!run.is_visible(), "{odd:?}");
+        }
+    }
+
+    /// The in-place test of short lines says "visible ASCII" exactly when every byte is:
+    /// every byte value at every position of every length it takes, among the highest and
+    /// the lowest visible byte (where its bounds lie); `None` past [`SHORT`].
+    #[test]
+    fn the_short_line_test_agrees_with_a_byte_by_byte_one() {
+        let visible = |bytes: &[u8]| bytes.iter().all(|b| (0x20..=0x7e).contains(b));
+        for len in 0..=SHORT + 9 {
+            for fill in [b'~', b' '] {
+                let mut bytes = vec![fill; len];
+                for at in 0..len.max(1) {
+                    for b in 0..=u8::MAX {
+                        if let Some(slot) = bytes.get_mut(at) {
+                            *slot = b;
+                        }
+                        let want = (len <= SHORT).then(|| visible(&bytes));
+                        assert_eq!(visible_ascii_short(&bytes), want, "{b:#x} at {at} of {len}");
+                    }
+                    if let Some(slot) = bytes.get_mut(at) {
+                        *slot = fill;
+                    }
+                }
+            }
         }
     }
 
