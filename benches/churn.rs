@@ -543,13 +543,13 @@ fn check_targets(
         }
     }
     for regime in [callgrind::Regime::Burst, callgrind::Regime::Paced] {
-        for metric in <[_; 2]>::from(regime.metrics()) {
-            if let Some(ir) = get(metric, Kind::Peerchat).filter(|&ir| ir > 2500.0) {
-                notes.push(format!(
-                    "target missed: callgrind, {}: {ir:.0} instructions (target ≤ 2,500)",
-                    metric.name
-                ));
-            }
+        // Checked less a 0-message run: start-up and shutdown are no connection's.
+        let (_, net) = regime.metrics();
+        if let Some(ir) = get(net, Kind::Peerchat).filter(|&ir| ir > 2500.0) {
+            notes.push(format!(
+                "target missed: callgrind, {}: {ir:.0} instructions (target ≤ 2,500 a connection)",
+                net.name
+            ));
         }
     }
     if let Some(b) = get(&HELD_PER_CONN, Kind::Peerchat).filter(|&b| b > 256.0) {

@@ -4,7 +4,12 @@
 //! `127.0.0.71:9 cg m00001`, close). Then SIGTERM, and the `summary:` (or `totals:`) line of
 //! the callgrind file, divided by the number of messages, start-up and shutdown included. A
 //! run with no message at all gives the cost of start-up and shutdown alone; the `less a
-//! 0-message run` rows are the difference per message.
+//! 0-message run` rows are the difference per message: what one connection costs, and the
+//! rows the target (issue 12: at most 2,500 a one-message connection) is checked on.
+//! Start-up and shutdown are the process's (for peerchat about 490,000 instructions, half
+//! of them the dynamic loader's, the rest the standard library's start, the options and
+//! the signal set-up), the same however many connections come; divided among 3,000
+//! messages they add about 165 to each.
 //!
 //! How many connections a loop turn takes decides much of the count (a turn costs a poll, a
 //! clock reading, the `accept4` that finds the queue empty, the timers and a write to
@@ -50,33 +55,34 @@ pub enum Regime {
 pub static IR_BURST: Metric = Metric {
     scenario: "callgrind",
     name: "Ir per message, burst (user space)",
-    target: "peerchat ≤ 2,500",
+    target: "",
     decimals: 0,
 };
 
 pub static IR_BURST_NET: Metric = Metric {
     scenario: "callgrind",
     name: "Ir per message, burst, less a 0-message run",
-    target: "peerchat ≤ 2,500",
+    target: "peerchat ≤ 2,500 a connection",
     decimals: 0,
 };
 
 pub static IR_PACED: Metric = Metric {
     scenario: "callgrind",
     name: "Ir per message, paced (user space)",
-    target: "peerchat ≤ 2,500",
+    target: "",
     decimals: 0,
 };
 
 pub static IR_PACED_NET: Metric = Metric {
     scenario: "callgrind",
     name: "Ir per message, paced, less a 0-message run",
-    target: "peerchat ≤ 2,500",
+    target: "peerchat ≤ 2,500 a connection",
     decimals: 0,
 };
 
 impl Regime {
-    /// Its rows: Ir per message, and the same less a run with no message.
+    /// Its rows: Ir per message, and the same less a run with no message (the one a
+    /// target is checked on).
     pub fn metrics(self) -> (&'static Metric, &'static Metric) {
         match self {
             Regime::Burst => (&IR_BURST, &IR_BURST_NET),
