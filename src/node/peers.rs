@@ -399,8 +399,10 @@ impl PeerTable {
     }
 
     /// Makes room for one entry: the stalest evictable entry of the address holding the
-    /// most (when it holds more than one), or else the stalest evictable entry not heard
-    /// from for [`RECENT`]. Static peers are never evicted.
+    /// most (when it holds more than one; of two holding as many, the lower address), or
+    /// else the stalest evictable entry not heard from for [`RECENT`]. Static peers are
+    /// never evicted. The choice never depends on the order of a hash map (which differs
+    /// run by run): the same messages evict the same peers.
     fn evict(&mut self, now: Instant) -> bool {
         let stalest = |entries: &mut dyn Iterator<Item = (&SocketAddr, &Peer)>| {
             entries
@@ -411,7 +413,7 @@ impl PeerTable {
         let crowded = self
             .per_ip
             .iter()
-            .max_by_key(|(_, n)| **n)
+            .max_by_key(|(ip, n)| (**n, std::cmp::Reverse(**ip)))
             .filter(|(_, n)| **n > 1)
             .map(|(ip, _)| *ip);
         let victim = crowded
@@ -1307,6 +1309,28 @@ mod tests {
         assert!(table.heard(at(5), None, None, false, now));
         assert!(table.heard(at(6), None, None, false, now));
         assert!(!table.heard(at(7), None, None, false, now));
+    }
+
+    /// Two addresses crowded alike: the lower one gives up its stalest entry, in every
+    /// table (each hash map iterates in an order of its own).
+    #[test]
+    fn a_tie_between_crowded_addresses_is_broken_by_address_not_by_hash_order() {
+        let now = Instant::now();
+        for round in 0..32 {
+            let mut table = PeerTable::with_limits(8, 4);
+            for ip in [9, 5, 7, 6] {
+                for port in 1..=2 {
+                    let at = SocketAddr::from(([127, 0, 0, ip], port));
+                    assert!(table.heard(at, None, None, true, now), "{round} {at}");
+                }
+            }
+            assert!(table.heard(addr("127.0.0.8:1"), None, None, true, now));
+            assert_eq!(
+                table.take_evicted(),
+                vec![addr("127.0.0.5:1")],
+                "round {round}"
+            );
+        }
     }
 
     #[test]
