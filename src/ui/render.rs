@@ -844,8 +844,8 @@ pub fn escape(text: &str, out: &mut String) {
 }
 
 /// Appends `text`, escaped as [`escape`] does, and a newline. A short line of visible
-/// ASCII, the usual chat line, is told as such in place ([`crate::wire::visible_ascii_short`]) and
-/// copied.
+/// ASCII, the usual chat line, is told as such in place
+/// ([`crate::wire::visible_ascii_short`]) and copied.
 #[inline(always)]
 fn push_line(text: &str, out: &mut String) {
     if crate::wire::visible_ascii_short(text.as_bytes()) == Some(true) {

@@ -188,7 +188,7 @@ pub(crate) fn visible_ascii<const NEWLINES: bool>(bytes: &[u8]) -> bool {
 }
 
 /// The longest text [`visible_ascii_short`] looks at.
-pub(crate) const SHORT: usize = 32;
+const SHORT: usize = 32;
 
 /// Whether every byte of `bytes` is visible ASCII (0x20..=0x7E), for at most [`SHORT`]
 /// bytes (`None` for more), tested as a few words: the first, middle and last byte of one
@@ -356,7 +356,7 @@ fn visible_lanes<const NEWLINES: bool>(bytes: &[u8]) -> bool {
 /// when all eight are. A byte below 0x20 has its top bit set by the borrow of taking 0x20
 /// from each (for bytes below 0x80), one above 0x7E by adding 1 (or it is set already).
 #[inline(always)]
-pub(crate) fn invisible_bytes(word: u64) -> u64 {
+fn invisible_bytes(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const TOPS: u64 = u64::from_le_bytes([0x80; 8]);
     let below = word.wrapping_sub(ONES * 0x20) & !word;
