@@ -41,6 +41,8 @@ impl Connections {
         if !self.accept_pending || self.accept_paused {
             return;
         }
+        // With no inbound connection open, those accepted now are read at once.
+        let lone = self.inbound == 0;
         for _ in 0..ACCEPTS_PER_TURN {
             if self.open_count() >= self.limits.max_connections && !self.may_hand() {
                 // At the limit, and this turn's evictions handed over their share of
@@ -52,9 +54,7 @@ impl Connections {
             }
             match self.listener.accept() {
                 Ok((stream, addr)) => match self.admit(addr, (node, now), out) {
-                    // Read at once unless an older connection from its address is filed:
-                    // then it waits for its readiness event, behind that one's.
-                    Ok(slot) if self.none_filed(slot) => {
+                    Ok(slot) if lone => {
                         let slot = self.claim(addr, slot);
                         self.fresh.push_back((stream, slot));
                     }
@@ -80,14 +80,6 @@ impl Connections {
                 }
             }
         }
-    }
-
-    /// Whether the address at `slot` in `per_ip` (none: a new address) has no connection
-    /// filed in `conns`.
-    #[inline]
-    fn none_filed(&self, slot: Option<usize>) -> bool {
-        slot.and_then(|slot| self.per_ip.get(slot))
-            .is_none_or(|per| per.filed == 0)
     }
 
     /// Whether a new connection from `addr` may be kept: refused when its address already
@@ -216,7 +208,6 @@ impl Connections {
                 let slot = self.per_ip.insert(PerIp {
                     ip,
                     open: 0,
-                    filed: 0,
                     refused: 0,
                     unfinished: 0,
                 });

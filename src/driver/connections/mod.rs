@@ -90,9 +90,6 @@ struct PerIp {
     ip: IpAddr,
     /// Inbound connections open.
     open: u32,
-    /// Of those, the ones filed in `conns` (the rest are fresh, read in the turn that
-    /// accepted them): while it has any, its newcomers wait for their readiness events.
-    filed: u32,
     /// Connections refused at the per-address limit since it was last reported.
     refused: u64,
     /// Bytes of unfinished lines and backlogs of its connections.
@@ -172,8 +169,8 @@ pub struct Connections {
     in_turn: usize,
     /// Queued connections held back unread for order (`Inbound::held`).
     held_back: usize,
-    /// Connections accepted this turn while their address had no inbound connection
-    /// filed (`PerIp::filed`), in the order they came, with their places in `per_ip`, to be read at once
+    /// Connections accepted this turn while no other inbound connection was open, in the
+    /// order they came, with their places in `per_ip`, to be read at once
     /// ([`Connections::read_fresh`]). Not in `conns` yet: one that says all it has to say
     /// and closes in that read (a one-message connection) is never filed there, and costs
     /// no entry, no removal and no bookkeeping of what it leaves unfinished (nothing).
@@ -344,15 +341,13 @@ impl Connections {
         }
     }
 
-    /// How many connections were accepted this turn while their address had none filed,
-    /// to be read at once, one [`Connections::read_fresh`] each; they share the turn as
-    /// any connections with work do. No older connection of their sender can have a
-    /// message to show before theirs (a sender's connection is in the listener's queue
-    /// only after what it sent on the one before reached that socket, unless it sent more
-    /// than the socket's receive window: see the README; and connections from other
-    /// addresses are other senders), so nothing is gained by waiting a turn for their
-    /// readiness events: a one-message connection costs one poll and one turn, not two,
-    /// and no registration.
+    /// How many connections were accepted this turn while no other was open, to be read
+    /// at once, one [`Connections::read_fresh`] each; they share the turn as any
+    /// connections with work do. No older connection can have a message to show before
+    /// theirs (a sender's connection is in the listener's queue only after what it sent
+    /// on the one before reached that socket, unless it sent more than the socket's
+    /// receive window: see the README), so nothing is gained by waiting a turn for their
+    /// readiness events: a one-message connection costs one poll and one turn, not two.
     pub fn start_fresh(&mut self) -> usize {
         if !self.fresh.is_empty() {
             self.set_contenders(self.fresh.len());
@@ -417,9 +412,6 @@ impl Connections {
     fn file(&mut self, mut conn: Inbound, now: Instant) -> usize {
         let now_secs = self.secs_at(now);
         (conn.active_at, conn.line_since) = (now_secs, now_secs);
-        if let Some(per) = self.per_ip.get_mut(conn.slot) {
-            per.filed += 1;
-        }
         let key = self.conns.insert(Conn::In(conn));
         self.inbound += 1;
         if self.sweep.is_none() {
@@ -952,9 +944,6 @@ impl Connections {
             let stream = match conn {
                 Conn::In(c) => {
                     self.inbound -= 1;
-                    if let Some(per) = self.per_ip.get_mut(c.slot) {
-                        per.filed -= 1;
-                    }
                     if c.quiet {
                         // Its quiet entry goes with it: left behind, it would take a place
                         // in that bounded queue, and a sender closing connections one after
@@ -1442,8 +1431,6 @@ mod tests {
                 Effect::Show(Event::Message { text, .. }) if text == "held line")),
             "evicted in the next turn: {effects:?}"
         );
-        // (Its address has nothing filed: it waits to be read in this turn, fresh.)
-        conns.settle_fresh(t0);
         let kept: Vec<SocketAddr> = conns
             .conns
             .iter()
@@ -1455,12 +1442,11 @@ mod tests {
         assert_eq!(kept, [third_addr], "the newcomer that waited, let in");
     }
 
-    /// Connections accepted while no inbound connection of their address was filed are
-    /// read at once, in the order they came, sharing the turn; once one is filed, its
-    /// address's newcomers wait for their readiness events (behind those of the older
-    /// one), and another address's are still read at once.
+    /// Connections accepted while no inbound connection was open are read at once, in the
+    /// order they came, sharing the turn; once one is open, newcomers wait for their
+    /// readiness events (behind those of the older one).
     #[test]
-    fn only_connections_whose_address_has_none_filed_are_read_at_once() {
+    fn only_connections_accepted_with_none_open_are_read_at_once() {
         let now = Instant::now();
         let mut effects = Vec::new();
         // Both must be in the listener's queue when it is read. Over loopback the kernel
@@ -1506,25 +1492,7 @@ mod tests {
         }
         assert!(
             conns.fresh.is_empty(),
-            "an older connection of its address is filed: the newcomer waits for its event"
-        );
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        socket
-            .bind(&SocketAddr::from(([127, 0, 172, 1], 0)).into())
-            .expect("bind");
-        socket.connect(&addr.into()).expect("connect");
-        for _ in 0..1000 {
-            if conns.open_count() == 3 {
-                break;
-            }
-            conns.listener_ready();
-            conns.accept(&mut test_node(), now, &mut effects);
-        }
-        assert_eq!(
-            (conns.fresh.len(), conns.conns.len()),
-            (1, 2),
-            "another address's newcomer is read at once"
+            "older connections are open: the newcomer waits for its event"
         );
         assert!(effects.is_empty(), "{effects:?}");
     }
