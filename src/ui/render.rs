@@ -861,8 +861,8 @@ fn push_line(text: &str, out: &mut String) {
 /// start with 0xD8, 0xE1, 0xE2, 0xE3 or 0xEF).
 ///
 /// First the quick test a run's lines get too ([`crate::wire::visible_ascii`], vectorised,
-/// or two words for a short line): only a line that is not all visible ASCII has its bytes
-/// looked at one by one. Long lines cost a fraction of an instruction per byte, short ones
+/// or a few words for a line of up to 32 bytes): only a line that is not all visible ASCII
+/// has its bytes looked at one by one. Long lines cost a fraction of an instruction per byte, short ones
 /// a few.
 fn needs_care(bytes: &[u8]) -> bool {
     !crate::wire::visible_ascii::<false>(bytes) && bytes.iter().any(|&b| care(b))
