@@ -1080,7 +1080,7 @@ fn the_header_budget_covers_every_header_we_might_send() {
     let v4_dest: SocketAddr = "198.51.100.9:7000".parse().expect("addr");
     let v6_dest: SocketAddr = "[2001:db8::9]:7000".parse().expect("addr");
     let locals: [std::net::IpAddr; 4] = [
-        "1.2.3.4".parse().expect("ip"),
+        "0.2.3.4".parse().expect("ip"),
         "255.255.255.254".parse().expect("ip"),
         "::1".parse().expect("ip"),
         "fe80:1234:5678:9abc:def0:1234:5678:9abc"
@@ -1160,9 +1160,9 @@ fn moving_a_cut_to_carry_a_control_word_keeps_every_piece_within_the_limit() {
     }
 }
 
-/// A message of the bracketed block `<1.2.3.4:80> @ t` used below.
+/// A message of the bracketed block `<0.2.3.4:80> @ t` used below.
 fn block_msg(text: &str) -> Message {
-    m("t", "1.2.3.4", 80, chat(text), Dialect::Bracketed)
+    m("t", "0.2.3.4", 80, chat(text), Dialect::Bracketed)
 }
 
 #[test]
@@ -1170,7 +1170,7 @@ fn buffered_counts_the_open_block_and_the_partial_line() {
     let mut decoder = Decoder::new(LIMIT);
     let mut out = Vec::new();
     decoder
-        .feed(b"<1.2.3.4:80> @ t\nhello\nwor", &mut out)
+        .feed(b"<0.2.3.4:80> @ t\nhello\nwor", &mut out)
         .expect("fits");
     assert!(out.is_empty());
     assert_eq!(decoder.buffered(), "hello".len() + "wor".len());
@@ -1182,8 +1182,8 @@ fn buffered_counts_the_open_block_and_the_partial_line() {
 #[test]
 fn a_bracketed_block_exactly_at_the_limit_is_one_message() {
     let limit = 24;
-    let fits = "<1.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbb\n<end>\n";
-    let over = "<1.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbbb\n<end>\n";
+    let fits = "<0.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbb\n<end>\n";
+    let over = "<0.2.3.4:80> @ t\naaaaaaaaaa\nbbbbbbbbbbbbbb\n<end>\n";
     for chunk in [1, 7, fits.len()] {
         assert_eq!(
             decode_chunks(fits.as_bytes().chunks(chunk), limit).expect("fits"),
@@ -1197,7 +1197,7 @@ fn a_bracketed_block_exactly_at_the_limit_is_one_message() {
         );
     }
     // A CR-LF line that makes the block exactly fill the limit does not split it either.
-    let crlf: [&[u8]; 2] = [b"<1.2.3.4:80> @ t\n0123456789\nabcde\r", b"\n<end>\n"];
+    let crlf: [&[u8]; 2] = [b"<0.2.3.4:80> @ t\n0123456789\nabcde\r", b"\n<end>\n"];
     assert_eq!(
         decode_chunks(crlf, 16).expect("fits"),
         vec![block_msg("0123456789\nabcde")]
@@ -1206,7 +1206,7 @@ fn a_bracketed_block_exactly_at_the_limit_is_one_message() {
 
 #[test]
 fn a_block_split_on_a_blank_line_adds_no_empty_message() {
-    let input = "<1.2.3.4:80> @ t\naaaaaaaaaaaaaaaaaaaa\n     \n<end>\n";
+    let input = "<0.2.3.4:80> @ t\naaaaaaaaaaaaaaaaaaaa\n     \n<end>\n";
     assert_eq!(
         decode_chunks([input.as_bytes()], 24).expect("fits"),
         vec![block_msg("aaaaaaaaaaaaaaaaaaaa")]
@@ -1327,19 +1327,19 @@ fn fast_number_parsers_agree_with_the_standard_ones() {
         "065535",
         "0000000000080",
         "99999999999999999999",
-        "1.2.3.4",
+        "0.2.3.4",
         "0.0.0.0",
         "255.255.255.255",
         "256.1.1.1",
-        "01.2.3.4",
+        "00.2.3.4",
         "1.2.3",
-        "1.2.3.4.",
+        "0.2.3.4.",
         ".1.2.3",
         "1..2.3",
-        "1.2.3.04",
+        "0.2.3.04",
         "1234.1.1.1",
-        "1.2.3.4 ",
-        " 1.2.3.4",
+        "0.2.3.4 ",
+        " 0.2.3.4",
         "１.2.3.4",
     ] {
         inputs.push(edge.to_owned());
@@ -1375,10 +1375,10 @@ fn the_one_pass_standard_header_agrees_with_token_then_sockaddr() {
         "127.0.0.71:065535 cg",
         "127.0.0.71:9:9 cg",
         "127.0.0.71 9 cg",
-        "1.2.3.4:5\u{e9} x",
-        "1.2.3.4:5 \u{e9}",
-        "1.2.3.1234:5 x",
-        "01.2.3.4:5 x",
+        "0.2.3.4:5\u{e9} x",
+        "0.2.3.4:5 \u{e9}",
+        "0.2.3.1234:5 x",
+        "00.2.3.4:5 x",
         "[::1]:5 x",
         "[::1]:5",
         "[::1] x",
@@ -1439,7 +1439,7 @@ fn final_and_reusing_forms_decode_as_feed_and_finish_do() {
     for line in [
         "127.0.0.71:9 cg m00001",
         "  127.0.0.1:80 bob hi",
-        "1.2.3.4 80 bob hi",
+        "0.2.3.4 80 bob hi",
         "5002",
         "5002\nhello",
         "9 LISTENING_PORT:5",
@@ -1520,7 +1520,7 @@ fn lines_starting_with_a_digit_are_none_of_the_skipped_dialects() {
         [
             "1LISTENING_PORT:5|TEAM_NAME:x|hi",
             " 2MESSAGE:bob:80:hi",
-            "3<1.2.3.4:5> x",
+            "3<0.2.3.4:5> x",
             "4{\"type\":\"chat\"}",
             "\u{a0}5CONNECT:80",
             "6|LISTENING_PORT:5",
@@ -2001,7 +2001,7 @@ fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
     let headers = [
         "127.0.0.1:5 bob hi\n",
         "5000\n",
-        "1.2.3.4 80 al x\n",
+        "0.2.3.4 80 al x\n",
         "<127.0.0.1:6> @ <T>\n",
         "",
     ];
@@ -2102,24 +2102,24 @@ fn grouped_lines_are_the_messages_the_plain_decoder_yields() {
 fn standard_like(seed: u64, count: usize) -> Vec<String> {
     const ADDRS: &[&str] = &[
         "127.0.0.71",
-        "1.2.3.4",
+        "0.2.3.4",
         "255.255.255.255",
         "0.0.0.0",
-        "100.200.250.199",
-        "9.99.199.249",
+        "239.200.250.199",
+        "0.99.199.249",
         "256.1.1.1",
-        "1.2.3.256",
-        "01.2.3.4",
-        "1.2.3.04",
+        "0.2.3.256",
+        "00.2.3.4",
+        "0.2.3.04",
         "1.2.3",
-        "1.2.3.4.5",
+        "0.2.3.4.5",
         "1234.1.1.1",
-        "1.2.3.1234",
+        "0.2.3.1234",
         "1..2.3",
         "9",
         "",
         "[::1]",
-        " 1.2.3.4",
+        " 0.2.3.4",
     ];
     const COLONS: &[&str] = &[":", ":", ":", ":", " ", "::", "", "."];
     const PORTS: &[&str] = &[
@@ -2208,13 +2208,13 @@ fn the_ipv4_standard_fast_path_agrees_with_the_general_parser() {
         "127.0.0.71:9 ",
         "127.0.0.71:9 cg \u{3000}",
         "127.0.0.71:9 cg h\u{e9}llo",
-        "1.2.3.4:5 x",
+        "0.2.3.4:5 x",
         "255.255.255.255:65535 a b",
         "255.255.255.255:65536 a b",
         "255.255.255.2555:1 a",
-        "1.2.3.4:5:6 a",
+        "0.2.3.4:5:6 a",
         "5002",
-        "1.2.3.4 5 bob hi",
+        "0.2.3.4 5 bob hi",
     ] {
         inputs.push(edge.to_owned());
     }
@@ -2292,7 +2292,7 @@ fn the_address_window_reads_as_the_prefix_parser_does() {
     for edge in [
         b"255.255.255.255:",
         b"255.255.255.2555",
-        b"1.2.3.4:5 cg m00",
+        b"0.2.3.4:5 cg m00",
         b"127.0.0.71:9 cg ",
         b"0.0.0.0.0.0.0.0.",
         b"999.999.999.999.",
@@ -2393,7 +2393,7 @@ fn grouped_lines_agree_with_plain_lines_when_drained_between_feeds() {
         "<end>",
         "<127.0.0.1:6> @ <T>",
         "127.0.0.1:5 bob hi",
-        "1.2.3.4 80 al x",
+        "0.2.3.4 80 al x",
         "5000",
         "1abc",
         "",
@@ -2629,7 +2629,7 @@ fn a_header_recalled_reads_as_the_general_parser_reads_it() {
         "127.0.0.71:9\t",
         "127.0.0.71:90 ",
         "127.0.0.7:19 ",
-        "1.2.3.4:5 ",
+        "0.2.3.4:5 ",
         "198.18.0.1:5002 ",
         "255.255.255.255:65535 ",
         "198.19.100.200:12345\t",
