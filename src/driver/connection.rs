@@ -243,14 +243,6 @@ impl Inbound {
                         Ok(()) => {}
                     }
                 }
-                // Nothing held: nothing to decode (a connection accepted before its bytes
-                // came, or a stream's read that ended on a whole line).
-                Err(e) if net::would_block(&e) && held == 0 => {
-                    return match backlog.is_empty() {
-                        true => ReadEnd::Drained,
-                        false => ReadEnd::Budget,
-                    };
-                }
                 Err(e) if net::would_block(&e) => {
                     return match self.feed(
                         &buf[..held],
@@ -286,7 +278,9 @@ impl Inbound {
     }
 
     /// Decodes `bytes` until `max_lines` messages are out, or as many lines were fed
-    /// (counted in `lines`); the rest goes to `backlog`.
+    /// (counted in `lines`); the rest goes to `backlog`. Nothing to decode costs nothing:
+    /// the end of a read that holds no bytes (a connection accepted before its bytes came,
+    /// a stream's read that ended on a whole line) skips the decoder altogether.
     fn feed(
         &mut self,
         bytes: &[u8],
@@ -295,6 +289,9 @@ impl Inbound {
         spares: &mut Spares,
         (lines, max_lines): (&mut usize, usize),
     ) -> Result<(), DecodeError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let room = max_lines.saturating_sub(out.len().max(*lines));
         let (fed, taken) = match room {
             0 => (0, 0),

@@ -381,7 +381,8 @@ impl Connections {
             // Accepted as its handshake completed, before its bytes came (usual on a
             // machine with several cores): filed and watched at once, with nothing read and
             // nothing to account for; its readiness event brings the bytes.
-            self.file_watched(conn, now, out);
+            let key = self.file(conn, now);
+            self.watch(key, out);
             return;
         }
         let done =
@@ -420,29 +421,27 @@ impl Connections {
         key
     }
 
-    /// Files a fresh connection that has read nothing yet, watched by the poll; one that
-    /// cannot be watched is closed, and the user told.
-    fn file_watched(&mut self, mut conn: Inbound, now: Instant, out: &mut Vec<Effect>) {
-        let key = self.conns.vacant_key();
-        match self
+    /// Registers the filed inbound connection at `key` with the poll: from now on its
+    /// readiness events say when more comes (registering reports data that arrived since
+    /// its last read, so none is missed). One that cannot be watched is closed, and the
+    /// user told.
+    fn watch(&mut self, key: usize, out: &mut Vec<Effect>) {
+        let Some(Conn::In(conn)) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Err(e) = self
             .registry
             .register(&mut conn.stream, Token(key), Interest::READABLE)
-        {
-            Ok(()) => {
-                conn.watched = true;
-                self.file(conn, now);
-            }
-            Err(e) => {
-                out.push(Effect::Show(Event::Warning(format!(
-                    "closed the connection from {}: cannot watch it: {e}",
-                    self.ip_of(&conn)
-                ))));
-                self.release(conn.slot, 0, out);
-                conn.decoder.recycle(&mut self.spares);
-                drop(conn.stream);
-                self.after_close(out);
-            }
-        }
+        else {
+            conn.watched = true;
+            return;
+        };
+        let slot = conn.slot;
+        let ip = self.ip_at(slot);
+        out.push(Effect::Show(Event::Warning(format!(
+            "closed the connection from {ip}: cannot watch it: {e}"
+        ))));
+        self.close(key, out);
     }
 
     /// Tests: files the fresh connections unread, as accepting did before it read them
@@ -637,23 +636,8 @@ impl Connections {
             }
         }
         match end {
-            ReadEnd::Drained if !conn.watched => {
-                // Read in the turn that accepted it, and not at its end: from now on its
-                // readiness events say when more comes (registering reports data that
-                // arrived since the read, so none is missed).
-                match self
-                    .registry
-                    .register(&mut conn.stream, Token(key), Interest::READABLE)
-                {
-                    Ok(()) => conn.watched = true,
-                    Err(e) => {
-                        out.push(Effect::Show(Event::Warning(format!(
-                            "closed the connection from {ip}: cannot watch it: {e}"
-                        ))));
-                        self.close(key, out);
-                    }
-                }
-            }
+            // Read in the turn that accepted it, and not at its end: watched from now on.
+            ReadEnd::Drained if !conn.watched => self.watch(key, out),
             ReadEnd::Drained => {}
             ReadEnd::Budget => {
                 conn.queued = true;
@@ -784,7 +768,7 @@ impl Connections {
         for key in expired {
             if let Some(Conn::In(conn)) = self.conns.get(key) {
                 let pending = conn.decoder.buffered();
-                let ip = self.ip_of(conn);
+                let ip = self.ip_at(conn.slot);
                 if pending > 0 && !(room && self.may_hand()) {
                     deferred = true;
                     continue;
@@ -933,7 +917,7 @@ impl Connections {
         if let Some(Conn::In(conn)) = self.conns.get(key) {
             out.push(Effect::Show(Event::Warning(format!(
                 "closed the connection from {}: unfinished lines held more than the bound (--max-unfinished {} bytes, a quarter of it per address)",
-                self.ip_of(conn), self.limits.max_unfinished
+                self.ip_at(conn.slot), self.limits.max_unfinished
             ))));
         }
         self.close(key, out);
@@ -1109,10 +1093,10 @@ fn acknowledge_lines(conn: &mut Inbound, messages: &[crate::wire::Message]) {
 }
 
 impl Connections {
-    /// The address an inbound connection comes from.
-    fn ip_of(&self, conn: &Inbound) -> IpAddr {
+    /// The address of the entry at `slot` in `per_ip`, an inbound connection's.
+    fn ip_at(&self, slot: usize) -> IpAddr {
         self.per_ip
-            .get(conn.slot)
+            .get(slot)
             .map_or(IpAddr::from([0, 0, 0, 0]), |per| per.ip)
     }
 
