@@ -20,6 +20,7 @@ pub struct ChurnMetrics {
     pub p99: &'static Metric,
     pub overflows: &'static Metric,
     pub late: &'static Metric,
+    pub cpu: &'static Metric,
 }
 
 impl ChurnMetrics {
@@ -49,6 +50,7 @@ impl ChurnMetrics {
                 "0 (peerchat: else the bench fails)",
                 0,
             ),
+            cpu: metric("contender's CPU µs per msg shown", "", 1),
         }
     }
 }
@@ -259,6 +261,9 @@ pub fn churn(
     let result = (|| {
         let overflows_before = listen_overflows();
         let waiting = time_wait();
+        // The contender's CPU time (user and system, in clock ticks) and the load
+        // generator's (this thread), around the load: which of the two is the bottleneck.
+        let (cpu0, load0) = (procs::cpu_time(c.pid()), procs::thread_cpu_time());
         let deadline = Instant::now() + Duration::from_secs(120);
         let stats = load::churn(
             c.addr,
@@ -310,6 +315,12 @@ pub fn churn(
             }
             notes.push(format!("baseline late or lost: {problem}"));
         }
+        let (cpu1, load1) = (procs::cpu_time(c.pid()), procs::thread_cpu_time());
+        let per_msg = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) if unique > 0 => (b - a).as_secs_f64() * 1e6 / unique as f64,
+            _ => f64::NAN,
+        };
+        let (cpu, load_cpu) = (per_msg(cpu0, cpu1), per_msg(load0, load1));
         let overflows = listen_overflows().saturating_sub(overflows_before);
         let rate = unique as f64 / (last - stats.started).as_secs_f64();
         let mut lat = stats.latencies_us;
@@ -323,9 +334,11 @@ pub fn churn(
         table.add(rows.p99, kind, pct(0.99));
         table.add(rows.overflows, kind, overflows as f64);
         table.add(rows.late, kind, (sent as usize - unique) as f64);
+        table.add(rows.cpu, kind, cpu);
         eprintln!(
-            "  churn  C={cc:<3} run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  {overflows} listen \
-             overflows, {} connect errors retried; {waiting} TIME_WAIT at the start",
+            "  churn  C={cc:<3} run {run} {:<8} {sent:>6} msgs {rate:>8.0} msg/s  p50 {:>5} µs  p99 {:>7} µs  CPU {cpu:.1} µs a \
+             msg (load generator {load_cpu:.1})  {overflows} listen overflows, {} connect errors retried; {waiting} TIME_WAIT \
+             at the start",
             kind.name(),
             pct(0.50),
             pct(0.99),
