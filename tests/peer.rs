@@ -6,7 +6,8 @@
 //! not blocking it; a send to a closed port reported while the peer keeps working; menu `1`,
 //! `/msg` and `/all`; hints for unknown input; and the command line (bad arguments exit 2
 //! with the usage, `--help` and `-V` exit 0, a port in use exits 1); and a connection read
-//! in the turn that accepted it still heard from later.
+//! in the turn that accepted it still heard from later; connections that ended before they
+//! were read (one with an urgent byte in it) shown whole.
 //!
 //! Each test owns the address block `127.0.K.*` (K = 10..39 in this file) and listens on
 //! port 0, so tests run in parallel without colliding. Every wait has a deadline; nothing
@@ -641,5 +642,42 @@ fn a_connection_read_as_it_is_accepted_is_still_heard_from_later() {
     stream.write_all(b"third").expect("write");
     drop(stream);
     alice.expect_line(&format!("[slow {from}:9] third"));
+    alice.quit_ok();
+}
+
+/// Connections that send everything and close while the peer is busy (stopped here), so
+/// that one readiness event reports their data and their end together: each is read to its
+/// end and shown whole. That holds for one with an urgent (out-of-band) byte in the middle
+/// too: TCP stops a read short at the urgent mark, which is not the end of what was sent
+/// (the urgent byte itself is not part of the stream, and is not shown).
+#[test]
+fn connections_that_ended_before_they_were_read_are_shown_whole() {
+    use std::io::Write;
+    let mut alice = Peer::spawn("alice", &ip(31, 2), &[]);
+    // Held open, so that the next connections are read when their readiness events come,
+    // not in the turn that accepts them.
+    let holder = ip(31, 3);
+    let mut held = common::connect_from(&holder, alice.addr).expect("connect");
+    held.write_all(format!("{holder}:9 held open\n").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[held {holder}:9] open"));
+    alice.signal(libc::SIGSTOP);
+    let (plain, urgent) = (ip(31, 4), ip(31, 5));
+    let mut stream = common::connect_from(&plain, alice.addr).expect("connect");
+    stream
+        .write_all(format!("{plain}:9 plain one whole message").as_bytes())
+        .expect("write");
+    drop(stream);
+    let stream = common::connect_from(&urgent, alice.addr).expect("connect");
+    let socket = socket2::Socket::from(stream);
+    let before = format!("{urgent}:9 urgent before the mark, ");
+    socket.send(before.as_bytes()).expect("write");
+    socket.send_out_of_band(b"!").expect("write urgent");
+    socket.send(b"after it\n").expect("write");
+    drop(socket);
+    alice.signal(libc::SIGCONT);
+    alice.expect_line(&format!("[plain {plain}:9] one whole message"));
+    alice.expect_line(&format!("[urgent {urgent}:9] before the mark, after it"));
+    drop(held);
     alice.quit_ok();
 }

@@ -89,6 +89,9 @@ pub struct Inbound {
     /// An entry of `Connections::quiet` waits for it: one at a time, so that a connection
     /// read again and again cannot fill that queue.
     pub quiet: bool,
+    /// The poll said the peer has sent all it will (`net::peer_ended`): a read that takes
+    /// less than it asked for has reached the end, and no read is made to hear it.
+    pub ended: bool,
 }
 
 /// Where an outgoing connection stands.
@@ -222,24 +225,25 @@ impl Inbound {
         while share > 0 && out.len().max(lines) < max_lines {
             let len = held + share.min(buf.len() - held);
             match self.stream.read(&mut buf[held..len]) {
-                Ok(0) => {
-                    return match self.decoder.feed_final(&buf[..held], out, spares) {
-                        Ok(()) => ReadEnd::Closed,
-                        Err(e) => ReadEnd::TooLong(e),
-                    };
-                }
+                Ok(0) => return self.finish(&buf[..held], out, spares),
                 Ok(n) => {
                     share -= n;
                     *taken += n;
                     let got = held + n;
+                    // The peer has sent all it will, and this read took the rest.
+                    let at_end = self.ended && got < len;
                     if got <= HOLD && self.decoder.buffered() == 0 {
                         held = got;
+                        if at_end {
+                            return self.finish(&buf[..held], out, spares);
+                        }
                         continue;
                     }
                     held = 0;
                     match self.feed(&buf[..got], backlog, out, spares, (&mut lines, max_lines)) {
                         Err(e) => return ReadEnd::TooLong(e),
                         Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
+                        Ok(()) if at_end => return self.finish(&[], out, spares),
                         Ok(()) => {}
                     }
                 }
@@ -262,10 +266,7 @@ impl Inbound {
                 Err(e) => {
                     // Deliver what did arrive, then drop the broken connection.
                     log::debug!("an inbound connection failed: {e}");
-                    return match self.decoder.feed_final(&buf[..held], out, spares) {
-                        Ok(()) => ReadEnd::Closed,
-                        Err(e) => ReadEnd::TooLong(e),
-                    };
+                    return self.finish(&buf[..held], out, spares);
                 }
             }
         }
@@ -274,6 +275,15 @@ impl Inbound {
         match self.feed(&buf[..held], backlog, out, spares, (&mut lines, max_lines)) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
+        }
+    }
+
+    /// The end of the connection: the decoder's last `bytes` (read this turn and held)
+    /// and whatever unfinished line it holds are decoded; close it.
+    fn finish(&mut self, bytes: &[u8], out: &mut Vec<Message>, spares: &mut Spares) -> ReadEnd {
+        match self.decoder.feed_final(bytes, out, spares) {
+            Ok(()) => ReadEnd::Closed,
+            Err(e) => ReadEnd::TooLong(e),
         }
     }
 
@@ -510,6 +520,7 @@ mod tests {
             held: false,
             watched: true,
             quiet: false,
+            ended: false,
         };
         (conn, peer)
     }

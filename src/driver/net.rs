@@ -7,7 +7,9 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
+use mio::Interest;
 use rustix::io::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -18,6 +20,21 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// the same backlog as the floor server of the benchmark, which shows no overflow. A
 /// larger one would only hold more connections nobody will read soon.
 pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// What an inbound connection is watched for: readable, and an urgent byte pending (so
+/// that [`peer_ended`] can tell when a short read is the end).
+pub const INBOUND: Interest = Interest::READABLE.add(Interest::PRIORITY);
+
+/// Whether a readiness event says the peer has sent all it will: its FIN has come, the
+/// connection is not broken, and no urgent byte is pending. Everything it sent is then in
+/// the socket, and a read that takes less than it asked for has taken the rest: TCP stops a
+/// read short only at the end of what has arrived or at an urgent mark, which the poll
+/// reports as `EPOLLPRI` (peerchat never reads urgent data out of band, so one pending
+/// stays reported until an ordinary read passes it). Such a read needs no second read to
+/// meet the end-of-file: one system call less for a one-message connection.
+pub fn peer_ended(event: &Event) -> bool {
+    event.is_read_closed() && !event.is_error() && !event.is_priority()
+}
 
 /// Whether `e` says the call would block (`EAGAIN`): how every accept, read and write on
 /// a non-blocking socket ends. The raw error number is compared first, an instruction or

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use mio::{Interest, Token};
+use mio::Token;
 
 use super::{secs_since, Connections, PerIp, Timer, ACCEPTS_PER_TURN, IDLE_SLOTS};
 use crate::driver::connection::{Conn, Inbound};
@@ -187,7 +187,7 @@ impl Connections {
         let key = self.conns.vacant_key();
         if let Err(e) = self
             .registry
-            .register(&mut stream, Token(key), Interest::READABLE)
+            .register(&mut stream, Token(key), net::INBOUND)
         {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;
@@ -240,6 +240,7 @@ impl Connections {
             held: false,
             watched: false,
             quiet: false,
+            ended: false,
         }
     }
 }

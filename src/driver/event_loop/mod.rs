@@ -416,8 +416,14 @@ impl EventLoop {
                     // one is read after them, in this turn (a sender's newer connection is
                     // not read before its older one).
                     if !(read && self.conns.holds_back() && self.conns.wait_behind(key)) {
-                        self.conns
-                            .ready(key, read, &mut self.node, now, &mut self.effects);
+                        let ended = net::peer_ended(event);
+                        self.conns.ready(
+                            (key, ended),
+                            read,
+                            &mut self.node,
+                            now,
+                            &mut self.effects,
+                        );
                     }
                 }
                 source => self.source_ready(source, &mut stdin_ready, now),
