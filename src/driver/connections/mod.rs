@@ -337,11 +337,10 @@ impl Connections {
         match self.conns.get_mut(key) {
             Some(Conn::In(conn)) => {
                 conn.ended |= ended;
-                if conn.queued {
-                } else if !read {
-                    self.defer(key);
-                } else {
-                    self.read_inbound(key, node, now, out);
+                match (conn.queued, read) {
+                    (true, _) => {}
+                    (false, false) => self.defer(key),
+                    (false, true) => self.read_inbound(key, node, now, out),
                 }
             }
             Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
