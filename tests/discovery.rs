@@ -11,14 +11,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::Peer;
 use serde_json::Value;
-
-/// Set for the inner run, inside the namespace.
-const INNER: &str = "PEERCHAT_DISCOVERY_NETNS";
 
 /// The port of peerchat's default discovery group (239.255.77.77:5077).
 const GROUP_PORT: u16 = 5077;
@@ -26,67 +22,17 @@ const GROUP_PORT: u16 = 5077;
 /// The test's block of loopback addresses (see `common::ip`).
 const BLOCK: u8 = 95;
 
-/// Runs the ignored test `name` of this binary inside a fresh user and network namespace;
-/// returns false, having said why, when no namespace can be made here.
+/// The namespace's set-up: `lo` up, with multicast on.
+const SETUP: &str = "ip link set lo up && ip link set lo multicast on";
+
+/// Runs the ignored test `name` inside a fresh namespace set up for multicast.
 fn in_namespace(name: &str) -> bool {
-    let setup = "ip link set lo up && ip link set lo multicast on";
-    match Command::new("unshare")
-        .args(["-rn", "sh", "-c", setup])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            println!(
-                "SKIPPED {name}: cannot make a network namespace (unshare -rn: {})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return false;
-        }
-        Err(e) => {
-            println!("SKIPPED {name}: cannot run unshare: {e}");
-            return false;
-        }
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let script =
-        format!("{setup} && exec \"$0\" --exact \"$1\" --ignored --nocapture --test-threads=1");
-    let out = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &script])
-        .arg(exe)
-        .arg(name)
-        .env(INNER, "1")
-        .output()
-        .expect("unshare runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "inside the namespace, {name} failed:\n{stdout}\n{stderr}"
-    );
-    true
+    common::in_namespace(name, SETUP)
 }
 
-/// Whether this is the inner run, inside a namespace with only `lo` (else it says why it
-/// does nothing). Panics rather than multicast anywhere else.
+/// Whether this is the inner run, inside the namespace.
 fn inside() -> bool {
-    if std::env::var_os(INNER).is_none() {
-        println!("the inner test runs only inside the namespace its outer test makes");
-        return false;
-    }
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("/proc/self/net/dev");
-    let interfaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(
-        interfaces,
-        ["lo"],
-        "refusing to send multicast outside a namespace of the test's own"
-    );
-    true
+    common::inside_namespace()
 }
 
 /// Milliseconds since midnight of a JSON event's `ts` (`...THH:MM:SS.mmmZ`).

@@ -19,9 +19,11 @@
 //! - names and text that try to make the display lie: quoted and escaped;
 //! - a port-line peer streaming short lines: one acknowledgement and one count per line;
 //! - bursts of blank lines beyond a turn's share from two senders at once: the lines left
-//!   for the next turn are shown although the senders then fall silent.
+//!   for the next turn are shown although the senders then fall silent;
+//! - crafted segments that make an urgent mark the poll does not report, on a connection
+//!   that has ended: the message is shown whole (inside a namespace the test makes).
 //!
-//! Address blocks `127.0.150.*` to `127.0.169.*`, one per test.
+//! Address blocks `127.0.150.*` to `127.0.170.*`, one per test.
 
 mod common;
 
@@ -718,4 +720,61 @@ fn lines_beyond_a_turn_s_share_are_shown_when_the_sender_falls_silent() {
             });
         }
     }
+}
+
+/// A message whose urgent byte came, out of order, before the segment that points at it
+/// (the mark then stays "not yet valid": the poll reports no urgent data), on a connection
+/// the peer had ended with a FIN before it was read: a read stops short at the mark without
+/// being at the end, and what follows the mark is shown too. The segments are crafted with a
+/// raw socket, so this runs inside a user and network namespace of its own.
+#[test]
+fn a_message_cut_by_an_unreported_urgent_mark_is_shown_whole() {
+    let setup = "ip link set lo up && echo 0 > /proc/sys/net/ipv4/tcp_timestamps";
+    common::in_namespace(
+        "inner_a_message_cut_by_an_unreported_urgent_mark_is_shown_whole",
+        setup,
+    );
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by a_message_cut_by_an_unreported_urgent_mark_is_shown_whole"]
+fn inner_a_message_cut_by_an_unreported_urgent_mark_is_shown_whole() {
+    if !common::inside_namespace() {
+        return;
+    }
+    let mut alice = Peer::spawn("alice", &ip(170, 2), &[]);
+    // Held open, so that the crafted connection is read at its readiness event, which
+    // reports its FIN.
+    let holder = ip(170, 3);
+    let mut held = connect_from(&holder, alice.addr).expect("connect");
+    held.write_all(format!("{holder}:9 held open\n").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[held {holder}:9] open"));
+    alice.signal(libc::SIGSTOP);
+    let from = ip(170, 4);
+    let head = format!("{from}:9 crafted before the mark, ");
+    let mut sender = Command::new("python3")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(common::script("urgent_sender.py"))
+        .args(["--bind", &from, "--to", &alice.addr.to_string(), &head])
+        .arg("after the mark\n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sender.stdout.take().expect("stdout")),
+        &mut said,
+    )
+    .expect("read");
+    assert_eq!(said.trim(), "sent", "urgent_sender.py did not send");
+    alice.signal(libc::SIGCONT);
+    alice.expect_line(&format!(
+        "[crafted {from}:9] before the mark, after the mark"
+    ));
+    drop(sender.stdin.take());
+    let _ = exit_within(&mut sender, WAIT);
+    drop(held);
+    alice.quit_ok();
 }

@@ -57,6 +57,16 @@ impl Share {
     };
 }
 
+/// What follows a read that took bytes.
+enum Next {
+    /// Another read: there may be more.
+    Read,
+    /// None: the socket holds nothing more now, and the poll will say when it does.
+    Drained,
+    /// None: only the peer's FIN is left, and the connection is done.
+    End,
+}
+
 /// Bytes read at the start of a turn that are held, not decoded yet, in case the next read
 /// says EOF (a one-message connection's line is then decoded where it is).
 const HOLD: usize = 512;
@@ -89,8 +99,8 @@ pub struct Inbound {
     /// An entry of `Connections::quiet` waits for it: one at a time, so that a connection
     /// read again and again cannot fill that queue.
     pub quiet: bool,
-    /// The poll said the peer has sent all it will (`net::peer_ended`): a read that takes
-    /// less than it asked for has reached the end, and no read is made to hear it.
+    /// The poll said the peer has sent all it will (`net::peer_ended`): once a read
+    /// leaves only its FIN in the socket (`net::recv`), no read is made to hear it.
     pub ended: bool,
 }
 
@@ -224,43 +234,49 @@ impl Inbound {
         let mut held = 0;
         while share > 0 && out.len().max(lines) < max_lines {
             let len = held + share.min(buf.len() - held);
-            match self.stream.read(&mut buf[held..len]) {
-                Ok(0) => return self.finish(&buf[..held], out, spares),
-                Ok(n) => {
+            match net::recv(&self.stream, &mut buf[held..len]) {
+                Ok((0, _)) => return self.finish(&buf[..held], out, spares),
+                Ok((n, left)) => {
                     share -= n;
                     *taken += n;
                     let got = held + n;
-                    // The peer has sent all it will, and this read took the rest.
-                    let at_end = self.ended && got < len;
+                    // A read that took less than it asked for took all there was: what the
+                    // kernel says is left then tells whether another read would find more.
+                    let next = match left {
+                        _ if got == len => Next::Read,
+                        Some(0) => Next::Drained,
+                        Some(1) if self.ended => Next::End,
+                        _ => Next::Read,
+                    };
                     if got <= HOLD && self.decoder.buffered() == 0 {
                         held = got;
-                        if at_end {
-                            return self.finish(&buf[..held], out, spares);
+                        match next {
+                            Next::Read => continue,
+                            Next::End => return self.finish(&buf[..held], out, spares),
+                            Next::Drained => {
+                                return self.drained(
+                                    &buf[..held],
+                                    backlog,
+                                    out,
+                                    spares,
+                                    (lines, max_lines),
+                                )
+                            }
                         }
-                        continue;
                     }
                     held = 0;
                     match self.feed(&buf[..got], backlog, out, spares, (&mut lines, max_lines)) {
                         Err(e) => return ReadEnd::TooLong(e),
                         Ok(()) if !backlog.is_empty() => return ReadEnd::Budget,
-                        Ok(()) if at_end => return self.finish(&[], out, spares),
-                        Ok(()) => {}
+                        Ok(()) => match next {
+                            Next::Read => {}
+                            Next::End => return self.finish(&[], out, spares),
+                            Next::Drained => return ReadEnd::Drained,
+                        },
                     }
                 }
                 Err(e) if net::would_block(&e) => {
-                    return match self.feed(
-                        &buf[..held],
-                        backlog,
-                        out,
-                        spares,
-                        (&mut lines, max_lines),
-                    ) {
-                        Err(e) => ReadEnd::TooLong(e),
-                        // Lines beyond the turn's share wait in the backlog: the socket is
-                        // drained, so no event will come for them; the queue brings them.
-                        Ok(()) if !backlog.is_empty() => ReadEnd::Budget,
-                        Ok(()) => ReadEnd::Drained,
-                    };
+                    return self.drained(&buf[..held], backlog, out, spares, (lines, max_lines));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -275,6 +291,24 @@ impl Inbound {
         match self.feed(&buf[..held], backlog, out, spares, (&mut lines, max_lines)) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
+        }
+    }
+
+    /// The socket is drained: `bytes` (read this turn and held) are decoded, beyond the
+    /// `lines` this turn decoded so far while the turn's share (`max_lines`) allows (the rest waits in
+    /// the backlog: no event will come for it, the queue brings it).
+    fn drained(
+        &mut self,
+        bytes: &[u8],
+        backlog: &mut Vec<u8>,
+        out: &mut Vec<Message>,
+        spares: &mut Spares,
+        (mut lines, max_lines): (usize, usize),
+    ) -> ReadEnd {
+        match self.feed(bytes, backlog, out, spares, (&mut lines, max_lines)) {
+            Err(e) => ReadEnd::TooLong(e),
+            Ok(()) if !backlog.is_empty() => ReadEnd::Budget,
+            Ok(()) => ReadEnd::Drained,
         }
     }
 

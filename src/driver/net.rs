@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::Interest;
 use rustix::io::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -21,19 +20,78 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// larger one would only hold more connections nobody will read soon.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// What an inbound connection is watched for: readable, and an urgent byte pending (so
-/// that [`peer_ended`] can tell when a short read is the end).
-pub const INBOUND: Interest = Interest::READABLE.add(Interest::PRIORITY);
-
-/// Whether a readiness event says the peer has sent all it will: its FIN has come, the
-/// connection is not broken, and no urgent byte is pending. Everything it sent is then in
-/// the socket, and a read that takes less than it asked for has taken the rest: TCP stops a
-/// read short only at the end of what has arrived or at an urgent mark, which the poll
-/// reports as `EPOLLPRI` (peerchat never reads urgent data out of band, so one pending
-/// stays reported until an ordinary read passes it). Such a read needs no second read to
-/// meet the end-of-file: one system call less for a one-message connection.
+/// Whether a readiness event says the peer has sent all it will: its FIN has come (or the
+/// connection broke). Everything it sent is then in the socket; see [`recv`] for how a
+/// read knows it has taken the last of it.
 pub fn peer_ended(event: &Event) -> bool {
-    event.is_read_closed() && !event.is_error() && !event.is_priority()
+    event.is_read_closed()
+}
+
+/// One read from an inbound `stream` into `buf`: how many bytes, and what the kernel says
+/// is left in the socket after it (`TCP_INQ`, set on the listener and inherited by every
+/// connection it accepts), the peer's FIN counted as one once it has come. Where the
+/// count is not had, `None`.
+///
+/// With it a read that took less than it asked for needs no second read: nothing left
+/// means nothing more has come (the edge-triggered poll reports what comes next), and
+/// only the FIN left, on a connection the poll said had ended, means the end. TCP stops a
+/// read short at an urgent mark too, but what lies beyond the mark is counted, so a mark
+/// is never taken for the end, whether or not the poll reports it (it does not while the
+/// urgent byte came before the segment that points at it).
+#[cfg(target_os = "linux")]
+pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
+    use std::os::fd::AsRawFd;
+    // Room for one control message carrying an int (`CMSG_SPACE` of 4: a 16-byte
+    // `cmsghdr` and the int padded to 8), aligned for `cmsghdr`.
+    let mut control = [0u64; 3];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Still `unsafe` and `libc`: rustix's `recvmsg` skips control messages it does not
+    // know, and `TCP_CM_INQ` is one of them.
+    // SAFETY: an all-zero `msghdr` is valid (no name, no buffers); the buffers set below
+    // outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    let n = loop {
+        // SAFETY: a valid socket, and a `msghdr` whose buffers are valid for their lengths.
+        let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+        if let Ok(n) = usize::try_from(n) {
+            break n;
+        }
+        // The raw number, not `kind()`: see `would_block`.
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    };
+    // The only control message asked for, when it came: the first, whole.
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    let left = if msg.msg_controllen >= header + std::mem::size_of::<libc::c_int>() {
+        // SAFETY: the kernel wrote a `cmsghdr` at the start of `control` (8-aligned), and
+        // its data, at least an int, right after it (a `cmsghdr` is a multiple of 8 bytes).
+        let (cmsg, inq) = unsafe {
+            let cmsg = control.as_ptr().cast::<libc::cmsghdr>();
+            let data = control.as_ptr().cast::<u8>().add(header);
+            (&*cmsg, std::ptr::read_unaligned(data.cast::<libc::c_int>()))
+        };
+        let ours = cmsg.cmsg_level == libc::SOL_TCP && cmsg.cmsg_type == libc::TCP_CM_INQ;
+        ours.then(|| usize::try_from(inq).ok()).flatten()
+    } else {
+        None
+    };
+    Ok((n, left))
+}
+
+/// One read from `stream` into `buf`; what is left after it is not known here.
+#[cfg(not(target_os = "linux"))]
+pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
+    use std::io::Read;
+    (&*stream).read(buf).map(|n| (n, None))
 }
 
 /// Whether `e` says the call would block (`EAGAIN`): how every accept, read and write on
@@ -54,9 +112,34 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         let _ = socket.set_only_v6(false);
     }
     socket.set_nonblocking(true)?;
+    #[cfg(target_os = "linux")]
+    ask_for_inq(&socket);
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Asks that every read on the connections `socket` accepts say what it left in the
+/// socket (`TCP_INQ`, see [`recv`]). Without it (a kernel older than 4.18) reads say
+/// nothing, and a connection is read until the read that finds nothing.
+#[cfg(target_os = "linux")]
+fn ask_for_inq(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // Still `unsafe` and `libc`: neither socket2 nor rustix offers TCP_INQ.
+    // SAFETY: setsockopt with a valid int option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INQ,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("TCP_INQ not available: {}", io::Error::last_os_error());
+    }
 }
 
 /// Starts a non-blocking connection to `dest`, from `from` when given (port chosen by the

@@ -23,7 +23,8 @@
 //! Network rule: everything runs on 127.0.0.0/8 (plus `::1` where a test is about IPv6). Each
 //! test uses its own block of addresses, `127.0.K.2`, `127.0.K.3`, ... (see [`ip`]), with a
 //! distinct `K` per test across all test files, and every listener binds port 0, so parallel
-//! tests never collide.
+//! tests never collide. A test that needs more (multicast, crafted packets) makes its own
+//! user and network namespace, which holds only `lo`: [`in_namespace`].
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -983,4 +984,71 @@ pub fn read_listening_addr(out: &mut impl Read) -> SocketAddr {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("bad first line {first:?}"))
+}
+
+/// Set for a test's inner run, inside the namespace its outer run made.
+const NETNS: &str = "PEERCHAT_TEST_NETNS";
+
+/// Runs the ignored test `name` of this binary inside a fresh user and network namespace
+/// (`unshare -rn`), after the shell commands `setup` (which should at least bring `lo`
+/// up); returns false, having said why on stdout, when no namespace can be made here.
+/// Addresses beyond loopback, multicast and crafted packets stay inside it.
+pub fn in_namespace(name: &str, setup: &str) -> bool {
+    match Command::new("unshare")
+        .args(["-rn", "sh", "-c", setup])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            println!(
+                "SKIPPED {name}: cannot make a network namespace (unshare -rn: {})",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return false;
+        }
+        Err(e) => {
+            println!("SKIPPED {name}: cannot run unshare: {e}");
+            return false;
+        }
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script =
+        format!("{setup} && exec \"$0\" --exact \"$1\" --ignored --nocapture --test-threads=1");
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "-c", &script])
+        .arg(exe)
+        .arg(name)
+        .env(NETNS, "1")
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "inside the namespace, {name} failed:\n{stdout}\n{stderr}"
+    );
+    true
+}
+
+/// Whether this is an inner run, inside a namespace with only `lo` (else it says why it
+/// does nothing). Panics rather than go on in a namespace with other interfaces.
+pub fn inside_namespace() -> bool {
+    if std::env::var_os(NETNS).is_none() {
+        println!("the inner test runs only inside the namespace its outer test makes");
+        return false;
+    }
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("/proc/self/net/dev");
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "refusing to go on outside a namespace of the test's own"
+    );
+    true
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use mio::Token;
+use mio::{Interest, Token};
 
 use super::{secs_since, Connections, PerIp, Timer, ACCEPTS_PER_TURN, IDLE_SLOTS};
 use crate::driver::connection::{Conn, Inbound};
@@ -187,7 +187,7 @@ impl Connections {
         let key = self.conns.vacant_key();
         if let Err(e) = self
             .registry
-            .register(&mut stream, Token(key), net::INBOUND)
+            .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::warn!("cannot watch a connection from {addr}: {e}");
             return;

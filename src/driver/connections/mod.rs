@@ -24,7 +24,6 @@ mod outbound;
 
 use crate::config::Limits;
 use crate::driver::connection::{Conn, Inbound, ReadEnd, Share};
-use crate::driver::net;
 use crate::node::event::{Event, Sender};
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
@@ -438,7 +437,7 @@ impl Connections {
         };
         let Err(e) = self
             .registry
-            .register(&mut conn.stream, Token(key), net::INBOUND)
+            .register(&mut conn.stream, Token(key), Interest::READABLE)
         else {
             conn.watched = true;
             return;
