@@ -7,7 +7,8 @@
 //! `/msg` and `/all`; hints for unknown input; and the command line (bad arguments exit 2
 //! with the usage, `--help` and `-V` exit 0, a port in use exits 1); and a connection read
 //! in the turn that accepted it still heard from later; connections that ended before they
-//! were read (one with an urgent byte in it) shown whole.
+//! were read (one with an urgent byte in it) shown whole, and one reset right after its data
+//! shown and closed at once.
 //!
 //! Each test owns the address block `127.0.K.*` (K = 10..39 in this file) and listens on
 //! port 0, so tests run in parallel without colliding. Every wait has a deadline; nothing
@@ -678,6 +679,42 @@ fn connections_that_ended_before_they_were_read_are_shown_whole() {
     alice.signal(libc::SIGCONT);
     alice.expect_line(&format!("[plain {plain}:9] one whole message"));
     alice.expect_line(&format!("[urgent {urgent}:9] before the mark, after it"));
+    drop(held);
+    alice.quit_ok();
+}
+
+/// A connection reset by its sender right after its data, while the peer was busy (stopped
+/// here), so that one readiness event reports the data and the reset together: what it sent
+/// is shown at once, a bracketed block left open included, and the connection is closed,
+/// not left waiting for an idle timeout.
+#[test]
+fn a_connection_reset_after_its_data_is_shown_and_closed_at_once() {
+    use std::io::Write;
+    let mut alice = Peer::spawn("alice", &ip(32, 2), &[]);
+    let holder = ip(32, 3);
+    let mut held = common::connect_from(&holder, alice.addr).expect("connect");
+    held.write_all(format!("{holder}:9 held open\n").as_bytes())
+        .expect("write");
+    alice.expect_line(&format!("[held {holder}:9] open"));
+    let before = alice.open_fds();
+    alice.signal(libc::SIGSTOP);
+    let from = ip(32, 4);
+    let mut stream = common::connect_from(&from, alice.addr).expect("connect");
+    stream
+        .write_all(format!("<{from}:9> @ <bob>\nline one of a block\nline two").as_bytes())
+        .expect("write");
+    let socket = socket2::Socket::from(stream);
+    socket
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("linger");
+    drop(socket); // a reset, not a FIN
+    alice.signal(libc::SIGCONT);
+    alice.expect_line(&format!("[bob {from}:9] line one of a block\\nline two"));
+    assert!(
+        common::poll_until(WAIT, || alice.open_fds() <= before),
+        "the reset connection is still open: {} descriptors, {before} before it",
+        alice.open_fds()
+    );
     drop(held);
     alice.quit_ok();
 }

@@ -244,7 +244,9 @@ impl Inbound {
                     // kernel says is left then tells whether another read would find more.
                     let next = match left {
                         _ if got == len => Next::Read,
-                        Some(0) => Next::Drained,
+                        // Nothing left: drained, unless the poll said the peer ended and
+                        // no FIN is counted (a reset: the next read reports it).
+                        Some(0) if !self.ended => Next::Drained,
                         Some(1) if self.ended => Next::End,
                         _ => Next::Read,
                     };

@@ -56,7 +56,8 @@ pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usi
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    // A `size_t` in glibc, a `socklen_t` in musl.
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
     let n = loop {
         // SAFETY: a valid socket, and a `msghdr` whose buffers are valid for their lengths.
         let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
@@ -71,7 +72,8 @@ pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usi
     };
     // The only control message asked for, when it came: the first, whole.
     let header = std::mem::size_of::<libc::cmsghdr>();
-    let left = if msg.msg_controllen >= header + std::mem::size_of::<libc::c_int>() {
+    let left = if msg.msg_controllen as u64 >= (header + std::mem::size_of::<libc::c_int>()) as u64
+    {
         // SAFETY: the kernel wrote a `cmsghdr` at the start of `control` (8-aligned), and
         // its data, at least an int, right after it (a `cmsghdr` is a multiple of 8 bytes).
         let (cmsg, inq) = unsafe {

@@ -321,27 +321,29 @@ impl Connections {
         crate::node::timers::earliest(timers, quiet)
     }
 
-    /// A readiness event for connection `key`, which says whether the peer has `ended`
-    /// (`net::peer_ended`). An inbound connection is read now, with `read` (its share of
-    /// this turn), or, without it, queued for a later turn; one already queued waits for
-    /// its turn there.
+    /// The poll said the peer of connection `key` has sent all it will (`net::peer_ended`):
+    /// remembered until its reads take the rest (see `Inbound::ended`), whenever its turn.
+    pub fn heard_end(&mut self, key: usize) {
+        if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
+            conn.ended = true;
+        }
+    }
+
+    /// A readiness event for connection `key`. An inbound connection is read now, with
+    /// `read` (its share of this turn), or, without it, queued for a later turn; one already
+    /// queued waits for its turn there.
     pub fn ready(
         &mut self,
-        (key, ended): (usize, bool),
+        key: usize,
         read: bool,
         node: &mut Node,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
         match self.conns.get_mut(key) {
-            Some(Conn::In(conn)) => {
-                conn.ended |= ended;
-                match (conn.queued, read) {
-                    (true, _) => {}
-                    (false, false) => self.defer(key),
-                    (false, true) => self.read_inbound(key, node, now, out),
-                }
-            }
+            Some(Conn::In(conn)) if conn.queued => {}
+            Some(Conn::In(_)) if !read => self.defer(key),
+            Some(Conn::In(_)) => self.read_inbound(key, node, now, out),
             Some(Conn::Out(_)) => self.drive_outbound(key, node, now, out),
             None => {}
         }
@@ -1222,7 +1224,7 @@ mod tests {
             .map(|_| {
                 let (key, mut sender) = accept_keeping(conns, to, from);
                 sender.write_all(bytes.as_bytes()).expect("write");
-                conns.ready((key, false), true, node, now, effects);
+                conns.ready(key, true, node, now, effects);
                 sender
             })
             .collect()
@@ -1359,7 +1361,7 @@ mod tests {
         sender
             .write_all(b"<127.0.165.5:9> @ <bob>\nline one of an open block\n")
             .expect("write");
-        conns.ready((first, false), true, &mut node, t0, &mut effects);
+        conns.ready(first, true, &mut node, t0, &mut effects);
         assert!(effects.is_empty(), "the block is open: {effects:?}");
         // Idle for a while; then a newcomer from another address needs its slot.
         if let Some(Conn::In(conn)) = conns.conns.get_mut(first) {
@@ -1389,7 +1391,7 @@ mod tests {
         holder
             .write_all(b"<127.0.165.6:9> @ <carol>\nheld line\n")
             .expect("write");
-        conns.ready((second, false), true, &mut node, t0, &mut effects);
+        conns.ready(second, true, &mut node, t0, &mut effects);
         if let Some(Conn::In(conn)) = conns.conns.get_mut(second) {
             (conn.active_at, conn.line_since) = (0, 0);
         }
@@ -1626,12 +1628,12 @@ mod tests {
         let ms = Duration::from_millis;
         let t0 = Instant::now();
         sender.write_all(b"127.0.171.9:9 bob tick").expect("write");
-        conns.ready((key, false), true, &mut node, t0, &mut effects);
+        conns.ready(key, true, &mut node, t0, &mut effects);
         assert!(shown(&mut effects).is_empty(), "not before it is quiet");
         sender
             .write_all(b"\n127.0.171.9:9 bob hell")
             .expect("write");
-        conns.ready((key, false), true, &mut node, t0 + ms(150), &mut effects);
+        conns.ready(key, true, &mut node, t0 + ms(150), &mut effects);
         assert_eq!(shown(&mut effects), ["tick"], "ended by its newline");
         conns.on_timers(&mut node, (t0 + QUIET, true), &mut effects);
         assert!(shown(&mut effects).is_empty(), "tick's entry showed hell");
@@ -1743,7 +1745,7 @@ mod tests {
         }
         let keys: Vec<usize> = conns.conns.iter().map(|(key, _)| key).collect();
         for &key in &keys {
-            conns.ready((key, false), true, &mut node, due, &mut effects);
+            conns.ready(key, true, &mut node, due, &mut effects);
         }
         assert!(shown(&mut effects).is_empty(), "no line ended");
         let later = conns.started + conns.limits.idle_timeout + Duration::from_secs(5);
@@ -1775,11 +1777,11 @@ mod tests {
         for n in 0..2 {
             let (key, mut sender) = accept_keeping(&mut conns, to, flooder);
             write!(sender, "127.0.165.2:9 spam {n}").expect("write");
-            conns.ready((key, false), true, &mut node, t0, &mut effects);
+            conns.ready(key, true, &mut node, t0, &mut effects);
             drop(sender);
             // Its EOF, read apart from its message: shown, and the connection closed.
             while conns.conns.contains(key) {
-                conns.ready((key, false), true, &mut node, t0, &mut effects);
+                conns.ready(key, true, &mut node, t0, &mut effects);
             }
             assert_eq!(shown(&mut effects), [format!("{n}")]);
         }
@@ -1788,7 +1790,7 @@ mod tests {
         sender
             .write_all(b"127.0.165.3:9 carol hello")
             .expect("write");
-        conns.ready((key, false), true, &mut node, t0, &mut effects);
+        conns.ready(key, true, &mut node, t0, &mut effects);
         conns.on_timers(&mut node, (t0 + QUIET, true), &mut effects);
         assert_eq!(shown(&mut effects), ["hello"], "shown once quiet");
     }
@@ -1811,7 +1813,7 @@ mod tests {
         let mut node = test_node();
         conns.set_contenders(1);
         assert_eq!(conns.share, Share::ALONE);
-        conns.ready((key, false), true, &mut node, Instant::now(), &mut effects);
+        conns.ready(key, true, &mut node, Instant::now(), &mut effects);
         assert_eq!(conns.read_since_shrink, sent.len(), "all of it in one turn");
     }
 

@@ -411,19 +411,16 @@ impl EventLoop {
         for event in events.iter() {
             match event.token() {
                 Token(key) if key < FIRST_SOURCE => {
+                    if net::peer_ended(event) {
+                        self.conns.heard_end(key);
+                    }
                     let read = !self.behind();
                     // Connections deferred while stdout was behind wait in the queue: this
                     // one is read after them, in this turn (a sender's newer connection is
                     // not read before its older one).
                     if !(read && self.conns.holds_back() && self.conns.wait_behind(key)) {
-                        let ended = net::peer_ended(event);
-                        self.conns.ready(
-                            (key, ended),
-                            read,
-                            &mut self.node,
-                            now,
-                            &mut self.effects,
-                        );
+                        self.conns
+                            .ready(key, read, &mut self.node, now, &mut self.effects);
                     }
                 }
                 source => self.source_ready(source, &mut stdin_ready, now),
