@@ -92,16 +92,27 @@ pub struct Inbound {
     /// Waiting there unread, held back for order: deferred while stdout was behind, or
     /// behind such a connection (see `Connections::holds_back`), not for a share used up.
     pub held: bool,
-    /// Registered with the poll. A connection read in the turn that accepted it is
-    /// registered only once a read finds nothing more to take: a one-message connection
-    /// read to its end then costs no `epoll_ctl` at all.
-    pub watched: bool,
+    /// What the poll knows of it (one byte for two facts, so that a held connection's slot
+    /// stays 40 bytes).
+    pub polled: Polled,
     /// An entry of `Connections::quiet` waits for it: one at a time, so that a connection
     /// read again and again cannot fill that queue.
     pub quiet: bool,
-    /// The poll said the peer has sent all it will (`net::peer_ended`): once a read
-    /// leaves only its FIN in the socket (`net::recv`), no read is made to hear it.
-    pub ended: bool,
+}
+
+/// An inbound connection's standing with the poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    /// Not registered. A connection read in the turn that accepted it is registered only
+    /// once a read finds nothing more to take: a one-message connection read to its end
+    /// then costs no `epoll_ctl` at all.
+    Unwatched,
+    /// Registered: its readiness events say when more comes.
+    Watched,
+    /// Registered, and an event said the peer has sent all it will (`net::peer_ended`):
+    /// once a read leaves only its FIN in the socket (`net::recv`), no read is made to
+    /// hear it.
+    Ended,
 }
 
 /// Where an outgoing connection stands.
@@ -246,8 +257,8 @@ impl Inbound {
                         _ if got == len => Next::Read,
                         // Nothing left: drained, unless the poll said the peer ended and
                         // no FIN is counted (a reset: the next read reports it).
-                        Some(0) if !self.ended => Next::Drained,
-                        Some(1) if self.ended => Next::End,
+                        Some(0) if self.polled != Polled::Ended => Next::Drained,
+                        Some(1) if self.polled == Polled::Ended => Next::End,
                         _ => Next::Read,
                     };
                     if got <= HOLD && self.decoder.buffered() == 0 {
@@ -525,14 +536,15 @@ mod tests {
     /// connection's slot must stay small. Boxing the outbound state and the decoder's rare
     /// state, and one sweep timer instead of a timer per connection, took it from 264 to
     /// 112 bytes; boxing all of the decoder's state but its limit and flags (the partial
-    /// line too: a one-message connection decodes its line where it was read), to 48.
+    /// line too: a one-message connection decodes its line where it was read), to 40,
+    /// where it stays with the poll's two facts in one byte ([`Polled`]).
     /// mio's `TcpStream` is 4 bytes in release builds and 16 with debug assertions (it
     /// then carries a selector id), hence the allowance.
     #[test]
     fn an_idle_connection_slot_stays_small() {
         let stream_extra = (std::mem::size_of::<TcpStream>() - 4).next_multiple_of(8);
         assert!(
-            std::mem::size_of::<Conn>() <= 48 + stream_extra,
+            std::mem::size_of::<Conn>() <= 40 + stream_extra,
             "{}",
             std::mem::size_of::<Conn>()
         );
@@ -554,9 +566,8 @@ mod tests {
             decoder: Decoder::new(64 * 1024).group_lines(),
             queued: false,
             held: false,
-            watched: true,
+            polled: Polled::Watched,
             quiet: false,
-            ended: false,
         };
         (conn, peer)
     }

@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::{secs_since, Connections, PerIp, Timer, ACCEPTS_PER_TURN, IDLE_SLOTS};
-use crate::driver::connection::{Conn, Inbound};
+use crate::driver::connection::{Conn, Inbound, Polled};
 use crate::driver::net;
 use crate::node::event::Event;
 use crate::node::{Effect, Node};
@@ -194,7 +194,7 @@ impl Connections {
         }
         let slot = self.claim(addr, slot);
         let mut conn = self.new_inbound(stream, slot);
-        conn.watched = true;
+        conn.polled = Polled::Watched;
         self.file(conn, now);
     }
 
@@ -238,9 +238,8 @@ impl Connections {
             decoder: Decoder::new(self.limits.max_line).group_lines(),
             queued: false,
             held: false,
-            watched: false,
+            polled: Polled::Unwatched,
             quiet: false,
-            ended: false,
         }
     }
 }

@@ -23,7 +23,7 @@ mod accept;
 mod outbound;
 
 use crate::config::Limits;
-use crate::driver::connection::{Conn, Inbound, ReadEnd, Share};
+use crate::driver::connection::{Conn, Inbound, Polled, ReadEnd, Share};
 use crate::node::event::{Event, Sender};
 use crate::node::timers::Timers;
 use crate::node::{Effect, Node};
@@ -322,10 +322,10 @@ impl Connections {
     }
 
     /// The poll said the peer of connection `key` has sent all it will (`net::peer_ended`):
-    /// remembered until its reads take the rest (see `Inbound::ended`), whenever its turn.
+    /// remembered until its reads take the rest (see `Polled::Ended`), whenever its turn.
     pub fn heard_end(&mut self, key: usize) {
         if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
-            conn.ended = true;
+            conn.polled = Polled::Ended;
         }
     }
 
@@ -441,7 +441,7 @@ impl Connections {
             .registry
             .register(&mut conn.stream, Token(key), Interest::READABLE)
         else {
-            conn.watched = true;
+            conn.polled = Polled::Watched;
             return;
         };
         let slot = conn.slot;
@@ -645,7 +645,7 @@ impl Connections {
         }
         match end {
             // Read in the turn that accepted it, and not at its end: watched from now on.
-            ReadEnd::Drained if !conn.watched => self.watch(key, out),
+            ReadEnd::Drained if conn.polled == Polled::Unwatched => self.watch(key, out),
             ReadEnd::Drained => {}
             ReadEnd::Budget => {
                 conn.queued = true;
@@ -1474,7 +1474,7 @@ mod tests {
         conns.read_fresh(true, &mut node, now, &mut effects);
         assert!(conns.fresh.is_empty());
         assert!(
-            matches!(conns.conns.iter().next(), Some((_, Conn::In(c))) if c.watched),
+            matches!(conns.conns.iter().next(), Some((_, Conn::In(c))) if c.polled == Polled::Watched),
             "the open one is filed and watched"
         );
         let _later = std::net::TcpStream::connect(addr).expect("connect");
