@@ -743,13 +743,8 @@ fn inner_a_message_cut_by_an_unreported_urgent_mark_is_shown_whole() {
         return;
     }
     let mut alice = Peer::spawn("alice", &ip(170, 2), &[]);
-    // Held open, so that the crafted connection is read at its readiness event, which
-    // reports its FIN.
-    let holder = ip(170, 3);
-    let mut held = connect_from(&holder, alice.addr).expect("connect");
-    held.write_all(format!("{holder}:9 held open\n").as_bytes())
-        .expect("write");
-    alice.expect_line(&format!("[held {holder}:9] open"));
+    // So that the crafted connection is read at its readiness event, which reports its FIN.
+    let held = common::hold_one_open(&mut alice, &ip(170, 3));
     alice.signal(libc::SIGSTOP);
     let from = ip(170, 4);
     let head = format!("{from}:9 crafted before the mark, ");

@@ -655,13 +655,7 @@ fn a_connection_read_as_it_is_accepted_is_still_heard_from_later() {
 fn connections_that_ended_before_they_were_read_are_shown_whole() {
     use std::io::Write;
     let mut alice = Peer::spawn("alice", &ip(31, 2), &[]);
-    // Held open, so that the next connections are read when their readiness events come,
-    // not in the turn that accepts them.
-    let holder = ip(31, 3);
-    let mut held = common::connect_from(&holder, alice.addr).expect("connect");
-    held.write_all(format!("{holder}:9 held open\n").as_bytes())
-        .expect("write");
-    alice.expect_line(&format!("[held {holder}:9] open"));
+    let held = common::hold_one_open(&mut alice, &ip(31, 3));
     alice.signal(libc::SIGSTOP);
     let (plain, urgent) = (ip(31, 4), ip(31, 5));
     let mut stream = common::connect_from(&plain, alice.addr).expect("connect");
@@ -691,11 +685,7 @@ fn connections_that_ended_before_they_were_read_are_shown_whole() {
 fn a_connection_reset_after_its_data_is_shown_and_closed_at_once() {
     use std::io::Write;
     let mut alice = Peer::spawn("alice", &ip(32, 2), &[]);
-    let holder = ip(32, 3);
-    let mut held = common::connect_from(&holder, alice.addr).expect("connect");
-    held.write_all(format!("{holder}:9 held open\n").as_bytes())
-        .expect("write");
-    alice.expect_line(&format!("[held {holder}:9] open"));
+    let held = common::hold_one_open(&mut alice, &ip(32, 3));
     let before = alice.open_fds();
     alice.signal(libc::SIGSTOP);
     let from = ip(32, 4);

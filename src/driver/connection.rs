@@ -308,8 +308,8 @@ impl Inbound {
     }
 
     /// The socket is drained: `bytes` (read this turn and held) are decoded, beyond the
-    /// `lines` this turn decoded so far while the turn's share (`max_lines`) allows (the rest waits in
-    /// the backlog: no event will come for it, the queue brings it).
+    /// `lines` this turn decoded so far, while the turn's share (`max_lines`) allows; the
+    /// rest waits in the backlog (no event will come for it: the queue brings it).
     fn drained(
         &mut self,
         bytes: &[u8],

@@ -126,22 +126,7 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// nothing, and a connection is read until the read that finds nothing.
 #[cfg(target_os = "linux")]
 fn ask_for_inq(socket: &Socket) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // Still `unsafe` and `libc`: neither socket2 nor rustix offers TCP_INQ.
-    // SAFETY: setsockopt with a valid int option on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_TCP,
-            libc::TCP_INQ,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        log::debug!("TCP_INQ not available: {}", io::Error::last_os_error());
-    }
+    switch_on(socket, libc::SOL_TCP, libc::TCP_INQ, "TCP_INQ");
 }
 
 /// Starts a non-blocking connection to `dest`, from `from` when given (port chosen by the
@@ -166,21 +151,32 @@ pub fn connect(dest: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> 
 
 /// `IP_BIND_ADDRESS_NO_PORT` (Linux); failing to set it only costs ports, so it is ignored.
 fn set_bind_address_no_port(socket: &Socket) {
+    switch_on(
+        socket,
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        "IP_BIND_ADDRESS_NO_PORT",
+    );
+}
+
+/// Sets the int option `name` at `level` of `socket` to 1, for options neither rustix nor
+/// socket2 offers (hence `unsafe` and `libc`). Each saves something and none is needed, so
+/// a failure is only logged, under the option's name `what`.
+fn switch_on(socket: &Socket, level: libc::c_int, name: libc::c_int, what: &str) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
-    // Still `unsafe` and `libc`: neither rustix nor socket2 offers IP_BIND_ADDRESS_NO_PORT.
     // SAFETY: a valid socket, a pointer to an int and its size.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
+            level,
+            name,
             (&one as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc != 0 {
-        log::debug!("IP_BIND_ADDRESS_NO_PORT: {}", io::Error::last_os_error());
+        log::debug!("{what}: {}", io::Error::last_os_error());
     }
 }
 

@@ -986,6 +986,17 @@ pub fn read_listening_addr(out: &mut impl Read) -> SocketAddr {
         .unwrap_or_else(|| panic!("bad first line {first:?}"))
 }
 
+/// Opens a connection from `from` to `peer` that says one line and stays open, and waits
+/// until the line is shown. While it is open, newer connections are read when their
+/// readiness events come, not in the turn that accepts them (see `Connections::read_fresh`).
+pub fn hold_one_open(peer: &mut Peer, from: &str) -> TcpStream {
+    let mut held = connect_from(from, peer.addr).expect("connect");
+    held.write_all(format!("{from}:9 held open\n").as_bytes())
+        .expect("write");
+    peer.expect_line(&format!("[held {from}:9] open"));
+    held
+}
+
 /// Set for a test's inner run, inside the namespace its outer run made.
 const NETNS: &str = "PEERCHAT_TEST_NETNS";
 
