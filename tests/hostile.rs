@@ -745,31 +745,22 @@ fn inner_a_message_cut_by_an_unreported_urgent_mark_is_shown_whole() {
     let mut alice = Peer::spawn("alice", &ip(170, 2), &[]);
     // So that the crafted connection is read at its readiness event, which reports its FIN.
     let held = common::hold_one_open(&mut alice, &ip(170, 3));
-    alice.signal(libc::SIGSTOP);
+    alice.stop();
     let from = ip(170, 4);
     let head = format!("{from}:9 crafted before the mark, ");
-    let mut sender = Command::new("python3")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1")
         .arg(common::script("urgent_sender.py"))
         .args(["--bind", &from, "--to", &alice.addr.to_string(), &head])
-        .arg("after the mark\n")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut said = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(sender.stdout.take().expect("stdout")),
-        &mut said,
-    )
-    .expect("read");
-    assert_eq!(said.trim(), "sent", "urgent_sender.py did not send");
+        .arg("after the mark\n");
+    let mut sender = Peer::launch("urgent_sender.py", cmd, Stdio::piped());
+    sender.expect_line("sent");
     alice.signal(libc::SIGCONT);
     alice.expect_line(&format!(
         "[crafted {from}:9] before the mark, after the mark"
     ));
-    drop(sender.stdin.take());
-    let _ = exit_within(&mut sender, WAIT);
+    sender.close_stdin();
+    sender.expect_exit(WAIT);
     drop(held);
     alice.quit_ok();
 }

@@ -656,7 +656,7 @@ fn connections_that_ended_before_they_were_read_are_shown_whole() {
     use std::io::Write;
     let mut alice = Peer::spawn("alice", &ip(31, 2), &[]);
     let held = common::hold_one_open(&mut alice, &ip(31, 3));
-    alice.signal(libc::SIGSTOP);
+    alice.stop();
     let (plain, urgent) = (ip(31, 4), ip(31, 5));
     let mut stream = common::connect_from(&plain, alice.addr).expect("connect");
     stream
@@ -687,7 +687,7 @@ fn a_connection_reset_after_its_data_is_shown_and_closed_at_once() {
     let mut alice = Peer::spawn("alice", &ip(32, 2), &[]);
     let held = common::hold_one_open(&mut alice, &ip(32, 3));
     let before = alice.open_fds();
-    alice.signal(libc::SIGSTOP);
+    alice.stop();
     let from = ip(32, 4);
     let mut stream = common::connect_from(&from, alice.addr).expect("connect");
     stream

@@ -4,7 +4,8 @@
 //! outbound one connects, writes one message (our header built from its own local
 //! address), shuts down its side and drains whatever the receiver says back, or, as a
 //! liveness check, only connects. Both stop at `WouldBlock`, as edge-triggered readiness
-//! requires. An outbound connection owns its lifecycle: it carries its own deadline,
+//! requires, or, inbound, once the kernel says a read left nothing (or only the FIN the
+//! poll reported) in the socket (`net::recv`): the next event says when more comes. An outbound connection owns its lifecycle: it carries its own deadline,
 //! advances itself on readiness, expires itself when the deadline passes, and reports
 //! each [`Step`] for the driver to act on.
 
@@ -167,7 +168,7 @@ pub enum Conn {
 /// Why reading an inbound connection stopped.
 #[derive(Debug)]
 pub enum ReadEnd {
-    /// Everything available was read (`WouldBlock`).
+    /// Everything available was read (`WouldBlock`, or nothing left in the socket).
     Drained,
     /// The turn's budget was spent; more may be waiting (no new event will say so).
     Budget,

@@ -41,8 +41,8 @@ pub fn peer_ended(event: &Event) -> bool {
 #[cfg(target_os = "linux")]
 pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
     use std::os::fd::AsRawFd;
-    // Room for one control message carrying an int (`CMSG_SPACE` of 4: a 16-byte
-    // `cmsghdr` and the int padded to 8), aligned for `cmsghdr`.
+    // Room for one control message carrying an int (`CMSG_SPACE` of 4: a `cmsghdr`, 16
+    // bytes on 64-bit systems, and the int padded to its alignment), aligned for it.
     let mut control = [0u64; 3];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -75,7 +75,8 @@ pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<usi
     let left = if msg.msg_controllen as u64 >= (header + std::mem::size_of::<libc::c_int>()) as u64
     {
         // SAFETY: the kernel wrote a `cmsghdr` at the start of `control` (8-aligned), and
-        // its data, at least an int, right after it (a `cmsghdr` is a multiple of 8 bytes).
+        // its data, at least an int, right after it (`CMSG_DATA` is the header's size on
+        // Linux, whose `cmsghdr` is a multiple of its own alignment).
         let (cmsg, inq) = unsafe {
             let cmsg = control.as_ptr().cast::<libc::cmsghdr>();
             let data = control.as_ptr().cast::<u8>().add(header);
@@ -285,6 +286,32 @@ mod tests {
         assert!(describe(&refused).contains("refused"));
         let other = io::Error::other("odd");
         assert_eq!(describe(&other), "odd");
+    }
+
+    /// The listener hands `TCP_INQ` to what it accepts: each read says what it left, the
+    /// FIN counted as one (what `Inbound::read` relies on to skip reads that would find
+    /// nothing, or only the end).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_says_what_it_left_with_the_fin_counted_as_one() -> io::Result<()> {
+        use std::io::Write;
+        let listener = listen("127.0.0.1:0".parse().expect("addr"))?;
+        let mut sender = std::net::TcpStream::connect(listener.local_addr()?)?;
+        sender.write_all(b"hello")?;
+        sender.shutdown(std::net::Shutdown::Write)?;
+        // Loopback delivers within the sender's calls: the connection, its bytes and its
+        // FIN are all there now.
+        let (stream, _) = listener.accept()?;
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            recv(&stream, &mut buf[..3])?,
+            (3, Some(3)),
+            "2 bytes and the FIN"
+        );
+        assert_eq!(recv(&stream, &mut buf)?, (2, Some(1)), "only the FIN");
+        assert_eq!(recv(&stream, &mut buf)?.0, 0, "end-of-file");
+        assert_eq!(&buf[..2], b"lo");
+        Ok(())
     }
 
     #[test]

@@ -534,6 +534,21 @@ impl Peer {
 
     /// Sends signal `sig` (`libc::SIGKILL` for `kill -9`, `libc::SIGSTOP`,
     /// `libc::SIGTERM`...).
+    /// Stops the process (`SIGSTOP`) and waits until the kernel says it is stopped, so
+    /// that what the test does next happens while it cannot run.
+    pub fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", self.child.id());
+        let stopped = poll_until(WAIT, || {
+            std::fs::read_to_string(&stat).is_ok_and(|text| {
+                // The state follows the command name, which is in parentheses.
+                text.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        });
+        assert!(stopped, "{}: not stopped after SIGSTOP", self.label);
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid; it cannot have been reaped and reused
         // while `self.child` has not been waited for.

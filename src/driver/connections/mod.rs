@@ -323,9 +323,13 @@ impl Connections {
 
     /// The poll said the peer of connection `key` has sent all it will (`net::peer_ended`):
     /// remembered until its reads take the rest (see `Polled::Ended`), whenever its turn.
+    /// Only for a watched connection: an event for a slot that a connection not yet
+    /// registered has taken over is stale, and says nothing of it.
     pub fn heard_end(&mut self, key: usize) {
         if let Some(Conn::In(conn)) = self.conns.get_mut(key) {
-            conn.polled = Polled::Ended;
+            if conn.polled == Polled::Watched {
+                conn.polled = Polled::Ended;
+            }
         }
     }
 

@@ -12,10 +12,12 @@
 //! `output.rs`.
 //!
 //! Rules this loop keeps (see mio's `Poll` docs):
-//! - readiness is edge-triggered: accept, read and write until `WouldBlock`; a connection
-//!   that spends its read budget is read again next turn without waiting;
+//! - readiness is edge-triggered: accept, read and write until `WouldBlock`, or until the
+//!   kernel says a read left nothing in the socket (`net::recv`); a connection that spends
+//!   its read budget is read again next turn without waiting;
 //! - events are hints: the truth is what `read`/`write` return, so a stale or spurious
-//!   event for a reused slot only costs a `WouldBlock`;
+//!   event for a reused slot only costs a `WouldBlock`; the one fact an event adds, that
+//!   the peer ended, is taken only for a connection the poll watches (`heard_end`);
 //! - a connection is closed without a `deregister`, which mio asks for: on Linux closing
 //!   its only descriptor takes it out of the epoll set (see `Connections::close`);
 //! - nothing blocks: connects are non-blocking, writes keep their unsent rest, and
