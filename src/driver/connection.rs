@@ -246,7 +246,14 @@ impl Inbound {
         let mut held = 0;
         while share > 0 && out.len().max(lines) < max_lines {
             let len = held + share.min(buf.len() - held);
-            match net::recv(&self.stream, &mut buf[held..len]) {
+            // A connection read in the turn that accepted it (not watched yet) has had no
+            // event to say that it ended, and is most often read before its bytes came:
+            // a plain read, without the control message's cost (about 25 instructions).
+            let read = match self.polled {
+                Polled::Unwatched => (&self.stream).read(&mut buf[held..len]).map(|n| (n, None)),
+                Polled::Watched | Polled::Ended => net::recv(&self.stream, &mut buf[held..len]),
+            };
+            match read {
                 Ok((0, _)) => return self.finish(&buf[..held], out, spares),
                 Ok((n, left)) => {
                     share -= n;
