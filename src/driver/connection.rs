@@ -106,7 +106,8 @@ pub struct Inbound {
 pub enum Polled {
     /// Not registered. A connection read in the turn that accepted it is registered only
     /// once a read finds nothing more to take: a one-message connection read to its end
-    /// then costs no `epoll_ctl` at all.
+    /// then costs no `epoll_ctl` at all. Its reads are plain ones (no event can have said
+    /// it ended, so what a read leaves would buy little).
     Unwatched,
     /// Registered: its readiness events say when more comes.
     Watched,
