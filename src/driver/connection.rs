@@ -271,19 +271,14 @@ impl Inbound {
                         _ => Next::Read,
                     };
                     if got <= HOLD && self.decoder.buffered() == 0 {
-                        held = got;
                         match next {
-                            Next::Read => continue,
-                            Next::End => return self.finish(&buf[..held], out, spares),
-                            Next::Drained => {
-                                return self.drained(
-                                    &buf[..held],
-                                    backlog,
-                                    out,
-                                    spares,
-                                    (lines, max_lines),
-                                )
+                            Next::Read => {
+                                held = got;
+                                continue;
                             }
+                            Next::End => return self.finish(&buf[..got], out, spares),
+                            // Decoded below, as any read's bytes.
+                            Next::Drained => {}
                         }
                     }
                     held = 0;
@@ -298,7 +293,19 @@ impl Inbound {
                     }
                 }
                 Err(e) if net::would_block(&e) => {
-                    return self.drained(&buf[..held], backlog, out, spares, (lines, max_lines));
+                    return match self.feed(
+                        &buf[..held],
+                        backlog,
+                        out,
+                        spares,
+                        (&mut lines, max_lines),
+                    ) {
+                        Err(e) => ReadEnd::TooLong(e),
+                        // Lines beyond the turn's share wait in the backlog: the socket is
+                        // drained, so no event will come for them; the queue brings them.
+                        Ok(()) if !backlog.is_empty() => ReadEnd::Budget,
+                        Ok(()) => ReadEnd::Drained,
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -313,24 +320,6 @@ impl Inbound {
         match self.feed(&buf[..held], backlog, out, spares, (&mut lines, max_lines)) {
             Err(e) => ReadEnd::TooLong(e),
             Ok(()) => ReadEnd::Budget,
-        }
-    }
-
-    /// The socket is drained: `bytes` (read this turn and held) are decoded, beyond the
-    /// `lines` this turn decoded so far, while the turn's share (`max_lines`) allows; the
-    /// rest waits in the backlog (no event will come for it: the queue brings it).
-    fn drained(
-        &mut self,
-        bytes: &[u8],
-        backlog: &mut Vec<u8>,
-        out: &mut Vec<Message>,
-        spares: &mut Spares,
-        (mut lines, max_lines): (usize, usize),
-    ) -> ReadEnd {
-        match self.feed(bytes, backlog, out, spares, (&mut lines, max_lines)) {
-            Err(e) => ReadEnd::TooLong(e),
-            Ok(()) if !backlog.is_empty() => ReadEnd::Budget,
-            Ok(()) => ReadEnd::Drained,
         }
     }
 
