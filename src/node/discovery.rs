@@ -12,12 +12,13 @@
 //! ```text
 //! peerchat1 hello NAME PORT      I am NAME, listening for TCP chat at PORT (sent to the group)
 //! peerchat1 bye PORT             the peer listening at PORT on the sender's IP quits
-//! peerchat1 query                which peers do you know? (sent to one peer; may be padded:
+//! peerchat1 query NONCE          which peers do you know? (sent to one peer; may be padded:
 //!                                everything after the first line is ignored, and the
 //!                                answer is never longer than the query, padding included)
-//! peerchat1 peers                the answer, to the query's source only; then one line per
-//! ADDR AGE DIALECT NAME          peer (at most MAX_LISTED): IP:PORT, seconds since it was
-//! ...                            last heard, the dialect it speaks, its name ("-" unknown)
+//! peerchat1 peers NONCE          the answer, to the query's source only, with the query's
+//! ADDR AGE DIALECT NAME          NONCE; then one line per peer (at most MAX_LISTED):
+//! ...                            IP:PORT, seconds since it was last heard, the dialect it
+//!                                speaks, its name ("-" unknown)
 //! ```
 //!
 //! A hello names a peer at the datagram's source IP and the port it gives. Nothing in a
@@ -25,14 +26,23 @@
 //! rate-limited per source and in all, and never with more bytes than it carried: the
 //! channel cannot be used to amplify traffic towards a spoofed address. A `peers` answer
 //! is accepted only from an address we queried within [`ANSWER_TIMEOUT`], once per query,
-//! and loopback addresses in it only from a peerchat on this host.
+//! carrying the query's [`Nonce`] (eight hex digits no one else saw), and loopback
+//! addresses in it only from a peerchat on this host.
+//!
+//! Our own queries: a hello's source address is anyone's to forge, and the TCP greeting
+//! that must reach the port it names before we ask proves only that something accepts
+//! connections there (an sshd would do). So the first query to an address is bare (24
+//! bytes, about a hello's size), and the padded one (which allows a full answer) goes only
+//! once that address answered with the nonce: a forged hello cannot draw 1200 bytes
+//! towards a port of the forger's choosing.
 
 use crate::time::Instant;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::hash::{BuildHasher, RandomState};
 
 use crate::wire::Dialect;
 
@@ -111,6 +121,10 @@ pub struct Listed {
     pub name: Option<String>,
 }
 
+/// What a query carries for its answer to echo: unguessable (a keyed hash), so that only
+/// the address the query went to can answer it.
+pub type Nonce = u32;
+
 /// One datagram of the side channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datagram {
@@ -121,15 +135,24 @@ pub enum Datagram {
         /// Its TCP listening port.
         port: u16,
     },
-    /// A peerchat asks which peers we know.
-    Query,
+    /// A peerchat asks which peers we know; the answer carries `nonce` back (a peerchat
+    /// before nonces sent none).
+    Query {
+        /// To be echoed.
+        nonce: Option<Nonce>,
+    },
     /// A peerchat leaves.
     Bye {
         /// Its TCP listening port.
         port: u16,
     },
-    /// The answer to a query.
-    Peers(Vec<Listed>),
+    /// The answer to a query: its nonce, and the peers listed.
+    Peers {
+        /// The query's, echoed.
+        nonce: Option<Nonce>,
+        /// The peers.
+        list: Vec<Listed>,
+    },
 }
 
 /// A name as it may go in a datagram: one printable word of at most 64 bytes.
@@ -154,6 +177,22 @@ fn port(word: Option<&str>) -> Option<u16> {
     word?.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
+/// A nonce as it goes on the wire: exactly eight lowercase hex digits. Any other word
+/// there is no nonce (words after the described ones are ignored).
+fn nonce(word: Option<&str>) -> Option<Nonce> {
+    let word = word?;
+    let hex = word.len() == 8 && word.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| Nonce::from_str_radix(word, 16).ok()).flatten()
+}
+
+/// `peerchat1 WORD` and the nonce, if any: the first line of a query or an answer.
+fn first_line(word: &str, nonce: Option<Nonce>) -> Vec<u8> {
+    match nonce {
+        Some(n) => format!("{TAG} {word} {n:08x}").into_bytes(),
+        None => format!("{TAG} {word}").into_bytes(),
+    }
+}
+
 impl Datagram {
     /// Reads a datagram; `None` for anything that is not one of ours (never an error to
     /// report: the channel is open to anyone).
@@ -176,8 +215,11 @@ impl Datagram {
             "bye" => Some(Datagram::Bye {
                 port: port(words.next())?,
             }),
-            "query" => Some(Datagram::Query),
+            "query" => Some(Datagram::Query {
+                nonce: nonce(words.next()),
+            }),
             "peers" => {
+                let nonce = nonce(words.next());
                 let text = std::str::from_utf8(bytes).ok()?;
                 let listed = text
                     .lines()
@@ -185,7 +227,10 @@ impl Datagram {
                     .filter_map(Self::listed)
                     .take(MAX_LISTED)
                     .collect();
-                Some(Datagram::Peers(listed))
+                Some(Datagram::Peers {
+                    nonce,
+                    list: listed,
+                })
             }
             _ => None,
         }
@@ -223,8 +268,8 @@ impl Datagram {
                 format!("{TAG} hello {name} {port}").into_bytes()
             }
             Datagram::Bye { port } => format!("{TAG} bye {port}").into_bytes(),
-            Datagram::Query => format!("{TAG} query").into_bytes(),
-            Datagram::Peers(list) => encode_peers(list, MAX_DATAGRAM),
+            Datagram::Query { nonce } => first_line("query", *nonce),
+            Datagram::Peers { nonce, list } => encode_peers(list, MAX_DATAGRAM, *nonce),
         }
     }
 }
@@ -240,18 +285,21 @@ pub fn fits_group(bytes: &[u8]) -> bool {
     )
 }
 
-/// A query padded to [`MAX_DATAGRAM`]: the answer may then be as long as the bound.
-pub fn padded_query() -> Vec<u8> {
-    let mut bytes = Datagram::Query.encode();
+/// A query with `nonce` padded to [`MAX_DATAGRAM`]: the answer may then be as long as the
+/// bound.
+pub fn padded_query(nonce: Nonce) -> Vec<u8> {
+    let mut bytes = first_line("query", Some(nonce));
     bytes.push(b'\n');
     bytes.resize(MAX_DATAGRAM, b'.');
     bytes
 }
 
-/// An answer listing as many of `list` as fit in `limit` bytes (and [`MAX_LISTED`]).
-pub fn encode_peers(list: &[Listed], limit: usize) -> Vec<u8> {
+/// An answer carrying `nonce` and listing as many of `list` as fit in `limit` bytes (and
+/// [`MAX_LISTED`]). The first line alone is never longer than the query it answers: a
+/// query with a nonce is as long as this line.
+pub fn encode_peers(list: &[Listed], limit: usize, nonce: Option<Nonce>) -> Vec<u8> {
     let limit = limit.min(MAX_DATAGRAM);
-    let mut bytes = format!("{TAG} peers").into_bytes();
+    let mut bytes = first_line("peers", nonce);
     for peer in list.iter().take(MAX_LISTED) {
         let dialect = peer.dialect.map_or("-", Dialect::as_str);
         let name = peer.name.as_deref().and_then(word_name).unwrap_or("-");
@@ -284,6 +332,8 @@ pub enum Heard {
     Query {
         /// The query's length: the answer's bound.
         limit: usize,
+        /// The query's nonce, for the answer to carry.
+        nonce: Option<Nonce>,
     },
     /// The answer to one of our queries.
     Peers(Vec<Listed>),
@@ -331,6 +381,17 @@ pub struct Stats {
     pub dropped: u64,
 }
 
+/// One of our queries, awaiting its answer.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    /// Answers after this are dropped.
+    until: Instant,
+    /// What the answer must carry.
+    nonce: Nonce,
+    /// Whether the query was padded (else bare: the address had not answered us yet).
+    padded: bool,
+}
+
 /// The side channel's state: when to announce, whom to query, how much to answer.
 #[derive(Debug)]
 pub struct Discovery {
@@ -344,14 +405,25 @@ pub struct Discovery {
     sources_full_until: Option<Instant>,
     queries: Window,
     new_peers: Window,
-    /// Sources to query, in order; and those asked, awaiting an answer until the instant.
+    /// Sources to query, in order; and those asked, awaiting an answer.
     to_query: VecDeque<SocketAddr>,
-    asked: HashMap<SocketAddr, Instant>,
+    asked: HashMap<SocketAddr, Asked>,
     /// The side-channel addresses of peerchats heard (bounded, oldest first), each asked
     /// once when first heard, then one in turn per [`ANNOUNCE_INTERVAL`]; and the next
     /// one's index.
     known: VecDeque<SocketAddr>,
     turn: usize,
+    /// Those of `known` that answered a query with its nonce, and have not since let one
+    /// go unanswered: they are sent padded queries, anyone else a bare one first.
+    verified: HashSet<SocketAddr>,
+    /// Addresses that just answered their bare query, and since when: their padded query
+    /// goes at the next [`Discovery::on_timeout`], outside the query rate (each follows
+    /// a bare query that was within it).
+    follow_up: Vec<(SocketAddr, Instant)>,
+    /// The key of the nonces (std's SipHash, keyed at random per process), and a serial
+    /// that makes each query's nonce its own.
+    keys: RandomState,
+    serial: u64,
     stats: Stats,
 }
 
@@ -376,6 +448,10 @@ impl Discovery {
             asked: HashMap::new(),
             known: VecDeque::new(),
             turn: 0,
+            verified: HashSet::new(),
+            follow_up: Vec::new(),
+            keys: RandomState::new(),
+            serial: 0,
             stats: Stats::default(),
         }
     }
@@ -396,6 +472,7 @@ impl Discovery {
     pub fn stop(&mut self, port: u16, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
         self.next_announce = None;
         self.to_query.clear();
+        self.follow_up.clear();
         self.emit(self.group, Datagram::Bye { port }.encode(), out);
     }
 
@@ -414,12 +491,28 @@ impl Discovery {
                     .unwrap_or(self.queries.since),
             ),
         };
-        self.next_announce.into_iter().chain(query).min()
+        let follow_up = self.follow_up.iter().map(|(_, since)| *since).min();
+        self.next_announce
+            .into_iter()
+            .chain(query)
+            .chain(follow_up)
+            .min()
     }
 
     /// Time passed: the periodic hello, and the queries the rate allows.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        self.asked.retain(|_, until| *until > now);
+        // A query left unanswered: whoever is there now gets a bare one next time.
+        let verified = &mut self.verified;
+        self.asked.retain(|to, asked| {
+            let waiting = asked.until > now;
+            if !waiting {
+                verified.remove(to);
+            }
+            waiting
+        });
+        for (to, _) in std::mem::take(&mut self.follow_up) {
+            self.ask(to, now, out);
+        }
         if self.next_announce.is_some_and(|at| now >= at) {
             self.next_announce = Some(now + self.interval);
             self.emit(self.group, self.hello.clone(), out);
@@ -436,10 +529,31 @@ impl Discovery {
         }
         while !self.to_query.is_empty() && self.queries.take(QUERIES_PER_WINDOW, now) {
             if let Some(to) = self.to_query.pop_front() {
-                self.asked.insert(to, now + ANSWER_TIMEOUT);
-                self.emit(to, padded_query(), out);
+                self.ask(to, now, out);
             }
         }
+    }
+
+    /// Sends `to` a query with a nonce of its own: padded when `to` has answered us
+    /// before, else bare.
+    fn ask(&mut self, to: SocketAddr, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
+        self.serial += 1;
+        // Truncated: 32 bits of a keyed hash are as unguessable as the nonce needs.
+        let nonce = self.keys.hash_one((self.serial, to)) as Nonce;
+        let padded = self.verified.contains(&to);
+        self.asked.insert(
+            to,
+            Asked {
+                until: now + ANSWER_TIMEOUT,
+                nonce,
+                padded,
+            },
+        );
+        let query = match padded {
+            true => padded_query(nonce),
+            false => Datagram::Query { nonce: Some(nonce) }.encode(),
+        };
+        self.emit(to, query, out);
     }
 
     /// A peerchat said hello from the side-channel address `from`: the first time, it is
@@ -450,7 +564,9 @@ impl Discovery {
             return;
         }
         if self.known.len() >= MAX_KNOWN {
-            self.known.pop_front();
+            if let Some(old) = self.known.pop_front() {
+                self.verified.remove(&old);
+            }
         }
         self.known.push_back(from);
         self.enqueue(from);
@@ -460,6 +576,8 @@ impl Discovery {
     pub fn gone(&mut self, from: SocketAddr) {
         self.known.retain(|a| *a != from);
         self.to_query.retain(|a| *a != from);
+        self.verified.remove(&from);
+        self.follow_up.retain(|(a, _)| *a != from);
     }
 
     fn enqueue(&mut self, to: SocketAddr) {
@@ -499,17 +617,28 @@ impl Discovery {
             Datagram::Bye { port } => Some(Heard::Bye {
                 addr: SocketAddr::new(ip, port),
             }),
-            Datagram::Query => self
-                .may_answer(ip, now)
-                .then_some(Heard::Query { limit: bytes.len() }),
-            Datagram::Peers(mut list) => {
-                let until = self.asked.remove(&from)?;
+            Datagram::Query { nonce } => self.may_answer(ip, now).then_some(Heard::Query {
+                limit: bytes.len(),
+                nonce,
+            }),
+            Datagram::Peers { nonce, mut list } => {
+                // Without our nonce, forged (or from a peerchat that sends none): the query
+                // stays open for the real answer.
+                let asked = *self.asked.get(&from).filter(|a| nonce == Some(a.nonce))?;
+                self.asked.remove(&from);
+                if now > asked.until {
+                    return None;
+                }
                 // A loopback address names a peer on the answerer's own host: from another
                 // host it would be one of ours (a local service greeted on its say-so).
                 if !ip.is_loopback() {
                     list.retain(|p| !p.addr.ip().to_canonical().is_loopback());
                 }
-                (now <= until).then_some(Heard::Peers(list))
+                // It answered a bare query: a peerchat listens there, now asked in full.
+                if !asked.padded && self.known.contains(&from) && self.verified.insert(from) {
+                    self.follow_up.push((from, now));
+                }
+                Some(Heard::Peers(list))
             }
         }
     }
@@ -542,9 +671,10 @@ impl Discovery {
         to: SocketAddr,
         list: &[Listed],
         limit: usize,
+        nonce: Option<Nonce>,
         out: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
-        self.emit(to, encode_peers(list, limit), out);
+        self.emit(to, encode_peers(list, limit, nonce), out);
     }
 }
 
@@ -566,6 +696,27 @@ mod tests {
         Discovery::new(plan, "alice", 5000, now)
     }
 
+    /// The nonce of a query we sent.
+    fn nonce_of(query: &[u8]) -> Nonce {
+        match Datagram::parse(query) {
+            Some(Datagram::Query { nonce: Some(n) }) => n,
+            other => panic!("not a query with a nonce: {other:?}"),
+        }
+    }
+
+    /// The answer to a query we sent, listing `list` (as much as a full datagram holds).
+    fn answer_to(query: &[u8], list: &[Listed]) -> Vec<u8> {
+        encode_peers(list, MAX_DATAGRAM, Some(nonce_of(query)))
+    }
+
+    /// The queries in `out` (announcements left out), each to whom, bare or padded.
+    fn queries(out: &[(SocketAddr, Vec<u8>)]) -> Vec<(SocketAddr, bool)> {
+        out.iter()
+            .filter(|(_, b)| matches!(Datagram::parse(b), Some(Datagram::Query { .. })))
+            .map(|(to, b)| (*to, b.len() == MAX_DATAGRAM))
+            .collect()
+    }
+
     fn listed(i: u32) -> Listed {
         Listed {
             addr: SocketAddr::new(
@@ -585,16 +736,29 @@ mod tests {
                 name: "alice".into(),
                 port: 5000,
             },
-            Datagram::Query,
+            Datagram::Query { nonce: None },
+            Datagram::Query { nonce: Some(0) },
+            Datagram::Query {
+                nonce: Some(0xdead_beef),
+            },
             Datagram::Bye { port: 5000 },
-            Datagram::Peers(vec![]),
-            Datagram::Peers((0..5).map(listed).collect()),
-            Datagram::Peers(vec![Listed {
-                addr: addr("[::1]:6000"),
-                age: Duration::ZERO,
-                dialect: None,
-                name: None,
-            }]),
+            Datagram::Peers {
+                nonce: None,
+                list: vec![],
+            },
+            Datagram::Peers {
+                nonce: Some(7),
+                list: (0..5).map(listed).collect(),
+            },
+            Datagram::Peers {
+                nonce: Some(u32::MAX),
+                list: vec![Listed {
+                    addr: addr("[::1]:6000"),
+                    age: Duration::ZERO,
+                    dialect: None,
+                    name: None,
+                }],
+            },
         ];
         for d in all {
             assert_eq!(Datagram::parse(&d.encode()), Some(d.clone()), "{d:?}");
@@ -607,16 +771,41 @@ mod tests {
             .encode(),
             b"peerchat1 hello bob 7"
         );
-        assert_eq!(Datagram::parse(&padded_query()), Some(Datagram::Query));
-        assert_eq!(padded_query().len(), MAX_DATAGRAM);
+        assert_eq!(
+            Datagram::parse(&padded_query(0x1a2b)),
+            Some(Datagram::Query {
+                nonce: Some(0x1a2b)
+            })
+        );
+        assert_eq!(padded_query(0).len(), MAX_DATAGRAM);
+        // The nonce is eight lowercase hex digits; anything else there is no nonce.
+        assert_eq!(
+            Datagram::Query { nonce: Some(10) }.encode(),
+            b"peerchat1 query 0000000a"
+        );
+        for (first, nonce) in [
+            ("peerchat1 query 0000000a", Some(10)),
+            ("peerchat1 query 0000000A", None),
+            ("peerchat1 query 000000a", None),
+            ("peerchat1 query 00000000a", None),
+            ("peerchat1 query +000000a", None),
+            ("peerchat1 query", None),
+            ("peerchat1 query future", None),
+        ] {
+            assert_eq!(
+                Datagram::parse(first.as_bytes()),
+                Some(Datagram::Query { nonce }),
+                "{first}"
+            );
+        }
     }
 
     #[test]
     fn answers_are_bounded_in_bytes_and_peers() {
         let many: Vec<Listed> = (0..500).map(listed).collect();
-        let full = encode_peers(&many, MAX_DATAGRAM);
+        let full = encode_peers(&many, MAX_DATAGRAM, Some(1));
         assert!(full.len() <= MAX_DATAGRAM);
-        let Some(Datagram::Peers(got)) = Datagram::parse(&full) else {
+        let Some(Datagram::Peers { list: got, .. }) = Datagram::parse(&full) else {
             panic!("answer does not parse")
         };
         assert!(!got.is_empty() && got.len() <= MAX_LISTED);
@@ -629,23 +818,28 @@ mod tests {
                 ..listed(i)
             })
             .collect();
-        let Some(Datagram::Peers(got)) = Datagram::parse(&encode_peers(&short, MAX_DATAGRAM))
+        let Some(Datagram::Peers { list: got, .. }) =
+            Datagram::parse(&encode_peers(&short, MAX_DATAGRAM, None))
         else {
             panic!("answer does not parse")
         };
         assert_eq!(got.len(), MAX_LISTED);
         // A query of 20 bytes gets at most 20 bytes back; a huge limit is still capped.
         for limit in [0, 15, 20, 100, 5000] {
-            let answer = encode_peers(&many, limit);
+            let answer = encode_peers(&many, limit, None);
             assert!(answer.len() <= limit.clamp(15, MAX_DATAGRAM), "{limit}");
         }
+        // With a nonce, the first line is as long as the query's, never longer.
+        let query = Datagram::Query { nonce: Some(3) }.encode();
+        let answer = encode_peers(&many, query.len(), Some(3));
+        assert_eq!(answer.len(), query.len());
     }
 
     #[test]
     fn garbage_and_near_misses_are_dropped() {
         let long_name = format!("peerchat1 hello {} 5000", "x".repeat(65));
         let oversized = {
-            let mut q = Datagram::Query.encode();
+            let mut q = Datagram::Query { nonce: None }.encode();
             q.resize(MAX_DATAGRAM + 1, b' ');
             q
         };
@@ -685,12 +879,15 @@ mod tests {
         let answer = b"peerchat1 peers\nnot-an-addr 1 - -\n127.0.0.1:0 1 - -\n224.0.0.1:5 1 - -\n127.0.0.3:5 x - -\n127.0.0.3:5 1 klingon -\n127.0.0.4:5 1 json bob\n";
         assert_eq!(
             Datagram::parse(answer),
-            Some(Datagram::Peers(vec![Listed {
-                addr: addr("127.0.0.4:5"),
-                age: Duration::from_secs(1),
-                dialect: Some(Dialect::Json),
-                name: Some("bob".into())
-            }]))
+            Some(Datagram::Peers {
+                nonce: None,
+                list: vec![Listed {
+                    addr: addr("127.0.0.4:5"),
+                    age: Duration::from_secs(1),
+                    dialect: Some(Dialect::Json),
+                    name: Some("bob".into())
+                }]
+            })
         );
     }
 
@@ -731,9 +928,13 @@ mod tests {
     fn only_announcements_and_goodbyes_are_taken_from_the_group() {
         assert!(fits_group(b"peerchat1 hello bob 6000"));
         assert!(fits_group(b"peerchat1 bye 6000"));
-        assert!(!fits_group(&Datagram::Query.encode()));
-        assert!(!fits_group(&padded_query()));
-        assert!(!fits_group(&encode_peers(&[listed(1)], MAX_DATAGRAM)));
+        assert!(!fits_group(&Datagram::Query { nonce: None }.encode()));
+        assert!(!fits_group(&padded_query(1)));
+        assert!(!fits_group(&encode_peers(
+            &[listed(1)],
+            MAX_DATAGRAM,
+            Some(1)
+        )));
         assert!(!fits_group(b"garbage"));
     }
 
@@ -797,23 +998,31 @@ mod tests {
         let mut d = disc(t);
         let src = addr("127.0.0.7:5077");
         // A bare query allows a bare answer: amplification at most 1.
-        let q = Datagram::Query.encode();
-        let Some(Heard::Query { limit }) = d.on_datagram(src, &q, t) else {
+        let q = Datagram::Query { nonce: Some(9) }.encode();
+        let Some(Heard::Query { limit, nonce }) = d.on_datagram(src, &q, t) else {
             panic!("query not admitted")
         };
-        assert_eq!(limit, q.len());
+        assert_eq!((limit, nonce), (q.len(), Some(9)));
         let mut out = Vec::new();
         let many: Vec<Listed> = (0..100).map(listed).collect();
-        d.answer(src, &many, limit, &mut out);
+        d.answer(src, &many, limit, nonce, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, src, "answered to the source only");
         assert!(out[0].1.len() <= q.len());
+        assert_eq!(
+            Datagram::parse(&out[0].1),
+            Some(Datagram::Peers {
+                nonce: Some(9),
+                list: vec![]
+            }),
+            "the nonce goes back"
+        );
         // Per source: ANSWERS_PER_SOURCE a minute, whatever its port.
-        assert!(d.on_datagram(src, &padded_query(), t).is_some());
+        assert!(d.on_datagram(src, &padded_query(1), t).is_some());
         let other_port = addr("127.0.0.7:9");
-        assert_eq!(d.on_datagram(other_port, &padded_query(), t), None);
+        assert_eq!(d.on_datagram(other_port, &padded_query(1), t), None);
         let later = t + RATE_WINDOW;
-        assert!(d.on_datagram(src, &padded_query(), later).is_some());
+        assert!(d.on_datagram(src, &padded_query(1), later).is_some());
     }
 
     #[test]
@@ -825,7 +1034,7 @@ mod tests {
             let ip = std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1));
             let from = SocketAddr::new(IpAddr::V4(ip), 5077);
             let now = t + Duration::from_millis(u64::from(i) / 10);
-            if d.on_datagram(from, &padded_query(), now).is_some() {
+            if d.on_datagram(from, &padded_query(1), now).is_some() {
                 answered += 1;
             }
         }
@@ -840,16 +1049,22 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         let bob = addr("127.0.0.7:5077");
-        let answer = encode_peers(&[listed(1)], MAX_DATAGRAM);
         // Unasked: dropped.
-        assert_eq!(d.on_datagram(bob, &answer, t), None);
+        let unasked = encode_peers(&[listed(1)], MAX_DATAGRAM, None);
+        assert_eq!(d.on_datagram(bob, &unasked, t), None);
         d.heard_from(bob);
         d.heard_from(bob);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
-        assert_eq!(out, vec![(bob, padded_query())], "queued once");
+        assert_eq!(queries(&out), vec![(bob, false)], "queued once, bare");
+        let answer = answer_to(&out[0].1, &[listed(1)]);
         // From someone else: dropped.
         assert_eq!(d.on_datagram(addr("127.0.0.8:5077"), &answer, t), None);
+        // From bob without the nonce, or with another: dropped, and the query stays open.
+        for forged in [None, Some(nonce_of(&out[0].1) ^ 1)] {
+            let forged = encode_peers(&[listed(2)], MAX_DATAGRAM, forged);
+            assert_eq!(d.on_datagram(bob, &forged, t), None);
+        }
         assert_eq!(
             d.on_datagram(bob, &answer, t),
             Some(Heard::Peers(vec![listed(1)]))
@@ -860,8 +1075,49 @@ mod tests {
         let t2 = t + Duration::from_secs(1);
         out.clear();
         d.on_timeout(t2, &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(d.on_datagram(bob, &answer, t2 + ANSWER_TIMEOUT * 2), None);
+        let late = out
+            .iter()
+            .find(|(to, _)| *to == bob)
+            .map(|(_, q)| answer_to(q, &[listed(1)]))
+            .expect("asked again");
+        assert_eq!(d.on_datagram(bob, &late, t2 + ANSWER_TIMEOUT * 2), None);
+    }
+
+    #[test]
+    fn a_bare_query_first_and_the_padded_one_once_it_is_answered() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let bob = addr("198.18.200.7:40000");
+        d.heard_from(bob);
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        assert_eq!(queries(&out), vec![(bob, false)]);
+        assert_eq!(out[0].1.len(), "peerchat1 query 01234567".len());
+        // Bob answers with the nonce: a peerchat; its padded query is due at once, and
+        // outside the rate (the bare one was within it).
+        let answer = answer_to(&out[0].1, &[]);
+        assert_eq!(answer.len(), out[0].1.len(), "a bare answer");
+        assert_eq!(d.on_datagram(bob, &answer, t), Some(Heard::Peers(vec![])));
+        for i in 0..20u8 {
+            d.heard_from(addr(&format!("198.18.200.{}:9", 20 + i)));
+        }
+        assert_eq!(d.poll_timeout(), Some(t));
+        out.clear();
+        d.on_timeout(t, &mut out);
+        let sent = queries(&out);
+        assert_eq!(sent[0], (bob, true), "padded, first");
+        assert_eq!(sent.len(), QUERIES_PER_WINDOW as usize, "1 + the 5 left");
+        assert!(sent[1..].iter().all(|&(_, padded)| !padded));
+        // A query bob leaves unanswered makes it a stranger again: bare next time.
+        let later = t + ANSWER_TIMEOUT + Duration::from_secs(1);
+        d.on_timeout(later, &mut Vec::new());
+        d.enqueue(bob);
+        out.clear();
+        d.on_timeout(t + RATE_WINDOW, &mut out);
+        assert!(queries(&out).contains(&(bob, false)));
+        // An address that goes away (bye) is forgotten, verified or not.
+        d.gone(bob);
+        assert!(!d.verified.contains(&bob) && !d.known.contains(&bob));
     }
 
     #[test]
@@ -870,9 +1126,11 @@ mod tests {
         let mut d = disc(t);
         let bob = addr("198.18.200.7:5077");
         d.heard_from(bob);
-        d.on_timeout(t, &mut Vec::new());
-        let answer = b"peerchat1 peers\n127.0.0.1:6379 1 - -\n[::1]:22 1 - -\n[::ffff:127.0.0.2]:80 1 - -\n198.18.200.8:6000 1 - -";
-        let Some(Heard::Peers(got)) = d.on_datagram(bob, answer, t) else {
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        let lines = "\n127.0.0.1:6379 1 - -\n[::1]:22 1 - -\n[::ffff:127.0.0.2]:80 1 - -\n198.18.200.8:6000 1 - -";
+        let answer = |q: &[u8]| format!("peerchat1 peers {:08x}{lines}", nonce_of(q));
+        let Some(Heard::Peers(got)) = d.on_datagram(bob, answer(&out[0].1).as_bytes(), t) else {
             panic!("answer dropped")
         };
         let got: Vec<SocketAddr> = got.iter().map(|p| p.addr).collect();
@@ -880,8 +1138,10 @@ mod tests {
         // From a peerchat on this host, its loopback is ours too: taken.
         let local = addr("127.0.0.7:5077");
         d.heard_from(local);
-        d.on_timeout(t, &mut Vec::new());
-        let Some(Heard::Peers(got)) = d.on_datagram(local, answer, t) else {
+        out.clear();
+        d.on_timeout(t, &mut out);
+        let query = &out.iter().find(|(to, _)| *to == local).expect("asked").1;
+        let Some(Heard::Peers(got)) = d.on_datagram(local, answer(query).as_bytes(), t) else {
             panic!("answer dropped")
         };
         assert_eq!(got.len(), 4);

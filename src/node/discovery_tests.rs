@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::discovery::{
-    self, encode_peers, padded_query, Datagram, Listed, ANSWERS_PER_WINDOW, MAX_DATAGRAM,
+    self, encode_peers, padded_query, Datagram, Listed, Nonce, ANSWERS_PER_WINDOW, MAX_DATAGRAM,
     NEW_PEERS_PER_WINDOW,
 };
 use super::{Effect, Node, Settings};
@@ -51,6 +51,45 @@ fn sends(n: &mut Node) -> Vec<(SocketAddr, String, Dialect)> {
         .collect()
 }
 
+/// The query `out` holds for `to`, if any.
+fn query_to(out: &[Effect], to: SocketAddr) -> Option<Vec<u8>> {
+    datagrams(out)
+        .into_iter()
+        .find(|(a, b)| *a == to && matches!(Datagram::parse(b), Some(Datagram::Query { .. })))
+        .map(|(_, b)| b)
+}
+
+fn nonce_of(query: &[u8]) -> Nonce {
+    match Datagram::parse(query) {
+        Some(Datagram::Query { nonce: Some(n) }) => n,
+        other => panic!("not a query with a nonce: {other:?}"),
+    }
+}
+
+/// An answer to `query` whose lines (each starting with `\n`) are `lines`.
+fn answer(query: &[u8], lines: &str) -> Vec<u8> {
+    format!("peerchat1 peers {:08x}{lines}", nonce_of(query)).into_bytes()
+}
+
+/// Bob announces himself from `src` (TCP port 6000), our greeting reaches him, and he
+/// answers the bare query that follows: the padded query to him is returned.
+fn asked_in_full(n: &mut Node, src: SocketAddr, t: Instant) -> Vec<u8> {
+    let mut out = Vec::new();
+    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
+    let _ = sends(n);
+    n.on_sent(SocketAddr::new(src.ip(), 6000), None, t, &mut out);
+    n.on_timeout(t, &mut out);
+    let bare = query_to(&out, src).expect("a bare query");
+    assert!(bare.len() < 30, "{} bytes", bare.len());
+    out.clear();
+    n.on_datagram(src, &answer(&bare, ""), t, &mut out);
+    assert_eq!(n.poll_timeout(), Some(t), "the padded query is due");
+    n.on_timeout(t, &mut out);
+    let padded = query_to(&out, src).expect("a padded query");
+    assert_eq!(padded.len(), MAX_DATAGRAM);
+    padded
+}
+
 fn hello(name: &str, port: u16) -> Vec<u8> {
     Datagram::Hello {
         name: name.into(),
@@ -85,7 +124,7 @@ fn without_discover_datagrams_are_ignored_and_none_are_sent() {
     let mut out = Vec::new();
     n.start(addr("127.0.0.2:5000"), t, &mut out);
     n.on_datagram(addr("127.0.0.7:5077"), &hello("bob", 6000), t, &mut out);
-    n.on_datagram(addr("127.0.0.7:5077"), &padded_query(), t, &mut out);
+    n.on_datagram(addr("127.0.0.7:5077"), &padded_query(1), t, &mut out);
     n.quit(t, &mut out);
     assert!(datagrams(&out).is_empty());
     assert!(n.peers().is_empty());
@@ -118,10 +157,21 @@ fn an_announcement_files_the_peer_as_discovered_and_greets_it_once() {
     n.on_datagram(src, &hello("bob", 6000), t, &mut out);
     n.on_datagram(src, &hello("bob", 6000), t, &mut out);
     assert!(sends(&mut n).is_empty());
-    // It is asked, once, which peers it knows: a padded query, to the hello's source.
+    // It is asked, once, which peers it knows, to the hello's source: a bare query first
+    // (nothing says a peerchat listens there yet), the padded one once it answered.
     out.clear();
     n.on_timeout(t, &mut out);
-    assert_eq!(datagrams(&out), vec![(src, padded_query())]);
+    let got = datagrams(&out);
+    assert_eq!(got.len(), 1);
+    let bare = query_to(&out, src).expect("asked");
+    assert!(bare.len() < 30);
+    out.clear();
+    n.on_datagram(src, &answer(&bare, ""), t, &mut out);
+    n.on_timeout(t, &mut out);
+    let got = datagrams(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0, got[0].1.len()), (src, MAX_DATAGRAM));
+    assert_ne!(nonce_of(&got[0].1), nonce_of(&bare), "a nonce per query");
 }
 
 #[test]
@@ -205,19 +255,20 @@ fn a_query_is_answered_to_its_source_within_its_size() {
     with_active_peers(&mut n, 100, t);
     let src = addr("127.0.0.7:5077");
     let mut out = Vec::new();
-    n.on_datagram(src, &padded_query(), t, &mut out);
+    n.on_datagram(src, &padded_query(0xabc), t, &mut out);
     let got = datagrams(&out);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, src);
     assert!(got[0].1.len() <= MAX_DATAGRAM);
-    let Some(Datagram::Peers(list)) = Datagram::parse(&got[0].1) else {
+    let Some(Datagram::Peers { nonce, list }) = Datagram::parse(&got[0].1) else {
         panic!("not an answer")
     };
+    assert_eq!(nonce, Some(0xabc));
     assert!(list.len() >= 10, "{}", list.len());
     assert!(list.iter().all(|p| p.dialect == Some(Dialect::Colon)));
     // A bare query: an answer no longer than it.
     out.clear();
-    let bare = Datagram::Query.encode();
+    let bare = Datagram::Query { nonce: None }.encode();
     n.on_datagram(addr("127.0.0.8:5077"), &bare, t, &mut out);
     let got = datagrams(&out);
     assert!(got[0].1.len() <= bare.len());
@@ -232,7 +283,7 @@ fn a_spoofed_query_flood_draws_a_bounded_number_of_answers() {
     let mut bytes_in = 0usize;
     for i in 0..20_000u32 {
         let from = SocketAddr::new(IpAddr::from((0x7f02_0000 + i).to_be_bytes()), 5077);
-        let q = padded_query();
+        let q = padded_query(i);
         bytes_in += q.len();
         n.on_datagram(from, &q, t + Duration::from_millis(u64::from(i)), &mut out);
     }
@@ -252,11 +303,8 @@ fn an_answer_to_our_query_files_its_peers_as_exchanged_and_greets_each_in_its_di
     let t = Instant::now();
     let mut out = Vec::new();
     let src = addr("127.0.0.7:5077");
-    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
     // Our greeting reaches bob's TCP side: only then is bob asked.
-    assert_eq!(sends(&mut n).len(), 1);
-    n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
-    n.on_timeout(t, &mut out);
+    let query = asked_in_full(&mut n, src, t);
     let listed = |ip: &str, age, dialect| Listed {
         addr: addr(ip),
         age: Duration::from_secs(age),
@@ -271,6 +319,7 @@ fn an_answer_to_our_query_files_its_peers_as_exchanged_and_greets_each_in_its_di
             listed("127.0.0.10:7000", 5000, None), // stale
         ],
         MAX_DATAGRAM,
+        Some(nonce_of(&query)),
     );
     // From someone we did not ask: nothing.
     n.on_datagram(addr("127.0.0.8:5077"), &answer, t, &mut out);
@@ -377,7 +426,10 @@ fn listed_addresses_in_mapped_form_are_checked_like_plain_ones() {
         let answer = format!("peerchat1 peers\n{bad} 1 - -\n");
         assert_eq!(
             Datagram::parse(answer.as_bytes()),
-            Some(Datagram::Peers(vec![])),
+            Some(Datagram::Peers {
+                nonce: None,
+                list: vec![]
+            }),
             "{bad}"
         );
     }
@@ -386,13 +438,12 @@ fn listed_addresses_in_mapped_form_are_checked_like_plain_ones() {
     let t = Instant::now();
     let mut out = Vec::new();
     let src = addr("127.0.0.7:5077");
-    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
-    n.on_timeout(t, &mut out);
-    let _ = sends(&mut n);
-    let answer = b"peerchat1 peers\n[::ffff:0.0.0.0]:22 1 - -\n[::ffff:224.0.0.1]:22 1 - -\n";
-    n.on_datagram(src, answer, t, &mut out);
-    assert!(sends(&mut n).is_empty(), "greeted a non-peer address");
-    assert_eq!(n.peers().len(), 1, "only bob");
+    let query = asked_in_full(&mut n, src, t);
+    let lines = "\n[::ffff:0.0.0.0]:22 1 - -\n[::ffff:224.0.0.1]:22 1 - -\n127.0.0.9:22 1 - -";
+    n.on_datagram(src, &answer(&query, lines), t, &mut out);
+    let greeted: Vec<SocketAddr> = sends(&mut n).into_iter().map(|s| s.0).collect();
+    assert_eq!(greeted, vec![addr("127.0.0.9:22")], "only the peer address");
+    assert_eq!(n.peers().len(), 2, "bob and 127.0.0.9:22");
 }
 
 #[test]
@@ -417,14 +468,44 @@ fn a_hello_draws_nothing_larger_than_itself_towards_its_source() {
         "{} bytes in, {sent} bytes out to the source",
         bytes.len()
     );
-    // Once our greeting reaches its TCP side, it is a peerchat that listens: asked then.
+    // Once our greeting reaches its TCP side, something accepts connections there (an
+    // sshd would): asked then, but with a bare query, about as long as the hello. Only
+    // an answer carrying its nonce earns the padded query.
     assert_eq!(sends(&mut n).len(), 1, "greeted with connect");
     n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
     out.clear();
     n.on_timeout(t, &mut out);
+    let bare = query_to(&out, victim).expect("asked now");
+    assert!(bare.len() <= bytes.len() + 8, "{} bytes", bare.len());
+    // An answer forged without the nonce (or with a guess) draws nothing more; more
+    // hellos forged from the victim's other ports each draw a bare query at most, and
+    // never a padded one, over ten minutes.
+    let mut drawn = 0;
+    for s in 0..600u64 {
+        let now = t + Duration::from_secs(s);
+        out.clear();
+        if s < 20 {
+            let from = addr(&format!("127.0.0.7:{}", 100 + s));
+            n.on_datagram(from, &bytes, now, &mut out);
+        }
+        for forged in [None, Some(nonce_of(&bare).wrapping_add(1))] {
+            let lines = "\n127.0.0.9:22 1 - -";
+            let mut b = encode_peers(&[], MAX_DATAGRAM, forged);
+            b.extend_from_slice(lines.as_bytes());
+            n.on_datagram(victim, &b, now, &mut out);
+        }
+        n.on_timeout(now, &mut out);
+        for (to, b) in datagrams(&out) {
+            if to.ip() == victim.ip() {
+                assert!(b.len() < 30, "{} bytes to {to}", b.len());
+                drawn += 1;
+            }
+        }
+    }
+    assert!(drawn > 0, "the other ports were asked, bare");
     assert!(
-        datagrams(&out).iter().any(|(to, _)| *to == victim),
-        "asked now"
+        n.peers().get(addr("127.0.0.9:22")).is_none(),
+        "forged list taken"
     );
 }
 
@@ -440,14 +521,9 @@ fn a_listed_loopback_alias_of_ourselves_is_not_greeted() {
     let t = Instant::now();
     let mut out = Vec::new();
     let src = addr("127.0.0.7:5077");
-    n.on_datagram(src, &hello("bob", 6000), t, &mut out);
-    n.on_timeout(t, &mut out);
-    let _ = sends(&mut n);
-    n.on_datagram(
-        src,
-        b"peerchat1 peers\n127.0.0.9:5000 1 - me\n",
-        t,
-        &mut out,
-    );
-    assert!(sends(&mut n).is_empty(), "greeted ourselves");
+    let query = asked_in_full(&mut n, src, t);
+    let lines = "\n127.0.0.9:5000 1 - me\n127.0.0.9:5001 1 - other\n";
+    n.on_datagram(src, &answer(&query, lines), t, &mut out);
+    let greeted: Vec<SocketAddr> = sends(&mut n).into_iter().map(|s| s.0).collect();
+    assert_eq!(greeted, vec![addr("127.0.0.9:5001")], "greeted ourselves");
 }

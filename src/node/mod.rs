@@ -1085,7 +1085,7 @@ impl Node {
                     }
                 }
             }
-            Some(Heard::Query { limit }) => {
+            Some(Heard::Query { limit, nonce }) => {
                 let mut rows = self.peers.rows(now);
                 rows.retain(|r| {
                     r.status == crate::node::peers::Status::Active
@@ -1102,7 +1102,7 @@ impl Node {
                     })
                     .collect();
                 if let Some(d) = &mut self.discovery {
-                    d.answer(from, &list, limit, &mut self.datagrams);
+                    d.answer(from, &list, limit, nonce, &mut self.datagrams);
                 }
                 self.flush_datagrams(out);
             }

@@ -4,7 +4,7 @@
 //! one node's static peer converge through peer exchange. Each prints the time to full
 //! tables and the datagrams sent per node (`--nocapture`). `SIM_DISCOVERY_NODES` sets the
 //! size of the one-LAN run (default 200; a full mesh costs N² connections: 1,000 nodes take
-//! about 3 minutes in a debug build, and are complete after 1214 s virtual, two intervals,
+//! about 2 minutes in a debug build, and are complete after 1214 s virtual, two intervals,
 //! because a node admits at most 256 new peers a minute).
 
 use std::net::SocketAddr;
@@ -76,11 +76,12 @@ fn a_lan_of_nodes_finds_itself() {
     };
     let done = until_complete(&mut sim, &all, n - 1, limit);
     let at_start = spread(sim.datagrams.clone());
+    let bytes_at_start = spread(sim.datagram_bytes.clone());
     if n > 300 {
         println!(
             "discovery, {n} nodes on one LAN started within 10 s: every table complete at \
              {done:?} (virtual); datagrams sent per node until then (min/median/max) \
-             {at_start:?}; wall time {:.2?}",
+             {at_start:?}, bytes {bytes_at_start:?}; wall time {:.2?}",
             wall.elapsed()
         );
         return;
@@ -88,19 +89,17 @@ fn a_lan_of_nodes_finds_itself() {
     // Settled (the queries of the start-up sent): count the second hour's datagrams.
     let hour = secs(3600);
     sim.run_until(hour);
-    let before = sim.datagrams.clone();
+    let before = (sim.datagrams.clone(), sim.datagram_bytes.clone());
     sim.run_until(hour * 2);
-    let per_hour = spread(
-        sim.datagrams
-            .iter()
-            .zip(&before)
-            .map(|(a, b)| a - b)
-            .collect(),
-    );
+    let since =
+        |now: &[u64], then: &[u64]| spread(now.iter().zip(then).map(|(a, b)| a - b).collect());
+    let per_hour = since(&sim.datagrams, &before.0);
+    let bytes_per_hour = since(&sim.datagram_bytes, &before.1);
     println!(
         "discovery, {n} nodes on one LAN started within 10 s: every table complete at {done:?} \
-         (virtual); datagrams sent per node until then (min/median/max) {at_start:?}; \
-         per node per hour once settled {per_hour:?}; wall time {:.2?}",
+         (virtual); datagrams sent per node until then (min/median/max) {at_start:?}, bytes \
+         {bytes_at_start:?}; per node per hour once settled {per_hour:?}, bytes \
+         {bytes_per_hour:?}; wall time {:.2?}",
         wall.elapsed()
     );
     assert!(
@@ -134,8 +133,10 @@ fn two_lans_joined_by_one_node_converge_through_exchange() {
     let done = until_complete(&mut sim, &all, 2 * half - 1, secs(8 * 3600));
     println!(
         "discovery, two LANs of {half} joined by one node: every table complete at {done:?} \
-         (virtual, announce interval 600 s); datagrams per node {:?}; wall time {:.2?}",
+         (virtual, announce interval 600 s); datagrams per node {:?}, bytes {:?}; wall time \
+         {:.2?}",
         spread(sim.datagrams.clone()),
+        spread(sim.datagram_bytes.clone()),
         wall.elapsed()
     );
     // Learned across by exchange: a node of LAN A files a node of LAN B as exchanged, or

@@ -226,6 +226,7 @@ impl Sim {
     /// network's shortest latency; nothing crosses a partition.
     fn datagram(&mut self, i: usize, to: SocketAddr, bytes: Vec<u8>) {
         self.datagrams[i] += 1;
+        self.datagram_bytes[i] += bytes.len() as u64;
         let at = self.now + self.cfg.latency.0;
         let from = crate::sim::net::udp_addr(i);
         let targets: Vec<usize> = match self.members.get(&to) {

@@ -159,10 +159,11 @@ pub(crate) struct Sim {
     /// Queue entries processed.
     pub(crate) processed: u64,
     /// Discovery: the nodes in each group, each node by its side-channel address, and the
-    /// datagrams each node sent.
+    /// datagrams each node sent, and their bytes.
     pub(super) members: HashMap<SocketAddr, Vec<usize>>,
     pub(super) udp: HashMap<SocketAddr, usize>,
     pub(crate) datagrams: Vec<u64>,
+    pub(crate) datagram_bytes: Vec<u64>,
 }
 
 /// Node `i`'s side-channel (UDP) address: its IP, a port of its own.
@@ -193,6 +194,7 @@ impl Sim {
             members: HashMap::new(),
             udp: HashMap::new(),
             datagrams: Vec::new(),
+            datagram_bytes: Vec::new(),
             planned: BTreeMap::new(),
             trace,
             scratch: Vec::new(),
@@ -230,6 +232,7 @@ impl Sim {
         }
         self.udp.insert(udp_addr(i), i);
         self.datagrams.push(0);
+        self.datagram_bytes.push(0);
         // Each node its own jitter, as each process seeds its own.
         let seed = (u64::from(self.nodes.len() as u32) << 16) ^ u64::from(addr.port());
         let liveness = Liveness::new(limits.probe_interval, limits.probe_failures).seeded(seed | 1);
