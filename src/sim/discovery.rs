@@ -1,11 +1,12 @@
 //! Discovery in the simulator: nodes with `--discover` on simulated LANs (a multicast group
 //! is a set of nodes; a datagram reaches every member after the network's latency), with
 //! the real `node::discovery` on every node. A LAN finds itself; two LANs joined only by
-//! one node's static peer converge through peer exchange. Each prints the time to full
-//! tables and the datagrams sent per node (`--nocapture`). `SIM_DISCOVERY_NODES` sets the
-//! size of the one-LAN run (default 200; a full mesh costs N² connections: 1,000 nodes take
-//! about 2 minutes in a debug build, and are complete after 1214 s virtual, two intervals,
-//! because a node admits at most 256 new peers a minute).
+//! one node's static peer converge through peer exchange; forged announcements draw only
+//! bare queries towards their spoofed sources. Each prints the time to full tables and the
+//! datagrams sent per node (`--nocapture`). `SIM_DISCOVERY_NODES` sets the size of the
+//! one-LAN run (default 200; a full mesh costs N² connections: 1,000 nodes take about 2
+//! minutes in a debug build, and are complete after 1214 s virtual, two intervals, because
+//! a node admits at most 256 new peers a minute).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -109,6 +110,51 @@ fn a_lan_of_nodes_finds_itself() {
     // Per hour: 6 announcements, 6 queries, about 6 answers.
     assert!(per_hour.2 <= 6 + 6 + 2 * 60, "{per_hour:?}");
     assert!(per_hour.1 <= 18, "{per_hour:?}");
+    let violations = sim.trace.violations();
+    assert!(violations.is_empty(), "{violations}");
+}
+
+/// Forged announcements: 20 hellos whose source is a UDP port of their choosing on a host
+/// whose named TCP port accepts (a peer without discovery: any service would do), heard by
+/// a LAN of 50. Every peerchat greets the host, as discovery does, and sends each forged
+/// source a bare query, which nobody there answers: nothing larger than the hello, and no
+/// padded query, ever goes towards the spoofed ports.
+#[test]
+fn forged_hellos_draw_only_bare_queries_towards_their_spoofed_sources() {
+    let n = 50;
+    let mut sim = world(13);
+    for i in 0..n {
+        sim.add(Spec::new(&format!("n{i}")).discovers(group(1)));
+        sim.at(Duration::from_millis(10 * i as u64), i, Action::Start);
+    }
+    let victim = sim.add(Spec::new("victim"));
+    sim.at(Duration::ZERO, victim, Action::Start);
+    let host = sim.addr(victim);
+    let hello = format!("peerchat1 hello x {}", host.port());
+    let spoofed = |p: u16| SocketAddr::new(host.ip(), 9000 + p);
+    for p in 0..20 {
+        // Once the start-up's queries are out, so that these wait in no queue.
+        let at = secs(300) + Duration::from_millis(100 * u64::from(p));
+        sim.forge_at(at, spoofed(p), group(1), hello.as_bytes());
+    }
+    sim.run_until(secs(3600));
+    let (mut count, mut bytes, mut largest) = (0, 0, 0);
+    for p in 0..20 {
+        if let Some(&(c, b, l)) = sim.unicast.get(&spoofed(p)) {
+            (count, bytes, largest) = (count + c, bytes + b, largest.max(l));
+        }
+    }
+    println!(
+        "discovery, 20 forged hellos ({} bytes each) heard by 50 peerchats: {count} datagrams, \
+         {bytes} bytes towards the spoofed sources in an hour, the largest {largest} bytes",
+        hello.len()
+    );
+    assert!(count > 0, "the forged sources were asked (bare)");
+    assert!(largest <= hello.len() + 8, "{largest} bytes at once");
+    assert!(
+        count <= 20 * n as u64,
+        "at most one query a source a peerchat: {count}"
+    );
     let violations = sim.trace.violations();
     assert!(violations.is_empty(), "{violations}");
 }

@@ -231,7 +231,15 @@ impl Sim {
         let from = crate::sim::net::udp_addr(i);
         let targets: Vec<usize> = match self.members.get(&to) {
             Some(members) => members.clone(),
-            None => self.udp.get(&to).copied().into_iter().collect(),
+            None => {
+                let tally = self.unicast.entry(to).or_default();
+                *tally = (
+                    tally.0 + 1,
+                    tally.1 + bytes.len() as u64,
+                    tally.2.max(bytes.len()),
+                );
+                self.udp.get(&to).copied().into_iter().collect()
+            }
         };
         for j in targets {
             if !self.cut(i, j) {

@@ -164,6 +164,8 @@ pub(crate) struct Sim {
     pub(super) udp: HashMap<SocketAddr, usize>,
     pub(crate) datagrams: Vec<u64>,
     pub(crate) datagram_bytes: Vec<u64>,
+    /// Datagrams sent to each unicast address: how many, their bytes, the largest.
+    pub(crate) unicast: HashMap<SocketAddr, (u64, u64, usize)>,
 }
 
 /// Node `i`'s side-channel (UDP) address: its IP, a port of its own.
@@ -195,6 +197,7 @@ impl Sim {
             udp: HashMap::new(),
             datagrams: Vec::new(),
             datagram_bytes: Vec::new(),
+            unicast: HashMap::new(),
             planned: BTreeMap::new(),
             trace,
             scratch: Vec::new(),
@@ -254,6 +257,24 @@ impl Sim {
     /// Schedules `action` for node `i` at virtual time `at`.
     pub(crate) fn at(&mut self, at: Duration, i: usize, action: Action) {
         self.push(at, Ev::Act(i, action));
+    }
+
+    /// A datagram forged by someone outside the simulated peers: at `at`, as if from
+    /// `from`, to a group or to one node's side-channel address.
+    pub(crate) fn forge_at(
+        &mut self,
+        at: Duration,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let targets = match self.members.get(&to) {
+            Some(members) => members.clone(),
+            None => self.udp.get(&to).copied().into_iter().collect(),
+        };
+        for j in targets {
+            self.push(at, Ev::Datagram(j, from, bytes.to_vec()));
+        }
     }
 
     /// Cuts `group` off from everyone else at `at` (connections across time out).
