@@ -884,14 +884,25 @@ impl Node {
                     ))));
                     return;
                 };
+                let user_set = self
+                    .peers
+                    .get(addr)
+                    .is_some_and(|p| p.source == crate::node::peers::Source::Static);
                 if let (true, Some(raw)) = (via_alias, raw) {
-                    // Not proof that the peer where the alias points left: that one stays
-                    // until it says so itself or stops answering.
                     self.peers.drop_alias(raw);
-                    out.push(Effect::Show(Event::Info(format!(
-                        "{raw} said exit; {addr}, which it was taken for, stays until it leaves itself or stops answering"
-                    ))));
-                    return;
+                    // Not proof that the peer where the alias points left: that one stays
+                    // until it says so itself or stops answering. Unless the user set it
+                    // up: a static peer's row stays whatever is said, and goes back to
+                    // what it was at start-up (checked, greeted when it answers). If it
+                    // never left, that costs it `/all` until it is heard or checked, and
+                    // a greeting; a static peer that restarts behind its alias would
+                    // otherwise never be greeted again.
+                    if !user_set {
+                        out.push(Effect::Show(Event::Info(format!(
+                            "{raw} said exit; {addr}, which it was taken for, stays until it leaves itself or stops answering"
+                        ))));
+                        return;
+                    }
                 }
                 let name = from
                     .name

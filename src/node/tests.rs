@@ -2000,3 +2000,40 @@ fn a_peer_draws_at_most_its_share_of_replies_per_interval() {
     assert_eq!(connect(&mut n, almost), 0, "shown, not answered");
     assert_eq!(connect(&mut n, t0 + REPLY_INTERVAL), 1, "a new interval");
 }
+
+/// A static peer that sends from another address than the one it listens at (a relay,
+/// filed under its listening address through an alias) and says `exit` through that
+/// alias goes back to what it was at start-up, as when it says so directly: checked, and
+/// greeted when it answers. It stayed active, so a restart behind the alias was never
+/// greeted (fails without). Any other peer's row stays (see the tests above).
+#[test]
+fn a_static_peer_that_says_exit_through_its_alias_is_greeted_when_it_answers_again() {
+    let t0 = Instant::now();
+    let (mut n, mut out, stat) = started_greeting_static(t0);
+    n.on_sent(stat, None, t0, &mut out);
+    assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
+    // It speaks from .6, claiming .9: our answer to .6 is refused, so .6 is its alias.
+    let relay = addr("127.0.0.6:9000");
+    let said = |body| Message {
+        claimed_ip: Some(stat.ip()),
+        ..msg("st", 9000, body)
+    };
+    n.on_message(relay.ip(), said(Body::Connect), t0, &mut out);
+    assert_eq!(sends(&mut n), sent(&[("127.0.0.6:9000", "connect_ack")]));
+    n.on_send_failed(relay, "refused".into(), &mut out);
+    assert_eq!(n.peers().len(), 1, "one row, at .9");
+    // Merged: the answer goes where it listens.
+    assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect_ack")]));
+    n.on_sent(stat, None, t0, &mut out);
+    out.clear();
+    n.on_message(relay.ip(), said(Body::Exit), t0, &mut out);
+    assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
+    assert!(shown(&out)
+        .iter()
+        .any(|e| matches!(e, Event::PeerLeft { .. })));
+    // It answers a check again (restarted): greeted.
+    let at = n.poll_timeout().expect("checked");
+    n.on_timeout(at, &mut out);
+    n.on_check(stat, true, at, &mut out);
+    assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+}
