@@ -365,3 +365,107 @@ fn inner_a_query_sent_to_the_group_is_not_answered() {
     quit_all(&mut peers);
     assert_eq!(answers, 0, "a query to the group drew {answers} answers");
 }
+
+/// The forged source's address, put on `lo` by [`FORGED_SETUP`] (inside the namespace,
+/// from the benchmarking range: nothing leaves).
+const VICTIM: &str = "198.18.0.7";
+
+const FORGED_SETUP: &str =
+    "ip link set lo up && ip link set lo multicast on && ip addr add 198.18.0.7/32 dev lo";
+
+/// Hellos forged from two UDP ports of a host (one of them an echo service, which sends
+/// back whatever reaches it), naming a plain TCP listener there, which accepts as any
+/// service would: each peerchat greets it and sends each forged source one bare query,
+/// never the padded 1200-byte one, and never again while the source stays silent, over
+/// three intervals. Our own query echoed back is not answered: the answer would carry
+/// the nonce back, and the echo would pass for a peerchat. (On the parent of the nonces,
+/// each source got 1200 bytes from each peerchat; with nonces and no fix, the echo got
+/// 1200-byte queries and answers, and each source a bare query every interval.)
+#[test]
+fn forged_hellos_draw_one_bare_query_even_from_an_echo() {
+    common::in_namespace(
+        "inner_forged_hellos_draw_one_bare_query_even_from_an_echo",
+        FORGED_SETUP,
+    );
+}
+
+#[test]
+#[ignore = "runs inside the namespace made by forged_hellos_draw_one_bare_query_even_from_an_echo"]
+fn inner_forged_hellos_draw_one_bare_query_even_from_an_echo() {
+    use std::io::Read;
+    use std::net::{TcpListener, UdpSocket};
+    use std::time::Instant;
+    if !inside() {
+        return;
+    }
+    let mut peers: Vec<Peer> = (0..2)
+        .map(|i| start_with(i, &["--discover-interval", "10"]))
+        .collect();
+    for p in &mut peers {
+        listening(p);
+    }
+    let listener = TcpListener::bind((VICTIM, 0)).expect("tcp listener");
+    let tcp_port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = stream.read(&mut [0u8; 512]);
+        }
+    });
+    // [plain, echo]
+    let sources: Vec<UdpSocket> = (0..2)
+        .map(|_| {
+            let s = UdpSocket::bind((VICTIM, 0)).expect("forged source");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        })
+        .collect();
+    let hello = format!("peerchat1 hello victim {tcp_port}");
+    let forge = |s: &UdpSocket| {
+        s.send_to(hello.as_bytes(), ("239.255.77.77", GROUP_PORT))
+            .expect("forged hello");
+    };
+    // The plain source's hello first; the echo's once the plain one was asked (a peer
+    // still being greeted remembers one source: the last hello's).
+    forge(&sources[0]);
+    // Three intervals (10 s each): what reaches each source.
+    let mut got: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + Duration::from_secs(32);
+    let mut echo_forged = false;
+    while Instant::now() < end {
+        if !echo_forged && got[0].len() == peers.len() {
+            forge(&sources[1]);
+            echo_forged = true;
+        }
+        let mut idle = true;
+        for (i, s) in sources.iter().enumerate() {
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                got[i].push(n);
+                idle = false;
+                if i == 1 {
+                    let _ = s.send_to(&buf[..n], from);
+                }
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    quit_all(&mut peers);
+    println!(
+        "FIGURE: datagram sizes at the forged sources over 32 s, plain {:?}, echo {:?}",
+        got[0], got[1]
+    );
+    for (what, sizes) in ["plain", "echo"].iter().zip(&got) {
+        assert!(
+            !sizes.is_empty(),
+            "{what}: nothing reached the forged source"
+        );
+        assert!(sizes.iter().all(|&n| n <= 30), "{what}: {sizes:?}");
+        assert!(
+            sizes.len() <= peers.len(),
+            "{what}: one query a peerchat: {sizes:?}"
+        );
+    }
+}

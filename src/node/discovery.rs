@@ -416,10 +416,16 @@ pub struct Discovery {
     /// Those of `known` that answered a query with its nonce, and have not since let one
     /// go unanswered: they are sent padded queries, anyone else a bare one first.
     verified: HashSet<SocketAddr>,
+    /// Those of `known` asked since they were last heard (announced) that have not
+    /// answered: skipped in turn until they announce again, so that a forged hello's
+    /// source is asked once per forged hello, not in turn for good.
+    silent: HashSet<SocketAddr>,
     /// Addresses that just answered their bare query, and since when: their padded query
     /// goes at the next [`Discovery::on_timeout`], outside the query rate (each follows
-    /// a bare query that was within it).
+    /// a bare query that was within it) but within a budget of its own, `follow_ups`
+    /// (QUERIES_PER_WINDOW): the bare queries of two windows can be answered in one.
     follow_up: Vec<(SocketAddr, Instant)>,
+    follow_ups: Window,
     /// The key of the nonces (std's SipHash, keyed at random per process), and a serial
     /// that makes each query's nonce its own.
     keys: RandomState,
@@ -449,7 +455,9 @@ impl Discovery {
             known: VecDeque::new(),
             turn: 0,
             verified: HashSet::new(),
+            silent: HashSet::new(),
             follow_up: Vec::new(),
+            follow_ups: Window::new(now),
             keys: RandomState::new(),
             serial: 0,
             stats: Stats::default(),
@@ -491,7 +499,16 @@ impl Discovery {
                     .unwrap_or(self.queries.since),
             ),
         };
-        let follow_up = self.follow_up.iter().map(|(_, since)| *since).min();
+        let follow_up = self
+            .follow_up
+            .iter()
+            .map(|(_, since)| *since)
+            .min()
+            .map(|since| {
+                self.follow_ups
+                    .when_free(QUERIES_PER_WINDOW)
+                    .map_or(since, |free| free.max(since))
+            });
         self.next_announce
             .into_iter()
             .chain(query)
@@ -501,7 +518,8 @@ impl Discovery {
 
     /// Time passed: the periodic hello, and the queries the rate allows.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        // A query left unanswered: whoever is there now gets a bare one next time.
+        // A query left unanswered: whoever is there gets a bare one next time (and only
+        // once heard again: see `silent`).
         let verified = &mut self.verified;
         self.asked.retain(|to, asked| {
             let waiting = asked.until > now;
@@ -510,20 +528,30 @@ impl Discovery {
             }
             waiting
         });
-        for (to, _) in std::mem::take(&mut self.follow_up) {
-            self.ask(to, now, out);
+        // Follow-ups have a budget of their own (each follows a counted bare query, but
+        // that one may have gone in the previous window).
+        while !self.follow_up.is_empty() && self.follow_ups.take(QUERIES_PER_WINDOW, now) {
+            let (to, _) = self.follow_up.remove(0);
+            if !self.asked.contains_key(&to) {
+                self.ask(to, now, out);
+            }
         }
         if self.next_announce.is_some_and(|at| now >= at) {
             self.next_announce = Some(now + self.interval);
             self.emit(self.group, self.hello.clone(), out);
             // Gossip: one peerchat in turn is asked again, so that peers it learned since
             // (across a boundary multicast does not cross) reach us too.
-            if !self.known.is_empty() {
+            // The next one heard since its last query went unanswered.
+            for _ in 0..self.known.len() {
                 self.turn %= self.known.len();
                 let next = self.known[self.turn];
-                if !self.asked.contains_key(&next) {
-                    self.turn += 1;
+                if self.asked.contains_key(&next) {
+                    break;
+                }
+                self.turn += 1;
+                if !self.silent.contains(&next) {
                     self.enqueue(next);
+                    break;
                 }
             }
         }
@@ -541,6 +569,10 @@ impl Discovery {
         // Truncated: 32 bits of a keyed hash are as unguessable as the nonce needs.
         let nonce = self.keys.hash_one((self.serial, to)) as Nonce;
         let padded = self.verified.contains(&to);
+        // Silent until it answers or announces itself again.
+        if self.known.contains(&to) {
+            self.silent.insert(to);
+        }
         self.asked.insert(
             to,
             Asked {
@@ -561,11 +593,14 @@ impl Discovery {
     /// allowed), and it joins the ones asked again in turn.
     pub fn heard_from(&mut self, from: SocketAddr) {
         if self.known.contains(&from) {
+            self.silent.remove(&from);
             return;
         }
         if self.known.len() >= MAX_KNOWN {
             if let Some(old) = self.known.pop_front() {
                 self.verified.remove(&old);
+                self.silent.remove(&old);
+                self.follow_up.retain(|(a, _)| *a != old);
             }
         }
         self.known.push_back(from);
@@ -577,6 +612,7 @@ impl Discovery {
         self.known.retain(|a| *a != from);
         self.to_query.retain(|a| *a != from);
         self.verified.remove(&from);
+        self.silent.remove(&from);
         self.follow_up.retain(|(a, _)| *a != from);
     }
 
@@ -617,6 +653,10 @@ impl Discovery {
             Datagram::Bye { port } => Some(Heard::Bye {
                 addr: SocketAddr::new(ip, port),
             }),
+            // One of our own queries coming back (a UDP echo at the address we asked, or
+            // anything else that reflects): answering it would hand the reflector our
+            // answer with the nonce it needs to pass for a peerchat.
+            Datagram::Query { nonce: Some(n) } if self.asked.values().any(|a| a.nonce == n) => None,
             Datagram::Query { nonce } => self.may_answer(ip, now).then_some(Heard::Query {
                 limit: bytes.len(),
                 nonce,
@@ -634,6 +674,7 @@ impl Discovery {
                 if !ip.is_loopback() {
                     list.retain(|p| !p.addr.ip().to_canonical().is_loopback());
                 }
+                self.silent.remove(&from);
                 // It answered a bare query: a peerchat listens there, now asked in full.
                 if !asked.padded && self.known.contains(&from) && self.verified.insert(from) {
                     self.follow_up.push((from, now));
@@ -1193,14 +1234,113 @@ mod tests {
                     .filter(|(to, _)| *to != addr(GROUP))
                     .map(|(to, _)| to),
             );
+            // Both announce every interval (they never answer here).
+            d.heard_from(bob);
+            d.heard_from(carol);
         }
         // At the repeat (5 s) both were just asked; then one per interval, in turn.
         assert_eq!(asked, vec![bob, carol, bob, carol]);
         assert!(now >= t + ANNOUNCE_INTERVAL * 4);
+        // Carol falls silent (no answer, no announcement): her turns go to bob.
+        asked.clear();
+        for _ in 0..4 {
+            now = d.poll_timeout().expect("announces");
+            d.on_timeout(now, &mut out);
+            asked.extend(
+                out.drain(..)
+                    .filter(|(to, _)| *to != addr(GROUP))
+                    .map(|(to, _)| to),
+            );
+            d.heard_from(bob);
+        }
+        // (her last announcement earns her one more query, no more).
+        let to = |who| asked.iter().filter(|a| **a == who).count();
+        assert_eq!((to(bob), to(carol)), (3, 1), "{asked:?}");
         d.gone(bob);
         now = d.poll_timeout().expect("announces");
         d.on_timeout(now, &mut out);
         assert!(!out.iter().any(|(to, _)| *to == bob));
+    }
+
+    /// Answers the queries in `out` to `who` (each with its nonce, nothing listed).
+    fn answer_all(d: &mut Discovery, out: &[(SocketAddr, Vec<u8>)], now: Instant) {
+        for (to, q) in out {
+            if matches!(Datagram::parse(q), Some(Datagram::Query { .. })) {
+                assert!(d.on_datagram(*to, &answer_to(q, &[]), now).is_some());
+            }
+        }
+    }
+
+    /// At most 12 queries a minute, and 6 follow-ups: bare queries sent late in one window
+    /// and answered early in the next have their padded follow-ups in the next window,
+    /// beside that window's own 6, whose answers bring more follow-ups (17 queries, 11
+    /// padded, when follow-ups were not counted).
+    #[test]
+    fn queries_in_one_window_stay_within_12_and_6_padded() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let ip = |i: u32| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 | i)), 9);
+        let mut out = Vec::new();
+        // The window opens at t with one query.
+        d.heard_from(ip(1));
+        d.on_timeout(t, &mut out);
+        out.clear();
+        // 55 s: five more (bare), the window is full; answered 6 s later (within 10 s).
+        let t55 = t + Duration::from_secs(55);
+        for i in 2..7 {
+            d.heard_from(ip(i));
+        }
+        d.on_timeout(t55, &mut out);
+        let late = std::mem::take(&mut out);
+        assert_eq!(queries(&late).len(), 5);
+        // 56 s: six more heard, waiting for the next window.
+        for i in 10..16 {
+            d.heard_from(ip(i));
+        }
+        let t60 = t + RATE_WINDOW;
+        let mut window = Vec::new();
+        d.on_timeout(t60, &mut out);
+        answer_all(&mut d, &out, t60);
+        window.append(&mut out);
+        d.on_timeout(t60, &mut out);
+        window.append(&mut out);
+        let t61 = t60 + Duration::from_secs(1);
+        answer_all(&mut d, &late, t61);
+        d.on_timeout(t61, &mut out);
+        window.append(&mut out);
+        let sent = queries(&window);
+        let padded = sent.iter().filter(|(_, p)| *p).count();
+        assert!(
+            sent.len() <= 12 && padded <= 6,
+            "{} queries, {padded} padded, within one window",
+            sent.len()
+        );
+    }
+
+    /// An address evicted from `known` (MAX_KNOWN) between its answer and the next
+    /// on_timeout takes its follow-up with it (left, it went out bare, no longer
+    /// verified, and outside the query count).
+    #[test]
+    fn an_evicted_address_leaves_no_follow_up_behind() {
+        let t = Instant::now();
+        let mut d = disc(t);
+        let bob = addr("198.18.200.7:40000");
+        d.heard_from(bob);
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        assert!(d.on_datagram(bob, &answer_to(&out[0].1, &[]), t).is_some());
+        assert_eq!(d.follow_up.len(), 1);
+        for i in 0..MAX_KNOWN as u32 {
+            d.heard_from(SocketAddr::new(
+                IpAddr::V4(std::net::Ipv4Addr::from(0xc613_0000 | i)),
+                9,
+            ));
+        }
+        assert!(!d.known.contains(&bob), "evicted");
+        assert!(
+            d.follow_up.is_empty(),
+            "a follow-up left for an evicted address"
+        );
     }
 
     #[test]

@@ -527,3 +527,88 @@ fn a_listed_loopback_alias_of_ourselves_is_not_greeted() {
     let greeted: Vec<SocketAddr> = sends(&mut n).into_iter().map(|s| s.0).collect();
     assert_eq!(greeted, vec![addr("127.0.0.9:5001")], "greeted ourselves");
 }
+
+/// Drives `n` for `secs` seconds, one second at a time, handing every datagram sent to
+/// `victim` to `reflect` (which may return a datagram `victim` sends back); returns the
+/// sizes of the datagrams that reached `victim`.
+fn drive_with_victim(
+    n: &mut Node,
+    victim: SocketAddr,
+    t: Instant,
+    secs: u64,
+    mut reflect: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    for s in 0..secs {
+        let now = t + Duration::from_secs(s);
+        let mut out = Vec::new();
+        n.on_timeout(now, &mut out);
+        // Deliver, and let the victim reflect; several rounds within the same second.
+        for _ in 0..4 {
+            for b in pending.drain(..) {
+                n.on_datagram(victim, &b, now, &mut out);
+            }
+            for (to, b) in datagrams(&out) {
+                if to == victim {
+                    sizes.push(b.len());
+                    if let Some(back) = reflect(&b) {
+                        pending.push(back);
+                    }
+                }
+            }
+            out.clear();
+            n.on_timeout(now, &mut out);
+        }
+        let _ = sends(n);
+    }
+    sizes
+}
+
+/// A forged hello from VICTIM:7 (a UDP echo service) naming a TCP port that accepts
+/// connections. Nothing at VICTIM:7 is a peerchat, but the echo hands our bare query
+/// back; answered (echoing its nonce, as an answer must), the echo would hand that
+/// answer back with the nonce of the query we sent to VICTIM:7, taken as proof, and
+/// VICTIM:7 would get padded 1200-byte queries and answers. Our own query coming back
+/// is not answered.
+#[test]
+fn an_echo_service_cannot_earn_the_padded_query() {
+    let mut n = node(true);
+    let t = Instant::now();
+    with_active_peers(&mut n, 40, t);
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let victim = addr("127.0.0.7:7");
+    n.on_datagram(victim, &hello("bob", 6000), t, &mut out);
+    let _ = sends(&mut n);
+    n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
+    let sizes = drive_with_victim(&mut n, victim, t, 3600, |b| Some(b.to_vec()));
+    let big = sizes.iter().filter(|s| **s > 30).count();
+    assert_eq!(
+        big, 0,
+        "an echo at the forged source drew {big} datagrams over 30 bytes: {sizes:?}"
+    );
+}
+
+/// A single forged hello (its greeting got through) puts its source among the peerchats
+/// asked again in turn; silent, it is skipped until it announces itself again, so it
+/// draws one bare query, not one every interval for as long as we run.
+#[test]
+fn one_forged_hello_draws_one_bare_query_not_one_per_interval() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let victim = addr("127.0.0.7:9");
+    n.on_datagram(victim, &hello("bob", 6000), t, &mut out);
+    let _ = sends(&mut n);
+    n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
+    // Six hours, the default interval: the victim never answers.
+    let sizes = drive_with_victim(&mut n, victim, t, 6 * 3600, |_| None);
+    assert!(sizes.iter().all(|s| *s <= 24), "{sizes:?}");
+    assert!(
+        sizes.len() <= 1,
+        "one forged hello drew {} bare queries in 6 hours",
+        sizes.len()
+    );
+}
