@@ -1224,40 +1224,32 @@ mod tests {
         d.heard_from(carol);
         d.on_timeout(t, &mut out);
         out.clear();
-        let mut asked = Vec::new();
-        let mut now = t;
-        for _ in 0..5 {
-            now = d.poll_timeout().expect("announces");
-            d.on_timeout(now, &mut out);
-            asked.extend(
-                out.drain(..)
-                    .filter(|(to, _)| *to != addr(GROUP))
-                    .map(|(to, _)| to),
-            );
-            // Both announce every interval (they never answer here).
-            d.heard_from(bob);
-            d.heard_from(carol);
-        }
+        // The next `n` timeouts, `announcing` heard after each (they never answer here):
+        // who was asked, and when the last one was.
+        let mut intervals = |n: usize, announcing: &[SocketAddr]| {
+            let (mut asked, mut now) = (Vec::new(), t);
+            for _ in 0..n {
+                now = d.poll_timeout().expect("announces");
+                d.on_timeout(now, &mut out);
+                let to = out.drain(..).map(|(to, _)| to);
+                asked.extend(to.filter(|to| *to != addr(GROUP)));
+                for a in announcing {
+                    d.heard_from(*a);
+                }
+            }
+            (asked, now)
+        };
+        let (asked, now) = intervals(5, &[bob, carol]);
         // At the repeat (5 s) both were just asked; then one per interval, in turn.
         assert_eq!(asked, vec![bob, carol, bob, carol]);
         assert!(now >= t + ANNOUNCE_INTERVAL * 4);
         // Carol falls silent (no answer, no announcement): her turns go to bob.
-        asked.clear();
-        for _ in 0..4 {
-            now = d.poll_timeout().expect("announces");
-            d.on_timeout(now, &mut out);
-            asked.extend(
-                out.drain(..)
-                    .filter(|(to, _)| *to != addr(GROUP))
-                    .map(|(to, _)| to),
-            );
-            d.heard_from(bob);
-        }
+        let (asked, _) = intervals(4, &[bob]);
         // (her last announcement earns her one more query, no more).
         let to = |who| asked.iter().filter(|a| **a == who).count();
         assert_eq!((to(bob), to(carol)), (3, 1), "{asked:?}");
         d.gone(bob);
-        now = d.poll_timeout().expect("announces");
+        let now = d.poll_timeout().expect("announces");
         d.on_timeout(now, &mut out);
         assert!(!out.iter().any(|(to, _)| *to == bob));
     }

@@ -565,6 +565,19 @@ fn drive_with_victim(
     sizes
 }
 
+/// A started node with `peers` active peers that heard a hello forged from `victim`,
+/// naming TCP port 6000 at its IP, and greeted that port successfully.
+fn forged_and_greeted(victim: SocketAddr, peers: u16, t: Instant) -> Node {
+    let mut n = node(true);
+    with_active_peers(&mut n, peers, t);
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    n.on_datagram(victim, &hello("bob", 6000), t, &mut out);
+    let _ = sends(&mut n);
+    n.on_sent(SocketAddr::new(victim.ip(), 6000), None, t, &mut out);
+    n
+}
+
 /// A forged hello from VICTIM:7 (a UDP echo service) naming a TCP port that accepts
 /// connections. Nothing at VICTIM:7 is a peerchat, but the echo hands our bare query
 /// back; answered (echoing its nonce, as an answer must), the echo would hand that
@@ -573,15 +586,8 @@ fn drive_with_victim(
 /// is not answered.
 #[test]
 fn an_echo_service_cannot_earn_the_padded_query() {
-    let mut n = node(true);
-    let t = Instant::now();
-    with_active_peers(&mut n, 40, t);
-    let mut out = Vec::new();
-    n.start(addr("127.0.0.2:5000"), t, &mut out);
-    let victim = addr("127.0.0.7:7");
-    n.on_datagram(victim, &hello("bob", 6000), t, &mut out);
-    let _ = sends(&mut n);
-    n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
+    let (t, victim) = (Instant::now(), addr("127.0.0.7:7"));
+    let mut n = forged_and_greeted(victim, 40, t);
     let sizes = drive_with_victim(&mut n, victim, t, 3600, |b| Some(b.to_vec()));
     let big = sizes.iter().filter(|s| **s > 30).count();
     assert_eq!(
@@ -595,14 +601,8 @@ fn an_echo_service_cannot_earn_the_padded_query() {
 /// draws one bare query, not one every interval for as long as we run.
 #[test]
 fn one_forged_hello_draws_one_bare_query_not_one_per_interval() {
-    let mut n = node(true);
-    let t = Instant::now();
-    let mut out = Vec::new();
-    n.start(addr("127.0.0.2:5000"), t, &mut out);
-    let victim = addr("127.0.0.7:9");
-    n.on_datagram(victim, &hello("bob", 6000), t, &mut out);
-    let _ = sends(&mut n);
-    n.on_sent(addr("127.0.0.7:6000"), None, t, &mut out);
+    let (t, victim) = (Instant::now(), addr("127.0.0.7:9"));
+    let mut n = forged_and_greeted(victim, 0, t);
     // Six hours, the default interval: the victim never answers.
     let sizes = drive_with_victim(&mut n, victim, t, 6 * 3600, |_| None);
     assert!(sizes.iter().all(|s| *s <= 24), "{sizes:?}");
