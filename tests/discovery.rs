@@ -378,7 +378,8 @@ const FORGED_SETUP: &str =
 /// service would: each peerchat greets it and sends each forged source one bare query,
 /// never the padded 1200-byte one, and never again while the source stays silent, over
 /// three intervals. Our own query echoed back is not answered: the answer would carry
-/// the nonce back, and the echo would pass for a peerchat. (On the parent of the nonces,
+/// the nonce back, and the echo would pass for a peerchat. The listener, which never
+/// answers the greeting, is dropped as silent at its first check. (On the parent of the nonces,
 /// each source got 1200 bytes from each peerchat; with nonces and no fix, the echo got
 /// 1200-byte queries and answers, and each source a bare query every interval.)
 #[test]
@@ -398,9 +399,8 @@ fn inner_forged_hellos_draw_one_bare_query_even_from_an_echo() {
     if !inside() {
         return;
     }
-    let mut peers: Vec<Peer> = (0..2)
-        .map(|i| start_with(i, &["--discover-interval", "10"]))
-        .collect();
+    let args = ["--discover-interval", "10", "--probe-interval", "5"];
+    let mut peers: Vec<Peer> = (0..2).map(|i| start_with(i, &args)).collect();
     for p in &mut peers {
         listening(p);
     }
@@ -451,6 +451,14 @@ fn inner_forged_hellos_draw_one_bare_query_even_from_an_echo() {
         if idle {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+    // The listener never said a word back: by its first check, each peerchat dropped
+    // it as silent; the two peerchats, which answered each other, stay.
+    let web = format!("{VICTIM}:{tcp_port}");
+    for p in &mut peers {
+        p.expect_event("peer_left", |v| v["addr"] == web && v["reason"] == "silent");
+        let left = p.lines_matching(|l| l.contains("\"peer_left\""));
+        assert_eq!(left.len(), 1, "{}: {left:?}", p.label);
     }
     quit_all(&mut peers);
     println!(

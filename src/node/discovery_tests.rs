@@ -612,3 +612,56 @@ fn one_forged_hello_draws_one_bare_query_not_one_per_interval() {
         sizes.len()
     );
 }
+
+/// A port a hello named that accepted our greeting but never said a word back (no
+/// `connect_ack`, nothing in any dialect) is not a peerchat: at its first liveness check
+/// it is dropped, not checked, so a forged hello naming a web server's port costs one
+/// greeting, not a check every interval for as long as the server runs. A peerchat that
+/// answered is checked as any peer.
+#[test]
+fn an_announced_port_that_never_answers_its_greeting_is_dropped_not_checked() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let (web, bob) = (addr("127.0.0.7:80"), addr("127.0.0.8:6000"));
+    n.on_datagram(addr("127.0.0.7:9"), &hello("www", 80), t, &mut out);
+    n.on_datagram(addr("127.0.0.8:5077"), &hello("bob", 6000), t, &mut out);
+    let mut greeted: Vec<SocketAddr> = sends(&mut n).into_iter().map(|s| s.0).collect();
+    greeted.sort();
+    assert_eq!(greeted, vec![web, bob]);
+    n.on_sent(web, None, t, &mut out);
+    n.on_sent(bob, None, t, &mut out);
+    // Bob, a peerchat, answers our connect.
+    let ack = Message {
+        claimed_ip: None,
+        name: Some("bob".into()),
+        port: Some(6000),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    };
+    n.on_message(bob.ip(), ack, t, &mut out);
+    out.clear();
+    let mut checked = Vec::new();
+    let mut now = t;
+    while now < t + Duration::from_secs(120) {
+        now = n.poll_timeout().expect("checks and announcements");
+        n.on_timeout(now, &mut out);
+        for e in out.drain(..) {
+            match e {
+                Effect::Check(a) => {
+                    checked.push(a);
+                    n.on_check(a, true, now, &mut Vec::new());
+                }
+                Effect::Show(Event::PeerLeft { addr, reason, .. }) => {
+                    assert_eq!((addr, reason), (web, super::LeaveReason::Silent));
+                    assert!(n.peers().get(web).is_none(), "dropped");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(n.peers().get(web).is_none(), "the silent port was dropped");
+    assert!(!checked.contains(&web), "the silent port was checked");
+    assert!(checked.contains(&bob), "bob was not checked: {checked:?}");
+}

@@ -36,6 +36,9 @@ pub enum LeaveReason {
     Exit,
     /// It stopped answering for longer than the grace period.
     Unreachable,
+    /// Announced as a peerchat (`--discover`), greeted, and never a word back by its
+    /// first liveness check: whatever accepts connections there is not a peerchat.
+    Silent,
 }
 
 impl LeaveReason {
@@ -44,6 +47,7 @@ impl LeaveReason {
         match self {
             LeaveReason::Exit => "exit",
             LeaveReason::Unreachable => "unreachable",
+            LeaveReason::Silent => "silent",
         }
     }
 }

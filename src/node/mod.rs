@@ -536,10 +536,35 @@ impl Node {
         }
         let mut due = Vec::new();
         self.liveness.due(now, &mut due);
-        out.extend(due.into_iter().map(Effect::Check));
+        for addr in due {
+            self.check_or_drop(addr, out);
+        }
         if let Some(d) = &mut self.discovery {
             d.on_timeout(now, &mut self.datagrams);
             self.flush_datagrams(out);
+        }
+    }
+
+    /// A check of `addr` is due: it goes out, unless `addr` was announced as a peerchat
+    /// and has said nothing since our greeting (no dialect heard). A peerchat answers a
+    /// `connect`; a hello names any port that accepts connections (forged, a web server's),
+    /// which would otherwise be checked, and kept, for as long as it accepts.
+    fn check_or_drop(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) {
+        use crate::node::peers::Source;
+        let silent = self
+            .peers
+            .get(addr)
+            .is_some_and(|p| p.source == Source::Discovered && p.dialect.is_none());
+        if !silent {
+            out.push(Effect::Check(addr));
+            return;
+        }
+        if let Some(known) = self.forget(addr, out) {
+            out.push(Effect::Show(Event::PeerLeft {
+                addr,
+                name: known.name,
+                reason: LeaveReason::Silent,
+            }));
         }
     }
 

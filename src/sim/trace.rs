@@ -260,6 +260,10 @@ impl Trace {
                 {
                     self.removals.entry((i, j)).or_insert(now);
                 }
+                // Every simulated node answers a greeting: none is ever silent.
+                if let Some(j) = j.filter(|_| *reason == LeaveReason::Silent) {
+                    self.violation(now, format!("node {i} dropped node {j} as silent"));
+                }
             }
             Event::PeerBack { addr, .. } => {
                 // A static peer back after being unreachable may be greeted once more.
