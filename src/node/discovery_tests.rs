@@ -665,3 +665,207 @@ fn an_announced_port_that_never_answers_its_greeting_is_dropped_not_checked() {
     assert!(!checked.contains(&web), "the silent port was checked");
     assert!(checked.contains(&bob), "bob was not checked: {checked:?}");
 }
+
+/// Drives `n` from `from` to `until`, answering every check; returns who was checked and
+/// who was dropped as silent.
+fn run_answering(
+    n: &mut Node,
+    from: Instant,
+    until: Instant,
+    mut each: impl FnMut(&mut Node, Instant),
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let (mut checked, mut silent) = (Vec::new(), Vec::new());
+    let mut now = from;
+    let mut out = Vec::new();
+    while let Some(at) = n.poll_timeout() {
+        if at > until {
+            break;
+        }
+        now = now.max(at);
+        n.on_timeout(now, &mut out);
+        each(n, now);
+        let _ = sends(n);
+        for e in std::mem::take(&mut out) {
+            match e {
+                Effect::Check(a) => {
+                    checked.push(a);
+                    n.on_check(a, true, now, &mut Vec::new());
+                }
+                Effect::Show(Event::PeerLeft {
+                    addr,
+                    reason: super::LeaveReason::Silent,
+                    ..
+                }) => silent.push(addr),
+                _ => {}
+            }
+        }
+    }
+    (checked, silent)
+}
+
+/// A forged hello names a web server's port (W): every peerchat that heard it drops W as
+/// silent at its first check. But until then W is an active row, heard (announced) within
+/// the hour, and is listed to any peerchat that asks: one that dropped W already (its
+/// check came first) learns it again, now as `exchanged`, which is never dropped as
+/// silent, and checks it for as long as the server accepts connections.
+#[test]
+fn a_port_that_never_said_a_word_is_not_passed_on_by_peer_exchange() {
+    let t = Instant::now();
+    let victim = addr("127.0.0.7:9");
+    let web = addr("127.0.0.7:80");
+    let (a_side, a_tcp) = (addr("127.0.0.5:5077"), addr("127.0.0.5:6000"));
+    let b_side = addr("127.0.0.3:5077");
+    let mut out = Vec::new();
+    // B hears the forged hello first, A 20 s later; both greet W, which accepts.
+    let mut b = node(true);
+    b.start(addr("127.0.0.2:5000"), t, &mut out);
+    b.on_datagram(victim, &hello("www", 80), t, &mut out);
+    let _ = sends(&mut b);
+    b.on_sent(web, None, t, &mut out);
+    let mut a = node(true);
+    let ta = t + Duration::from_secs(20);
+    a.start(addr("127.0.0.2:5000"), ta, &mut out);
+    a.on_datagram(victim, &hello("www", 80), ta, &mut out);
+    let _ = sends(&mut a);
+    a.on_sent(web, None, ta, &mut out);
+    // B drops W at its first check (30 s, jittered).
+    let tb = t + Duration::from_secs(40);
+    let (_, silent) = run_answering(&mut b, t, tb, |_, _| {});
+    assert_eq!(silent, vec![web]);
+    assert!(b.peers().get(web).is_none());
+    // B hears A (a peerchat that answers its greeting) and asks it in full.
+    let query = asked_in_full(&mut b, a_side, tb);
+    let ack = Message {
+        claimed_ip: None,
+        name: Some("bob".into()),
+        port: Some(a_tcp.port()),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    };
+    b.on_message(a_tcp.ip(), ack, tb, &mut out);
+    // A, whose check of W has not come yet, answers.
+    out.clear();
+    a.on_datagram(b_side, &query, tb, &mut out);
+    let (to, answer) = datagrams(&out).pop().expect("an answer");
+    assert_eq!(to, b_side);
+    b.on_datagram(a_side, &answer, tb, &mut out);
+    let _ = sends(&mut b);
+    b.on_sent(web, None, tb, &mut out);
+    // Two hours on: W never said a word to anyone.
+    let (checked, _) = run_answering(&mut b, tb, tb + Duration::from_secs(7200), |_, _| {});
+    let at_web = checked.iter().filter(|c| **c == web).count();
+    assert!(
+        b.peers().get(web).is_none() && at_web == 0,
+        "a silent port came back through peer exchange ({:?}) and was checked {at_web} times",
+        b.peers().get(web).map(|p| p.source)
+    );
+}
+
+/// A journal (`--state`) that remembers a port a hello named before it said a word brings
+/// it back, at the next start, as `remembered`: checked for as long as it accepts, never
+/// dropped as silent. A discovered row is worth remembering once it spoke.
+#[test]
+fn a_port_that_never_said_a_word_is_not_remembered() {
+    use crate::node::history::Record;
+    let me = Settings {
+        persist: true,
+        discovery: Some(discovery::Plan {
+            group: addr(GROUP),
+            interval: discovery::ANNOUNCE_INTERVAL,
+        }),
+        ..Settings::for_tests()
+    };
+    let mut n = Node::new(
+        me,
+        Liveness::new(Duration::from_secs(30), 3),
+        (Instant::now(), 0),
+    );
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let web = addr("127.0.0.7:80");
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    n.on_datagram(addr("127.0.0.7:9"), &hello("www", 80), t, &mut out);
+    let _ = sends(&mut n);
+    n.on_sent(web, None, t, &mut out);
+    // (The user quits before its first check.)
+    let journalled = |r: &Record| matches!(r, Record::Peer { addr, .. } if *addr == web);
+    let in_journal = out
+        .iter()
+        .any(|e| matches!(e, Effect::Persist(r) if journalled(r)));
+    let in_snapshot = n.snapshot().iter().any(journalled);
+    assert!(
+        !in_journal && !in_snapshot,
+        "remembered: journal {in_journal}, snapshot {in_snapshot}"
+    );
+    // A peerchat that answers is remembered, with its dialect.
+    let bob = addr("127.0.0.8:6000");
+    n.on_datagram(addr("127.0.0.8:5077"), &hello("bob", 6000), t, &mut out);
+    let _ = sends(&mut n);
+    n.on_sent(bob, None, t, &mut out);
+    out.clear();
+    let ack = Message {
+        claimed_ip: None,
+        name: Some("bob".into()),
+        port: Some(6000),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    };
+    n.on_message(bob.ip(), ack, t, &mut out);
+    let bob_record = |r: &Record| match r {
+        Record::Peer { addr, dialect, .. } => *addr == bob && *dialect == Some(Dialect::Standard),
+        _ => false,
+    };
+    assert!(out
+        .iter()
+        .any(|e| matches!(e, Effect::Persist(r) if bob_record(r))));
+    assert!(n.snapshot().iter().any(bob_record));
+}
+
+/// A peerchat on a host with two addresses on the LAN (wired and wireless, or a
+/// secondary address) announces from each: two rows. Its `connect_ack`s leave from the
+/// address its route picks, so the other row never hears a word, and is dropped as
+/// silent. Learned again at the next hello, it was dropped again, every interval: a
+/// peerchat that never left was told as leaving six times an hour. Now the dropped
+/// address is not learned from the side channel again: told once.
+#[test]
+fn a_peerchat_announcing_from_two_addresses_is_told_as_silent_once() {
+    let mut n = node(true);
+    let t = Instant::now();
+    let mut out = Vec::new();
+    n.start(addr("127.0.0.2:5000"), t, &mut out);
+    let (wired, wireless) = (addr("127.0.0.8:5077"), addr("127.0.0.9:5077"));
+    let wireless_tcp = SocketAddr::new(wireless.ip(), 6000);
+    let ack = || Message {
+        claimed_ip: None,
+        name: Some("bob".into()),
+        port: Some(6000),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    };
+    // Bob announces from both every interval; each greeting reaches him, and he answers
+    // each from his wired address.
+    let announce = |n: &mut Node, now: Instant| {
+        let mut out = Vec::new();
+        for src in [wired, wireless] {
+            n.on_datagram(src, &hello("bob", 6000), now, &mut out);
+        }
+        for (dest, text, _) in sends(n) {
+            n.on_sent(dest, None, now, &mut out);
+            if text == "connect" {
+                n.on_message(wired.ip(), ack(), now, &mut out);
+            }
+        }
+    };
+    announce(&mut n, t);
+    let mut last = t;
+    let (_, silent) = run_answering(&mut n, t, t + Duration::from_secs(3600), |n, now| {
+        if now.saturating_duration_since(last) >= discovery::ANNOUNCE_INTERVAL {
+            last = now;
+            announce(n, now);
+        }
+    });
+    // Its second address is dropped once and not learned again; the first stays.
+    assert_eq!(silent, vec![wireless_tcp], "{silent:?}");
+    assert!(n.peers().get(wireless_tcp).is_none());
+    assert!(n.peers().get(SocketAddr::new(wired.ip(), 6000)).is_some());
+}

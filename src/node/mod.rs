@@ -297,10 +297,12 @@ impl Node {
     /// every peer in the table, static ones included, with its name and dialect, and the
     /// history.
     pub fn snapshot(&self) -> Vec<Record> {
+        // A discovered peer that never said a word is not remembered (see `learn`).
         let peers = self
             .peers
             .rows(self.epoch.0)
             .into_iter()
+            .filter(|r| r.source != Source::Discovered || r.dialect.is_some())
             .map(|r| Record::Peer {
                 addr: r.addr,
                 name: r.name,
@@ -545,20 +547,22 @@ impl Node {
         }
     }
 
-    /// A check of `addr` is due: it goes out, unless `addr` was announced as a peerchat
-    /// and has said nothing since our greeting (no dialect heard). A peerchat answers a
-    /// `connect`; a hello names any port that accepts connections (forged, a web server's),
-    /// which would otherwise be checked, and kept, for as long as it accepts.
+    /// A check of `addr` is due: it goes out, unless `addr` was announced as a peerchat,
+    /// took our greeting and has said nothing since (no dialect heard). A peerchat answers
+    /// a `connect`; a hello names any port that accepts connections (forged, a web
+    /// server's), which would otherwise be checked, and kept, for as long as it accepts.
+    /// The address is not learned from the side channel again (see `PeerTable::silence`).
     fn check_or_drop(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) {
-        use crate::node::peers::Source;
-        let silent = self
-            .peers
-            .get(addr)
-            .is_some_and(|p| p.source == Source::Discovered && p.dialect.is_none());
+        use crate::node::peers::{Source, Status};
+        // Active: our greeting reached it (one refused takes the usual way out).
+        let silent = self.peers.get(addr).is_some_and(|p| {
+            p.source == Source::Discovered && p.status == Status::Active && p.dialect.is_none()
+        });
         if !silent {
             out.push(Effect::Check(addr));
             return;
         }
+        self.peers.silence(addr);
         if let Some(known) = self.forget(addr, out) {
             out.push(Effect::Show(Event::PeerLeft {
                 addr,
@@ -916,18 +920,23 @@ impl Node {
                 if let (true, Some(raw)) = (via_alias, raw) {
                     self.peers.drop_alias(raw);
                     // Not proof that the peer where the alias points left: that one stays
-                    // until it says so itself or stops answering. Unless the user set it
-                    // up: a static peer's row stays whatever is said, and goes back to
-                    // what it was at start-up (checked, greeted when it answers). If it
-                    // never left, that costs it `/all` until it is heard or checked, and
-                    // a greeting; a static peer that restarts behind its alias would
-                    // otherwise never be greeted again.
-                    if !user_set {
-                        out.push(Effect::Show(Event::Info(format!(
-                            "{raw} said exit; {addr}, which it was taken for, stays until it leaves itself or stops answering"
-                        ))));
-                        return;
-                    }
+                    // until it says so itself or stops answering. Any host can make itself
+                    // such an alias (one `connect` claiming the peer's IP, from where that
+                    // port refuses us), so its `exit` changes nothing the user relies on.
+                    // A static peer is greeted again when it next answers a check: one that
+                    // restarts behind its alias would otherwise never be greeted again; one
+                    // that never left costs a greeting, and stays in `/all`.
+                    let again = match user_set && !self.quitting {
+                        true => {
+                            self.ungreeted.insert(addr);
+                            "; greeted again when it next answers"
+                        }
+                        false => "",
+                    };
+                    out.push(Effect::Show(Event::Info(format!(
+                        "{raw} said exit; {addr}, which it was taken for, stays until it leaves itself or stops answering{again}"
+                    ))));
+                    return;
                 }
                 let name = from
                     .name
@@ -1123,9 +1132,14 @@ impl Node {
             }
             Some(Heard::Query { limit, nonce }) => {
                 let mut rows = self.peers.rows(now);
+                // A peer only announced or listed, that never said a word to us, is not
+                // vouched for: a forged hello's port (dropped as silent at its first
+                // check) would come back, as `exchanged`, to a peerchat that dropped it.
                 rows.retain(|r| {
                     r.status == crate::node::peers::Status::Active
                         && r.last_heard.is_some_and(|age| age <= MAX_AGE)
+                        && (r.dialect.is_some()
+                            || !matches!(r.source, Source::Discovered | Source::Exchanged))
                 });
                 rows.sort_by_key(|r| r.last_heard);
                 let list: Vec<Listed> = rows
@@ -1184,8 +1198,10 @@ impl Node {
             addr,
             name: name.clone(),
         }));
-        if self.me.persist {
-            // With the dialect another peer listed it in, if any.
+        if self.me.persist && source != Source::Discovered {
+            // With the dialect another peer listed it in, if any. A discovered peer is
+            // remembered once it speaks (`heard`): a port that never answers its greeting
+            // would come back as `remembered`, checked for good.
             self.persist_peer(addr, out);
         }
         self.send(addr, "connect", now, out);

@@ -11,10 +11,10 @@
 //! holding the most, or else of the stalest entry not heard from recently; static peers
 //! are never evicted. The node learns of evictions with [`PeerTable::take_evicted`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::time::Instant;
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -191,6 +191,12 @@ pub struct PeerTable {
     /// refuses connections) listens at the value (confirmed by a message that reached it).
     /// At most one per entry; dropped with the entry they point to.
     aliases: HashMap<SocketAddr, SocketAddr>,
+    /// Addresses dropped as silent (announced, greeted, never a word back), oldest first,
+    /// at most [`MAX_SILENCED`]: not learned again from the side channel, where the next
+    /// announcement would bring one back, to be dropped again every interval (the second
+    /// address of a peerchat on two networks, whose answers leave from the first).
+    silenced: HashSet<SocketAddr>,
+    silenced_order: VecDeque<SocketAddr>,
 }
 
 /// The table's entries by address, ordered (listings are stable): an ordered index into
@@ -207,6 +213,9 @@ struct Entries {
     /// The address last looked up for a change, and where its entry is.
     last: Option<(SocketAddr, usize)>,
 }
+
+/// Addresses dropped as silent remembered at most (the oldest forgotten first).
+pub const MAX_SILENCED: usize = 1024;
 
 /// Entries' room kept however few there are (a small table never reallocates).
 const MIN_SLOTS: usize = 64;
@@ -343,6 +352,8 @@ impl PeerTable {
             evicted: Vec::new(),
             no_room_at: None,
             aliases: HashMap::new(),
+            silenced: HashSet::new(),
+            silenced_order: VecDeque::new(),
         }
     }
 
@@ -511,7 +522,7 @@ impl PeerTable {
         now: Instant,
     ) -> Option<bool> {
         let addr = canonical(addr);
-        if self.peers.contains_key(&addr) {
+        if self.peers.contains_key(&addr) || self.silenced.contains(&addr) {
             return Some(false);
         }
         let from_ip = self.per_ip.get(&addr.ip()).copied().unwrap_or(0);
@@ -523,6 +534,21 @@ impl PeerTable {
             return None;
         }
         Some(true)
+    }
+
+    /// `addr` was dropped as silent: not learned from the side channel again (see
+    /// `silenced`); a message from it is taken as from anyone.
+    pub fn silence(&mut self, addr: SocketAddr) {
+        let addr = canonical(addr);
+        if !self.silenced.insert(addr) {
+            return;
+        }
+        self.silenced_order.push_back(addr);
+        if self.silenced_order.len() > MAX_SILENCED {
+            if let Some(old) = self.silenced_order.pop_front() {
+                self.silenced.remove(&old);
+            }
+        }
     }
 
     /// `addr` announced itself on the side channel: when it was last heard is now (its
@@ -1350,5 +1376,30 @@ mod tests {
         assert!(table.heard(addr("127.0.0.4:1"), None, None, true, t0 + RECENT));
         assert_eq!(table.take_evicted(), vec![addr("127.0.0.3:1")]);
         assert!(table.take_evicted().is_empty(), "taken once");
+    }
+
+    /// An address dropped as silent is not learned from the side channel again; the
+    /// memory of such addresses is bounded, the oldest forgotten first.
+    #[test]
+    fn silenced_addresses_are_not_learned_again_within_a_bounded_memory() {
+        let t = Instant::now();
+        let mut table = PeerTable::new();
+        let web = addr("127.0.0.7:80");
+        table.silence(web);
+        assert_eq!(
+            table.learned(web, None, None, Source::Discovered, t),
+            Some(false)
+        );
+        assert!(table.get(web).is_none());
+        for i in 0..MAX_SILENCED as u32 {
+            let ip = std::net::Ipv4Addr::from(0x7f01_0000 | i);
+            table.silence(SocketAddr::new(IpAddr::V4(ip), 80));
+        }
+        assert_eq!(table.silenced.len(), MAX_SILENCED);
+        assert_eq!(table.silenced_order.len(), MAX_SILENCED);
+        assert_eq!(
+            table.learned(web, None, None, Source::Discovered, t),
+            Some(true)
+        );
     }
 }

@@ -2003,9 +2003,10 @@ fn a_peer_draws_at_most_its_share_of_replies_per_interval() {
 
 /// A static peer that sends from another address than the one it listens at (a relay,
 /// filed under its listening address through an alias) and says `exit` through that
-/// alias goes back to what it was at start-up, as when it says so directly: checked, and
-/// greeted when it answers. It stayed active, so a restart behind the alias was never
-/// greeted (fails without). Any other peer's row stays (see the tests above).
+/// alias is greeted when it next answers a check: a restart behind the alias was never
+/// greeted. Its row stays active (anyone can make such an alias: see
+/// a_stranger_cannot_keep_a_static_peer_out_of_all). Any other peer's row stays (see the
+/// tests above).
 #[test]
 fn a_static_peer_that_says_exit_through_its_alias_is_greeted_when_it_answers_again() {
     let t0 = Instant::now();
@@ -2027,8 +2028,9 @@ fn a_static_peer_that_says_exit_through_its_alias_is_greeted_when_it_answers_aga
     n.on_sent(stat, None, t0, &mut out);
     out.clear();
     n.on_message(relay.ip(), said(Body::Exit), t0, &mut out);
-    assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Static));
-    assert!(shown(&out)
+    // Anyone can make such an alias: the row stays as it is (in `/all`), not shown as left.
+    assert_eq!(n.peers().get(stat).map(|p| p.status), Some(Status::Active));
+    assert!(!shown(&out)
         .iter()
         .any(|e| matches!(e, Event::PeerLeft { .. })));
     // It answers a check again (restarted): greeted.
@@ -2036,4 +2038,62 @@ fn a_static_peer_that_says_exit_through_its_alias_is_greeted_when_it_answers_aga
     n.on_timeout(at, &mut out);
     n.on_check(stat, true, at, &mut out);
     assert_eq!(sends(&mut n), sent(&[("127.0.0.9:9000", "connect")]));
+}
+
+/// Any host can file itself under a static peer: one `connect` claiming the static peer's
+/// IP and port, from an address where that port refuses our answer. Its `exit` through
+/// that alias then puts the static peer, which never left, out of `/all`, shown as left
+/// under the stranger's name; and once the peer is active again (its next check), the
+/// stranger does it again, for as long as it likes.
+#[test]
+fn a_stranger_cannot_keep_a_static_peer_out_of_all() {
+    let t0 = Instant::now();
+    let (mut n, mut out, stat) = started_greeting_static(t0);
+    n.on_sent(stat, None, t0, &mut out);
+    let ack = Message {
+        claimed_ip: None,
+        ..msg("st", 9000, Body::ConnectAck)
+    };
+    n.on_message(stat.ip(), ack, t0, &mut out);
+    let stranger: IpAddr = "127.0.0.66".parse().expect("ip");
+    let said = |body| Message {
+        claimed_ip: Some(stat.ip()),
+        ..msg("mallory", 9000, body)
+    };
+    let (mut now, mut out_of_all, mut names) = (t0, 0, Vec::new());
+    for _ in 0..5 {
+        // Filed under the static peer: our answer to .66 is refused.
+        n.on_message(stranger, said(Body::Connect), now, &mut out);
+        for (dest, _) in sends(&mut n) {
+            match dest.ip() == stranger {
+                true => n.on_send_failed(dest, "refused".into(), &mut out),
+                false => n.on_sent(dest, None, now, &mut out),
+            }
+        }
+        for (dest, _) in sends(&mut n) {
+            n.on_sent(dest, None, now, &mut out);
+        }
+        out.clear();
+        n.on_message(stranger, said(Body::Exit), now, &mut out);
+        names.extend(shown(&out).into_iter().filter_map(|e| match e {
+            Event::PeerLeft { name, .. } => Some(name.clone()),
+            _ => None,
+        }));
+        out_of_all += usize::from(!n.peers().active().contains(&stat));
+        // Its next check: it answers (it never left), is greeted, and is active again.
+        now = n.poll_timeout().expect("a check");
+        n.on_timeout(now, &mut out);
+        n.on_check(stat, true, now, &mut out);
+        for (dest, _) in sends(&mut n) {
+            n.on_sent(dest, None, now, &mut out);
+        }
+    }
+    assert!(
+        !names.contains(&Some("mallory".into())),
+        "the static peer was shown leaving under the stranger's name: {names:?} (out of /all {out_of_all} times)"
+    );
+    assert_eq!(
+        out_of_all, 0,
+        "out of /all after {out_of_all} forged exits of 5"
+    );
 }
