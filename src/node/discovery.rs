@@ -419,7 +419,7 @@ pub struct Discovery {
     /// Those of `known` asked since they were last heard (announced) that have not
     /// answered: skipped in turn until they announce again, so that a forged hello's
     /// source is asked once per forged hello, not in turn for good.
-    silent: HashSet<SocketAddr>,
+    unanswered: HashSet<SocketAddr>,
     /// Addresses that just answered their bare query, and since when: their padded query
     /// goes at the next [`Discovery::on_timeout`], outside the query rate (each follows
     /// a bare query that was within it) but within a budget of its own, `follow_ups`
@@ -455,7 +455,7 @@ impl Discovery {
             known: VecDeque::new(),
             turn: 0,
             verified: HashSet::new(),
-            silent: HashSet::new(),
+            unanswered: HashSet::new(),
             follow_up: Vec::new(),
             follow_ups: Window::new(now),
             keys: RandomState::new(),
@@ -519,7 +519,7 @@ impl Discovery {
     /// Time passed: the periodic hello, and the queries the rate allows.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
         // A query left unanswered: whoever is there gets a bare one next time (and only
-        // once heard again: see `silent`).
+        // once heard again: see `unanswered`).
         let verified = &mut self.verified;
         self.asked.retain(|to, asked| {
             let waiting = asked.until > now;
@@ -549,7 +549,7 @@ impl Discovery {
                     break;
                 }
                 self.turn += 1;
-                if !self.silent.contains(&next) {
+                if !self.unanswered.contains(&next) {
                     self.enqueue(next);
                     break;
                 }
@@ -571,7 +571,7 @@ impl Discovery {
         let padded = self.verified.contains(&to);
         // Silent until it answers or announces itself again.
         if self.known.contains(&to) {
-            self.silent.insert(to);
+            self.unanswered.insert(to);
         }
         self.asked.insert(
             to,
@@ -593,13 +593,13 @@ impl Discovery {
     /// allowed), and it joins the ones asked again in turn.
     pub fn heard_from(&mut self, from: SocketAddr) {
         if self.known.contains(&from) {
-            self.silent.remove(&from);
+            self.unanswered.remove(&from);
             return;
         }
         if self.known.len() >= MAX_KNOWN {
             if let Some(old) = self.known.pop_front() {
                 self.verified.remove(&old);
-                self.silent.remove(&old);
+                self.unanswered.remove(&old);
                 self.follow_up.retain(|(a, _)| *a != old);
             }
         }
@@ -612,7 +612,7 @@ impl Discovery {
         self.known.retain(|a| *a != from);
         self.to_query.retain(|a| *a != from);
         self.verified.remove(&from);
-        self.silent.remove(&from);
+        self.unanswered.remove(&from);
         self.follow_up.retain(|(a, _)| *a != from);
     }
 
@@ -674,7 +674,7 @@ impl Discovery {
                 if !ip.is_loopback() {
                     list.retain(|p| !p.addr.ip().to_canonical().is_loopback());
                 }
-                self.silent.remove(&from);
+                self.unanswered.remove(&from);
                 // It answered a bare query: a peerchat listens there, now asked in full.
                 if !asked.padded && self.known.contains(&from) && self.verified.insert(from) {
                     self.follow_up.push((from, now));
