@@ -2,11 +2,12 @@
 //! is a set of nodes; a datagram reaches every member after the network's latency), with
 //! the real `node::discovery` on every node. A LAN finds itself; two LANs joined only by
 //! one node's static peer converge through peer exchange; forged announcements draw only
-//! bare queries towards their spoofed sources. Each prints the time to full tables and the
-//! datagrams sent per node (`--nocapture`). `SIM_DISCOVERY_NODES` sets the size of the
-//! one-LAN run (default 200; a full mesh costs N² connections: 1,000 nodes take about 2
-//! minutes in a debug build, and are complete after 1214 s virtual, two intervals, because
-//! a node admits at most 256 new peers a minute).
+//! bare queries towards their spoofed sources; with liveness checks on, no peerchat is
+//! dropped as silent. Each prints the time to full tables and the datagrams sent per node
+//! (`--nocapture`). `SIM_DISCOVERY_NODES` sets the size of the one-LAN run (default 200; a
+//! full mesh costs N² connections: 1,000 nodes take about 2 minutes in a debug build, and
+//! are complete after 1214 s virtual, two intervals, because a node admits at most 256 new
+//! peers a minute).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -155,6 +156,36 @@ fn forged_hellos_draw_only_bare_queries_towards_their_spoofed_sources() {
         count <= 20 * n as u64,
         "at most one query a source a peerchat: {count}"
     );
+    let violations = sim.trace.violations();
+    assert!(violations.is_empty(), "{violations}");
+}
+
+/// With liveness checks on (every 30 s), a LAN of 50 that found itself keeps every
+/// peerchat: each answered its greetings, so none is dropped as silent (the trace counts
+/// such a drop of a running node as a violation), and every table stays complete.
+#[test]
+fn checked_peerchats_are_never_dropped_as_silent() {
+    let n = 50;
+    let mut cfg = Config {
+        record: false,
+        greetings_only: false,
+        ..Config::default()
+    };
+    cfg.limits.probe_interval = secs(30);
+    let mut sim = Sim::new(cfg, 17);
+    for i in 0..n {
+        sim.add(Spec::new(&format!("n{i}")).discovers(group(1)));
+        sim.at(Duration::from_millis(20 * i as u64), i, Action::Start);
+    }
+    let all: Vec<usize> = (0..n).collect();
+    until_complete(&mut sim, &all, n - 1, secs(60));
+    sim.run_until(secs(1800));
+    let short: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| sim.node(i).peers().len() < n - 1)
+        .collect();
+    assert!(short.is_empty(), "tables no longer complete: {short:?}");
     let violations = sim.trace.violations();
     assert!(violations.is_empty(), "{violations}");
 }
