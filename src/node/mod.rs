@@ -553,7 +553,7 @@ impl Node {
     /// server's), which would otherwise be checked, and kept, for as long as it accepts.
     /// The address is not learned from the side channel again (see `PeerTable::silence`).
     fn check_or_drop(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) {
-        use crate::node::peers::{Source, Status};
+        use crate::node::peers::Status;
         // Active: our greeting reached it (one refused takes the usual way out).
         let silent = self.peers.get(addr).is_some_and(|p| {
             p.source == Source::Discovered && p.status == Status::Active && p.dialect.is_none()
@@ -913,12 +913,12 @@ impl Node {
                     ))));
                     return;
                 };
-                let user_set = self
-                    .peers
-                    .get(addr)
-                    .is_some_and(|p| p.source == crate::node::peers::Source::Static);
                 if let (true, Some(raw)) = (via_alias, raw) {
                     self.peers.drop_alias(raw);
+                    let user_set = self
+                        .peers
+                        .get(addr)
+                        .is_some_and(|p| p.source == Source::Static);
                     // Not proof that the peer where the alias points left: that one stays
                     // until it says so itself or stops answering. Any host can make itself
                     // such an alias (one `connect` claiming the peer's IP, from where that
