@@ -2042,9 +2042,9 @@ fn a_static_peer_that_says_exit_through_its_alias_is_greeted_when_it_answers_aga
 
 /// Any host can file itself under a static peer: one `connect` claiming the static peer's
 /// IP and port, from an address where that port refuses our answer. Its `exit` through
-/// that alias then puts the static peer, which never left, out of `/all`, shown as left
-/// under the stranger's name; and once the peer is active again (its next check), the
-/// stranger does it again, for as long as it likes.
+/// that alias put the static peer, which never left, out of `/all`, shown as left under
+/// the stranger's name, and again each time the peer was active again (5 of 5 here): now
+/// it costs the static peer a greeting, nothing more.
 #[test]
 fn a_stranger_cannot_keep_a_static_peer_out_of_all() {
     let t0 = Instant::now();
