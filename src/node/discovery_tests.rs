@@ -90,6 +90,18 @@ fn asked_in_full(n: &mut Node, src: SocketAddr, t: Instant) -> Vec<u8> {
     padded
 }
 
+/// `connect_ack` from `name` listening at `port`, in the standard dialect, as a peerchat
+/// answers our greeting.
+fn connect_ack(name: &str, port: u16) -> Message {
+    Message {
+        claimed_ip: None,
+        name: Some(name.into()),
+        port: Some(port),
+        body: Body::ConnectAck,
+        dialect: Dialect::Standard,
+    }
+}
+
 fn hello(name: &str, port: u16) -> Vec<u8> {
     Datagram::Hello {
         name: name.into(),
@@ -633,13 +645,7 @@ fn an_announced_port_that_never_answers_its_greeting_is_dropped_not_checked() {
     n.on_sent(web, None, t, &mut out);
     n.on_sent(bob, None, t, &mut out);
     // Bob, a peerchat, answers our connect.
-    let ack = Message {
-        claimed_ip: None,
-        name: Some("bob".into()),
-        port: Some(6000),
-        body: Body::ConnectAck,
-        dialect: Dialect::Standard,
-    };
+    let ack = connect_ack("bob", 6000);
     n.on_message(bob.ip(), ack, t, &mut out);
     out.clear();
     let mut checked = Vec::new();
@@ -735,14 +741,7 @@ fn a_port_that_never_said_a_word_is_not_passed_on_by_peer_exchange() {
     assert!(b.peers().get(web).is_none());
     // B hears A (a peerchat that answers its greeting) and asks it in full.
     let query = asked_in_full(&mut b, a_side, tb);
-    let ack = Message {
-        claimed_ip: None,
-        name: Some("bob".into()),
-        port: Some(a_tcp.port()),
-        body: Body::ConnectAck,
-        dialect: Dialect::Standard,
-    };
-    b.on_message(a_tcp.ip(), ack, tb, &mut out);
+    b.on_message(a_tcp.ip(), connect_ack("bob", a_tcp.port()), tb, &mut out);
     // A, whose check of W has not come yet, answers.
     out.clear();
     a.on_datagram(b_side, &query, tb, &mut out);
@@ -803,13 +802,7 @@ fn a_port_that_never_said_a_word_is_not_remembered() {
     let _ = sends(&mut n);
     n.on_sent(bob, None, t, &mut out);
     out.clear();
-    let ack = Message {
-        claimed_ip: None,
-        name: Some("bob".into()),
-        port: Some(6000),
-        body: Body::ConnectAck,
-        dialect: Dialect::Standard,
-    };
+    let ack = connect_ack("bob", 6000);
     n.on_message(bob.ip(), ack, t, &mut out);
     let bob_record = |r: &Record| match r {
         Record::Peer { addr, dialect, .. } => *addr == bob && *dialect == Some(Dialect::Standard),
@@ -835,13 +828,7 @@ fn a_peerchat_announcing_from_two_addresses_is_told_as_silent_once() {
     n.start(addr("127.0.0.2:5000"), t, &mut out);
     let (wired, wireless) = (addr("127.0.0.8:5077"), addr("127.0.0.9:5077"));
     let wireless_tcp = SocketAddr::new(wireless.ip(), 6000);
-    let ack = || Message {
-        claimed_ip: None,
-        name: Some("bob".into()),
-        port: Some(6000),
-        body: Body::ConnectAck,
-        dialect: Dialect::Standard,
-    };
+    let ack = || connect_ack("bob", 6000);
     // Bob announces from both every interval; each greeting reaches him, and he answers
     // each from his wired address.
     let announce = |n: &mut Node, now: Instant| {
