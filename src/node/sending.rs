@@ -168,7 +168,15 @@ impl Node {
             self.say_exit(dest, now, out);
         }
         // A peer that left meanwhile (it said `exit` before our answer arrived) stays gone.
-        if self.peers.get(dest).is_some() {
+        // A port a hello named that never said a word is not vouched for by our messages
+        // reaching it (anything that accepts connections takes them): its first check
+        // still comes due, and drops it as silent (see `check_or_drop`), however often
+        // the user writes to it.
+        let vouched = self
+            .peers
+            .get(dest)
+            .map(|p| p.source != crate::node::peers::Source::Discovered || p.dialect.is_some());
+        if vouched == Some(true) {
             self.liveness.heard(dest, now);
         }
         self.show_sent(dest, text, reply, now, out);
