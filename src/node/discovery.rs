@@ -416,6 +416,13 @@ pub struct Discovery {
     /// Those of `known` that answered a query with its nonce, and have not since let one
     /// go unanswered: they are sent padded queries, anyone else a bare one first.
     verified: HashSet<SocketAddr>,
+    /// Those of `known` that ever answered a query with its nonce: peerchats, whatever
+    /// queries they left unanswered since (a peerchat answers 2 a minute per source).
+    proven: HashSet<SocketAddr>,
+    /// The TCP port each of `known` announced (its latest hello): a proven address
+    /// vouches for the peerchat at its IP and that port (see
+    /// [`Discovery::vouches_for`]).
+    ports: HashMap<SocketAddr, u16>,
     /// Those of `known` asked since they were last heard (announced) that have not
     /// answered: skipped in turn until they announce again, so that a forged hello's
     /// source is asked once per forged hello, not in turn for good.
@@ -455,6 +462,8 @@ impl Discovery {
             known: VecDeque::new(),
             turn: 0,
             verified: HashSet::new(),
+            proven: HashSet::new(),
+            ports: HashMap::new(),
             unanswered: HashSet::new(),
             follow_up: Vec::new(),
             follow_ups: Window::new(now),
@@ -555,6 +564,10 @@ impl Discovery {
                 }
             }
         }
+        // One just asked by a follow-up waits for that answer (a second query would
+        // replace the nonce the first answer carries).
+        let asked = &self.asked;
+        self.to_query.retain(|to| !asked.contains_key(to));
         while !self.to_query.is_empty() && self.queries.take(QUERIES_PER_WINDOW, now) {
             if let Some(to) = self.to_query.pop_front() {
                 self.ask(to, now, out);
@@ -588,23 +601,40 @@ impl Discovery {
         self.emit(to, query, out);
     }
 
-    /// A peerchat said hello from the side-channel address `from`: the first time, it is
-    /// asked which peers it knows (sent from [`Discovery::on_timeout`], at the rate
-    /// allowed), and it joins the ones asked again in turn.
-    pub fn heard_from(&mut self, from: SocketAddr) {
+    /// A peerchat said hello from the side-channel address `from`, naming TCP `port`, and
+    /// our greeting reached that port: the first time, it is asked which peers it knows
+    /// (sent from [`Discovery::on_timeout`], at the rate allowed), and it joins the ones
+    /// asked again in turn.
+    pub fn heard_from(&mut self, from: SocketAddr, port: u16) {
         if self.known.contains(&from) {
             self.unanswered.remove(&from);
+            self.ports.insert(from, port);
             return;
         }
         if self.known.len() >= MAX_KNOWN {
             if let Some(old) = self.known.pop_front() {
                 self.verified.remove(&old);
+                self.proven.remove(&old);
+                self.ports.remove(&old);
                 self.unanswered.remove(&old);
                 self.follow_up.retain(|(a, _)| *a != old);
             }
         }
         self.known.push_back(from);
+        self.ports.insert(from, port);
         self.enqueue(from);
+    }
+
+    /// Whether the TCP listener at `tcp` is a peerchat's by the side channel's word: a
+    /// side-channel address at its IP that announced its port answered a query of ours
+    /// with the nonce (only a peerchat does; a forged hello's source never answers). A
+    /// peerchat that cannot keep us (its table full) does not answer our `connect`, but
+    /// does answer queries.
+    pub fn vouches_for(&self, tcp: SocketAddr) -> bool {
+        let ip = tcp.ip().to_canonical();
+        self.proven
+            .iter()
+            .any(|side| side.ip().to_canonical() == ip && self.ports.get(side) == Some(&tcp.port()))
     }
 
     /// A peerchat said bye from `from`: no longer asked.
@@ -612,6 +642,8 @@ impl Discovery {
         self.known.retain(|a| *a != from);
         self.to_query.retain(|a| *a != from);
         self.verified.remove(&from);
+        self.proven.remove(&from);
+        self.ports.remove(&from);
         self.unanswered.remove(&from);
         self.follow_up.retain(|(a, _)| *a != from);
     }
@@ -675,6 +707,9 @@ impl Discovery {
                     list.retain(|p| !p.addr.ip().to_canonical().is_loopback());
                 }
                 self.unanswered.remove(&from);
+                if self.known.contains(&from) {
+                    self.proven.insert(from);
+                }
                 // It answered a bare query: a peerchat listens there, now asked in full.
                 if !asked.padded && self.known.contains(&from) && self.verified.insert(from) {
                     self.follow_up.push((from, now));
@@ -1093,8 +1128,8 @@ mod tests {
         // Unasked: dropped.
         let unasked = encode_peers(&[listed(1)], MAX_DATAGRAM, None);
         assert_eq!(d.on_datagram(bob, &unasked, t), None);
-        d.heard_from(bob);
-        d.heard_from(bob);
+        d.heard_from(bob, 6000);
+        d.heard_from(bob, 6000);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         assert_eq!(queries(&out), vec![(bob, false)], "queued once, bare");
@@ -1125,7 +1160,7 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         let bob = addr("198.18.200.7:40000");
-        d.heard_from(bob);
+        d.heard_from(bob, 6000);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         assert_eq!(queries(&out), vec![(bob, false)]);
@@ -1136,7 +1171,7 @@ mod tests {
         assert_eq!(answer.len(), out[0].1.len(), "a bare answer");
         assert_eq!(d.on_datagram(bob, &answer, t), Some(Heard::Peers(vec![])));
         for i in 0..20u8 {
-            d.heard_from(addr(&format!("198.18.200.{}:9", 20 + i)));
+            d.heard_from(addr(&format!("198.18.200.{}:9", 20 + i)), 6000);
         }
         assert_eq!(d.poll_timeout(), Some(t));
         out.clear();
@@ -1162,7 +1197,7 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         let bob = addr("198.18.200.7:5077");
-        d.heard_from(bob);
+        d.heard_from(bob, 6000);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         let lines = "\n127.0.0.1:6379 1 - -\n[::1]:22 1 - -\n[::ffff:127.0.0.2]:80 1 - -\n198.18.200.8:6000 1 - -";
@@ -1174,7 +1209,7 @@ mod tests {
         assert_eq!(got, vec![addr("198.18.200.8:6000")]);
         // From a peerchat on this host, its loopback is ours too: taken.
         let local = addr("127.0.0.7:5077");
-        d.heard_from(local);
+        d.heard_from(local, 6000);
         out.clear();
         d.on_timeout(t, &mut out);
         let query = &out.iter().find(|(to, _)| *to == local).expect("asked").1;
@@ -1189,10 +1224,13 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         for i in 0..1000u32 {
-            d.heard_from(SocketAddr::new(
-                IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1))),
-                5077,
-            ));
+            d.heard_from(
+                SocketAddr::new(
+                    IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 | (i + 1))),
+                    5077,
+                ),
+                6000,
+            );
         }
         assert_eq!(d.to_query.len(), MAX_PENDING);
         assert!(MAX_PENDING > QUERIES_PER_WINDOW as usize);
@@ -1216,8 +1254,8 @@ mod tests {
         let mut out = Vec::new();
         d.start(t, &mut out);
         let (bob, carol) = (addr("127.0.0.7:5077"), addr("127.0.0.8:5077"));
-        d.heard_from(bob);
-        d.heard_from(carol);
+        d.heard_from(bob, 6000);
+        d.heard_from(carol, 6000);
         d.on_timeout(t, &mut out);
         out.clear();
         // The next `n` timeouts, `announcing` heard after each (they never answer here):
@@ -1230,7 +1268,7 @@ mod tests {
                 let to = out.drain(..).map(|(to, _)| to);
                 asked.extend(to.filter(|to| *to != addr(GROUP)));
                 for a in announcing {
-                    d.heard_from(*a);
+                    d.heard_from(*a, 6000);
                 }
             }
             (asked, now)
@@ -1270,20 +1308,20 @@ mod tests {
         let ip = |i: u32| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 | i)), 9);
         let mut out = Vec::new();
         // The window opens at t with one query.
-        d.heard_from(ip(1));
+        d.heard_from(ip(1), 6000);
         d.on_timeout(t, &mut out);
         out.clear();
         // 55 s: five more (bare), the window is full; answered 6 s later (within 10 s).
         let t55 = t + Duration::from_secs(55);
         for i in 2..7 {
-            d.heard_from(ip(i));
+            d.heard_from(ip(i), 6000);
         }
         d.on_timeout(t55, &mut out);
         let late = std::mem::take(&mut out);
         assert_eq!(queries(&late).len(), 5);
         // 56 s: six more heard, waiting for the next window.
         for i in 10..16 {
-            d.heard_from(ip(i));
+            d.heard_from(ip(i), 6000);
         }
         let t60 = t + RATE_WINDOW;
         let mut window = Vec::new();
@@ -1313,16 +1351,16 @@ mod tests {
         let t = Instant::now();
         let mut d = disc(t);
         let bob = addr("198.18.200.7:40000");
-        d.heard_from(bob);
+        d.heard_from(bob, 6000);
         let mut out = Vec::new();
         d.on_timeout(t, &mut out);
         assert!(d.on_datagram(bob, &answer_to(&out[0].1, &[]), t).is_some());
         assert_eq!(d.follow_up.len(), 1);
         for i in 0..MAX_KNOWN as u32 {
-            d.heard_from(SocketAddr::new(
-                IpAddr::V4(std::net::Ipv4Addr::from(0xc613_0000 | i)),
-                9,
-            ));
+            d.heard_from(
+                SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0xc613_0000 | i)), 9),
+                6000,
+            );
         }
         assert!(!d.known.contains(&bob), "evicted");
         assert!(

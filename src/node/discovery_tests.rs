@@ -926,13 +926,12 @@ fn a_refused_greeting_is_checked_not_dropped_as_silent() {
     assert!(checked.contains(&closed), "{checked:?}");
 }
 
-/// REVIEW reproduction (ignored: the fix is a design choice): a peerchat whose table holds
-/// its bound of peers from our IP (`--max-peers-per-ip`) shows our `connect` but does not
-/// answer it; to us it is a port that took our greeting and never said a word: dropped as
-/// silent, and not learned from the side channel again.
+/// A peerchat whose table holds its bound of peers from our IP (`--max-peers-per-ip`)
+/// shows our `connect` but does not answer it: over TCP, a port that took our greeting
+/// and never said a word. It does answer our query on the side channel, with the nonce,
+/// which only a peerchat does: not dropped as silent (it was, found by a review).
 #[test]
-#[ignore = "review reproduction: a peerchat at its per-IP bound is dropped as silent"]
-fn review_a_peerchat_with_a_full_table_is_dropped_as_silent() {
+fn a_peerchat_with_a_full_table_is_not_dropped_as_silent() {
     let t = Instant::now();
     let mut out = Vec::new();
     // N already keeps one peer from 127.0.0.2 (its bound here is 1).
@@ -983,6 +982,17 @@ fn review_a_peerchat_with_a_full_table_is_dropped_as_silent() {
     });
     assert!(!answered);
     assert!(sends(&mut full).is_empty(), "N answered");
+    // Our bare query reaches N's side channel; N answers it (the padded one follows).
+    let n_side = addr("127.0.0.8:5077");
+    for _ in 0..2 {
+        out.clear();
+        me.on_timeout(t, &mut out);
+        let query = query_to(&out, n_side).expect("N asked");
+        out.clear();
+        full.on_datagram(addr("127.0.0.2:40000"), &query, t, &mut out);
+        let answer = datagrams(&out).pop().expect("N answered the query").1;
+        me.on_datagram(n_side, &answer, t, &mut out);
+    }
     let (_, silent) = run_answering(&mut me, t, t + Duration::from_secs(60), |_, _| {});
     assert!(
         silent.is_empty(),

@@ -555,10 +555,11 @@ impl Node {
     fn check_or_drop(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) {
         use crate::node::peers::Status;
         // Active: our greeting reached it (one refused takes the usual way out).
-        let silent = self.peers.get(addr).is_some_and(|p| {
-            p.source == Source::Discovered && p.status == Status::Active && p.dialect.is_none()
-        });
-        if !silent {
+        let active = self
+            .peers
+            .get(addr)
+            .is_some_and(|p| p.status == Status::Active);
+        if !(active && self.unproven(addr)) {
             out.push(Effect::Check(addr));
             return;
         }
@@ -570,6 +571,16 @@ impl Node {
                 reason: LeaveReason::Silent,
             }));
         }
+    }
+
+    /// Whether `addr` was announced as a peerchat and nothing proved it one yet: no word
+    /// from it over TCP (no dialect heard), and no answer with our nonce on the side
+    /// channel from its IP for its port (see [`Discovery::vouches_for`]).
+    pub(crate) fn unproven(&self, addr: SocketAddr) -> bool {
+        self.peers
+            .get(addr)
+            .is_some_and(|p| p.source == Source::Discovered && p.dialect.is_none())
+            && !self.discovery.as_ref().is_some_and(|d| d.vouches_for(addr))
     }
 
     /// A signal (Ctrl-C): quit, or, when already quitting, stop waiting.
@@ -1092,7 +1103,7 @@ impl Node {
                         .is_some_and(|p| p.status == crate::node::peers::Status::Active);
                 if reached {
                     if let Some(d) = &mut self.discovery {
-                        d.heard_from(from);
+                        d.heard_from(from, addr.port());
                     }
                 }
                 if !us {
@@ -1170,7 +1181,11 @@ impl Node {
         out: &mut Vec<Effect>,
     ) -> bool {
         let addr = crate::node::peers::canonical(addr);
-        if self.is_us(addr.ip(), Some(addr.port())) || self.peers.get(addr).is_some() {
+        // A silenced address is refused before it spends a new peer of the minute's.
+        if self.is_us(addr.ip(), Some(addr.port()))
+            || self.peers.get(addr).is_some()
+            || self.peers.is_silenced(addr)
+        {
             return false;
         }
         if !self

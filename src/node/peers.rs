@@ -551,6 +551,11 @@ impl PeerTable {
         }
     }
 
+    /// Whether `addr` was dropped as silent (and is not learned again).
+    pub fn is_silenced(&self, addr: SocketAddr) -> bool {
+        self.silenced.contains(&canonical(addr))
+    }
+
     /// `addr` announced itself on the side channel: when it was last heard is now (its
     /// status stays: only a message or a check says it answers).
     pub fn seen(&mut self, addr: SocketAddr, now: Instant) {

@@ -148,7 +148,7 @@ impl Node {
             // A peerchat that said hello listens where it claimed: now it may be asked.
             if let Some(side) = self.awaiting_greeting.remove(&dest) {
                 if let Some(d) = &mut self.discovery {
-                    d.heard_from(side);
+                    d.heard_from(side, dest.port());
                 }
             }
         }
@@ -168,15 +168,11 @@ impl Node {
             self.say_exit(dest, now, out);
         }
         // A peer that left meanwhile (it said `exit` before our answer arrived) stays gone.
-        // A port a hello named that never said a word is not vouched for by our messages
-        // reaching it (anything that accepts connections takes them): its first check
-        // still comes due, and drops it as silent (see `check_or_drop`), however often
-        // the user writes to it.
-        let vouched = self
-            .peers
-            .get(dest)
-            .map(|p| p.source != crate::node::peers::Source::Discovered || p.dialect.is_some());
-        if vouched == Some(true) {
+        // A port a hello named that nothing proved a peerchat's is not vouched for by our
+        // messages reaching it (anything that accepts connections takes them): its first
+        // check still comes due, and drops it as silent (see `check_or_drop`), however
+        // often the user writes to it.
+        if self.peers.get(dest).is_some() && !self.unproven(dest) {
             self.liveness.heard(dest, now);
         }
         self.show_sent(dest, text, reply, now, out);
