@@ -1187,9 +1187,18 @@ mod tests {
         out.clear();
         d.on_timeout(t + RATE_WINDOW, &mut out);
         assert!(queries(&out).contains(&(bob, false)));
-        // An address that goes away (bye) is forgotten, verified or not.
+        // It answers again: verified again. An address that goes away (bye) is forgotten,
+        // verified or not.
+        let bare = &out.iter().find(|(to, _)| *to == bob).expect("asked").1;
+        let again = t + RATE_WINDOW;
+        assert!(d.on_datagram(bob, &answer_to(bare, &[]), again).is_some());
+        assert!(d.verified.contains(&bob) && d.vouches_for(addr("198.18.200.7:6000")));
         d.gone(bob);
         assert!(!d.verified.contains(&bob) && !d.known.contains(&bob));
+        assert!(
+            !d.vouches_for(addr("198.18.200.7:6000")),
+            "a peerchat gone vouches for none"
+        );
     }
 
     #[test]
