@@ -949,7 +949,7 @@ fn a_peerchat_with_a_full_table_is_not_dropped_as_silent() {
     );
     full.start(addr("127.0.0.8:6000"), t, &mut out);
     full.on_message(
-        "127.0.0.2".parse().unwrap(),
+        "127.0.0.2".parse().expect("ip"),
         connect_ack("other", 5999),
         t,
         &mut out,
@@ -963,7 +963,7 @@ fn a_peerchat_with_a_full_table_is_not_dropped_as_silent() {
     me.on_sent(n_addr, None, t, &mut out);
     out.clear();
     full.on_message(
-        "127.0.0.2".parse().unwrap(),
+        "127.0.0.2".parse().expect("ip"),
         Message {
             body: Body::Connect,
             ..connect_ack("me", 5000)
