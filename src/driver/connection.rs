@@ -5,9 +5,10 @@
 //! address), shuts down its side and drains whatever the receiver says back, or, as a
 //! liveness check, only connects. Both stop at `WouldBlock`, as edge-triggered readiness
 //! requires, or, inbound, once the kernel says a read left nothing (or only the FIN the
-//! poll reported) in the socket (`net::recv`): the next event says when more comes. An outbound connection owns its lifecycle: it carries its own deadline,
-//! advances itself on readiness, expires itself when the deadline passes, and reports
-//! each [`Step`] for the driver to act on.
+//! poll reported) in the socket (`net::recv`): the next event says when more comes. An
+//! outbound connection owns its lifecycle: it carries its own deadline, advances itself
+//! on readiness, expires itself when the deadline passes, and reports each [`Step`] for
+//! the driver to act on.
 
 use crate::time::Instant;
 use std::io::{self, Read, Write};

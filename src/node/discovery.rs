@@ -785,6 +785,16 @@ mod tests {
         encode_peers(list, MAX_DATAGRAM, Some(nonce_of(query)))
     }
 
+    /// Discovery at `t` that heard a peerchat from `side` (TCP port 6000) and sent what
+    /// its first timeout sends (the query to `side`).
+    fn heard_and_asked(side: SocketAddr, t: Instant) -> (Discovery, Vec<(SocketAddr, Vec<u8>)>) {
+        let mut d = disc(t);
+        d.heard_from(side, 6000);
+        let mut out = Vec::new();
+        d.on_timeout(t, &mut out);
+        (d, out)
+    }
+
     /// The queries in `out` (announcements left out), each to whom, bare or padded.
     fn queries(out: &[(SocketAddr, Vec<u8>)]) -> Vec<(SocketAddr, bool)> {
         out.iter()
@@ -1157,12 +1167,8 @@ mod tests {
 
     #[test]
     fn a_bare_query_first_and_the_padded_one_once_it_is_answered() {
-        let t = Instant::now();
-        let mut d = disc(t);
-        let bob = addr("198.18.200.7:40000");
-        d.heard_from(bob, 6000);
-        let mut out = Vec::new();
-        d.on_timeout(t, &mut out);
+        let (t, bob) = (Instant::now(), addr("198.18.200.7:40000"));
+        let (mut d, mut out) = heard_and_asked(bob, t);
         assert_eq!(queries(&out), vec![(bob, false)]);
         assert_eq!(out[0].1.len(), "peerchat1 query 01234567".len());
         // Bob answers with the nonce: a peerchat; its padded query is due at once, and
@@ -1203,12 +1209,8 @@ mod tests {
 
     #[test]
     fn an_answer_from_another_host_cannot_list_our_loopback() {
-        let t = Instant::now();
-        let mut d = disc(t);
-        let bob = addr("198.18.200.7:5077");
-        d.heard_from(bob, 6000);
-        let mut out = Vec::new();
-        d.on_timeout(t, &mut out);
+        let (t, bob) = (Instant::now(), addr("198.18.200.7:5077"));
+        let (mut d, mut out) = heard_and_asked(bob, t);
         let lines = "\n127.0.0.1:6379 1 - -\n[::1]:22 1 - -\n[::ffff:127.0.0.2]:80 1 - -\n198.18.200.8:6000 1 - -";
         let answer = |q: &[u8]| format!("peerchat1 peers {:08x}{lines}", nonce_of(q));
         let Some(Heard::Peers(got)) = d.on_datagram(bob, answer(&out[0].1).as_bytes(), t) else {
@@ -1357,12 +1359,8 @@ mod tests {
     /// verified, and outside the query count).
     #[test]
     fn an_evicted_address_leaves_no_follow_up_behind() {
-        let t = Instant::now();
-        let mut d = disc(t);
-        let bob = addr("198.18.200.7:40000");
-        d.heard_from(bob, 6000);
-        let mut out = Vec::new();
-        d.on_timeout(t, &mut out);
+        let (t, bob) = (Instant::now(), addr("198.18.200.7:40000"));
+        let (mut d, out) = heard_and_asked(bob, t);
         assert!(d.on_datagram(bob, &answer_to(&out[0].1, &[]), t).is_some());
         assert_eq!(d.follow_up.len(), 1);
         for i in 0..MAX_KNOWN as u32 {

@@ -555,11 +555,11 @@ impl Node {
     fn check_or_drop(&mut self, addr: SocketAddr, out: &mut Vec<Effect>) {
         use crate::node::peers::Status;
         // Active: our greeting reached it (one refused takes the usual way out).
-        let active = self
+        let silent = self
             .peers
             .get(addr)
-            .is_some_and(|p| p.status == Status::Active);
-        if !(active && self.unproven(addr)) {
+            .is_some_and(|p| p.status == Status::Active && self.unproven(addr, p));
+        if !silent {
             out.push(Effect::Check(addr));
             return;
         }
@@ -573,13 +573,12 @@ impl Node {
         }
     }
 
-    /// Whether `addr` was announced as a peerchat and nothing proved it one yet: no word
-    /// from it over TCP (no dialect heard), and no answer with our nonce on the side
-    /// channel from its IP for its port (see [`Discovery::vouches_for`]).
-    pub(crate) fn unproven(&self, addr: SocketAddr) -> bool {
-        self.peers
-            .get(addr)
-            .is_some_and(|p| p.source == Source::Discovered && p.dialect.is_none())
+    /// Whether `peer`, at `addr`, was announced as a peerchat and nothing proved it one
+    /// yet: no word from it over TCP (no dialect heard), and no answer with our nonce on
+    /// the side channel from its IP for its port (see [`Discovery::vouches_for`]).
+    fn unproven(&self, addr: SocketAddr, peer: &crate::node::peers::Peer) -> bool {
+        peer.source == Source::Discovered
+            && peer.dialect.is_none()
             && !self.discovery.as_ref().is_some_and(|d| d.vouches_for(addr))
     }
 

@@ -172,7 +172,11 @@ impl Node {
         // messages reaching it (anything that accepts connections takes them): its first
         // check still comes due, and drops it as silent (see `check_or_drop`), however
         // often the user writes to it.
-        if self.peers.get(dest).is_some() && !self.unproven(dest) {
+        if self
+            .peers
+            .get(dest)
+            .is_some_and(|p| !self.unproven(dest, p))
+        {
             self.liveness.heard(dest, now);
         }
         self.show_sent(dest, text, reply, now, out);
